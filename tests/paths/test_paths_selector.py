@@ -205,6 +205,18 @@ def test_nothing_available_keeps_last_choice_or_primary(cls):
     assert sel.select(TrafficContext.Web, now=2.0) is PathId.Primary
 
 
+def test_metrics_lookup():
+    sel = MlPathSelector()
+    assert sel.metrics(PathId.Secondary) is None
+    m = PathMetrics(PathId.Secondary, rtt_us=12_000)
+    sel.update_metrics(m, now=0.0)
+    assert sel.metrics(PathId.Secondary) is m
+    assert sel.latest_metrics(PathId.Secondary) is m
+    assert sel.known_paths == (PathId.Secondary,)
+    with pytest.raises(ValueError, match="path"):
+        sel.metrics(9)  # type: ignore[arg-type]
+
+
 def test_new_path_is_tried_when_it_appears():
     sel = MlPathSelector()
     add_paths(sel, 2)

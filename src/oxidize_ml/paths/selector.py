@@ -245,8 +245,11 @@ class BasePathSelector(ABC):
         """paths for which metrics have arrived"""
         return tuple(_PATHS[i] for i, m in enumerate(self._metrics) if m is not None)
 
-    def latest_metrics(self, path: PathId) -> PathMetrics | None:
+    def metrics(self, path: PathId) -> PathMetrics | None:
+        """The latest metrics of ``path``, or ``None`` if none arrived."""
         return self._metrics[_path_index(path)]
+
+    latest_metrics = metrics
 
     def stats(self) -> dict[str, Any]:
         """Counts and mean rewards as JSON-serialisable data.
