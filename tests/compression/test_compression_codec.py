@@ -136,6 +136,10 @@ def test_dictionary_errors() -> None:
         PacketCodec.with_dictionary([b"abc", b"def"])
     with pytest.raises(ValueError, match="id 0"):
         PacketCodec(dictionary=b"just some raw content, not a trained dictionary" * 4)
+    trained = PacketCodec.with_dictionary(_json_samples(200, seed=5)).dictionary_bytes
+    assert trained is not None
+    with pytest.raises(ValueError, match="not a valid zstd dictionary"):
+        PacketCodec(dictionary=trained[:64])  # truncated: header intact, tables cut
     with pytest.raises(ValueError, match="dict_size_bytes"):
         PacketCodec.with_dictionary(_json_samples(10, seed=4), dict_size_bytes=10)
 

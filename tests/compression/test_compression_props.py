@@ -17,6 +17,7 @@ from oxidize_ml.types import MlCompressionDecision
 MAX_BYTES = 70 * 1024
 PLAIN = PacketCodec()
 CHECKED = PacketCodec(CodecConfig(checksum=True))
+DICT = PacketCodec.with_dictionary([json_records(300 + i, seed=i) for i in range(200)])
 ORACLE = HeuristicCompressionOracle()
 PROPS = settings(
     max_examples=200,
@@ -47,7 +48,7 @@ payloads = st.one_of(
     st.builds(
         _sized,
         st.sampled_from(["random", "text", "json", "pattern", "alphabet"]),
-        st.integers(0, MAX_BYTES),
+        st.one_of(st.integers(0, 4096), st.integers(4096, MAX_BYTES), st.just(MAX_BYTES)),
         st.integers(0, 2**32 - 1),
     ),
 )
@@ -67,6 +68,9 @@ def test_round_trip_never_expands_beyond_header(data: bytes, decision, wrap) -> 
     assert isinstance(frame, bytes)
     assert PLAIN.decode(frame) == data
     assert len(frame) <= len(data) + 1
+    with_dict = DICT.encode(data, decision)
+    assert DICT.decode(with_dict) == data
+    assert len(with_dict) <= len(data) + 1
     checked = CHECKED.encode(data, decision)
     assert CHECKED.decode(checked) == data
     assert len(checked) <= len(data) + 5

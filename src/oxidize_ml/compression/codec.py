@@ -18,8 +18,8 @@ RAW            0  the packet unchanged (``Skip``, and any packet that did not
                   shrink)
 LZ4            1  ``lz4.block.compress(store_size=False)`` (``Light``)
 ZSTD           2  zstd frame without magic number, content size, checksum or
-                  dictionary id: the frame header already carries what the
-                  decoder needs (``Aggressive``)
+                  dictionary id (``Aggressive``): our own header carries the
+                  length and dictionary id, so those bytes would be redundant
 ZSTD_DICT      3  the same with the codec's trained dictionary (``Aggressive``
                   when the codec has one)
 ROHC           4  the packet unchanged (``RohcOnly``), see below
@@ -119,7 +119,12 @@ _EMPTY = b""
 
 @dataclass(frozen=True, slots=True)
 class CodecConfig:
-    """Settings of a `PacketCodec` (both ends must agree on the dictionary only)."""
+    """Settings of a `PacketCodec`.
+
+    Frames are self-describing: a decoder needs none of the encoder's
+    settings, only the same dictionary (for ZSTD_DICT frames) and a
+    ``max_payload_bytes`` at least as large as the encoder's.
+    """
 
     zstd_level: int = 3
     """zstd compression level for Aggressive (1-22; 3 is zstd's default)"""
@@ -260,17 +265,17 @@ class PacketCodec:
         self._dict_dctx: zstandard.ZstdDecompressor | None = None
         if dictionary is not None:
             raw = bytes(as_bytes_like(dictionary))
-            zdict = zstandard.ZstdCompressionDict(raw, dict_type=zstandard.DICT_TYPE_FULLDICT)
             try:
+                zdict = zstandard.ZstdCompressionDict(raw, dict_type=zstandard.DICT_TYPE_FULLDICT)
                 dict_id = zdict.dict_id()
+                if dict_id == 0:
+                    raise ValueError(
+                        "dictionary has id 0 (raw content): use a trained dictionary "
+                        "(PacketCodec.with_dictionary or zstandard.train_dictionary)"
+                    )
+                zdict.precompute_compress(compression_params=params)
             except zstandard.ZstdError as exc:
                 raise ValueError(f"dictionary is not a valid zstd dictionary: {exc}") from None
-            if dict_id == 0:
-                raise ValueError(
-                    "dictionary has id 0 (raw content): use a trained dictionary "
-                    "(PacketCodec.with_dictionary or zstandard.train_dictionary)"
-                )
-            zdict.precompute_compress(compression_params=params)
             self._dictionary = zdict
             self._dict_id = dict_id
             self._dict_id_bytes = dict_id.to_bytes(_DICT_ID_BYTES, "little")

@@ -310,7 +310,7 @@ ENTROPY_TABLE: tuple[tuple[float, ...], ...] = _build_entropy_table()
 
 # c * log2(c) for every possible count in a sample (0 for c = 0), for the
 # plug-in entropy.
-_C_LOG2_C = np.array([0.0] + [c * math.log2(c) for c in range(1, SAMPLE_BYTES + 1)])
+_C_LOG2_C = (0.0, *(c * math.log2(c) for c in range(1, SAMPLE_BYTES + 1)))
 _LN2 = math.log(2.0)
 
 
@@ -414,13 +414,15 @@ def _raw_features(
     sample = sample_view(buf)
     k = len(sample)
     if k:
+        # One numpy histogram, then plain Python on at most 128 counts: each
+        # numpy reduction costs a microsecond or more of call overhead.
+        d = 256 - len(ALL_BYTES.translate(None, sample))
         counts = np.sort(np.bincount(np.frombuffer(sample, dtype=np.uint8), minlength=256))
-        nonzero = counts[np.searchsorted(counts, 1) :]
-        d = len(nonzero)
-        plug_in = math.log2(k) - float(_C_LOG2_C[nonzero].sum()) / k
+        nonzero = counts[256 - d :].tolist()  # ascending
+        plug_in = math.log2(k) - sum(map(_C_LOG2_C.__getitem__, nonzero)) / k
         # Miller-Madow: add (d - 1) / (2 k) nats.
         shannon = min(max(plug_in + (d - 1) / (2.0 * k * _LN2), 0.0), 8.0)
-        top4 = int(counts[-4:].sum()) / k
+        top4 = sum(nonzero[-4:]) / k
         printable = (k - len(sample.translate(None, PRINTABLE_BYTES))) / k
         zeros = sample.count(0) / k
     else:
