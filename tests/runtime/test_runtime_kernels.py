@@ -106,7 +106,15 @@ def test_lstm_step_kernel_matches_reference(lstm_tensors) -> None:
 def test_lstm_window_equals_repeated_steps(lstm_tensors) -> None:
     cfg = LossLstmConfig()
     w, b = fuse_lstm_weights(
-        *(lstm_tensors[k] for k in ("lstm.weight_ih_l0", "lstm.weight_hh_l0", "lstm.bias_ih_l0", "lstm.bias_hh_l0"))
+        *(
+            lstm_tensors[k]
+            for k in (
+                "lstm.weight_ih_l0",
+                "lstm.weight_hh_l0",
+                "lstm.bias_ih_l0",
+                "lstm.bias_hh_l0",
+            )
+        )
     )
     xs = np.random.default_rng(1).standard_normal((20, cfg.n_features)).astype(np.float32)
     hs = np.empty((20, cfg.hidden), dtype=np.float32)
@@ -141,7 +149,9 @@ def test_mlp_kernel_matches_reference() -> None:
     for cfg in (DqnMlpConfig(), DqnMlpConfig(n_inputs=12), CompressionMlpConfig(n_inputs=5)):
         t = random_tensors(cfg, seed=4)
         n_layers = len(mlp_widths(cfg)) - 1
-        layers = [augment_linear(t[f"layers.{k}.weight"], t[f"layers.{k}.bias"]) for k in range(n_layers)]
+        layers = [
+            augment_linear(t[f"layers.{k}.weight"], t[f"layers.{k}.bias"]) for k in range(n_layers)
+        ]
         s = MlpScratch.allocate(mlp_widths(cfg))
         xs = np.random.default_rng(5).standard_normal((16, cfg.n_inputs)).astype(np.float32)
         a = xs.astype(np.float64)

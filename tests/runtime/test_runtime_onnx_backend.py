@@ -42,7 +42,11 @@ TOL = 1e-5
 def lstm_pair():
     cfg = LossLstmConfig()
     t = random_tensors(cfg, seed=11)
-    return LstmLossModel.from_tensors(t, cfg), OrtLstmLossModel.from_bytes(lstm_step_onnx(t, cfg)), t
+    return (
+        LstmLossModel.from_tensors(t, cfg),
+        OrtLstmLossModel.from_bytes(lstm_step_onnx(t, cfg)),
+        t,
+    )
 
 
 def test_ort_lstm_matches_numpy_statefully(lstm_pair) -> None:
@@ -84,7 +88,9 @@ def test_ort_window_graph_matches_numpy(lstm_pair) -> None:
     import onnxruntime as ort
 
     np_m, _, t = lstm_pair
-    sess = ort.InferenceSession(lstm_window_onnx(t, np_m.config, 20), providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(
+        lstm_window_onnx(t, np_m.config, 20), providers=["CPUExecutionProvider"]
+    )
     xs = np.random.default_rng(2).standard_normal((1, 20, 8)).astype(np.float32)
     (p,) = sess.run(None, {"xs": xs})
     assert abs(float(p[0]) - np_m.predict_window(xs[0])) < TOL

@@ -75,8 +75,13 @@ def test_files_are_single_and_valid(exported) -> None:
         proto = onnx.load(str(p))
         onnx.checker.check_model(proto, full_check=True)
         meta = {e.key: e.value for e in proto.metadata_props}
-        assert meta["format"] == "oxidize-ml-onnx/1" and meta["exporter"] in ("dynamo", "torchscript")
-        assert not any(t.data_location == onnx.TensorProto.EXTERNAL for t in proto.graph.initializer)
+        assert meta["format"] == "oxidize-ml-onnx/1" and meta["exporter"] in (
+            "dynamo",
+            "torchscript",
+        )
+        assert not any(
+            t.data_location == onnx.TensorProto.EXTERNAL for t in proto.graph.initializer
+        )
 
 
 def test_safetensors_round_trip(exported) -> None:

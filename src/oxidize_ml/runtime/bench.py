@@ -124,10 +124,16 @@ def lstm_step_onnx(tensors: Mapping[str, np.ndarray], config: LossLstmConfig) ->
     graph = helper.make_graph(
         nodes,
         "lstm_step",
-        [vi("x", TensorProto.FLOAT, [1, f]), vi("h", TensorProto.FLOAT, [1, h]),
-         vi("c", TensorProto.FLOAT, [1, h])],
-        [vi("p", TensorProto.FLOAT, [1, 1]), vi("h_out", TensorProto.FLOAT, [1, h]),
-         vi("c_out", TensorProto.FLOAT, [1, h])],
+        [
+            vi("x", TensorProto.FLOAT, [1, f]),
+            vi("h", TensorProto.FLOAT, [1, h]),
+            vi("c", TensorProto.FLOAT, [1, h]),
+        ],
+        [
+            vi("p", TensorProto.FLOAT, [1, 1]),
+            vi("h_out", TensorProto.FLOAT, [1, h]),
+            vi("c_out", TensorProto.FLOAT, [1, h]),
+        ],
         initializer=inits,
     )
     return _onnx_model(graph, config, "step")
@@ -259,7 +265,11 @@ def bench_models(
     torch_fns = _torch_fns(lstm_t, lstm_cfg, x, xs) if include_torch else {}
 
     # (row name, calls per run, numpy fn, onnxruntime fn, torch fn)
-    plans: list[tuple[str, int, Callable[[], object], Callable[[], object] | None, Callable[[], object] | None]] = [
+    plans: list[
+        tuple[
+            str, int, Callable[[], object], Callable[[], object] | None, Callable[[], object] | None
+        ]
+    ] = [
         (
             "lstm_step",
             number,
@@ -275,7 +285,10 @@ def bench_models(
             torch_fns.get("lstm_window"),
         ),
     ]
-    for name, cfg in (("dqn_argmax", DqnMlpConfig()), ("compression_argmax", CompressionMlpConfig())):
+    for name, cfg in (
+        ("dqn_argmax", DqnMlpConfig()),
+        ("compression_argmax", CompressionMlpConfig()),
+    ):
         tensors = random_tensors(cfg, seed)
         xin = rng.uniform(0.0, 1.0, cfg.n_inputs).astype(F32)
         np_mlp = MlpModel.from_tensors(tensors, cfg)
@@ -394,10 +407,13 @@ def _torch_mlp_fn(
 
 def format_rows(rows: list[BenchRow]) -> str:
     """Plain-text table of `bench_models` rows (the CLI may render its own)."""
+
     def cell(v: float | None) -> str:
         return "-" if v is None else f"{v:9.1f}"
 
-    lines = [f"{'model (random weights, timing only)':36s} {'numpy us':>9s} {'ort us':>9s} {'torch us':>9s}"]
+    lines = [
+        f"{'model (random weights, timing only)':36s} {'numpy us':>9s} {'ort us':>9s} {'torch us':>9s}"
+    ]
     for r in rows:
         lines.append(f"{r.name:36s} {cell(r.numpy_us)} {cell(r.onnxruntime_us)} {cell(r.torch_us)}")
     return "\n".join(lines)

@@ -59,9 +59,7 @@ def fuse_lstm_weights(
     four_h = weight_ih.shape[0]
     h = four_h // 4
     # torch rows are (i, f, g, o); we want (i, f, o, g).
-    order = np.concatenate(
-        [np.arange(0, 2 * h), np.arange(3 * h, 4 * h), np.arange(2 * h, 3 * h)]
-    )
+    order = np.concatenate([np.arange(0, 2 * h), np.arange(3 * h, 4 * h), np.arange(2 * h, 3 * h)])
     scale = np.ones(four_h, dtype=np.float64)
     scale[: 3 * h] = 0.5
     w = np.concatenate([weight_ih, weight_hh], axis=1).astype(np.float64)[order]  # [4H, F+H]

@@ -38,9 +38,7 @@ def model_path(path: str | Path, kind: str, backend: str) -> Path:
     return p
 
 
-def load_lstm(
-    path: str | Path, backend: Backend = "numpy"
-) -> LstmLossModel | OrtLstmLossModel:
+def load_lstm(path: str | Path, backend: Backend = "numpy") -> LstmLossModel | OrtLstmLossModel:
     """Load the LSTM loss predictor.
 
     Parameters

@@ -117,7 +117,9 @@ class LstmLossModel:
         return cls(LstmWeights.from_tensors(wf.tensors, wf.config))
 
     @classmethod
-    def from_tensors(cls, tensors: Mapping[str, np.ndarray], config: LossLstmConfig) -> LstmLossModel:
+    def from_tensors(
+        cls, tensors: Mapping[str, np.ndarray], config: LossLstmConfig
+    ) -> LstmLossModel:
         return cls(LstmWeights.from_tensors(tensors, config))
 
     @property

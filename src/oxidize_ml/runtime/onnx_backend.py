@@ -237,7 +237,9 @@ class OrtMlpModel:
         path = source
         sess, config, _ = _session(data, path)
         if isinstance(config, LossLstmConfig) or (kind is not None and config.kind != kind):
-            raise ModelLoadError(f"{path}: holds a {config.kind!r} model, expected {kind or 'an MLP'!r}")
+            raise ModelLoadError(
+                f"{path}: holds a {config.kind!r} model, expected {kind or 'an MLP'!r}"
+            )
         _check_io(sess, path, {"x": [1, config.n_inputs]}, {"y": [1, config.n_outputs]})
         return cls(sess, config)
 

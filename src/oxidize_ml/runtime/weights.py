@@ -127,7 +127,9 @@ def parse_weight_bytes(
         raise ModelLoadError(f"{source}: unknown model kind {kind!r}; choose from {list(KINDS)}")
     if expected_kind is not None and kind != expected_kind:
         raise ModelLoadError(f"{source}: holds a {kind!r} model, expected {expected_kind!r}")
-    if uses_network_features(kind) and meta["feature_schema_version"] != str(FEATURE_SCHEMA_VERSION):
+    if uses_network_features(kind) and meta["feature_schema_version"] != str(
+        FEATURE_SCHEMA_VERSION
+    ):
         raise ModelLoadError(
             f"{source}: trained for feature schema version {meta['feature_schema_version']!r}, "
             f"this package uses {FEATURE_SCHEMA_VERSION}"
@@ -203,7 +205,9 @@ def read_bounded(path: str | Path, max_bytes: int = MAX_WEIGHT_FILE_BYTES) -> by
     except OSError as exc:
         raise ModelLoadError(f"{p}: cannot read: {exc}") from None
     if len(data) > max_bytes:
-        raise ModelLoadError(f"{p}: larger than {max_bytes} bytes; not a model file of this package")
+        raise ModelLoadError(
+            f"{p}: larger than {max_bytes} bytes; not a model file of this package"
+        )
     return data
 
 

@@ -105,7 +105,9 @@ def export_safetensors(
     state = model.state_dict()
     expected = expected_tensors(config)
     if set(state) != set(expected):
-        raise ValueError(f"state_dict names {sorted(state)} differ from the contract {sorted(expected)}")
+        raise ValueError(
+            f"state_dict names {sorted(state)} differ from the contract {sorted(expected)}"
+        )
     tensors = {
         name: state[name].detach().cpu().to(torch.float32).numpy() for name in sorted(expected)
     }
@@ -214,9 +216,7 @@ def _export_proto_bytes(
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # the legacy exporter says it is legacy
-        torch.onnx.export(
-            graph, args, buf, dynamo=False, input_names=inputs, output_names=outputs
-        )
+        torch.onnx.export(graph, args, buf, dynamo=False, input_names=inputs, output_names=outputs)
     return onnx.load_from_string(buf.getvalue()), "torchscript"
 
 

@@ -118,9 +118,7 @@ class _Mlp(nn.Module):
         super().__init__()
         self.config = config
         widths = mlp_widths(config)
-        self.layers = nn.ModuleList(
-            nn.Linear(a, b) for a, b in itertools.pairwise(widths)
-        )
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(widths))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x [B, n_inputs]`` -> ``[B, n_outputs]``."""
@@ -143,7 +141,10 @@ class DqnMlp(_Mlp):
     ) -> None:
         super().__init__(
             DqnMlpConfig(
-                n_inputs=n_inputs, n_actions=n_actions, hidden=hidden, n_hidden_layers=n_hidden_layers
+                n_inputs=n_inputs,
+                n_actions=n_actions,
+                hidden=hidden,
+                n_hidden_layers=n_hidden_layers,
             )
         )
 
@@ -160,7 +161,10 @@ class CompressionMlp(_Mlp):
     ) -> None:
         super().__init__(
             CompressionMlpConfig(
-                n_inputs=n_inputs, n_outputs=n_outputs, hidden=hidden, n_hidden_layers=n_hidden_layers
+                n_inputs=n_inputs,
+                n_outputs=n_outputs,
+                hidden=hidden,
+                n_hidden_layers=n_hidden_layers,
             )
         )
 
