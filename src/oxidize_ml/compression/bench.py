@@ -6,12 +6,14 @@ by round (so machine load hits both alike), the median time per call of
 
 * ``lz4.block.compress(pkt, store_size=False)`` (the budget),
 * ``HeuristicCompressionOracle.decide(pkt)`` (must be below the budget),
-* ``extract_features(pkt)`` (the full feature vector, for learned models),
+* ``feature_vector(pkt)`` (the full feature vector, for learned models),
 
 on 1400-byte text, random and JSON packets, and reports the ratio
 decide / lz4 as the median of the per-round ratios.
 
-Run ``python -m oxidize_ml.compression.bench [rounds] [calls_per_round]``.
+Run ``python -m oxidize_ml.compression.bench [rounds] [calls_per_round]
+[--codec]``; ``--codec`` adds encode/decode times and frame sizes of every
+decision through `PacketCodec`.
 """
 
 from __future__ import annotations
@@ -31,8 +33,10 @@ from typing import NamedTuple
 
 import lz4.block
 
-from oxidize_ml.compression.features import extract_features
+from oxidize_ml.compression.codec import PacketCodec
+from oxidize_ml.compression.features import feature_vector
 from oxidize_ml.compression.oracle import HeuristicCompressionOracle
+from oxidize_ml.types import MlCompressionDecision
 
 
 class BenchRow(NamedTuple):
@@ -75,14 +79,14 @@ def standard_packets(size: int = 1400, seed: int = 0) -> dict[str, bytes]:
 def decision_cost(
     packets: dict[str, bytes], *, rounds: int = 21, number: int = 2000
 ) -> dict[str, BenchRow]:
-    """Interleaved timing of lz4, decide and extract_features per packet kind."""
+    """Interleaved timing of lz4, decide and feature_vector per packet kind."""
     oracle = HeuristicCompressionOracle()
     out: dict[str, BenchRow] = {}
     for name, pkt in packets.items():
         env = {
             "compress": lz4.block.compress,
             "decide": oracle.decide,
-            "features": extract_features,
+            "features": feature_vector,
             "pkt": pkt,
         }
         timers = {
@@ -105,10 +109,42 @@ def decision_cost(
     return out
 
 
+class CodecRow(NamedTuple):
+    """Median cost of one decision through `PacketCodec` on one packet kind."""
+
+    frame_bytes: int
+    encode_us: float
+    decode_us: float
+
+
+def codec_cost(
+    packets: dict[str, bytes], *, rounds: int = 11, number: int = 500
+) -> dict[tuple[str, str], CodecRow]:
+    """Median encode/decode time and frame size per (packet kind, decision)."""
+    codec = PacketCodec()
+    out: dict[tuple[str, str], CodecRow] = {}
+    for name, pkt in packets.items():
+        for decision in MlCompressionDecision:
+            frame = codec.encode(pkt, decision)
+            env = {"enc": codec.encode, "dec": codec.decode, "pkt": pkt, "d": decision, "f": frame}
+            enc = timeit.Timer("enc(pkt, d)", globals=env)
+            dec = timeit.Timer("dec(f)", globals=env)
+            e_us: list[float] = []
+            d_us: list[float] = []
+            for _ in range(rounds):
+                e_us.append(enc.timeit(number) / number * 1e6)
+                d_us.append(dec.timeit(number) / number * 1e6)
+            out[(name, decision.name)] = CodecRow(
+                len(frame), statistics.median(e_us), statistics.median(d_us)
+            )
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("rounds", nargs="?", type=int, default=21)
     parser.add_argument("number", nargs="?", type=int, default=2000)
+    parser.add_argument("--codec", action="store_true", help="also time PacketCodec per decision")
     args = parser.parse_args(argv)
     rows = decision_cost(standard_packets(), rounds=args.rounds, number=args.number)
     print(
@@ -119,6 +155,14 @@ def main(argv: list[str] | None = None) -> int:
             f"{name:8s} {r.lz4_us:8.2f} {r.decide_us:10.2f} {r.ratio:6.2f} "
             f"{r.features_us:12.2f}  {r.decision}"
         )
+    if args.codec:
+        print(
+            f"\n{'packet':8s} {'decision':11s} {'frame B':>8s} {'encode us':>10s} {'decode us':>10s}"
+        )
+        for (name, decision), c in codec_cost(standard_packets()).items():
+            print(
+                f"{name:8s} {decision:11s} {c.frame_bytes:8d} {c.encode_us:10.2f} {c.decode_us:10.2f}"
+            )
     return 0
 
 

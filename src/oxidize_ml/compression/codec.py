@@ -152,6 +152,10 @@ class EncodeResult(NamedTuple):
 
 
 def _encode_varint(value: int) -> bytes:
+    if value < 0x80:
+        return bytes((value,))
+    if value < 0x4000:  # packets up to 16 KiB: two bytes, no loop
+        return bytes(((value & 0x7F) | 0x80, value >> 7))
     out = bytearray()
     while value >= 0x80:
         out.append((value & 0x7F) | 0x80)
@@ -457,7 +461,13 @@ class PacketCodec:
                     f"max_payload_bytes={self._max_payload}"
                 )
         else:
-            size, pos = _decode_varint(buf, pos)
+            # Inline fast path for the common 1-2 byte varint (< 16 KiB).
+            b = buf[pos] if pos < len(buf) else 0x80
+            if b < 0x80:
+                size = b
+                pos += 1
+            else:
+                size, pos = _decode_varint(buf, pos)
             if code == _ZSTD_DICT_CODE:
                 if len(buf) < pos + _DICT_ID_BYTES:
                     raise ValueError("truncated frame: missing the 4-byte dictionary id")
@@ -472,7 +482,7 @@ class PacketCodec:
                         f"dictionary id mismatch: frame was compressed with id {frame_dict}, "
                         f"this codec has id {self._dict_id}"
                     )
-            body = buf[pos:]
+            body = memoryview(buf)[pos:]  # no copy: both decompressors take buffers
             self._check_declared_size(code, size, len(body))
             out = self._decompress(code, body, size)
         if crc >= 0 and zlib.crc32(out) != crc:
@@ -480,22 +490,23 @@ class PacketCodec:
         return out
 
     def _check_declared_size(self, code: int, size: int, body_len: int) -> None:
-        name = _METHODS[code].name
         limit = self._max_payload
         if size > limit:
             raise ValueError(
                 f"frame declares {size} original bytes, above max_payload_bytes={limit}"
             )
         if size == 0:
-            raise ValueError(f"corrupt frame: {name} frame declares 0 original bytes")
+            raise ValueError(
+                f"corrupt frame: {_METHODS[code].name} frame declares 0 original bytes"
+            )
         ratio = LZ4_MAX_RATIO if code == _LZ4_CODE else ZSTD_MAX_RATIO
         if size > body_len * ratio:
             raise ValueError(
-                f"corrupt frame: {body_len} {name} payload bytes cannot expand to "
-                f"the declared {size} bytes (max ratio {ratio}:1)"
+                f"corrupt frame: {body_len} {_METHODS[code].name} payload bytes cannot expand "
+                f"to the declared {size} bytes (max ratio {ratio}:1)"
             )
 
-    def _decompress(self, code: int, body: bytes | bytearray, size: int) -> bytes:
+    def _decompress(self, code: int, body: memoryview, size: int) -> bytes:
         try:
             if code == _LZ4_CODE:
                 out = lz4.block.decompress(body, uncompressed_size=size)
