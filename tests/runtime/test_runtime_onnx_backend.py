@@ -140,7 +140,7 @@ def test_missing_onnxruntime_names_the_extra(monkeypatch: pytest.MonkeyPatch) ->
 
 def test_bench_rows_are_complete_and_backends_agree() -> None:
     # bench_models raises if onnxruntime and numpy disagree; no timing assertions here.
-    rows = bench_models(number=20, repeat=3)
+    rows = bench_models(quick=True)
     assert [r.name for r in rows] == [
         "lstm_step",
         "lstm_window_20",

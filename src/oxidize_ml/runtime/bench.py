@@ -58,13 +58,6 @@ def random_tensors(config: ModelConfig, seed: int = 0) -> dict[str, np.ndarray]:
     }
 
 
-def median_us(fn: Callable[[], object], *, number: int, repeat: int) -> float:
-    """Median over ``repeat`` runs of the mean time of ``number`` calls, in microseconds."""
-    fn()  # warm-up: first calls pay for lazy allocations
-    times = timeit.repeat(fn, number=number, repeat=repeat)
-    return float(np.median(times)) / number * 1e6
-
-
 def _onnx_model(graph: Any, config: ModelConfig, variant: str) -> bytes:
     import onnx
     from onnx import helper
@@ -224,7 +217,12 @@ def _ort_available() -> bool:
 
 
 def bench_models(
-    *, number: int = 1000, repeat: int = 15, include_torch: bool = False, seed: int = 0
+    *,
+    number: int = 1000,
+    repeat: int = 15,
+    include_torch: bool = False,
+    seed: int = 0,
+    quick: bool = False,
 ) -> list[BenchRow]:
     """Time every model on every available backend (random weights: timing only).
 
@@ -240,6 +238,8 @@ def bench_models(
         Also time torch eager (imports torch; needs the ``train`` extra).
     seed
         Seed of the random weights and inputs.
+    quick
+        Smoke-test budget (``number`` 100, ``repeat`` 5): about 0.3 s in all.
 
     Raises
     ------
@@ -248,6 +248,8 @@ def bench_models(
     """
     from oxidize_ml.runtime.onnx_backend import OrtLstmLossModel, OrtMlpModel
 
+    if quick:
+        number, repeat = min(number, 100), min(repeat, 5)
     rng = np.random.default_rng(seed)
     have_ort = _ort_available()
     lstm_cfg = LossLstmConfig()
@@ -305,12 +307,32 @@ def bench_models(
                 _torch_mlp_fn(tensors, cfg, xin) if include_torch else None,
             )
         )
-    rows: list[BenchRow] = []
-    for name, n_calls, *fns in plans:
-        np_us, ort_us, torch_us = interleaved_median_us(fns, number=n_calls, repeat=repeat)
-        assert np_us is not None
-        rows.append(BenchRow(name, np_us, ort_us, torch_us))
+    restore_threads = _torch_one_thread() if include_torch else None
+    try:
+        rows: list[BenchRow] = []
+        for name, n_calls, *fns in plans:
+            np_us, ort_us, torch_us = interleaved_median_us(fns, number=n_calls, repeat=repeat)
+            assert np_us is not None
+            rows.append(BenchRow(name, np_us, ort_us, torch_us))
+    finally:
+        if restore_threads is not None:
+            restore_threads()
     return rows
+
+
+def _torch_one_thread() -> Callable[[], None]:
+    """Run torch on one thread while timing; return the undo.
+
+    Every column is "one core". With torch's default pool its OpenMP workers
+    also keep spinning after each call, stealing the CPU the next (numpy or
+    onnxruntime) run needs and skewing the comparison.
+    """
+    import importlib
+
+    torch = importlib.import_module("torch")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    return lambda: torch.set_num_threads(before)
 
 
 def interleaved_median_us(
