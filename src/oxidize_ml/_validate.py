@@ -14,9 +14,11 @@ def check_number(name: str, value: object, *, lo: float | None = 0.0, hi: float 
 
     ``bool`` is rejected although it is an ``int``: ``rtt_us=True`` is a bug.
     """
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    v = float(value)
+    tp = type(value)
+    # Fast path: isinstance(x, Real) is an ABC check costing ~0.5 us.
+    if tp is not float and tp is not int and (isinstance(value, bool) or not isinstance(value, Real)):
+        raise TypeError(f"{name} must be a real number, got {tp.__name__}")
+    v = float(value)  # type: ignore[arg-type]
     if not math.isfinite(v):
         raise ValueError(f"{name} must be finite, got {value!r}")
     if lo is not None and v < lo:

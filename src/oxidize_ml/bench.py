@@ -1,0 +1,175 @@
+"""`oxidize-ml bench`: medians of the engine's decisions against the spec and a peer.
+
+Each figure is the median over ``repeats`` batches of the mean per-call time in
+a batch of ``number`` calls (timeit style), measured through `MlEngine` with
+its lock and statistics in place. Peers are measured in the same run, so the
+ratios hold on any machine even when absolute times do not.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True, slots=True)
+class BenchRow:
+    name: str
+    median_us: float
+    spec_us: float | None = None
+    """the spec's figure for this operation"""
+    target_us: float | None = None
+    """our own target (an issue's acceptance figure)"""
+    peer: str | None = None
+    peer_us: float | None = None
+    unit: str = "us"
+    note: str = ""
+
+    @property
+    def ratio_spec(self) -> float | None:
+        return None if not self.spec_us else self.median_us / self.spec_us
+
+    @property
+    def ratio_peer(self) -> float | None:
+        return None if not self.peer_us else self.median_us / self.peer_us
+
+    @property
+    def meets_target(self) -> bool | None:
+        if self.target_us is None:
+            return None
+        if self.unit == "pkt/s":
+            return self.median_us >= self.target_us
+        return self.median_us <= self.target_us
+
+    def to_dict(self) -> dict[str, object]:
+        d = asdict(self)
+        d.update(ratio_spec=self.ratio_spec, ratio_peer=self.ratio_peer,
+                 meets_target=self.meets_target)
+        return d
+
+
+def median_call_us(fn: Callable[[], object], *, number: int = 2000, repeats: int = 15) -> float:
+    """Median over ``repeats`` batches of the mean call time (microseconds)."""
+    for _ in range(min(number, 200)):  # warm caches and lazy paths
+        fn()
+    per_call = []
+    perf = time.perf_counter
+    for _ in range(repeats):
+        t0 = perf()
+        for _ in range(number):
+            fn()
+        per_call.append((perf() - t0) / number * 1e6)
+    return statistics.median(per_call)
+
+
+def sample_packets(seed: int = 0, size: int = 1400) -> dict[str, bytes]:
+    """Deterministic 1400-byte packets: English-like text, random bytes, JSON."""
+    rng = np.random.default_rng(seed)
+    words = ["the", "network", "packet", "loss", "window", "path", "model", "train", "delay", "queue", "cubic", "bbr", "reno", "stream", "flow", "latency", "jitter", "throughput", "congestion", "control", "engine"]
+    text = b""
+    while len(text) < size:
+        text += (" ".join(rng.choice(words, 12)) + ". ").encode()
+    records = []
+    while sum(len(r) for r in records) < size:
+        i = len(records)
+        records.append(json.dumps({"id": i, "user": f"u{int(rng.integers(1e6))}",
+                                   "rtt_ms": round(float(rng.random() * 80), 3),
+                                   "ok": bool(rng.random() > 0.1)}))
+    js = ("[" + ",".join(records) + "]").encode()
+    return {"text": text[:size], "random": rng.bytes(size), "json": js[:size]}
+
+
+def bench_engine(*, quick: bool = False) -> list[BenchRow]:
+    """Decision latencies through `MlEngine` (heuristic paths unless models are loaded)."""
+    import lz4.block
+
+    from oxidize_ml.engine import EngineConfig, MlEngine
+    from oxidize_ml.features import NetworkFeatures
+    from oxidize_ml.types import PathId, PathMetrics, TrafficContext
+
+    number = 300 if quick else 2000
+    repeats = 5 if quick else 15
+    engine = MlEngine(EngineConfig(collect_training=False))
+    f = NetworkFeatures(rtt_us=50_000, rtt_var_us=5_000, bandwidth_bps=100_000_000,
+                        loss_rate=0.01, loss_trend=0.0, inflight=100, cwnd=65535,
+                        time_since_loss_ms=1000, buffer_occupancy=0.3, recent_retx=0)
+    now = [1_700_000_000.0]
+
+    def step_time() -> float:
+        now[0] += 0.01
+        return now[0]
+
+    for _ in range(50):
+        engine.observe(f, throughput_bps=90e6, now=step_time())
+    for p in PathId:
+        engine.update_path_metrics(PathMetrics(path_id=p, rtt_us=20_000 + 10_000 * int(p),
+                                               bandwidth_bps=5e7), now=step_time())
+    for p in PathId:
+        for c in TrafficContext:
+            engine.update_path_reward(p, c, 0.5, now=step_time())
+
+    rows = [
+        BenchRow("fec_decision", median_call_us(
+            lambda: engine.fec_decision(f, now=now[0]), number=number, repeats=repeats),
+            spec_us=50.0, target_us=10.0),
+        BenchRow("congestion_action", median_call_us(
+            lambda: engine.congestion_action(now=now[0]), number=number, repeats=repeats),
+            spec_us=30.0, target_us=6.0),
+        BenchRow("select_path", median_call_us(
+            lambda: engine.select_path(TrafficContext.Gaming, now=now[0]),
+            number=number, repeats=repeats),
+            spec_us=1.0, target_us=1.0),
+        BenchRow("observe (per interval, feeds all components)", median_call_us(
+            lambda: engine.observe(f, throughput_bps=90e6, now=step_time()),
+            number=number, repeats=repeats)),
+    ]
+    for kind, pkt in sample_packets().items():
+        dec = median_call_us(lambda pkt=pkt: engine.compression_decision(pkt),
+                             number=number, repeats=repeats)
+        lz = median_call_us(lambda pkt=pkt: lz4.block.compress(pkt, store_size=False),
+                            number=number, repeats=repeats)
+        rows.append(BenchRow(f"compression_decision 1400 B {kind}", dec, spec_us=5.0,
+                             peer="lz4.block.compress", peer_us=lz, target_us=lz,
+                             note="target: no slower than compressing"))
+    return rows
+
+
+def bench_simulator(*, quick: bool = False) -> list[BenchRow]:
+    """Simulated packets per second of wall time (one Reno flow, 12 Mbit/s, 40 ms)."""
+    try:
+        from oxidize_ml.sim.bench import measure_packets_per_second
+    except ImportError:
+        return []
+    pps = measure_packets_per_second(seconds_simulated=10.0 if quick else 30.0, seed=0)
+    return [BenchRow("simulator, Reno 12 Mbit/s 40 ms", pps, unit="pkt/s",
+                     target_us=300_000.0, peer="Aurora's simulator (REFERENCES 2)",
+                     peer_us=80_000.0)]
+
+
+def bench_models(*, quick: bool = False) -> list[BenchRow]:
+    """Learned-model inference: numpy runtime against onnxruntime in the same run."""
+    try:
+        from oxidize_ml.runtime.bench import bench_models as _bench
+    except ImportError:
+        return []
+    return list(_bench(quick=quick))
+
+
+def run_all(*, quick: bool = False) -> list[BenchRow]:
+    rows = bench_engine(quick=quick)
+    rows += bench_models(quick=quick)
+    rows += bench_simulator(quick=quick)
+    return rows
+
+
+def environment() -> dict[str, str]:
+    import platform
+
+    return {"python": platform.python_version(), "machine": platform.machine(),
+            "cpus": str(os.cpu_count())}

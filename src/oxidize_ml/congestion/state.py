@@ -1,0 +1,151 @@
+"""The congestion controller's state vector and reward, shared by every user.
+
+The spec's 8 features are normalised by fixed divisors (bandwidth / 10 Gbit/s),
+which leaves a cellular link's bandwidth at ~1e-3: invisible to an MLP. The
+spec adds "throughput history" to the DQN state; this module makes that
+concrete with scale-free ratios, so one model works from 1 to 100 Mbit/s:
+
+    state = features.to_vector()                      # 8, spec normalisation
+          + for each of the last HISTORY intervals (newest first):
+              throughput / max_throughput             # [0, 1]
+              min_rtt / rtt                           # (0, 1], 1 = empty queue
+              cwnd / (4 * BDP)                        # [0, 1], BDP = max_thr x min_rtt
+              loss_rate                               # [0, 1]
+
+``max_throughput`` and ``min_rtt`` are windowed (``window_s``, default 10 s,
+the BBR min-RTT window of REFERENCES section 2) so they forget an old link.
+The reward is `oxidize_ml.congestion.reward.congestion_reward` on the same
+windowed values. The engine, the simulator's Gymnasium environment and the
+telemetry exporter all use `CongestionStateEncoder`, so training data and
+live decisions agree (version `CONGESTION_STATE_VERSION`).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from oxidize_ml._validate import check_int, check_number
+from oxidize_ml.congestion.reward import congestion_reward
+from oxidize_ml.features import N_FEATURES, NetworkFeatures
+
+CONGESTION_STATE_VERSION = 1
+N_DERIVED = 4
+
+
+@dataclass(frozen=True, slots=True)
+class StateConfig:
+    history: int = 4
+    """intervals of derived features kept (newest first)"""
+    window_s: float = 10.0
+    """window of the max-throughput and min-RTT filters, seconds"""
+    bucket_s: float = 1.0
+    """granularity of the windowed filters, seconds"""
+
+    def __post_init__(self) -> None:
+        check_int("history", self.history, lo=1, hi=64)
+        check_number("window_s", self.window_s, lo=0.01)
+        check_number("bucket_s", self.bucket_s, lo=0.001)
+        if self.bucket_s > self.window_s:
+            raise ValueError("bucket_s must be <= window_s")
+
+    @property
+    def size(self) -> int:
+        return N_FEATURES + N_DERIVED * self.history
+
+
+class _WindowedExtreme:
+    """Max (or min) over a sliding time window, kept as per-bucket extremes."""
+
+    __slots__ = ("_bucket_s", "_buckets", "_is_max", "_n")
+
+    def __init__(self, window_s: float, bucket_s: float, *, is_max: bool) -> None:
+        self._n = max(1, round(window_s / bucket_s))
+        self._bucket_s = bucket_s
+        self._buckets: deque[list[float]] = deque(maxlen=self._n)  # [bucket_index, value]
+        self._is_max = is_max
+
+    def update(self, value: float, now: float) -> float:
+        idx = int(now // self._bucket_s)
+        b = self._buckets
+        if b and b[-1][0] == idx:
+            last = b[-1]
+            if (value > last[1]) if self._is_max else (value < last[1]):
+                last[1] = value
+        else:
+            b.append([idx, value])
+        oldest = idx - self._n + 1
+        while b and b[0][0] < oldest:
+            b.popleft()
+        best = b[0][1]
+        if self._is_max:
+            for _, v in b:
+                best = max(best, v)
+        else:
+            for _, v in b:
+                best = min(best, v)
+        return best
+
+    def clear(self) -> None:
+        self._buckets.clear()
+
+
+class CongestionStateEncoder:
+    """Turns per-interval observations into DQN states and rewards.
+
+    Call `update` once per decision interval with the interval's features and
+    measured throughput; it returns ``(state, reward)``. ``state`` is a new
+    float32 array each call (it is stored in replay buffers and telemetry).
+    """
+
+    def __init__(self, config: StateConfig = StateConfig()) -> None:
+        self.config = config
+        self._max_thr = _WindowedExtreme(config.window_s, config.bucket_s, is_max=True)
+        self._min_rtt = _WindowedExtreme(config.window_s, config.bucket_s, is_max=False)
+        self._hist: deque[tuple[float, float, float, float]] = deque(maxlen=config.history)
+        self.max_throughput_bps = 0.0
+        self.min_rtt_us = 0.0
+
+    @property
+    def size(self) -> int:
+        return self.config.size
+
+    def reset(self) -> None:
+        self._max_thr.clear()
+        self._min_rtt.clear()
+        self._hist.clear()
+        self.max_throughput_bps = 0.0
+        self.min_rtt_us = 0.0
+
+    def update(
+        self, features: NetworkFeatures, throughput_bps: float, *, now: float
+    ) -> tuple[np.ndarray, float]:
+        max_thr = self._max_thr.update(throughput_bps, now)
+        rtt = features.rtt_us
+        min_rtt = self._min_rtt.update(rtt, now) if rtt > 0.0 else self.min_rtt_us
+        self.max_throughput_bps = max_thr
+        self.min_rtt_us = min_rtt
+        thr_ratio = throughput_bps / max_thr if max_thr > 0.0 else 0.0
+        rtt_ratio = min_rtt / rtt if rtt > 0.0 and min_rtt > 0.0 else 1.0
+        bdp_bytes = max_thr * min_rtt / 8e6
+        cwnd_bdp = features.cwnd / (4.0 * bdp_bytes) if bdp_bytes > 0.0 else 0.0
+        self._hist.appendleft(
+            (min(thr_ratio, 1.0), min(rtt_ratio, 1.0), min(cwnd_bdp, 1.0), features.loss_rate)
+        )
+        values = [0.0] * self.config.size
+        values[:N_FEATURES] = features.to_list()
+        pos = N_FEATURES
+        for row in self._hist:
+            values[pos : pos + N_DERIVED] = row
+            pos += N_DERIVED
+        state = np.array(values, dtype=np.float32)
+        reward = congestion_reward(
+            throughput_bps=throughput_bps,
+            max_throughput_bps=max_thr,
+            rtt_us=rtt,
+            min_rtt_us=min_rtt,
+            loss_rate=features.loss_rate,
+        )
+        return state, reward

@@ -1,0 +1,534 @@
+"""`MlEngine`: the spec's engine, four components behind one thread-safe object.
+
+Each component is a `oxidize_ml.policy.Policy`; the engine holds one policy
+per component, a heuristic until a learned model is loaded, and swaps them
+without the caller noticing. All public methods take one lock, so the engine
+may be shared between threads; decisions on valid inputs never raise.
+
+Time: every method takes an optional keyword ``now`` (seconds since the Unix
+epoch). When omitted the engine reads ``time.time()`` once, so telemetry
+timestamps are absolute and records from many servers merge. Simulations pass
+their own clock.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from oxidize_ml._validate import check_int, check_number
+from oxidize_ml.compression import HeuristicCompressionOracle, PacketCodec, feature_vector
+from oxidize_ml.config import EnvSettings
+from oxidize_ml.congestion.actions import CwndLimits, apply_action
+from oxidize_ml.congestion.bbr import BbrFallback
+from oxidize_ml.congestion.observation import CongestionObservation
+from oxidize_ml.congestion.state import CongestionStateEncoder, StateConfig
+from oxidize_ml.features import NetworkFeatures
+from oxidize_ml.loss import EwmaLossPredictor, FecPolicy
+from oxidize_ml.loss.fec import FecConfig
+from oxidize_ml.paths import MlPathSelector
+from oxidize_ml.stats import (
+    CompressionStats,
+    CongestionStats,
+    EngineStats,
+    LatencySampler,
+    LossPredictorStats,
+    PathSelectorStats,
+)
+from oxidize_ml.telemetry import TelemetryCollector, TelemetryConfig
+from oxidize_ml.types import (
+    DrlAction,
+    FecDecision,
+    MlCompressionDecision,
+    PathId,
+    PathMetrics,
+    TrafficContext,
+)
+
+log = logging.getLogger("oxidize_ml")
+_perf_ns = time.perf_counter_ns
+_wall = time.time
+
+_BYTES_LIKE = (bytes, bytearray, memoryview)
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    """Engine-wide settings. Component hyperparameters live in their own configs."""
+
+    limits: CwndLimits = field(default_factory=CwndLimits)
+    """congestion window bounds and initial window"""
+    fec: FecConfig = field(default_factory=FecConfig)
+    """block FEC table the loss prediction is turned into"""
+    state: StateConfig = field(default_factory=StateConfig)
+    """DQN state encoder (history length, filter windows)"""
+    telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
+    """bounded buffers for training collection"""
+    collect_training: bool | None = None
+    """collect training telemetry from the start; None: read OXIDIZE_COLLECT_TRAINING"""
+    load_default_models: bool = True
+    """load the trained models shipped inside the package (those whose evaluation
+    beat their heuristic; see the evaluation report)"""
+    backend: str = "numpy"
+    """inference backend for learned models: "numpy" or "onnxruntime\""""
+    latency_sample_every: int = 8
+    """measure the latency of one call in this many (keeps the hot path cheap)"""
+    seed: int = 0
+    """seed for every random choice the engine makes (exploration)"""
+
+    def __post_init__(self) -> None:
+        if self.backend not in ("numpy", "onnxruntime"):
+            raise ValueError(f"backend must be 'numpy' or 'onnxruntime', got {self.backend!r}")
+        check_int("latency_sample_every", self.latency_sample_every, lo=1)
+        check_int("seed", self.seed, lo=0)
+        if self.collect_training is not None and not isinstance(self.collect_training, bool):
+            raise TypeError("collect_training must be a bool or None")
+
+
+class MlEngine:
+    """The four decision components of the spec, with statistics and telemetry.
+
+    Examples
+    --------
+    >>> from oxidize_ml import MlEngine, NetworkFeatures
+    >>> engine = MlEngine(EngineConfig(load_default_models=False))
+    >>> f = NetworkFeatures(rtt_us=50_000, rtt_var_us=5_000, bandwidth_bps=100_000_000,
+    ...     loss_rate=0.01, loss_trend=0.0, inflight=100, cwnd=65535,
+    ...     time_since_loss_ms=1000, buffer_occupancy=0.3, recent_retx=0)
+    >>> engine.observe(f, throughput_bps=90e6, now=1.0)
+    >>> 0.0 <= engine.fec_decision(f, now=1.0).loss_probability <= 1.0
+    True
+    """
+
+    def __init__(
+        self, config: EngineConfig | None = None, *, settings: EnvSettings | None = None
+    ) -> None:
+        self.config = config = config if config is not None else EngineConfig()
+        self.settings = settings if settings is not None else EnvSettings.from_env()
+        self._lock = threading.Lock()
+        self._limits = config.limits
+        # -- components: heuristics first; load_models swaps in learned ones.
+        self._loss = EwmaLossPredictor()
+        self._fec = FecPolicy(config.fec)
+        self._cc = BbrFallback(limits=config.limits)
+        self._cc_fallback = self._cc
+        self._state = CongestionStateEncoder(config.state)
+        self._compression = HeuristicCompressionOracle()
+        self._codec = PacketCodec()
+        self._paths = MlPathSelector(seed=config.seed)
+        self._loaded: dict[str, str] = {}
+        # -- connection state
+        self._cwnd = config.limits.initial_cwnd
+        self._last_features: NetworkFeatures | None = None
+        self._last_loss_features: NetworkFeatures | None = None
+        self._last_obs: CongestionObservation | None = None
+        self._last_state: Any = None
+        self._last_action: DrlAction | None = None
+        self._last_reward = 0.0
+        self._clock = float("-inf")
+        # -- statistics
+        every = config.latency_sample_every
+        self._lat = {k: LatencySampler(sample_every=every) for k in ("fec", "cc", "comp", "path")}
+        self._n_obs = 0
+        self._n_fec = 0
+        self._n_fec_model = 0
+        self._n_fec_inject = 0
+        self._last_p: float | None = None
+        self._last_ratio: float | None = None
+        self._n_cc = 0
+        self._n_cc_model = 0
+        self._cc_actions: Counter[str] = Counter()
+        self._n_comp = 0
+        self._n_comp_model = 0
+        self._comp_counts = dict.fromkeys((d.name for d in MlCompressionDecision), 0)
+        self._bytes_in = 0
+        self._bytes_out = 0
+        self._n_path = 0
+        # -- telemetry
+        collect = config.collect_training
+        if collect is None:
+            collect = self.settings.collect_training
+        self._telemetry: TelemetryCollector | None = None
+        if collect:
+            self._telemetry = TelemetryCollector(config.telemetry)
+        if config.load_default_models:
+            self._load_defaults()
+
+    # ------------------------------------------------------------------ feed
+    def observe(
+        self,
+        features: NetworkFeatures,
+        *,
+        throughput_bps: float | None = None,
+        now: float | None = None,
+    ) -> None:
+        """Feed one observation of the connection (normally once per decision interval).
+
+        ``throughput_bps`` is the delivery rate measured over the interval
+        (default ``features.bandwidth_bps``). The transport's current window
+        ``features.cwnd`` becomes the engine's window when it is > 0.
+        """
+        if not isinstance(features, NetworkFeatures):
+            raise TypeError(f"features must be NetworkFeatures, got {type(features).__name__}")
+        thr = features.bandwidth_bps if throughput_bps is None else throughput_bps
+        thr = check_number("throughput_bps", thr)
+        t = _wall() if now is None else check_number("now", now)
+        with self._lock:
+            # Threads (or a transport's clocks) can interleave slightly out of
+            # order; components see a monotone clock, so a late caller never
+            # makes a decision raise.
+            t = max(t, self._clock)
+            self._clock = t
+            self._n_obs += 1
+            self._loss.learn_one(features, features.loss_rate, now=t)
+            self._last_loss_features = features
+            if features.cwnd > 0:
+                self._cwnd = int(features.cwnd)
+            state, reward = self._state.update(features, thr, now=t)
+            obs = CongestionObservation(features=features, throughput_bps=thr, cwnd_bytes=self._cwnd)
+            self._cc.learn_one(obs, reward, now=t)
+            if self._cc is not self._cc_fallback:
+                # The fallback keeps its filters warm so a swap back is seamless.
+                self._cc_fallback.learn_one(obs, reward, now=t)
+            tel = self._telemetry
+            if tel is not None:
+                tel.record_observation(features, now=t)
+                if self._last_action is not None and self._last_state is not None:
+                    tel.record_transition(
+                        self._last_state, int(self._last_action), reward, state, now=t
+                    )
+            self._last_features = features
+            self._last_obs = obs
+            self._last_state = state
+            self._last_reward = reward
+
+    # ------------------------------------------------------------- decisions
+    def fec_decision(
+        self, features: NetworkFeatures | None = None, *, now: float | None = None
+    ) -> FecDecision:
+        """Predicted loss 50-100 ms ahead turned into an FEC decision.
+
+        Passing ``features`` that were not already given to `observe` counts
+        them as an observation for the loss predictor (the spec's usage);
+        passing nothing uses the last observation.
+        """
+        if features is not None and not isinstance(features, NetworkFeatures):
+            raise TypeError(f"features must be NetworkFeatures, got {type(features).__name__}")
+        t = _wall() if now is None else check_number("now", now)
+        with self._lock:
+            # Threads (or a transport's clocks) can interleave slightly out of
+            # order; components see a monotone clock, so a late caller never
+            # makes a decision raise.
+            t = max(t, self._clock)
+            self._clock = t
+            lat = self._lat["fec"]
+            t0 = _perf_ns() if lat.should_sample() else 0
+            if features is None:
+                features = self._last_loss_features
+            elif features is not self._last_loss_features:
+                self._loss.learn_one(features, features.loss_rate, now=t)
+                self._last_loss_features = features
+            p = 0.0 if features is None else self._loss.predict_one(features, now=t)
+            decision = self._fec.decide(p)
+            self._n_fec += 1
+            if self._loss.is_learned:
+                self._n_fec_model += 1
+            if decision.inject_fec:
+                self._n_fec_inject += 1
+            self._last_p = p
+            self._last_ratio = decision.redundancy_ratio
+            if t0:
+                lat.add(_perf_ns() - t0)
+            return decision
+
+    def congestion_action(self, *, now: float | None = None) -> tuple[DrlAction, int]:
+        """Decide the next window change: ``(action, new_cwnd_bytes)``.
+
+        Call once per decision interval after `observe`. The new window is
+        also the engine's window until the next observation reports another.
+        """
+        t = _wall() if now is None else check_number("now", now)
+        with self._lock:
+            # Threads (or a transport's clocks) can interleave slightly out of
+            # order; components see a monotone clock, so a late caller never
+            # makes a decision raise.
+            t = max(t, self._clock)
+            self._clock = t
+            lat = self._lat["cc"]
+            t0 = _perf_ns() if lat.should_sample() else 0
+            obs = self._last_obs
+            if obs is None:
+                action = DrlAction.Maintain
+            else:
+                if obs.cwnd_bytes != self._cwnd:
+                    obs = CongestionObservation(
+                        features=obs.features, throughput_bps=obs.throughput_bps,
+                        cwnd_bytes=self._cwnd,
+                    )
+                action = self._cc.predict_one(obs, now=t)
+            self._cwnd = new = apply_action(action, self._cwnd, self._limits)
+            self._last_action = action
+            self._n_cc += 1
+            if self._cc.is_learned:
+                self._n_cc_model += 1
+            self._cc_actions[action.name] += 1
+            if t0:
+                lat.add(_perf_ns() - t0)
+            return action, new
+
+    def compression_decision(self, data: bytes | bytearray | memoryview) -> MlCompressionDecision:
+        """How to compress one packet: Skip, Light (lz4), Aggressive (zstd) or RohcOnly."""
+        if not isinstance(data, _BYTES_LIKE):
+            raise TypeError(f"data must be bytes-like, got {type(data).__name__}")
+        with self._lock:
+            lat = self._lat["comp"]
+            t0 = _perf_ns() if lat.should_sample() else 0
+            policy = self._compression
+            decision = policy.decide(data)
+            self._n_comp += 1
+            if policy.is_learned:
+                self._n_comp_model += 1
+            self._comp_counts[decision.name] += 1
+            if t0:
+                lat.add(_perf_ns() - t0)
+        return decision
+
+    def compress(self, data: bytes | bytearray | memoryview, *, now: float | None = None) -> bytes:
+        """Decide and carry out the decision: a self-describing frame for `decompress`."""
+        decision = self.compression_decision(data)
+        t0 = _perf_ns()
+        frame = self._codec.encode(data, decision)
+        encode_ns = _perf_ns() - t0
+        with self._lock:
+            self._bytes_in += len(data)
+            self._bytes_out += len(frame)
+            tel = self._telemetry
+            if tel is not None:
+                t = _wall() if now is None else check_number("now", now)
+                tel.record_compression(
+                    feature_vector(data), decision, size=len(data),
+                    compressed_size=len(frame), encode_ns=encode_ns, now=t,
+                )
+        return frame
+
+    def decompress(self, frame: bytes | bytearray | memoryview) -> bytes:
+        """Inverse of `compress`; raises ``ValueError`` on a corrupt frame."""
+        return self._codec.decode(frame)
+
+    def select_path(self, context: TrafficContext, *, now: float | None = None) -> PathId:
+        """The path to use for a flow of this traffic type."""
+        if not isinstance(context, TrafficContext):
+            raise TypeError(f"context must be a TrafficContext, got {type(context).__name__}")
+        t = _wall() if now is None else check_number("now", now)
+        with self._lock:
+            # Threads (or a transport's clocks) can interleave slightly out of
+            # order; components see a monotone clock, so a late caller never
+            # makes a decision raise.
+            t = max(t, self._clock)
+            self._clock = t
+            lat = self._lat["path"]
+            t0 = _perf_ns() if lat.should_sample() else 0
+            path = self._paths.select(context, now=t)
+            self._n_path += 1
+            if t0:
+                lat.add(_perf_ns() - t0)
+            return path
+
+    def update_path_metrics(self, metrics: PathMetrics, *, now: float | None = None) -> None:
+        """Report the latest measurements of one path."""
+        if not isinstance(metrics, PathMetrics):
+            raise TypeError(f"metrics must be PathMetrics, got {type(metrics).__name__}")
+        t = _wall() if now is None else check_number("now", now)
+        with self._lock:
+            # Threads (or a transport's clocks) can interleave slightly out of
+            # order; components see a monotone clock, so a late caller never
+            # makes a decision raise.
+            t = max(t, self._clock)
+            self._clock = t
+            self._paths.update_metrics(metrics, now=t)
+
+    def update_path_reward(
+        self, path: PathId, context: TrafficContext, reward: float, *, now: float | None = None
+    ) -> None:
+        """Report how well ``path`` served ``context`` (reward in [0, 1], see
+        `MlPathSelector.calculate_reward`)."""
+        if not isinstance(path, PathId):
+            raise TypeError(f"path must be a PathId, got {type(path).__name__}")
+        if not isinstance(context, TrafficContext):
+            raise TypeError(f"context must be a TrafficContext, got {type(context).__name__}")
+        r = check_number("reward", reward, hi=1.0)
+        t = _wall() if now is None else check_number("now", now)
+        with self._lock:
+            # Threads (or a transport's clocks) can interleave slightly out of
+            # order; components see a monotone clock, so a late caller never
+            # makes a decision raise.
+            t = max(t, self._clock)
+            self._clock = t
+            self._paths.update_reward(path, context, r, now=t)
+            tel = self._telemetry
+            if tel is not None:
+                metrics = self._paths.metrics(path)
+                if metrics is not None:
+                    tel.record_path(context, metrics, r, now=t)
+
+    # ---------------------------------------------------------------- models
+    def _load_defaults(self) -> None:
+        from oxidize_ml.models import default_model_dir
+
+        directory = default_model_dir()
+        if directory is not None:
+            self.load_models(directory, only_default_enabled=True)
+
+    def load_models(
+        self, directory: str | os.PathLike[str], *, only_default_enabled: bool = False
+    ) -> dict[str, str]:
+        """Load every model of a model directory that verifies; fall back per model.
+
+        Returns ``{model name: status}`` where status is ``"loaded"`` or the
+        reason the heuristic stays in use. Never raises for bad files: a
+        missing, corrupt or other-schema model logs a warning and keeps the
+        heuristic. ``only_default_enabled`` loads only the models whose
+        manifest entry says they beat their heuristic (used for the shipped
+        defaults).
+        """
+        from oxidize_ml.models import load_policies
+
+        result = load_policies(
+            Path(directory),
+            backend=self.config.backend,
+            limits=self._limits,
+            state_config=self.config.state,
+            seed=self.config.seed,
+            only_default_enabled=only_default_enabled,
+        )
+        with self._lock:
+            if result.loss is not None:
+                self._loss = result.loss
+                self._loaded["loss_predictor"] = result.versions["loss_predictor"]
+            if result.congestion is not None:
+                self._cc = result.congestion
+                self._loaded["congestion_controller"] = result.versions["congestion_controller"]
+            if result.compression is not None:
+                self._compression = result.compression
+                self._loaded["compression_oracle"] = result.versions["compression_oracle"]
+        for name, status in result.status.items():
+            if status != "loaded" and not (only_default_enabled and status == "not default"):
+                log.warning("model %s not loaded from %s: %s; using the heuristic",
+                            name, directory, status)
+        return dict(result.status)
+
+    def unload_models(self) -> None:
+        """Return every component to its heuristic."""
+        with self._lock:
+            self._loss = EwmaLossPredictor()
+            self._cc = self._cc_fallback
+            self._compression = HeuristicCompressionOracle()
+            self._loaded.clear()
+
+    def models_loaded(self) -> bool:
+        """True when at least one learned model is in use (details in `stats`)."""
+        with self._lock:
+            return bool(self._loaded)
+
+    # ------------------------------------------------------------ telemetry
+    def enable_training_collection(self) -> None:
+        """Start collecting training telemetry into bounded buffers."""
+        with self._lock:
+            if self._telemetry is None:
+                self._telemetry = TelemetryCollector(self.config.telemetry)
+
+    def disable_training_collection(self) -> None:
+        """Stop collecting (rows not yet exported are discarded)."""
+        with self._lock:
+            self._telemetry = None
+
+    def export_training_data(self, directory: str | os.PathLike[str]) -> Any:
+        """Write collected telemetry as Parquet + manifest into a new subdirectory.
+
+        Rows leave the buffers only after a successful export. Raises
+        ``RuntimeError`` when collection was never enabled.
+        """
+        from oxidize_ml import __version__
+
+        tel = self._telemetry
+        if tel is None:
+            raise RuntimeError(
+                "training collection is off: call enable_training_collection() "
+                "or set OXIDIZE_COLLECT_TRAINING=1"
+            )
+        return tel.export(directory, source_version=__version__)
+
+    # ----------------------------------------------------------------- state
+    @property
+    def cwnd(self) -> int:
+        """The engine's current congestion window, bytes."""
+        return self._cwnd
+
+    def stats(self) -> EngineStats:
+        """Typed, JSON-serialisable statistics of every component (``.to_dict()``)."""
+        with self._lock:
+            lat = {k: v.summary() for k, v in self._lat.items()}
+            cc = self._cc
+            epsilon = getattr(cc, "epsilon", None)
+            cc_detail = cc.stats() if hasattr(cc, "stats") else {}
+            comp_counts = dict(self._comp_counts)
+            skipped = comp_counts["Skip"]
+            path_stats = self._paths.stats()
+            return EngineStats(
+                loss_predictor=LossPredictorStats(
+                    decisions=self._n_fec,
+                    model_decisions=self._n_fec_model,
+                    fallback_decisions=self._n_fec - self._n_fec_model,
+                    model_loaded="loss_predictor" in self._loaded,
+                    policy=self._loss.name,
+                    last_prediction=self._last_p,
+                    fec_injections=self._n_fec_inject,
+                    last_redundancy_ratio=self._last_ratio,
+                    observations=self._n_obs,
+                    latency=lat["fec"],
+                ),
+                congestion_controller=CongestionStats(
+                    decisions=self._n_cc,
+                    model_decisions=self._n_cc_model,
+                    fallback_decisions=self._n_cc - self._n_cc_model,
+                    model_loaded="congestion_controller" in self._loaded,
+                    policy=cc.name,
+                    epsilon=None if epsilon is None else float(epsilon),
+                    cwnd=self._cwnd,
+                    last_action=None if self._last_action is None else self._last_action.name,
+                    action_counts=dict(self._cc_actions),
+                    latency=lat["cc"],
+                    controller=cc_detail,
+                ),
+                compression_oracle=CompressionStats(
+                    decisions=self._n_comp,
+                    model_decisions=self._n_comp_model,
+                    fallback_decisions=self._n_comp - self._n_comp_model,
+                    model_loaded="compression_oracle" in self._loaded,
+                    policy=self._compression.name,
+                    decision_counts=comp_counts,
+                    skipped=skipped,
+                    compressed=self._n_comp - skipped,
+                    bytes_in=self._bytes_in,
+                    bytes_out=self._bytes_out,
+                    bytes_saved=self._bytes_in - self._bytes_out,
+                    latency=lat["comp"],
+                ),
+                path_selector=PathSelectorStats(
+                    decisions=self._n_path,
+                    model_loaded=False,
+                    policy=self._paths.name,
+                    selections=path_stats.get("selections", {}),
+                    mean_reward=path_stats.get("mean_reward", {}),
+                    latency=lat["path"],
+                    detail=path_stats,
+                ),
+                training_collection=self._telemetry is not None,
+                telemetry=None if self._telemetry is None else self._telemetry.stats(),
+            )

@@ -1,0 +1,136 @@
+"""Typed, JSON-serialisable statistics for `MlEngine.stats()`.
+
+Latency is sampled (one call in ``sample_every``) into a bounded ring so that
+measuring it costs the hot path almost nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+_perf_ns = time.perf_counter_ns
+
+
+class LatencySampler:
+    """Bounded ring of sampled call latencies in nanoseconds.
+
+    Not thread-safe on its own: the engine calls it under its lock.
+    """
+
+    __slots__ = ("_filled", "_pos", "_ring", "_size", "_tick", "sample_every")
+
+    def __init__(self, size: int = 512, sample_every: int = 8) -> None:
+        if size < 1:
+            raise ValueError(f"size must be >= 1, got {size}")
+        if sample_every < 1:
+            raise ValueError(f"sample_every must be >= 1, got {sample_every}")
+        self._ring = [0] * size
+        self._size = size
+        self._pos = 0
+        self._filled = 0
+        self.sample_every = sample_every
+        self._tick = 0
+
+    def should_sample(self) -> bool:
+        self._tick += 1
+        if self._tick >= self.sample_every:
+            self._tick = 0
+            return True
+        return False
+
+    def add(self, ns: int) -> None:
+        self._ring[self._pos] = ns
+        self._pos = (self._pos + 1) % self._size
+        if self._filled < self._size:
+            self._filled += 1
+
+    def summary(self) -> LatencySummary:
+        if self._filled == 0:
+            return LatencySummary(samples=0, p50_us=None, p99_us=None, max_us=None)
+        vals = sorted(self._ring[: self._filled])
+        n = len(vals)
+        return LatencySummary(
+            samples=n,
+            p50_us=vals[n // 2] / 1000.0,
+            p99_us=vals[min(n - 1, int(0.99 * n))] / 1000.0,
+            max_us=vals[-1] / 1000.0,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class LatencySummary:
+    samples: int
+    p50_us: float | None
+    p99_us: float | None
+    max_us: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class LossPredictorStats:
+    decisions: int
+    model_decisions: int
+    fallback_decisions: int
+    model_loaded: bool
+    policy: str
+    last_prediction: float | None
+    fec_injections: int
+    last_redundancy_ratio: float | None
+    observations: int
+    latency: LatencySummary
+
+
+@dataclass(frozen=True, slots=True)
+class CongestionStats:
+    decisions: int
+    model_decisions: int
+    fallback_decisions: int
+    model_loaded: bool
+    policy: str
+    epsilon: float | None
+    cwnd: int
+    last_action: str | None
+    action_counts: dict[str, int]
+    latency: LatencySummary
+    controller: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class CompressionStats:
+    decisions: int
+    model_decisions: int
+    fallback_decisions: int
+    model_loaded: bool
+    policy: str
+    decision_counts: dict[str, int]
+    skipped: int
+    compressed: int
+    bytes_in: int
+    bytes_out: int
+    bytes_saved: int
+    latency: LatencySummary
+
+
+@dataclass(frozen=True, slots=True)
+class PathSelectorStats:
+    decisions: int
+    model_loaded: bool
+    policy: str
+    selections: dict[str, int]
+    mean_reward: dict[str, float | None]
+    latency: LatencySummary
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class EngineStats:
+    loss_predictor: LossPredictorStats
+    congestion_controller: CongestionStats
+    compression_oracle: CompressionStats
+    path_selector: PathSelectorStats
+    training_collection: bool
+    telemetry: dict[str, Any] | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
