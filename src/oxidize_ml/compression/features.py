@@ -54,6 +54,10 @@ Header flags are structural matches on any size; they are only reliable on
 small packets (a random byte string looks like RTP one time in eight), which
 is why the oracle uses them only up to its ``rohc_max_bytes``.
 
+PDF (``%PDF-``) is deliberately not a Skip magic: its object dictionaries
+are text that compresses, and its FlateDecode streams, which do not, are
+caught by the entropy estimate like any other deflate data.
+
 QUIC short headers carry only two fixed bits (``0b01``) before header
 protection, which ASCII letters share, so they are recognised by their
 entropy rather than by a header rule.
