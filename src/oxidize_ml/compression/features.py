@@ -510,8 +510,3 @@ def extract_features(data: bytes | bytearray | memoryview) -> CompressionFeature
         magic_name=name,
         header=header,
     )
-
-
-compression_features = extract_features
-"""Alias of `extract_features` (the name the engine imports); for the vector
-alone, `feature_vector` is cheaper."""
