@@ -20,7 +20,8 @@ app = typer.Typer(
 telemetry_app = typer.Typer(help="Inspect exported training telemetry.", no_args_is_help=True)
 app.add_typer(telemetry_app, name="telemetry")
 
-console = Console()
+# Wide enough for the benchmark and report tables when output is not a terminal.
+console = Console(width=None if Console().is_terminal else 160)
 
 
 def _fmt(x: float | None, digits: int = 2) -> str:
@@ -88,6 +89,33 @@ def telemetry_inspect(
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from None
     console.print_json(json.dumps(summary, default=str))
+
+
+# Each area adds its commands through a `register(app)` function in its own
+# module, so areas never edit this file at the same time. Those modules import
+# optional dependencies inside the commands, so registration always works.
+_COMMAND_MODULES = (
+    "oxidize_ml.sim.commands",
+    "oxidize_ml.training.commands",
+    "oxidize_ml.integrations.commands",
+    "oxidize_ml.hub.commands",
+)
+
+
+def _register_all() -> None:
+    import importlib
+
+    for name in _COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:  # that area has no commands (yet)
+                continue
+            raise
+        module.register(app)
+
+
+_register_all()
 
 
 def main() -> None:

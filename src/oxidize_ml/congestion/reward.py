@@ -20,11 +20,9 @@ def congestion_reward(
     loss_rate: float
 ) -> float:
     u = throughput_bps / max_throughput_bps if max_throughput_bps > 0.0 else 0.0
-    if u > 1.0:
-        u = 1.0
+    u = min(u, 1.0)
     d = DELAY_TOLERANCE * min_rtt_us / rtt_us if rtt_us > 0.0 and min_rtt_us > 0.0 else 1.0
-    if d > 1.0:
-        d = 1.0
+    d = min(d, 1.0)
     r = u * d - LOSS_PENALTY * loss_rate
     if r < -1.0:
         return -1.0
