@@ -458,6 +458,44 @@ class MlEngine:
                             name, directory, status)
         return dict(result.status)
 
+    def replace_policy(self, component: str, policy: Any, *, version: str = "custom") -> None:
+        """Swap one component's policy atomically (background trainers, hub sync, tests).
+
+        ``component`` is "loss_predictor", "congestion_controller" or
+        "compression_oracle"; ``policy`` must satisfy that component's
+        `oxidize_ml.policy.Policy` (the compression oracle also needs
+        ``decide(data)``). Decisions in flight finish on the old policy.
+        """
+        needed = ("predict_one", "learn_one", "name", "is_learned")
+        if component == "compression_oracle":
+            needed += ("decide",)
+        missing = [a for a in needed if not hasattr(policy, a)]
+        if missing:
+            raise TypeError(f"policy for {component} lacks {missing}")
+        with self._lock:
+            if component == "loss_predictor":
+                self._loss = policy
+            elif component == "congestion_controller":
+                self._cc = policy
+            elif component == "compression_oracle":
+                self._compression = policy
+            else:
+                raise ValueError(
+                    f"unknown component {component!r}; choose from "
+                    "['compression_oracle', 'congestion_controller', 'loss_predictor']"
+                )
+            if policy.is_learned:
+                self._loaded[component] = version
+            else:
+                self._loaded.pop(component, None)
+
+    def policy(self, component: str) -> Any:
+        """The policy currently deciding for ``component`` (read-only use)."""
+        with self._lock:
+            return {"loss_predictor": self._loss, "congestion_controller": self._cc,
+                    "compression_oracle": self._compression,
+                    "path_selector": self._paths}[component]
+
     def unload_models(self) -> None:
         """Return every component to its heuristic."""
         with self._lock:
