@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from oxidize_ml.engine import EngineConfig, MlEngine
 from oxidize_ml.features import FEATURE_NAMES, FEATURE_SCHEMA_VERSION, NetworkFeatures
+from oxidize_ml.paths import MlPathSelector
 from oxidize_ml.types import (
     DrlAction,
     FecDecision,
@@ -23,8 +25,11 @@ __all__ = [
     "FEATURE_NAMES",
     "FEATURE_SCHEMA_VERSION",
     "DrlAction",
+    "EngineConfig",
     "FecDecision",
     "MlCompressionDecision",
+    "MlEngine",
+    "MlPathSelector",
     "NetworkFeatures",
     "PathId",
     "PathMetrics",
