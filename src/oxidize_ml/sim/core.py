@@ -1,0 +1,1312 @@
+"""The discrete-event, packet-level simulator: senders -> bottleneck -> receivers -> acks.
+
+Model
+-----
+- **Senders** are window-based (cwnd in bytes, MSS 1500) and send whenever
+  ``bytes_in_flight + packet <= cwnd``, without pacing. A flow is always
+  backlogged unless its `FlowSpec` gives a size. Packets carry new data
+  only: a lost packet is not retransmitted as such, the sender simply has
+  more new data to send (as QUIC, which retransmits lost frames in new
+  packets); goodput counts acknowledged bytes only, and a finite flow
+  completes when ``size_bytes`` have been acknowledged.
+- **Forward path**: each flow's one-way delay, then the shared **bottleneck**:
+  a FIFO drop-tail queue (bytes) served at the link's delivery opportunities
+  (`OpportunitySchedule`, one MTU each, Mahimahi semantics: an opportunity
+  that finds the queue empty is wasted). Random loss (Bernoulli or
+  Gilbert-Elliott, one decision per packet) is applied at the egress: the
+  packet uses its opportunity, then vanishes.
+- **Receiver** sits right after the bottleneck and acks every packet at once
+  (no delayed acks); acks travel back with the flow's reverse delay and are
+  never lost.
+- **Loss detection and RTT** follow RFC 9002: smoothed_rtt / rttvar /
+  min_rtt / latest_rtt; a packet is lost when a packet sent 3 or more later
+  is acked, or when it is older than 9/8 max(smoothed_rtt, latest_rtt)
+  (at least 1 ms) and a later packet was acked; a loss timer fires for the
+  time threshold. A probe timeout (PTO = smoothed_rtt + max(4 rttvar, 1 ms),
+  doubled per consecutive PTO; 999 ms before the first RTT sample) fires
+  when nothing is acked: the sender sends up to two probe packets of new
+  data regardless of cwnd, whose acks expose the lost tail, so a flow whose
+  whole window was dropped recovers. Persistent congestion (RFC 9002 7.6: a
+  run of consecutive lost packets spanning more than 3 PTO durations) calls
+  ``on_persistent_congestion``. The path never reorders, so every gap in the
+  acked packet numbers is a real loss; the general rules still decide *when*
+  the sender notices.
+- **Delivery-rate samples** are BBR-style: each packet records, when sent,
+  the flow's delivered bytes, the time of the last ack and the send time of
+  the last acked packet; on its ack, rate = delta delivered / max(send
+  elapsed, ack elapsed) (samples shorter than min_rtt are discarded, as in
+  Linux ``tcp_rate.c``).
+- Every ``interval_s`` (10 ms) each active flow's events are aggregated by
+  `IntervalStats` into `NetworkFeatures` (buffer_occupancy is the true queue
+  fill) and given to the controller's ``on_interval`` and to the caller's
+  ``on_interval`` hook.
+
+Engine
+------
+Propagation delays are constant per flow, so the packets travelling to the
+bottleneck and the acks travelling back are FIFO deques per flow: there is
+no general event heap. Because the bottleneck is a FIFO with exogenous
+service times, a packet's departure time is known the moment it arrives,
+so the queue is a list of departure times. A packet's bottleneck arrival is
+processed as soon as no packet of any flow can still arrive before it
+(immediately at send time for a single flow). The main loop merges a
+handful of next-event times (each flow's next ack and timer, the next
+decision tick, the next flow start). The hot path uses local variables,
+tuples and plain floats (no numpy scalars, no per-packet objects beyond
+tuples); random loss decisions are drawn in numpy blocks.
+"""
+
+# ruff: noqa: PLR1730, FURB136
+# (per-packet code: `x if x > y else y` avoids a min()/max() builtin call, ~3x a comparison)
+
+from __future__ import annotations
+
+import math
+from array import array
+from bisect import bisect_left, bisect_right
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import numpy as np
+
+from oxidize_ml._validate import check_int, check_number
+from oxidize_ml.features import NetworkFeatures
+from oxidize_ml.interval_stats import IntervalStats
+from oxidize_ml.sim.controllers.base import CongestionController, overridden_events
+from oxidize_ml.sim.scenarios import Scenario, base_rtt_s
+from oxidize_ml.sim.traces import MTU_BYTES, OpportunitySchedule, count_at_or_before
+
+if TYPE_CHECKING:
+    from oxidize_ml.sim.controllers.registry import ControllerFactory, ControllerRegistry
+    from oxidize_ml.sim.metrics import RunResult
+
+INF = math.inf
+K_PACKET_THRESHOLD = 3
+"""RFC 9002 kPacketThreshold"""
+K_TIME_THRESHOLD = 9.0 / 8.0
+"""RFC 9002 kTimeThreshold"""
+K_GRANULARITY_S = 0.001
+"""RFC 9002 kGranularity, seconds"""
+K_INITIAL_RTT_S = 0.333
+"""RFC 9002 kInitialRtt, seconds (PTO before the first RTT sample)"""
+K_PERSISTENT_CONGESTION_THRESHOLD = 3
+"""RFC 9002 kPersistentCongestionThreshold"""
+MAX_PROBES = 2
+"""probe packets sent when the PTO fires (RFC 9002 section 6.2.4)"""
+LOSS_BLOCK = 4096
+"""random loss decisions drawn per numpy call"""
+QUEUE_COMPACT_ENTRIES = 4096
+"""departed queue entries kept before the lists are trimmed (at a decision tick)"""
+DEFAULT_MAX_DELAY_SAMPLES = 1_000_000
+"""per-flow cap on stored one-way delays; beyond it the store is halved (every other sample
+kept) and from then on every 2nd (4th, ...) packet is stored, a uniform subsample"""
+
+IntervalHook = Callable[[float, int, NetworkFeatures, float, int], Any]
+"""``hook(now, flow_index, features, throughput_bps, cwnd_bytes)``"""
+
+
+class IntervalSample(NamedTuple):
+    """One flow's observation at one decision tick (what `Simulation.run_interval` returns)."""
+
+    now: float
+    """tick time, seconds"""
+    flow_index: int
+    features: NetworkFeatures
+    throughput_bps: float
+    """goodput over the interval that just ended, bits/s"""
+    cwnd: int
+    """the flow's window after its controller's decision at this tick, bytes"""
+
+
+class _Flow:
+    """Per-flow state; the event loop reads and writes these slots directly."""
+
+    __slots__ = (
+        "ack_delay",
+        "acked_bytes",
+        "acked_packets",
+        "ackq",
+        "bif",
+        "cb_acked",
+        "cb_lost",
+        "cb_rtt",
+        "cb_sent",
+        "completion_time",
+        "ctrl",
+        "d_cnt",
+        "d_stride",
+        "delay",
+        "delays",
+        "delivered",
+        "delivered_rx_extra",
+        "delivered_time",
+        "dropped_queue",
+        "dropped_random",
+        "finished",
+        "first_rtt_time",
+        "first_sent_time",
+        "has_rtt",
+        "i_acked_b",
+        "i_acked_p",
+        "i_last_loss",
+        "i_lost_b",
+        "i_lost_p",
+        "i_rate_max",
+        "i_sent_b",
+        "i_sent_p",
+        "index",
+        "largest_acked",
+        "last_send",
+        "latest_rtt",
+        "lost_bytes",
+        "lost_packets",
+        "min_rtt",
+        "next_pn",
+        "pc_prev_pn",
+        "pc_run_start",
+        "pend",
+        "pif",
+        "pto_base",
+        "pto_count",
+        "rttvar",
+        "s_cwnd",
+        "s_inflight",
+        "s_loss",
+        "s_queue",
+        "s_rtt",
+        "s_thr",
+        "s_time",
+        "sent",
+        "sent_bytes",
+        "sent_packets",
+        "size",
+        "spec",
+        "srtt",
+        "start",
+        "started",
+        "stats",
+        "suspects",
+        "timer",
+        "wants_interval",
+    )
+
+    def __init__(self, index: int, spec: Any, ctrl: CongestionController) -> None:
+        self.index = index
+        self.spec = spec
+        self.ctrl = ctrl
+        self.delay = float(spec.delay_s)
+        self.ack_delay = float(spec.ack_delay_s)
+        self.start = float(spec.start_s)
+        self.size = spec.size_bytes  # None: bulk
+        ev = overridden_events(ctrl)
+        self.cb_sent = ctrl.on_packet_sent if "on_packet_sent" in ev else None
+        self.cb_acked = ctrl.on_packets_acked if "on_packets_acked" in ev else None
+        self.cb_lost = ctrl.on_packets_lost if "on_packets_lost" in ev else None
+        self.cb_rtt = ctrl.on_rtt_measurement if "on_rtt_measurement" in ev else None
+        self.wants_interval = "on_interval" in ev
+        self.started = False
+        self.finished = False
+        self.completion_time = INF
+        self.next_pn = 0
+        # pn, send time, bytes, delivered at send, delivered_time at send, first_sent at send
+        self.sent: deque[tuple[int, float, int, int, float, float]] = deque()
+        self.suspects: deque[tuple[int, float, int, int, float, float]] = deque()
+        self.pend: deque[tuple[float, int, int]] = deque()  # (bottleneck arrival, pn, bytes)
+        self.ackq: deque[tuple[float, int, int]] = deque()  # (ack arrival at sender, pn, bytes)
+        self.bif = 0
+        self.pif = 0
+        self.largest_acked = -1
+        self.delivered = 0
+        self.delivered_time = self.start
+        self.first_sent_time = self.start
+        self.has_rtt = False
+        self.srtt = 0.0
+        self.rttvar = 0.0
+        self.min_rtt = 0.0
+        self.latest_rtt = 0.0
+        self.first_rtt_time = INF
+        self.pto_base = K_INITIAL_RTT_S + 4.0 * (K_INITIAL_RTT_S / 2.0)
+        self.pto_count = 0
+        self.last_send = self.start
+        self.timer = INF
+        self.pc_prev_pn = -2
+        self.pc_run_start = 0.0
+        self.sent_packets = self.sent_bytes = 0
+        self.acked_packets = self.acked_bytes = 0
+        self.lost_packets = self.lost_bytes = 0
+        self.dropped_queue = self.dropped_random = 0
+        self.delivered_rx_extra = 0
+        self.i_sent_b = self.i_sent_p = self.i_acked_b = self.i_acked_p = 0
+        self.i_lost_b = self.i_lost_p = 0
+        self.i_last_loss = 0.0
+        self.i_rate_max = 0.0
+        self.stats: IntervalStats | None = None
+        self.delays = array("d")
+        self.d_cnt = 0
+        self.d_stride = 1
+        self.s_time = array("d")
+        self.s_cwnd = array("d")
+        self.s_queue = array("d")
+        self.s_thr = array("d")
+        self.s_rtt = array("d")
+        self.s_loss = array("d")
+        self.s_inflight = array("d")
+
+
+def _make_controllers(
+    scenario: Scenario,
+    controllers: Any,
+    seeds: list[int],
+    registry: ControllerRegistry | None,
+) -> list[CongestionController]:
+    n = len(scenario.flows)
+    if isinstance(controllers, str) or callable(controllers) and not isinstance(
+        controllers, CongestionController
+    ):
+        items: list[Any] = [controllers] * n
+    elif isinstance(controllers, Sequence):
+        items = list(controllers)
+        if len(items) != n:
+            raise ValueError(
+                f"scenario {scenario.name!r} has {n} flow(s) but {len(items)} controllers were given"
+            )
+    else:
+        items = [controllers]
+        if n != 1:
+            raise ValueError(
+                f"scenario {scenario.name!r} has {n} flows: pass a name, a factory or one "
+                "controller per flow"
+            )
+    out: list[CongestionController] = []
+    for i, c in enumerate(items):
+        if isinstance(c, str):
+            if registry is None:
+                from oxidize_ml.sim.controllers.registry import default_registry
+
+                registry = default_registry()
+            ctrl = registry.create(c, flow_index=i, seed=seeds[i])
+        elif hasattr(c, "cwnd") and hasattr(c, "on_interval"):
+            ctrl = c
+        elif callable(c):
+            ctrl = c(flow_index=i, seed=seeds[i])
+        else:
+            raise TypeError(
+                f"controller for flow {i} must be a name, a factory or a controller, got "
+                f"{type(c).__name__}"
+            )
+        if not hasattr(ctrl, "cwnd"):
+            raise TypeError(f"controller for flow {i} has no cwnd attribute")
+        if any(ctrl is o for o in out):
+            raise ValueError("each flow needs its own controller instance")
+        out.append(ctrl)
+    return out
+
+
+class Simulation:
+    """A run that can be advanced step by step (for Gymnasium environments and hooks).
+
+    Parameters
+    ----------
+    scenario
+        What to simulate.
+    controllers
+        A registry name (``"reno"``), a factory ``f(*, flow_index, seed)``, a
+        controller instance (single-flow scenarios), or a sequence with one
+        of those per flow.
+    seed
+        Seeds every random stream of the run (link realisation unless the
+        scenario pins it, random loss, controller factories) through
+        ``np.random.SeedSequence(seed).spawn``.
+    duration_s
+        Overrides ``scenario.duration_s``.
+    record_series
+        Keep per-interval time series per flow (cwnd, queue, throughput, RTT,
+        loss rate, inflight).
+    on_interval
+        ``hook(now, flow_index, features, throughput_bps, cwnd_bytes)`` called
+        at every decision tick for every active flow, after its controller
+        decided (``cwnd_bytes`` is the window that applies next).
+    registry
+        Where controller names are looked up (default: `default_registry`).
+    max_delay_samples
+        Per-flow bound on stored one-way delays (see `DEFAULT_MAX_DELAY_SAMPLES`).
+
+    Examples
+    --------
+    Step-wise, one decision per interval, an external agent setting the window:
+
+    >>> from oxidize_ml.sim import ExternalCwndController, Simulation, get_scenario
+    >>> from oxidize_ml.types import DrlAction
+    >>> agent = ExternalCwndController()
+    >>> sim = Simulation(get_scenario("wired-clean"), [agent], seed=0, duration_s=1.0)
+    >>> while not sim.done:
+    ...     samples = sim.run_interval()          # one IntervalSample per active flow
+    ...     _ = agent.apply(DrlAction.Increase5)  # takes effect now
+    >>> sim.result().flows[0].throughput_bps > 0
+    True
+    """
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        controllers: str | ControllerFactory | CongestionController | Sequence[Any],
+        *,
+        seed: int,
+        duration_s: float | None = None,
+        record_series: bool = True,
+        on_interval: IntervalHook | None = None,
+        registry: ControllerRegistry | None = None,
+        max_delay_samples: int = DEFAULT_MAX_DELAY_SAMPLES,
+    ) -> None:
+        if not isinstance(scenario, Scenario):
+            raise TypeError(f"scenario must be a Scenario, got {type(scenario).__name__}")
+        check_int("seed", seed)
+        self.max_delay_samples = check_int("max_delay_samples", max_delay_samples, lo=16)
+        self.scenario = scenario
+        self.seed = seed
+        duration = scenario.duration_s if duration_s is None else duration_s
+        if check_number("duration_s", duration) <= 0.0:
+            raise ValueError(f"duration_s must be > 0, got {duration!r}")
+        self.end_s = float(duration)
+        self.interval_s = scenario.interval_s
+        self.record_series = bool(record_series)
+        self.on_interval = on_interval
+        n = len(scenario.flows)
+        children = np.random.SeedSequence(seed).spawn(2 + n)
+        link_ss = np.random.SeedSequence(scenario.seed) if scenario.seed is not None else children[0]
+        self.schedule: OpportunitySchedule = scenario.link.schedule(
+            self.end_s, np.random.default_rng(link_ss)
+        )
+        self.buffer_bytes = scenario.buffer.size_bytes(
+            self.schedule.mean_rate_bps, base_rtt_s(scenario)
+        )
+        self._loss_sampler = (
+            scenario.loss.sampler(np.random.default_rng(children[1]))
+            if scenario.loss is not None else None
+        )
+        ctrl_seeds = [int(c.generate_state(1)[0]) for c in children[2:]]
+        ctrls = _make_controllers(scenario, controllers, ctrl_seeds, registry)
+        self.controllers: list[CongestionController] = ctrls
+        self._flows = [_Flow(i, f, c) for i, (f, c) in enumerate(zip(scenario.flows, ctrls,
+                                                                         strict=True))]
+        self._mss = MTU_BYTES
+        for c in ctrls:
+            lim = getattr(c, "limits", None)
+            if lim is not None and lim.mss != MTU_BYTES:
+                raise ValueError(f"controllers must use mss={MTU_BYTES} (one opportunity), got "
+                                 f"{lim.mss}")
+        self._d_min = min(f.delay for f in self._flows)
+        self._single = n == 1
+        self._starts = sorted(self._flows, key=lambda f: (f.start, f.index))
+        self._start_pos = 0
+        self._active: list[_Flow] = []
+        self.now = 0.0
+        self._tick_index = 1
+        self._next_tick = self.interval_s
+        self._collect: list[IntervalSample] | None = None
+        # bottleneck: opportunity schedule as plain floats
+        self._times: list[float] = self.schedule.times_s.tolist()
+        self._period = self.schedule.period_s
+        self._last_c = -1  # cycle and offset index of the last opportunity used
+        self._last_i = len(self._times) - 1
+        # queue entries (list + head index): departure, arrival, cumulative bytes before
+        self._q_dep: list[float] = []
+        self._q_arr: list[float] = []
+        self._q_cum: list[int] = []
+        self._q_head = 0
+        self._q_total = 0
+        self._loss_flags: list[bool] = []
+        self._loss_pos = 0
+        self._pend_min = INF
+        self.packets_sent = 0
+        self._force_general = False  # tests: run a single flow through the general loop
+
+    # ------------------------------------------------------------------ public
+    @property
+    def done(self) -> bool:
+        """True once the simulated time reached the end."""
+        return self.now >= self.end_s
+
+    @property
+    def next_tick_s(self) -> float:
+        """Time of the next decision tick."""
+        return self._next_tick
+
+    @property
+    def flow_count(self) -> int:
+        return len(self._flows)
+
+    def queue_bytes(self) -> int:
+        """Bytes waiting in the bottleneck queue at the current time."""
+        return self._queue_bytes_at(self.now)
+
+    def run_interval(self) -> list[IntervalSample]:
+        """Advance to the next decision tick, process it, and return its samples.
+
+        One `IntervalSample` per flow active at the tick (flows not yet
+        started or already finished are absent). Controllers have already
+        seen the tick; an `ExternalCwndController`'s new window set after
+        this returns applies from this instant on. Returns ``[]`` once the
+        run is `done`.
+        """
+        if self.done:
+            return []
+        target = min(self._next_tick, self.end_s)
+        self._collect = []
+        try:
+            self.advance(target)
+            return self._collect
+        finally:
+            self._collect = None
+
+    def run(self) -> RunResult:
+        """Run to the end and return the result."""
+        self.advance(self.end_s)
+        return self.result()
+
+    def result(self) -> RunResult:
+        """Metrics of the run so far (the whole run once `done`)."""
+        from oxidize_ml.sim.metrics import build_result
+
+        return build_result(self)
+
+    # ------------------------------------------------------------------ engine
+    def advance(self, until_s: float) -> None:
+        """Process every event with time ``<= until_s`` (capped at the run's end)."""
+        until = min(float(until_s), self.end_s)
+        if until < self.now:
+            raise ValueError(f"cannot go back in time: now={self.now}, until_s={until_s}")
+        if self._single and not self._force_general:
+            self._advance_single(until)
+        else:
+            self._advance_general(until)
+
+    def _advance_general(self, until: float) -> None:
+        """The event loop for any number of flows (state in the `_Flow` objects)."""
+        now = self.now
+        # A window may have been changed from outside (step-wise use): send at once.
+        for fl in self._active:
+            self._send(fl, now)
+        self._drain(now)
+        active = self._active
+        starts = self._starts
+        while True:
+            # ---- next event: min over each flow's next ack and timer, tick, start, arrival
+            t = self._next_tick
+            ev = 0
+            sel: _Flow | None = None
+            for fl in active:
+                aq = fl.ackq
+                if aq:
+                    ta = aq[0][0]
+                    if ta <= t:
+                        t = ta
+                        ev = 1
+                        sel = fl
+                tm = fl.timer
+                if tm < t:
+                    t = tm
+                    ev = 2
+                    sel = fl
+            pos = self._start_pos
+            # strict: a flow starting exactly on a tick is first observed one interval later
+            if pos < len(starts) and starts[pos].start < t:
+                t = starts[pos].start
+                ev = 3
+            if self._pend_min < t:
+                t = self._pend_min
+                ev = 4
+            if t > until:
+                break
+            now = t
+            if ev == 1:
+                # ---- an ack arrives at flow `sel` ------------------------------------------
+                fl = sel  # type: ignore[assignment]
+                _, pn, _b = fl.ackq.popleft()
+                sent = fl.sent
+                rec = sent.popleft()
+                if rec[0] != pn:
+                    # Packets below pn will never be acked (the path does not reorder): they
+                    # become loss candidates, declared by the RFC 9002 thresholds below.
+                    sus = fl.suspects
+                    while rec[0] != pn:
+                        sus.append(rec)
+                        rec = sent.popleft()
+                _, st, size, d_send, dt_send, fst_send = rec
+                fl.bif -= size
+                fl.pif -= 1
+                fl.largest_acked = pn
+                fl.pto_count = 0
+                delivered = fl.delivered + size
+                fl.delivered = delivered
+                fl.acked_bytes += size
+                fl.acked_packets += 1
+                fl.i_acked_b += size
+                fl.i_acked_p += 1
+                # RFC 9002 section 5 RTT estimator (ack_delay = 0: the receiver acks at once)
+                latest = now - st
+                if fl.has_rtt:
+                    if latest < fl.min_rtt:
+                        fl.min_rtt = latest
+                    srtt = fl.srtt
+                    dev = srtt - latest
+                    if dev < 0.0:
+                        dev = -dev
+                    rttvar = 0.75 * fl.rttvar + 0.25 * dev
+                    srtt = 0.875 * srtt + 0.125 * latest
+                    fl.srtt = srtt
+                    fl.rttvar = rttvar
+                else:
+                    fl.has_rtt = True
+                    fl.first_rtt_time = now
+                    fl.min_rtt = latest
+                    srtt = latest
+                    rttvar = latest * 0.5
+                    fl.srtt = srtt
+                    fl.rttvar = rttvar
+                fl.latest_rtt = latest
+                v4 = 4.0 * rttvar
+                fl.pto_base = srtt + (v4 if v4 > K_GRANULARITY_S else K_GRANULARITY_S)
+                # BBR-style delivery-rate sample
+                iv = st - fst_send
+                ack_el = now - dt_send
+                if ack_el > iv:
+                    iv = ack_el
+                if iv >= fl.min_rtt and iv > 0.0:
+                    rate = (delivered - d_send) * 8.0 / iv
+                    if rate > fl.i_rate_max:
+                        fl.i_rate_max = rate
+                fl.delivered_time = now
+                fl.first_sent_time = st
+                # one-way delay of the packet (delivery at the receiver - send time)
+                dc = fl.d_cnt + 1
+                if dc >= fl.d_stride:
+                    fl.delays.append(now - fl.ack_delay - st)
+                    dc = 0
+                fl.d_cnt = dc
+                cb = fl.cb_rtt
+                if cb is not None:
+                    cb(now=now, latest_rtt=latest, smoothed_rtt=srtt, min_rtt=fl.min_rtt)
+                if fl.suspects:
+                    self._detect_losses(fl, now)
+                cb = fl.cb_acked
+                if cb is not None:
+                    cb(now=now, acked_bytes=size, sent_time=st)
+                if fl.size is not None and fl.acked_bytes >= fl.size:
+                    self._finish(fl, now)
+                else:
+                    self._send(fl, now)
+            elif ev == 0:
+                self._tick(now)
+                for fl in active:
+                    self._send(fl, now)
+            elif ev == 2:
+                self._on_timer(sel, now)  # type: ignore[arg-type]
+            elif ev == 3:
+                self._start_flow(starts[pos], now)
+            # ev == 4: only the drain below (a packet reaches the bottleneck)
+            if not self._single:
+                self._drain(now)
+        self.now = until
+
+    def _advance_single(self, until: float) -> None:
+        """The event loop for one flow, with all hot state in local variables.
+
+        Same semantics as `_advance_general` (a test checks bit-identical
+        results): acks, sends with their bottleneck arrival, and decision ticks
+        run inline here; timers, loss detection, start and finish save the
+        locals to the flow and call the shared methods.
+        """
+        fl = self._flows[0]
+        now = self.now
+        self._send(fl, now)
+        inf = INF
+        mss = self._mss
+        times = self._times
+        n_opp = len(times)
+        period = self._period
+        tail = times[-1] - period
+        cap = self.buffer_bytes
+        interval = self.interval_s
+        sampler = self._loss_sampler
+        q_dep = self._q_dep
+        q_arr = self._q_arr
+        q_cum = self._q_cum
+        dep_append = q_dep.append
+        arr_append = q_arr.append
+        cum_append = q_cum.append
+        ackq = fl.ackq
+        ack_popleft = ackq.popleft
+        ack_append = ackq.append
+        sent = fl.sent
+        sent_popleft = sent.popleft
+        sent_append = sent.append
+        suspects = fl.suspects
+        ctrl = fl.ctrl
+        cb_acked = fl.cb_acked
+        cb_rtt = fl.cb_rtt
+        cb_sent = fl.cb_sent
+        delay = fl.delay
+        back = fl.ack_delay
+        size = fl.size
+        observe = self._observe
+        start_t = inf if fl.started else fl.start
+        (bif, pif, next_pn, delivered, dlv_t, fst, srtt, rttvar, min_rtt, latest, has_rtt,
+         pto_base, pto_count, largest, acked_b, acked_p, sent_b, sent_p, i_acked_b,
+         i_acked_p, i_sent_b, i_sent_p, i_rate_max, last_send, timer, d_cnt, d_stride,
+         delays_append, qh, q_total, last_c, last_i, flags, lpos, n_total, tick_index,
+         next_tick) = (
+            fl.bif, fl.pif, fl.next_pn, fl.delivered, fl.delivered_time, fl.first_sent_time,
+            fl.srtt, fl.rttvar, fl.min_rtt, fl.latest_rtt, fl.has_rtt, fl.pto_base,
+            fl.pto_count, fl.largest_acked, fl.acked_bytes, fl.acked_packets, fl.sent_bytes,
+            fl.sent_packets, fl.i_acked_b, fl.i_acked_p, fl.i_sent_b, fl.i_sent_p,
+            fl.i_rate_max, fl.last_send, fl.timer, fl.d_cnt, fl.d_stride, fl.delays.append,
+            self._q_head, self._q_total, self._last_c, self._last_i, self._loss_flags,
+            self._loss_pos, self.packets_sent, self._tick_index, self._next_tick)
+        flowing = fl.started and not fl.finished
+        while True:
+            # ---- next event: ack, decision tick, timer or flow start
+            t = next_tick
+            ev = 0
+            if ackq:
+                ta = ackq[0][0]
+                if ta <= t:
+                    t = ta
+                    ev = 1
+            if timer < t:
+                t = timer
+                ev = 2
+            if start_t < t:
+                t = start_t
+                ev = 3
+            if t > until:
+                break
+            now = t
+            if ev == 1:
+                # ---- ack (mirrors _advance_general) ----------------------------------------
+                _, pn, _b = ack_popleft()
+                rec = sent_popleft()
+                if rec[0] != pn:
+                    while rec[0] != pn:
+                        suspects.append(rec)
+                        rec = sent_popleft()
+                _, st, b, d_send, dt_send, fst_send = rec
+                bif -= b
+                pif -= 1
+                largest = pn
+                pto_count = 0
+                delivered += b
+                acked_b += b
+                acked_p += 1
+                i_acked_b += b
+                i_acked_p += 1
+                latest = now - st
+                if has_rtt:
+                    if latest < min_rtt:
+                        min_rtt = latest
+                    dev = srtt - latest
+                    if dev < 0.0:
+                        dev = -dev
+                    rttvar = 0.75 * rttvar + 0.25 * dev
+                    srtt = 0.875 * srtt + 0.125 * latest
+                else:
+                    has_rtt = True
+                    fl.first_rtt_time = now
+                    min_rtt = latest
+                    srtt = latest
+                    rttvar = latest * 0.5
+                v4 = 4.0 * rttvar
+                pto_base = srtt + (v4 if v4 > K_GRANULARITY_S else K_GRANULARITY_S)
+                iv = st - fst_send
+                ack_el = now - dt_send
+                if ack_el > iv:
+                    iv = ack_el
+                if iv >= min_rtt and iv > 0.0:
+                    rate = (delivered - d_send) * 8.0 / iv
+                    if rate > i_rate_max:
+                        i_rate_max = rate
+                dlv_t = now
+                fst = st
+                d_cnt += 1
+                if d_cnt >= d_stride:
+                    delays_append(now - back - st)
+                    d_cnt = 0
+                if cb_rtt is not None:
+                    cb_rtt(now=now, latest_rtt=latest, smoothed_rtt=srtt, min_rtt=min_rtt)
+                if suspects or (size is not None and acked_b >= size):
+                    # rare: losses to declare or a finite flow completing -> shared methods
+                    (fl.bif, fl.pif, fl.next_pn, fl.delivered, fl.delivered_time,
+                     fl.first_sent_time, fl.srtt, fl.rttvar, fl.min_rtt, fl.latest_rtt, fl.has_rtt,
+                     fl.pto_base, fl.pto_count, fl.largest_acked, fl.acked_bytes, fl.acked_packets,
+                     fl.sent_bytes, fl.sent_packets, fl.i_acked_b, fl.i_acked_p, fl.i_sent_b,
+                     fl.i_sent_p, fl.i_rate_max, fl.last_send, fl.timer, fl.d_cnt, self._q_head,
+                     self._q_total, self._last_c, self._last_i, self._loss_flags, self._loss_pos,
+                     self.packets_sent, self._tick_index, self._next_tick) = (
+                        bif, pif, next_pn, delivered, dlv_t, fst, srtt, rttvar, min_rtt, latest,
+                        has_rtt, pto_base, pto_count, largest, acked_b, acked_p, sent_b, sent_p,
+                        i_acked_b, i_acked_p, i_sent_b, i_sent_p, i_rate_max, last_send, timer,
+                        d_cnt, qh, q_total, last_c, last_i, flags, lpos, n_total, tick_index, next_tick)
+                    if suspects:
+                        self._detect_losses(fl, now)
+                    if cb_acked is not None:
+                        cb_acked(now=now, acked_bytes=b, sent_time=st)
+                    if size is not None and fl.acked_bytes >= size:
+                        self._finish(fl, now)
+                    else:
+                        self._send(fl, now)
+                    (bif, pif, next_pn, delivered, dlv_t, fst, srtt, rttvar, min_rtt, latest, has_rtt,
+                     pto_base, pto_count, largest, acked_b, acked_p, sent_b, sent_p, i_acked_b,
+                     i_acked_p, i_sent_b, i_sent_p, i_rate_max, last_send, timer, d_cnt, d_stride,
+                     delays_append, qh, q_total, last_c, last_i, flags, lpos, n_total, tick_index,
+                     next_tick) = (
+                        fl.bif, fl.pif, fl.next_pn, fl.delivered, fl.delivered_time, fl.first_sent_time,
+                        fl.srtt, fl.rttvar, fl.min_rtt, fl.latest_rtt, fl.has_rtt, fl.pto_base,
+                        fl.pto_count, fl.largest_acked, fl.acked_bytes, fl.acked_packets, fl.sent_bytes,
+                        fl.sent_packets, fl.i_acked_b, fl.i_acked_p, fl.i_sent_b, fl.i_sent_p,
+                        fl.i_rate_max, fl.last_send, fl.timer, fl.d_cnt, fl.d_stride, fl.delays.append,
+                        self._q_head, self._q_total, self._last_c, self._last_i, self._loss_flags,
+                        self._loss_pos, self.packets_sent, self._tick_index, self._next_tick)
+                    flowing = fl.started and not fl.finished
+                    continue
+                if cb_acked is not None:
+                    cb_acked(now=now, acked_bytes=b, sent_time=st)
+            elif ev == 0:
+                # ---- decision tick (mirrors _tick) ------------------------------------------
+                lo = bisect_right(q_dep, now)
+                hi = bisect_right(q_arr, now)
+                if hi > lo:
+                    qbytes = (q_cum[hi] if hi < len(q_cum) else q_total) - q_cum[lo]
+                else:
+                    qbytes = 0
+                if flowing:
+                    observe(fl, now, qbytes, pif, i_sent_b, i_sent_p, i_acked_b, i_acked_p,
+                            i_rate_max, has_rtt, latest, srtt, rttvar, min_rtt)
+                    i_sent_b = i_sent_p = i_acked_b = i_acked_p = 0
+                    i_rate_max = 0.0
+                    if fl.d_stride != d_stride:
+                        d_stride = fl.d_stride
+                        delays_append = fl.delays.append
+                tick_index += 1
+                next_tick = tick_index * interval
+                kill = bisect_right(q_dep, now, 0, qh)
+                if kill > QUEUE_COMPACT_ENTRIES:
+                    del q_dep[:kill]
+                    del q_arr[:kill]
+                    del q_cum[:kill]
+                    qh -= kill
+                if not flowing:
+                    continue
+            else:
+                # ---- rare: timer, flow start -> shared methods
+                (fl.bif, fl.pif, fl.next_pn, fl.delivered, fl.delivered_time,
+                 fl.first_sent_time, fl.srtt, fl.rttvar, fl.min_rtt, fl.latest_rtt, fl.has_rtt,
+                 fl.pto_base, fl.pto_count, fl.largest_acked, fl.acked_bytes, fl.acked_packets,
+                 fl.sent_bytes, fl.sent_packets, fl.i_acked_b, fl.i_acked_p, fl.i_sent_b,
+                 fl.i_sent_p, fl.i_rate_max, fl.last_send, fl.timer, fl.d_cnt, self._q_head,
+                 self._q_total, self._last_c, self._last_i, self._loss_flags, self._loss_pos,
+                 self.packets_sent, self._tick_index, self._next_tick) = (
+                    bif, pif, next_pn, delivered, dlv_t, fst, srtt, rttvar, min_rtt, latest,
+                    has_rtt, pto_base, pto_count, largest, acked_b, acked_p, sent_b, sent_p,
+                    i_acked_b, i_acked_p, i_sent_b, i_sent_p, i_rate_max, last_send, timer,
+                    d_cnt, qh, q_total, last_c, last_i, flags, lpos, n_total, tick_index, next_tick)
+                if ev == 2:
+                    self._on_timer(fl, now)
+                else:
+                    start_t = inf
+                    self._start_flow(fl, now)
+                (bif, pif, next_pn, delivered, dlv_t, fst, srtt, rttvar, min_rtt, latest, has_rtt,
+                 pto_base, pto_count, largest, acked_b, acked_p, sent_b, sent_p, i_acked_b,
+                 i_acked_p, i_sent_b, i_sent_p, i_rate_max, last_send, timer, d_cnt, d_stride,
+                 delays_append, qh, q_total, last_c, last_i, flags, lpos, n_total, tick_index,
+                 next_tick) = (
+                    fl.bif, fl.pif, fl.next_pn, fl.delivered, fl.delivered_time, fl.first_sent_time,
+                    fl.srtt, fl.rttvar, fl.min_rtt, fl.latest_rtt, fl.has_rtt, fl.pto_base,
+                    fl.pto_count, fl.largest_acked, fl.acked_bytes, fl.acked_packets, fl.sent_bytes,
+                    fl.sent_packets, fl.i_acked_b, fl.i_acked_p, fl.i_sent_b, fl.i_sent_p,
+                    fl.i_rate_max, fl.last_send, fl.timer, fl.d_cnt, fl.d_stride, fl.delays.append,
+                    self._q_head, self._q_total, self._last_c, self._last_i, self._loss_flags,
+                    self._loss_pos, self.packets_sent, self._tick_index, self._next_tick)
+                flowing = fl.started and not fl.finished
+                continue
+            # ---- send while the window allows (mirrors _send + _bottleneck) -----------------
+            cwnd = ctrl.cwnd
+            arrive = now + delay
+            n = 0
+            qlen = len(q_dep)
+            while size is not None or bif + mss <= cwnd:
+                if size is None:
+                    b = mss
+                else:
+                    b = size - acked_b - bif
+                    if b <= 0:
+                        break
+                    if b > mss:
+                        b = mss
+                if bif + b > cwnd:
+                    break
+                sent_append((next_pn, now, b, delivered, dlv_t, fst))
+                n += 1
+                bif += b
+                sent_b += b
+                i_sent_b += b
+                if cb_sent is not None:
+                    cb_sent(now=now, sent_bytes=b)
+                # bottleneck arrival at `arrive`
+                while qh < qlen and q_dep[qh] <= arrive:
+                    qh += 1
+                if qh < qlen:
+                    if q_total - q_cum[qh] + b > cap:
+                        fl.dropped_queue += 1
+                        next_pn += 1
+                        continue
+                    i = last_i + 1
+                    c = last_c
+                    if i == n_opp:
+                        i = 0
+                        c += 1
+                else:
+                    if b > cap:
+                        fl.dropped_queue += 1
+                        next_pn += 1
+                        continue
+                    c = math.floor(arrive / period)
+                    off = arrive - c * period
+                    if c > 0 and off <= tail:  # on a boundary the last cycle uses too
+                        c -= 1
+                        off += period
+                    i = bisect_left(times, off)
+                    if i == n_opp:
+                        i = 0
+                        c += 1
+                    if c < last_c or (c == last_c and i <= last_i):
+                        i = last_i + 1
+                        c = last_c
+                        if i == n_opp:
+                            i = 0
+                            c += 1
+                dep = c * period + times[i]
+                if dep < arrive:
+                    dep = arrive
+                last_c = c
+                last_i = i
+                dep_append(dep)
+                arr_append(arrive)
+                cum_append(q_total)
+                q_total += b
+                qlen += 1
+                if sampler is not None:
+                    if lpos >= len(flags):
+                        flags = sampler.draw(LOSS_BLOCK)
+                        lpos = 0
+                    lost = flags[lpos]
+                    lpos += 1
+                    if lost:
+                        fl.dropped_random += 1
+                        next_pn += 1
+                        continue
+                ack_append((dep + back, next_pn, b))
+                next_pn += 1
+            if n:
+                pif += n
+                sent_p += n
+                i_sent_p += n
+                n_total += n
+                last_send = now
+            # re-arm the timer (mirrors _arm_timer)
+            if suspects:
+                lt = K_TIME_THRESHOLD * (srtt if srtt > latest else latest)
+                timer = suspects[0][1] + (lt if lt > K_GRANULARITY_S else K_GRANULARITY_S)
+            elif bif > 0:
+                timer = last_send + pto_base * (1 << pto_count)
+            else:
+                timer = inf
+        (fl.bif, fl.pif, fl.next_pn, fl.delivered, fl.delivered_time,
+         fl.first_sent_time, fl.srtt, fl.rttvar, fl.min_rtt, fl.latest_rtt, fl.has_rtt,
+         fl.pto_base, fl.pto_count, fl.largest_acked, fl.acked_bytes, fl.acked_packets,
+         fl.sent_bytes, fl.sent_packets, fl.i_acked_b, fl.i_acked_p, fl.i_sent_b,
+         fl.i_sent_p, fl.i_rate_max, fl.last_send, fl.timer, fl.d_cnt, self._q_head,
+         self._q_total, self._last_c, self._last_i, self._loss_flags, self._loss_pos,
+         self.packets_sent, self._tick_index, self._next_tick) = (
+            bif, pif, next_pn, delivered, dlv_t, fst, srtt, rttvar, min_rtt, latest,
+            has_rtt, pto_base, pto_count, largest, acked_b, acked_p, sent_b, sent_p,
+            i_acked_b, i_acked_p, i_sent_b, i_sent_p, i_rate_max, last_send, timer,
+            d_cnt, qh, q_total, last_c, last_i, flags, lpos, n_total, tick_index, next_tick)
+        self.now = until
+
+    # ------------------------------------------------------------------ sender
+    def _send(self, fl: _Flow, now: float, probe: bool = False) -> None:
+        """Send while the window allows; bottleneck arrivals of a single flow are processed now.
+
+        ``probe``: PTO probes, up to `MAX_PROBES` packets regardless of cwnd; a finite flow
+        with no new data left re-sends the oldest outstanding bytes instead (counted once:
+        goodput is capped at the flow size).
+        """
+        if fl.finished or not fl.started:
+            return
+        bif = fl.bif
+        cwnd = bif + MAX_PROBES * self._mss if probe else fl.ctrl.cwnd
+        mss = self._mss
+        size = fl.size
+        if size is None and bif + mss > cwnd:
+            self._arm_timer(fl)
+            return
+        pend = fl.pend
+        arrive = now + fl.delay
+        sent_append = fl.sent.append
+        pend_append = pend.append
+        cb = fl.cb_sent
+        pn = fl.next_pn
+        n = 0
+        nbytes = 0
+        dlv = fl.delivered
+        dlv_t = fl.delivered_time
+        fst = fl.first_sent_time
+        while True:
+            if size is None:
+                b = mss
+            else:
+                b = size - fl.acked_bytes - bif
+                if b <= 0:
+                    if not probe:
+                        break
+                    b = mss if size > mss else size
+                elif b > mss:
+                    b = mss
+            if bif + b > cwnd:
+                break
+            sent_append((pn, now, b, dlv, dlv_t, fst))
+            pend_append((arrive, pn, b))
+            pn += 1
+            n += 1
+            nbytes += b
+            bif += b
+            if cb is not None:
+                cb(now=now, sent_bytes=b)
+        if n:
+            fl.next_pn = pn
+            fl.bif = bif
+            fl.pif += n
+            fl.sent_packets += n
+            fl.sent_bytes += nbytes
+            fl.i_sent_p += n
+            fl.i_sent_b += nbytes
+            fl.last_send = now
+            self.packets_sent += n
+            if self._single:
+                self._bottleneck_single(fl)
+            elif arrive < self._pend_min:
+                self._pend_min = arrive
+        self._arm_timer(fl)
+
+    def _arm_timer(self, fl: _Flow) -> None:
+        if fl.suspects:
+            srtt = fl.srtt
+            lat = fl.latest_rtt
+            d = K_TIME_THRESHOLD * (srtt if srtt > lat else lat)
+            if d < K_GRANULARITY_S:
+                d = K_GRANULARITY_S
+            fl.timer = fl.suspects[0][1] + d
+        elif fl.bif > 0:
+            fl.timer = fl.last_send + fl.pto_base * (1 << fl.pto_count)
+        else:
+            fl.timer = INF
+
+    def _on_timer(self, fl: _Flow, now: float) -> None:
+        if fl.suspects:
+            self._detect_losses(fl, now)
+            self._send(fl, now)
+            return
+        if fl.bif <= 0:
+            fl.timer = INF
+            return
+        # Probe timeout: nothing acked for a PTO; probe with new data, back off.
+        fl.pto_count += 1
+        fl.last_send = now
+        self._send(fl, now, probe=True)
+        self._arm_timer(fl)
+
+    def _detect_losses(self, fl: _Flow, now: float) -> None:
+        """RFC 9002 6.1: declare loss candidates lost by packet or time threshold."""
+        srtt = fl.srtt
+        lat = fl.latest_rtt
+        delay = K_TIME_THRESHOLD * (srtt if srtt > lat else lat)
+        if delay < K_GRANULARITY_S:
+            delay = K_GRANULARITY_S
+        largest = fl.largest_acked
+        sus = fl.suspects
+        n = 0
+        nbytes = 0
+        last_sent = 0.0
+        persistent = False
+        v4 = 4.0 * fl.rttvar
+        pc_duration = (srtt + (v4 if v4 > K_GRANULARITY_S else K_GRANULARITY_S)) * (
+            K_PERSISTENT_CONGESTION_THRESHOLD
+        )
+        while sus:
+            rec = sus[0]
+            # `rec[1] + delay <= now`, not `rec[1] <= now - delay`: the loss timer is armed at
+            # rec[1] + delay and must find the packet lost despite float rounding.
+            if largest - rec[0] >= K_PACKET_THRESHOLD or rec[1] + delay <= now:
+                sus.popleft()
+                n += 1
+                nbytes += rec[2]
+                last_sent = rec[1]
+                # persistent congestion: a run of consecutive packet numbers, all lost
+                if rec[0] == fl.pc_prev_pn + 1:
+                    if (
+                        rec[1] - fl.pc_run_start > pc_duration
+                        and fl.pc_run_start > fl.first_rtt_time
+                    ):
+                        persistent = True
+                else:
+                    fl.pc_run_start = rec[1]
+                fl.pc_prev_pn = rec[0]
+            else:
+                break
+        if n:
+            fl.bif -= nbytes
+            fl.pif -= n
+            fl.lost_packets += n
+            fl.lost_bytes += nbytes
+            fl.i_lost_p += n
+            fl.i_lost_b += nbytes
+            fl.i_last_loss = now
+            cb = fl.cb_lost
+            if cb is not None:
+                cb(now=now, lost_bytes=nbytes, lost_packets=n, largest_sent_time=last_sent)
+            if persistent:
+                pc = getattr(fl.ctrl, "on_persistent_congestion", None)
+                if pc is not None:
+                    pc(now=now)
+                fl.pc_prev_pn = -2  # the next run starts afresh
+        self._arm_timer(fl)
+
+    def _start_flow(self, fl: _Flow, now: float) -> None:
+        self._start_pos += 1
+        fl.started = True
+        fl.stats = IntervalStats(now=now)
+        fl.i_last_loss = now
+        self._active.append(fl)
+        self._send(fl, now)
+
+    def _finish(self, fl: _Flow, now: float) -> None:
+        fl.finished = True
+        fl.completion_time = now
+        fl.timer = INF
+        if fl.stats is not None:
+            self._observe_flow(fl, now)  # the partial last interval
+        self._active.remove(fl)
+
+    # ------------------------------------------------------------------ bottleneck
+    def _bottleneck_single(self, fl: _Flow) -> None:
+        """Process every pending arrival of the only flow (all are safe to process now)."""
+        self._bottleneck(fl, fl.pend, len(fl.pend))
+
+    def _drain(self, now: float) -> None:
+        """Multi-flow: process, in arrival order, every arrival no unsent packet can precede."""
+        if self._single:
+            return
+        horizon = now + self._d_min
+        active = self._active
+        while True:
+            best = None
+            ba = horizon
+            for fl in active:
+                p = fl.pend
+                if p and p[0][0] <= ba:
+                    ba = p[0][0]
+                    best = fl
+            if best is None:
+                break
+            self._bottleneck(best, best.pend, 1)
+        m = INF
+        for fl in active:
+            p = fl.pend
+            if p and p[0][0] < m:
+                m = p[0][0]
+        self._pend_min = m
+
+    def _bottleneck(self, fl: _Flow, pend: deque[tuple[float, int, int]], count: int) -> None:
+        """Bottleneck arrival of the next ``count`` packets in ``pend`` (FIFO, drop-tail)."""
+        q_dep = self._q_dep
+        q_arr = self._q_arr
+        q_cum = self._q_cum
+        qh = self._q_head
+        qlen = len(q_dep)
+        q_total = self._q_total
+        cap = self.buffer_bytes
+        times = self._times
+        n_opp = len(times)
+        period = self._period
+        tail = times[-1] - period
+        last_c = self._last_c
+        last_i = self._last_i
+        sampler = self._loss_sampler
+        flags = self._loss_flags
+        lpos = self._loss_pos
+        ack_append = fl.ackq.append
+        back = fl.ack_delay
+        popleft = pend.popleft
+        for _ in range(count):
+            a, pn, b = popleft()
+            while qh < qlen and q_dep[qh] <= a:
+                qh += 1
+            if qh < qlen:
+                queued = q_total - q_cum[qh]
+                if queued + b > cap:
+                    fl.dropped_queue += 1
+                    continue
+                # the queue is busy: the next opportunity after the last one used
+                i = last_i + 1
+                c = last_c
+                if i == n_opp:
+                    i = 0
+                    c += 1
+            else:
+                if b > cap:
+                    fl.dropped_queue += 1
+                    continue
+                # idle queue: first opportunity at or after the arrival (skipping idle ones)
+                c = math.floor(a / period)
+                off = a - c * period
+                if c > 0 and off <= tail:  # on a boundary the last cycle uses too
+                    c -= 1
+                    off += period
+                i = bisect_left(times, off)
+                if i == n_opp:
+                    i = 0
+                    c += 1
+                if c < last_c or (c == last_c and i <= last_i):
+                    i = last_i + 1
+                    c = last_c
+                    if i == n_opp:
+                        i = 0
+                        c += 1
+            dep = c * period + times[i]
+            if dep < a:  # float rounding only
+                dep = a
+            last_c = c
+            last_i = i
+            q_dep.append(dep)
+            q_arr.append(a)
+            q_cum.append(q_total)
+            q_total += b
+            qlen += 1
+            if sampler is not None:
+                if lpos >= len(flags):
+                    flags = sampler.draw(LOSS_BLOCK)
+                    lpos = 0
+                lost = flags[lpos]
+                lpos += 1
+                if lost:
+                    fl.dropped_random += 1
+                    continue
+            ack_append((dep + back, pn, b))
+        self._q_head = qh
+        self._q_total = q_total
+        self._last_c = last_c
+        self._last_i = last_i
+        self._loss_flags = flags
+        self._loss_pos = lpos
+
+    def _queue_bytes_at(self, t: float) -> int:
+        """Bytes in the queue at ``t``: arrived at or before ``t``, departing after ``t``."""
+        q_dep = self._q_dep
+        lo = bisect_right(q_dep, t)
+        hi = bisect_right(self._q_arr, t)
+        if hi <= lo:
+            return 0
+        q_cum = self._q_cum
+        end = q_cum[hi] if hi < len(q_cum) else self._q_total
+        return end - q_cum[lo]
+
+    def _compact_queue(self, now: float) -> None:
+        """Forget queue entries that departed before ``now`` (bounded memory)."""
+        kill = bisect_right(self._q_dep, now, 0, self._q_head)
+        if kill > QUEUE_COMPACT_ENTRIES:
+            del self._q_dep[:kill]
+            del self._q_arr[:kill]
+            del self._q_cum[:kill]
+            self._q_head -= kill
+
+    # ------------------------------------------------------------------ intervals
+    def _tick(self, now: float) -> None:
+        qbytes = self._queue_bytes_at(now)
+        for fl in self._active:
+            self._observe_flow(fl, now, qbytes)
+        self._tick_index += 1
+        self._next_tick = self._tick_index * self.interval_s
+        self._compact_queue(now)
+
+    def _observe_flow(self, fl: _Flow, now: float, qbytes: int | None = None) -> None:
+        if qbytes is None:
+            qbytes = self._queue_bytes_at(now)
+        self._observe(fl, now, qbytes, fl.pif, fl.i_sent_b, fl.i_sent_p, fl.i_acked_b,
+                      fl.i_acked_p, fl.i_rate_max, fl.has_rtt, fl.latest_rtt, fl.srtt,
+                      fl.rttvar, fl.min_rtt)
+        fl.i_sent_b = fl.i_sent_p = fl.i_acked_b = fl.i_acked_p = 0
+        fl.i_rate_max = 0.0
+
+    def _observe(
+        self, fl: _Flow, now: float, qbytes: int, pif: int, i_sent_b: int, i_sent_p: int,
+        i_acked_b: int, i_acked_p: int, i_rate_max: float, has_rtt: bool, latest: float,
+        srtt: float, rttvar: float, min_rtt: float,
+    ) -> None:
+        """Close one flow's interval: stats, controller decision, hook, series."""
+        st = fl.stats
+        assert st is not None
+        st.record(i_sent_b, i_sent_p, i_acked_b, i_acked_p, fl.i_lost_p, fl.i_lost_b,
+                  fl.i_last_loss, i_rate_max)
+        fl.i_lost_b = fl.i_lost_p = 0
+        if has_rtt:
+            st.on_rtt(latest, srtt, rttvar, min_rtt)
+        ctrl = fl.ctrl
+        v = st.snapshot_values(
+            now=now, cwnd_bytes=ctrl.cwnd, inflight_packets=pif,
+            buffer_occupancy=qbytes / self.buffer_bytes,
+        )
+        thr = v[10]
+        hook = self.on_interval
+        collect = self._collect
+        if fl.wants_interval or hook is not None or collect is not None:
+            features = NetworkFeatures(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9])
+            if fl.wants_interval:
+                ctrl.on_interval(now=now, features=features, throughput_bps=thr)
+            cwnd = int(ctrl.cwnd)
+            if hook is not None:
+                hook(now, fl.index, features, thr, cwnd)
+            if collect is not None:
+                collect.append(IntervalSample(now, fl.index, features, thr, cwnd))
+        if self.record_series:
+            fl.s_time.append(now)
+            fl.s_cwnd.append(ctrl.cwnd)
+            fl.s_queue.append(qbytes)
+            fl.s_thr.append(thr)
+            fl.s_rtt.append(srtt)
+            fl.s_loss.append(v[3])
+            fl.s_inflight.append(pif)
+        if len(fl.delays) > self.max_delay_samples:
+            fl.delays = fl.delays[::2]
+            fl.d_stride *= 2
+
+    # ------------------------------------------------------------------ results helpers
+    def delivered_to_receiver_bytes(self, fl_index: int) -> int:
+        """Bytes of flow ``fl_index`` that reached its receiver by now (acked or ack in flight)."""
+        fl = self._flows[fl_index]
+        extra = 0
+        limit = self.now + fl.ack_delay
+        for t_ack, _pn, b in fl.ackq:
+            if t_ack <= limit:
+                extra += b
+            else:
+                break
+        return fl.acked_bytes + extra
+
+    def opportunities_between(self, t0: float, t1: float) -> int:
+        """Delivery opportunities in ``(t0, t1]``."""
+        if t1 <= t0:
+            return 0
+        return count_at_or_before(self._times, self._period, t1) - count_at_or_before(
+            self._times, self._period, t0
+        )

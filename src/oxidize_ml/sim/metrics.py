@@ -1,0 +1,299 @@
+"""Run results: per-flow and per-run metrics, time series, JSON summary.
+
+Definitions
+-----------
+- **throughput_bps** (goodput): acknowledged bytes x 8 / the flow's active
+  time (start to completion, or to the end of the run). Capped at the flow
+  size for finite flows.
+- **utilisation**: bytes delivered to the receiver / (delivery opportunities
+  offered by the link during the flow's active time x 1500). For the run:
+  all flows' bytes over the opportunities from the first start to the end.
+  Opportunities that found the queue empty count as offered, so an idle
+  link lowers it.
+- **delay_p50_s / delay_p95_s / delay_max_s**: one-way delay of each
+  delivered packet (arrival at the receiver minus send time: propagation +
+  queueing), over the packets whose ack reached the sender. Exact up to
+  ``max_delay_samples`` packets per flow, a uniform subsample beyond.
+- **loss_rate**: packets declared lost / (acked + declared lost).
+  ``dropped_queue`` and ``dropped_random`` count what the link dropped
+  (buffer overflow, random loss), whether or not the sender noticed yet.
+- **run throughput_bps**: all flows' acknowledged bytes x 8 / (end - first
+  flow start).
+- **jain_index**: Jain's fairness index over the flows' goodput,
+  (sum x)^2 / (n sum x^2); 1 = equal shares, 1/n = one flow takes all.
+- **series**: one row per decision interval per flow: time, cwnd, queue
+  bytes, interval goodput, smoothed RTT, interval loss rate, inflight.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from oxidize_ml.sim.traces import MTU_BYTES
+
+if TYPE_CHECKING:
+    from oxidize_ml.sim.core import Simulation
+
+
+def jain_index(values: list[float] | np.ndarray) -> float:
+    """Jain's fairness index of non-negative values (1.0 for a single or all-zero set)."""
+    x = np.asarray(values, dtype=np.float64)
+    if x.size == 0:
+        raise ValueError("jain_index needs at least one value")
+    if np.any(x < 0.0):
+        raise ValueError("jain_index values must be >= 0")
+    sq = float(np.sum(x * x))
+    if sq == 0.0:
+        return 1.0
+    return float(np.sum(x)) ** 2 / (x.size * sq)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class FlowSeries:
+    """Per-interval time series of one flow (float64 arrays of equal length)."""
+
+    time_s: np.ndarray
+    cwnd_bytes: np.ndarray
+    queue_bytes: np.ndarray
+    throughput_bps: np.ndarray
+    rtt_s: np.ndarray
+    """smoothed RTT at the tick (0 before the first sample)"""
+    loss_rate: np.ndarray
+    inflight_packets: np.ndarray
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, FlowSeries):
+            return NotImplemented
+        return all(
+            np.array_equal(getattr(self, f.name), getattr(other, f.name)) for f in fields(self)
+        )
+
+    def __len__(self) -> int:
+        return int(self.time_s.size)
+
+    def to_dict(self) -> dict[str, list[float]]:
+        return {f.name: getattr(self, f.name).tolist() for f in fields(self)}
+
+
+def _pct(x: np.ndarray, q: float) -> float:
+    return float(np.percentile(x, q)) if x.size else math.nan
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class FlowResult:
+    """Metrics of one flow."""
+
+    index: int
+    controller: str
+    start_s: float
+    end_s: float
+    """completion time for a finished finite flow, else the end of the run"""
+    completion_time_s: float | None
+    """when a finite flow's last byte was acked (None: bulk or unfinished)"""
+    packets_sent: int
+    bytes_sent: int
+    packets_acked: int
+    bytes_acked: int
+    packets_lost: int
+    dropped_queue: int
+    dropped_random: int
+    throughput_bps: float
+    utilisation: float
+    delay_p50_s: float
+    delay_p95_s: float
+    delay_max_s: float
+    loss_rate: float
+    delays_s: np.ndarray
+    """one-way delay per delivered packet (see module docs)"""
+    series: FlowSeries | None
+
+    @property
+    def active_s(self) -> float:
+        return max(0.0, self.end_s - self.start_s)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "controller": self.controller,
+            "start_s": self.start_s,
+            "end_s": self.end_s,
+            "completion_time_s": self.completion_time_s,
+            "packets_sent": self.packets_sent,
+            "bytes_sent": self.bytes_sent,
+            "packets_acked": self.packets_acked,
+            "bytes_acked": self.bytes_acked,
+            "packets_lost": self.packets_lost,
+            "dropped_queue": self.dropped_queue,
+            "dropped_random": self.dropped_random,
+            "throughput_bps": self.throughput_bps,
+            "utilisation": self.utilisation,
+            "delay_p50_s": _nan_none(self.delay_p50_s),
+            "delay_p95_s": _nan_none(self.delay_p95_s),
+            "delay_max_s": _nan_none(self.delay_max_s),
+            "loss_rate": self.loss_rate,
+        }
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, FlowResult):
+            return NotImplemented
+        return (
+            self.summary() == other.summary()
+            and np.array_equal(self.delays_s, other.delays_s)
+            and self.series == other.series
+        )
+
+
+def _nan_none(x: float) -> float | None:
+    return None if math.isnan(x) else x
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class RunResult:
+    """Everything measured in one run; ``to_dict()`` is the JSON-able summary."""
+
+    scenario: str
+    controllers: tuple[str, ...]
+    seed: int
+    duration_s: float
+    interval_s: float
+    buffer_bytes: int
+    link_mean_rate_bps: float
+    link_opportunities: int
+    """delivery opportunities from the first flow start to the end"""
+    delivered_bytes: int
+    """bytes delivered to all receivers"""
+    utilisation: float
+    throughput_bps: float
+    """aggregate goodput: all flows' acknowledged bytes x 8 / (end - first flow start)"""
+    jain_index: float
+    delay_p50_s: float
+    delay_p95_s: float
+    loss_rate: float
+    packets_sent: int
+    flows: tuple[FlowResult, ...]
+
+    def to_dict(self, *, include_series: bool = False) -> dict[str, Any]:
+        """JSON-serialisable summary (series only with ``include_series``)."""
+        d: dict[str, Any] = {
+            "scenario": self.scenario,
+            "controllers": list(self.controllers),
+            "seed": self.seed,
+            "duration_s": self.duration_s,
+            "interval_s": self.interval_s,
+            "buffer_bytes": self.buffer_bytes,
+            "link_mean_rate_bps": self.link_mean_rate_bps,
+            "link_opportunities": self.link_opportunities,
+            "delivered_bytes": self.delivered_bytes,
+            "utilisation": self.utilisation,
+            "throughput_bps": self.throughput_bps,
+            "jain_index": self.jain_index,
+            "delay_p50_s": _nan_none(self.delay_p50_s),
+            "delay_p95_s": _nan_none(self.delay_p95_s),
+            "loss_rate": self.loss_rate,
+            "packets_sent": self.packets_sent,
+            "flows": [f.summary() for f in self.flows],
+        }
+        if include_series:
+            for fd, f in zip(d["flows"], self.flows, strict=True):
+                fd["series"] = None if f.series is None else f.series.to_dict()
+        return d
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, RunResult):
+            return NotImplemented
+        return self.to_dict() == other.to_dict() and all(
+            a == b for a, b in zip(self.flows, other.flows, strict=True)
+        )
+
+
+def build_result(sim: Simulation) -> RunResult:
+    """Collect a `RunResult` from a `Simulation` at its current time."""
+    end = sim.now
+    flow_results: list[FlowResult] = []
+    all_delays: list[np.ndarray] = []
+    total_delivered = 0
+    total_acked_b = 0
+    total_acked_p = 0
+    total_lost_p = 0
+    for fl in sim._flows:
+        started = fl.started
+        f_end = fl.completion_time if fl.finished else end
+        f_start = fl.start
+        active = max(0.0, f_end - f_start) if started else 0.0
+        acked = fl.acked_bytes if fl.size is None else min(fl.acked_bytes, fl.size)
+        thr = acked * 8.0 / active if active > 0.0 else 0.0
+        delivered = sim.delivered_to_receiver_bytes(fl.index) if started else 0
+        if fl.size is not None:
+            delivered = min(delivered, fl.size)
+        opps = sim.opportunities_between(f_start, f_end) if started else 0
+        util = delivered / (opps * MTU_BYTES) if opps > 0 else 0.0
+        delays = np.frombuffer(fl.delays, dtype=np.float64).copy()
+        denom = fl.acked_packets + fl.lost_packets
+        series = None
+        if sim.record_series:
+            series = FlowSeries(
+                time_s=np.frombuffer(fl.s_time, dtype=np.float64).copy(),
+                cwnd_bytes=np.frombuffer(fl.s_cwnd, dtype=np.float64).copy(),
+                queue_bytes=np.frombuffer(fl.s_queue, dtype=np.float64).copy(),
+                throughput_bps=np.frombuffer(fl.s_thr, dtype=np.float64).copy(),
+                rtt_s=np.frombuffer(fl.s_rtt, dtype=np.float64).copy(),
+                loss_rate=np.frombuffer(fl.s_loss, dtype=np.float64).copy(),
+                inflight_packets=np.frombuffer(fl.s_inflight, dtype=np.float64).copy(),
+            )
+        flow_results.append(
+            FlowResult(
+                index=fl.index,
+                controller=str(getattr(fl.ctrl, "name", type(fl.ctrl).__name__)),
+                start_s=f_start,
+                end_s=f_end if started else f_start,
+                completion_time_s=fl.completion_time if fl.finished else None,
+                packets_sent=fl.sent_packets,
+                bytes_sent=fl.sent_bytes,
+                packets_acked=fl.acked_packets,
+                bytes_acked=fl.acked_bytes,
+                packets_lost=fl.lost_packets,
+                dropped_queue=fl.dropped_queue,
+                dropped_random=fl.dropped_random,
+                throughput_bps=thr,
+                utilisation=util,
+                delay_p50_s=_pct(delays, 50.0),
+                delay_p95_s=_pct(delays, 95.0),
+                delay_max_s=float(delays.max()) if delays.size else math.nan,
+                loss_rate=fl.lost_packets / denom if denom else 0.0,
+                delays_s=delays,
+                series=series,
+            )
+        )
+        all_delays.append(delays)
+        total_delivered += delivered
+        total_acked_b += acked
+        total_acked_p += fl.acked_packets
+        total_lost_p += fl.lost_packets
+    first_start = min((f.start for f in sim._flows), default=0.0)
+    opps = sim.opportunities_between(first_start, end)
+    joined = np.concatenate(all_delays) if all_delays else np.empty(0)
+    denom = total_acked_p + total_lost_p
+    started = [f for f in flow_results if f.active_s > 0.0]
+    return RunResult(
+        scenario=sim.scenario.name,
+        controllers=tuple(f.controller for f in flow_results),
+        seed=sim.seed,
+        duration_s=end,
+        interval_s=sim.interval_s,
+        buffer_bytes=sim.buffer_bytes,
+        link_mean_rate_bps=sim.schedule.mean_rate_bps,
+        link_opportunities=opps,
+        delivered_bytes=total_delivered,
+        utilisation=total_delivered / (opps * MTU_BYTES) if opps > 0 else 0.0,
+        throughput_bps=total_acked_b * 8.0 / (end - first_start) if end > first_start else 0.0,
+        jain_index=jain_index([f.throughput_bps for f in started]) if started else 1.0,
+        delay_p50_s=_pct(joined, 50.0),
+        delay_p95_s=_pct(joined, 95.0),
+        loss_rate=total_lost_p / denom if denom else 0.0,
+        packets_sent=sim.packets_sent,
+        flows=tuple(flow_results),
+    )
