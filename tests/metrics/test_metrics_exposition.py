@@ -1,0 +1,210 @@
+"""Prometheus text exposition of MlEngine.stats(): format rules and values."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import replace
+
+import pytest
+
+from oxidize_ml.engine import EngineConfig, MlEngine
+from oxidize_ml.metrics import ExpositionWriter, render_engine_stats
+from oxidize_ml.metrics.demo import DemoDriver
+from oxidize_ml.metrics.exposition import format_value
+
+_SAMPLE_RE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)$")
+_LABEL_RE = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"(,|$)')
+
+
+def parse_strict(text: str) -> dict[str, dict]:
+    """A strict reader of the 0.0.4 text format as we write it.
+
+    Returns ``{family: {"type", "help", "samples": {(name, labels): value}}}``;
+    fails on anything out of order, unknown, duplicated or malformed.
+    """
+    assert text.endswith("\n")
+    fams: dict[str, dict] = {}
+    current: str | None = None
+    for line in text.splitlines():
+        if line.startswith("# HELP "):
+            name, _, help_text = line[7:].partition(" ")
+            assert name not in fams, f"family {name} repeated"
+            assert help_text, f"{name} has an empty HELP"
+            fams[name] = {"help": help_text, "type": None, "samples": {}}
+            current = name
+            continue
+        if line.startswith("# TYPE "):
+            name, _, kind = line[7:].partition(" ")
+            assert name == current and fams[name]["type"] is None, f"TYPE out of place: {line}"
+            assert kind in ("counter", "gauge", "summary", "histogram", "untyped")
+            fams[name]["type"] = kind
+            continue
+        assert not line.startswith("#"), line
+        m = _SAMPLE_RE.match(line)
+        assert m, f"malformed sample line {line!r}"
+        name, _, label_text, value = m.groups()
+        assert current is not None and fams[current]["type"] is not None
+        assert name == current, f"sample {name} outside its family {current}"
+        labels: list[tuple[str, str]] = []
+        pos = 0
+        while label_text and pos < len(label_text):
+            lm = _LABEL_RE.match(label_text, pos)
+            assert lm, f"bad labels {label_text!r}"
+            labels.append((lm.group(1), lm.group(2)))
+            pos = lm.end()
+        key = (name, tuple(labels))
+        assert key not in fams[current]["samples"], f"duplicate sample {key}"
+        v = float(value.replace("+Inf", "inf").replace("-Inf", "-inf"))
+        fams[current]["samples"][key] = v
+    for name, fam in fams.items():
+        assert name.startswith("oxidize_ml_")
+        if fam["type"] == "counter":
+            assert name.endswith("_total"), name
+            assert all(v >= 0 for v in fam["samples"].values()), name
+        else:
+            assert not name.endswith("_total"), name
+    return fams
+
+
+def value(fams: dict, name: str, **labels: str) -> float:
+    key = (name, tuple(labels.items()))
+    return fams[name]["samples"][key]
+
+
+@pytest.fixture(scope="module")
+def driven_engine() -> MlEngine:
+    engine = MlEngine(
+        EngineConfig(load_default_models=False, collect_training=True, latency_sample_every=1)
+    )
+    driver = DemoDriver(engine)
+    for i in range(300):
+        driver.step(1_000.0 + i * 0.01)
+    return engine
+
+
+def test_values_match_engine_stats(driven_engine: MlEngine) -> None:
+    stats = driven_engine.stats()
+    fams = parse_strict(render_engine_stats(stats, package_version="9.9.9"))
+    lp, cc, co, ps = (
+        stats.loss_predictor,
+        stats.congestion_controller,
+        stats.compression_oracle,
+        stats.path_selector,
+    )
+    d = "oxidize_ml_decisions_total"
+    assert value(fams, d, component="loss_predictor", source="model") == lp.model_decisions
+    assert value(fams, d, component="loss_predictor", source="fallback") == 300
+    assert value(fams, d, component="congestion_controller", source="fallback") == 300
+    assert value(fams, d, component="compression_oracle", source="fallback") == co.decisions
+    assert value(fams, d, component="path_selector", source="bandit") == ps.decisions == 300
+    assert value(fams, "oxidize_ml_cwnd_bytes") == cc.cwnd
+    assert value(fams, "oxidize_ml_loss_prediction_ratio") == pytest.approx(lp.last_prediction)
+    assert value(fams, "oxidize_ml_fec_injections_total") == lp.fec_injections
+    assert value(fams, "oxidize_ml_observations_total") == 300
+    for a, n in cc.action_counts.items():
+        assert value(fams, "oxidize_ml_congestion_actions_total", action=a) == n
+    assert sum(fams["oxidize_ml_congestion_actions_total"]["samples"].values()) == 300
+    for k, n in co.decision_counts.items():
+        assert value(fams, "oxidize_ml_compression_decisions_total", decision=k) == n
+    assert value(fams, "oxidize_ml_compression_input_bytes_total") == co.bytes_in > 0
+    assert value(fams, "oxidize_ml_compression_output_bytes_total") == co.bytes_out
+    assert value(fams, "oxidize_ml_compression_saved_bytes") == co.bytes_in - co.bytes_out
+    for p, n in ps.selections.items():
+        assert value(fams, "oxidize_ml_path_selections_total", path=p) == n
+    for p, r in ps.mean_reward.items():
+        key = ("oxidize_ml_path_mean_reward", (("path", p),))
+        assert (key in fams["oxidize_ml_path_mean_reward"]["samples"]) == (r is not None)
+    for comp in ("loss_predictor", "congestion_controller", "compression_oracle", "path_selector"):
+        lat = getattr(stats, comp).latency
+        assert lat.samples > 0
+        q = "oxidize_ml_decision_latency_seconds"
+        assert value(fams, q, component=comp, quantile="0.5") == pytest.approx(lat.p50_us / 1e6)
+        assert value(fams, q, component=comp, quantile="0.99") == pytest.approx(lat.p99_us / 1e6)
+        assert value(fams, q, component=comp, quantile="1") == pytest.approx(lat.max_us / 1e6)
+        assert value(fams, "oxidize_ml_model_loaded", component=comp) == 0
+        policy = getattr(stats, comp).policy
+        assert value(fams, "oxidize_ml_policy_info", component=comp, policy=policy) == 1
+    assert fams["oxidize_ml_decision_latency_seconds"]["type"] == "summary"
+    assert value(fams, "oxidize_ml_build_info", version="9.9.9", feature_schema="1") == 1
+    assert value(fams, "oxidize_ml_training_collection_enabled") == 1
+    for table, t in stats.telemetry["tables"].items():
+        assert value(fams, "oxidize_ml_telemetry_buffered_rows", table=table) == t["rows"]
+        assert value(fams, "oxidize_ml_telemetry_dropped_rows_total", table=table) == t["dropped"]
+    # The BBR fallback has no epsilon: the family is declared, without a sample.
+    assert cc.epsilon is None and fams["oxidize_ml_epsilon"]["samples"] == {}
+
+
+def test_epsilon_and_missing_values(driven_engine: MlEngine) -> None:
+    stats = driven_engine.stats()
+    cc = replace(stats.congestion_controller, epsilon=0.05)
+    lp = replace(stats.loss_predictor, last_prediction=None)
+    fams = parse_strict(
+        render_engine_stats(
+            replace(
+                stats,
+                congestion_controller=cc,
+                loss_predictor=lp,
+                telemetry=None,
+                training_collection=False,
+            )
+        )
+    )
+    assert value(fams, "oxidize_ml_epsilon") == 0.05
+    assert fams["oxidize_ml_loss_prediction_ratio"]["samples"] == {}
+    assert fams["oxidize_ml_telemetry_buffered_rows"]["samples"] == {}
+    assert value(fams, "oxidize_ml_training_collection_enabled") == 0
+    assert "oxidize_ml_build_info" not in fams
+
+
+def test_fresh_engine_renders() -> None:
+    fams = parse_strict(
+        render_engine_stats(MlEngine(EngineConfig(load_default_models=False)).stats())
+    )
+    assert (
+        value(fams, "oxidize_ml_decisions_total", component="path_selector", source="bandit") == 0
+    )
+    assert fams["oxidize_ml_decision_latency_seconds"]["samples"] == {}
+
+
+def test_format_value_and_escaping() -> None:
+    assert format_value(3) == "3" and format_value(True) == "1" and format_value(0.5) == "0.5"
+    assert format_value(math.inf) == "+Inf" and format_value(-math.inf) == "-Inf"
+    assert format_value(math.nan) == "NaN" and format_value(1e-7) == "1e-07"
+    w = ExpositionWriter()
+    w.family("oxidize_ml_test", "gauge", "help with \\ and\nnewline", [({"v": 'a"b\\c\nd'}, 1)])
+    text = w.text()
+    assert 'oxidize_ml_test{v="a\\"b\\\\c\\nd"} 1' in text
+    assert "# HELP oxidize_ml_test help with \\\\ and\\nnewline" in text
+    fams = parse_strict(text)
+    assert value(fams, "oxidize_ml_test", v='a\\"b\\\\c\\nd') == 1
+
+
+def test_writer_rejects_bad_input() -> None:
+    w = ExpositionWriter()
+    w.family("oxidize_ml_a", "gauge", "a")
+    with pytest.raises(ValueError, match="repeated"):
+        w.family("oxidize_ml_a", "gauge", "a")
+    with pytest.raises(ValueError, match="bad or repeated"):
+        w.family("oxidize-ml-b", "gauge", "b")
+    with pytest.raises(ValueError, match="metric type"):
+        w.family("oxidize_ml_c", "meter", "c")
+    with pytest.raises(ValueError, match="label name"):
+        w.family("oxidize_ml_d", "gauge", "d", [({"__x": "1"}, 1)])
+
+
+def test_prometheus_client_parser_reads_it(driven_engine: MlEngine) -> None:
+    parser = pytest.importorskip("prometheus_client.parser")
+    stats = driven_engine.stats()
+    text = render_engine_stats(stats, package_version="1.0")
+    fams = {f.name: f for f in parser.text_string_to_metric_families(text)}
+    # prometheus_client names counter families without the _total suffix.
+    decisions = fams["oxidize_ml_decisions"]
+    assert decisions.type == "counter"
+    got = {(s.labels["component"], s.labels["source"]): s.value for s in decisions.samples}
+    assert got[("congestion_controller", "fallback")] == stats.congestion_controller.decisions
+    lat = fams["oxidize_ml_decision_latency_seconds"]
+    assert lat.type == "summary"
+    p99 = {s.labels["component"]: s.value for s in lat.samples if s.labels["quantile"] == "0.99"}
+    assert p99["compression_oracle"] == pytest.approx(stats.compression_oracle.latency.p99_us / 1e6)
+    assert fams["oxidize_ml_cwnd_bytes"].samples[0].value == stats.congestion_controller.cwnd
