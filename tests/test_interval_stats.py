@@ -50,7 +50,7 @@ def test_bandwidth_is_windowed_max_and_prefers_rate_samples() -> None:
     assert f.bandwidth_bps == 0.0  # the 7 Mbit/s interval left the 3-interval window
 
 
-def test_record_equals_per_event_calls() -> None:
+def test_snapshot_totals_equals_per_event_calls() -> None:
     a = IntervalStats(now=0.0)
     b = IntervalStats(now=0.0)
     for i in range(5):
@@ -58,12 +58,14 @@ def test_record_equals_per_event_calls() -> None:
         a.on_acked(1500, now=0.001 * i)
         a.on_delivery_rate(1e6 * i)
     a.on_lost(1, 1500, now=0.004)
-    b.record(7500, 5, 7500, 5, 1, 1500, 0.004, 4e6)
-    for s in (a, b):
-        s.on_rtt(0.01, 0.01, 0.001, 0.009)
-    assert a.snapshot(now=0.01, cwnd_bytes=1, inflight_packets=1) == b.snapshot(
-        now=0.01, cwnd_bytes=1, inflight_packets=1
-    )
+    a.on_rtt(0.01, 0.01, 0.001, 0.009)
+    fa = a.snapshot_values(now=0.01, cwnd_bytes=1, inflight_packets=1)
+    fb = b.snapshot_totals(0.01, 1, 1, 0.0, 7500, 5, 1, 0.004, 4e6, 0.01, 0.01, 0.001, 0.009)
+    assert fa == fb
+    # second interval: no RTT passed (0) keeps the previous estimate
+    fa = a.snapshot_values(now=0.02, cwnd_bytes=1, inflight_packets=1)
+    fb = b.snapshot_totals(0.02, 1, 1, 0.0, 0, 0, 0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    assert fa == fb and fb[0] == pytest.approx(10_000.0)
 
 
 def test_before_any_sample_and_clipping() -> None:

@@ -154,27 +154,6 @@ class IntervalStats:
         """A delivery-rate sample (bits/s), e.g. BBR-style; optional, see module docs."""
         self._rate_max = max(self._rate_max, rate_bps)
 
-    def record(
-        self, sent_bytes: int, sent_packets: int, acked_bytes: int, acked_packets: int,
-        lost_packets: int, lost_bytes: int, last_loss_s: float, rate_max_bps: float,
-    ) -> None:
-        """Aggregated equivalent of many ``on_sent`` / ``on_acked`` / ``on_lost`` /
-        ``on_delivery_rate`` calls in one (for callers that count events themselves).
-
-        ``last_loss_s`` is the time of the latest loss among ``lost_packets``
-        (ignored when there was none); ``rate_max_bps`` the largest delivery-rate
-        sample (0: none).
-        """
-        self._sent_bytes += sent_bytes
-        self._sent_packets += sent_packets
-        self._acked_bytes += acked_bytes
-        self._acked_packets += acked_packets
-        if lost_packets > 0:
-            self._lost_packets += lost_packets
-            self._lost_bytes += lost_bytes
-            self._last_loss = last_loss_s
-        self._rate_max = max(self._rate_max, rate_max_bps)
-
     # ---- read-only state ---------------------------------------------------------------
     @property
     def smoothed_rtt_s(self) -> float:
@@ -203,17 +182,46 @@ class IntervalStats:
         Returns the ten `NetworkFeatures` fields in declaration order followed
         by the interval's throughput (bits/s). Also starts a new interval.
         """
+        return self.snapshot_totals(
+            now, cwnd_bytes, inflight_packets, buffer_occupancy, 0, 0, 0, now, 0.0, 0.0, 0.0,
+            0.0, 0.0,
+        )
+
+    def snapshot_totals(
+        self, now: float, cwnd_bytes: float, inflight_packets: float, buffer_occupancy: float,
+        acked_bytes: int, acked_packets: int, lost_packets: int, last_loss_s: float,
+        rate_max_bps: float, latest_rtt_s: float, smoothed_rtt_s: float, rttvar_s: float,
+        min_rtt_s: float,
+    ) -> tuple[float, float, float, float, float, float, float, float, float, float, float]:
+        """`snapshot_values` for a caller that counted the interval's events itself.
+
+        Equivalent to reporting ``acked_packets`` packets (``acked_bytes``) with
+        ``on_acked``, ``lost_packets`` with ``on_lost`` (the last at
+        ``last_loss_s``), a largest delivery-rate sample ``rate_max_bps`` (0:
+        none) and the RTT estimator state (``smoothed_rtt_s <= 0``: no sample
+        yet, keep the previous one), then calling `snapshot_values`, in one
+        positional call: the simulator does this every 10 ms per flow.
+        """
+        if smoothed_rtt_s > 0.0:
+            self._latest_rtt = latest_rtt_s
+            self._srtt = smoothed_rtt_s
+            self._rttvar = rttvar_s
+            self._min_rtt = min_rtt_s
+        if lost_packets > 0:
+            self._last_loss = last_loss_s
         dt = now - self._start
-        acked_bytes = self._acked_bytes
+        acked_bytes += self._acked_bytes
         throughput = acked_bytes * 8.0 / dt if dt > 0.0 else 0.0
-        rate = self._rate_max if self._rate_max > 0.0 else throughput
+        rate_max = self._rate_max
+        rate_max = max(rate_max, rate_max_bps)
+        rate = rate_max if rate_max > 0.0 else throughput
         rates = self._rates
         pos = self._rates_pos
         rates[pos] = rate
         pos += 1
         self._rates_pos = 0 if pos == len(rates) else pos
-        lost = self._lost_packets
-        total = self._acked_packets + lost
+        lost = lost_packets + self._lost_packets
+        total = acked_packets + self._acked_packets + lost
         loss_rate = lost / total if total > 0 else 0.0
         trend = loss_rate - self._prev_loss_rate
         self._prev_loss_rate = loss_rate
@@ -224,13 +232,10 @@ class IntervalStats:
         elif buffer_occupancy > 1.0:
             buffer_occupancy = 1.0
         self._start = now
-        self._sent_bytes = 0
-        self._sent_packets = 0
-        self._acked_bytes = 0
-        self._acked_packets = 0
-        self._lost_bytes = 0
-        self._lost_packets = 0
-        self._rate_max = 0.0
+        if self._acked_packets or self._lost_packets or self._sent_packets:
+            self._reset_interval()
+        else:
+            self._rate_max = 0.0
         return (
             self._srtt * 1e6,
             self._rttvar * 1e6,

@@ -97,7 +97,11 @@ def test_whole_window_dropped_recovers_through_the_probe_timeout() -> None:
         # every packet in flight vanishes: no ack will ever come back for this window
         n = len(fl.ackq)
         assert n > 50
+        vanished = [(e[1], e[3], e[2]) for e in fl.ackq]  # (pn, send time, bytes)
         fl.ackq.clear()
+        merged = sorted([*fl.lostq, *vanished])
+        fl.lostq.clear()
+        fl.lostq.extend(merged)
         pto = fl.srtt + 4 * fl.rttvar
         r = sim.run()
         results.append(r)
@@ -214,7 +218,8 @@ def test_memory_stays_bounded_and_delay_samples_are_decimated() -> None:
     assert r.packets_sent > 40_000
     assert len(sim._q_dep) < 2 * 4096 + 2000  # compacted at ticks
     fl = sim._flows[0]
-    assert len(fl.sent) <= fl.ctrl.cwnd // 1500 + 2
+    assert len(fl.ackq) + len(fl.lostq) + len(fl.suspects) == fl.pif
+    assert fl.pif <= fl.ctrl.cwnd // 1500 + 2
     assert 2500 <= r.flows[0].delays_s.size <= 5000 + 1000
     full = simulate(get_scenario("high-bdp"), "reno", seed=0, duration_s=6.0)
     assert full.flows[0].delays_s.size > 40_000

@@ -153,14 +153,13 @@ class _Flow:
         "i_lost_b",
         "i_lost_p",
         "i_rate_max",
-        "i_sent_b",
-        "i_sent_p",
         "index",
         "largest_acked",
         "last_send",
         "latest_rtt",
         "lost_bytes",
         "lost_packets",
+        "lostq",
         "min_rtt",
         "next_pn",
         "pc_prev_pn",
@@ -170,6 +169,7 @@ class _Flow:
         "pto_base",
         "pto_count",
         "rttvar",
+        "s_apps",
         "s_cwnd",
         "s_inflight",
         "s_loss",
@@ -177,7 +177,6 @@ class _Flow:
         "s_rtt",
         "s_thr",
         "s_time",
-        "sent",
         "sent_bytes",
         "sent_packets",
         "size",
@@ -209,11 +208,17 @@ class _Flow:
         self.finished = False
         self.completion_time = INF
         self.next_pn = 0
-        # pn, send time, bytes, delivered at send, delivered_time at send, first_sent at send
-        self.sent: deque[tuple[int, float, int, int, float, float]] = deque()
-        self.suspects: deque[tuple[int, float, int, int, float, float]] = deque()
-        self.pend: deque[tuple[float, int, int]] = deque()  # (bottleneck arrival, pn, bytes)
-        self.ackq: deque[tuple[float, int, int]] = deque()  # (ack arrival at sender, pn, bytes)
+        # A packet in flight is, in packet-number order, in exactly one of: `pend` (on its way
+        # to the bottleneck; multi-flow only), `ackq` (passed the bottleneck, its ack will
+        # reach the sender at the time it carries) or `lostq` (dropped at the bottleneck; the
+        # sender does not know yet). Each entry carries what the sender recorded at send
+        # time: pn, send time, bytes, delivered bytes, delivered_time, first_sent_time.
+        # An ack for pn turns every lostq entry below pn into a loss candidate (`suspects`):
+        # the path never reorders, so those will never be acked.
+        self.pend: deque[tuple[float, int, int, float, int, float, float]] = deque()
+        self.ackq: deque[tuple[float, int, int, float, int, float, float]] = deque()
+        self.lostq: deque[tuple[int, float, int]] = deque()  # (pn, send time, bytes)
+        self.suspects: deque[tuple[int, float, int]] = deque()
         self.bif = 0
         self.pif = 0
         self.largest_acked = -1
@@ -237,7 +242,7 @@ class _Flow:
         self.lost_packets = self.lost_bytes = 0
         self.dropped_queue = self.dropped_random = 0
         self.delivered_rx_extra = 0
-        self.i_sent_b = self.i_sent_p = self.i_acked_b = self.i_acked_p = 0
+        self.i_acked_b = self.i_acked_p = 0
         self.i_lost_b = self.i_lost_p = 0
         self.i_last_loss = 0.0
         self.i_rate_max = 0.0
@@ -252,6 +257,9 @@ class _Flow:
         self.s_rtt = array("d")
         self.s_loss = array("d")
         self.s_inflight = array("d")
+        self.s_apps = (self.s_time.append, self.s_cwnd.append, self.s_queue.append,
+                       self.s_thr.append, self.s_rtt.append, self.s_loss.append,
+                       self.s_inflight.append)
 
 
 def _make_controllers(
@@ -523,17 +531,14 @@ class Simulation:
             if ev == 1:
                 # ---- an ack arrives at flow `sel` ------------------------------------------
                 fl = sel  # type: ignore[assignment]
-                _, pn, _b = fl.ackq.popleft()
-                sent = fl.sent
-                rec = sent.popleft()
-                if rec[0] != pn:
+                _, pn, size, st, d_send, dt_send, fst_send = fl.ackq.popleft()
+                lq = fl.lostq
+                if lq and lq[0][0] < pn:
                     # Packets below pn will never be acked (the path does not reorder): they
                     # become loss candidates, declared by the RFC 9002 thresholds below.
                     sus = fl.suspects
-                    while rec[0] != pn:
-                        sus.append(rec)
-                        rec = sent.popleft()
-                _, st, size, d_send, dt_send, fst_send = rec
+                    while lq and lq[0][0] < pn:
+                        sus.append(lq.popleft())
                 fl.bif -= size
                 fl.pif -= 1
                 fl.largest_acked = pn
@@ -639,9 +644,8 @@ class Simulation:
         ackq = fl.ackq
         ack_popleft = ackq.popleft
         ack_append = ackq.append
-        sent = fl.sent
-        sent_popleft = sent.popleft
-        sent_append = sent.append
+        lostq = fl.lostq
+        lost_append = lostq.append
         suspects = fl.suspects
         ctrl = fl.ctrl
         cb_acked = fl.cb_acked
@@ -654,13 +658,13 @@ class Simulation:
         start_t = inf if fl.started else fl.start
         (bif, pif, next_pn, delivered, dlv_t, fst, srtt, rttvar, min_rtt, latest, has_rtt,
          pto_base, pto_count, largest, acked_b, acked_p, sent_b, sent_p, i_acked_b,
-         i_acked_p, i_sent_b, i_sent_p, i_rate_max, last_send, timer, d_cnt, d_stride,
+         i_acked_p, i_rate_max, last_send, timer, d_cnt, d_stride,
          delays_append, qh, q_total, last_c, last_i, flags, lpos, n_total, tick_index,
          next_tick) = (
             fl.bif, fl.pif, fl.next_pn, fl.delivered, fl.delivered_time, fl.first_sent_time,
             fl.srtt, fl.rttvar, fl.min_rtt, fl.latest_rtt, fl.has_rtt, fl.pto_base,
             fl.pto_count, fl.largest_acked, fl.acked_bytes, fl.acked_packets, fl.sent_bytes,
-            fl.sent_packets, fl.i_acked_b, fl.i_acked_p, fl.i_sent_b, fl.i_sent_p,
+            fl.sent_packets, fl.i_acked_b, fl.i_acked_p,
             fl.i_rate_max, fl.last_send, fl.timer, fl.d_cnt, fl.d_stride, fl.delays.append,
             self._q_head, self._q_total, self._last_c, self._last_i, self._loss_flags,
             self._loss_pos, self.packets_sent, self._tick_index, self._next_tick)
@@ -685,13 +689,10 @@ class Simulation:
             now = t
             if ev == 1:
                 # ---- ack (mirrors _advance_general) ----------------------------------------
-                _, pn, _b = ack_popleft()
-                rec = sent_popleft()
-                if rec[0] != pn:
-                    while rec[0] != pn:
-                        suspects.append(rec)
-                        rec = sent_popleft()
-                _, st, b, d_send, dt_send, fst_send = rec
+                _, pn, b, st, d_send, dt_send, fst_send = ack_popleft()
+                if lostq and lostq[0][0] < pn:
+                    while lostq and lostq[0][0] < pn:
+                        suspects.append(lostq.popleft())
                 bif -= b
                 pif -= 1
                 largest = pn
@@ -739,13 +740,12 @@ class Simulation:
                     (fl.bif, fl.pif, fl.next_pn, fl.delivered, fl.delivered_time,
                      fl.first_sent_time, fl.srtt, fl.rttvar, fl.min_rtt, fl.latest_rtt, fl.has_rtt,
                      fl.pto_base, fl.pto_count, fl.largest_acked, fl.acked_bytes, fl.acked_packets,
-                     fl.sent_bytes, fl.sent_packets, fl.i_acked_b, fl.i_acked_p, fl.i_sent_b,
-                     fl.i_sent_p, fl.i_rate_max, fl.last_send, fl.timer, fl.d_cnt, self._q_head,
+                     fl.sent_bytes, fl.sent_packets, fl.i_acked_b, fl.i_acked_p, fl.i_rate_max, fl.last_send, fl.timer, fl.d_cnt, self._q_head,
                      self._q_total, self._last_c, self._last_i, self._loss_flags, self._loss_pos,
                      self.packets_sent, self._tick_index, self._next_tick) = (
                         bif, pif, next_pn, delivered, dlv_t, fst, srtt, rttvar, min_rtt, latest,
                         has_rtt, pto_base, pto_count, largest, acked_b, acked_p, sent_b, sent_p,
-                        i_acked_b, i_acked_p, i_sent_b, i_sent_p, i_rate_max, last_send, timer,
+                        i_acked_b, i_acked_p, i_rate_max, last_send, timer,
                         d_cnt, qh, q_total, last_c, last_i, flags, lpos, n_total, tick_index, next_tick)
                     if suspects:
                         self._detect_losses(fl, now)
@@ -757,13 +757,13 @@ class Simulation:
                         self._send(fl, now)
                     (bif, pif, next_pn, delivered, dlv_t, fst, srtt, rttvar, min_rtt, latest, has_rtt,
                      pto_base, pto_count, largest, acked_b, acked_p, sent_b, sent_p, i_acked_b,
-                     i_acked_p, i_sent_b, i_sent_p, i_rate_max, last_send, timer, d_cnt, d_stride,
+                     i_acked_p, i_rate_max, last_send, timer, d_cnt, d_stride,
                      delays_append, qh, q_total, last_c, last_i, flags, lpos, n_total, tick_index,
                      next_tick) = (
                         fl.bif, fl.pif, fl.next_pn, fl.delivered, fl.delivered_time, fl.first_sent_time,
                         fl.srtt, fl.rttvar, fl.min_rtt, fl.latest_rtt, fl.has_rtt, fl.pto_base,
                         fl.pto_count, fl.largest_acked, fl.acked_bytes, fl.acked_packets, fl.sent_bytes,
-                        fl.sent_packets, fl.i_acked_b, fl.i_acked_p, fl.i_sent_b, fl.i_sent_p,
+                        fl.sent_packets, fl.i_acked_b, fl.i_acked_p,
                         fl.i_rate_max, fl.last_send, fl.timer, fl.d_cnt, fl.d_stride, fl.delays.append,
                         self._q_head, self._q_total, self._last_c, self._last_i, self._loss_flags,
                         self._loss_pos, self.packets_sent, self._tick_index, self._next_tick)
@@ -780,9 +780,9 @@ class Simulation:
                 else:
                     qbytes = 0
                 if flowing:
-                    observe(fl, now, qbytes, pif, i_sent_b, i_sent_p, i_acked_b, i_acked_p,
-                            i_rate_max, has_rtt, latest, srtt, rttvar, min_rtt)
-                    i_sent_b = i_sent_p = i_acked_b = i_acked_p = 0
+                    observe(fl, now, qbytes, pif, i_acked_b, i_acked_p, i_rate_max, has_rtt,
+                            latest, srtt, rttvar, min_rtt)
+                    i_acked_b = i_acked_p = 0
                     i_rate_max = 0.0
                     if fl.d_stride != d_stride:
                         d_stride = fl.d_stride
@@ -802,13 +802,13 @@ class Simulation:
                 (fl.bif, fl.pif, fl.next_pn, fl.delivered, fl.delivered_time,
                  fl.first_sent_time, fl.srtt, fl.rttvar, fl.min_rtt, fl.latest_rtt, fl.has_rtt,
                  fl.pto_base, fl.pto_count, fl.largest_acked, fl.acked_bytes, fl.acked_packets,
-                 fl.sent_bytes, fl.sent_packets, fl.i_acked_b, fl.i_acked_p, fl.i_sent_b,
-                 fl.i_sent_p, fl.i_rate_max, fl.last_send, fl.timer, fl.d_cnt, self._q_head,
+                 fl.sent_bytes, fl.sent_packets, fl.i_acked_b, fl.i_acked_p,
+                 fl.i_rate_max, fl.last_send, fl.timer, fl.d_cnt, self._q_head,
                  self._q_total, self._last_c, self._last_i, self._loss_flags, self._loss_pos,
                  self.packets_sent, self._tick_index, self._next_tick) = (
                     bif, pif, next_pn, delivered, dlv_t, fst, srtt, rttvar, min_rtt, latest,
                     has_rtt, pto_base, pto_count, largest, acked_b, acked_p, sent_b, sent_p,
-                    i_acked_b, i_acked_p, i_sent_b, i_sent_p, i_rate_max, last_send, timer,
+                    i_acked_b, i_acked_p, i_rate_max, last_send, timer,
                     d_cnt, qh, q_total, last_c, last_i, flags, lpos, n_total, tick_index, next_tick)
                 if ev == 2:
                     self._on_timer(fl, now)
@@ -817,13 +817,13 @@ class Simulation:
                     self._start_flow(fl, now)
                 (bif, pif, next_pn, delivered, dlv_t, fst, srtt, rttvar, min_rtt, latest, has_rtt,
                  pto_base, pto_count, largest, acked_b, acked_p, sent_b, sent_p, i_acked_b,
-                 i_acked_p, i_sent_b, i_sent_p, i_rate_max, last_send, timer, d_cnt, d_stride,
+                 i_acked_p, i_rate_max, last_send, timer, d_cnt, d_stride,
                  delays_append, qh, q_total, last_c, last_i, flags, lpos, n_total, tick_index,
                  next_tick) = (
                     fl.bif, fl.pif, fl.next_pn, fl.delivered, fl.delivered_time, fl.first_sent_time,
                     fl.srtt, fl.rttvar, fl.min_rtt, fl.latest_rtt, fl.has_rtt, fl.pto_base,
                     fl.pto_count, fl.largest_acked, fl.acked_bytes, fl.acked_packets, fl.sent_bytes,
-                    fl.sent_packets, fl.i_acked_b, fl.i_acked_p, fl.i_sent_b, fl.i_sent_p,
+                    fl.sent_packets, fl.i_acked_b, fl.i_acked_p,
                     fl.i_rate_max, fl.last_send, fl.timer, fl.d_cnt, fl.d_stride, fl.delays.append,
                     self._q_head, self._q_total, self._last_c, self._last_i, self._loss_flags,
                     self._loss_pos, self.packets_sent, self._tick_index, self._next_tick)
@@ -845,11 +845,9 @@ class Simulation:
                         b = mss
                 if bif + b > cwnd:
                     break
-                sent_append((next_pn, now, b, delivered, dlv_t, fst))
                 n += 1
                 bif += b
                 sent_b += b
-                i_sent_b += b
                 if cb_sent is not None:
                     cb_sent(now=now, sent_bytes=b)
                 # bottleneck arrival at `arrive`
@@ -858,6 +856,7 @@ class Simulation:
                 if qh < qlen:
                     if q_total - q_cum[qh] + b > cap:
                         fl.dropped_queue += 1
+                        lost_append((next_pn, now, b))
                         next_pn += 1
                         continue
                     i = last_i + 1
@@ -868,6 +867,7 @@ class Simulation:
                 else:
                     if b > cap:
                         fl.dropped_queue += 1
+                        lost_append((next_pn, now, b))
                         next_pn += 1
                         continue
                     c = math.floor(arrive / period)
@@ -903,14 +903,14 @@ class Simulation:
                     lpos += 1
                     if lost:
                         fl.dropped_random += 1
+                        lost_append((next_pn, now, b))
                         next_pn += 1
                         continue
-                ack_append((dep + back, next_pn, b))
+                ack_append((dep + back, next_pn, b, now, delivered, dlv_t, fst))
                 next_pn += 1
             if n:
                 pif += n
                 sent_p += n
-                i_sent_p += n
                 n_total += n
                 last_send = now
             # re-arm the timer (mirrors _arm_timer)
@@ -924,13 +924,13 @@ class Simulation:
         (fl.bif, fl.pif, fl.next_pn, fl.delivered, fl.delivered_time,
          fl.first_sent_time, fl.srtt, fl.rttvar, fl.min_rtt, fl.latest_rtt, fl.has_rtt,
          fl.pto_base, fl.pto_count, fl.largest_acked, fl.acked_bytes, fl.acked_packets,
-         fl.sent_bytes, fl.sent_packets, fl.i_acked_b, fl.i_acked_p, fl.i_sent_b,
-         fl.i_sent_p, fl.i_rate_max, fl.last_send, fl.timer, fl.d_cnt, self._q_head,
+         fl.sent_bytes, fl.sent_packets, fl.i_acked_b, fl.i_acked_p,
+         fl.i_rate_max, fl.last_send, fl.timer, fl.d_cnt, self._q_head,
          self._q_total, self._last_c, self._last_i, self._loss_flags, self._loss_pos,
          self.packets_sent, self._tick_index, self._next_tick) = (
             bif, pif, next_pn, delivered, dlv_t, fst, srtt, rttvar, min_rtt, latest,
             has_rtt, pto_base, pto_count, largest, acked_b, acked_p, sent_b, sent_p,
-            i_acked_b, i_acked_p, i_sent_b, i_sent_p, i_rate_max, last_send, timer,
+            i_acked_b, i_acked_p, i_rate_max, last_send, timer,
             d_cnt, qh, q_total, last_c, last_i, flags, lpos, n_total, tick_index, next_tick)
         self.now = until
 
@@ -953,7 +953,6 @@ class Simulation:
             return
         pend = fl.pend
         arrive = now + fl.delay
-        sent_append = fl.sent.append
         pend_append = pend.append
         cb = fl.cb_sent
         pn = fl.next_pn
@@ -975,8 +974,7 @@ class Simulation:
                     b = mss
             if bif + b > cwnd:
                 break
-            sent_append((pn, now, b, dlv, dlv_t, fst))
-            pend_append((arrive, pn, b))
+            pend_append((arrive, pn, b, now, dlv, dlv_t, fst))
             pn += 1
             n += 1
             nbytes += b
@@ -989,8 +987,6 @@ class Simulation:
             fl.pif += n
             fl.sent_packets += n
             fl.sent_bytes += nbytes
-            fl.i_sent_p += n
-            fl.i_sent_b += nbytes
             fl.last_send = now
             self.packets_sent += n
             if self._single:
@@ -1127,7 +1123,9 @@ class Simulation:
                 m = p[0][0]
         self._pend_min = m
 
-    def _bottleneck(self, fl: _Flow, pend: deque[tuple[float, int, int]], count: int) -> None:
+    def _bottleneck(
+        self, fl: _Flow, pend: deque[tuple[float, int, int, float, int, float, float]], count: int
+    ) -> None:
         """Bottleneck arrival of the next ``count`` packets in ``pend`` (FIFO, drop-tail)."""
         q_dep = self._q_dep
         q_arr = self._q_arr
@@ -1146,16 +1144,18 @@ class Simulation:
         flags = self._loss_flags
         lpos = self._loss_pos
         ack_append = fl.ackq.append
+        lost_append = fl.lostq.append
         back = fl.ack_delay
         popleft = pend.popleft
         for _ in range(count):
-            a, pn, b = popleft()
+            a, pn, b, st, d_send, dt_send, fst_send = popleft()
             while qh < qlen and q_dep[qh] <= a:
                 qh += 1
             if qh < qlen:
                 queued = q_total - q_cum[qh]
                 if queued + b > cap:
                     fl.dropped_queue += 1
+                    lost_append((pn, st, b))
                     continue
                 # the queue is busy: the next opportunity after the last one used
                 i = last_i + 1
@@ -1166,6 +1166,7 @@ class Simulation:
             else:
                 if b > cap:
                     fl.dropped_queue += 1
+                    lost_append((pn, st, b))
                     continue
                 # idle queue: first opportunity at or after the arrival (skipping idle ones)
                 c = math.floor(a / period)
@@ -1201,8 +1202,9 @@ class Simulation:
                 lpos += 1
                 if lost:
                     fl.dropped_random += 1
+                    lost_append((pn, st, b))
                     continue
-            ack_append((dep + back, pn, b))
+            ack_append((dep + back, pn, b, st, d_send, dt_send, fst_send))
         self._q_head = qh
         self._q_total = q_total
         self._last_c = last_c
@@ -1242,30 +1244,25 @@ class Simulation:
     def _observe_flow(self, fl: _Flow, now: float, qbytes: int | None = None) -> None:
         if qbytes is None:
             qbytes = self._queue_bytes_at(now)
-        self._observe(fl, now, qbytes, fl.pif, fl.i_sent_b, fl.i_sent_p, fl.i_acked_b,
-                      fl.i_acked_p, fl.i_rate_max, fl.has_rtt, fl.latest_rtt, fl.srtt,
-                      fl.rttvar, fl.min_rtt)
-        fl.i_sent_b = fl.i_sent_p = fl.i_acked_b = fl.i_acked_p = 0
+        self._observe(fl, now, qbytes, fl.pif, fl.i_acked_b, fl.i_acked_p, fl.i_rate_max,
+                      fl.has_rtt, fl.latest_rtt, fl.srtt, fl.rttvar, fl.min_rtt)
+        fl.i_acked_b = fl.i_acked_p = 0
         fl.i_rate_max = 0.0
 
     def _observe(
-        self, fl: _Flow, now: float, qbytes: int, pif: int, i_sent_b: int, i_sent_p: int,
-        i_acked_b: int, i_acked_p: int, i_rate_max: float, has_rtt: bool, latest: float,
-        srtt: float, rttvar: float, min_rtt: float,
+        self, fl: _Flow, now: float, qbytes: int, pif: int, i_acked_b: int, i_acked_p: int,
+        i_rate_max: float, has_rtt: bool, latest: float, srtt: float, rttvar: float,
+        min_rtt: float,
     ) -> None:
         """Close one flow's interval: stats, controller decision, hook, series."""
         st = fl.stats
         assert st is not None
-        st.record(i_sent_b, i_sent_p, i_acked_b, i_acked_p, fl.i_lost_p, fl.i_lost_b,
-                  fl.i_last_loss, i_rate_max)
-        fl.i_lost_b = fl.i_lost_p = 0
-        if has_rtt:
-            st.on_rtt(latest, srtt, rttvar, min_rtt)
         ctrl = fl.ctrl
-        v = st.snapshot_values(
-            now=now, cwnd_bytes=ctrl.cwnd, inflight_packets=pif,
-            buffer_occupancy=qbytes / self.buffer_bytes,
+        v = st.snapshot_totals(
+            now, ctrl.cwnd, pif, qbytes / self.buffer_bytes, i_acked_b, i_acked_p, fl.i_lost_p,
+            fl.i_last_loss, i_rate_max, latest, srtt if has_rtt else 0.0, rttvar, min_rtt,
         )
+        fl.i_lost_b = fl.i_lost_p = 0
         thr = v[10]
         hook = self.on_interval
         collect = self._collect
@@ -1279,13 +1276,14 @@ class Simulation:
             if collect is not None:
                 collect.append(IntervalSample(now, fl.index, features, thr, cwnd))
         if self.record_series:
-            fl.s_time.append(now)
-            fl.s_cwnd.append(ctrl.cwnd)
-            fl.s_queue.append(qbytes)
-            fl.s_thr.append(thr)
-            fl.s_rtt.append(srtt)
-            fl.s_loss.append(v[3])
-            fl.s_inflight.append(pif)
+            a_t, a_c, a_q, a_thr, a_r, a_l, a_i = fl.s_apps
+            a_t(now)
+            a_c(ctrl.cwnd)
+            a_q(qbytes)
+            a_thr(thr)
+            a_r(srtt)
+            a_l(v[3])
+            a_i(pif)
         if len(fl.delays) > self.max_delay_samples:
             fl.delays = fl.delays[::2]
             fl.d_stride *= 2
@@ -1296,9 +1294,9 @@ class Simulation:
         fl = self._flows[fl_index]
         extra = 0
         limit = self.now + fl.ack_delay
-        for t_ack, _pn, b in fl.ackq:
-            if t_ack <= limit:
-                extra += b
+        for e in fl.ackq:
+            if e[0] <= limit:
+                extra += e[2]
             else:
                 break
         return fl.acked_bytes + extra
