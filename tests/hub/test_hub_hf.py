@@ -180,6 +180,11 @@ def test_new_commit_activates_corrupt_commit_refused_and_cache_pruned(tmp_path: 
     assert v2 != v1 and hub.status().active == v2
     assert sorted(p.name for p in (rc / "snapshots").iterdir()) == [commit_of(2)]
     assert hub.status().versions == (v1, v2)  # our store keeps the history
+    # A commit that changes no model (a README edit): same version, cache still pruned.
+    (rc / "refs" / "main").unlink()
+    lay_out_snapshot(cache, tmp_path / "cache" / VERSIONS_DIR / v2, commit_of(9))
+    assert hub.download_models().name == v2
+    assert sorted(p.name for p in (rc / "snapshots").iterdir()) == [commit_of(9)]
     # A corrupted blob in the next commit: refused, v2 stays active.
     (rc / "refs" / "main").unlink()
     snap = lay_out_snapshot(cache, make_model_dir(tmp_path, day=4, seed=2), commit_of(3))

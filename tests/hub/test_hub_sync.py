@@ -51,6 +51,8 @@ def make_model_dir(root: Path, day: int, seed: int = 0) -> Path:
             "version": str(day),
             "kind": cfg.kind,
             "files": {"safetensors": f"{name}.safetensors"},
+            # what `oxidize-ml train` records for a model that beat its heuristic
+            "metrics": {"default_enabled": True},
         }
         if name == "compression_oracle":
             entry["inputs"] = ["entropy", "top4", "size", "text", "magic"]
@@ -263,6 +265,13 @@ def test_local_source_errors(tmp_path: Path) -> None:
     os.chmod(open_dir, 0o777)
     with pytest.raises(HubError, match="world-writable"):
         hub_for(tmp_path, local_path=open_dir).download_models(tmp_path / "dest")
+    # A destination or a store another user could write to is refused too.
+    src = make_model_dir(tmp_path, day=2)
+    with pytest.raises(HubError, match="cannot update the model store.*world-writable"):
+        hub_for(tmp_path, local_path=src).download_models(open_dir)
+    with pytest.raises(HubError, match="cannot publish into.*world-writable"):
+        hub_for(tmp_path, local_path=open_dir).upload_models(src)
+    assert list(open_dir.iterdir()) == []
 
 
 def test_adownload_models(tmp_path: Path) -> None:

@@ -173,7 +173,7 @@ def register(app: typer.Typer) -> None:
                 "provenance": st.provenance,
                 "pointer_error": st.pointer_error,
             }
-            console.print_json(json.dumps(out))
+            typer.echo(json.dumps(out, indent=2))  # plain: no rich wrapping of machine output
             if st.report is not None and not st.report.ok:
                 raise typer.Exit(1)
             return

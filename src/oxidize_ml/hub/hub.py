@@ -149,6 +149,10 @@ class HubConfig:
     """seconds between background syncs (>= 1)"""
     keep_versions: int = 3
     """versions kept in a store, the active one included (>= 1); older ones are deleted"""
+    only_default_enabled: bool = True
+    """`sync` loads only the models whose manifest marks them as beating their
+    heuristic (``metrics.default_enabled``, set by ``oxidize-ml train``); the
+    others keep the heuristic, as for the models shipped in the package"""
     allow_downgrade: bool = False
     """activate a source version created before the active one (a stale mirror
     or cache otherwise never rolls a server back; to roll back on purpose,
@@ -185,8 +189,9 @@ class HubConfig:
             if not isinstance(self.token, str):
                 raise TypeError(f"token must be a str or None, got {type(self.token).__name__}")
             object.__setattr__(self, "token", self.token.strip() or None)
-        if not isinstance(self.offline, bool) or not isinstance(self.allow_downgrade, bool):
-            raise TypeError("offline and allow_downgrade must be bools")
+        for name in ("offline", "only_default_enabled", "allow_downgrade"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be a bool, got {type(getattr(self, name)).__name__}")
         check_number("sync_interval_s", self.sync_interval_s, lo=MIN_SYNC_INTERVAL_S)
         check_int("keep_versions", self.keep_versions, lo=1)
 
@@ -215,6 +220,7 @@ class HubConfig:
             f"repo_id={self.repo_id!r}, revision={self.revision!r}, "
             f"local_path={self.local_path!r}, token={token!r}, offline={self.offline!r}, "
             f"sync_interval_s={self.sync_interval_s!r}, keep_versions={self.keep_versions!r}, "
+            f"only_default_enabled={self.only_default_enabled!r}, "
             f"allow_downgrade={self.allow_downgrade!r})"
         )
 
@@ -545,6 +551,8 @@ class _Fetched:
     version: str
     changed: bool
     """a new version became active"""
+    commit: str | None
+    """the Hub commit the source resolved to (source "hf"), when it is the one in use"""
 
 
 class ModelHub:
@@ -684,6 +692,18 @@ class ModelHub:
 
     # ------------------------------------------------------------ download
     def _fetch(self, dest: Path, *, downgrade_raises: bool) -> _Fetched:
+        try:
+            fetched = self._fetch_locked(dest, downgrade_raises=downgrade_raises)
+        except HubError:
+            raise
+        except (OSError, ValueError) as exc:
+            # A store we may not use (world-writable, someone else's) or a full disk.
+            raise HubError(f"cannot update the model store {dest}: {exc}") from None
+        if self.config.source == SOURCE_HF:
+            self._prune_hf_cache(fetched.commit)
+        return fetched
+
+    def _fetch_locked(self, dest: Path, *, downgrade_raises: bool) -> _Fetched:
         store = _Store(dest)
         with self._lock, store.locked():
             src, provenance = self._resolve()
@@ -691,8 +711,9 @@ class ModelHub:
             manifest_bytes = _read_manifest_bytes(src)
             version = version_name(manifest_bytes)
             active = store.current()
+            commit = provenance.get("commit")
             if active == version and verify_model_dir(store.version_dir(active)).ok:
-                return _Fetched(store.version_dir(active), version, changed=False)
+                return _Fetched(store.version_dir(active), version, False, commit)
             if active is not None and active != version and not self.config.allow_downgrade:
                 new_at = _created_at(_parse_manifest(manifest_bytes, where), where)
                 old_at = _manifest_created_at(store.version_dir(active))
@@ -704,7 +725,7 @@ class ModelHub:
                     if downgrade_raises:
                         raise HubError(msg)
                     log.warning("%s", msg)
-                    return _Fetched(store.version_dir(active), active, changed=False)
+                    return _Fetched(store.version_dir(active), active, False, None)
             target = store.version_dir(version)
             if not (target.is_dir() and verify_model_dir(target).ok):
                 provenance = {
@@ -722,12 +743,12 @@ class ModelHub:
                 dest,
                 pruned or "none",
             )
-            if self.config.source == SOURCE_HF:
-                self._prune_hf_cache(provenance.get("commit"))
-            return _Fetched(target, version, changed=True)
+            return _Fetched(target, version, True, commit)
 
-    def _prune_hf_cache(self, keep_commit: object) -> None:
+    def _prune_hf_cache(self, keep_commit: str | None) -> None:
         """Keep only the revision just used in the Hub cache: ``versions/`` is the history."""
+        if keep_commit is None:
+            return
         try:
             from huggingface_hub import scan_cache_dir
 
@@ -794,7 +815,9 @@ class ModelHub:
                 return False
             # The engine builds the new policies outside its lock and swaps them
             # under it, so decisions keep flowing during the load.
-            status = engine.load_models(store.version_dir(active))
+            status = engine.load_models(
+                store.version_dir(active), only_default_enabled=self.config.only_default_enabled
+            )
             self._engines[engine] = key
             self.last_load_status = dict(status)
             log.info("engine loaded %s: %s", active, status)
@@ -869,6 +892,16 @@ class ModelHub:
     def _upload_local(self, src: Path, manifest_bytes: bytes, version: str) -> Published:
         root = self.config.local_path
         assert root is not None
+        try:
+            self._install_local(root, src, manifest_bytes, version)
+        except HubError:
+            raise
+        except (OSError, ValueError) as exc:
+            raise HubError(f"cannot publish into {root}: {exc}") from None
+        log.info("published %s to %s", version, root)
+        return Published(version=version, location=str(root))
+
+    def _install_local(self, root: Path, src: Path, manifest_bytes: bytes, version: str) -> None:
         store = _Store(root)
         with self._lock, store.locked():
             target = store.version_dir(version)
@@ -882,8 +915,6 @@ class ModelHub:
                 store.install(src, manifest_bytes, version, provenance, str(src))
             store.activate(version)
             store.prune(self.config.keep_versions)
-        log.info("published %s to %s", version, root)
-        return Published(version=version, location=str(root))
 
     def _api(self) -> Any:
         if self._hf_api is not None:
