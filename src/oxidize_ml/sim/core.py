@@ -97,7 +97,13 @@ MAX_PROBES = 2
 LOSS_BLOCK = 4096
 """random loss decisions drawn per numpy call"""
 QUEUE_COMPACT_ENTRIES = 4096
-"""departed queue entries kept before the lists are trimmed (at a decision tick)"""
+"""departed queue entries kept before the lists are trimmed"""
+COMPACT_EVERY_TICKS_MASK = 63
+"""the trim is considered every 64 decision ticks (the bound above then holds within the
+packets of 64 intervals)"""
+SERIES_COLUMNS = ("time_s", "cwnd_bytes", "queue_bytes", "throughput_bps", "rtt_s", "loss_rate",
+                  "inflight_packets")
+"""the per-interval series, in the order the simulator records them"""
 DEFAULT_MAX_DELAY_SAMPLES = 1_000_000
 """per-flow cap on stored one-way delays; beyond it the store is halved (every other sample
 kept) and from then on every 2nd (4th, ...) packet is stored, a uniform subsample"""
@@ -138,7 +144,6 @@ class _Flow:
         "d_stride",
         "delay",
         "delays",
-        "delivered",
         "delivered_rx_extra",
         "delivered_time",
         "dropped_queue",
@@ -169,16 +174,10 @@ class _Flow:
         "pto_base",
         "pto_count",
         "rttvar",
-        "s_apps",
-        "s_cwnd",
-        "s_inflight",
-        "s_loss",
-        "s_queue",
-        "s_rtt",
-        "s_thr",
-        "s_time",
         "sent_bytes",
         "sent_packets",
+        "series",
+        "series_extend",
         "size",
         "spec",
         "srtt",
@@ -222,7 +221,6 @@ class _Flow:
         self.bif = 0
         self.pif = 0
         self.largest_acked = -1
-        self.delivered = 0
         self.delivered_time = self.start
         self.first_sent_time = self.start
         self.has_rtt = False
@@ -250,16 +248,9 @@ class _Flow:
         self.delays = array("d")
         self.d_cnt = 0
         self.d_stride = 1
-        self.s_time = array("d")
-        self.s_cwnd = array("d")
-        self.s_queue = array("d")
-        self.s_thr = array("d")
-        self.s_rtt = array("d")
-        self.s_loss = array("d")
-        self.s_inflight = array("d")
-        self.s_apps = (self.s_time.append, self.s_cwnd.append, self.s_queue.append,
-                       self.s_thr.append, self.s_rtt.append, self.s_loss.append,
-                       self.s_inflight.append)
+        # per-interval rows of SERIES_COLUMNS, flattened (one extend per tick)
+        self.series = array("d")
+        self.series_extend = self.series.extend
 
 
 def _make_controllers(
@@ -543,9 +534,8 @@ class Simulation:
                 fl.pif -= 1
                 fl.largest_acked = pn
                 fl.pto_count = 0
-                delivered = fl.delivered + size
-                fl.delivered = delivered
-                fl.acked_bytes += size
+                delivered = fl.acked_bytes + size  # BBR's "delivered": bytes acked so far
+                fl.acked_bytes = delivered
                 fl.acked_packets += 1
                 fl.i_acked_b += size
                 fl.i_acked_p += 1
@@ -656,18 +646,16 @@ class Simulation:
         size = fl.size
         observe = self._observe
         start_t = inf if fl.started else fl.start
-        (bif, pif, next_pn, delivered, dlv_t, fst, srtt, rttvar, min_rtt, latest, has_rtt,
-         pto_base, pto_count, largest, acked_b, acked_p, sent_b, sent_p, i_acked_b,
-         i_acked_p, i_rate_max, last_send, timer, d_cnt, d_stride,
-         delays_append, qh, q_total, last_c, last_i, flags, lpos, n_total, tick_index,
-         next_tick) = (
-            fl.bif, fl.pif, fl.next_pn, fl.delivered, fl.delivered_time, fl.first_sent_time,
-            fl.srtt, fl.rttvar, fl.min_rtt, fl.latest_rtt, fl.has_rtt, fl.pto_base,
-            fl.pto_count, fl.largest_acked, fl.acked_bytes, fl.acked_packets, fl.sent_bytes,
-            fl.sent_packets, fl.i_acked_b, fl.i_acked_p,
-            fl.i_rate_max, fl.last_send, fl.timer, fl.d_cnt, fl.d_stride, fl.delays.append,
-            self._q_head, self._q_total, self._last_c, self._last_i, self._loss_flags,
-            self._loss_pos, self.packets_sent, self._tick_index, self._next_tick)
+        (bif, pif, next_pn, dlv_t, fst, srtt, rttvar, min_rtt, latest, has_rtt, pto_base,
+         pto_count, largest, acked_b, acked_p, sent_b, sent_p, i_acked_b, i_acked_p, i_rate_max,
+         last_send, timer, d_cnt, qh, q_total, last_c, last_i, flags, lpos, n_total, tick_index,
+         next_tick, d_stride, delays_append) = (
+            fl.bif, fl.pif, fl.next_pn, fl.delivered_time, fl.first_sent_time, fl.srtt, fl.rttvar,
+            fl.min_rtt, fl.latest_rtt, fl.has_rtt, fl.pto_base, fl.pto_count, fl.largest_acked,
+            fl.acked_bytes, fl.acked_packets, fl.sent_bytes, fl.sent_packets, fl.i_acked_b,
+            fl.i_acked_p, fl.i_rate_max, fl.last_send, fl.timer, fl.d_cnt, self._q_head,
+            self._q_total, self._last_c, self._last_i, self._loss_flags, self._loss_pos,
+            self.packets_sent, self._tick_index, self._next_tick, fl.d_stride, fl.delays.append)
         flowing = fl.started and not fl.finished
         while True:
             # ---- next event: ack, decision tick, timer or flow start
@@ -697,7 +685,6 @@ class Simulation:
                 pif -= 1
                 largest = pn
                 pto_count = 0
-                delivered += b
                 acked_b += b
                 acked_p += 1
                 i_acked_b += b
@@ -724,7 +711,7 @@ class Simulation:
                 if ack_el > iv:
                     iv = ack_el
                 if iv >= min_rtt and iv > 0.0:
-                    rate = (delivered - d_send) * 8.0 / iv
+                    rate = (acked_b - d_send) * 8.0 / iv
                     if rate > i_rate_max:
                         i_rate_max = rate
                 dlv_t = now
@@ -737,16 +724,17 @@ class Simulation:
                     cb_rtt(now=now, latest_rtt=latest, smoothed_rtt=srtt, min_rtt=min_rtt)
                 if suspects or (size is not None and acked_b >= size):
                     # rare: losses to declare or a finite flow completing -> shared methods
-                    (fl.bif, fl.pif, fl.next_pn, fl.delivered, fl.delivered_time,
-                     fl.first_sent_time, fl.srtt, fl.rttvar, fl.min_rtt, fl.latest_rtt, fl.has_rtt,
-                     fl.pto_base, fl.pto_count, fl.largest_acked, fl.acked_bytes, fl.acked_packets,
-                     fl.sent_bytes, fl.sent_packets, fl.i_acked_b, fl.i_acked_p, fl.i_rate_max, fl.last_send, fl.timer, fl.d_cnt, self._q_head,
-                     self._q_total, self._last_c, self._last_i, self._loss_flags, self._loss_pos,
-                     self.packets_sent, self._tick_index, self._next_tick) = (
-                        bif, pif, next_pn, delivered, dlv_t, fst, srtt, rttvar, min_rtt, latest,
-                        has_rtt, pto_base, pto_count, largest, acked_b, acked_p, sent_b, sent_p,
-                        i_acked_b, i_acked_p, i_rate_max, last_send, timer,
-                        d_cnt, qh, q_total, last_c, last_i, flags, lpos, n_total, tick_index, next_tick)
+                    (fl.bif, fl.pif, fl.next_pn, fl.delivered_time, fl.first_sent_time, fl.srtt,
+                     fl.rttvar, fl.min_rtt, fl.latest_rtt, fl.has_rtt, fl.pto_base, fl.pto_count,
+                     fl.largest_acked, fl.acked_bytes, fl.acked_packets, fl.sent_bytes,
+                     fl.sent_packets, fl.i_acked_b, fl.i_acked_p, fl.i_rate_max, fl.last_send,
+                     fl.timer, fl.d_cnt, self._q_head, self._q_total, self._last_c, self._last_i,
+                     self._loss_flags, self._loss_pos, self.packets_sent, self._tick_index,
+                     self._next_tick) = (
+                        bif, pif, next_pn, dlv_t, fst, srtt, rttvar, min_rtt, latest, has_rtt,
+                        pto_base, pto_count, largest, acked_b, acked_p, sent_b, sent_p, i_acked_b,
+                        i_acked_p, i_rate_max, last_send, timer, d_cnt, qh, q_total, last_c,
+                        last_i, flags, lpos, n_total, tick_index, next_tick)
                     if suspects:
                         self._detect_losses(fl, now)
                     if cb_acked is not None:
@@ -755,18 +743,18 @@ class Simulation:
                         self._finish(fl, now)
                     else:
                         self._send(fl, now)
-                    (bif, pif, next_pn, delivered, dlv_t, fst, srtt, rttvar, min_rtt, latest, has_rtt,
+                    (bif, pif, next_pn, dlv_t, fst, srtt, rttvar, min_rtt, latest, has_rtt,
                      pto_base, pto_count, largest, acked_b, acked_p, sent_b, sent_p, i_acked_b,
-                     i_acked_p, i_rate_max, last_send, timer, d_cnt, d_stride,
-                     delays_append, qh, q_total, last_c, last_i, flags, lpos, n_total, tick_index,
-                     next_tick) = (
-                        fl.bif, fl.pif, fl.next_pn, fl.delivered, fl.delivered_time, fl.first_sent_time,
-                        fl.srtt, fl.rttvar, fl.min_rtt, fl.latest_rtt, fl.has_rtt, fl.pto_base,
-                        fl.pto_count, fl.largest_acked, fl.acked_bytes, fl.acked_packets, fl.sent_bytes,
-                        fl.sent_packets, fl.i_acked_b, fl.i_acked_p,
-                        fl.i_rate_max, fl.last_send, fl.timer, fl.d_cnt, fl.d_stride, fl.delays.append,
-                        self._q_head, self._q_total, self._last_c, self._last_i, self._loss_flags,
-                        self._loss_pos, self.packets_sent, self._tick_index, self._next_tick)
+                     i_acked_p, i_rate_max, last_send, timer, d_cnt, qh, q_total, last_c, last_i,
+                     flags, lpos, n_total, tick_index, next_tick, d_stride, delays_append) = (
+                        fl.bif, fl.pif, fl.next_pn, fl.delivered_time, fl.first_sent_time, fl.srtt,
+                        fl.rttvar, fl.min_rtt, fl.latest_rtt, fl.has_rtt, fl.pto_base,
+                        fl.pto_count, fl.largest_acked, fl.acked_bytes, fl.acked_packets,
+                        fl.sent_bytes, fl.sent_packets, fl.i_acked_b, fl.i_acked_p, fl.i_rate_max,
+                        fl.last_send, fl.timer, fl.d_cnt, self._q_head, self._q_total,
+                        self._last_c, self._last_i, self._loss_flags, self._loss_pos,
+                        self.packets_sent, self._tick_index, self._next_tick, fl.d_stride,
+                        fl.delays.append)
                     flowing = fl.started and not fl.finished
                     continue
                 if cb_acked is not None:
@@ -789,52 +777,53 @@ class Simulation:
                         delays_append = fl.delays.append
                 tick_index += 1
                 next_tick = tick_index * interval
-                kill = bisect_right(q_dep, now, 0, qh)
-                if kill > QUEUE_COMPACT_ENTRIES:
-                    del q_dep[:kill]
-                    del q_arr[:kill]
-                    del q_cum[:kill]
-                    qh -= kill
+                if not tick_index & COMPACT_EVERY_TICKS_MASK:
+                    kill = bisect_right(q_dep, now, 0, qh)
+                    if kill > QUEUE_COMPACT_ENTRIES:
+                        del q_dep[:kill]
+                        del q_arr[:kill]
+                        del q_cum[:kill]
+                        qh -= kill
                 if not flowing:
                     continue
             else:
                 # ---- rare: timer, flow start -> shared methods
-                (fl.bif, fl.pif, fl.next_pn, fl.delivered, fl.delivered_time,
-                 fl.first_sent_time, fl.srtt, fl.rttvar, fl.min_rtt, fl.latest_rtt, fl.has_rtt,
-                 fl.pto_base, fl.pto_count, fl.largest_acked, fl.acked_bytes, fl.acked_packets,
-                 fl.sent_bytes, fl.sent_packets, fl.i_acked_b, fl.i_acked_p,
-                 fl.i_rate_max, fl.last_send, fl.timer, fl.d_cnt, self._q_head,
-                 self._q_total, self._last_c, self._last_i, self._loss_flags, self._loss_pos,
-                 self.packets_sent, self._tick_index, self._next_tick) = (
-                    bif, pif, next_pn, delivered, dlv_t, fst, srtt, rttvar, min_rtt, latest,
-                    has_rtt, pto_base, pto_count, largest, acked_b, acked_p, sent_b, sent_p,
-                    i_acked_b, i_acked_p, i_rate_max, last_send, timer,
-                    d_cnt, qh, q_total, last_c, last_i, flags, lpos, n_total, tick_index, next_tick)
+                (fl.bif, fl.pif, fl.next_pn, fl.delivered_time, fl.first_sent_time, fl.srtt,
+                 fl.rttvar, fl.min_rtt, fl.latest_rtt, fl.has_rtt, fl.pto_base, fl.pto_count,
+                 fl.largest_acked, fl.acked_bytes, fl.acked_packets, fl.sent_bytes,
+                 fl.sent_packets, fl.i_acked_b, fl.i_acked_p, fl.i_rate_max, fl.last_send,
+                 fl.timer, fl.d_cnt, self._q_head, self._q_total, self._last_c, self._last_i,
+                 self._loss_flags, self._loss_pos, self.packets_sent, self._tick_index,
+                 self._next_tick) = (
+                    bif, pif, next_pn, dlv_t, fst, srtt, rttvar, min_rtt, latest, has_rtt,
+                    pto_base, pto_count, largest, acked_b, acked_p, sent_b, sent_p, i_acked_b,
+                    i_acked_p, i_rate_max, last_send, timer, d_cnt, qh, q_total, last_c, last_i,
+                    flags, lpos, n_total, tick_index, next_tick)
                 if ev == 2:
                     self._on_timer(fl, now)
                 else:
                     start_t = inf
                     self._start_flow(fl, now)
-                (bif, pif, next_pn, delivered, dlv_t, fst, srtt, rttvar, min_rtt, latest, has_rtt,
-                 pto_base, pto_count, largest, acked_b, acked_p, sent_b, sent_p, i_acked_b,
-                 i_acked_p, i_rate_max, last_send, timer, d_cnt, d_stride,
-                 delays_append, qh, q_total, last_c, last_i, flags, lpos, n_total, tick_index,
-                 next_tick) = (
-                    fl.bif, fl.pif, fl.next_pn, fl.delivered, fl.delivered_time, fl.first_sent_time,
-                    fl.srtt, fl.rttvar, fl.min_rtt, fl.latest_rtt, fl.has_rtt, fl.pto_base,
-                    fl.pto_count, fl.largest_acked, fl.acked_bytes, fl.acked_packets, fl.sent_bytes,
-                    fl.sent_packets, fl.i_acked_b, fl.i_acked_p,
-                    fl.i_rate_max, fl.last_send, fl.timer, fl.d_cnt, fl.d_stride, fl.delays.append,
-                    self._q_head, self._q_total, self._last_c, self._last_i, self._loss_flags,
-                    self._loss_pos, self.packets_sent, self._tick_index, self._next_tick)
+                (bif, pif, next_pn, dlv_t, fst, srtt, rttvar, min_rtt, latest, has_rtt, pto_base,
+                 pto_count, largest, acked_b, acked_p, sent_b, sent_p, i_acked_b, i_acked_p,
+                 i_rate_max, last_send, timer, d_cnt, qh, q_total, last_c, last_i, flags, lpos,
+                 n_total, tick_index, next_tick, d_stride, delays_append) = (
+                    fl.bif, fl.pif, fl.next_pn, fl.delivered_time, fl.first_sent_time, fl.srtt,
+                    fl.rttvar, fl.min_rtt, fl.latest_rtt, fl.has_rtt, fl.pto_base, fl.pto_count,
+                    fl.largest_acked, fl.acked_bytes, fl.acked_packets, fl.sent_bytes,
+                    fl.sent_packets, fl.i_acked_b, fl.i_acked_p, fl.i_rate_max, fl.last_send,
+                    fl.timer, fl.d_cnt, self._q_head, self._q_total, self._last_c, self._last_i,
+                    self._loss_flags, self._loss_pos, self.packets_sent, self._tick_index,
+                    self._next_tick, fl.d_stride, fl.delays.append)
                 flowing = fl.started and not fl.finished
                 continue
             # ---- send while the window allows (mirrors _send + _bottleneck) -----------------
             cwnd = ctrl.cwnd
             arrive = now + delay
-            n = 0
+            pn0 = next_pn
+            bif0 = bif
             qlen = len(q_dep)
-            while size is not None or bif + mss <= cwnd:
+            while True:
                 if size is None:
                     b = mss
                 else:
@@ -845,9 +834,7 @@ class Simulation:
                         b = mss
                 if bif + b > cwnd:
                     break
-                n += 1
                 bif += b
-                sent_b += b
                 if cb_sent is not None:
                     cb_sent(now=now, sent_bytes=b)
                 # bottleneck arrival at `arrive`
@@ -859,17 +846,19 @@ class Simulation:
                         lost_append((next_pn, now, b))
                         next_pn += 1
                         continue
-                    i = last_i + 1
-                    c = last_c
-                    if i == n_opp:
-                        i = 0
-                        c += 1
+                    # busy queue: the opportunity after the last one used (later than arrive)
+                    last_i += 1
+                    if last_i == n_opp:
+                        last_i = 0
+                        last_c += 1
+                    dep = last_c * period + times[last_i]
                 else:
                     if b > cap:
                         fl.dropped_queue += 1
                         lost_append((next_pn, now, b))
                         next_pn += 1
                         continue
+                    # idle queue: first opportunity at or after the arrival (skipping idle ones)
                     c = math.floor(arrive / period)
                     off = arrive - c * period
                     if c > 0 and off <= tail:  # on a boundary the last cycle uses too
@@ -885,11 +874,11 @@ class Simulation:
                         if i == n_opp:
                             i = 0
                             c += 1
-                dep = c * period + times[i]
-                if dep < arrive:
-                    dep = arrive
-                last_c = c
-                last_i = i
+                    last_c = c
+                    last_i = i
+                    dep = c * period + times[i]
+                    if dep < arrive:  # float rounding only
+                        dep = arrive
                 dep_append(dep)
                 arr_append(arrive)
                 cum_append(q_total)
@@ -906,11 +895,13 @@ class Simulation:
                         lost_append((next_pn, now, b))
                         next_pn += 1
                         continue
-                ack_append((dep + back, next_pn, b, now, delivered, dlv_t, fst))
+                ack_append((dep + back, next_pn, b, now, acked_b, dlv_t, fst))
                 next_pn += 1
-            if n:
+            if next_pn != pn0:
+                n = next_pn - pn0
                 pif += n
                 sent_p += n
+                sent_b += bif - bif0
                 n_total += n
                 last_send = now
             # re-arm the timer (mirrors _arm_timer)
@@ -921,17 +912,16 @@ class Simulation:
                 timer = last_send + pto_base * (1 << pto_count)
             else:
                 timer = inf
-        (fl.bif, fl.pif, fl.next_pn, fl.delivered, fl.delivered_time,
-         fl.first_sent_time, fl.srtt, fl.rttvar, fl.min_rtt, fl.latest_rtt, fl.has_rtt,
-         fl.pto_base, fl.pto_count, fl.largest_acked, fl.acked_bytes, fl.acked_packets,
-         fl.sent_bytes, fl.sent_packets, fl.i_acked_b, fl.i_acked_p,
-         fl.i_rate_max, fl.last_send, fl.timer, fl.d_cnt, self._q_head,
+        (fl.bif, fl.pif, fl.next_pn, fl.delivered_time, fl.first_sent_time, fl.srtt, fl.rttvar,
+         fl.min_rtt, fl.latest_rtt, fl.has_rtt, fl.pto_base, fl.pto_count, fl.largest_acked,
+         fl.acked_bytes, fl.acked_packets, fl.sent_bytes, fl.sent_packets, fl.i_acked_b,
+         fl.i_acked_p, fl.i_rate_max, fl.last_send, fl.timer, fl.d_cnt, self._q_head,
          self._q_total, self._last_c, self._last_i, self._loss_flags, self._loss_pos,
          self.packets_sent, self._tick_index, self._next_tick) = (
-            bif, pif, next_pn, delivered, dlv_t, fst, srtt, rttvar, min_rtt, latest,
-            has_rtt, pto_base, pto_count, largest, acked_b, acked_p, sent_b, sent_p,
-            i_acked_b, i_acked_p, i_rate_max, last_send, timer,
-            d_cnt, qh, q_total, last_c, last_i, flags, lpos, n_total, tick_index, next_tick)
+            bif, pif, next_pn, dlv_t, fst, srtt, rttvar, min_rtt, latest, has_rtt, pto_base,
+            pto_count, largest, acked_b, acked_p, sent_b, sent_p, i_acked_b, i_acked_p, i_rate_max,
+            last_send, timer, d_cnt, qh, q_total, last_c, last_i, flags, lpos, n_total, tick_index,
+            next_tick)
         self.now = until
 
     # ------------------------------------------------------------------ sender
@@ -958,7 +948,7 @@ class Simulation:
         pn = fl.next_pn
         n = 0
         nbytes = 0
-        dlv = fl.delivered
+        dlv = fl.acked_bytes
         dlv_t = fl.delivered_time
         fst = fl.first_sent_time
         while True:
@@ -1239,7 +1229,8 @@ class Simulation:
             self._observe_flow(fl, now, qbytes)
         self._tick_index += 1
         self._next_tick = self._tick_index * self.interval_s
-        self._compact_queue(now)
+        if not self._tick_index & COMPACT_EVERY_TICKS_MASK:
+            self._compact_queue(now)
 
     def _observe_flow(self, fl: _Flow, now: float, qbytes: int | None = None) -> None:
         if qbytes is None:
@@ -1276,14 +1267,7 @@ class Simulation:
             if collect is not None:
                 collect.append(IntervalSample(now, fl.index, features, thr, cwnd))
         if self.record_series:
-            a_t, a_c, a_q, a_thr, a_r, a_l, a_i = fl.s_apps
-            a_t(now)
-            a_c(ctrl.cwnd)
-            a_q(qbytes)
-            a_thr(thr)
-            a_r(srtt)
-            a_l(v[3])
-            a_i(pif)
+            fl.series_extend((now, ctrl.cwnd, qbytes, thr, srtt, v[3], pif))
         if len(fl.delays) > self.max_delay_samples:
             fl.delays = fl.delays[::2]
             fl.d_stride *= 2

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from oxidize_ml.sim.core import SERIES_COLUMNS
 from oxidize_ml.sim.traces import MTU_BYTES
 
 if TYPE_CHECKING:
@@ -235,15 +236,8 @@ def build_result(sim: Simulation) -> RunResult:
         denom = fl.acked_packets + fl.lost_packets
         series = None
         if sim.record_series:
-            series = FlowSeries(
-                time_s=np.frombuffer(fl.s_time, dtype=np.float64).copy(),
-                cwnd_bytes=np.frombuffer(fl.s_cwnd, dtype=np.float64).copy(),
-                queue_bytes=np.frombuffer(fl.s_queue, dtype=np.float64).copy(),
-                throughput_bps=np.frombuffer(fl.s_thr, dtype=np.float64).copy(),
-                rtt_s=np.frombuffer(fl.s_rtt, dtype=np.float64).copy(),
-                loss_rate=np.frombuffer(fl.s_loss, dtype=np.float64).copy(),
-                inflight_packets=np.frombuffer(fl.s_inflight, dtype=np.float64).copy(),
-            )
+            rows = np.frombuffer(fl.series, dtype=np.float64).reshape(-1, len(SERIES_COLUMNS))
+            series = FlowSeries(**{c: rows[:, k].copy() for k, c in enumerate(SERIES_COLUMNS)})
         flow_results.append(
             FlowResult(
                 index=fl.index,
