@@ -78,7 +78,7 @@ class IntervalStats:
     >>> s.on_lost(1, 1500, now=0.009)
     >>> f, thr = s.snapshot(now=0.010, cwnd_bytes=15_000, inflight_packets=10)
     >>> round(thr), f.loss_rate, f.rtt_us, f.recent_retx
-    (10800000, 0.1, 40000.0, 1)
+    (10800000, 0.1, 40000.0, 1.0)
     """
 
     __slots__ = (

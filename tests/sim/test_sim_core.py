@@ -180,8 +180,10 @@ def test_on_interval_hook_sees_every_interval_of_every_active_flow() -> None:
     first = [c for c in calls if c[1] == 0]
     second = [c for c in calls if c[1] == 1]
     assert len(first) == 200 and len(second) == 100
-    assert [c[3] for c in first] == r.flows[0].series.cwnd_bytes.astype(int).tolist()  # type: ignore[union-attr]
-    assert [c[2] for c in second] == r.flows[1].series.throughput_bps.tolist()  # type: ignore[union-attr]
+    s0, s1 = r.flows[0].series, r.flows[1].series
+    assert s0 is not None and s1 is not None
+    assert [c[3] for c in first] == s0.cwnd_bytes.astype(int).tolist()
+    assert [c[2] for c in second] == s1.throughput_bps.tolist()
 
 
 def test_two_equal_reno_flows_share_fairly() -> None:

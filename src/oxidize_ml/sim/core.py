@@ -268,7 +268,8 @@ def _make_controllers(
         items = list(controllers)
         if len(items) != n:
             raise ValueError(
-                f"scenario {scenario.name!r} has {n} flow(s) but {len(items)} controllers were given"
+                f"scenario {scenario.name!r} has {n} flow(s) but {len(items)} controllers "
+                "were given"
             )
     else:
         items = [controllers]
@@ -373,7 +374,9 @@ class Simulation:
         self.on_interval = on_interval
         n = len(scenario.flows)
         children = np.random.SeedSequence(seed).spawn(2 + n)
-        link_ss = np.random.SeedSequence(scenario.seed) if scenario.seed is not None else children[0]
+        link_ss = (
+            np.random.SeedSequence(scenario.seed) if scenario.seed is not None else children[0]
+        )
         self.schedule: OpportunitySchedule = scenario.link.schedule(
             self.end_s, np.random.default_rng(link_ss)
         )
@@ -580,14 +583,14 @@ class Simulation:
                     fl.delays.append(now - fl.ack_delay - st)
                     dc = 0
                 fl.d_cnt = dc
-                cb = fl.cb_rtt
-                if cb is not None:
-                    cb(now=now, latest_rtt=latest, smoothed_rtt=srtt, min_rtt=fl.min_rtt)
+                cb_rtt = fl.cb_rtt
+                if cb_rtt is not None:
+                    cb_rtt(now=now, latest_rtt=latest, smoothed_rtt=srtt, min_rtt=fl.min_rtt)
                 if fl.suspects:
                     self._detect_losses(fl, now)
-                cb = fl.cb_acked
-                if cb is not None:
-                    cb(now=now, acked_bytes=size, sent_time=st)
+                cb_acked = fl.cb_acked
+                if cb_acked is not None:
+                    cb_acked(now=now, acked_bytes=size, sent_time=st)
                 if fl.size is not None and fl.acked_bytes >= fl.size:
                     self._finish(fl, now)
                 else:

@@ -131,7 +131,9 @@ class TraceLink:
         return float(self._ms[-1]) / 1000.0  # type: ignore[index]
 
     def mean_rate_bps(self, horizon_s: float) -> float:
-        return OpportunitySchedule.from_mahimahi_ms(self._ms).mean_rate_bps  # type: ignore[arg-type]
+        ms = self._ms
+        assert ms is not None
+        return OpportunitySchedule.from_mahimahi_ms(ms).mean_rate_bps
 
     def to_dict(self) -> dict[str, Any]:
         return {"model": "mahimahi", "path": self.path}

@@ -271,7 +271,7 @@ def build_result(sim: Simulation) -> RunResult:
     opps = sim.opportunities_between(first_start, end)
     joined = np.concatenate(all_delays) if all_delays else np.empty(0)
     denom = total_acked_p + total_lost_p
-    started = [f for f in flow_results if f.active_s > 0.0]
+    running = [f for f in flow_results if f.active_s > 0.0]
     return RunResult(
         scenario=sim.scenario.name,
         controllers=tuple(f.controller for f in flow_results),
@@ -284,7 +284,7 @@ def build_result(sim: Simulation) -> RunResult:
         delivered_bytes=total_delivered,
         utilisation=total_delivered / (opps * MTU_BYTES) if opps > 0 else 0.0,
         throughput_bps=total_acked_b * 8.0 / (end - first_start) if end > first_start else 0.0,
-        jain_index=jain_index([f.throughput_bps for f in started]) if started else 1.0,
+        jain_index=jain_index([f.throughput_bps for f in running]) if running else 1.0,
         delay_p50_s=_pct(joined, 50.0),
         delay_p95_s=_pct(joined, 95.0),
         loss_rate=total_lost_p / denom if denom else 0.0,

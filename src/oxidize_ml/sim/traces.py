@@ -150,7 +150,8 @@ class OpportunitySchedule:
 
     @classmethod
     def from_rates(
-        cls, starts_s: Sequence[float], rates_bps: Sequence[float], horizon_s: float
+        cls, starts_s: Sequence[float] | np.ndarray, rates_bps: Sequence[float] | np.ndarray,
+        horizon_s: float,
     ) -> OpportunitySchedule:
         """A piecewise-constant rate: ``rates_bps[i]`` from ``starts_s[i]`` to the next start.
 

@@ -74,7 +74,7 @@ class CongestionController:
     def on_packets_lost(
         self, *, now: float, lost_bytes: int, lost_packets: int, largest_sent_time: float
     ) -> None:
-        """``lost_packets`` packets were declared lost; the latest was sent at ``largest_sent_time``."""
+        """``lost_packets`` packets were declared lost, the latest sent at ``largest_sent_time``."""
 
     def on_persistent_congestion(self, *, now: float) -> None:
         """RFC 9002 persistent congestion was established."""
