@@ -633,8 +633,10 @@ class ModelHub:
 
     def _resolve_hf(self) -> tuple[Path, dict[str, Any]]:
         cfg = self.config
-        download = self._snapshot_download
-        if download is None:
+        download: Callable[..., Any]
+        if self._snapshot_download is not None:
+            download = self._snapshot_download
+        else:
             try:
                 from huggingface_hub import snapshot_download as download
             except ImportError:

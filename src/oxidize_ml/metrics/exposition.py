@@ -83,7 +83,7 @@ class ExpositionWriter:
         name: str,
         kind: str,
         help_text: str,
-        samples: Iterable[tuple[Mapping[str, str], float | int | bool]] = (),
+        samples: Iterable[tuple[Mapping[str, str], float | bool | None]] = (),
         *,
         suffix: str = "",
     ) -> None:
