@@ -53,6 +53,7 @@ from oxidize_ml.types import (
 
 log = logging.getLogger("oxidize_ml")
 _perf_ns = time.perf_counter_ns
+_get_ident = threading.get_ident
 _wall = time.time
 
 _BYTES_LIKE = (bytes, bytearray, memoryview)
@@ -148,9 +149,10 @@ class MlEngine:
         self._n_cc_model = 0
         self._cc_actions: Counter[str] = Counter()
         # Per-thread compression counters: the per-packet path takes no lock
-        # (each thread writes only its own list; stats() sums them).
-        self._comp_tls = threading.local()
-        self._comp_lists: list[list[int]] = []
+        # (each thread writes only its own list; stats() sums them). Keyed by
+        # thread ident: an ident is reused only after its thread ended, so a
+        # thread-per-connection server does not grow this without bound.
+        self._comp_counters: dict[int, list[int]] = {}
         self._bytes_in = 0
         self._bytes_out = 0
         self._n_path = 0
@@ -297,9 +299,8 @@ class MlEngine:
             data, _BYTES_LIKE
         ):
             raise TypeError(f"data must be bytes-like, got {tp.__name__}")
-        try:
-            c = self._comp_tls.c
-        except AttributeError:
+        c = self._comp_counters.get(_get_ident())
+        if c is None:
             c = self._new_comp_counters()
         # c = [decisions, from model, Skip, Light, Aggressive, RohcOnly, tick]
         policy = self._compression
@@ -329,9 +330,8 @@ class MlEngine:
 
     def _new_comp_counters(self) -> list[int]:
         c = [0] * 7
-        self._comp_tls.c = c
         with self._lock:
-            self._comp_lists.append(c)
+            self._comp_counters[_get_ident()] = c
         return c
 
     def compress(self, data: bytes | bytearray | memoryview, *, now: float | None = None) -> bytes:
@@ -550,7 +550,8 @@ class MlEngine:
             cc = self._cc
             epsilon = getattr(cc, "epsilon", None)
             cc_detail = cc.stats() if hasattr(cc, "stats") else {}
-            totals = [sum(col) for col in zip(*self._comp_lists, strict=True)] or [0] * 7
+            totals = [sum(col) for col in zip(*self._comp_counters.values(), strict=True)]
+            totals = totals or [0] * 7
             n_comp, n_comp_model = totals[0], totals[1]
             comp_counts = dict(zip(("Skip", "Light", "Aggressive", "RohcOnly"), totals[2:6],
                                    strict=True))

@@ -7,10 +7,16 @@ measuring it costs the hot path almost nothing.
 from __future__ import annotations
 
 import time
+from bisect import bisect_left
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 _perf_ns = time.perf_counter_ns
+
+# Histogram bucket upper bounds, nanoseconds (1 us .. 5 ms).
+BUCKET_BOUNDS_NS: tuple[int, ...] = tuple(
+    us * 1000 for us in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000)
+)
 
 
 class LatencySampler:
@@ -19,7 +25,8 @@ class LatencySampler:
     Not thread-safe on its own: the engine calls it under its lock.
     """
 
-    __slots__ = ("_filled", "_pos", "_ring", "_size", "_tick", "sample_every")
+    __slots__ = ("_buckets", "_count", "_filled", "_pos", "_ring", "_size", "_sum_ns", "_tick",
+                 "sample_every")
 
     def __init__(self, size: int = 512, sample_every: int = 8) -> None:
         if size < 1:
@@ -32,6 +39,11 @@ class LatencySampler:
         self._filled = 0
         self.sample_every = sample_every
         self._tick = 0
+        # Cumulative totals over every sampled call (the ring holds recent ones):
+        # what a Prometheus histogram needs.
+        self._count = 0
+        self._sum_ns = 0
+        self._buckets = [0] * (len(BUCKET_BOUNDS_NS) + 1)
 
     def should_sample(self) -> bool:
         self._tick += 1
@@ -41,14 +53,23 @@ class LatencySampler:
         return False
 
     def add(self, ns: int) -> None:
+        self._count += 1
+        self._sum_ns += ns
+        self._buckets[bisect_left(BUCKET_BOUNDS_NS, ns)] += 1
         self._ring[self._pos] = ns
         self._pos = (self._pos + 1) % self._size
         if self._filled < self._size:
             self._filled += 1
 
     def summary(self) -> LatencySummary:
+        cum = 0
+        buckets = []
+        for bound, n_in in zip(BUCKET_BOUNDS_NS, self._buckets, strict=False):
+            cum += n_in
+            buckets.append((bound / 1e9, cum))
+        totals = {"count": self._count, "sum_s": self._sum_ns / 1e9, "buckets": tuple(buckets)}
         if self._filled == 0:
-            return LatencySummary(samples=0, p50_us=None, p99_us=None, max_us=None)
+            return LatencySummary(samples=0, p50_us=None, p99_us=None, max_us=None, **totals)
         vals = sorted(self._ring[: self._filled])
         n = len(vals)
         return LatencySummary(
@@ -56,15 +77,24 @@ class LatencySampler:
             p50_us=vals[n // 2] / 1000.0,
             p99_us=vals[min(n - 1, int(0.99 * n))] / 1000.0,
             max_us=vals[-1] / 1000.0,
+            **totals,
         )
 
 
 @dataclass(frozen=True, slots=True)
 class LatencySummary:
     samples: int
+    """sampled calls in the recent ring"""
     p50_us: float | None
     p99_us: float | None
     max_us: float | None
+    count: int = 0
+    """sampled calls since start (cumulative)"""
+    sum_s: float = 0.0
+    """total time of the sampled calls since start, seconds"""
+    buckets: tuple[tuple[float, int], ...] = ()
+    """cumulative histogram of sampled calls: (upper bound seconds, count <= bound);
+    the +Inf bucket is ``count``"""
 
 
 @dataclass(frozen=True, slots=True)
