@@ -1,0 +1,573 @@
+"""Path selection: cumulative regret against the per-step oracle on failing, degrading paths.
+
+Environment
+-----------
+`oxidize_ml.sim.gym.path_env.PathSelectionEnv`: 2 to 4 paths, each its own
+simulator link (constant, synthetic cellular or a Mahimahi trace) with cross
+traffic, outages and degradations; every step (1 simulated second) a flow of
+one of the five traffic types arrives and is sent on the chosen path. The
+reward is the spec's ``calculate_reward`` of what that path gives the flow in
+that step; the env reports the best path's reward (``oracle_reward``), known
+only in hindsight. Scenarios (`SCENARIOS`): ``stable``, ``primary-fails``,
+``degrading`` and, when the trace folder exists, ``cellular-traces-heldout``
+(held-out Mahimahi traces of `oxidize_ml.evaluation.splits`).
+
+Protocol per step ``k`` (``now = k x step_s``)
+---------------------------------------------
+1. ``update_metrics(m, now=now)`` for every path with the metrics measured
+   over the previous step (`PathSelectionEnv.path_metrics`);
+2. ``path = select(context, now=now)`` for the arriving flow;
+3. the env runs the flow; ``update_reward(path, context, reward,
+   now=now + step_s)``.
+
+Selectors: `MlPathSelector` (the engine's discounted contextual UCB1),
+`StationaryUcb1PathSelector` (textbook UCB1), `RoundRobinPathSelector` (the
+spec's heuristic fallback), `MinRttPathSelector` (greedy: the available path
+with the lowest measured RTT, written here), ``oracle`` (reads the episode's
+ground truth: the per-step best path; its regret is 0 by construction, which
+checks the bookkeeping) and any selector factories passed in.
+
+Every selector sees the same episodes: one reset per (scenario, seed), then
+a deep copy of the environment per selector, so comparisons are paired
+(differences come from the decisions, not from the draw of the paths).
+
+Regret
+------
+Per step, oracle reward minus the chosen path's reward (rewards in [0, 1]);
+cumulative regret over the episode, averaged over seeds (``EVAL_SEED_BASE +
+100 * seed + i``).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+import numpy as np
+
+from oxidize_ml._validate import check_int
+from oxidize_ml.evaluation.metrics import cumulative_regret, mean_curve
+from oxidize_ml.paths import (
+    BasePathSelector,
+    MlPathSelector,
+    PathSelectorConfig,
+    RoundRobinPathSelector,
+    StationaryUcb1PathSelector,
+    calculate_path_reward,
+)
+from oxidize_ml.types import PathId, PathMetrics, TrafficContext
+
+SCENARIOS: tuple[str, ...] = ("stable", "primary-fails", "degrading", "cellular-traces-heldout")
+"""path scenarios evaluated (the trace one only when the trace folder exists)"""
+N_SEEDS_FULL = 8
+"""episodes per scenario in full mode"""
+N_SEEDS_QUICK = 3
+"""episodes per scenario in quick mode"""
+QUICK_STEPS = 240
+"""steps per episode in quick mode (covers every preset's failure and most of the
+degradation ramp); full mode uses the scenario's own length (300)"""
+SEED_STRIDE = 100
+ORACLE = "oracle"
+"""name of the hindsight selector (zero regret by construction)"""
+BUILTIN: tuple[str, ...] = ("ucb1", "ucb1_stationary", "min_rtt", "round_robin")
+"""the selectors every run includes (names as their ``name`` attributes)"""
+
+ProgressFn = Callable[[int, int, str], None]
+"""``progress(done, total, label)``, called after each episode (all selectors)"""
+
+
+class PathSelectorLike(Protocol):
+    """What a selector must provide (the `BasePathSelector` API)."""
+
+    def update_metrics(self, metrics: PathMetrics, *, now: float) -> None: ...
+
+    def select(self, context: TrafficContext, *, now: float) -> PathId: ...
+
+    def update_reward(
+        self, path: PathId, context: TrafficContext, reward: float, *, now: float
+    ) -> None: ...
+
+
+SelectorFactory = Callable[[int], PathSelectorLike]
+"""``factory(seed)`` builds a fresh selector for one episode"""
+
+
+class MinRttPathSelector(BasePathSelector):
+    """Greedy baseline: the available path with the lowest measured RTT.
+
+    Reads only the latest `PathMetrics` (no rewards), the way a simple
+    multipath scheduler picks its fastest subflow. Ties go to the lowest path
+    index.
+
+    Examples
+    --------
+    >>> sel = MinRttPathSelector()
+    >>> sel.update_metrics(PathMetrics(path_id=PathId.Primary, rtt_us=40_000), now=0.0)
+    >>> sel.update_metrics(PathMetrics(path_id=PathId.Secondary, rtt_us=15_000), now=0.0)
+    >>> sel.select(TrafficContext.Bulk, now=0.0)
+    <PathId.Secondary: 1>
+    """
+
+    name: ClassVar[str] = "min_rtt"
+
+    def __init__(self, config: PathSelectorConfig | None = None, *, seed: int = 0) -> None:
+        super().__init__(PathSelectorConfig() if config is None else config, seed=seed)
+        self._rtt = [math.inf] * len(PathId)
+
+    def _on_metrics(self, i: int, metrics: PathMetrics) -> None:
+        self._rtt[i] = metrics.rtt_us
+
+    def _pull(self, c: int, avail: tuple[int, ...]) -> int:
+        rtt = self._rtt
+        return min(avail, key=lambda i: rtt[i])
+
+
+class _HindsightSelector:
+    """Chooses the path with the best reward of the coming step, read from the env's
+    ground truth (`PathSelectionEnv.episode_arrays`): the per-step oracle."""
+
+    name = ORACLE
+
+    def __init__(self, env: Any) -> None:
+        arr = env.episode_arrays()
+        self._rtt = arr["rtt_s"]
+        self._loss = arr["loss"]
+        self._thr = arr["throughput_bps"]
+        self._step_s = env.scenario.step_s
+        self._k = 0
+
+    def update_metrics(self, metrics: PathMetrics, *, now: float) -> None:
+        return None
+
+    def select(self, context: TrafficContext, *, now: float) -> PathId:
+        row = self._k + 1
+        self._k += 1
+        rewards = [
+            calculate_path_reward(context, float(self._rtt[row, i]) * 1e6,
+                                  float(self._loss[row, i]), float(self._thr[row, i]) / 1e6)
+            for i in range(self._rtt.shape[1])
+        ]
+        return PathId(int(np.argmax(rewards)))
+
+    def update_reward(self, path: PathId, context: TrafficContext, reward: float, *,
+                      now: float) -> None:
+        return None
+
+
+def builtin_factories() -> dict[str, SelectorFactory]:
+    """The selectors of `BUILTIN`, name -> ``factory(seed)``."""
+    return {
+        "ucb1": lambda seed: MlPathSelector(seed=seed),
+        "ucb1_stationary": lambda seed: StationaryUcb1PathSelector(seed=seed),
+        "min_rtt": lambda seed: MinRttPathSelector(seed=seed),
+        "round_robin": lambda seed: RoundRobinPathSelector(seed=seed),
+    }
+
+
+# ---------------------------------------------------------------- episodes
+
+
+@dataclass(frozen=True, slots=True)
+class EpisodeRecord:
+    """One selector on one episode."""
+
+    reward: np.ndarray
+    """reward of the chosen path per step ``[T]``"""
+    oracle: np.ndarray
+    """best path's reward per step ``[T]``"""
+    chosen: np.ndarray
+    """chosen path index per step ``[T]`` (int)"""
+    best: np.ndarray
+    """best path index per step ``[T]`` (int)"""
+    context: np.ndarray
+    """`TrafficContext` value per step ``[T]`` (int)"""
+
+    @property
+    def cumulative_regret(self) -> np.ndarray:
+        return cumulative_regret(self.reward, self.oracle)
+
+
+def run_episode(env: Any, selector: PathSelectorLike) -> EpisodeRecord:
+    """Drive ``env`` (already reset) to the end of its episode with ``selector``."""
+    steps = env.scenario.episode_steps
+    step_s = env.scenario.step_s
+    reward = np.empty(steps)
+    oracle = np.empty(steps)
+    chosen = np.empty(steps, dtype=np.int64)
+    best = np.empty(steps, dtype=np.int64)
+    ctx_arr = np.empty(steps, dtype=np.int64)
+    n_paths = env.n_paths
+    for k in range(steps):
+        now = k * step_s
+        for m in env.path_metrics():
+            selector.update_metrics(m, now=now)
+        ctx = env.current_context
+        path = selector.select(ctx, now=now)
+        a = int(path)
+        if not 0 <= a < n_paths:
+            raise ValueError(f"selector {getattr(selector, 'name', selector)!r} chose path {a}, "
+                             f"but the scenario has {n_paths} paths")
+        _obs, r, _term, trunc, info = env.step(a)
+        selector.update_reward(PathId(a), ctx, float(r), now=now + step_s)
+        reward[k] = r
+        oracle[k] = info["oracle_reward"]
+        chosen[k] = a
+        best[k] = info["best_path"]
+        ctx_arr[k] = int(ctx)
+        if trunc:
+            steps = k + 1
+            break
+    return EpisodeRecord(reward[:steps], oracle[:steps], chosen[:steps], best[:steps],
+                         ctx_arr[:steps])
+
+
+# ---------------------------------------------------------------- result types
+
+
+@dataclass(frozen=True, slots=True)
+class SelectorScore:
+    """One selector on one scenario, over its seeds."""
+
+    scenario: str
+    selector: str
+    mean_reward: float
+    """mean reward per step"""
+    regret_per_step: float
+    """mean (oracle - reward) per step"""
+    final_regret: float
+    """cumulative regret at the end of the episode, mean over seeds"""
+    final_regret_sd: float
+    """its standard deviation over seeds"""
+    best_share: float
+    """share of steps on the hindsight-best path"""
+    per_context_regret: dict[str, float] = field(default_factory=dict)
+    """traffic type -> regret per step"""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "scenario": self.scenario, "selector": self.selector,
+            "mean_reward": self.mean_reward, "regret_per_step": self.regret_per_step,
+            "final_regret": self.final_regret, "final_regret_sd": self.final_regret_sd,
+            "best_share": self.best_share, "per_context_regret": dict(self.per_context_regret),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ScenarioSummary:
+    name: str
+    description: str
+    paths: tuple[str, ...]
+    steps: int
+    seeds: tuple[int, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "description": self.description, "paths": list(self.paths),
+                "steps": self.steps, "seeds": list(self.seeds)}
+
+
+@dataclass(frozen=True, slots=True)
+class PathsEvalResult:
+    """Everything `run` measured; `to_dict` is JSON-able, `markdown` the report section."""
+
+    seed: int
+    quick: bool
+    selectors: tuple[str, ...]
+    scenarios: tuple[ScenarioSummary, ...]
+    scores: tuple[SelectorScore, ...]
+    regret_curves: dict[str, dict[str, tuple[tuple[float, ...], tuple[float, ...]]]]
+    """scenario -> selector -> (mean, sd) cumulative regret per step over seeds"""
+    choices: dict[str, dict[str, tuple[int, ...]]]
+    """scenario -> selector (and ``"best"``) -> path index per step, first seed"""
+    wall_s: float
+    notes: tuple[str, ...] = ()
+
+    def score(self, scenario: str, selector: str) -> SelectorScore:
+        for s in self.scores:
+            if s.scenario == scenario and s.selector == selector:
+                return s
+        raise KeyError(f"no score for ({scenario!r}, {selector!r})")
+
+    def overall(self) -> dict[str, float]:
+        """Selector -> regret per step averaged over scenarios."""
+        out: dict[str, float] = {}
+        for sel in self.selectors:
+            vals = [s.regret_per_step for s in self.scores if s.selector == sel]
+            out[sel] = float(np.mean(vals)) if vals else math.nan
+        return out
+
+    def headline(self) -> list[str]:
+        ov = self.overall()
+        ranked = sorted((v, k) for k, v in ov.items() if k != ORACLE)
+        parts = ", ".join(f"{k} {v:.3f}" for v, k in ranked)
+        wins = []
+        for sc in self.scenarios:
+            cands = [s for s in self.scores if s.scenario == sc.name and s.selector != ORACLE]
+            if cands:
+                wins.append(f"{sc.name}: {min(cands, key=lambda s: s.final_regret).selector}")
+        return [(f"Paths: regret per step (lower is better, mean over scenarios): {parts}; "
+                 f"lowest cumulative regret per scenario: {'; '.join(wins)}.")]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "seed": self.seed,
+            "quick": self.quick,
+            "selectors": list(self.selectors),
+            "scenarios": [s.to_dict() for s in self.scenarios],
+            "scores": [s.to_dict() for s in self.scores],
+            "overall_regret_per_step": self.overall(),
+            "regret_curves": {sc: {sel: {"mean": list(m), "sd": list(sd)}
+                                   for sel, (m, sd) in d.items()}
+                              for sc, d in self.regret_curves.items()},
+            "choices": {sc: {k: list(v) for k, v in d.items()} for sc, d in self.choices.items()},
+            "wall_s": self.wall_s,
+            "notes": list(self.notes),
+        }
+
+    def markdown(self) -> str:
+        n_seeds = len(self.scenarios[0].seeds) if self.scenarios else 0
+        lines = [
+            (f"{len(self.scenarios)} path scenarios x {n_seeds} seeds "
+             f"({'quick' if self.quick else 'full'} mode, seed {self.seed}); one flow per "
+             "simulated second, all five traffic types. Regret = hindsight-best path's reward "
+             "minus the chosen path's (rewards in [0, 1]); `oracle` reads the ground truth "
+             "and must show 0."),
+            "",
+            "| scenario | paths | steps |",
+            "|---|---|---:|",
+        ]
+        for sc in self.scenarios:
+            lines.append(f"| {sc.name} | {', '.join(sc.paths)} | {sc.steps} |")
+        lines += [
+            "",
+            ("| scenario | selector | cumulative regret (mean ± sd) | regret / step | "
+             "mean reward | on best path |"),
+            "|---|---|---:|---:|---:|---:|",
+        ]
+        for s in self.scores:
+            lines.append(
+                f"| {s.scenario} | {s.selector} | {s.final_regret:.2f} ± {s.final_regret_sd:.2f} "
+                f"| {s.regret_per_step:.4f} | {s.mean_reward:.4f} | {s.best_share:.1%} |")
+        ctxs = [c.name for c in TrafficContext]
+        lines += ["", "Regret per step by traffic type (all scenarios pooled):", "",
+                  "| selector | " + " | ".join(ctxs) + " |",
+                  "|---|" + "---:|" * len(ctxs)]
+        for sel in self.selectors:
+            rows = [s for s in self.scores if s.selector == sel]
+            cells = []
+            for c in ctxs:
+                vals = [s.per_context_regret[c] for s in rows if c in s.per_context_regret]
+                cells.append(f"{np.mean(vals):.4f}" if vals else "n/a")
+            lines.append(f"| {sel} | " + " | ".join(cells) + " |")
+        for note in self.notes:
+            lines += ["", f"Note: {note}"]
+        return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- the evaluation
+
+
+def available() -> str | None:
+    """None when the evaluation can run; else why not (gymnasium missing)."""
+    import importlib.util
+
+    if importlib.util.find_spec("gymnasium") is None:
+        return "gymnasium is not installed (pip install 'oxidize-ml[sim]')"
+    return None
+
+
+def _score(scenario: str, selector: str, recs: Sequence[EpisodeRecord]) -> SelectorScore:
+    reward = np.concatenate([r.reward for r in recs])
+    oracle = np.concatenate([r.oracle for r in recs])
+    ctx = np.concatenate([r.context for r in recs])
+    hit = np.concatenate([r.chosen == r.best for r in recs])
+    finals = np.array([r.cumulative_regret[-1] for r in recs])
+    per_ctx = {}
+    for c in TrafficContext:
+        m = ctx == int(c)
+        if m.any():
+            per_ctx[c.name] = float((oracle[m] - reward[m]).mean())
+    return SelectorScore(
+        scenario=scenario, selector=selector, mean_reward=float(reward.mean()),
+        regret_per_step=float((oracle - reward).mean()), final_regret=float(finals.mean()),
+        final_regret_sd=float(finals.std()), best_share=float(hit.mean()),
+        per_context_regret=per_ctx,
+    )
+
+
+def run(
+    *,
+    seed: int = 0,
+    quick: bool = False,
+    selectors: Mapping[str, SelectorFactory] | None = None,
+    scenarios: Sequence[str] | None = None,
+    n_seeds: int | None = None,
+    episode_steps: int | None = None,
+    include_oracle: bool = True,
+    progress: ProgressFn | None = None,
+) -> PathsEvalResult:
+    """Run every selector on every path scenario; see the module docstring.
+
+    Parameters
+    ----------
+    seed
+        Base of the episode seeds (``EVAL_SEED_BASE + 100 * seed + i``).
+    quick
+        `N_SEEDS_QUICK` episodes of `QUICK_STEPS` steps per scenario.
+    selectors
+        Extra selectors, name -> ``factory(seed)`` (a fresh selector per
+        episode, with `BasePathSelector`'s ``update_metrics`` / ``select`` /
+        ``update_reward``).
+    scenarios
+        Preset names of `oxidize_ml.sim.gym.path_env` (default `SCENARIOS`,
+        the trace one only when available).
+    n_seeds, episode_steps
+        Override the episodes per scenario and their length.
+    include_oracle
+        Add the hindsight ``oracle`` row.
+    progress
+        ``progress(done, total, label)`` after each episode.
+    """
+    from oxidize_ml.evaluation.splits import EVAL_SEED_BASE
+    from oxidize_ml.sim.gym.path_env import (
+        PathSelectionEnv,
+        get_path_scenario,
+        list_path_scenarios,
+    )
+
+    t0 = time.perf_counter()
+    check_int("seed", seed)
+    factories = builtin_factories()
+    for name, f in dict(selectors or {}).items():
+        if name in factories or name == ORACLE:
+            raise ValueError(f"selector name {name!r} is taken; built-in: "
+                             f"{[*factories, ORACLE]}")
+        if not callable(f):
+            raise TypeError(f"selector {name!r} must be a factory(seed), got {type(f).__name__}")
+        factories[name] = f
+    notes: list[str] = []
+    have = list_path_scenarios()
+    if scenarios is None:
+        names = [n for n in SCENARIOS if n in have]
+        missing = [n for n in SCENARIOS if n not in have]
+        if missing:
+            notes.append(f"Scenarios {missing} need the Mahimahi trace folder, which was not "
+                         "found (set OXIDIZE_TRACE_DIR); they were skipped.")
+    else:
+        names = list(scenarios)
+        known = list_path_scenarios(include_unavailable=True)
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise ValueError(f"unknown path scenarios {unknown}; choose from {known}")
+    k_seeds = n_seeds if n_seeds is not None else (N_SEEDS_QUICK if quick else N_SEEDS_FULL)
+    check_int("n_seeds", k_seeds, lo=1)
+    steps = episode_steps if episode_steps is not None else (QUICK_STEPS if quick else None)
+    if steps is not None:
+        check_int("episode_steps", steps, lo=1)
+    sel_names = [*factories, *([ORACLE] if include_oracle else [])]
+    base = EVAL_SEED_BASE + SEED_STRIDE * seed
+    total = len(names) * k_seeds
+    done = 0
+    summaries: list[ScenarioSummary] = []
+    scores: list[SelectorScore] = []
+    curves: dict[str, dict[str, tuple[tuple[float, ...], tuple[float, ...]]]] = {}
+    choices: dict[str, dict[str, tuple[int, ...]]] = {}
+    for s_idx, name in enumerate(names):
+        sc = get_path_scenario(name)
+        env0 = PathSelectionEnv(sc, episode_steps=steps)
+        seeds = tuple(base + 10 * s_idx + i for i in range(k_seeds))
+        recs: dict[str, list[EpisodeRecord]] = {n: [] for n in sel_names}
+        for ep_seed in seeds:
+            env0.reset(seed=ep_seed)
+            for sel_name in sel_names:
+                env = copy.deepcopy(env0)  # the same realisation for every selector
+                selector: Any = (_HindsightSelector(env) if sel_name == ORACLE
+                                 else factories[sel_name](ep_seed))
+                recs[sel_name].append(run_episode(env, selector))
+            done += 1
+            if progress is not None:
+                progress(done, total, f"{name} seed {ep_seed}")
+        summaries.append(ScenarioSummary(
+            name=sc.name, description=sc.description,
+            paths=tuple(p.name for p in sc.paths), steps=env0.scenario.episode_steps,
+            seeds=seeds))
+        curves[name] = {}
+        for sel_name in sel_names:
+            scores.append(_score(name, sel_name, recs[sel_name]))
+            mean, sd = mean_curve([r.cumulative_regret for r in recs[sel_name]])
+            curves[name][sel_name] = (tuple(mean.tolist()), tuple(sd.tolist()))
+        first = recs[sel_names[0]][0]
+        choices[name] = {"best": tuple(first.best.tolist())}
+        for sel_name in sel_names:
+            choices[name][sel_name] = tuple(recs[sel_name][0].chosen.tolist())
+    return PathsEvalResult(
+        seed=seed, quick=quick, selectors=tuple(sel_names), scenarios=tuple(summaries),
+        scores=tuple(scores), regret_curves=curves, choices=choices,
+        wall_s=time.perf_counter() - t0, notes=tuple(notes),
+    )
+
+
+# ---------------------------------------------------------------- plots
+
+_STYLE_INDEX = {"ucb1": 0, "ucb1_stationary": 5, "min_rtt": 1, "round_robin": 4, ORACLE: 7}
+
+
+def _color(name: str, extra_index: int) -> str:
+    from oxidize_ml.evaluation.plots import PALETTE
+
+    free = [2, 3, 6]
+    return PALETTE[_STYLE_INDEX.get(name, free[extra_index % len(free)])]
+
+
+def plot(result: PathsEvalResult, out_dir: str | Path) -> list[Path]:
+    """Cumulative regret over time per selector (per scenario), and path choices over time."""
+    from oxidize_ml.evaluation import plots
+
+    out = Path(out_dir)
+    extra = [s for s in result.selectors if s not in _STYLE_INDEX]
+    names = [s.name for s in result.scenarios]
+    paths_out: list[Path] = []
+
+    fig, axes = plots.subplot_grid(len(names), ncols=2, panel_size=(5.0, 3.4))
+    handles: dict[str, Any] = {}
+    for ax, sc in zip(axes, names, strict=True):
+        for sel in result.selectors:
+            mean, sd = (np.asarray(v) for v in result.regret_curves[sc][sel])
+            x = np.arange(1, mean.size + 1)
+            color = _color(sel, extra.index(sel) if sel in extra else 0)
+            (h,) = ax.plot(x, mean, color=color, linewidth=1.4,
+                           linestyle=":" if sel == ORACLE else "-")
+            ax.fill_between(x, mean - sd, mean + sd, color=color, alpha=0.15, linewidth=0)
+            handles.setdefault(sel, h)
+        ax.set_title(sc, fontsize=10)
+        ax.set_xlabel("step (one flow per simulated second)")
+        ax.set_ylabel("cumulative regret")
+        ax.grid(True, alpha=0.3)
+    plots.legend_below(fig, list(handles.values()), list(handles))
+    paths_out.append(plots.save_figure(fig, out / "paths-regret.png"))
+
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
+    fig, axes = plots.subplot_grid(len(names), ncols=1, panel_size=(10.0, 2.2))
+    path_colors = ["#0072B2", "#D55E00", "#009E73", "#CC79A7"]
+    for ax, sc in zip(axes, names, strict=True):
+        rows = ["best", *(s for s in result.selectors if s != ORACLE)]
+        grid = np.array([result.choices[sc][r] for r in rows], dtype=float)
+        n_paths = len(result.scenarios[names.index(sc)].paths)
+        ax.imshow(grid, aspect="auto", interpolation="nearest",
+                  cmap=ListedColormap(path_colors[:n_paths]), vmin=-0.5, vmax=n_paths - 0.5)
+        ax.set_yticks(range(len(rows)), rows, fontsize=8)
+        ax.set_xlabel("step")
+        summary = result.scenarios[names.index(sc)]
+        ax.set_title(f"{sc}: path chosen per step (first seed; top row: the hindsight-best path)",
+                     fontsize=9)
+        ax.legend(handles=[Patch(color=path_colors[i], label=p)
+                           for i, p in enumerate(summary.paths)],
+                  fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+    paths_out.append(plots.save_figure(fig, out / "paths-choices.png"))
+    return paths_out
