@@ -268,3 +268,61 @@ def test_gilbert_elliott_in_the_simulator() -> None:
     f = r.flows[0]
     through_queue = f.packets_sent - f.dropped_queue
     assert f.dropped_random / through_queue == pytest.approx(ge.stationary_loss_rate, rel=0.1)
+
+
+def test_random_configurations_fast_equals_general() -> None:
+    rng = np.random.default_rng(2024)
+    for k in range(6):
+        rate = float(rng.uniform(2e6, 40e6))
+        link = (ConstantLink(rate) if k % 2 == 0 else
+                StepLink(((0.0, rate), (1.0, rate / 4), (2.0, rate * 1.5))))
+        loss = [None, BernoulliLoss(float(rng.uniform(0, 0.03))),
+                GilbertElliottLoss(p=0.01, r=0.3, h=0.2)][k % 3]
+        size = None if k < 4 else int(rng.integers(200_000, 2_000_000))
+        sc = Scenario(f"rand{k}", link, (FlowSpec(float(rng.uniform(0.002, 0.15)),
+                                                   float(rng.uniform(0.002, 0.15)),
+                                                   start_s=float(rng.uniform(0, 0.5)),
+                                                   size_bytes=size),),
+                      BufferSpec(bdp=float(rng.uniform(0.05, 3.0))), loss=loss, duration_s=3.0)
+        ctrl = ["reno", "cubic"][k % 2]
+        fast, general = run_both(sc, ctrl, seed=k)
+        assert fast == general, sc
+
+
+def test_multi_flow_bottleneck_is_fifo_in_arrival_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    from oxidize_ml.sim import core
+
+    monkeypatch.setattr(core, "QUEUE_COMPACT_ENTRIES", 10**9)
+    # a short-delay flow sending later must still reach the bottleneck first
+    sc = Scenario("mix", ConstantLink(20e6),
+                  (FlowSpec(0.08, 0.01), FlowSpec(0.005, 0.05, start_s=0.3),
+                   FlowSpec(0.03, start_s=0.7)),
+                  BufferSpec(bdp=1.0), loss=BernoulliLoss(0.005), duration_s=4.0)
+    sim = Simulation(sc, "cubic", seed=0)
+    r = sim.run()
+    arr = np.asarray(sim._q_arr)
+    dep = np.asarray(sim._q_dep)
+    assert arr.size > 3000
+    assert np.all(np.diff(arr) >= 0.0)  # processed in arrival order across flows
+    assert np.all(np.diff(dep) > 0.0)  # one opportunity each, FIFO (20 Mbit/s: no ties)
+    assert np.all(dep >= arr)
+    for spec, f in zip(sc.flows, r.flows, strict=True):
+        assert f.delays_s.min() >= spec.delay_s - 1e-9
+        assert f.bytes_acked > 0
+
+
+def test_finite_flow_among_bulk_flows() -> None:
+    sc = Scenario("mice", ConstantLink(24e6),
+                  (FlowSpec(0.02), FlowSpec(0.03, size_bytes=1_500_000, start_s=1.0)),
+                  duration_s=8.0)
+    r = simulate(sc, "cubic", seed=0)
+    bulk, mouse = r.flows
+    assert mouse.completion_time_s is not None and 1.0 < mouse.completion_time_s < 6.0
+    assert 1_500_000 <= mouse.bytes_acked <= 1_500_000 + 3000
+    s = bulk.series
+    assert s is not None
+    t_done = mouse.completion_time_s
+    during = s.throughput_bps[(s.time_s > 1.5) & (s.time_s < t_done)].mean()
+    after = s.throughput_bps[s.time_s > t_done + 1.5].mean()
+    assert after > during  # the bulk flow takes the capacity back
+    assert after > 0.85 * 24e6

@@ -1,14 +1,31 @@
 """Packet-level, trace-driven simulator for training and evaluating congestion control.
 
-Quick use::
+One run::
 
     from oxidize_ml.sim import simulate, list_scenarios
-    result = simulate("wired-clean", "reno", seed=0)
-    result.to_dict()
+    result = simulate("wired-clean", "reno", seed=0)   # or "cubic", "bbr", a factory
+    result.to_dict()                                   # JSON-able summary
 
-Step-wise (Gymnasium): `Simulation` with `ExternalCwndController` and
-`Simulation.run_interval`. Per-interval observation hook: the ``on_interval``
-argument of `simulate` / `Simulation`.
+Every decision interval (10 ms), per active flow::
+
+    def hook(now, flow_index, features, throughput_bps, cwnd_bytes): ...
+    simulate("step-change", "bbr", seed=0, on_interval=hook)
+
+The hook runs inside the event loop: use its arguments and do not call back
+into the `Simulation` from it.
+
+Step-wise, an agent acting from outside the loop (the Gymnasium environment)::
+
+    agent = ExternalCwndController()
+    sim = Simulation(get_scenario("cellular-synthetic"), [agent], seed=0)
+    while not sim.done:
+        for sample in sim.run_interval():     # IntervalSample(now, flow_index,
+            ...                               #   features, throughput_bps, cwnd)
+        agent.apply(action)                   # DrlAction; applies at once
+    sim.result()
+
+Controllers: `oxidize_ml.sim.controllers` (interface modelled on aioquic's
+``QuicCongestionControl``; registry via `default_registry()`).
 """
 
 from __future__ import annotations

@@ -326,7 +326,9 @@ class Simulation:
     on_interval
         ``hook(now, flow_index, features, throughput_bps, cwnd_bytes)`` called
         at every decision tick for every active flow, after its controller
-        decided (``cwnd_bytes`` is the window that applies next).
+        decided (``cwnd_bytes`` is the window that applies next). It runs
+        inside the event loop, whose state is held in local variables: use the
+        arguments, do not call back into the `Simulation`.
     registry
         Where controller names are looked up (default: `default_registry`).
     max_delay_samples
@@ -1086,6 +1088,11 @@ class Simulation:
         if fl.stats is not None:
             self._observe_flow(fl, now)  # the partial last interval
         self._active.remove(fl)
+        # Acks still on their way are of no use to a finished flow. Packets still travelling
+        # to the bottleneck (`pend`) keep going: they occupy the queue like any other.
+        fl.ackq.clear()
+        fl.lostq.clear()
+        fl.suspects.clear()
 
     # ------------------------------------------------------------------ bottleneck
     def _bottleneck_single(self, fl: _Flow) -> None:
@@ -1097,11 +1104,11 @@ class Simulation:
         if self._single:
             return
         horizon = now + self._d_min
-        active = self._active
+        flows = self._flows  # finished flows' packets already sent still cross the bottleneck
         while True:
             best = None
             ba = horizon
-            for fl in active:
+            for fl in flows:
                 p = fl.pend
                 if p and p[0][0] <= ba:
                     ba = p[0][0]
@@ -1110,7 +1117,7 @@ class Simulation:
                 break
             self._bottleneck(best, best.pend, 1)
         m = INF
-        for fl in active:
+        for fl in flows:
             p = fl.pend
             if p and p[0][0] < m:
                 m = p[0][0]
