@@ -45,7 +45,10 @@ def parse_strict(text: str) -> dict[str, dict]:
         assert m, f"malformed sample line {line!r}"
         name, _, label_text, value = m.groups()
         assert current is not None and fams[current]["type"] is not None
-        assert name == current, f"sample {name} outside its family {current}"
+        allowed = {current}
+        if fams[current]["type"] == "histogram":
+            allowed |= {current + "_bucket", current + "_sum", current + "_count"}
+        assert name in allowed, f"sample {name} outside its family {current}"
         labels: list[tuple[str, str]] = []
         pos = 0
         while label_text and pos < len(label_text):
@@ -69,7 +72,11 @@ def parse_strict(text: str) -> dict[str, dict]:
 
 def value(fams: dict, name: str, **labels: str) -> float:
     key = (name, tuple(labels.items()))
-    return fams[name]["samples"][key]
+    family = name
+    for suffix in ("_bucket", "_sum", "_count"):
+        if name not in fams and name.endswith(suffix):
+            family = name[: -len(suffix)]
+    return fams[family]["samples"][key]
 
 
 @pytest.fixture(scope="module")
@@ -118,14 +125,24 @@ def test_values_match_engine_stats(driven_engine: MlEngine) -> None:
     for comp in ("loss_predictor", "congestion_controller", "compression_oracle", "path_selector"):
         lat = getattr(stats, comp).latency
         assert lat.samples > 0
-        q = "oxidize_ml_decision_latency_seconds"
+        q = "oxidize_ml_decision_latency_recent_seconds"
         assert value(fams, q, component=comp, quantile="0.5") == pytest.approx(lat.p50_us / 1e6)
         assert value(fams, q, component=comp, quantile="0.99") == pytest.approx(lat.p99_us / 1e6)
         assert value(fams, q, component=comp, quantile="1") == pytest.approx(lat.max_us / 1e6)
         assert value(fams, "oxidize_ml_model_loaded", component=comp) == 0
         policy = getattr(stats, comp).policy
         assert value(fams, "oxidize_ml_policy_info", component=comp, policy=policy) == 1
-    assert fams["oxidize_ml_decision_latency_seconds"]["type"] == "summary"
+    assert fams["oxidize_ml_decision_latency_recent_seconds"]["type"] == "summary"
+    hist = "oxidize_ml_decision_latency_seconds"
+    assert fams[hist]["type"] == "histogram"
+    for comp in ("loss_predictor", "congestion_controller", "compression_oracle", "path_selector"):
+        lat = getattr(stats, comp).latency
+        inf = fams[hist]["samples"][(hist + "_bucket", (("component", comp), ("le", "+Inf")))]
+        assert inf == lat.count > 0
+        assert value(fams, hist + "_count", component=comp) == lat.count
+        buckets = [v for (n, labels), v in fams[hist]["samples"].items()
+                   if n == hist + "_bucket" and labels[0] == ("component", comp)]
+        assert buckets == sorted(buckets)  # cumulative
     assert value(fams, "oxidize_ml_build_info", version="9.9.9", feature_schema="1") == 1
     assert value(fams, "oxidize_ml_training_collection_enabled") == 1
     for table, t in stats.telemetry["tables"].items():
@@ -164,7 +181,9 @@ def test_fresh_engine_renders() -> None:
     assert (
         value(fams, "oxidize_ml_decisions_total", component="path_selector", source="bandit") == 0
     )
-    assert fams["oxidize_ml_decision_latency_seconds"]["samples"] == {}
+    assert fams["oxidize_ml_decision_latency_recent_seconds"]["samples"] == {}
+    zero = "oxidize_ml_decision_latency_seconds_count"
+    assert value(fams, zero, component="path_selector") == 0
 
 
 def test_format_value_and_escaping() -> None:
@@ -203,7 +222,8 @@ def test_prometheus_client_parser_reads_it(driven_engine: MlEngine) -> None:
     assert decisions.type == "counter"
     got = {(s.labels["component"], s.labels["source"]): s.value for s in decisions.samples}
     assert got[("congestion_controller", "fallback")] == stats.congestion_controller.decisions
-    lat = fams["oxidize_ml_decision_latency_seconds"]
+    assert fams["oxidize_ml_decision_latency_seconds"].type == "histogram"
+    lat = fams["oxidize_ml_decision_latency_recent_seconds"]
     assert lat.type == "summary"
     p99 = {s.labels["component"]: s.value for s in lat.samples if s.labels["quantile"] == "0.99"}
     assert p99["compression_oracle"] == pytest.approx(stats.compression_oracle.latency.p99_us / 1e6)

@@ -14,11 +14,11 @@ Two deliberate departures from a naive mapping:
   counter as a process restart. The monotonic ``..._input_bytes_total`` and
   ``..._output_bytes_total`` counters give the saving rate as
   ``rate(in) - rate(out)``.
-* Decision latency is a *summary* (quantiles 0.5, 0.99 and 1 = max) over the
-  engine's ring of sampled calls, without ``_sum``/``_count``: the ring holds
-  the most recent samples, not cumulative totals, so a count or a histogram
-  cannot be derived from it (see the report for the engine change that
-  would allow a histogram).
+* Decision latency is a *histogram* (``oxidize_ml_decision_latency_seconds``)
+  of the sampled calls since start (the engine times one call in N), plus a
+  summary of recent quantiles (``..._recent_seconds``: 0.5, 0.99 and 1 = max)
+  over the engine's ring, without ``_sum``/``_count`` since the ring holds only
+  recent samples.
 
 Reference: https://prometheus.io/docs/instrumenting/exposition_formats/ and
 https://prometheus.io/docs/practices/naming/.
@@ -103,6 +103,27 @@ class ExpositionWriter:
             if value is None:
                 continue
             self._lines.append(f"{name}{suffix}{_labels(labels)} {format_value(value)}")
+
+    def histogram(
+        self,
+        name: str,
+        help_text: str,
+        series: Iterable[tuple[Mapping[str, str], Any]],
+    ) -> None:
+        """A histogram family: ``_bucket{le}``, ``_sum`` and ``_count`` per labelled series.
+
+        Each series value is a `oxidize_ml.stats.LatencySummary` (cumulative
+        ``buckets``, ``sum_s`` and ``count``).
+        """
+        self.family(name, "histogram", help_text)
+        for labels, lat in series:
+            for le, cum in lat.buckets:
+                lab = {**labels, "le": format_value(le)}
+                self._lines.append(f"{name}_bucket{_labels(lab)} {format_value(cum)}")
+            lab = {**labels, "le": "+Inf"}
+            self._lines.append(f"{name}_bucket{_labels(lab)} {format_value(lat.count)}")
+            self._lines.append(f"{name}_sum{_labels(labels)} {format_value(lat.sum_s)}")
+            self._lines.append(f"{name}_count{_labels(labels)} {format_value(lat.count)}")
 
     def text(self) -> str:
         return "\n".join(self._lines) + "\n"
@@ -266,8 +287,13 @@ def write_engine_stats(
     )
 
     # -- latency
-    w.family(
+    w.histogram(
         f"{p}decision_latency_seconds",
+        "Decision latency of the sampled calls since start (one call in N is timed)",
+        [({"component": n}, s.latency) for n, s in comps.items()],
+    )
+    w.family(
+        f"{p}decision_latency_recent_seconds",
         "summary",
         "Decision latency quantiles over the most recent sampled calls (one call in N is "
         "timed; quantile 1 is the maximum)",
