@@ -23,6 +23,7 @@ not installed (the report then says so instead of failing).
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -84,7 +85,9 @@ def new_figure(width_in: float, height_in: float) -> Figure:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width_in, height_in), layout="constrained")
+    # No layout engine: constrained layout re-measures every tick label of every panel
+    # on each draw (seconds for a 13-panel figure); callers use `tidy` instead.
+    fig = Figure(figsize=(width_in, height_in))
     FigureCanvasAgg(fig)
     return fig
 
@@ -115,28 +118,48 @@ def series_style(name: str, index: int = 0) -> dict[str, Any]:
     return {"color": PALETTE[i % len(PALETTE)], "marker": MARKERS[i % len(MARKERS)]}
 
 
-def pantheon_axes(ax: Axes, *, title: str | None = None, log_delay: bool = True) -> None:
+def pantheon_axes(
+    ax: Axes, *, title: str | None = None, delays_ms: Sequence[float] = (),
+) -> None:
     """Pantheon's throughput-delay axes: throughput up, delay decreasing to the right.
 
-    The x axis is the 95th-percentile one-way delay (ms), logarithmic and
-    inverted, so "better" is up and to the right (Pantheon, USENIX ATC 2018;
-    REFERENCES section 2).
+    The x axis is the 95th-percentile one-way delay (ms), inverted, so
+    "better" is up and to the right (Pantheon, USENIX ATC 2018; REFERENCES
+    section 2). Pantheon draws delay on a log scale; within one scenario the
+    delays rarely span a decade, so a linear axis with padded limits reads
+    better here. ``delays_ms`` (the plotted delays) sets those limits, so
+    points never sit on the frame. Call it after plotting.
     """
-    if log_delay:
-        ax.set_xscale("log")
-    ax.invert_xaxis()
+    from matplotlib.ticker import MaxNLocator
+
+    finite = [d for d in delays_ms if math.isfinite(d) and d > 0.0]
+    if finite:
+        lo, hi = min(finite), max(finite)
+        pad = max(0.12 * (hi - lo), 0.08 * hi, 1.0)
+        ax.set_xlim(hi + pad, max(0.0, lo - pad))  # inverted: large delay on the left
+    else:
+        ax.invert_xaxis()
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=5))
     ax.set_xlabel("95th percentile one-way delay (ms, better ->)")
     ax.set_ylabel("throughput (Mbit/s)")
-    ax.grid(True, which="both", alpha=0.3)
+    ax.grid(True, alpha=0.3)
     if title:
         ax.set_title(title, fontsize=10)
 
 
 def legend_below(fig: Figure, handles: Sequence[Any], labels: Sequence[str]) -> None:
-    """One legend for the whole figure, centred below the panels."""
+    """One legend for the whole figure, centred at the bottom (leave room with `tidy`)."""
     if handles:
-        fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 6),
+        fig.legend(handles, labels, loc="lower center", ncols=min(len(labels), 6),
                    frameon=False)
+
+
+def tidy(fig: Figure, *, top_in: float = 0.45, bottom_in: float = 0.55, left_in: float = 0.7,
+         right_in: float = 0.2, hspace: float = 0.55, wspace: float = 0.3) -> None:
+    """Fixed margins in inches (room for a suptitle and a bottom legend), cheap to draw."""
+    w, h = fig.get_size_inches()
+    fig.subplots_adjust(left=left_in / w, right=1.0 - right_in / w, bottom=bottom_in / h,
+                        top=1.0 - top_in / h, hspace=hspace, wspace=wspace)
 
 
 def save_figure(fig: Figure, path: str | os.PathLike[str], *, dpi: int = FIGURE_DPI) -> Path:
