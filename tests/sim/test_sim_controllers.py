@@ -256,3 +256,16 @@ def test_bbr_factory_wraps_the_fallback() -> None:
     assert isinstance(c, PolicyController)
     c.on_interval(now=0.01, features=feats(), throughput_bps=12e6)
     assert c.cwnd >= 2 * MSS
+
+
+def test_engine_controller_drives_the_real_engine() -> None:
+    engine_mod = pytest.importorskip("oxidize_ml.engine")
+    from oxidize_ml.sim import simulate
+    from oxidize_ml.sim.controllers import engine_factory
+
+    def make(flow_index: int, seed: int) -> object:
+        return engine_mod.MlEngine(engine_mod.EngineConfig(load_default_models=False))
+
+    r = simulate("wired-clean", engine_factory(make), seed=0, duration_s=5.0)
+    assert r.flows[0].controller == "engine"
+    assert r.utilisation > 0.5
