@@ -118,3 +118,21 @@ def test_mahimahi_trace_short_transfer() -> None:
     for r in rep.results:
         assert r.completed, (r.controller, r.error)
         assert r.goodput_bps <= r.capacity_bps * CAPACITY_SLACK
+
+
+def test_a_broken_engine_factory_is_reported_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from oxidize_ml.integrations import e2e
+
+    def broken(cfg: E2eConfig, engines: list[object]) -> object:
+        def make() -> object:
+            raise RuntimeError("no engine today")
+
+        return make
+
+    monkeypatch.setattr(e2e, "_oxidize_engine_factory", broken)
+    rep = run_e2e(E2eConfig(rate_bps=4e6, transfer_bytes=10_000, controllers=("oxidize",),
+                            timeout_s=30.0, simulate=False))
+    (r,) = rep.results
+    assert not r.completed
+    assert r.error is not None and "no engine today" in r.error
+    assert r.handshake_s is None  # it never tried to connect

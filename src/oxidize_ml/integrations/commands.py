@@ -75,7 +75,7 @@ def e2e_table(report: Any) -> Table:
         f"{cfg.delay_s * 1e3:g} ms one-way, queue {report.queue_bytes} B, "
         f"{cfg.transfer_bytes} B, loss {cfg.loss:g}, seed {cfg.seed}"))
     cols = ("controller", "done", "time s", "goodput Mbit/s", "capacity Mbit/s",
-            "srtt p50 ms", "srtt p95 ms", "drops q/loss", "sim time s", "sim goodput",
+            "srtt p50 ms", "srtt p95 ms", "drops q/loss", "cpu", "sim time s", "sim goodput",
             "sim srtt p50", "sim srtt p95", "sim drops")
     for c in cols:
         table.add_column(c, justify="left" if c == "controller" else "right")
@@ -87,6 +87,7 @@ def e2e_table(report: Any) -> Table:
             "-" if r.transfer_s is None else f"{r.transfer_s:.2f}",
             _mbps(r.goodput_bps), _mbps(r.capacity_bps), _ms(r.srtt_p50_s), _ms(r.srtt_p95_s),
             f"{r.dropped_queue}/{r.dropped_loss}",
+            f"{r.cpu_share:.0%}",
             "-" if s is None or s.completion_s is None else f"{s.completion_s:.2f}",
             "-" if s is None else _mbps(s.goodput_bps),
             "-" if s is None else _ms(s.srtt_p50_s),
@@ -232,6 +233,10 @@ def register(app: typer.Typer) -> None:
             report = run_e2e(config)
         console.print(e2e_table(report))
         console.print(f"simulator: {report.sim_note}")
+        if any(r.cpu_share > 0.8 for r in report.results):
+            console.print("[yellow]note:[/] the event loop running server, client and emulator "
+                          "was near saturation (cpu column): RTTs include processing backlog; "
+                          "use a lower rate or a less loaded machine")
         for r in report.results:
             if r.telemetry_export:
                 console.print(f"telemetry of {r.controller}: {r.telemetry_export}")

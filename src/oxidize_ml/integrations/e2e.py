@@ -48,6 +48,7 @@ import math
 import os
 import ssl
 import tempfile
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -59,6 +60,7 @@ import numpy as np
 try:
     from aioquic.asyncio import QuicConnectionProtocol, connect, serve
     from aioquic.quic.configuration import QuicConfiguration
+    from aioquic.quic.congestion.base import create_congestion_control
     from aioquic.quic.events import ConnectionTerminated, QuicEvent, StreamDataReceived
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError(
@@ -241,6 +243,9 @@ class TransferResult:
     """downlink random-loss drops during the run"""
     queue_delay_p95_s: float
     """downlink queueing delay, 95th percentile over packets (emulator)"""
+    cpu_share: float
+    """process CPU time / wall time over the run: near 1 means the one event loop that runs
+    server, client and emulator was saturated, and RTTs include processing backlog"""
     link: dict[str, Any]
     """the emulator's full report"""
     controller_stats: dict[str, Any] | None
@@ -276,6 +281,7 @@ class TransferResult:
             "dropped_queue": self.dropped_queue,
             "dropped_loss": self.dropped_loss,
             "queue_delay_p95_s": _nan_none(self.queue_delay_p95_s),
+            "cpu_share": self.cpu_share,
             "link": self.link,
             "controller_stats": self.controller_stats,
             "telemetry_export": self.telemetry_export,
@@ -489,6 +495,14 @@ async def _run_one(
     if controller == OXIDIZE_NAME:
         # Re-registering replaces the factory: this run's engines carry its seed.
         register_oxidize(_oxidize_engine_factory(cfg, engines), name=OXIDIZE_NAME)
+    try:
+        # Build one controller now: a broken factory fails here with its own error
+        # instead of inside aioquic's packet handler, where it would stall the run.
+        create_congestion_control(controller, max_datagram_size=DATAGRAM_BYTES)
+    except Exception as exc:  # noqa: BLE001 - reported in the row, the other runs go on
+        return _failed(controller, f"controller could not be created: "
+                                   f"{type(exc).__name__}: {exc}")
+    engines.clear()
     server_cfg = QuicConfiguration(
         is_client=False, alpn_protocols=[ALPN], congestion_control_algorithm=controller,
         max_datagram_size=DATAGRAM_BYTES,
@@ -514,6 +528,7 @@ async def _run_one(
     error: str | None = None
     client: _ClientProtocol | None = None
     t_connect = loop.time()
+    cpu0, wall0 = time.process_time(), loop.time()
     t_connected: float | None = None
     sampler: asyncio.Task[None] | None = None
     server = await serve("127.0.0.1", 0, configuration=server_cfg, create_protocol=make_server)
@@ -554,6 +569,7 @@ async def _run_one(
     finally:
         server.close()
     t_end = loop.time()
+    cpu_share = (time.process_time() - cpu0) / max(t_end - wall0, 1e-9)
     assert emu is not None
     report = emu.report()
     completed = client is not None and client.t_done is not None
@@ -597,11 +613,22 @@ async def _run_one(
         transfer_s=transfer_s, goodput_bps=goodput, capacity_bps=capacity_bps,
         srtt_p50_s=s50, srtt_p95_s=s95, latest_rtt_p50_s=l50, latest_rtt_p95_s=l95,
         dropped_queue=down.dropped_queue, dropped_loss=down.dropped_loss,
-        queue_delay_p95_s=down.queue_delay_p95_s, link=report.to_dict(),
+        queue_delay_p95_s=down.queue_delay_p95_s, cpu_share=cpu_share, link=report.to_dict(),
         controller_stats=cc_stats, telemetry_export=export,
         series_t=tuple(samples["t"][i] - t_off for i in keep),
         series_bytes=tuple(samples["bytes"][i] for i in keep),
         series_srtt=tuple(srtt), series_cwnd=tuple(samples["cwnd"][i] for i in keep),
+    )
+
+
+def _failed(controller: str, error: str) -> TransferResult:
+    nan = math.nan
+    return TransferResult(
+        controller=controller, completed=False, error=error, bytes_received=0,
+        handshake_s=None, transfer_s=None, goodput_bps=0.0, capacity_bps=nan,
+        srtt_p50_s=nan, srtt_p95_s=nan, latest_rtt_p50_s=nan, latest_rtt_p95_s=nan,
+        dropped_queue=0, dropped_loss=0, queue_delay_p95_s=nan, cpu_share=0.0, link={},
+        controller_stats=None, telemetry_export=None,
     )
 
 
@@ -653,7 +680,9 @@ def _simulate(
             goodput_bps=f.throughput_bps, srtt_p50_s=s50, srtt_p95_s=s95,
             dropped_queue=f.dropped_queue, dropped_random=f.dropped_random,
             packets_lost=f.packets_lost, series_t=t, series_bytes=cum,
-            series_srtt=tuple(f.series.rtt_s[: len(t)].tolist()) if f.series is not None else (),
+            # 0 before the first RTT sample: NaN so plots leave it out.
+            series_srtt=tuple(x if x > 0.0 else math.nan for x in f.series.rtt_s[: len(t)].tolist())
+            if f.series is not None else (),
         )
     note = ("oxidize_ml.sim on the equivalent scenario (no handshake, 1500-byte packets, "
             "oxidize = MlEngine behind EngineController)")
@@ -708,7 +737,11 @@ def _plot(report: E2eReport, path: Path) -> Path:
     sims = [r.sim.goodput_bps / 1e6 if r.sim is not None else 0.0 for r in rows]
     if any(r.sim is not None for r in rows):
         ax.bar(x + 0.2, sims, 0.4, label="simulator")
-    ax.axhline(report.mean_capacity_bps / 1e6, color="k", ls="--", lw=1, label="mean capacity")
+    ax.axhline(report.mean_capacity_bps / 1e6, color="k", ls="--", lw=1,
+               label="mean capacity (whole trace)" if report.config.trace else "capacity")
+    if report.config.trace:
+        ax.scatter(x - 0.2, [r.capacity_bps / 1e6 for r in rows], marker="_", s=400, color="k",
+                   zorder=3, label="capacity during the transfer")
     ax.set_xticks(x, names)
     ax.set_ylabel("goodput, Mbit/s")
     ax.set_title("goodput")
