@@ -979,4 +979,5 @@ def plot(result: FecEvalResult, out_dir: str | Path) -> list[Path]:
     ax.set_title("Precision-recall of loss prediction", fontsize=9)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8, loc="upper right")
+    plots.tidy(fig, top_in=0.55, bottom_in=0.55, wspace=0.25)
     return [plots.save_figure(fig, out / "fec-overhead-residual.png")]

@@ -548,6 +548,7 @@ def plot(result: PathsEvalResult, out_dir: str | Path) -> list[Path]:
         ax.set_ylabel("cumulative regret")
         ax.grid(True, alpha=0.3)
     plots.legend_below(fig, list(handles.values()), list(handles))
+    plots.tidy(fig, top_in=0.35, bottom_in=0.95, hspace=0.5, wspace=0.25)
     paths_out.append(plots.save_figure(fig, out / "paths-regret.png"))
 
     from matplotlib.colors import ListedColormap
@@ -569,5 +570,6 @@ def plot(result: PathsEvalResult, out_dir: str | Path) -> list[Path]:
         ax.legend(handles=[Patch(color=path_colors[i], label=p)
                            for i, p in enumerate(summary.paths)],
                   fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+    plots.tidy(fig, top_in=0.35, bottom_in=0.5, left_in=1.3, right_in=2.3, hspace=0.7)
     paths_out.append(plots.save_figure(fig, out / "paths-choices.png"))
     return paths_out

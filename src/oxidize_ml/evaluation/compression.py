@@ -1,0 +1,589 @@
+"""Compression decisions on real payloads: utility against the best decision in hindsight.
+
+Data
+----
+`oxidize_ml.evaluation.corpus.build_corpus`: packets cut from files on this
+machine (text, executables, compressed files, images) plus generated JSON,
+HTML, random (encrypted) bytes, TLS records and RTP packets. Every packet is
+encoded and decoded with every decision by `measure_outcomes` (frame size and
+median encode/decode wall time with the engine's `PacketCodec`), once; the
+utilities at each link rate are computed from those same measurements.
+
+Utility
+-------
+`CompressionCostModel` (REFERENCES section 4): seconds of link time saved
+minus CPU seconds spent, per packet, at link rates `LINK_RATES_BPS` (5, 20,
+100 Mbit/s: slow cellular, typical broadband, fast fibre; compression pays
+less the faster the link). The hindsight decision of each packet is
+`CompressionCostModel.best` on its measured outcomes.
+
+Scores per method and link rate:
+
+- **utility share**: ``sum(U_method - U_never) / sum(U_hindsight - U_never)``,
+  the share of the achievable gain over never compressing that the method
+  realises: 1 for the hindsight choice, 0 for ``never``, negative when a
+  method loses time. Undefined (n/a) where compressing cannot gain anything
+  (e.g. random bytes, where the best is to skip).
+- **regret**: mean ``U_hindsight - U_method`` per packet, microseconds
+  (always defined; 0 is perfect).
+- **net of decision time**: the same with the method's own per-packet
+  decision time (measured, median of `DECISION_TIMING_ROUNDS` passes over the
+  corpus) charged as sender CPU time. A learned oracle must win its gains
+  back after paying for its inference.
+- **agreement**: share of packets where the decision equals the hindsight one
+  (``RohcOnly`` and ``Skip`` count as the same: the codec sends both
+  unchanged, see `oxidize_ml.compression.cost`).
+- **bytes saved** (share of payload bytes) and **CPU** (encode + decode
+  microseconds per packet) of the decisions taken.
+
+Methods: ``never`` (always Skip), ``lz4`` (always Light), ``zstd`` (always
+Aggressive), ``heuristic`` (`HeuristicCompressionOracle`), ``hindsight``, and
+any oracle passed in (``oracles={"mlp": factory}``; the factory builds an
+object with ``decide(data)`` or ``predict_one(data, now=...)``).
+
+Timings are wall-clock measurements on a shared machine: utilities are not
+bit-reproducible run to run, although their ranking is stable (the timing
+noise is a few hundred nanoseconds against savings of microseconds).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from oxidize_ml._validate import check_int, check_number
+from oxidize_ml.compression import (
+    DECISION_PREFERENCE,
+    CompressionCostModel,
+    HeuristicCompressionOracle,
+    PacketCodec,
+    measure_outcomes,
+)
+from oxidize_ml.evaluation.corpus import (
+    CATEGORIES,
+    MAX_CORPUS_PACKETS,
+    CorpusPacket,
+    CorpusSources,
+    build_corpus,
+    summarize,
+)
+from oxidize_ml.types import MlCompressionDecision
+
+LINK_RATES_BPS: tuple[float, ...] = (5e6, 20e6, 100e6)
+"""link rates the utilities are computed at, bits per second"""
+N_PACKETS_FULL = MAX_CORPUS_PACKETS
+"""corpus size in full mode"""
+N_PACKETS_QUICK = 900
+"""corpus size in quick mode (100 per category: measuring costs about 0.3 ms per packet)"""
+REPEATS_FULL = 5
+"""timed runs per encode/decode in full mode (median kept)"""
+REPEATS_QUICK = 3
+"""timed runs per encode/decode in quick mode"""
+DECISION_TIMING_ROUNDS = 3
+"""passes over the corpus when timing a method's decisions (median pass kept)"""
+MIN_GAIN_S_PER_PACKET = 1e-6
+"""a category whose hindsight gain over never compressing is below this (seconds
+per packet, mean) has no defined utility share: below a microsecond the "gain" is
+timer noise between the two passthrough decisions (Skip, RohcOnly), and a share of
+noise is meaningless (the regret column still applies)"""
+HINDSIGHT = "hindsight"
+BASELINES: dict[str, MlCompressionDecision] = {
+    "never": MlCompressionDecision.Skip,
+    "lz4": MlCompressionDecision.Light,
+    "zstd": MlCompressionDecision.Aggressive,
+}
+"""fixed-decision baselines, name -> decision"""
+HEURISTIC = "heuristic"
+
+_COL = {d: i for i, d in enumerate(DECISION_PREFERENCE)}
+_SKIP_COL = _COL[MlCompressionDecision.Skip]
+
+ProgressFn = Callable[[int, int, str], None]
+"""``progress(done, total, label)``, called while packets are measured"""
+
+OracleFactory = Callable[[], Any]
+"""builds an oracle with ``decide(data)`` or ``predict_one(data, *, now)``"""
+
+
+def _decider(oracle: Any, name: str) -> Callable[[bytes], MlCompressionDecision]:
+    decide = getattr(oracle, "decide", None)
+    if callable(decide):
+        return decide
+    predict = getattr(oracle, "predict_one", None)
+    if callable(predict):
+        return lambda data: predict(data, now=0.0)
+    raise TypeError(f"oracle {name!r} has neither decide(data) nor predict_one(data, now=...)")
+
+
+# ---------------------------------------------------------------- measurements
+
+
+@dataclass(frozen=True, slots=True)
+class Measurements:
+    """Every packet measured with every decision (columns: `DECISION_PREFERENCE`)."""
+
+    sizes: np.ndarray
+    """payload bytes ``[n]``"""
+    out_bytes: np.ndarray
+    """frame bytes ``[n, 4]``"""
+    encode_s: np.ndarray
+    """median encode seconds ``[n, 4]``"""
+    decode_s: np.ndarray
+    """median decode seconds ``[n, 4]``"""
+    categories: np.ndarray
+    """category per packet ``[n]`` (object)"""
+
+    def utilities(self, model: CompressionCostModel) -> np.ndarray:
+        """`CompressionCostModel.utility` of every (packet, decision), seconds ``[n, 4]``."""
+        saved = (self.sizes[:, None] - self.out_bytes) * 8.0 / model.link_rate_bps
+        return saved - (model.encode_cpu_weight * self.encode_s
+                        + model.decode_cpu_weight * self.decode_s)
+
+    def hindsight(self, model: CompressionCostModel) -> np.ndarray:
+        """Column of `CompressionCostModel.best` per packet ``[n]`` (ties: least work)."""
+        util = self.utilities(model)
+        top = util.max(axis=1, keepdims=True)
+        ok = util >= top - model.tie_tolerance_s
+        return np.argmax(ok, axis=1)  # first column within tolerance, in preference order
+
+
+def measure_corpus(
+    corpus: Sequence[CorpusPacket],
+    *,
+    codec: PacketCodec | None = None,
+    repeats: int = REPEATS_QUICK,
+    progress: ProgressFn | None = None,
+) -> Measurements:
+    """`measure_outcomes` for every packet, as arrays."""
+    codec = PacketCodec() if codec is None else codec
+    n = len(corpus)
+    out = np.empty((n, len(DECISION_PREFERENCE)))
+    enc = np.empty_like(out)
+    dec = np.empty_like(out)
+    step = max(1, n // 20)
+    for i, p in enumerate(corpus):
+        res = measure_outcomes(p.data, codec, repeats=repeats)
+        for d, j in _COL.items():
+            o = res[d]
+            out[i, j] = o.out_bytes
+            enc[i, j] = o.encode_s
+            dec[i, j] = o.decode_s
+        if progress is not None and ((i + 1) % step == 0 or i + 1 == n):
+            progress(i + 1, n, f"measured {i + 1}/{n} packets")
+    return Measurements(
+        sizes=np.array([len(p.data) for p in corpus], dtype=np.float64),
+        out_bytes=out, encode_s=enc, decode_s=dec,
+        categories=np.array([p.category for p in corpus], dtype=object),
+    )
+
+
+def time_decisions(decide: Callable[[bytes], Any], datas: Sequence[bytes],
+                   rounds: int = DECISION_TIMING_ROUNDS) -> float:
+    """Median over ``rounds`` passes of the mean seconds per ``decide(data)`` call."""
+    clock = time.perf_counter_ns
+    per_pass = []
+    for _ in range(rounds):
+        t0 = clock()
+        for d in datas:
+            decide(d)
+        per_pass.append((clock() - t0) / max(len(datas), 1))
+    return statistics.median(per_pass) * 1e-9
+
+
+# ---------------------------------------------------------------- result types
+
+
+@dataclass(frozen=True, slots=True)
+class MethodScore:
+    """One method at one link rate."""
+
+    method: str
+    link_rate_bps: float
+    utility_share: float
+    """gain over never compressing / hindsight gain (NaN if no gain is possible)"""
+    utility_share_net: float
+    """the same with the method's decision time charged"""
+    regret_us: float
+    """mean hindsight utility minus the method's, microseconds per packet"""
+    regret_net_us: float
+    agreement: float
+    """share of packets where the decision matches hindsight (Skip = RohcOnly)"""
+    per_category: dict[str, dict[str, float]] = field(default_factory=dict)
+    """category -> {utility_share, regret_us, agreement}"""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "method": self.method, "link_rate_bps": self.link_rate_bps,
+            "utility_share": _num(self.utility_share),
+            "utility_share_net": _num(self.utility_share_net),
+            "regret_us": _num(self.regret_us), "regret_net_us": _num(self.regret_net_us),
+            "agreement": _num(self.agreement),
+            "per_category": {c: {k: _num(v) for k, v in d.items()}
+                             for c, d in self.per_category.items()},
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class MethodCost:
+    """What a method's decisions cost and save (hindsight's depend on the link rate:
+    reported at the middle rate)."""
+
+    method: str
+    bytes_saved_share: float
+    """payload bytes saved / payload bytes (frame headers included, so never >= 1)"""
+    cpu_us_per_packet: float
+    """encode + decode microseconds per packet"""
+    decision_us_per_packet: float
+    """the method's own decision time, microseconds per packet (0 for fixed decisions)"""
+    decision_mix: dict[str, float] = field(default_factory=dict)
+    """decision -> share of packets"""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": self.method, "bytes_saved_share": _num(self.bytes_saved_share),
+                "cpu_us_per_packet": _num(self.cpu_us_per_packet),
+                "decision_us_per_packet": _num(self.decision_us_per_packet),
+                "decision_mix": dict(self.decision_mix)}
+
+
+@dataclass(frozen=True, slots=True)
+class CompressionEvalResult:
+    """Everything `run` measured; `to_dict` is JSON-able, `markdown` the report section."""
+
+    seed: int
+    quick: bool
+    n_packets: int
+    corpus: dict[str, dict[str, int]]
+    """`oxidize_ml.evaluation.corpus.summarize` of the corpus"""
+    link_rates_bps: tuple[float, ...]
+    methods: tuple[str, ...]
+    scores: tuple[MethodScore, ...]
+    costs: tuple[MethodCost, ...]
+    repeats: int
+    wall_s: float
+    measure_s: float
+    """seconds spent measuring the corpus"""
+
+    def score(self, method: str, link_rate_bps: float) -> MethodScore:
+        for s in self.scores:
+            if s.method == method and s.link_rate_bps == link_rate_bps:
+                return s
+        raise KeyError(f"no score for ({method!r}, {link_rate_bps!r})")
+
+    def cost(self, method: str) -> MethodCost:
+        for c in self.costs:
+            if c.method == method:
+                return c
+        raise KeyError(f"no cost for {method!r}; methods: {list(self.methods)}")
+
+    def headline(self) -> list[str]:
+        out = []
+        rates = ", ".join(f"{r / 1e6:g}" for r in self.link_rates_bps)
+        for m in self.methods:
+            if m in (HINDSIGHT, "never"):
+                continue
+            shares = ", ".join(_pct(self.score(m, r).utility_share_net)
+                               for r in self.link_rates_bps)
+            out.append(f"{m} {shares}")
+        return [f"Compression: share of the hindsight-best gain, net of decision time, at "
+                f"{rates} Mbit/s: " + "; ".join(out) + "."]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "seed": self.seed, "quick": self.quick, "n_packets": self.n_packets,
+            "corpus": self.corpus, "link_rates_bps": list(self.link_rates_bps),
+            "methods": list(self.methods), "repeats": self.repeats,
+            "scores": [s.to_dict() for s in self.scores],
+            "costs": [c.to_dict() for c in self.costs],
+            "wall_s": self.wall_s, "measure_s": self.measure_s,
+        }
+
+    def markdown(self) -> str:
+        cats = [c for c in CATEGORIES if c in self.corpus.get("packets", {})]
+        pk, by, ff = (self.corpus.get(k, {}) for k in ("packets", "bytes", "from_files"))
+        lines = [
+            (f"{self.n_packets} packets ({'quick' if self.quick else 'full'} mode, seed "
+             f"{self.seed}), each encoded and decoded with every decision ({self.repeats} timed "
+             f"runs, median). Utility = link time saved - CPU time (CompressionCostModel); "
+             "share = gain over never compressing / hindsight gain; regret = hindsight - "
+             "method utility per packet; *net* charges the method's own decision time."),
+            "",
+            "| category | packets | KiB | from files on this machine |",
+            "|---|---:|---:|---:|",
+        ]
+        for c in cats:
+            lines.append(f"| {c} | {pk.get(c, 0)} | {by.get(c, 0) / 1024:.0f} | "
+                         f"{ff.get(c, 0)} |")
+        lines += [
+            "",
+            ("| method | bytes saved | CPU µs/packet | decision µs/packet | Skip / Light / "
+            "Aggressive / RohcOnly |"),
+            "|---|---:|---:|---:|---|",
+        ]
+        for c in self.costs:
+            mix = " / ".join(f"{c.decision_mix.get(d.name, 0.0):.0%}" for d in (
+                MlCompressionDecision.Skip, MlCompressionDecision.Light,
+                MlCompressionDecision.Aggressive, MlCompressionDecision.RohcOnly))
+            lines.append(f"| {c.method} | {c.bytes_saved_share:.1%} | "
+                         f"{c.cpu_us_per_packet:.2f} | {c.decision_us_per_packet:.2f} | {mix} |")
+        for r in self.link_rates_bps:
+            lines += [
+                "",
+                f"**{r / 1e6:g} Mbit/s**",
+                "",
+                ("| method | utility share | share (net) | regret µs/pkt | regret net µs/pkt "
+                "| agreement |"),
+                "|---|---:|---:|---:|---:|---:|",
+            ]
+            for m in self.methods:
+                s = self.score(m, r)
+                lines.append(f"| {m} | {_pct(s.utility_share)} | {_pct(s.utility_share_net)} | "
+                             f"{s.regret_us:.3f} | {s.regret_net_us:.3f} | {s.agreement:.1%} |")
+        mid = self.link_rates_bps[len(self.link_rates_bps) // 2]
+        lines += ["", (f"Per category at {mid / 1e6:g} Mbit/s: utility share (regret µs/packet); "
+                  "n/a where no compression gains anything."), "",
+                  "| category | " + " | ".join(self.methods) + " |",
+                  "|---|" + "---|" * len(self.methods)]
+        for c in cats:
+            cells = []
+            for m in self.methods:
+                d = self.score(m, mid).per_category.get(c, {})
+                cells.append(f"{_pct(d.get('utility_share', math.nan))} "
+                             f"({d.get('regret_us', math.nan):.2f})")
+            lines.append(f"| {c} | " + " | ".join(cells) + " |")
+        return "\n".join(lines) + "\n"
+
+
+def _num(x: Any) -> Any:
+    if isinstance(x, float | np.floating):
+        return float(x) if math.isfinite(x) else None
+    return x
+
+
+def _pct(x: float) -> str:
+    return "n/a" if not math.isfinite(x) else f"{x:.1%}"
+
+
+# ---------------------------------------------------------------- the evaluation
+
+
+def _share(gain: np.ndarray, best_gain: np.ndarray) -> float:
+    tot = float(best_gain.sum())
+    if tot < MIN_GAIN_S_PER_PACKET * max(best_gain.size, 1):
+        return math.nan
+    return float(gain.sum()) / tot
+
+
+def _passthrough(cols: np.ndarray) -> np.ndarray:
+    """Map RohcOnly to Skip (the codec sends both unchanged)."""
+    rohc = _COL[MlCompressionDecision.RohcOnly]
+    return np.where(cols == rohc, _SKIP_COL, cols)
+
+
+def score_method(
+    name: str, cols: np.ndarray, meas: Measurements, model: CompressionCostModel,
+    decision_s: float = 0.0,
+) -> MethodScore:
+    """Scores of decisions ``cols`` (column indices per packet) at ``model``'s link rate."""
+    util = meas.utilities(model)
+    rows = np.arange(cols.size)
+    u_m = util[rows, cols]
+    best = meas.hindsight(model)
+    u_b = util[rows, best]
+    u_0 = util[:, _SKIP_COL]
+    net = u_m - model.encode_cpu_weight * decision_s
+    agree = _passthrough(cols) == _passthrough(best)
+    per = {}
+    for c in sorted(set(meas.categories.tolist()), key=lambda x: CATEGORIES.index(x)
+                    if x in CATEGORIES else len(CATEGORIES)):
+        m = meas.categories == c
+        per[c] = {
+            "utility_share": _share(u_m[m] - u_0[m], u_b[m] - u_0[m]),
+            "regret_us": float((u_b[m] - u_m[m]).mean()) * 1e6,
+            "agreement": float(agree[m].mean()),
+        }
+    return MethodScore(
+        method=name, link_rate_bps=model.link_rate_bps,
+        utility_share=_share(u_m - u_0, u_b - u_0),
+        utility_share_net=_share(net - u_0, u_b - u_0),
+        regret_us=float((u_b - u_m).mean()) * 1e6,
+        regret_net_us=float((u_b - net).mean()) * 1e6,
+        agreement=float(agree.mean()),
+        per_category=per,
+    )
+
+
+def _cost(name: str, cols: np.ndarray, meas: Measurements, decision_s: float) -> MethodCost:
+    rows = np.arange(cols.size)
+    saved = float((meas.sizes - meas.out_bytes[rows, cols]).sum() / meas.sizes.sum())
+    cpu = float((meas.encode_s[rows, cols] + meas.decode_s[rows, cols]).mean()) * 1e6
+    mix = {d.name: float((cols == j).mean()) for d, j in _COL.items()}
+    return MethodCost(name, saved, cpu, decision_s * 1e6, mix)
+
+
+def run(
+    *,
+    seed: int = 0,
+    quick: bool = False,
+    oracles: Mapping[str, OracleFactory] | None = None,
+    link_rates_bps: Sequence[float] = LINK_RATES_BPS,
+    n_packets: int | None = None,
+    categories: Sequence[str] | None = None,
+    repeats: int | None = None,
+    sources: CorpusSources | None = None,
+    cost_model: CompressionCostModel | None = None,
+    progress: ProgressFn | None = None,
+) -> CompressionEvalResult:
+    """Build the corpus, measure it, and score every method at every link rate.
+
+    Parameters
+    ----------
+    seed
+        Corpus seed.
+    quick
+        `N_PACKETS_QUICK` packets, `REPEATS_QUICK` timed runs.
+    oracles
+        Extra oracles, name -> zero-argument factory (``decide(data)`` or
+        ``predict_one(data, now=...)``).
+    link_rates_bps
+        Link rates for the cost model, bits/s.
+    n_packets, categories, sources
+        Corpus size, categories and search folders (see `build_corpus`).
+    repeats
+        Timed runs per encode/decode (median kept).
+    cost_model
+        CPU weights and tie tolerance (its link rate is replaced by each of
+        ``link_rates_bps``); default `CompressionCostModel` weights.
+    progress
+        ``progress(done, total, label)`` while measuring.
+    """
+    t0 = time.perf_counter()
+    check_int("seed", seed)
+    n = n_packets if n_packets is not None else (N_PACKETS_QUICK if quick else N_PACKETS_FULL)
+    check_int("n_packets", n, lo=1, hi=MAX_CORPUS_PACKETS)
+    reps = repeats if repeats is not None else (REPEATS_QUICK if quick else REPEATS_FULL)
+    check_int("repeats", reps, lo=1)
+    rates = tuple(float(check_number("link_rate_bps", r)) for r in link_rates_bps)
+    if not rates or any(r <= 0.0 for r in rates):
+        raise ValueError(f"link_rates_bps must be non-empty and > 0, got {list(link_rates_bps)}")
+    extra = dict(oracles or {})
+    taken = {*BASELINES, HEURISTIC, HINDSIGHT}
+    for name, f in extra.items():
+        if name in taken:
+            raise ValueError(f"oracle name {name!r} is taken; built-in: {sorted(taken)}")
+        if not callable(f):
+            raise TypeError(f"oracle {name!r} must be a zero-argument factory, "
+                            f"got {type(f).__name__}")
+    base_model = cost_model if cost_model is not None else CompressionCostModel(link_rate_bps=1e6)
+
+    corpus = build_corpus(seed=seed, max_packets=n, categories=categories, sources=sources)
+    datas = [p.data for p in corpus]
+    t_meas = time.perf_counter()
+    meas = measure_corpus(corpus, repeats=reps, progress=progress)
+    measure_s = time.perf_counter() - t_meas
+
+    # Decisions of every method (column indices) and their per-packet decision time.
+    decisions: dict[str, tuple[np.ndarray, float]] = {
+        name: (np.full(len(corpus), _COL[d]), 0.0) for name, d in BASELINES.items()
+    }
+    deciders = {HEURISTIC: HeuristicCompressionOracle().decide}
+    for name, f in extra.items():
+        deciders[name] = _decider(f(), name)
+    for name, decide in deciders.items():
+        chosen = []
+        for d in datas:
+            dec = decide(d)
+            if not isinstance(dec, MlCompressionDecision):
+                raise TypeError(f"oracle {name!r} returned {dec!r}, not an MlCompressionDecision")
+            chosen.append(_COL[dec])
+        decisions[name] = (np.array(chosen), time_decisions(decide, datas))
+
+    scores: list[MethodScore] = []
+    for r in rates:
+        model = CompressionCostModel(
+            link_rate_bps=r, encode_cpu_weight=base_model.encode_cpu_weight,
+            decode_cpu_weight=base_model.decode_cpu_weight,
+            tie_tolerance_s=base_model.tie_tolerance_s)
+        for name, (cols, dsec) in decisions.items():
+            scores.append(score_method(name, cols, meas, model, dsec))
+        scores.append(score_method(HINDSIGHT, meas.hindsight(model), meas, model))
+    mid = rates[len(rates) // 2]
+    mid_model = CompressionCostModel(
+        link_rate_bps=mid, encode_cpu_weight=base_model.encode_cpu_weight,
+        decode_cpu_weight=base_model.decode_cpu_weight, tie_tolerance_s=base_model.tie_tolerance_s)
+    costs = [_cost(name, cols, meas, dsec) for name, (cols, dsec) in decisions.items()]
+    costs.append(_cost(HINDSIGHT, meas.hindsight(mid_model), meas, 0.0))
+    return CompressionEvalResult(
+        seed=seed, quick=quick, n_packets=len(corpus), corpus=summarize(corpus).to_dict(),
+        link_rates_bps=rates, methods=(*decisions, HINDSIGHT), scores=tuple(scores),
+        costs=tuple(costs), repeats=reps, wall_s=time.perf_counter() - t0, measure_s=measure_s,
+    )
+
+
+# ---------------------------------------------------------------- plots
+
+_STYLE_INDEX = {"never": 7, "lz4": 4, "zstd": 1, HEURISTIC: 0, HINDSIGHT: 2}
+
+
+def _color(name: str, extra_index: int) -> str:
+    from oxidize_ml.evaluation.plots import PALETTE
+
+    free = [3, 5, 6]
+    return PALETTE[_STYLE_INDEX.get(name, free[extra_index % len(free)])]
+
+
+def plot(result: CompressionEvalResult, out_dir: str | Path) -> list[Path]:
+    """Utility share per method per link rate; regret per category per link rate."""
+    from oxidize_ml.evaluation import plots
+
+    out = Path(out_dir)
+    extra = [m for m in result.methods if m not in _STYLE_INDEX]
+
+    def color(m: str) -> str:
+        return _color(m, extra.index(m) if m in extra else 0)
+
+    rates = result.link_rates_bps
+    cats = [c for c in CATEGORIES if c in result.corpus.get("packets", {})]
+    fig, axes = plots.subplot_grid(1 + len(rates), ncols=2, panel_size=(6.0, 3.8))
+    handles: dict[str, Any] = {}
+
+    ax = axes[0]
+    shown = [m for m in result.methods if m != "never"]  # never is 0 by definition
+    width = 0.8 / max(len(shown), 1)
+    x = np.arange(len(rates))
+    for i, m in enumerate(shown):
+        vals = [result.score(m, r).utility_share_net for r in rates]
+        bars = ax.bar(x + (i - (len(shown) - 1) / 2) * width,
+                      [v if math.isfinite(v) else 0.0 for v in vals], width, color=color(m))
+        handles.setdefault(m, bars)
+    ax.axhline(0.0, color="black", linewidth=0.8)
+    ax.set_xticks(x, [f"{r / 1e6:g} Mbit/s" for r in rates])
+    ax.set_ylabel("share of hindsight gain, net")
+    ax.set_title("Utility share per method, net of decision time\n"
+                 "(1 = hindsight best, 0 = never compress)", fontsize=9)
+    ax.grid(True, axis="y", alpha=0.3)
+
+    shown = [m for m in result.methods if m != HINDSIGHT]  # hindsight's regret is 0
+    width = 0.8 / max(len(shown), 1)
+    xc = np.arange(len(cats))
+    for ax, r in zip(axes[1:], rates, strict=True):
+        for i, m in enumerate(shown):
+            per = result.score(m, r).per_category
+            vals = [per.get(c, {}).get("regret_us", math.nan) for c in cats]
+            bars = ax.bar(xc + (i - (len(shown) - 1) / 2) * width, vals, width, color=color(m))
+            handles.setdefault(m, bars)
+        ax.set_xticks(xc, cats, rotation=30, fontsize=8)
+        ax.set_ylabel("regret (µs per packet)")
+        ax.set_yscale("symlog", linthresh=0.1)
+        ax.set_title(f"Regret against hindsight per category at {r / 1e6:g} Mbit/s\n"
+                     "(lower is better; decision time not charged)", fontsize=9)
+        ax.grid(True, axis="y", alpha=0.3)
+    plots.legend_below(fig, list(handles.values()), list(handles))
+    plots.tidy(fig, top_in=0.55, bottom_in=1.0, hspace=0.75, wspace=0.22)
+    return [plots.save_figure(fig, out / "compression-utility.png")]

@@ -1,0 +1,113 @@
+"""Tests of the compression-decision evaluation (oxidize_ml.evaluation.compression)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from oxidize_ml.compression import DECISION_PREFERENCE, CompressionCostModel, Outcome
+from oxidize_ml.evaluation import compression as ce
+from oxidize_ml.evaluation.corpus import CorpusSources, build_corpus
+from oxidize_ml.types import MlCompressionDecision
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory):
+    # generated content only (an empty source folder): independent of this machine's files
+    empty = tmp_path_factory.mktemp("no-files")
+    return ce.run(seed=0, quick=True, n_packets=180, repeats=1,
+                  sources=CorpusSources.under(empty),
+                  oracles={"always_light": _AlwaysLight})
+
+
+class _AlwaysLight:
+    def predict_one(self, data, *, now):
+        return MlCompressionDecision.Light
+
+
+def test_measurements_agree_with_the_cost_model():
+    corpus = build_corpus(seed=1, max_packets=18)
+    meas = ce.measure_corpus(corpus, repeats=1)
+    model = CompressionCostModel(link_rate_bps=20e6)
+    util = meas.utilities(model)
+    best = meas.hindsight(model)
+    for i in (0, 5, 11):
+        # rebuild the packet's outcomes from the stored arrays and ask the model
+        outcomes = {d: Outcome(int(meas.out_bytes[i, j]), meas.encode_s[i, j], meas.decode_s[i, j])
+                    for j, d in enumerate(DECISION_PREFERENCE)}
+        size = len(corpus[i].data)
+        for j, d in enumerate(DECISION_PREFERENCE):
+            assert util[i, j] == pytest.approx(model.utility(outcomes[d], size), abs=1e-15)
+        assert DECISION_PREFERENCE[best[i]] is model.best(outcomes, size)
+    # frame sizes are the codec's: Skip adds the 1-byte header
+    skip = DECISION_PREFERENCE.index(MlCompressionDecision.Skip)
+    np.testing.assert_array_equal(meas.out_bytes[:, skip], meas.sizes + 1)
+
+
+def test_reference_methods(mixed):
+    for r in mixed.link_rates_bps:
+        never = mixed.score("never", r)
+        hind = mixed.score(ce.HINDSIGHT, r)
+        assert never.utility_share == 0.0
+        assert hind.utility_share == pytest.approx(1.0)
+        assert hind.regret_us == 0.0 and hind.agreement == 1.0
+        for m in mixed.methods:
+            # nothing beats hindsight by more than the cost model's tie tolerance (hindsight
+            # takes the least-work decision among those within it)
+            assert mixed.score(m, r).regret_us >= -0.1
+    assert mixed.cost("never").bytes_saved_share < 0.0  # frame header, nothing saved
+    assert mixed.cost("lz4").bytes_saved_share > 0.05
+    assert mixed.cost("zstd").bytes_saved_share > mixed.cost("lz4").bytes_saved_share
+
+
+def test_passed_in_oracle_is_scored_like_the_equivalent_baseline(mixed):
+    for r in mixed.link_rates_bps:
+        a = mixed.score("always_light", r)
+        b = mixed.score("lz4", r)
+        assert a.utility_share == b.utility_share
+        assert a.regret_us == b.regret_us
+        assert a.regret_net_us >= b.regret_net_us  # it pays for its (trivial) decisions
+    assert mixed.cost("always_light").decision_us_per_packet > 0.0
+
+
+def test_heuristic_beats_always_zstd_on_random_heavy_data():
+    res = ce.run(seed=2, quick=True, n_packets=120, repeats=1,
+                 categories=["random", "tls", "compressed", "text"])
+    fast = max(res.link_rates_bps)
+    h = res.score(ce.HEURISTIC, fast)
+    z = res.score("zstd", fast)
+    assert h.utility_share > z.utility_share
+    for cat in ("random", "tls"):
+        assert h.per_category[cat]["regret_us"] < z.per_category[cat]["regret_us"]
+        # compression cannot gain anything on random bytes: no share is defined there
+        assert math.isnan(h.per_category[cat]["utility_share"])
+    # the heuristic skips what cannot shrink
+    assert res.cost(ce.HEURISTIC).decision_mix["Skip"] > 0.5
+
+
+def test_result_serialises_renders_and_plots(mixed, tmp_path):
+    json.dumps(mixed.to_dict(), allow_nan=False)
+    md = mixed.markdown()
+    assert "| heuristic |" in md and "Mbit/s" in md and "| rtp |" in md
+    assert mixed.headline()[0].startswith("Compression:")
+    assert mixed.corpus["packets"]["text"] == 20
+    pytest.importorskip("matplotlib")
+    files = ce.plot(mixed, tmp_path)
+    assert files and all(f.read_bytes()[:4] == b"\x89PNG" for f in files)
+
+
+def test_argument_checks():
+    with pytest.raises(ValueError, match="taken"):
+        ce.run(seed=0, quick=True, n_packets=9, oracles={"heuristic": _AlwaysLight})
+
+    class Wrong:
+        def decide(self, data):
+            return "light"
+
+    with pytest.raises(TypeError, match="not an MlCompressionDecision"):
+        ce.run(seed=0, quick=True, n_packets=9, repeats=1, oracles={"wrong": Wrong})
+    with pytest.raises(ValueError, match="link_rates_bps"):
+        ce.run(seed=0, quick=True, n_packets=9, link_rates_bps=[])
