@@ -6,6 +6,7 @@ import json
 from itertools import pairwise
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -112,6 +113,37 @@ def test_simulate_engine_on_a_trace() -> None:
                               "--controller", "engine", "--duration", "1"])
     assert res.exit_code == 0, res.output
     assert "engine" in res.output
+
+
+def test_dqn_model_runs_in_simulate_and_demo(tmp_path: Path) -> None:
+    from oxidize_ml.runtime.configs import DqnMlpConfig
+    from oxidize_ml.runtime.weights import encode_weights
+
+    cfg = DqnMlpConfig(n_inputs=StateConfig().size, hidden=16)
+    rng = np.random.default_rng(0)
+    widths = [cfg.n_inputs] + [cfg.hidden] * cfg.n_hidden_layers + [cfg.n_actions]
+    tensors = {}
+    for k, (a, b) in enumerate(pairwise(widths)):
+        tensors[f"layers.{k}.weight"] = rng.normal(0.0, 0.3, (b, a))
+        tensors[f"layers.{k}.bias"] = rng.normal(0.0, 0.1, b)
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    # random weights: this checks the plumbing, not the policy
+    (model_dir / "congestion_controller.safetensors").write_bytes(encode_weights(tensors, cfg))
+    res = runner.invoke(app, ["simulate", "--scenario", "wired-clean", "--controller", "dqn",
+                              "--model", str(model_dir), "--duration", "1"])
+    assert res.exit_code == 0, res.output
+    assert "dqn" in res.output
+    out = tmp_path / "rep"
+    res = runner.invoke(app, ["demo", "--out", str(out), "--only", "congestion", "--scenario",
+                              "wired-clean", "--duration", "1", "--dqn-model", str(model_dir),
+                              "--no-progress"])
+    assert res.exit_code == 0, res.output
+    data = json.loads((out / "results.json").read_text())
+    assert "dqn" in data["sections"]["congestion"]["result"]["controllers"]
+    res = runner.invoke(app, ["simulate", "--scenario", "wired-clean", "--controller", "dqn",
+                              "--model", str(tmp_path / "missing")])
+    assert res.exit_code == 2
 
 
 def test_demo_quick_writes_the_report(tmp_path: Path) -> None:

@@ -42,8 +42,12 @@ Adding controllers
 ``controllers`` takes registry names (``oxidize_ml.sim.default_registry()``
 or the ``registry`` given) and ``(name, factory)`` pairs; by default every
 name in the registry runs (so a ``"dqn"`` registered there is picked up), plus
-``"engine"`` (`MlEngine` with the package's shipped models) when the package
-ships trained models.
+``"engine"`` (`MlEngine` with the package's shipped models, seeing sender-side
+features only) when the package ships trained models. ``extra_controllers``
+appends pairs to either, e.g. a candidate model before it is shipped::
+
+    from oxidize_ml.sim.controllers.dqn_factory import dqn_factory
+    run(extra_controllers=[("dqn", dqn_factory("runs/dqn-0"))])
 """
 
 from __future__ import annotations
@@ -83,6 +87,8 @@ REPRESENTATIVE_SCENARIOS: tuple[str, ...] = ("step-change", "cellular-synthetic"
 """first of these present is plotted over time (cwnd, queue): a capacity step
 shows how each controller adapts"""
 SEED_STRIDE = 100
+QUEUE_WIN_MIN_THROUGHPUT = 0.9
+"""share of a scenario's best throughput a controller needs to win on queueing delay"""
 
 ProgressFn = Callable[[int, int, str], None]
 """``progress(done, total, label)``, called after each run"""
@@ -215,7 +221,8 @@ class CongestionEvalResult:
     def winners(self) -> dict[str, dict[str, str]]:
         """Per scenario, the controller that wins each criterion.
 
-        ``throughput`` (highest), ``queue_delay`` (lowest p95 queueing delay),
+        ``throughput`` (highest), ``queue_delay`` (lowest p95 queueing delay
+        among the controllers reaching `QUEUE_WIN_MIN_THROUGHPUT` of the best throughput),
         ``power`` (highest throughput / p95 delay), ``reward`` (highest mean
         congestion reward). Ties go to the earlier controller in `controllers`.
         """
@@ -225,9 +232,13 @@ class CongestionEvalResult:
             rows = sorted(self.scenario_rows(sc.name), key=lambda r: order.get(r.controller, 99))
             if not rows:
                 continue
+            best_thr = max(r.throughput_mbps for r in rows)
+            # a controller that starves its flow trivially has no queue: it only wins
+            # on delay if it also keeps most of the throughput
+            fast = [r for r in rows if r.throughput_mbps >= QUEUE_WIN_MIN_THROUGHPUT * best_thr]
             out[sc.name] = {
                 "throughput": max(rows, key=lambda r: r.throughput_mbps).controller,
-                "queue_delay": min(rows, key=lambda r: _nan_big(r.queue_delay_p95_ms)).controller,
+                "queue_delay": min(fast, key=lambda r: _nan_big(r.queue_delay_p95_ms)).controller,
                 "power": max(rows, key=lambda r: r.power).controller,
                 "reward": max(rows, key=lambda r: r.reward).controller,
             }
@@ -251,7 +262,8 @@ class CongestionEvalResult:
         lines = []
         for crit, label in (("power", "best throughput/delay trade-off (power)"),
                             ("throughput", "highest throughput"),
-                            ("queue_delay", "lowest p95 queueing delay")):
+                            ("queue_delay", ("lowest p95 queueing delay at >= "
+                             f"{QUEUE_WIN_MIN_THROUGHPUT:.0%} of the best throughput"))):
             counts = self.win_counts(crit)
             best = max(counts.values())
             leaders = [c for c, k in counts.items() if k == best]
@@ -308,8 +320,9 @@ class CongestionEvalResult:
         lines.append("")
         lines.append("Winners per scenario (power = throughput / p95 one-way delay):")
         lines.append("")
-        lines.append("| scenario | split | best power | most throughput | "
-                     "lowest p95 queueing delay | best reward |")
+        lines.append("| scenario | split | best power | most throughput | lowest p95 queueing "
+                     f"delay (>= {QUEUE_WIN_MIN_THROUGHPUT:.0%} of best throughput) | "
+                     "best reward |")
         lines.append("|---|---|---|---|---|---|")
         held = {s.name: s.held_out for s in self.scenarios}
         for sc, w in self.winners().items():
@@ -356,20 +369,42 @@ def _nan_big(x: float) -> float:
 
 # ---------------------------------------------------------------- controllers
 
-def engine_controller_factory(*, load_default_models: bool = True) -> ControllerFactory:
+def engine_controller_factory(
+    *, load_default_models: bool = True, sender_view: bool = True
+) -> ControllerFactory:
     """Factory of `EngineController` s around a fresh `MlEngine` per flow.
 
     With ``load_default_models`` the engine uses the trained models shipped in
     the package (those whose evaluation beat the heuristic); without shipped
-    models it is the heuristic engine (BBR-style fallback).
+    models it is the heuristic engine (BBR-style fallback). With
+    ``sender_view`` the engine sees what a real sender sees: the simulator's
+    true queue fill is replaced by the sender's estimate from RTTs
+    (`oxidize_ml.sim.controllers.dqn_factory.sender_view_features`, the
+    features the DQN is trained on).
     """
     from oxidize_ml.engine import EngineConfig, MlEngine
+    from oxidize_ml.sim.controllers.dqn_factory import sender_view_features
     from oxidize_ml.sim.controllers.policy import EngineController
+
+    class SenderViewEngineController(EngineController):
+        def __init__(self, engine: Any) -> None:
+            super().__init__(engine)
+            self.min_rtt_s = 0.0
+
+        def on_rtt_measurement(self, *, now: float, latest_rtt: float, smoothed_rtt: float,
+                               min_rtt: float) -> None:
+            self.min_rtt_s = min_rtt
+
+        def on_interval(self, *, now: float, features: Any, throughput_bps: float) -> None:
+            super().on_interval(now=now, features=sender_view_features(features, self.min_rtt_s),
+                                throughput_bps=throughput_bps)
+
+    cls = SenderViewEngineController if sender_view else EngineController
 
     def factory(*, flow_index: int, seed: int) -> EngineController:
         engine = MlEngine(EngineConfig(seed=int(seed) & 0x7FFFFFFF, collect_training=False,
                                        load_default_models=load_default_models))
-        return EngineController(engine)
+        return cls(engine)
 
     return factory
 
@@ -383,18 +418,22 @@ def _shipped_models() -> bool:
 def resolve_controllers(
     controllers: Sequence[str | tuple[str, ControllerFactory]] | None,
     registry: ControllerRegistry | None = None,
+    extra: Sequence[tuple[str, ControllerFactory]] = (),
 ) -> list[tuple[str, ControllerFactory]]:
-    """``(name, factory)`` pairs for `run` (see the module docstring for the default)."""
+    """``(name, factory)`` pairs for `run` (see the module docstring for the default);
+    ``extra`` pairs are appended."""
     reg = registry if registry is not None else default_registry()
+    items: list[str | tuple[str, ControllerFactory]]
     if controllers is None:
-        names = [n for n in BASELINES if n in reg] + [n for n in reg.names() if n not in BASELINES]
-        out = [(n, reg.factory(n)) for n in names]
+        items = [n for n in BASELINES if n in reg] + [n for n in reg.names() if n not in BASELINES]
         if "engine" not in reg and _shipped_models():
-            out.append(("engine", engine_controller_factory()))
-        return out
-    out = []
+            items.append("engine")
+    else:
+        items = list(controllers)
+    items += list(extra)
+    out: list[tuple[str, ControllerFactory]] = []
     seen: set[str] = set()
-    for c in controllers:
+    for c in items:
         if isinstance(c, str):
             if c == "engine" and "engine" not in reg:
                 pair = ("engine", engine_controller_factory())
@@ -539,6 +578,7 @@ def run(
     controllers: Sequence[str | tuple[str, ControllerFactory]] | None = None,
     scenarios: Sequence[str] | None = None,
     registry: ControllerRegistry | None = None,
+    extra_controllers: Sequence[tuple[str, ControllerFactory]] = (),
     include_traces: bool = True,
     duration_s: float | None = None,
     n_seeds: int | None = None,
@@ -559,6 +599,9 @@ def run(
         Names to keep (built-in names or ``trace-<file>``); None: all.
     registry
         Where names are looked up (default `default_registry()`).
+    extra_controllers
+        ``(name, factory)`` pairs run in addition to ``controllers`` (or the
+        default set), e.g. ``[("dqn", dqn_factory(model_dir))]``.
     include_traces
         Add the held-out Mahimahi traces when the trace folder exists.
     duration_s
@@ -571,7 +614,7 @@ def run(
     from oxidize_ml.evaluation.splits import EVAL_SEED_BASE
 
     t_start = time.perf_counter()
-    ctrls = resolve_controllers(controllers, registry)
+    ctrls = resolve_controllers(controllers, registry, extra_controllers)
     all_sc = suite(include_traces=include_traces)
     if scenarios is not None:
         known = [s.name for s, _, _ in all_sc]

@@ -148,19 +148,43 @@ def simulate_with_telemetry(
 # ---------------------------------------------------------------- helpers
 
 
-def _controller(name: str) -> Any:
-    """A registry name or ``engine``; the value `simulate` accepts."""
+def _controller(name: str, model: Path | None = None) -> Any:
+    """A registry name, ``engine`` or ``dqn``; the value `simulate` accepts."""
     from oxidize_ml.sim.controllers.registry import default_registry
 
     reg = default_registry()
-    if name in reg:
+    if name in reg and model is None:
         return name
     if name == "engine":
         from oxidize_ml.evaluation.congestion import engine_controller_factory
 
         return engine_controller_factory()
-    raise typer.BadParameter(f"unknown controller {name!r}; choose from {reg.names() + ['engine']}",
-                             param_hint="--controller")
+    if name == "dqn":
+        return _dqn(model)
+    raise typer.BadParameter(
+        f"unknown controller {name!r}; choose from {reg.names() + ['dqn', 'engine']}"
+        + (" (--model only applies to dqn)" if model is not None else ""),
+        param_hint="--controller")
+
+
+def _dqn(model: Path | None) -> Any:
+    """The DQN factory for ``model`` (a model directory or weight file) or the shipped model."""
+    from oxidize_ml.sim.controllers.dqn_factory import dqn_factory
+
+    if model is None:
+        from oxidize_ml.models import default_model_dir
+
+        model = default_model_dir()
+        if model is None:
+            raise typer.BadParameter("this package ships no trained DQN; pass --model DIR "
+                                     "(a model directory from training)", param_hint="--model")
+    try:
+        factory = dqn_factory(model)
+        factory(flow_index=0, seed=0)  # a model of another state size fails here, not mid-run
+        return factory
+    except (ValueError, OSError) as exc:
+        raise typer.BadParameter(f"cannot load the DQN from {model}: {exc}",
+                                 param_hint="--model") from None
 
 
 def _pct(x: float) -> str:
@@ -283,20 +307,23 @@ def register(app: typer.Typer) -> None:
             "--scenario", help="congestion: only this scenario (repeatable)")] = None,
         duration: Annotated[float | None, typer.Option(
             "--duration", min=0.1, help="congestion: simulated seconds per run")] = None,
+        dqn_model: Annotated[Path | None, typer.Option(
+            "--dqn-model", help="congestion: also run the DQN of this model directory "
+            "(e.g. a candidate before it is shipped)")] = None,
         progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
     ) -> None:
         """Run every evaluation, write the report (report.md, results.json, figures), and
         print who wins where."""
         from oxidize_ml.evaluation.report import build_report_full
 
-        options: dict[str, dict[str, Any]] = {}
-        if scenario or duration is not None:
-            cong: dict[str, Any] = {}
-            if scenario:
-                cong["scenarios"] = list(scenario)
-            if duration is not None:
-                cong["duration_s"] = duration
-            options["congestion"] = cong
+        cong: dict[str, Any] = {}
+        if scenario:
+            cong["scenarios"] = list(scenario)
+        if duration is not None:
+            cong["duration_s"] = duration
+        if dqn_model is not None:
+            cong["extra_controllers"] = [("dqn", _dqn(dqn_model))]
+        options = {"congestion": cong} if cong else {}
         try:
             report = build_report_full(out, seed=seed, quick=quick, progress=progress,
                                        sections=only or None, options=options, console=console)
@@ -316,8 +343,11 @@ def register(app: typer.Typer) -> None:
         trace: Annotated[Path | None, typer.Option(
             "--trace", help="a Mahimahi trace file as the bottleneck link")] = None,
         controller: Annotated[str, typer.Option(
-            "--controller", help="reno, cubic, bbr, engine (or another registered name)")
-        ] = "reno",
+            "--controller", help="reno, cubic, bbr, engine (MlEngine with the shipped models) "
+            "or dqn (with --model)")] = "reno",
+        model: Annotated[Path | None, typer.Option(
+            "--model", help="with --controller dqn: a trained model directory or weight file "
+            "(default: the model shipped in the package)")] = None,
         seed: Annotated[int, typer.Option(min=0, help="seed of every random stream")] = 0,
         duration: Annotated[float | None, typer.Option(
             "--duration", min=0.01, help="simulated seconds (default: the scenario's)")] = None,
@@ -351,7 +381,7 @@ def register(app: typer.Typer) -> None:
         except ValueError as exc:
             console.print(f"[red]error:[/] {exc}")
             raise typer.Exit(2) from None
-        ctrl = _controller(controller)
+        ctrl = _controller(controller, model)
         with console.status(f"simulating {sc.name} with {controller}..."):
             result, manifests = simulate_with_telemetry(
                 sc, ctrl, seed=seed, duration_s=duration, telemetry_dir=telemetry,
