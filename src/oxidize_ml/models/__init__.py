@@ -3,16 +3,50 @@
 `load_policies` verifies a model directory (manifest, SHA-256 sums, feature
 schema) with `oxidize_ml.hub.manifest` and builds one learned policy per model
 that verifies; every other model keeps its heuristic, with the reason.
+
+Each model is loaded on its own: a missing, corrupt, tampered or
+other-schema file costs only that model. Nothing here raises for the
+content of a directory, and nothing is unpickled (weights are safetensors or
+ONNX read from the very bytes that were checksummed).
+
+Wrappers (imported only when their model is loaded, so a build without one
+still loads the others):
+
+====================== ============== =========================================
+model                  kind           policy
+====================== ============== =========================================
+``loss_predictor``     lstm_loss      `oxidize_ml.loss.lstm.LstmLossPredictor`
+``congestion_controller`` dqn         `oxidize_ml.congestion.dqn.DqnCwndPolicy`
+                                      (greedy, the engine's ``state_config``)
+``compression_oracle`` compression_mlp `oxidize_ml.compression.learned.LearnedCompressionOracle`
+                                      at the manifest's ``metrics.engine_link_rate_bps``
+                                      (default 100 Mbit/s), always on the numpy
+                                      runtime: it tabulates the MLP at load time,
+                                      which needs batched inference
+====================== ============== =========================================
 """
 
 from __future__ import annotations
 
+import json
+import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 DEFAULT_DIR = Path(__file__).resolve().parent / "default"
 MODEL_NAMES = ("loss_predictor", "congestion_controller", "compression_oracle")
+
+STATUS_LOADED: Final = "loaded"
+STATUS_NOT_DEFAULT: Final = "not default"
+
+EXPECTED_KIND: Final[dict[str, str]] = {
+    "loss_predictor": "lstm_loss",
+    "congestion_controller": "dqn",
+    "compression_oracle": "compression_mlp",
+}
+_MAX_MANIFEST_BYTES = 1024 * 1024
 
 
 def default_model_dir() -> Path | None:
@@ -22,11 +56,66 @@ def default_model_dir() -> Path | None:
 
 @dataclass
 class LoadedPolicies:
+    """What `load_policies` built: a policy per loaded model, None for the others."""
+
     loss: Any = None
+    """`LstmLossPredictor` or None"""
     congestion: Any = None
+    """`DqnCwndPolicy` or None"""
     compression: Any = None
+    """`LearnedCompressionOracle` or None"""
     versions: dict[str, str] = field(default_factory=dict)
+    """model name -> manifest version, for the loaded models"""
     status: dict[str, str] = field(default_factory=dict)
+    """model name -> "loaded", "not default", or why the heuristic stays"""
+
+
+def _manifest_entries(directory: Path) -> dict[str, Any]:
+    """The manifest's ``models`` object, {} if unreadable (verification reports why)."""
+    try:
+        with (directory / "manifest.json").open("rb") as fh:
+            raw = fh.read(_MAX_MANIFEST_BYTES + 1)
+        data = json.loads(raw.decode("utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return {}
+    models = data.get("models") if isinstance(data, dict) else None
+    return models if isinstance(models, dict) else {}
+
+
+def _link_rate(entry: dict[str, Any]) -> float:
+    from oxidize_ml.compression.learned import DEFAULT_LINK_RATE_BPS
+
+    metrics = entry.get("metrics")
+    rate = metrics.get("engine_link_rate_bps") if isinstance(metrics, dict) else None
+    ok = isinstance(rate, int | float) and not isinstance(rate, bool)
+    if ok and math.isfinite(rate) and rate > 0:
+        return float(rate)
+    return DEFAULT_LINK_RATE_BPS
+
+
+def _wrap_loss(model: Any, entry: dict[str, Any], ctx: dict[str, Any]) -> Any:
+    from oxidize_ml.loss.lstm import LstmLossPredictor
+
+    return LstmLossPredictor(model)
+
+
+def _wrap_congestion(model: Any, entry: dict[str, Any], ctx: dict[str, Any]) -> Any:
+    from oxidize_ml.congestion.dqn import DqnCwndPolicy
+
+    return DqnCwndPolicy(model, state_config=ctx["state_config"], seed=ctx["seed"])
+
+
+def _wrap_compression(model: Any, entry: dict[str, Any], ctx: dict[str, Any]) -> Any:
+    from oxidize_ml.compression.learned import LearnedCompressionOracle
+
+    return LearnedCompressionOracle(model, link_rate_bps=_link_rate(entry))
+
+
+_WRAPPERS: Final[dict[str, tuple[str, Callable[[Any, dict[str, Any], dict[str, Any]], Any]]]] = {
+    "loss_predictor": ("loss", _wrap_loss),
+    "congestion_controller": ("congestion", _wrap_congestion),
+    "compression_oracle": ("compression", _wrap_compression),
+}
 
 
 def load_policies(
@@ -38,13 +127,101 @@ def load_policies(
     seed: int,
     only_default_enabled: bool = False,
 ) -> LoadedPolicies:
-    """Verify ``directory`` and build the learned policies that pass; never raises on bad files."""
+    """Verify ``directory`` and build the learned policies that pass; never raises on bad files.
+
+    Parameters
+    ----------
+    directory
+        A model directory (``manifest.json`` + model files).
+    backend
+        ``"numpy"`` or ``"onnxruntime"`` for the loss predictor and the DQN
+        (the compression oracle always tabulates on numpy).
+    limits
+        The engine's `CwndLimits` (kept for the signature; the DQN's actions
+        are applied by the engine within them).
+    state_config
+        The engine's `StateConfig`: the DQN must have been trained with it.
+    seed
+        Seed for the DQN policy's RNG.
+    only_default_enabled
+        Load only models whose manifest ``metrics.default_enabled`` is true
+        (the shipped defaults); the others get status ``"not default"``.
+
+    Returns
+    -------
+    LoadedPolicies
+        Per model: ``"loaded"``; ``"not default"``; ``"missing: ..."`` (no
+        entry or file), ``"checksum_mismatch: ..."``, ``"schema_mismatch: ..."``,
+        ``"invalid: ..."``; or the reason a wrapper is unavailable.
+    """
+    from oxidize_ml.hub.manifest import load_verified, verify_model_dir
+
     out = LoadedPolicies()
-    manifest = directory / "manifest.json"
-    if not manifest.is_file():
+    d = Path(directory)
+    try:
+        report = verify_model_dir(d)
+    except Exception as exc:  # noqa: BLE001 - verify_model_dir should not raise; never let it
+        report = None
+        error: str | None = f"invalid: cannot verify {d}: {exc!r}"
+    else:
+        error = report.error
+    if report is None or error is not None:
         for name in MODEL_NAMES:
-            out.status[name] = f"no manifest.json in {directory}"
+            out.status[name] = str(error)
         return out
+    entries = _manifest_entries(d)
+    ctx = {"limits": limits, "state_config": state_config, "seed": seed}
     for name in MODEL_NAMES:
-        out.status[name] = "learned models are not supported by this build yet"
+        checked = report.models.get(name)
+        if checked is None:
+            out.status[name] = f"missing: no {name!r} model in {d / 'manifest.json'}"
+            continue
+        if not checked.ok:
+            out.status[name] = f"{checked.status}: {checked.reason}"
+            continue
+        entry = entries.get(name)
+        if not isinstance(entry, dict):  # the file changed between the two reads
+            out.status[name] = f"invalid: manifest entry of {name!r} unreadable"
+            continue
+        if entry.get("kind") != EXPECTED_KIND[name]:
+            out.status[name] = (
+                f"invalid: {name!r} has kind {entry.get('kind')!r}, expected {EXPECTED_KIND[name]!r}"
+            )
+            continue
+        metrics = entry.get("metrics")
+        if only_default_enabled and not (
+            isinstance(metrics, dict) and metrics.get("default_enabled") is True
+        ):
+            out.status[name] = STATUS_NOT_DEFAULT
+            continue
+        out.status[name] = _load_one(out, d, name, entry, backend, ctx, load_verified)
     return out
+
+
+def _load_one(
+    out: LoadedPolicies,
+    d: Path,
+    name: str,
+    entry: dict[str, Any],
+    backend: str,
+    ctx: dict[str, Any],
+    load_verified: Callable[..., tuple[Any | None, str]],
+) -> str:
+    """Load, wrap and store one model; return its status."""
+    field_name, wrap = _WRAPPERS[name]
+    model_backend = "numpy" if name == "compression_oracle" else backend
+    try:
+        model, reason = load_verified(d, name, model_backend)
+    except Exception as exc:  # noqa: BLE001 - load_verified reports; this is belt and braces
+        return f"invalid: {exc!r}"
+    if model is None:
+        return reason
+    try:
+        policy = wrap(model, entry, ctx)
+    except ImportError as exc:
+        return f"unavailable: the wrapper for {name!r} cannot be imported ({exc})"
+    except Exception as exc:  # noqa: BLE001 - a model that does not fit its wrapper
+        return f"invalid: {exc}"
+    setattr(out, field_name, policy)
+    out.versions[name] = str(entry.get("version", "?"))
+    return STATUS_LOADED

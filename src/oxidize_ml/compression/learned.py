@@ -1,0 +1,537 @@
+"""Learned compression oracle: a small MLP over cheap, quantised packet features.
+
+What the model predicts
+-----------------------
+For one packet the MLP (`oxidize_ml.runtime.MlpModel`, kind
+``compression_mlp``, trained by `oxidize_ml.training.compression`) predicts
+what each decision would *cost and save* on this machine, not which one to
+take: 12 outputs in `OUTPUT_NAMES` order, per `MlCompressionDecision` (enum
+order ``Skip, Light, Aggressive, RohcOnly``)
+
+- ``saved_fraction``: ``(size - frame_bytes) / size`` (negative for a frame
+  that grew: Skip costs its 1-byte header),
+- ``log_encode_us`` / ``log_decode_us``: natural log of the
+  `PacketCodec.encode` / ``decode`` wall time in microseconds.
+
+The decision is then the one of highest predicted utility under
+`oxidize_ml.compression.cost.CompressionCostModel` at the oracle's link rate::
+
+    utility_s = saved_fraction * size * 8 / link_rate_bps
+                - encode_cpu_weight * encode_s - decode_cpu_weight * decode_s
+
+with ties within `TIE_TOLERANCE_S` won by the least work. So the
+link rate is *not* a model input: one trained model serves every rate, the
+rate enters exactly where the physics puts it (`with_link_rate` re-targets
+an oracle). Measured on the held-out corpus (see the training report in the
+model directory's manifest) this is what lets the model beat the fixed
+thresholds of `HeuristicCompressionOracle`: at 1 Gbit/s compressing a packet
+rarely repays its CPU time, at 5 Mbit/s zstd nearly always does.
+
+Inputs (`INPUT_NAMES`, learned-feature version 1)
+-------------------------------------------------
+A cheaper subset of the 13 features of `oxidize_ml.compression.features`,
+quantised. The Shannon and top-4 features need a numpy histogram (the
+16-25 us that makes `feature_vector` 5-10x slower than lz4 on a packet),
+and the printable and zero-byte ratios cost another ~0.7 us per packet;
+on the held-out corpus, models with them kept no more of the hindsight
+utility than models without (differences within seed-to-seed noise of
+about 0.5 point at 5, 20 and 100 Mbit/s and 1 Gbit/s), so they are left
+out. What remains comes out of the same C-level ``bytes`` calls on the
+same 128-byte odd-stride sample and 16-byte head as the heuristic:
+
+==  ==================  ===============================================================
+ #  name                value
+==  ==================  ===============================================================
+ 0  size_bucket         (b + 0.5) / 64, b = min(floor(4 log2(1 + size)), 63): quarter octaves
+ 1  entropy_level       round(8 x coverage entropy bits) / 64: eighth-bit steps, 65 levels
+ 2  compressed_magic    1 for a compressed/archive magic number
+ 3  media_magic         1 for a compressed image/audio/video magic number
+ 4  encrypted_record    1 for a TLS/DTLS record header or QUIC long header
+ 5  rtp_header          1 for an RTP v2 header, packets of at most 256 B only
+ 6  ipv4_header         likewise IPv4
+ 7  ipv6_header         likewise IPv6
+ 8  udp_header          likewise UDP
+==  ==================  ===============================================================
+
+Header flags are only computed up to `HEADER_MAX_BYTES`: on larger packets
+a random payload looks like RTP one time in eight (features module), so the
+flags carry noise there, and skipping the check saves time.
+
+Why a table
+-----------
+Quantised inputs have a finite domain: 4 magic kinds x 5 header kinds x 64
+size buckets x 65 entropy levels = 83,200 cells (header flags only occur in
+the 33 small-packet buckets, so 50,960 are reachable). At construction the
+oracle runs the MLP over every reachable cell once (milliseconds, see
+`table_build_s`) and keeps the decision per cell in an 83,200-byte table.
+Per packet, `decide` computes the quantised features and reads one byte:
+the decision *is* the MLP's on that packet's inputs (same weights, same
+inputs; only float rounding of the batched first layer can flip an exact
+near-tie), at a cost close to the heuristic's instead of the ~25 us of
+``feature_vector`` + MLP (REFERENCES section 4: a decision must cost less
+than compressing). Slabs of the table with a single decision for every
+entropy level (e.g. TLS records at any size) are answered before the
+entropy sample is even taken. `predicted_outputs` / `decide_exact` run the
+MLP itself, for checks.
+
+The table is immutable and ``decide`` keeps no state, so one oracle serves
+any number of threads.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Final
+
+import numpy as np
+
+from oxidize_ml._validate import check_number
+from oxidize_ml.compression.cost import DECISION_PREFERENCE, CompressionCostModel
+from oxidize_ml.compression.features import (
+    _MAGIC_PREFIXES,
+    ALL_BYTES,
+    ENTROPY_TABLE,
+    HEAD_BYTES,
+    ISOBMFF_BOXES,
+    QUIC_VERSIONS,
+    RIFF_MEDIA,
+    SAMPLE_BYTES,
+    SKIP_PREFIXES_BY_FIRST_BYTE,
+    HeaderKind,
+    MagicKind,
+    as_bytes_like,
+    header_kind,
+    magic_kind,
+)
+from oxidize_ml.runtime.configs import KIND_COMPRESSION_MLP
+from oxidize_ml.types import MlCompressionDecision
+
+LEARNED_FEATURE_VERSION: Final = 1
+"""version of `INPUT_NAMES`, their quantisation and `OUTPUT_NAMES`"""
+
+INPUT_NAMES: Final[tuple[str, ...]] = (
+    "size_bucket",
+    "entropy_level",
+    "compressed_magic",
+    "media_magic",
+    "encrypted_record",
+    "rtp_header",
+    "ipv4_header",
+    "ipv6_header",
+    "udp_header",
+)
+N_INPUTS: Final = len(INPUT_NAMES)
+_MAGIC_COL = 1  # input column of MagicKind m is _MAGIC_COL + m (m >= 1)
+_HEADER_COL = 4  # input column of HeaderKind h is _HEADER_COL + h (h >= 1)
+
+DECISIONS: Final[tuple[MlCompressionDecision, ...]] = tuple(MlCompressionDecision)
+"""output order: `MlCompressionDecision` enum order (Skip, Light, Aggressive, RohcOnly)"""
+N_DECISIONS: Final = len(DECISIONS)
+OUTPUT_NAMES: Final[tuple[str, ...]] = tuple(
+    f"{quantity}_{d.value}"
+    for quantity in ("saved_fraction", "log_encode_us", "log_decode_us")
+    for d in DECISIONS
+)
+N_OUTPUTS: Final = len(OUTPUT_NAMES)
+
+SIZE_STEPS_PER_OCTAVE: Final = 4
+N_SIZE_BUCKETS: Final = 64
+"""quarter octaves of log2(1 + size) up to 16 (64 KiB); larger packets share the last"""
+ENTROPY_STEPS_PER_BIT: Final = 8
+N_ENTROPY_LEVELS: Final = 8 * ENTROPY_STEPS_PER_BIT + 1
+N_MAGIC: Final = len(MagicKind)
+N_HEADER: Final = len(HeaderKind)
+HEADER_MAX_BYTES: Final = 256
+"""header flags are computed only for packets up to this size (see module docstring)"""
+
+LOG_US_CLIP: Final = 12.0
+"""predicted log-microseconds are clipped to +-this before exp (guards untrained weights)"""
+TIE_TOLERANCE_S: Final = 0.5e-6
+"""predicted utilities closer than this to the best are ties, won by the least work
+(`DECISION_PREFERENCE`). Wider than the cost model's 100 ns because these are
+model estimates: CPU-time labels measured on a shared machine scatter by about
+this much, and without it the passthrough twins Skip and RohcOnly (identical
+outcomes in `PacketCodec`) were picked by noise. In a quick-mode training run
+it also raised the held-out share of the optimum (`oxidize_ml.training.compression`)
+from 0.78 to 0.81 at 100 Mbit/s and from -0.24 to 0.03 at 1 Gbit/s, leaving
+5 and 20 Mbit/s unchanged."""
+DEFAULT_LINK_RATE_BPS: Final = 100e6
+"""rate the engine's learned oracle is built for when nothing says otherwise: the
+spec's example connection (``bandwidth_bps=100_000_000``)"""
+
+N_SLABS: Final = N_MAGIC * N_HEADER * N_SIZE_BUCKETS
+"""(magic, header, size bucket) slabs of the table, each `N_ENTROPY_LEVELS` cells"""
+TABLE_CELLS: Final = N_SLABS * N_ENTROPY_LEVELS
+_SAMPLE_SHIFT = SAMPLE_BYTES.bit_length() - 1
+_SIZE_SHIFT = N_SIZE_BUCKETS.bit_length() - 1  # slab = combo << 6 | size bucket
+assert 1 << _SIZE_SHIFT == N_SIZE_BUCKETS
+_SIZE_TABLE_BYTES = 1 << 16
+
+_SKIP = MlCompressionDecision.Skip
+
+
+def _size_bucket(n: int) -> int:
+    return min(int(math.log2(1.0 + n) * SIZE_STEPS_PER_OCTAVE), N_SIZE_BUCKETS - 1)
+
+
+_SIZE_BUCKET_TABLE: Final = bytes(_size_bucket(n) for n in range(_SIZE_TABLE_BYTES))
+"""``_SIZE_BUCKET_TABLE[n]``: size bucket of an ``n``-byte packet, n < 65536"""
+HEADER_MAX_BUCKET: Final = _size_bucket(HEADER_MAX_BYTES)
+"""largest size bucket in which header flags can be set"""
+
+_ENTROPY_LEVEL: Final = tuple(
+    bytes(int(bits * ENTROPY_STEPS_PER_BIT + 0.5) for bits in row) for row in ENTROPY_TABLE
+)
+"""``_ENTROPY_LEVEL[k][d]``: entropy level of d distinct bytes in a k-byte sample"""
+
+
+def representative_size(bucket: int) -> float:
+    """Bytes the table assumes for every packet of a size bucket (its log-centre)."""
+    return 2.0 ** ((bucket + 0.5) / SIZE_STEPS_PER_OCTAVE) - 1.0
+
+
+def _first_byte_kinds() -> tuple[int, ...]:
+    """Magic kind of each first byte whose prefixes all share one kind (-1: they differ)."""
+    kinds = []
+    for b in range(256):
+        found = {int(k) for p, k, _ in _MAGIC_PREFIXES if p[0] == b}
+        kinds.append(found.pop() if len(found) == 1 else (-1 if found else 0))
+    return tuple(kinds)
+
+
+_FIRST_BYTE_KIND: Final = _first_byte_kinds()
+
+
+@dataclass(frozen=True, slots=True)
+class QuantizedFeatures:
+    """The learned oracle's view of one packet (build with `quantize`)."""
+
+    size_bytes: int
+    """packet length"""
+    size_bucket: int
+    """quarter-octave bucket of log2(1 + size), 0-63"""
+    entropy_level: int
+    """coverage entropy estimate in eighths of a bit, 0-64"""
+    magic: MagicKind
+    """magic-number kind of the head"""
+    header: HeaderKind
+    """protocol header (NONE for packets above `HEADER_MAX_BYTES`)"""
+
+    @property
+    def slab(self) -> int:
+        """Index of this packet's (magic, header, size bucket) slab."""
+        return (int(self.magic) * N_HEADER + int(self.header)) * N_SIZE_BUCKETS + self.size_bucket
+
+    @property
+    def cell(self) -> int:
+        """Index of this packet's cell in the oracle's decision table."""
+        return self.slab * N_ENTROPY_LEVELS + self.entropy_level
+
+    def to_vector(self) -> np.ndarray:  # -> float32[N_INPUTS]
+        """The model input, `INPUT_NAMES` order."""
+        x = np.zeros(N_INPUTS, dtype=np.float32)
+        x[0] = (self.size_bucket + 0.5) / N_SIZE_BUCKETS
+        x[1] = self.entropy_level / (N_ENTROPY_LEVELS - 1)
+        if self.magic:
+            x[_MAGIC_COL + int(self.magic)] = 1.0
+        if self.header:
+            x[_HEADER_COL + int(self.header)] = 1.0
+        return x
+
+
+def quantize(data: bytes | bytearray | memoryview) -> QuantizedFeatures:
+    """Compute the learned oracle's quantised features (the readable reference).
+
+    `LearnedCompressionOracle.decide` computes the same numbers inline.
+    """
+    buf = as_bytes_like(data)
+    n = len(buf)
+    head = bytes(buf[:HEAD_BYTES])
+    if n <= SAMPLE_BYTES:
+        sample = bytes(buf)
+    else:
+        stride = (n // SAMPLE_BYTES) | 1
+        sample = bytes(buf[: stride * SAMPLE_BYTES : stride])
+    distinct = 256 - len(ALL_BYTES.translate(None, sample))
+    header = header_kind(head, n) if n <= HEADER_MAX_BYTES else HeaderKind.NONE
+    return QuantizedFeatures(
+        size_bytes=n,
+        size_bucket=_size_bucket(n),
+        entropy_level=_ENTROPY_LEVEL[len(sample)][distinct],
+        magic=magic_kind(head)[0],
+        header=header,
+    )
+
+
+def input_vector(data: bytes | bytearray | memoryview) -> np.ndarray:
+    """``quantize(data).to_vector()``: float32[N_INPUTS]."""
+    return quantize(data).to_vector()
+
+
+def input_matrix(packets: list[bytes] | tuple[bytes, ...]) -> np.ndarray:
+    """Model inputs of many packets, ``float32 [n, N_INPUTS]`` (training and evaluation)."""
+    out = np.zeros((len(packets), N_INPUTS), dtype=np.float32)
+    for i, p in enumerate(packets):
+        out[i] = input_vector(p)
+    return out
+
+
+def check_model(model: Any) -> None:
+    """Raise ``TypeError``/``ValueError`` unless ``model`` is a compression MLP of this layout."""
+    config = getattr(model, "config", None)
+    if getattr(config, "kind", None) != KIND_COMPRESSION_MLP or not hasattr(model, "weights"):
+        raise TypeError(
+            "model must be a numpy runtime MlpModel of kind 'compression_mlp' "
+            f"(oxidize_ml.runtime.MlpModel), got {type(model).__name__}"
+        )
+    if config.n_inputs != N_INPUTS or config.n_outputs != N_OUTPUTS:
+        raise ValueError(
+            f"compression model has {config.n_inputs} inputs / {config.n_outputs} outputs; "
+            f"learned-feature version {LEARNED_FEATURE_VERSION} needs {N_INPUTS} / {N_OUTPUTS}"
+        )
+
+
+def outputs_to_utilities(
+    outputs: np.ndarray,  # [n, N_OUTPUTS]
+    size_bytes: np.ndarray,  # [n]
+    cost: CompressionCostModel,
+) -> np.ndarray:  # -> float64 [n, N_DECISIONS], seconds
+    """Predicted utility of each decision from model outputs (see module docstring)."""
+    y = np.asarray(outputs, dtype=np.float64)
+    size = np.asarray(size_bytes, dtype=np.float64)[:, None]
+    saved = y[:, :N_DECISIONS] * size * 8.0 / cost.link_rate_bps
+    us = np.exp(np.clip(y[:, N_DECISIONS:], -LOG_US_CLIP, LOG_US_CLIP)) * 1e-6
+    enc, dec = us[:, :N_DECISIONS], us[:, N_DECISIONS:]
+    return saved - cost.encode_cpu_weight * enc - cost.decode_cpu_weight * dec
+
+
+_PREFERENCE_COLUMNS: Final = tuple(DECISIONS.index(d) for d in DECISION_PREFERENCE)
+_SKIP_COLUMN: Final = DECISIONS.index(_SKIP)
+
+
+def choose(utilities: np.ndarray, tie_tolerance_s: float) -> np.ndarray:  # [n, 4] -> int [n]
+    """Column of the best decision per row; ties within tolerance go to least work first.
+
+    The rule of `CompressionCostModel.best`, vectorised.
+    """
+    u = np.asarray(utilities, dtype=np.float64)
+    top = u.max(axis=1) - tie_tolerance_s
+    out = np.full(u.shape[0], -1, dtype=np.int64)
+    for col in _PREFERENCE_COLUMNS:
+        out[(out < 0) & (u[:, col] >= top)] = col
+    out[out < 0] = _SKIP_COLUMN  # NaN rows only; unreachable with finite weights
+    return out
+
+
+class LearnedCompressionOracle:
+    """Per-packet decisions from a trained compression MLP (``Policy[bytes, MlCompressionDecision]``).
+
+    Parameters
+    ----------
+    model : MlpModel
+        A numpy-runtime ``compression_mlp`` with `N_INPUTS` inputs and
+        `N_OUTPUTS` outputs (`oxidize_ml.hub.manifest.load_verified` with the
+        ``"numpy"`` backend gives one; the ONNX graph is batch-1 and building
+        the table needs batched inference, so loaders always use numpy here).
+    link_rate_bps : float
+        Bottleneck rate the decisions are optimised for, bits per second.
+    encode_cpu_weight, decode_cpu_weight : float
+        As in `CompressionCostModel` (default 1 each).
+    tie_tolerance_s : float
+        Predicted utilities this close to the best are ties (default
+        `TIE_TOLERANCE_S`, 0.5 us), won by the least work.
+
+    Examples
+    --------
+    >>> oracle = LearnedCompressionOracle(model, link_rate_bps=20e6)  # doctest: +SKIP
+    >>> oracle.decide(b'{"user": "alice"} ' * 60)  # doctest: +SKIP
+    <MlCompressionDecision.Aggressive: 'aggressive'>
+    """
+
+    name: str = "mlp"
+    is_learned: bool = True
+
+    __slots__ = ("_const", "_model", "_table", "cost_model", "table_build_s")
+
+    def __init__(
+        self,
+        model: Any,
+        *,
+        link_rate_bps: float,
+        encode_cpu_weight: float = 1.0,
+        decode_cpu_weight: float = 1.0,
+        tie_tolerance_s: float = TIE_TOLERANCE_S,
+    ) -> None:
+        check_model(model)
+        check_number("link_rate_bps", link_rate_bps)
+        self.cost_model = CompressionCostModel(
+            link_rate_bps=link_rate_bps,
+            encode_cpu_weight=encode_cpu_weight,
+            decode_cpu_weight=decode_cpu_weight,
+            tie_tolerance_s=tie_tolerance_s,
+        )
+        self._model = model
+        t0 = time.perf_counter()
+        self._table, self._const = self._build_table()
+        self.table_build_s = time.perf_counter() - t0
+        """seconds spent building the decision table (measured at construction)"""
+
+    def __repr__(self) -> str:
+        return f"LearnedCompressionOracle(link_rate_bps={self.cost_model.link_rate_bps:g})"
+
+    @property
+    def link_rate_bps(self) -> float:
+        return self.cost_model.link_rate_bps
+
+    @property
+    def model(self) -> Any:
+        return self._model
+
+    def with_link_rate(self, link_rate_bps: float) -> LearnedCompressionOracle:
+        """A new oracle over the same model for another link rate (rebuilds the table)."""
+        c = self.cost_model
+        return LearnedCompressionOracle(
+            self._model,
+            link_rate_bps=link_rate_bps,
+            encode_cpu_weight=c.encode_cpu_weight,
+            decode_cpu_weight=c.decode_cpu_weight,
+            tie_tolerance_s=c.tie_tolerance_s,
+        )
+
+    # ---------------------------------------------------------------- table
+    def _build_table(self) -> tuple[bytes, tuple[MlCompressionDecision | None, ...]]:
+        """Run the MLP over every reachable cell; return (table, per-slab constants).
+
+        The first layer is separable: the (size, entropy) part is computed once
+        for all cells, and each (magic, header) combination only adds its
+        one-hot weight row.
+        """
+        layers = self._model.weights.layers  # w_aug [in + 1, out] per layer
+        w0 = layers[0]
+        s, e = np.meshgrid(np.arange(N_SIZE_BUCKETS), np.arange(N_ENTROPY_LEVELS), indexing="ij")
+        grid = np.stack(
+            ((s.ravel() + 0.5) / N_SIZE_BUCKETS, e.ravel() / (N_ENTROPY_LEVELS - 1)), axis=1
+        ).astype(np.float32)  # [buckets * levels, 2], table order
+        base = grid @ w0[:2] + w0[-1]  # [cells per combo, H]
+        sizes = np.repeat(
+            [representative_size(b) for b in range(N_SIZE_BUCKETS)], N_ENTROPY_LEVELS
+        )
+        per_combo = N_SIZE_BUCKETS * N_ENTROPY_LEVELS
+        small = (HEADER_MAX_BUCKET + 1) * N_ENTROPY_LEVELS
+        table = np.full(TABLE_CELLS, _SKIP_COLUMN, dtype=np.uint8)  # unreachable cells: Skip
+        for magic in range(N_MAGIC):
+            for header in range(N_HEADER):
+                n_cells = per_combo if header == 0 else small
+                a = base[:n_cells].copy()
+                if magic:
+                    a += w0[_MAGIC_COL + magic]
+                if header:
+                    a += w0[_HEADER_COL + header]
+                for w in layers[1:]:
+                    np.maximum(a, 0.0, out=a)
+                    a = a @ w[:-1] + w[-1]
+                util = outputs_to_utilities(a, sizes[:n_cells], self.cost_model)
+                start = (magic * N_HEADER + header) * per_combo
+                table[start : start + n_cells] = choose(util, self.cost_model.tie_tolerance_s)
+        slabs = table.reshape(N_SLABS, N_ENTROPY_LEVELS)
+        const = tuple(DECISIONS[int(r[0])] if (r == r[0]).all() else None for r in slabs)
+        return table.tobytes(), const
+
+    # ------------------------------------------------------------ decisions
+    def decide(self, data: bytes | bytearray | memoryview) -> MlCompressionDecision:
+        """The model's decision for one packet (the per-packet fast path).
+
+        Equal to `decide_exact` (the MLP run on `quantize`'s inputs). Never
+        raises for bytes, bytearray or memoryview of any length; other types
+        raise ``TypeError``. An empty packet is Skip (nothing to compress).
+        """
+        if type(data) is bytes:
+            head = data
+        else:
+            data = as_bytes_like(data)
+            head = bytes(data[:HEAD_BYTES])
+        n = len(data)
+        if n == 0:
+            return _SKIP
+        b0 = head[0]
+        magic = 0
+        prefixes = SKIP_PREFIXES_BY_FIRST_BYTE[b0]
+        if prefixes and head.startswith(prefixes):
+            magic = _FIRST_BYTE_KIND[b0]
+            if magic < 0:
+                magic = int(magic_kind(head)[0])
+        elif b0 == 0:
+            if head[4:8] in ISOBMFF_BOXES:
+                magic = 2  # MagicKind.MEDIA
+        elif b0 >= 0xC0:
+            if head[1:5] in QUIC_VERSIONS:
+                magic = 3  # MagicKind.ENCRYPTED
+        elif b0 == 0x52 and head.startswith(b"RIFF") and head[8:12] in RIFF_MEDIA:
+            magic = 2
+        if n <= HEADER_MAX_BYTES:
+            combo = magic * N_HEADER + header_kind(head, n)
+            slab = (combo << _SIZE_SHIFT) + _SIZE_BUCKET_TABLE[n]
+        elif n < _SIZE_TABLE_BYTES:
+            slab = (magic * N_HEADER << _SIZE_SHIFT) + _SIZE_BUCKET_TABLE[n]
+        else:
+            slab = (magic * N_HEADER << _SIZE_SHIFT) + N_SIZE_BUCKETS - 1
+        const = self._const[slab]
+        if const is not None:
+            return const
+        if n <= SAMPLE_BYTES:
+            sample = data
+        else:
+            stride = (n >> _SAMPLE_SHIFT) | 1
+            sample = data[: stride << _SAMPLE_SHIFT : stride]
+        level = _ENTROPY_LEVEL[len(sample)][256 - len(ALL_BYTES.translate(None, sample))]
+        return DECISIONS[self._table[slab * N_ENTROPY_LEVELS + level]]
+
+    def predicted_outputs(self, data: bytes | bytearray | memoryview) -> np.ndarray:
+        """The MLP's raw outputs for one packet, float32[N_OUTPUTS] (runs the model; slow)."""
+        out = self._model.forward_batch(input_vector(data)[None, :])
+        return np.asarray(out[0], dtype=np.float32)
+
+    def predicted_utilities(
+        self, data: bytes | bytearray | memoryview
+    ) -> dict[MlCompressionDecision, float]:
+        """Predicted utility (seconds) of each decision for this packet, at its exact size."""
+        n = len(as_bytes_like(data))
+        outputs = self.predicted_outputs(data)[None, :]
+        util = outputs_to_utilities(outputs, np.array([n]), self.cost_model)[0]
+        return {d: float(u) for d, u in zip(DECISIONS, util, strict=True)}
+
+    def decide_exact(self, data: bytes | bytearray | memoryview) -> MlCompressionDecision:
+        """`decide` computed by running the MLP (slow path, for checks).
+
+        Uses the size bucket's representative size like the table, so the two
+        agree except on float-rounding near-ties.
+        """
+        q = quantize(data)
+        if q.size_bytes == 0:
+            return _SKIP
+        util = outputs_to_utilities(
+            self.predicted_outputs(data)[None, :],
+            np.array([representative_size(q.size_bucket)]),
+            self.cost_model,
+        )
+        return DECISIONS[int(choose(util, self.cost_model.tie_tolerance_s)[0])]
+
+    # --------------------------------------------------------------- Policy
+    def predict_one(
+        self, obs: bytes | bytearray | memoryview, *, now: float = 0.0
+    ) -> MlCompressionDecision:
+        """`Policy` entry point; same as `decide` (``now`` is unused)."""
+        return self.decide(obs)
+
+    def learn_one(
+        self, obs: bytes | bytearray | memoryview, feedback: float, *, now: float = 0.0
+    ) -> None:
+        """No-op: the weights are frozen at run time.
+
+        Outcomes reach training through the engine's telemetry
+        (``compression`` table) and `oxidize_ml.training.compression`, never
+        through this object, so decisions stay reproducible and the
+        per-packet path stays lock-free.
+        """
