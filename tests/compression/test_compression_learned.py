@@ -219,3 +219,10 @@ def test_decisions_do_not_depend_on_call_order() -> None:
     packets = corpus_like_packets(1)
     first = [oracle.decide(p) for p in packets]
     assert [oracle.decide(p) for p in reversed(packets)] == first[::-1]
+
+
+def test_size_bucket_table_matches_the_formula() -> None:
+    from oxidize_ml.compression.learned import _SIZE_BUCKET_TABLE, _size_bucket
+
+    assert all(_SIZE_BUCKET_TABLE[n] == _size_bucket(n) for n in range(len(_SIZE_BUCKET_TABLE)))
+    assert quantize(bytes(100_000)).size_bucket == 63

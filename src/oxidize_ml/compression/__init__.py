@@ -32,6 +32,7 @@ from oxidize_ml.compression.features import (
     extract_features,
     feature_vector,
 )
+from oxidize_ml.compression.learned import LearnedCompressionOracle
 from oxidize_ml.compression.oracle import CompressionOracleConfig, HeuristicCompressionOracle
 
 __all__ = [
@@ -47,6 +48,7 @@ __all__ = [
     "EncodeResult",
     "HeaderKind",
     "HeuristicCompressionOracle",
+    "LearnedCompressionOracle",
     "MagicKind",
     "Outcome",
     "PacketCodec",

@@ -176,7 +176,10 @@ def _size_bucket(n: int) -> int:
     return min(int(math.log2(1.0 + n) * SIZE_STEPS_PER_OCTAVE), N_SIZE_BUCKETS - 1)
 
 
-_SIZE_BUCKET_TABLE: Final = bytes(_size_bucket(n) for n in range(_SIZE_TABLE_BYTES))
+_SIZE_BUCKET_TABLE: Final = np.minimum(
+    (np.log2(1.0 + np.arange(_SIZE_TABLE_BYTES)) * SIZE_STEPS_PER_OCTAVE).astype(np.int64),
+    N_SIZE_BUCKETS - 1,
+).astype(np.uint8).tobytes()
 """``_SIZE_BUCKET_TABLE[n]``: size bucket of an ``n``-byte packet, n < 65536"""
 HEADER_MAX_BUCKET: Final = _size_bucket(HEADER_MAX_BYTES)
 """largest size bucket in which header flags can be set"""
@@ -194,11 +197,13 @@ def representative_size(bucket: int) -> float:
 
 def _first_byte_kinds() -> tuple[int, ...]:
     """Magic kind of each first byte whose prefixes all share one kind (-1: they differ)."""
-    kinds = []
-    for b in range(256):
-        found = {int(k) for p, k, _ in _MAGIC_PREFIXES if p[0] == b}
-        kinds.append(found.pop() if len(found) == 1 else (-1 if found else 0))
-    return tuple(kinds)
+    found: dict[int, set[int]] = {}
+    for prefix, kind, _ in _MAGIC_PREFIXES:
+        found.setdefault(prefix[0], set()).add(int(kind))
+    return tuple(
+        (next(iter(found[b])) if len(found[b]) == 1 else -1) if b in found else 0
+        for b in range(256)
+    )
 
 
 _FIRST_BYTE_KIND: Final = _first_byte_kinds()
