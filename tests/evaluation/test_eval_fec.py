@@ -106,6 +106,8 @@ def test_scores_are_sane(small_result):
     assert s.base_rate <= s.pr_auc <= 1.0  # the EWMA ranks better than chance
     assert 0.0 <= s.brier < 0.05
     assert s.n == sum(run.n for run in small_result.runs)
+    # random-loss is a re-seeded training scenario: nothing is held out here
+    assert s.held_out["n"] == 0 and math.isnan(s.held_out["pr_auc"])
 
 
 def test_result_serialises_and_renders(small_result, tmp_path):

@@ -511,12 +511,16 @@ class PredictorScores:
     n: int
     per_scenario: dict[str, dict[str, float]] = field(default_factory=dict)
     """scenario -> {pr_auc, brier, base_rate}"""
+    held_out: dict[str, float] = field(default_factory=dict)
+    """{pr_auc, brier, base_rate, n} over the held-out scenarios and traces only (the
+    re-seeded training scenarios random-loss and burst-loss left out)"""
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name, "pr_auc": _num(self.pr_auc), "roc_auc": _num(self.roc_auc),
             "brier": _num(self.brier), "mean_prediction": _num(self.mean_prediction),
             "mean_label": _num(self.mean_label), "base_rate": _num(self.base_rate), "n": self.n,
+            "held_out": {k: _num(v) for k, v in self.held_out.items()},
             "per_scenario": {k: {a: _num(b) for a, b in v.items()}
                              for k, v in self.per_scenario.items()},
         }
@@ -689,13 +693,17 @@ class FecEvalResult:
             "",
             "**Prediction** (pooled over all runs; a random predictor's PR-AUC is the base rate)",
             "",
-            "| predictor | PR-AUC | ROC-AUC | Brier | mean p | mean label | base rate |",
-            "|---|---:|---:|---:|---:|---:|---:|",
+            ("| predictor | PR-AUC | ROC-AUC | Brier | mean p | mean label | base rate "
+             "| PR-AUC held-out only | Brier held-out only |"),
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for p in self.predictors:
+            ho = p.held_out
             lines.append(
                 f"| {p.name} | {_fmt(p.pr_auc, 3)} | {_fmt(p.roc_auc, 3)} | {_fmt(p.brier, 5)} "
-                f"| {p.mean_prediction:.4f} | {p.mean_label:.4f} | {p.base_rate:.3f} |")
+                f"| {p.mean_prediction:.4f} | {p.mean_label:.4f} | {p.base_rate:.3f} "
+                f"| {_fmt(ho.get('pr_auc', math.nan), 3)} "
+                f"| {_fmt(ho.get('brier', math.nan), 5)} |")
         lines += [
             "",
             "**FEC operating points**",
@@ -829,13 +837,14 @@ def run(
         notes.append("The Mahimahi trace folder was not found: held-out traces were skipped "
                      "(set OXIDIZE_TRACE_DIR).")
     # Pool every labelled interval; remember which scenario each came from.
-    labels_l, scen_l, web_l = [], [], []
+    labels_l, scen_l, web_l, held_l = [], [], [], []
     preds_l: dict[str, list[np.ndarray]] = {n: [] for n in factories}
     summaries = []
     for r in runs:
         v = r.valid
         labels_l.append(r.labels[v])
         scen_l.append(np.full(int(v.sum()), r.scenario, dtype=object))
+        held_l.append(np.full(int(v.sum()), r.held_out))
         web_l.append(webrtc_rates(r)[v])
         for name, f in factories.items():
             preds_l[name].append(predict_run(f, r, name=name)[v])
@@ -848,6 +857,7 @@ def run(
     if labels.size == 0:
         raise ValueError("no labelled intervals: runs too short for the 100-ms horizon")
     scen = np.concatenate(scen_l)
+    held = np.concatenate(held_l)
     web = np.concatenate(web_l)
     preds = {n: np.concatenate(v) for n, v in preds_l.items()}
     y = labels > 0.0
@@ -858,10 +868,13 @@ def run(
     for name, p in preds.items():
         per = {s: {"pr_auc": pr_auc(y[m], p[m]), "brier": brier(p[m], labels[m]),
                    "base_rate": float(y[m].mean())} for s, m in masks.items()}
+        ho = {"pr_auc": pr_auc(y[held], p[held]), "brier": brier(p[held], labels[held]),
+              "base_rate": float(y[held].mean()) if held.any() else math.nan,
+              "n": int(held.sum())}
         scores.append(PredictorScores(
             name=name, pr_auc=pr_auc(y, p), roc_auc=roc_auc(y, p), brier=brier(p, labels),
             mean_prediction=float(p.mean()), mean_label=float(labels.mean()),
-            base_rate=float(y.mean()), n=int(labels.size), per_scenario=per))
+            base_rate=float(y.mean()), n=int(labels.size), per_scenario=per, held_out=ho))
 
     table = _RepairTable(FecPolicy(cfg))
 

@@ -124,7 +124,12 @@ class MinRttPathSelector(BasePathSelector):
 
     def _pull(self, c: int, avail: tuple[int, ...]) -> int:
         rtt = self._rtt
-        return min(avail, key=lambda i: rtt[i])
+        best = avail[0]
+        low = rtt[best]
+        for i in avail:
+            if rtt[i] < low:
+                best, low = i, rtt[i]
+        return best
 
 
 class _HindsightSelector:
