@@ -158,6 +158,9 @@ def test_registration_is_idempotent_and_make_works() -> None:
     assert sim_gym.CONGESTION_ENV_ID in gymnasium.envs.registry
     assert (gymnasium.envs.registry[sim_gym.PATH_ENV_ID].entry_point
             == "oxidize_ml.sim.gym.path_env:PathSelectionEnv")
+    for spec_id in (sim_gym.PATH_ENV_ID, sim_gym.CONGESTION_ENV_ID):  # entry points resolve
+        entry = gymnasium.envs.registry[spec_id].entry_point
+        assert isinstance(gymnasium.envs.registration.load_env_creator(entry), type)
     importlib.reload(sim_gym)  # a second registration must not warn or raise
     assert sim_gym.register_envs() == []
     env = gymnasium.make(sim_gym.PATH_ENV_ID, scenario="degrading", episode_steps=3)

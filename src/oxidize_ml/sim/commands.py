@@ -297,9 +297,10 @@ def register(app: typer.Typer) -> None:
             DEFAULT_REPORT_DIR),
         seed: Annotated[int, typer.Option(min=0, help="seed of every evaluation")] = 0,
         quick: Annotated[bool, typer.Option(
-            "--quick/--full", help="quick (the default; about a minute on 2 cores): shorter "
-            "runs, e.g. half-length congestion scenarios with one run each; full: every "
-            "evaluation at full length with several seeds")] = True,
+            "--quick/--full", help="quick: shorter runs (e.g. half-length congestion "
+            "scenarios, one run each), about a third of the time; full (the default, about "
+            "1.5 minutes on 2 busy cores): every evaluation at full length with several seeds")
+        ] = False,
         only: Annotated[list[str] | None, typer.Option(
             "--only", help="run only this section (repeatable): congestion, fec, paths, "
             "compression")] = None,

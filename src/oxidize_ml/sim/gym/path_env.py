@@ -410,9 +410,19 @@ class _Episode:
     availability: np.ndarray  # [n + 1, P]
     contexts: np.ndarray  # [n + 1] int64 (row 0 unused)
     obs_metrics: np.ndarray = field(init=False)  # [n + 1, P * 4] float32, normalised
+    rewards: np.ndarray = field(init=False)  # [n + 1, P]: each path's reward for row's flow
 
     def __post_init__(self) -> None:
-        p = self.rtt_s.shape[1]
+        calc = MlPathSelector.calculate_reward
+        rows, p = self.rtt_s.shape
+        rtt_us = (self.rtt_s * 1e6).tolist()
+        loss = self.loss.tolist()
+        mbps = (self.throughput_bps / 1e6).tolist()
+        ctx = [TrafficContext(int(c)) for c in self.contexts]
+        self.rewards = np.array([
+            [calc(ctx[k], rtt_us[k][i], loss[k][i], mbps[k][i]) for i in range(p)]
+            for k in range(rows)
+        ])
         m = np.empty((self.rtt_s.shape[0], p, PER_PATH_FEATURES), dtype=np.float64)
         m[:, :, 0] = np.minimum(self.rtt_s / RTT_SCALE_S, 1.0)
         m[:, :, 1] = self.loss
@@ -629,7 +639,7 @@ class PathSelectionEnv(gym.Env[np.ndarray, np.int64]):
         a = int(action)
         row = self._k + 1
         ctx = TrafficContext(int(ep.contexts[row]))
-        rewards = self._rewards(ctx, row)
+        rewards = ep.rewards[row].copy()
         reward = float(rewards[a])
         best = int(np.argmax(rewards))
         oracle = float(rewards[best])
@@ -688,16 +698,6 @@ class PathSelectionEnv(gym.Env[np.ndarray, np.int64]):
         if self._ep is None:
             raise RuntimeError("Call reset before using the environment.")
         return self._ep
-
-    def _rewards(self, ctx: TrafficContext, row: int) -> np.ndarray:
-        ep = self._ep
-        assert ep is not None
-        calc = MlPathSelector.calculate_reward
-        return np.array([
-            calc(ctx, float(ep.rtt_s[row, i]) * 1e6, float(ep.loss[row, i]),
-                 float(ep.throughput_bps[row, i]) / 1e6)
-            for i in range(self.n_paths)
-        ])
 
     def _obs(self) -> np.ndarray:
         ep = self._ep
