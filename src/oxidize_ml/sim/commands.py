@@ -241,7 +241,7 @@ def _plot_run(result: RunResult, scenario: Scenario, path: Path) -> Path:
 def _print_congestion(result: CongestionEvalResult) -> None:
     table = Table(title="Congestion control: goodput (Mbit/s) / p95 one-way delay (ms); "
                         "best power in bold")
-    table.add_column("scenario")
+    table.add_column("scenario", overflow="fold")
     table.add_column("split")
     for c in result.controllers:
         table.add_column(c, justify="right")
