@@ -138,6 +138,9 @@ class CompressionTrainConfig:
     """training corpora, seeds ``TRAIN_SEED_BASE + seed * 100 + i``"""
     heldout_packets: int = 5_000
     """packets asked of the held-out corpus (seed ``EVAL_SEED_BASE + seed``)"""
+    use_corpus: bool = True
+    """train on the labelled corpus; False (``oxidize-ml train --no-sim``): on telemetry
+    rows only (the held-out corpus is still built, to evaluate)"""
     heldout_file_share: float = 0.25
     """share of real source files reserved for the held-out side (by SHA-256 of the path)"""
     timing_repeats: int = 5
@@ -179,6 +182,8 @@ class CompressionTrainConfig:
         check_int("train_packets_per_corpus", self.train_packets_per_corpus, lo=10, hi=5_000)
         check_int("train_corpora", self.train_corpora, lo=1, hi=100)
         check_int("heldout_packets", self.heldout_packets, lo=10, hi=5_000)
+        if not isinstance(self.use_corpus, bool):
+            raise TypeError(f"use_corpus must be a bool, got {type(self.use_corpus).__name__}")
         check_number("heldout_file_share", self.heldout_file_share, lo=0.0, hi=1.0)
         check_int("timing_repeats", self.timing_repeats, lo=1)
         check_int("hidden", self.hidden, lo=1, hi=4096)
@@ -457,7 +462,7 @@ def build_datasets(
     train_parts = []
     specs = [
         (TRAIN_SEED_BASE + seed * 100 + i, config.train_packets_per_corpus, False)
-        for i in range(config.train_corpora)
+        for i in range(config.train_corpora if config.use_corpus else 0)
     ]
     specs.append((EVAL_SEED_BASE + seed, config.heldout_packets, True))
     sides: list[tuple[list[Any], bool]] = []
@@ -725,6 +730,72 @@ def target_text(config: CompressionTrainConfig) -> str:
         f"{config.max_cost_ratio:g} x lz4.block.compress on 1400-byte text, random and JSON "
         "packets (median of interleaved rounds)"
     )
+
+
+def heldout_set(config: CompressionTrainConfig, *, seed: int) -> LabelledPackets:
+    """The held-out corpus of `build_datasets`, labelled afresh (same packets, new timings)."""
+    packets, _ = corpus_side(
+        seed=EVAL_SEED_BASE + seed, max_packets=config.heldout_packets, heldout=True,
+        file_share=config.heldout_file_share,
+    )
+    return label_packets([p.data for p in packets], [p.category for p in packets],
+                         repeats=config.timing_repeats)
+
+
+def _mean_share(rows: list[dict[str, Any]], key: str) -> float | None:
+    vals = [r[key] for r in rows if r[key] is not None]
+    return float(np.mean(vals)) if vals else None
+
+
+REPLACE_MIN_GAIN = 0.005
+"""a candidate replaces the current oracle only if its mean share is higher by more
+than this (half a point: about the run-to-run spread from timing noise in the labels)"""
+
+
+def compare_with_current(
+    candidate: LearnedCompressionOracle,
+    current: Any,
+    config: CompressionTrainConfig,
+    *,
+    seed: int,
+    heldout: LabelledPackets | None = None,
+) -> dict[str, Any]:
+    """Judge a candidate against the current oracle on the same held-out packets and timings.
+
+    ``current`` is a `LearnedCompressionOracle` (re-targeted to each rate) or
+    any object with ``decide`` (the heuristic). Rule: the candidate is better
+    when its mean share over ``eval_link_rates_bps`` beats the current one's
+    by more than `REPLACE_MIN_GAIN` and it is nowhere more than
+    ``max_share_loss_per_rate`` below it.
+    """
+    held = heldout_set(config, seed=seed) if heldout is None else heldout
+    cur = current.with_link_rate if isinstance(current, LearnedCompressionOracle) else current
+    rows = evaluate_oracles(
+        {"candidate": candidate.with_link_rate, "current": cur}, held, config.eval_link_rates_bps
+    )
+    cand_mean, cur_mean = _mean_share(rows, "candidate_share"), _mean_share(rows, "current_share")
+    tol = config.max_share_loss_per_rate
+    nowhere_worse = all(
+        r["candidate_share"] is None or r["current_share"] is None
+        or r["candidate_share"] >= r["current_share"] - tol
+        for r in rows
+    )
+    better = (
+        cand_mean is not None and cur_mean is not None
+        and cand_mean > cur_mean + REPLACE_MIN_GAIN and nowhere_worse
+    )
+    return {
+        "candidate_mean_share": cand_mean,
+        "current_mean_share": cur_mean,
+        "current": getattr(current, "name", type(current).__name__),
+        "per_rate": rows,
+        "better": bool(better),
+        "rule": (
+            f"mean share over the rates higher by > {REPLACE_MIN_GAIN:g} and no rate more "
+            f"than {tol:g} below"
+        ),
+        "heldout_packets": len(held),
+    }
 
 
 # ----------------------------------------------------------------------------- train
