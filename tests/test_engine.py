@@ -230,3 +230,18 @@ def test_engine_is_thread_safe_under_stress():
     assert sum(s.compression_oracle.decision_counts.values()) == 4 * n
     assert s.path_selector.decisions == 4 * n
     assert not math.isnan(s.loss_predictor.last_prediction or 0.0)
+
+
+def test_fork_gives_fresh_state_and_keeps_configuration():
+    e = make_engine(seed=3)
+    e.enable_training_collection()
+    for i in range(50):
+        e.observe(feats(loss_rate=0.1, cwnd=e.cwnd), now=T0 + i * 0.01)
+        e.congestion_action(now=T0 + i * 0.01)
+    child = e.fork()
+    assert child.config == e.config
+    assert child.stats().congestion_controller.decisions == 0
+    assert child.cwnd == e.config.limits.initial_cwnd
+    assert child.stats().training_collection is True
+    assert child.fec_decision(now=T0 + 1).loss_probability == 0.0
+    assert e.fec_decision(now=T0 + 1).loss_probability > 0.05

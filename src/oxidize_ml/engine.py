@@ -18,7 +18,7 @@ import os
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -495,6 +495,28 @@ class MlEngine:
             return {"loss_predictor": self._loss, "congestion_controller": self._cc,
                     "compression_oracle": self._compression,
                     "path_selector": self._paths}[component]
+
+    def fork(self) -> MlEngine:
+        """A new engine for another connection: same configuration and learned models
+        (weights shared, not reloaded), fresh per-connection state and statistics.
+
+        Telemetry collection follows the configuration/environment, with its
+        own buffers. Policies that keep per-connection state provide ``fork()``;
+        stateless ones (the compression oracle) are shared.
+        """
+        new = MlEngine(replace(self.config, load_default_models=False), settings=self.settings)
+        with self._lock:
+            loaded = dict(self._loaded)
+            policies = {"loss_predictor": self._loss, "congestion_controller": self._cc,
+                        "compression_oracle": self._compression}
+            collecting = self._telemetry is not None
+        for component, version in loaded.items():
+            policy = policies[component]
+            fork = getattr(policy, "fork", None)
+            new.replace_policy(component, fork() if fork is not None else policy, version=version)
+        if collecting:
+            new.enable_training_collection()
+        return new
 
     def unload_models(self) -> None:
         """Return every component to its heuristic."""
