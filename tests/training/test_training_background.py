@@ -15,7 +15,9 @@ from oxidize_ml.loss.lstm import LstmLossPredictor
 from oxidize_ml.training.background import (
     BackgroundTrainer,
     BackgroundTrainerConfig,
+    bootstrap_gain_bound,
     features_from_vector,
+    is_better,
     split_sequences,
 )
 
@@ -99,6 +101,7 @@ def test_candidate_swapped_in_when_better() -> None:
     assert report.heldout_positives >= CFG.min_heldout_positives
     # The LSTM sees the buffer filling; the EWMA only sees loss once it has begun.
     assert report.candidate["pr_auc"] > report.current["pr_auc"] + CFG.min_pr_auc_gain, report
+    assert report.candidate["pr_auc_gain_lower_bound"] > CFG.min_pr_auc_gain
     assert report.swapped
     policy = engine.policy("loss_predictor")
     assert isinstance(policy, LstmLossPredictor)
@@ -185,3 +188,23 @@ def test_process_isolation_fits_in_a_worker() -> None:
         report.candidate["pr_auc"] > report.current["pr_auc"] + cfg.min_pr_auc_gain
         and report.candidate["brier"] <= report.current["brier"] * cfg.max_brier_ratio
     )
+
+
+def test_bootstrap_bound_separates_noise_from_a_real_gain() -> None:
+    rng = np.random.default_rng(0)
+    n = 3_000
+    t = T0 + DT * np.arange(n)
+    y = np.where(rng.random(n) < 0.05, 0.2, 0.0)
+    noise_a, noise_b = rng.random(n), rng.random(n)  # two useless predictors
+    bound = bootstrap_gain_bound(y, noise_a, noise_b, t, block_s=1.0, rounds=200,
+                                 quantile=0.05, seed=1)
+    assert bound < 0.0  # an apparent gain between them would be noise
+    informed = np.clip(y * 3 + 0.3 * rng.random(n), 0, 1)  # ranks the losses first
+    bound = bootstrap_gain_bound(y, informed, noise_a, t, block_s=1.0, rounds=200,
+                                 quantile=0.05, seed=1)
+    assert bound > 0.5
+    good = {"pr_auc": 0.9, "brier": 0.01}
+    base = {"pr_auc": 0.5, "brier": 0.01}
+    assert is_better(good, base, CFG, bound)
+    assert not is_better(good, base, CFG, 0.001)  # the bound, not the point estimate, decides
+    assert not is_better(good, {"pr_auc": 0.5, "brier": 0.005}, CFG, bound)  # Brier much worse

@@ -28,10 +28,13 @@ Loop (one `run_once` per ``poll_interval_s`` on the trainer's thread)
    section 3).
 4. **Swap** with ``engine.replace_policy("loss_predictor", ...)`` only if
    the candidate is better: PR-AUC higher by more than ``min_pr_auc_gain``
-   (0.005) AND Brier at most ``max_brier_ratio`` (1.05) times the current
-   one's; with fewer than ``min_heldout_positives`` losses in the slice no
-   decision is taken (PR-AUC would be noise). The new predictor's state is
-   warmed up on the newest ``warmup_rows`` observations before the swap.
+   (0.005), also at 95 % one-sided confidence (the 5 % quantile of a paired
+   bootstrap over 1-second blocks of the slice must exceed it: without it,
+   in one benchmark run on unlearnable random loss, a candidate won on the
+   point estimates in 1 round of 5), AND Brier at most ``max_brier_ratio`` (1.05) times the
+   current one's. With fewer than ``min_heldout_positives`` losses in the
+   slice no decision is taken. The new predictor's state is warmed up on
+   the newest ``warmup_rows`` observations before the swap.
 
 Never blocking decisions
 ------------------------
@@ -106,6 +109,13 @@ class BackgroundTrainerConfig:
     """the candidate's held-out PR-AUC must exceed the current one's by more than this"""
     max_brier_ratio: float = 1.05
     """and its Brier score must be at most this times the current one's"""
+    confidence: float = 0.95
+    """and the gain must hold at this one-sided confidence: the lower bound of a paired
+    block bootstrap of the PR-AUC gain must also exceed ``min_pr_auc_gain``"""
+    bootstrap_rounds: int = 200
+    """bootstrap replicates of the held-out slice"""
+    bootstrap_block_s: float = 1.0
+    """bootstrap block length, seconds (rows within a second are strongly correlated)"""
     hidden: int = 64
     """LSTM hidden units (spec: 64)"""
     max_epochs: int = 6
@@ -154,6 +164,12 @@ class BackgroundTrainerConfig:
         check_int("min_heldout_positives", self.min_heldout_positives, lo=1)
         check_number("min_pr_auc_gain", self.min_pr_auc_gain, lo=None)
         check_number("max_brier_ratio", self.max_brier_ratio)
+        c = check_number("confidence", self.confidence, hi=1.0)
+        if not 0.5 <= c < 1.0:
+            raise ValueError(f"confidence must be in [0.5, 1), got {self.confidence!r}")
+        check_int("bootstrap_rounds", self.bootstrap_rounds, lo=10)
+        if check_number("bootstrap_block_s", self.bootstrap_block_s) <= 0:
+            raise ValueError(f"bootstrap_block_s must be > 0, got {self.bootstrap_block_s!r}")
         check_int("hidden", self.hidden, lo=1, hi=4096)
         check_int("max_epochs", self.max_epochs, lo=1)
         check_int("patience", self.patience, lo=1)
@@ -344,15 +360,14 @@ def _policy_predictions(policy: Any, seq: _Seq, yield_every: int) -> np.ndarray:
     return out
 
 
-def score(policy: Any, seqs: Sequence[_Seq], heldout_from: float,
-          yield_every: int = 8) -> dict[str, float]:
-    """PR-AUC (label > 0) and Brier of ``policy`` on rows at or after ``heldout_from``.
+def heldout_predictions(policy: Any, seqs: Sequence[_Seq], heldout_from: float,
+                        yield_every: int = 8) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(p, label, t) of ``policy`` on the rows at or after ``heldout_from``.
 
-    Each sequence is run from its start; only the held-out rows are scored.
+    Each sequence is run from its start (state carried into the slice as in
+    deployment); only the held-out rows are returned.
     """
-    from oxidize_ml.evaluation.metrics import brier, pr_auc
-
-    ps, ys = [], []
+    ps, ys, ts = [], [], []
     for s in seqs:
         m = (s.t >= heldout_from) & np.isfinite(s.label)
         if not m.any():
@@ -360,17 +375,66 @@ def score(policy: Any, seqs: Sequence[_Seq], heldout_from: float,
         p = _policy_predictions(policy, s, yield_every)
         ps.append(np.clip(p[m], 0.0, 1.0))
         ys.append(np.clip(s.label[m], 0.0, 1.0))
+        ts.append(s.t[m])
     if not ps:
+        return np.zeros(0), np.zeros(0), np.zeros(0)
+    return np.concatenate(ps), np.concatenate(ys), np.concatenate(ts)
+
+
+def scores(p: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """PR-AUC (label > 0) and Brier score (against the soft label)."""
+    from oxidize_ml.evaluation.metrics import brier, pr_auc
+
+    if y.size == 0:
         return {"pr_auc": math.nan, "brier": math.nan, "rows": 0}
-    p, y = np.concatenate(ps), np.concatenate(ys)
     return {"pr_auc": pr_auc(y > 0.0, p), "brier": brier(p, y), "rows": int(y.size)}
 
 
-def is_better(candidate: dict[str, float], current: dict[str, float], config: BackgroundTrainerConfig) -> bool:
-    """The swap rule (module docstring)."""
+def score(policy: Any, seqs: Sequence[_Seq], heldout_from: float,
+          yield_every: int = 8) -> dict[str, float]:
+    """`scores` of ``policy`` on the held-out rows (see `heldout_predictions`)."""
+    p, y, _ = heldout_predictions(policy, seqs, heldout_from, yield_every)
+    return scores(p, y)
+
+
+def bootstrap_gain_bound(
+    y: np.ndarray, p_candidate: np.ndarray, p_current: np.ndarray, t: np.ndarray, *,
+    block_s: float, rounds: int, quantile: float, seed: int,
+) -> float:
+    """Lower ``quantile`` of the candidate's PR-AUC gain over a paired block bootstrap.
+
+    Rows are resampled in whole blocks of ``block_s`` seconds (loss and
+    predictions are autocorrelated, so single rows would overstate the
+    evidence), the same blocks for both policies. NaN when too few blocks
+    hold a loss.
+    """
+    from oxidize_ml.evaluation.metrics import pr_auc
+
+    blocks = np.floor((t - t.min()) / block_s).astype(np.int64)
+    ids, inv = np.unique(blocks, return_inverse=True)
+    members = [np.flatnonzero(inv == k) for k in range(ids.size)]
+    if sum(bool((y[m] > 0).any()) for m in members) < 2:
+        return math.nan
+    rng = np.random.default_rng(seed)
+    pos = y > 0.0
+    gains = []
+    for _ in range(rounds):
+        pick = np.concatenate([members[k] for k in rng.integers(0, ids.size, ids.size)])
+        if not pos[pick].any():
+            continue
+        gains.append(pr_auc(pos[pick], p_candidate[pick]) - pr_auc(pos[pick], p_current[pick]))
+        time.sleep(0)  # let decision threads take the GIL between replicates
+    return float(np.quantile(gains, quantile)) if gains else math.nan
+
+
+def is_better(candidate: dict[str, float], current: dict[str, float],
+              config: BackgroundTrainerConfig, gain_bound: float | None = None) -> bool:
+    """The swap rule (module docstring); ``gain_bound`` from `bootstrap_gain_bound`."""
     c_ap, k_ap = candidate["pr_auc"], current["pr_auc"]
     c_b, k_b = candidate["brier"], current["brier"]
     if not all(math.isfinite(v) for v in (c_ap, k_ap, c_b, k_b)):
+        return False
+    if gain_bound is not None and not gain_bound > config.min_pr_auc_gain:
         return False
     return c_ap > k_ap + config.min_pr_auc_gain and c_b <= k_b * config.max_brier_ratio
 
@@ -619,10 +683,16 @@ class BackgroundTrainer:
         from oxidize_ml.loss.lstm import LstmLossPredictor
 
         t1 = time.perf_counter()
-        cand_scores = score(model, seqs, held_from, cfg.yield_every)
-        cur_scores = score(current, seqs, held_from, cfg.yield_every)
+        p_cand, y, t_held = heldout_predictions(model, seqs, held_from, cfg.yield_every)
+        p_cur, _, _ = heldout_predictions(current, seqs, held_from, cfg.yield_every)
+        cand_scores, cur_scores = scores(p_cand, y), scores(p_cur, y)
+        bound = bootstrap_gain_bound(
+            y, p_cand, p_cur, t_held, block_s=cfg.bootstrap_block_s,
+            rounds=cfg.bootstrap_rounds, quantile=1.0 - cfg.confidence, seed=cfg.seed + k,
+        )
+        cand_scores["pr_auc_gain_lower_bound"] = bound
         eval_s = time.perf_counter() - t1
-        better = is_better(cand_scores, cur_scores, cfg)
+        better = is_better(cand_scores, cur_scores, cfg, bound)
         if better:
             predictor = LstmLossPredictor(model.fork())
             newest = max(seqs, key=lambda s: s.t[-1])
