@@ -210,3 +210,21 @@ def test_onnx_agrees_with_numpy(trained: tuple[Path, object]) -> None:
     x = quantize(b"some text some text " * 30).to_vector()[None, :]
     (y,) = sess.run(None, {"x": x})
     assert np.allclose(y[0], m.forward(x[0]), atol=1e-5)
+
+
+def test_compare_with_current(trained: tuple[Path, object]) -> None:
+    from oxidize_ml.compression import HeuristicCompressionOracle
+    from oxidize_ml.training.compression import compare_with_current, heldout_set, load_exported
+
+    out, result = trained
+    candidate = load_exported(out / result.files["safetensors"])
+    held = heldout_set(TINY, seed=0)
+    vs_itself = compare_with_current(candidate, candidate, TINY, seed=0, heldout=held)
+    assert vs_itself["candidate_mean_share"] == pytest.approx(vs_itself["current_mean_share"])
+    assert vs_itself["better"] is False  # no gain is not an improvement
+    vs_heuristic = compare_with_current(candidate, HeuristicCompressionOracle(), TINY, seed=0,
+                                        heldout=held)
+    assert vs_heuristic["current"] == "heuristic"
+    gain = vs_heuristic["candidate_mean_share"] - vs_heuristic["current_mean_share"]
+    worst = min(r["candidate_share"] - r["current_share"] for r in vs_heuristic["per_rate"])
+    assert vs_heuristic["better"] == (gain > 0.005 and worst >= -TINY.max_share_loss_per_rate)
