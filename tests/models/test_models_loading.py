@@ -133,6 +133,20 @@ def test_wrong_schema_version(tmp_path: Path) -> None:
     assert res.status["compression_oracle"] == "loaded"
 
 
+def test_compression_features_of_another_version(tmp_path: Path) -> None:
+    d = make_model_dir(tmp_path / "m")
+    manifest = json.loads((d / "manifest.json").read_text())
+    manifest["models"]["compression_oracle"]["training"]["learned_feature_version"] = 99
+    (d / "manifest.json").write_text(json.dumps(manifest))
+    res = _load(d)
+    assert res.status["compression_oracle"].startswith("schema_mismatch")
+    assert res.status["loss_predictor"] == "loaded"
+    manifest["models"]["compression_oracle"]["training"] = {}
+    manifest["models"]["compression_oracle"]["inputs"] = [f"f{i}" for i in range(N_INPUTS)]
+    (d / "manifest.json").write_text(json.dumps(manifest))
+    assert _load(d).status["compression_oracle"].startswith("schema_mismatch")
+
+
 def test_missing_file_and_missing_entry(tmp_path: Path) -> None:
     d = make_model_dir(tmp_path / "m")
     (d / "compression_oracle.safetensors").unlink()

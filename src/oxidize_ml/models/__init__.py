@@ -105,9 +105,31 @@ def _wrap_congestion(model: Any, entry: dict[str, Any], ctx: dict[str, Any]) -> 
     return DqnCwndPolicy(model, state_config=ctx["state_config"], seed=ctx["seed"])
 
 
-def _wrap_compression(model: Any, entry: dict[str, Any], ctx: dict[str, Any]) -> Any:
-    from oxidize_ml.compression.learned import LearnedCompressionOracle
+class _SchemaMismatch(ValueError):
+    """A model whose inputs are not what this package computes."""
 
+
+def _wrap_compression(model: Any, entry: dict[str, Any], ctx: dict[str, Any]) -> Any:
+    from oxidize_ml.compression.learned import (
+        INPUT_NAMES,
+        LEARNED_FEATURE_VERSION,
+        LearnedCompressionOracle,
+    )
+
+    # The payload features are versioned by the compression area, not by the
+    # network feature schema the manifest checks: check them here.
+    if entry.get("inputs") != list(INPUT_NAMES):
+        raise _SchemaMismatch(
+            f"inputs {entry.get('inputs')!r} are not the learned compression features "
+            f"{list(INPUT_NAMES)}"
+        )
+    training = entry.get("training")
+    version = training.get("learned_feature_version") if isinstance(training, dict) else None
+    if version is not None and version != LEARNED_FEATURE_VERSION:
+        raise _SchemaMismatch(
+            f"trained for learned-feature version {version!r}, this package computes "
+            f"{LEARNED_FEATURE_VERSION}"
+        )
     return LearnedCompressionOracle(model, link_rate_bps=_link_rate(entry))
 
 
@@ -220,6 +242,8 @@ def _load_one(
         policy = wrap(model, entry, ctx)
     except ImportError as exc:
         return f"unavailable: the wrapper for {name!r} cannot be imported ({exc})"
+    except _SchemaMismatch as exc:
+        return f"schema_mismatch: {exc}"
     except Exception as exc:  # noqa: BLE001 - a model that does not fit its wrapper
         return f"invalid: {exc}"
     setattr(out, field_name, policy)
