@@ -453,7 +453,7 @@ def train_all(
     if final.exists():
         raise FileExistsError(f"{final} already exists; wait a second or change the seed")
     staging = out_dir / f".tmp-{version}-{secrets.token_hex(4)}"
-    staging.mkdir()
+    staging.mkdir(mode=0o700)  # a planted model file would run as our decision logic
     result = PipelineResult(version=version, directory=None, compared=compared, current=current)
     try:
         entries = _train_components(
@@ -611,8 +611,9 @@ def install_defaults(model_dir: Path, default_dir: Path | None = None) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / f".tmp-default-{secrets.token_hex(4)}"
     shutil.copytree(src, tmp)
+    os.chmod(tmp, 0o755)  # shipped package data: readable by everyone, written by its owner
     for p in tmp.iterdir():
-        os.chmod(p, 0o644)  # shipped package data: readable by everyone, written by none
+        os.chmod(p, 0o644)
     old = None
     if target.exists():
         old = target.parent / f".old-default-{secrets.token_hex(4)}"
