@@ -120,6 +120,7 @@ def register(app: typer.Typer) -> None:
             result = pipeline.train_all(
                 parent, seed=seed, quick=quick, data=data, include_sim=not no_sim,
                 components=names, progress=progress, current=current,
+                on_event=lambda msg: console.print(f"[bold]{escape(msg)}[/]"),
             )
         except pipeline.MissingTrainingDependency as exc:
             console.print(f"[red]error:[/] {escape(str(exc))}")

@@ -386,6 +386,7 @@ def train_all(
     configs: Mapping[str, Any] | None = None,
     comparators: Mapping[str, Comparator] | None = None,
     now: datetime | None = None,
+    on_event: Callable[[str], None] | None = None,
 ) -> PipelineResult:
     """Train, compare (retraining loop), and write ``out_dir/<version>`` atomically.
 
@@ -416,6 +417,9 @@ def train_all(
         with the trainer signature, its config, a comparison function.
     now
         Timestamp of the version (default: the current UTC time).
+    on_event
+        Called with a one-line message as each component starts, is compared
+        and is decided (the CLI prints them).
 
     Raises
     ------
@@ -459,7 +463,7 @@ def train_all(
         entries = _train_components(
             result, staging, components, trainers, configs, comparators,
             seed=seed, quick=quick, data=data, include_sim=include_sim, progress=progress,
-            current=current,
+            current=current, on_event=on_event or (lambda _msg: None),
         )
         if entries and (not compared or any(c.accepted for c in result.components.values())):
             write_manifest(staging, entries, package_version=__version__)
@@ -492,12 +496,13 @@ def _train_components(
     include_sim: bool,
     progress: bool,
     current: Path | None,
+    on_event: Callable[[str], None],
 ) -> dict[str, dict[str, Any]]:
     """Run each trainer and comparison; return the manifest entries to write."""
     entries: dict[str, dict[str, Any]] = {}
-    for name in COMPONENTS:
-        if name not in components:
-            continue
+    todo = [n for n in COMPONENTS if n in components]
+    for k, name in enumerate(todo, 1):
+        on_event(f"[{k}/{len(todo)}] {name}")
         outcome = ComponentOutcome(name=name, status="skipped")
         result.components[name] = outcome
         if name == "congestion_controller" and not include_sim:
@@ -524,7 +529,9 @@ def _train_components(
             if not isinstance(res, TrainResult) or res.name != name:
                 raise TypeError(f"trainer of {name!r} returned {res!r:.200}")
             outcome.status, outcome.result = "trained", res
+            on_event(f"{name}: trained, beats its heuristic: {res.beats_heuristic}")
             if result.compared:
+                on_event(f"{name}: comparing with the current model on held-out data")
                 outcome.comparison = _jsonable(
                     comparators[name](res, work, current, config, seed)
                 )
