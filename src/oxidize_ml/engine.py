@@ -17,7 +17,6 @@ import logging
 import os
 import threading
 import time
-from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -147,7 +146,8 @@ class MlEngine:
         self._last_ratio: float | None = None
         self._n_cc = 0
         self._n_cc_model = 0
-        self._cc_actions: Counter[str] = Counter()
+        self._cc_actions = [0] * len(DrlAction)
+        self._tick_cc = 0
         # Per-thread compression counters: the per-packet path takes no lock
         # (each thread writes only its own list; stats() sums them). Keyed by
         # thread ident: an ident is reused only after its thread ended, so a
@@ -259,16 +259,21 @@ class MlEngine:
         Call once per decision interval after `observe`. The new window is
         also the engine's window until the next observation reports another.
         """
-        t = _wall() if now is None else check_number("now", now)
+        t = _wall() if now is None else (now if type(now) is float and now - now == 0.0
+                                         else check_number("now", now))
         with self._lock:
             # Threads (or a transport's clocks) can interleave slightly out of
             # order; components see a monotone clock, so a late caller never
             # makes a decision raise.
             t = max(t, self._clock)
             self._clock = t
-            lat = self._lat["cc"]
-            t0 = _perf_ns() if lat.should_sample() else 0
+            self._tick_cc += 1
+            t0 = 0
+            if self._tick_cc >= self._every:
+                self._tick_cc = 0
+                t0 = _perf_ns()
             obs = self._last_obs
+            cc = self._cc
             if obs is None:
                 action = DrlAction.Maintain
             else:
@@ -277,15 +282,15 @@ class MlEngine:
                         features=obs.features, throughput_bps=obs.throughput_bps,
                         cwnd_bytes=self._cwnd,
                     )
-                action = self._cc.predict_one(obs, now=t)
+                action = cc.predict_one(obs, now=t)
             self._cwnd = new = apply_action(action, self._cwnd, self._limits)
             self._last_action = action
             self._n_cc += 1
-            if self._cc.is_learned:
+            if cc.is_learned:
                 self._n_cc_model += 1
-            self._cc_actions[action.name] += 1
+            self._cc_actions[action] += 1  # list indexed by the IntEnum
             if t0:
-                lat.add(_perf_ns() - t0)
+                self._lat["cc"].add(_perf_ns() - t0)
             return action, new
 
     def compression_decision(self, data: bytes | bytearray | memoryview) -> MlCompressionDecision:
@@ -358,22 +363,20 @@ class MlEngine:
 
     def select_path(self, context: TrafficContext, *, now: float | None = None) -> PathId:
         """The path to use for a flow of this traffic type."""
-        if not isinstance(context, TrafficContext):
+        if type(context) is not TrafficContext:
             raise TypeError(f"context must be a TrafficContext, got {type(context).__name__}")
-        t = _wall() if now is None else check_number("now", now)
+        t = _wall() if now is None else (now if type(now) is float and now - now == 0.0
+                                         else check_number("now", now))
         with self._lock:
-            # Threads (or a transport's clocks) can interleave slightly out of
-            # order; components see a monotone clock, so a late caller never
-            # makes a decision raise.
-            t = max(t, self._clock)
-            self._clock = t
-            lat = self._lat["path"]
-            t0 = _perf_ns() if lat.should_sample() else 0
-            path = self._paths.select(context, now=t)
-            self._n_path += 1
-            if t0:
-                lat.add(_perf_ns() - t0)
-            return path
+            # The selector only records `now`: no monotone clamp needed here.
+            n = self._n_path + 1
+            self._n_path = n
+            if n % self._every == 0:
+                t0 = _perf_ns()
+                path = self._paths.select(context, now=t)
+                self._lat["path"].add(_perf_ns() - t0)
+                return path
+            return self._paths.select(context, now=t)
 
     def update_path_metrics(self, metrics: PathMetrics, *, now: float | None = None) -> None:
         """Report the latest measurements of one path."""
@@ -601,7 +604,8 @@ class MlEngine:
                     epsilon=None if epsilon is None else float(epsilon),
                     cwnd=self._cwnd,
                     last_action=None if self._last_action is None else self._last_action.name,
-                    action_counts=dict(self._cc_actions),
+                    action_counts={a.name: n for a, n in zip(DrlAction, self._cc_actions,
+                                                             strict=True) if n},
                     latency=lat["cc"],
                     controller=cc_detail,
                 ),

@@ -32,6 +32,9 @@ ACTION_FACTORS: dict[DrlAction, float | None] = {
     DrlAction.SlowStart: None,
 }
 N_ACTIONS = len(DrlAction)
+# The same table indexed by action value: a tuple index costs less than
+# hashing an Enum (Enum.__hash__ is Python code).
+_FACTORS_BY_INDEX: tuple[float | None, ...] = tuple(ACTION_FACTORS[a] for a in DrlAction)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +71,7 @@ class CwndLimits:
 
 def apply_action(action: DrlAction, cwnd: float, limits: CwndLimits) -> int:
     """Return the new cwnd in bytes after ``action``; always within ``limits``."""
-    factor = ACTION_FACTORS[action]
+    factor = _FACTORS_BY_INDEX[action]
     if factor is None:
         new = float(limits.initial_cwnd)
     else:
