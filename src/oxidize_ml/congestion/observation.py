@@ -35,7 +35,7 @@ class CongestionObservation:
 
     features: NetworkFeatures
     """the spec's raw measurements for the interval (RTT in microseconds, loss
-    ratio, packets in flight, ...); ``features.rtt_us`` is the latest RTT
+    ratio, packets in flight, ...); ``features.rtt_us`` is the smoothed RTT
     sample and ``features.inflight`` the packets in flight at the decision"""
     throughput_bps: float
     """delivery rate measured over the last decision interval, bits per second:
