@@ -38,6 +38,7 @@ from oxidize_ml.loss.fec import (
     block_failure_probability,
     residual_loss,
 )
+from oxidize_ml.loss.lstm import LstmLossPredictor
 
 HORIZON_START_S = 0.050
 """start of the prediction window after ``t``, seconds (exclusive)"""
@@ -53,6 +54,7 @@ __all__ = [
     "FecConfig",
     "FecPolicy",
     "FecTableRow",
+    "LstmLossPredictor",
     "block_failure_probability",
     "residual_loss",
 ]

@@ -1,0 +1,179 @@
+"""The learned loss predictor: the spec's LSTM run one step per observation.
+
+`LstmLossPredictor` wraps a runtime model (`oxidize_ml.runtime.LstmLossModel`,
+numpy, or `oxidize_ml.runtime.onnx_backend.OrtLstmLossModel`) as a
+``Policy[NetworkFeatures, float]``, the same shape as the EWMA heuristic, so
+the engine can swap one for the other.
+
+Inference: one LSTM step from carried (h, c) per observation, not the
+20-step window of the spec's description. The model was trained statefully
+with truncated backpropagation through time over chunks of 20 steps
+(`oxidize_ml.training.loss`), so its carried state summarises the whole
+history and one step costs what the window would cost divided by about 15
+(REFERENCES section 5).
+
+- ``learn_one(features, feedback, *, now)`` advances the state with
+  ``features.to_vector()`` and stores the prediction for the window
+  (now + 50 ms, now + 100 ms] (`oxidize_ml.loss`). ``feedback`` (the
+  observed loss rate) is already ``features.loss_rate``, the model's fourth
+  input, so it is only checked, not used separately. Call it once per
+  observation interval: the model was trained on 10 ms intervals.
+- ``predict_one(features, *, now)`` returns the stored prediction and reads
+  nothing else; before the first ``learn_one`` (no observation yet, so no
+  evidence of loss) it returns 0.0.
+
+Not thread-safe: the carried state belongs to one connection. `fork` gives
+another connection its own state over the same read-only weights.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+from oxidize_ml._validate import check_number
+from oxidize_ml.features import NetworkFeatures
+from oxidize_ml.runtime.models import LstmLossModel
+
+if TYPE_CHECKING:
+    from oxidize_ml.runtime.onnx_backend import OrtLstmLossModel
+
+_INF = math.inf
+
+
+class LstmLossPredictor:
+    """Learned loss predictor: ``NetworkFeatures`` -> P(loss) 50-100 ms ahead.
+
+    Parameters
+    ----------
+    model
+        A loaded runtime model (`oxidize_ml.runtime.load_lstm` or
+        `oxidize_ml.hub.manifest.load_verified`). The predictor owns it and
+        its carried state from now on; pass ``model.fork()`` to keep using
+        the original elsewhere.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from oxidize_ml.runtime import LossLstmConfig, LstmLossModel
+    >>> from oxidize_ml.runtime.configs import expected_tensors
+    >>> rng = np.random.default_rng(0)
+    >>> cfg = LossLstmConfig()
+    >>> tensors = {k: rng.normal(0, 0.1, s).astype(np.float32)
+    ...            for k, s in expected_tensors(cfg).items()}
+    >>> pred = LstmLossPredictor(LstmLossModel.from_tensors(tensors, cfg))
+    >>> f = NetworkFeatures(rtt_us=50_000, rtt_var_us=5_000, bandwidth_bps=1e8,
+    ...     loss_rate=0.02, loss_trend=0.0, inflight=100, cwnd=65535)
+    >>> pred.predict_one(f, now=0.0)
+    0.0
+    >>> pred.learn_one(f, f.loss_rate, now=0.01)
+    >>> 0.0 < pred.predict_one(f, now=0.01) < 1.0
+    True
+    """
+
+    name = "lstm"
+    is_learned = True
+
+    __slots__ = ("_last_now", "_model", "_n_updates", "_p", "_step")
+
+    def __init__(self, model: LstmLossModel | OrtLstmLossModel) -> None:
+        if not (hasattr(model, "step") and hasattr(model, "fork")
+                and hasattr(model, "reset_state")):
+            raise TypeError(
+                "model must be an LstmLossModel or OrtLstmLossModel, got "
+                f"{type(model).__name__}"
+            )
+        self._model = model
+        self._step = model.step  # bound once: saves an attribute lookup per observation
+        self.reset()
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def reset(self) -> None:
+        """Zero the carried state and forget the stored prediction (a new connection)."""
+        self._model.reset_state()
+        self._p = 0.0
+        self._last_now: float | None = None
+        self._n_updates = 0
+
+    def fork(self) -> LstmLossPredictor:
+        """A predictor sharing the read-only weights, with its own fresh state."""
+        return LstmLossPredictor(self._model.fork())
+
+    def clone(self) -> LstmLossPredictor:
+        """Same as `fork` (the river-style name used by the heuristics)."""
+        return self.fork()
+
+    @property
+    def model(self) -> LstmLossModel | OrtLstmLossModel:
+        """The runtime model (its carried state is this predictor's state)."""
+        return self._model
+
+    @property
+    def n_updates(self) -> int:
+        """`learn_one` calls since construction or `reset`."""
+        return self._n_updates
+
+    @property
+    def last_prediction(self) -> float:
+        """The stored prediction (what `predict_one` returns)."""
+        return self._p
+
+    # -- policy -----------------------------------------------------------------------------
+    def learn_one(self, features: NetworkFeatures, feedback: float, *, now: float) -> None:
+        """Advance the LSTM by one observation and store its prediction.
+
+        Parameters
+        ----------
+        features
+            The interval's observation; its `NetworkFeatures.to_vector` is the
+            model input (not modified).
+        feedback
+            Observed loss rate in [0, 1] (normally ``features.loss_rate``,
+            which the model already reads); checked, not used separately.
+        now
+            Caller's time, seconds; must not go backwards.
+
+        Raises
+        ------
+        TypeError
+            ``features`` is not a `NetworkFeatures`.
+        ValueError
+            ``feedback`` outside [0, 1], ``now`` not finite or going backwards;
+            nothing changes then.
+        """
+        if not isinstance(features, NetworkFeatures):
+            raise TypeError(f"features must be NetworkFeatures, got {type(features).__name__}")
+        if not (type(feedback) is float and 0.0 <= feedback <= 1.0):
+            check_number("feedback", feedback, hi=1.0)
+        if type(now) is not float or not -_INF < now < _INF:
+            now = check_number("now", now, lo=None)
+        last = self._last_now
+        if last is not None and now < last:
+            raise ValueError(f"now must not go backwards: got {now!r} after {last!r}")
+        self._p = self._step(features.to_vector())
+        self._last_now = now
+        self._n_updates += 1
+
+    def predict_one(self, features: NetworkFeatures, *, now: float) -> float:
+        """Predicted per-packet loss probability for (now + 50 ms, now + 100 ms], in [0, 1].
+
+        The prediction made by the latest `learn_one` (0.0 before the first);
+        reads state only. ``features`` and ``now`` are accepted for the
+        `Policy` shape: the engine feeds each new observation to `learn_one`
+        before asking.
+        """
+        return self._p
+
+    # -- introspection ----------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        """Copies of the carried (h, c) and the counters (for debugging and tests)."""
+        h, c = self._model.clone_state()
+        return {"h": h, "c": c, "p": self._p, "last_now": self._last_now,
+                "n_updates": self._n_updates}
+
+    def __repr__(self) -> str:
+        return (f"LstmLossPredictor(p={self._p:.4g}, n_updates={self._n_updates}, "
+                f"model={type(self._model).__name__})")
+
+
+__all__ = ["LstmLossPredictor"]
