@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import threading
 import time
 
@@ -16,6 +18,7 @@ from oxidize_ml.congestion.dqn import (
     EpsilonSchedule,
     OnlineConfig,
     ReplayBuffer,
+    state_config_from_metadata,
 )
 from oxidize_ml.congestion.observation import CongestionObservation
 from oxidize_ml.congestion.state import CongestionStateEncoder, StateConfig
@@ -194,7 +197,6 @@ def test_numpy_and_onnxruntime_policies_agree(tmp_path, observations, monkeypatc
     torch = pytest.importorskip("torch")
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")
-    from oxidize_ml.runtime import load_mlp
     from oxidize_ml.training.export import export_onnx, export_safetensors
     from oxidize_ml.training.models import DqnMlp
 
@@ -210,10 +212,13 @@ def test_numpy_and_onnxruntime_policies_agree(tmp_path, observations, monkeypatc
     monkeypatch.setattr(torch.onnx, "export", torchscript_export)
     torch.manual_seed(0)
     net = DqnMlp(n_inputs=24).eval()
-    export_safetensors(net, tmp_path / "congestion_controller.safetensors")
+    cfg = StateConfig(window_s=5.0)
+    meta = {"state_config": json.dumps(dataclasses.asdict(cfg))}
+    export_safetensors(net, tmp_path / "congestion_controller.safetensors", extra_metadata=meta)
     export_onnx(net, tmp_path / "congestion_controller.onnx")
-    p_np = DqnCwndPolicy(load_mlp(tmp_path, backend="numpy"))
-    p_ort = DqnCwndPolicy(load_mlp(tmp_path, backend="onnxruntime"))
+    p_np = DqnCwndPolicy.load(tmp_path)
+    p_ort = DqnCwndPolicy.load(tmp_path, backend="onnxruntime")
+    assert p_np.state_config == p_ort.state_config == cfg  # read from the weight file
     for t, obs in observations:
         p_np.learn_one(obs, 0.0, now=t)
         p_ort.learn_one(obs, 0.0, now=t)
@@ -225,6 +230,15 @@ def test_numpy_and_onnxruntime_policies_agree(tmp_path, observations, monkeypatc
         np.testing.assert_allclose(q_np, q_torch, atol=1e-5)
         if np.sort(q_np)[-1] - np.sort(q_np)[-2] > 1e-4:  # no near-tie
             assert p_np.predict_one(obs, now=t) is p_ort.predict_one(obs, now=t)
+
+
+def test_state_config_metadata_is_validated() -> None:
+    assert state_config_from_metadata({}) == StateConfig()
+    assert state_config_from_metadata({"state_config": '{"history": 2}'}) == StateConfig(history=2)
+    with pytest.raises(ValueError, match="state_config"):
+        state_config_from_metadata({"state_config": '{"history": 0}'})
+    with pytest.raises(ValueError, match="state_config"):
+        state_config_from_metadata({"state_config": "not json"})
 
 
 def test_online_learning_needs_the_numpy_model() -> None:

@@ -190,3 +190,38 @@ def test_config_validates() -> None:
         DqnTrainConfig(n_step=0)
     with pytest.raises(TypeError, match="config"):
         train({}, seed=0, out_dir=".")  # type: ignore[arg-type]
+
+
+def test_dueling_network_merges_exactly_into_the_plain_mlp() -> None:
+    from oxidize_ml.runtime import DqnMlpConfig
+    from oxidize_ml.training.dqn import DuelingDqn
+
+    torch.manual_seed(2)
+    duel = DuelingDqn(DqnMlpConfig(n_inputs=24))
+    plain = duel.to_dqn_mlp()
+    assert isinstance(plain, DqnMlp)
+    x = torch.randn(64, 24)
+    with torch.no_grad():
+        np.testing.assert_allclose(plain(x).numpy(), duel(x).numpy(), atol=1e-5)
+    np.testing.assert_allclose(MlpModel(weights_from_torch(duel)).forward_batch(x.numpy()),
+                               duel(x).detach().numpy(), atol=1e-5)
+
+
+def test_onnx_export_of_return_sized_q_values(tmp_path, monkeypatch) -> None:
+    """Q-values of ~50 differ by float32 rounding (~2e-5) between torch and onnxruntime;
+    the export accepts that (relative check) and leaves no temporary file."""
+    from oxidize_ml.training.dqn import export_dqn_onnx
+
+    monkeypatch.setattr(torch.onnx, "export", _torchscript_export(torch.onnx.export))
+    torch.manual_seed(0)
+    net = DqnMlp(n_inputs=24)
+    with torch.no_grad():
+        net.layers[2].bias += 45.0
+        net.layers[0].weight *= 20.0
+    path = export_dqn_onnx(net, tmp_path / "congestion_controller.onnx")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["congestion_controller.onnx"]
+    m = load_mlp(path, backend="onnxruntime")
+    x = np.random.default_rng(0).standard_normal(24).astype(np.float32)
+    with torch.no_grad():
+        ref = net(torch.from_numpy(x)[None])[0].numpy()
+    np.testing.assert_allclose(m.forward(x), ref, rtol=1e-5, atol=1e-4)

@@ -6,6 +6,9 @@
 - `observation`: `CongestionObservation`, what a controller sees per interval.
 - `bbr`: `BbrConfig`, `BbrFallback`, `BbrPhase`: the non-learned controller the
   engine runs when no model is loaded.
+- `dqn`: `DqnCwndPolicy` (the learned controller; numpy or onnxruntime
+  inference, opt-in online learning), `EpsilonSchedule`, `OnlineConfig`,
+  `ReplayBuffer`.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from oxidize_ml.congestion.actions import (
     nearest_action,
 )
 from oxidize_ml.congestion.bbr import BbrConfig, BbrFallback, BbrPhase
+from oxidize_ml.congestion.dqn import DqnCwndPolicy, EpsilonSchedule, OnlineConfig, ReplayBuffer
 from oxidize_ml.congestion.observation import CongestionObservation
 from oxidize_ml.congestion.reward import congestion_reward
 
@@ -29,6 +33,10 @@ __all__ = [
     "BbrPhase",
     "CongestionObservation",
     "CwndLimits",
+    "DqnCwndPolicy",
+    "EpsilonSchedule",
+    "OnlineConfig",
+    "ReplayBuffer",
     "apply_action",
     "congestion_reward",
     "nearest_action",

@@ -46,10 +46,13 @@ Weights live in files (`oxidize_ml.training.export`); the policy has no
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import math
 import threading
 from dataclasses import dataclass
+from os import PathLike
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
@@ -68,11 +71,13 @@ __all__ = [
     "EPSILON_DECAY",
     "EPSILON_END",
     "EPSILON_START",
+    "STATE_CONFIG_KEY",
     "DqnCwndPolicy",
     "EpsilonSchedule",
     "OnlineConfig",
     "ReplayBatch",
     "ReplayBuffer",
+    "state_config_from_metadata",
 ]
 
 log = logging.getLogger(__name__)
@@ -83,6 +88,9 @@ EPSILON_DECAY = 0.995
 """spec: multiplied by 0.995 per decision"""
 EPSILON_END = 0.01
 """spec: decays to 0.01"""
+
+STATE_CONFIG_KEY = "state_config"
+"""safetensors metadata key holding the `StateConfig` (JSON) a DQN was trained with"""
 
 # DrlAction(k) costs ~0.3 us; index the members instead.
 _ACTIONS: tuple[DrlAction, ...] = tuple(DrlAction)
@@ -240,8 +248,9 @@ class OnlineConfig:
     """transitions kept (bounded; oldest overwritten), about 8 minutes of 10-ms decisions"""
     batch_size: int = 64
     """minibatch size of each update"""
-    gamma: float = 0.95
-    """discount factor; must match the one the model was trained with"""
+    gamma: float = 0.98
+    """discount factor per decision; keep the one the model was trained with
+    (`oxidize_ml.training.dqn.DqnTrainConfig.gamma`, saved in the weight file's metadata)"""
     learning_rate: float = 5e-5
     """Adam step size (smaller than offline training: live data is correlated)"""
     huber_delta: float = 1.0
@@ -362,6 +371,22 @@ class _OnlineLearner:
                     self.publications += 1
 
 
+def state_config_from_metadata(metadata: dict[str, str] | Any) -> StateConfig:
+    """The `StateConfig` stored in a weight file's metadata (`StateConfig()` when absent).
+
+    Raises ``ValueError`` on a malformed entry (a file must not silently run
+    with a state layout it was not trained on).
+    """
+    raw = metadata.get(STATE_CONFIG_KEY)
+    if raw is None:
+        return StateConfig()
+    try:
+        fields = json.loads(raw)
+        return StateConfig(**fields)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"bad {STATE_CONFIG_KEY!r} metadata {raw!r}: {exc}") from None
+
+
 class DqnCwndPolicy:
     """Greedy DQN congestion controller over `CongestionStateEncoder` states.
 
@@ -434,6 +459,35 @@ class DqnCwndPolicy:
             self._learner = _OnlineLearner(model.weights, online)
             self._learner.start()
         self._init_connection_state()
+
+    @classmethod
+    def load(
+        cls,
+        path: str | PathLike[str],
+        *,
+        backend: str = "numpy",
+        epsilon: float = 0.0,
+        online: OnlineConfig | None = None,
+        seed: int = 0,
+    ) -> DqnCwndPolicy:
+        """A policy from a model directory or weight file, with the `StateConfig` it was trained on.
+
+        The state config comes from the safetensors metadata (``congestion_controller.safetensors``
+        in a directory, or the file itself); with only an ONNX file, `StateConfig()`.
+        Raises `oxidize_ml.runtime.ModelLoadError` on a missing or bad file.
+        """
+        from oxidize_ml.runtime.configs import KIND_DQN, MODEL_FILE_STEMS
+        from oxidize_ml.runtime.load import load_mlp
+        from oxidize_ml.runtime.weights import read_weight_file
+
+        p = Path(path)
+        st = p / f"{MODEL_FILE_STEMS[KIND_DQN]}.safetensors" if p.is_dir() else p
+        state_config = StateConfig()
+        if st.suffix == ".safetensors" and st.is_file():
+            state_config = state_config_from_metadata(read_weight_file(st, expected_kind=KIND_DQN)
+                                                      .metadata)
+        model = load_mlp(p, kind=KIND_DQN, backend=backend)  # type: ignore[arg-type]
+        return cls(model, state_config=state_config, epsilon=epsilon, online=online, seed=seed)
 
     def _init_connection_state(self) -> None:
         self._encoder = CongestionStateEncoder(self.state_config)
@@ -522,6 +576,11 @@ class DqnCwndPolicy:
     def replay(self) -> ReplayBuffer | None:
         """The shared replay buffer when learning online."""
         return None if self._learner is None else self._learner.replay
+
+    @property
+    def model(self) -> Any:
+        """The Q-network currently deciding (`MlpModel` or `OrtMlpModel`; read-only use)."""
+        return self._model
 
     def q_values(self, state: np.ndarray) -> np.ndarray:
         """A copy of the Q-values of ``state`` (float32 [6]); diagnostics and tests."""

@@ -28,7 +28,6 @@ connection's min RTT (RFC 9002 ``min_rtt``, tracked from
 from __future__ import annotations
 
 from os import PathLike
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from oxidize_ml.congestion.actions import CwndLimits
@@ -112,13 +111,20 @@ class SenderViewExternalController(ExternalCwndController):
         self.min_rtt_s = min_rtt
 
 
-def _load_model(model: str | PathLike[str] | MlpModel | OrtMlpModel, backend: str) -> Any:
-    if isinstance(model, str | PathLike):
-        from oxidize_ml.runtime.configs import KIND_DQN
-        from oxidize_ml.runtime.load import load_mlp
+def _load_policy(
+    model: str | PathLike[str] | MlpModel | OrtMlpModel, backend: str,
+    state_config: StateConfig | None,
+) -> DqnCwndPolicy:
+    """A template policy: paths load with the StateConfig stored beside the weights."""
+    from oxidize_ml.congestion.dqn import DqnCwndPolicy
 
-        return load_mlp(Path(model), kind=KIND_DQN, backend=backend)  # type: ignore[arg-type]
-    return model
+    if isinstance(model, str | PathLike):
+        policy = DqnCwndPolicy.load(model, backend=backend)
+        if state_config is not None and state_config != policy.state_config:
+            raise ValueError(f"the model was trained with {policy.state_config}, not "
+                             f"{state_config}")
+        return policy
+    return DqnCwndPolicy(model.fork(), state_config=state_config or StateConfig())
 
 
 def make_dqn_controller(
@@ -141,7 +147,9 @@ def make_dqn_controller(
     backend
         ``"numpy"`` or ``"onnxruntime"`` when ``model`` is a path.
     state_config
-        Must match the config the model was trained with (default `StateConfig()`).
+        The state encoder's config: read from the weight file's metadata when
+        ``model`` is a path (a different value here raises ``ValueError``);
+        `StateConfig()` by default for an already loaded model.
     limits
         Window bounds (default `CwndLimits()`).
     sender_view
@@ -149,11 +157,7 @@ def make_dqn_controller(
     seed
         Seed of the policy (only used if exploration were enabled).
     """
-    from oxidize_ml.congestion.dqn import DqnCwndPolicy
-
-    m = _load_model(model, backend)
-    policy = DqnCwndPolicy(m.fork(), state_config=state_config or StateConfig(), seed=seed)
-    return _wrap(policy, limits, sender_view)
+    return _wrap(_reseed(_load_policy(model, backend, state_config), seed), limits, sender_view)
 
 
 def _wrap(policy: DqnCwndPolicy, limits: CwndLimits | None, sender_view: bool) -> PolicyController:
@@ -176,12 +180,17 @@ def dqn_factory(
     Same parameters as `make_dqn_controller`; each flow gets a fresh policy
     (its own state encoder and scratch buffers) seeded with the flow's seed.
     """
-    from oxidize_ml.congestion.dqn import DqnCwndPolicy
-
-    m = _load_model(model, backend)
-    cfg = state_config or StateConfig()
+    template = _load_policy(model, backend, state_config)
 
     def factory(*, flow_index: int, seed: int) -> CongestionController:
-        return _wrap(DqnCwndPolicy(m.fork(), state_config=cfg, seed=seed), limits, sender_view)
+        return _wrap(_reseed(template, seed), limits, sender_view)
 
     return factory
+
+
+def _reseed(template: DqnCwndPolicy, seed: int) -> DqnCwndPolicy:
+    """A fresh policy sharing ``template``'s weights, with its own buffers and ``seed``."""
+    from oxidize_ml.congestion.dqn import DqnCwndPolicy
+
+    return DqnCwndPolicy(template.model.fork(), state_config=template.state_config,
+                         seed=seed & 0x7FFFFFFF)
