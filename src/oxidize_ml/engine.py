@@ -474,7 +474,8 @@ class MlEngine:
                 self._compression = result.compression
                 self._loaded["compression_oracle"] = result.versions["compression_oracle"]
         for name, status in result.status.items():
-            if status != "loaded" and not (only_default_enabled and status == "not default"):
+            quiet = only_default_enabled and (status == "not default" or status.startswith("missing"))
+            if status != "loaded" and not quiet:
                 log.warning("model %s not loaded from %s: %s; using the heuristic",
                             name, directory, status)
         return dict(result.status)
