@@ -312,19 +312,32 @@ def register(app: typer.Typer) -> None:
             "--dqn-model", help="congestion: also run the DQN of this model directory "
             "(e.g. a candidate before it is shipped)")] = None,
         progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+        models: Annotated[bool, typer.Option(
+            "--models/--no-models", help="also evaluate the shipped learned models (LSTM in "
+            "fec, MLP in compression, DQN in congestion) beside their heuristics")] = True,
     ) -> None:
         """Run every evaluation, write the report (report.md, results.json, figures), and
         print who wins where."""
         from oxidize_ml.evaluation.report import build_report_full
 
-        cong: dict[str, Any] = {}
+        learned: dict[str, dict[str, Any]] = {}
+        if models:
+            from oxidize_ml.evaluation.learned import shipped_model_options
+
+            learned, note = shipped_model_options()
+            console.print(note)
+        cong: dict[str, Any] = dict(learned.get("congestion", {}))
         if scenario:
             cong["scenarios"] = list(scenario)
         if duration is not None:
             cong["duration_s"] = duration
         if dqn_model is not None:
             cong["extra_controllers"] = [("dqn", _dqn(dqn_model))]
-        options = {"congestion": cong} if cong else {}
+        options: dict[str, Any] = {k: v for k, v in learned.items() if k != "congestion"}
+        if cong:
+            options["congestion"] = cong
+        if only:
+            options = {k: v for k, v in options.items() if k in only}
         try:
             report = build_report_full(out, seed=seed, quick=quick, progress=progress,
                                        sections=only or None, options=options, console=console)

@@ -1,0 +1,83 @@
+"""The shipped learned models as report options, so `oxidize-ml demo` shows them
+beside their heuristics on the same held-out data.
+
+Every model is evaluated whether or not it is the engine's default: the report
+is where a reader sees why a model is (or is not) the default.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from oxidize_ml.features import NetworkFeatures
+from oxidize_ml.interval_stats import estimate_buffer_occupancy
+
+
+class SenderView:
+    """Wraps a loss predictor so it sees what a real sender sees.
+
+    The simulator's features carry the true bottleneck queue fill in
+    ``buffer_occupancy``; a deployed sender only has ``(srtt - min_rtt) / srtt``.
+    The LSTM was trained on that estimate, so it is evaluated on it too.
+    """
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.name = getattr(inner, "name", "learned")
+        self.is_learned = getattr(inner, "is_learned", True)
+        self._min_rtt_s = math.inf
+
+    def _view(self, f: NetworkFeatures) -> NetworkFeatures:
+        rtt_s = f.rtt_us * 1e-6
+        if rtt_s > 0.0:
+            self._min_rtt_s = min(self._min_rtt_s, rtt_s)
+        occ = estimate_buffer_occupancy(rtt_s, self._min_rtt_s) if rtt_s > 0.0 else 0.0
+        return NetworkFeatures(f.rtt_us, f.rtt_var_us, f.bandwidth_bps, f.loss_rate,
+                               f.loss_trend, f.inflight, f.cwnd, f.time_since_loss_ms, occ,
+                               f.recent_retx)
+
+    def learn_one(self, features: NetworkFeatures, feedback: float, *, now: float) -> None:
+        self.inner.learn_one(self._view(features), feedback, now=now)
+
+    def predict_one(self, features: NetworkFeatures, *, now: float) -> float:
+        return float(self.inner.predict_one(features, now=now))
+
+
+def shipped_model_options(model_dir: Path | None = None) -> tuple[dict[str, dict[str, Any]], str]:
+    """Report options that add the learned models of ``model_dir`` (default: the shipped ones).
+
+    Returns ``(options, note)``: options for `build_report` (fec predictors,
+    compression oracles, the DQN as an extra congestion controller) and a one-line
+    note of what was added or why not.
+    """
+    from oxidize_ml.congestion.actions import CwndLimits
+    from oxidize_ml.congestion.state import StateConfig
+    from oxidize_ml.models import default_model_dir, load_policies
+
+    directory = model_dir if model_dir is not None else default_model_dir()
+    if directory is None:
+        return {}, "no trained models shipped: heuristics only"
+    loaded = load_policies(Path(directory), backend="numpy", limits=CwndLimits(),
+                           state_config=StateConfig(), seed=0)
+    options: dict[str, dict[str, Any]] = {}
+    added = []
+    if loaded.loss is not None:
+        lstm = loaded.loss
+        options["fec"] = {"predictors": {"lstm": lambda: SenderView(lstm.fork())}}
+        added.append("LSTM loss predictor (fec)")
+    if loaded.compression is not None:
+        oracle = loaded.compression
+        options["compression"] = {"oracles": {"mlp": lambda: oracle}}
+        added.append("compression MLP (compression)")
+    if loaded.congestion is not None:
+        from oxidize_ml.sim.controllers.dqn_factory import dqn_factory
+
+        options["congestion"] = {"extra_controllers": [("dqn", dqn_factory(Path(directory)))]}
+        added.append("DQN (congestion)")
+    skipped = {k: v for k, v in loaded.status.items() if v != "loaded"}
+    note = "learned models evaluated: " + (", ".join(added) or "none")
+    if skipped:
+        note += f"; not loaded: {skipped}"
+    return options, note
