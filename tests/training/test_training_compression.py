@@ -126,11 +126,17 @@ def test_judge_rule() -> None:
         {"model_share": 0.99, "heuristic_share": 0.97},
         {"model_share": 0.90, "heuristic_share": 0.905},
     ]
-    cost_ok = {"text": {"learned_over_lz4": 0.6}, "random": {"learned_over_lz4": 0.9}}
+    def cost(ratio: float, learned_us: float = 1.0, heuristic_us: float = 1.0) -> dict:
+        return {"learned_over_lz4": ratio, "learned_us": learned_us, "heuristic_us": heuristic_us}
+
+    cost_ok = {"text": cost(0.6), "random": cost(0.9)}
     beats, why = judge(TINY, per_rate, cost_ok)
     assert beats and why["share_within_tolerance_every_rate"] and why["fast_enough"]
-    slow = {"text": {"learned_over_lz4": 0.6}, "random": {"learned_over_lz4": 1.2}}
+    slow = {"text": cost(0.6), "random": cost(1.2)}
     assert judge(TINY, per_rate, slow)[0] is False
+    slower_than_heuristic = {"text": cost(0.6, 1.3, 1.0), "random": cost(0.9)}
+    beats, why = judge(TINY, per_rate, slower_than_heuristic)
+    assert beats is False and why["no_slower_than_heuristic"] is False
     worse = [{"model_share": 0.99, "heuristic_share": 0.97},
              {"model_share": 0.85, "heuristic_share": 0.90}]
     assert judge(TINY, worse, cost_ok)[0] is False
