@@ -16,12 +16,12 @@ import json
 import os
 import subprocess
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from hub_model_dirs import MODELS, make_model_dir
 
 hf = pytest.importorskip("huggingface_hub")
 
@@ -32,42 +32,11 @@ from oxidize_ml.hub import (
     ModelHub,
     verify_model_dir,
     version_name,
-    write_manifest,
 )
 from oxidize_ml.hub.hub import HF_CACHE_SUBDIR, POINTER_NAME, VERSIONS_DIR
-from oxidize_ml.runtime import CompressionMlpConfig, DqnMlpConfig, LossLstmConfig
-from oxidize_ml.runtime.bench import random_tensors
-from oxidize_ml.runtime.weights import encode_weights
 
 REPO = "acme/oxidize-models-test"
 TOKEN = "hf_test_token_never_printed"
-MODELS = {
-    "loss_predictor": LossLstmConfig(),
-    "congestion_controller": DqnMlpConfig(),
-    "compression_oracle": CompressionMlpConfig(n_inputs=5),
-}
-
-
-def make_model_dir(root: Path, day: int, seed: int = 0) -> Path:
-    """A real model directory: random weights (a test fixture) + a written manifest."""
-    d = root / f"models-{day}-{seed}"
-    d.mkdir()
-    entries = {}
-    for i, (name, cfg) in enumerate(MODELS.items()):
-        t = random_tensors(cfg, seed=seed * 10 + i)
-        (d / f"{name}.safetensors").write_bytes(encode_weights(t, cfg))
-        entry = {
-            "version": str(day),
-            "kind": cfg.kind,
-            "files": {"safetensors": f"{name}.safetensors"},
-        }
-        if name == "compression_oracle":
-            entry["inputs"] = ["entropy", "top4", "size", "text", "magic"]
-        entries[name] = entry
-    write_manifest(
-        d, entries, package_version="0.1.0", created_at=datetime(2026, 1, day, tzinfo=UTC)
-    )
-    return d
 
 
 def repo_cache(cache_dir: Path) -> Path:

@@ -8,10 +8,11 @@ import json
 import os
 import threading
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from hub_model_dirs import MODELS
+from hub_model_dirs import make_model_dir as _make_model_dir
 from typer.testing import CliRunner
 
 from oxidize_ml.config import EnvSettings
@@ -24,43 +25,14 @@ from oxidize_ml.hub import (
     ModelHub,
     verify_model_dir,
     version_name,
-    write_manifest,
 )
 from oxidize_ml.hub.hub import POINTER_NAME, PROVENANCE_NAME, VERSIONS_DIR
-from oxidize_ml.runtime import CompressionMlpConfig, DqnMlpConfig, LossLstmConfig
-from oxidize_ml.runtime.bench import random_tensors
-from oxidize_ml.runtime.weights import encode_weights
 from oxidize_ml.types import TrafficContext
-
-MODELS = {
-    "loss_predictor": LossLstmConfig(),
-    "congestion_controller": DqnMlpConfig(),
-    "compression_oracle": CompressionMlpConfig(n_inputs=5),
-}
 
 
 def make_model_dir(root: Path, day: int, seed: int = 0) -> Path:
-    """A real model directory: random weights (a test fixture) + a written manifest."""
-    d = root / f"models-{day}-{seed}"
-    d.mkdir()
-    entries = {}
-    for i, (name, cfg) in enumerate(MODELS.items()):
-        t = random_tensors(cfg, seed=seed * 10 + i)
-        (d / f"{name}.safetensors").write_bytes(encode_weights(t, cfg))
-        entry = {
-            "version": str(day),
-            "kind": cfg.kind,
-            "files": {"safetensors": f"{name}.safetensors"},
-            # what `oxidize-ml train` records for a model that beat its heuristic
-            "metrics": {"default_enabled": True},
-        }
-        if name == "compression_oracle":
-            entry["inputs"] = ["entropy", "top4", "size", "text", "magic"]
-        entries[name] = entry
-    write_manifest(
-        d, entries, package_version="0.1.0", created_at=datetime(2026, 1, day, tzinfo=UTC)
-    )
-    return d
+    """A model directory whose models are marked as beating their heuristics."""
+    return _make_model_dir(root, day, seed, default_enabled=True)
 
 
 def flip_byte(path: Path) -> None:
