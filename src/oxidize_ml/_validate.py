@@ -18,7 +18,11 @@ def check_number(name: str, value: object, *, lo: float | None = 0.0, hi: float 
     # Fast path: isinstance(x, Real) is an ABC check costing ~0.5 us.
     if tp is not float and tp is not int and (isinstance(value, bool) or not isinstance(value, Real)):
         raise TypeError(f"{name} must be a real number, got {tp.__name__}")
-    v = float(value)  # type: ignore[arg-type]
+    try:
+        v = float(value)  # type: ignore[arg-type]
+    except OverflowError:
+        # An int beyond float range (10**400) is as invalid as inf.
+        raise ValueError(f"{name} must be finite, got an int of {value.bit_length()} bits") from None  # type: ignore[union-attr]
     if not math.isfinite(v):
         raise ValueError(f"{name} must be finite, got {value!r}")
     if lo is not None and v < lo:

@@ -25,7 +25,7 @@ from oxidize_ml._validate import check_int, check_number
 from oxidize_ml.compression import HeuristicCompressionOracle, PacketCodec, feature_vector
 from oxidize_ml.config import EnvSettings
 from oxidize_ml.congestion.actions import CwndLimits, apply_action
-from oxidize_ml.congestion.bbr import BbrFallback
+from oxidize_ml.congestion.bbr import BbrConfig, BbrFallback
 from oxidize_ml.congestion.observation import CongestionObservation
 from oxidize_ml.congestion.state import CongestionStateEncoder, StateConfig
 from oxidize_ml.features import NetworkFeatures
@@ -56,6 +56,34 @@ _get_ident = threading.get_ident
 _wall = time.time
 
 _BYTES_LIKE = (bytes, bytearray, memoryview)
+
+MAX_NOW_S = 1e11
+"""Largest accepted ``now`` (seconds since the epoch; year ~5100). Anything later
+is a unit bug (milliseconds or nanoseconds passed as seconds) or hostile input."""
+CLOCK_STEP_S = 1.0
+"""A caller's clock that goes back by more than this is treated as a clock step
+(a reset, or an earlier bogus value from the future): the engine rebases its
+internal clock instead of freezing it at the highest value ever seen."""
+
+
+def check_now(now: object) -> float:
+    """Validate a caller's ``now``: a finite number of seconds in [0, `MAX_NOW_S`]."""
+    if type(now) is float and 0.0 <= now <= MAX_NOW_S:  # fast path (also rejects nan)
+        return now
+    return check_number("now", now, lo=0.0, hi=MAX_NOW_S)
+
+
+def _bytes_len(data: bytes | bytearray | memoryview) -> int:
+    """Payload size in bytes (a memoryview of int32 has ``len`` = items, not bytes)."""
+    return data.nbytes if type(data) is memoryview else len(data)
+
+
+def _as_bytes_view(data: bytes | bytearray | memoryview) -> bytes | bytearray | memoryview:
+    """The payload as a byte-addressed object: multi-byte or strided memoryviews are
+    cast (contiguous) or copied so every component sees bytes, never items."""
+    if type(data) is memoryview and (data.itemsize != 1 or data.ndim != 1 or data.format != "B"):
+        return data.cast("B") if data.c_contiguous else data.tobytes()
+    return data
 _SKIP = MlCompressionDecision.Skip
 _LIGHT = MlCompressionDecision.Light
 _AGGRESSIVE = MlCompressionDecision.Aggressive
@@ -94,6 +122,23 @@ class EngineConfig:
             raise TypeError("collect_training must be a bool or None")
 
 
+@dataclass(frozen=True, slots=True)
+class _SharedParts:
+    """Immutable (or thread-safe and connection-independent) parts that every
+    fork of an engine shares: building them costs milliseconds (the FEC table
+    alone is 132,000 binomial terms), and a server forks one engine per
+    connection."""
+
+    fec: FecPolicy
+    oracle: HeuristicCompressionOracle
+    codec: PacketCodec
+    bbr: BbrConfig
+
+    @classmethod
+    def build(cls, config: EngineConfig) -> _SharedParts:
+        return cls(FecPolicy(config.fec), HeuristicCompressionOracle(), PacketCodec(), BbrConfig())
+
+
 class MlEngine:
     """The four decision components of the spec, with statistics and telemetry.
 
@@ -110,20 +155,27 @@ class MlEngine:
     """
 
     def __init__(
-        self, config: EngineConfig | None = None, *, settings: EnvSettings | None = None
+        self,
+        config: EngineConfig | None = None,
+        *,
+        settings: EnvSettings | None = None,
+        _shared: _SharedParts | None = None,
     ) -> None:
         self.config = config = config if config is not None else EngineConfig()
+        if not isinstance(config, EngineConfig):
+            raise TypeError(f"config must be an EngineConfig, got {type(config).__name__}")
         self.settings = settings if settings is not None else EnvSettings.from_env()
         self._lock = threading.Lock()
         self._limits = config.limits
+        self._shared = shared = _shared if _shared is not None else _SharedParts.build(config)
         # -- components: heuristics first; load_models swaps in learned ones.
         self._loss = EwmaLossPredictor()
-        self._fec = FecPolicy(config.fec)
-        self._cc = BbrFallback(limits=config.limits)
+        self._fec = shared.fec
+        self._cc = BbrFallback(shared.bbr, limits=config.limits)
         self._cc_fallback = self._cc
         self._state = CongestionStateEncoder(config.state)
-        self._compression = HeuristicCompressionOracle()
-        self._codec = PacketCodec()
+        self._compression = shared.oracle
+        self._codec = shared.codec
         self._paths = MlPathSelector(seed=config.seed)
         self._loaded: dict[str, str] = {}
         # -- connection state
@@ -134,7 +186,9 @@ class MlEngine:
         self._last_state: Any = None
         self._last_action: DrlAction | None = None
         self._last_reward = 0.0
+        # Internal monotone clock = caller's clock + offset (see `_advance_clock`).
         self._clock = float("-inf")
+        self._clock_offset = 0.0
         # -- statistics
         self._every = every = config.latency_sample_every
         self._lat = {k: LatencySampler(sample_every=every) for k in ("fec", "cc", "comp", "path")}
@@ -184,39 +238,57 @@ class MlEngine:
             raise TypeError(f"features must be NetworkFeatures, got {type(features).__name__}")
         thr = features.bandwidth_bps if throughput_bps is None else throughput_bps
         thr = check_number("throughput_bps", thr)
-        t = _wall() if now is None else check_number("now", now)
+        t = _wall() if now is None else check_now(now)
         # acquire/release in try/finally: half the cost of `with` here
         self._lock.acquire()
         try:
-            # Threads (or a transport's clocks) can interleave slightly out of
-            # order; components see a monotone clock, so a late caller never
-            # makes a decision raise.
-            t = max(t, self._clock)
-            self._clock = t
-            self._n_obs += 1
-            self._loss.learn_one(features, features.loss_rate, now=t)
-            self._last_loss_features = features
-            if features.cwnd > 0:
-                self._cwnd = int(features.cwnd)
-            state, reward = self._state.update(features, thr, now=t)
-            obs = CongestionObservation(features=features, throughput_bps=thr, cwnd_bytes=self._cwnd)
-            self._cc.learn_one(obs, reward, now=t)
-            if self._cc is not self._cc_fallback:
-                # The fallback keeps its filters warm so a swap back is seamless.
-                self._cc_fallback.learn_one(obs, reward, now=t)
-            tel = self._telemetry
-            if tel is not None:
-                tel.record_observation(features, now=t)
-                if self._last_action is not None and self._last_state is not None:
-                    tel.record_transition(
-                        self._last_state, int(self._last_action), reward, state, now=t
-                    )
-            self._last_features = features
-            self._last_obs = obs
-            self._last_state = state
-            self._last_reward = reward
+            self._observe_locked(features, thr, self._advance_clock(t))
         finally:
             self._lock.release()
+
+    def _advance_clock(self, t: float) -> float:
+        """The components' clock for a caller's time ``t`` (call under the lock).
+
+        Threads (or a transport's clocks) interleave slightly out of order, so
+        the components see a monotone clock and a late caller never makes a
+        decision raise. A step back of more than `CLOCK_STEP_S` is a clock
+        reset (or the previous value was bogus): the offset is rebased so the
+        clock neither freezes at the highest value ever seen nor goes back,
+        and later intervals keep their true spacing.
+        """
+        clock = self._clock
+        internal = t + self._clock_offset
+        if internal < clock:
+            if internal < clock - CLOCK_STEP_S:
+                self._clock_offset = clock - t
+            return clock
+        self._clock = internal
+        return internal
+
+    def _observe_locked(self, features: NetworkFeatures, thr: float, t: float) -> None:
+        """One observation for every component and telemetry (call under the lock)."""
+        self._n_obs += 1
+        self._loss.learn_one(features, features.loss_rate, now=t)
+        self._last_loss_features = features
+        if features.cwnd > 0:
+            self._cwnd = int(features.cwnd)
+        state, reward = self._state.update(features, thr, now=t)
+        obs = CongestionObservation(features=features, throughput_bps=thr, cwnd_bytes=self._cwnd)
+        self._cc.learn_one(obs, reward, now=t)
+        if self._cc is not self._cc_fallback:
+            # The fallback keeps its filters warm so a swap back is seamless.
+            self._cc_fallback.learn_one(obs, reward, now=t)
+        tel = self._telemetry
+        if tel is not None:
+            tel.record_observation(features, now=t)
+            if self._last_action is not None and self._last_state is not None:
+                tel.record_transition(
+                    self._last_state, int(self._last_action), reward, state, now=t
+                )
+        self._last_features = features
+        self._last_obs = obs
+        self._last_state = state
+        self._last_reward = reward
 
     # ------------------------------------------------------------- decisions
     def fec_decision(
@@ -230,22 +302,20 @@ class MlEngine:
         """
         if features is not None and not isinstance(features, NetworkFeatures):
             raise TypeError(f"features must be NetworkFeatures, got {type(features).__name__}")
-        t = _wall() if now is None else check_number("now", now)
+        t = _wall() if now is None else check_now(now)
         # acquire/release in try/finally: half the cost of `with` here
         self._lock.acquire()
         try:
-            # Threads (or a transport's clocks) can interleave slightly out of
-            # order; components see a monotone clock, so a late caller never
-            # makes a decision raise.
-            t = max(t, self._clock)
-            self._clock = t
+            t = self._advance_clock(t)
             lat = self._lat["fec"]
             t0 = _perf_ns() if lat.should_sample() else 0
             if features is None:
                 features = self._last_loss_features
             elif features is not self._last_loss_features:
-                self._loss.learn_one(features, features.loss_rate, now=t)
-                self._last_loss_features = features
+                # The spec's usage passes each interval's features here, without
+                # `observe`: they count as a full observation (predictor, window
+                # state, telemetry), with the measured bandwidth as throughput.
+                self._observe_locked(features, float(features.bandwidth_bps), t)
             p = 0.0 if features is None else self._loss.predict_one(features, now=t)
             decision = self._fec.decide(p)
             self._n_fec += 1
@@ -267,16 +337,11 @@ class MlEngine:
         Call once per decision interval after `observe`. The new window is
         also the engine's window until the next observation reports another.
         """
-        t = _wall() if now is None else (now if type(now) is float and now - now == 0.0
-                                         else check_number("now", now))
+        t = _wall() if now is None else check_now(now)
         # acquire/release in try/finally: half the cost of `with` here
         self._lock.acquire()
         try:
-            # Threads (or a transport's clocks) can interleave slightly out of
-            # order; components see a monotone clock, so a late caller never
-            # makes a decision raise.
-            t = max(t, self._clock)
-            self._clock = t
+            t = self._advance_clock(t)
             self._tick_cc += 1
             t0 = 0
             if self._tick_cc >= self._every:
@@ -316,6 +381,8 @@ class MlEngine:
             data, _BYTES_LIKE
         ):
             raise TypeError(f"data must be bytes-like, got {tp.__name__}")
+        if tp is memoryview and (data.itemsize != 1 or data.ndim != 1):  # type: ignore[union-attr]
+            data = _as_bytes_view(data)
         c = self._comp_counters.get(_get_ident())
         if c is None:
             c = self._new_comp_counters()
@@ -353,18 +420,21 @@ class MlEngine:
 
     def compress(self, data: bytes | bytearray | memoryview, *, now: float | None = None) -> bytes:
         """Decide and carry out the decision: a self-describing frame for `decompress`."""
+        t = None if now is None else check_now(now)
+        data = _as_bytes_view(data)
         decision = self.compression_decision(data)
         t0 = _perf_ns()
         frame = self._codec.encode(data, decision)
         encode_ns = _perf_ns() - t0
+        size = _bytes_len(data)
         with self._lock:
-            self._bytes_in += len(data)
+            self._bytes_in += size
             self._bytes_out += len(frame)
             tel = self._telemetry
             if tel is not None:
-                t = _wall() if now is None else check_number("now", now)
+                t = self._advance_clock(_wall() if t is None else t)
                 tel.record_compression(
-                    feature_vector(data), decision, size=len(data),
+                    feature_vector(data), decision, size=size,
                     compressed_size=len(frame), encode_ns=encode_ns, now=t,
                 )
         return frame
@@ -378,10 +448,8 @@ class MlEngine:
         if type(context) is not TrafficContext:
             raise TypeError(f"context must be a TrafficContext, got {type(context).__name__}")
         # The selector does not read `now` (UCB1 counts pulls, not time), so the
-        # clock is neither read nor clamped here; a given value is still checked.
-        if now is not None and type(now) is not float:
-            check_number("now", now)
-        t = 0.0 if now is None else now
+        # clock is neither read nor advanced here; a given value is still checked.
+        t = 0.0 if now is None else check_now(now)
         # acquire/release in try/finally: half the cost of `with` here
         self._lock.acquire()
         try:
@@ -400,14 +468,9 @@ class MlEngine:
         """Report the latest measurements of one path."""
         if not isinstance(metrics, PathMetrics):
             raise TypeError(f"metrics must be PathMetrics, got {type(metrics).__name__}")
-        t = _wall() if now is None else check_number("now", now)
+        t = _wall() if now is None else check_now(now)
         with self._lock:
-            # Threads (or a transport's clocks) can interleave slightly out of
-            # order; components see a monotone clock, so a late caller never
-            # makes a decision raise.
-            t = max(t, self._clock)
-            self._clock = t
-            self._paths.update_metrics(metrics, now=t)
+            self._paths.update_metrics(metrics, now=self._advance_clock(t))
 
     def update_path_reward(
         self, path: PathId, context: TrafficContext, reward: float, *, now: float | None = None
@@ -419,13 +482,9 @@ class MlEngine:
         if not isinstance(context, TrafficContext):
             raise TypeError(f"context must be a TrafficContext, got {type(context).__name__}")
         r = check_number("reward", reward, hi=1.0)
-        t = _wall() if now is None else check_number("now", now)
+        t = _wall() if now is None else check_now(now)
         with self._lock:
-            # Threads (or a transport's clocks) can interleave slightly out of
-            # order; components see a monotone clock, so a late caller never
-            # makes a decision raise.
-            t = max(t, self._clock)
-            self._clock = t
+            t = self._advance_clock(t)
             self._paths.update_reward(path, context, r, now=t)
             tel = self._telemetry
             if tel is not None:
@@ -526,7 +585,10 @@ class MlEngine:
         own buffers. Policies that keep per-connection state provide ``fork()``;
         stateless ones (the compression oracle) are shared.
         """
-        new = MlEngine(replace(self.config, load_default_models=False), settings=self.settings)
+        new = MlEngine(
+            replace(self.config, load_default_models=False), settings=self.settings,
+            _shared=self._shared,
+        )
         with self._lock:
             loaded = dict(self._loaded)
             policies = {"loss_predictor": self._loss, "congestion_controller": self._cc,
@@ -545,7 +607,7 @@ class MlEngine:
         with self._lock:
             self._loss = EwmaLossPredictor()
             self._cc = self._cc_fallback
-            self._compression = HeuristicCompressionOracle()
+            self._compression = self._shared.oracle
             self._loaded.clear()
 
     def models_loaded(self) -> bool:

@@ -7,6 +7,7 @@ measuring it costs the hot path almost nothing.
 from __future__ import annotations
 
 import time
+from array import array
 from bisect import bisect_left
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -33,7 +34,9 @@ class LatencySampler:
             raise ValueError(f"size must be >= 1, got {size}")
         if sample_every < 1:
             raise ValueError(f"sample_every must be >= 1, got {sample_every}")
-        self._ring = [0] * size
+        # Allocated on the first sample: a server forks one engine (four samplers)
+        # per connection, and most samplers of short connections never fill.
+        self._ring: array[int] | None = None
         self._size = size
         self._pos = 0
         self._filled = 0
@@ -43,7 +46,7 @@ class LatencySampler:
         # what a Prometheus histogram needs.
         self._count = 0
         self._sum_ns = 0
-        self._buckets = [0] * (len(BUCKET_BOUNDS_NS) + 1)
+        self._buckets: list[int] | None = None
 
     def should_sample(self) -> bool:
         self._tick += 1
@@ -53,10 +56,14 @@ class LatencySampler:
         return False
 
     def add(self, ns: int) -> None:
+        ring, buckets = self._ring, self._buckets
+        if ring is None or buckets is None:
+            ring = self._ring = array("q", bytes(8 * self._size))
+            buckets = self._buckets = [0] * (len(BUCKET_BOUNDS_NS) + 1)
         self._count += 1
         self._sum_ns += ns
-        self._buckets[bisect_left(BUCKET_BOUNDS_NS, ns)] += 1
-        self._ring[self._pos] = ns
+        buckets[bisect_left(BUCKET_BOUNDS_NS, ns)] += 1
+        ring[self._pos] = ns
         self._pos = (self._pos + 1) % self._size
         if self._filled < self._size:
             self._filled += 1
@@ -64,12 +71,14 @@ class LatencySampler:
     def summary(self) -> LatencySummary:
         cum = 0
         buckets = []
-        for bound, n_in in zip(BUCKET_BOUNDS_NS, self._buckets, strict=False):
+        counts = self._buckets or [0] * (len(BUCKET_BOUNDS_NS) + 1)
+        for bound, n_in in zip(BUCKET_BOUNDS_NS, counts, strict=False):
             cum += n_in
             buckets.append((bound / 1e9, cum))
         totals = {"count": self._count, "sum_s": self._sum_ns / 1e9, "buckets": tuple(buckets)}
         if self._filled == 0:
             return LatencySummary(samples=0, p50_us=None, p99_us=None, max_us=None, **totals)
+        assert self._ring is not None  # filled > 0
         vals = sorted(self._ring[: self._filled])
         n = len(vals)
         return LatencySummary(

@@ -28,6 +28,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import logging
 import math
 import os
 import secrets
@@ -67,6 +68,12 @@ PARQUET_COMPRESSION = "zstd"
 """Parquet codec: zstd is in every pyarrow wheel and shrinks these numeric tables well."""
 
 _HASH_CHUNK_BYTES = 1 << 20
+STALE_STAGING_S = 3600.0
+"""A ``.partial-*`` staging directory untouched for this long is the leftover of
+an export whose process died (SIGKILL, power loss: no ``except`` ran); the next
+export removes it. Younger ones may belong to an export still running elsewhere."""
+
+log = logging.getLogger("oxidize_ml")
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +119,12 @@ class ExportManifest:
     loss_labels: dict[str, int]
     """``unlabeled_dropped``, ``pending_overflow``, ``clock_resets`` since the
     previous export, and ``pending`` (samples still awaiting labels, not exported)"""
+    warnings: tuple[str, ...] = ()
+    """what a reader should know before training on it (e.g. empty tables)"""
+
+    @property
+    def empty_tables(self) -> tuple[str, ...]:
+        return tuple(name for name, t in self.tables.items() if t.rows == 0)
 
     @property
     def total_rows(self) -> int:
@@ -129,6 +142,8 @@ class ExportManifest:
             "loss_horizon_s": list(self.loss_horizon_s),
             "loss_labels": dict(self.loss_labels),
             "tables": {name: t.to_json() for name, t in self.tables.items()},
+            "empty_tables": list(self.empty_tables),
+            "warnings": list(self.warnings),
         }
 
 
@@ -194,6 +209,7 @@ def write_export(
     On failure the staging directory is removed and the error propagates.
     """
     root_path = ensure_private_dir(root)
+    remove_stale_staging(root_path)
     created = time.time() if created_at is None else float(created_at)
     name = _export_name(created)
     while (root_path / name).exists():  # practically never: 32 random bits
@@ -219,6 +235,7 @@ def write_export(
                 time_max=snap.time_max,
                 dropped=snap.dropped,
             )
+        warnings = _export_warnings(tables, loss_counters)
         manifest = ExportManifest(
             path=root_path / name,
             export_id=name,
@@ -230,6 +247,7 @@ def write_export(
             loss_horizon_s=(float(loss_horizon_s[0]), float(loss_horizon_s[1])),
             tables=tables,
             loss_labels={k: int(v) for k, v in loss_counters.items()},
+            warnings=warnings,
         )
         atomic_write_text(
             staging / MANIFEST_NAME, json.dumps(manifest.to_json(), indent=2, sort_keys=True) + "\n"
@@ -240,7 +258,56 @@ def write_export(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    for warning in manifest.warnings:
+        log.warning("telemetry export %s: %s", manifest.path, warning)
     return manifest
+
+
+def _export_warnings(
+    tables: Mapping[str, TableManifest], loss_counters: Mapping[str, int]
+) -> tuple[str, ...]:
+    """Plain-language warnings recorded in the manifest and logged."""
+    empty = [name for name, t in tables.items() if t.rows == 0]
+    if not empty:
+        return ()
+    if len(empty) == len(tables):
+        pending = int(loss_counters.get("pending", 0))
+        hint = (
+            f" ({pending} loss samples still await their 50-100 ms label)" if pending else
+            " (feed observations with observe() or fec_decision(features), decide with "
+            "congestion_action(), compress with compress())"
+        )
+        return (f"export has zero rows in every table{hint}",)
+    return (f"export has zero rows in table(s) {', '.join(empty)}",)
+
+
+def remove_stale_staging(root: Path, *, max_age_s: float = STALE_STAGING_S) -> list[Path]:
+    """Remove ``.partial-*`` staging directories older than ``max_age_s`` under ``root``.
+
+    Returns the removed paths. Symlinks are never followed: a link named like a
+    staging directory is unlinked, not traversed.
+    """
+    removed: list[Path] = []
+    cutoff = time.time() - max_age_s
+    try:
+        entries = list(os.scandir(root))
+    except OSError:
+        return removed
+    for entry in entries:
+        if not entry.name.startswith(STAGING_PREFIX):
+            continue
+        try:
+            st = entry.stat(follow_symlinks=False)
+            if st.st_mtime > cutoff:
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
+            removed.append(Path(entry.path))
+        except OSError as e:  # raced with another cleaner, or not ours to remove
+            log.debug("could not remove stale staging %s: %s", entry.path, e)
+    return removed
 
 
 # ---- reading ---------------------------------------------------------------
@@ -331,6 +398,7 @@ def read_manifest(path: str | os.PathLike[str]) -> ExportManifest:
             loss_horizon_s=(horizon[0], horizon[1]),
             tables=tables,
             loss_labels=labels,
+            warnings=tuple(str(w) for w in data.get("warnings", ())),
         )
     except (KeyError, TypeError, IndexError, AttributeError) as e:
         raise ValueError(f"{manifest_path}: missing or malformed field: {e!r}") from None
