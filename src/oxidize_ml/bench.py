@@ -140,6 +140,103 @@ def bench_engine(*, quick: bool = False) -> list[BenchRow]:
     return rows
 
 
+def bench_learned_ratios(*, quick: bool = False) -> list[BenchRow]:
+    """Decisions with every shipped learned model loaded, as ratios to lz4 compressing
+    the same 1400-byte text packet in the same run (the architecture issue's targets)."""
+    import lz4.block
+
+    from oxidize_ml.engine import EngineConfig, MlEngine
+    from oxidize_ml.features import NetworkFeatures
+    from oxidize_ml.models import default_model_dir
+    from oxidize_ml.types import PathId, PathMetrics, TrafficContext
+
+    directory = default_model_dir()
+    if directory is None:
+        return []
+    number = 300 if quick else 2000
+    repeats = 5 if quick else 15
+    engine = MlEngine(EngineConfig(collect_training=False, load_default_models=False))
+    status = engine.load_models(directory)
+    loaded = ", ".join(sorted(k for k, v in status.items() if v == "loaded")) or "none"
+    f = NetworkFeatures(rtt_us=50_000, rtt_var_us=5_000, bandwidth_bps=100_000_000,
+                        loss_rate=0.01, loss_trend=0.0, inflight=100, cwnd=65535,
+                        time_since_loss_ms=1000, buffer_occupancy=0.3, recent_retx=0)
+    now = [1_700_000_000.0]
+
+    def step_time() -> float:
+        now[0] += 0.01
+        return now[0]
+
+    for _ in range(50):
+        engine.observe(f, throughput_bps=90e6, now=step_time())
+    for p in PathId:
+        engine.update_path_metrics(PathMetrics(path_id=p, rtt_us=20_000 + 10_000 * int(p),
+                                               bandwidth_bps=5e7), now=step_time())
+        for c in TrafficContext:
+            engine.update_path_reward(p, c, 0.5, now=step_time())
+    text = sample_packets()["text"]
+    lz = median_call_us(lambda: lz4.block.compress(text, store_size=False),
+                        number=number, repeats=repeats)
+
+    def interval() -> None:
+        t = step_time()
+        engine.observe(f, throughput_bps=90e6, now=t)
+        engine.congestion_action(now=t)
+
+    cases: list[tuple[str, Callable[[], object], float]] = [
+        ("fec_decision", lambda: engine.fec_decision(f, now=now[0]), 5.0),
+        ("observe + congestion_action", interval, 5.0),
+        ("compression_decision 1400 B text", lambda: engine.compression_decision(text), 0.5),
+        ("select_path", lambda: engine.select_path(TrafficContext.Gaming, now=now[0]), 0.25),
+    ]
+    rows = []
+    for name, fn, ratio in cases:
+        us = median_call_us(fn, number=number, repeats=repeats)
+        rows.append(BenchRow(f"learned models: {name}", us, peer="lz4 1400 B text", peer_us=lz,
+                             target_us=ratio * lz,
+                             note=f"target <= {ratio}x lz4; loaded: {loaded}"))
+    return rows
+
+
+def bench_fork(*, quick: bool = False) -> list[BenchRow]:
+    """`MlEngine.fork()` (one engine per connection) against creating an aioquic
+    `QuicConnection` in the same run, and the memory of many forks."""
+    import tracemalloc
+
+    from oxidize_ml.engine import EngineConfig, MlEngine
+
+    engine = MlEngine(EngineConfig(collect_training=False))
+    number = 200 if quick else 1000
+    repeats = 5 if quick else 11
+    fork_us = median_call_us(engine.fork, number=number, repeats=repeats)
+    peer_us: float | None = None
+    try:
+        from aioquic.quic.configuration import QuicConfiguration
+        from aioquic.quic.connection import QuicConnection
+
+        config = QuicConfiguration(is_client=True)
+        peer_us = median_call_us(lambda: QuicConnection(configuration=config),
+                                 number=number, repeats=repeats)
+    except ImportError:  # the aioquic extra is not installed
+        pass
+    n = 1000 if quick else 10_000
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        forks = [engine.fork() for _ in range(n)]
+        used = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    del forks
+    return [
+        BenchRow("fork (one engine per connection)", fork_us, peer="aioquic QuicConnection()",
+                 peer_us=peer_us, target_us=None if peer_us is None else 0.5 * peer_us,
+                 note="target <= 0.5x creating a QuicConnection"),
+        BenchRow(f"fork memory, {n:,} engines", used / n / 1024, unit="KB/fork",
+                 target_us=16.0, note=f"{used / 2**20:.1f} MiB in total (tracemalloc)"),
+    ]
+
+
 def bench_simulator(*, quick: bool = False) -> list[BenchRow]:
     """Simulated packets per second of wall time (one Reno flow, 12 Mbit/s, 40 ms)."""
     try:
@@ -172,6 +269,8 @@ def bench_models(*, quick: bool = False) -> list[BenchRow]:
 
 def run_all(*, quick: bool = False) -> list[BenchRow]:
     rows = bench_engine(quick=quick)
+    rows += bench_learned_ratios(quick=quick)
+    rows += bench_fork(quick=quick)
     rows += bench_models(quick=quick)
     rows += bench_simulator(quick=quick)
     return rows
