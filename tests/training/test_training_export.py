@@ -148,7 +148,7 @@ def test_export_rejects_bad_input(tmp_path: Path) -> None:
         export_onnx(DqnMlp(), tmp_path / "c.onnx", variant="window")
     with pytest.raises(ValueError, match="unknown variant"):
         export_onnx(LossLstm(), tmp_path / "d.onnx", variant="batch")
-    with pytest.raises(TypeError, match="LossLstm, DqnMlp or CompressionMlp"):
+    with pytest.raises(TypeError, match="LossLstm, DqnMlp, CompressionMlp or PathMlp"):
         export_safetensors(torch.nn.Linear(2, 2), tmp_path / "e.safetensors")
 
 

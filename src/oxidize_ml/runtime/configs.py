@@ -30,14 +30,16 @@ WEIGHTS_FORMAT: Final = "oxidize-ml-weights/1"
 KIND_LSTM_LOSS: Final = "lstm_loss"
 KIND_DQN: Final = "dqn"
 KIND_COMPRESSION_MLP: Final = "compression_mlp"
-KINDS: Final = (KIND_LSTM_LOSS, KIND_DQN, KIND_COMPRESSION_MLP)
+KIND_PATH_MLP: Final = "path_mlp"
+KINDS: Final = (KIND_LSTM_LOSS, KIND_DQN, KIND_COMPRESSION_MLP, KIND_PATH_MLP)
 
-# File stems from the spec's "Model Files" table (path_selector is UCB1 here,
-# it has no weights). Each model ships as <stem>.safetensors and <stem>.onnx.
+# File stems from the spec's "Model Files" table. Each model ships as
+# <stem>.safetensors and <stem>.onnx.
 MODEL_FILE_STEMS: Final[dict[str, str]] = {
     KIND_LSTM_LOSS: "loss_predictor",
     KIND_DQN: "congestion_controller",
     KIND_COMPRESSION_MLP: "compression_oracle",
+    KIND_PATH_MLP: "path_selector",
 }
 
 # Upper bounds on sizes: a corrupt or hostile config must not make a loader
@@ -125,13 +127,43 @@ class CompressionMlpConfig:
         return asdict(self)
 
 
-ModelConfig = LossLstmConfig | DqnMlpConfig | CompressionMlpConfig
-MlpConfig = DqnMlpConfig | CompressionMlpConfig
+@dataclass(frozen=True, slots=True)
+class PathMlpConfig:
+    """Sizes of the learned path selector's prior: per-path features -> predicted reward.
 
-CONFIG_CLASSES: Final[dict[str, type[LossLstmConfig | DqnMlpConfig | CompressionMlpConfig]]] = {
+    The inputs are defined by `oxidize_ml.paths.learned` (path metrics scores,
+    their changes, the traffic type one-hot), not by the network feature schema.
+    """
+
+    kind: ClassVar[str] = KIND_PATH_MLP
+
+    n_inputs: int = 19
+    """per-(path, traffic type) features (`oxidize_ml.paths.learned.INPUT_NAMES`)"""
+    n_outputs: int = 1
+    """the predicted reward of the next flow on the path"""
+    hidden: int = 32
+    """width of each hidden layer"""
+    n_hidden_layers: int = 2
+    """number of hidden Linear+ReLU layers"""
+
+    def __post_init__(self) -> None:
+        check_int("n_inputs", self.n_inputs, lo=1, hi=_MAX_WIDTH)
+        check_int("n_outputs", self.n_outputs, lo=1, hi=1)
+        check_int("hidden", self.hidden, lo=1, hi=_MAX_WIDTH)
+        check_int("n_hidden_layers", self.n_hidden_layers, lo=1, hi=_MAX_LAYERS)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+ModelConfig = LossLstmConfig | DqnMlpConfig | CompressionMlpConfig | PathMlpConfig
+MlpConfig = DqnMlpConfig | CompressionMlpConfig | PathMlpConfig
+
+CONFIG_CLASSES: Final[dict[str, type[ModelConfig]]] = {
     KIND_LSTM_LOSS: LossLstmConfig,
     KIND_DQN: DqnMlpConfig,
     KIND_COMPRESSION_MLP: CompressionMlpConfig,
+    KIND_PATH_MLP: PathMlpConfig,
 }
 
 

@@ -29,6 +29,7 @@ import numpy as np
 from oxidize_ml.features import FEATURE_SCHEMA_VERSION
 from oxidize_ml.runtime.configs import (
     KIND_COMPRESSION_MLP,
+    KIND_PATH_MLP,
     KINDS,
     WEIGHTS_FORMAT,
     ModelConfig,
@@ -68,9 +69,10 @@ def uses_network_features(kind: str) -> bool:
     """Whether a model of ``kind`` consumes the `oxidize_ml.features` vector.
 
     The compression oracle reads payload features defined by the compression
-    area, so the network feature schema version does not constrain it.
+    area and the path selector path-metrics scores defined by the paths area,
+    so the network feature schema version constrains neither.
     """
-    return kind != KIND_COMPRESSION_MLP
+    return kind not in (KIND_COMPRESSION_MLP, KIND_PATH_MLP)
 
 
 def read_metadata(data: bytes, *, source: str) -> dict[str, str]:

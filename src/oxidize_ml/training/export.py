@@ -48,7 +48,7 @@ from oxidize_ml.runtime.configs import (
 )
 from oxidize_ml.runtime.onnx_backend import ONNX_FORMAT, VARIANT_STEP, VARIANTS
 from oxidize_ml.runtime.weights import ModelLoadError, encode_weights, read_weight_file
-from oxidize_ml.training.models import CompressionMlp, DqnMlp, LossLstm, build_model
+from oxidize_ml.training.models import CompressionMlp, DqnMlp, LossLstm, PathMlp, build_model
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +59,9 @@ reassociation alone moves the 6th significant digit)"""
 
 
 def _model_config(model: nn.Module) -> ModelConfig:
-    if not isinstance(model, LossLstm | DqnMlp | CompressionMlp):
+    if not isinstance(model, LossLstm | DqnMlp | CompressionMlp | PathMlp):
         raise TypeError(
-            f"model must be LossLstm, DqnMlp or CompressionMlp, got {type(model).__name__}"
+            f"model must be LossLstm, DqnMlp, CompressionMlp or PathMlp, got {type(model).__name__}"
         )
     return model.config
 

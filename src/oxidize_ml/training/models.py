@@ -30,6 +30,7 @@ from oxidize_ml.runtime.configs import (
     DqnMlpConfig,
     LossLstmConfig,
     MlpConfig,
+    PathMlpConfig,
     mlp_widths,
 )
 
@@ -173,7 +174,27 @@ class CompressionMlp(_Mlp):
         return cls(**config.to_dict())
 
 
-def build_model(config: LossLstmConfig | DqnMlpConfig | CompressionMlpConfig) -> nn.Module:
+class PathMlp(_Mlp):
+    """Learned path selector prior: per-(path, traffic type) features -> predicted reward."""
+
+    def __init__(
+        self, n_inputs: int = 19, n_outputs: int = 1, hidden: int = 32, n_hidden_layers: int = 2
+    ) -> None:
+        super().__init__(
+            PathMlpConfig(
+                n_inputs=n_inputs, n_outputs=n_outputs, hidden=hidden,
+                n_hidden_layers=n_hidden_layers,
+            )
+        )
+
+    @classmethod
+    def from_config(cls, config: PathMlpConfig) -> PathMlp:
+        return cls(**config.to_dict())
+
+
+def build_model(
+    config: LossLstmConfig | DqnMlpConfig | CompressionMlpConfig | PathMlpConfig,
+) -> nn.Module:
     """The torch module for a config (used when loading weights back for training)."""
     if isinstance(config, LossLstmConfig):
         return LossLstm.from_config(config)
@@ -181,4 +202,6 @@ def build_model(config: LossLstmConfig | DqnMlpConfig | CompressionMlpConfig) ->
         return DqnMlp.from_config(config)
     if isinstance(config, CompressionMlpConfig):
         return CompressionMlp.from_config(config)
+    if isinstance(config, PathMlpConfig):
+        return PathMlp.from_config(config)
     raise TypeError(f"unknown config type {type(config).__name__}")
