@@ -1,17 +1,24 @@
-"""Prometheus text exposition of MlEngine.stats(): format rules and values."""
+"""The prometheus_client collector of MlEngine.stats(): names, types and values per scrape."""
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import replace
 
 import pytest
 
+pytest.importorskip("prometheus_client")
+from prometheus_client import generate_latest
+from prometheus_client.openmetrics.exposition import (
+    generate_latest as generate_openmetrics,
+)
+from prometheus_client.openmetrics.parser import (
+    text_string_to_metric_families as parse_openmetrics,
+)
+
 from oxidize_ml.engine import EngineConfig, MlEngine
-from oxidize_ml.metrics import ExpositionWriter, render_engine_stats
+from oxidize_ml.metrics import EngineCollector, make_registry
 from oxidize_ml.metrics.demo import DemoDriver
-from oxidize_ml.metrics.exposition import format_value
 
 _SAMPLE_RE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)$")
 _LABEL_RE = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"(,|$)')
@@ -56,7 +63,7 @@ def parse_strict(text: str) -> dict[str, dict]:
             assert lm, f"bad labels {label_text!r}"
             labels.append((lm.group(1), lm.group(2)))
             pos = lm.end()
-        key = (name, tuple(labels))
+        key = (name, tuple(sorted(labels)))
         assert key not in fams[current]["samples"], f"duplicate sample {key}"
         v = float(value.replace("+Inf", "inf").replace("-Inf", "-inf"))
         fams[current]["samples"][key] = v
@@ -71,7 +78,7 @@ def parse_strict(text: str) -> dict[str, dict]:
 
 
 def value(fams: dict, name: str, **labels: str) -> float:
-    key = (name, tuple(labels.items()))
+    key = (name, tuple(sorted(labels.items())))
     family = name
     for suffix in ("_bucket", "_sum", "_count"):
         if name not in fams and name.endswith(suffix):
@@ -88,6 +95,22 @@ def driven_engine() -> MlEngine:
     for i in range(300):
         driver.step(1_000.0 + i * 0.01)
     return engine
+
+
+class FixedStats:
+    """Stands for an engine: stats() returns what it was given."""
+
+    def __init__(self, stats: object) -> None:
+        self._stats = stats
+
+    def stats(self) -> object:
+        return self._stats
+
+
+def render_engine_stats(stats: object, *, package_version: str | None = None) -> str:
+    """The text a scrape of an engine with these stats returns."""
+    registry = make_registry(FixedStats(stats), package_version=package_version)
+    return generate_latest(registry).decode("utf-8")
 
 
 def test_values_match_engine_stats(driven_engine: MlEngine) -> None:
@@ -186,34 +209,52 @@ def test_fresh_engine_renders() -> None:
     assert value(fams, zero, component="path_selector") == 0
 
 
-def test_format_value_and_escaping() -> None:
-    assert format_value(3) == "3" and format_value(True) == "1" and format_value(0.5) == "0.5"
-    assert format_value(math.inf) == "+Inf" and format_value(-math.inf) == "-Inf"
-    assert format_value(math.nan) == "NaN" and format_value(1e-7) == "1e-07"
-    w = ExpositionWriter()
-    w.family("oxidize_ml_test", "gauge", "help with \\ and\nnewline", [({"v": 'a"b\\c\nd'}, 1)])
-    text = w.text()
-    assert 'oxidize_ml_test{v="a\\"b\\\\c\\nd"} 1' in text
-    assert "# HELP oxidize_ml_test help with \\\\ and\\nnewline" in text
+def test_label_values_are_escaped(driven_engine: MlEngine) -> None:
+    stats = driven_engine.stats()
+    odd = 'a"b\\c\nd'
+    cc = replace(stats.congestion_controller, policy=odd)
+    text = render_engine_stats(replace(stats, congestion_controller=cc))
+    assert 'policy="a\\"b\\\\c\\nd"' in text
     fams = parse_strict(text)
-    assert value(fams, "oxidize_ml_test", v='a\\"b\\\\c\\nd') == 1
+    key = (("component", "congestion_controller"), ("policy", 'a\\"b\\\\c\\nd'))
+    assert fams["oxidize_ml_policy_info"]["samples"][("oxidize_ml_policy_info", key)] == 1
 
 
-def test_writer_rejects_bad_input() -> None:
-    w = ExpositionWriter()
-    w.family("oxidize_ml_a", "gauge", "a")
-    with pytest.raises(ValueError, match="repeated"):
-        w.family("oxidize_ml_a", "gauge", "a")
-    with pytest.raises(ValueError, match="bad or repeated"):
-        w.family("oxidize-ml-b", "gauge", "b")
-    with pytest.raises(ValueError, match="metric type"):
-        w.family("oxidize_ml_c", "meter", "c")
-    with pytest.raises(ValueError, match="label name"):
-        w.family("oxidize_ml_d", "gauge", "d", [({"__x": "1"}, 1)])
+def test_collector_reads_stats_at_each_scrape() -> None:
+    calls = 0
+    engine = MlEngine(EngineConfig(load_default_models=False))
+
+    class Counting:
+        def stats(self) -> object:
+            nonlocal calls
+            calls += 1
+            return engine.stats()
+
+    registry = make_registry(Counting())
+    assert calls == 0  # registering does not scrape
+    generate_latest(registry)
+    generate_latest(registry)
+    assert calls == 2  # one stats() snapshot per scrape, never cached
+    with pytest.raises(TypeError, match="engine"):
+        EngineCollector(object())
+    with pytest.raises(TypeError, match="sync"):
+        EngineCollector(engine, sync=object())
+
+
+def test_openmetrics_exposition_parses(driven_engine: MlEngine) -> None:
+    # Prometheus asks for OpenMetrics when it can: that output must parse too.
+    registry = make_registry(FixedStats(driven_engine.stats()), package_version="1.0")
+    text = generate_openmetrics(registry).decode("utf-8")
+    fams = {f.name: f for f in parse_openmetrics(text)}
+    assert fams["oxidize_ml_decisions"].type == "counter"
+    assert fams["oxidize_ml_decision_latency_seconds"].type == "histogram"
+    cwnd = fams["oxidize_ml_cwnd_bytes"].samples[0].value
+    assert cwnd == driven_engine.stats().congestion_controller.cwnd
 
 
 def test_prometheus_client_parser_reads_it(driven_engine: MlEngine) -> None:
-    parser = pytest.importorskip("prometheus_client.parser")
+    from prometheus_client import parser
+
     stats = driven_engine.stats()
     text = render_engine_stats(stats, package_version="1.0")
     fams = {f.name: f for f in parser.text_string_to_metric_families(text)}

@@ -1,24 +1,30 @@
-"""Prometheus exporter for `MlEngine.stats()` (standard library only).
+"""Prometheus exporter for `MlEngine.stats()` (needs the ``metrics`` extra: prometheus_client).
 
 >>> server = start_metrics_server(engine, port=9464)   # doctest: +SKIP
 >>> server.url                                        # doctest: +SKIP
 'http://127.0.0.1:9464/metrics'
 >>> server.stop()                                     # doctest: +SKIP
+
+The metric names are listed in `oxidize_ml.metrics.collector`.
 """
 
 from __future__ import annotations
 
-from oxidize_ml.metrics.exposition import (
-    CONTENT_TYPE,
-    ExpositionWriter,
-    render_engine_stats,
-    write_engine_stats,
-    write_sync_stats,
-)
+try:
+    import prometheus_client  # noqa: F401
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise ImportError(
+        "oxidize_ml.metrics needs prometheus_client: install the 'metrics' extra "
+        "(pip install 'oxidize-ml[metrics]')"
+    ) from exc
+
+from oxidize_ml.metrics.collector import EngineCollector, engine_families, sync_families
 from oxidize_ml.metrics.server import (
+    CONTENT_TYPE,
     DEFAULT_HOST,
     DEFAULT_PORT,
     MetricsServer,
+    make_registry,
     render_metrics,
     start_metrics_server,
 )
@@ -27,11 +33,11 @@ __all__ = [
     "CONTENT_TYPE",
     "DEFAULT_HOST",
     "DEFAULT_PORT",
-    "ExpositionWriter",
+    "EngineCollector",
     "MetricsServer",
-    "render_engine_stats",
+    "engine_families",
+    "make_registry",
     "render_metrics",
     "start_metrics_server",
-    "write_engine_stats",
-    "write_sync_stats",
+    "sync_families",
 ]

@@ -1,8 +1,17 @@
-"""A Prometheus scrape endpoint for one `MlEngine`, on the standard library's HTTP server.
+"""A Prometheus scrape endpoint for one `MlEngine`, on prometheus_client's threaded WSGI server.
 
-The server answers ``GET /metrics`` in one background thread, one request at
-a time with a socket timeout: scrapes come every few seconds, so sequential
-handling bounds the threads and memory a misbehaving client can take.
+Each connection gets its own thread (prometheus_client's
+``ThreadingWSGIServer``), so an idle or slow client never delays another
+scrape. What one misbehaving client can take is bounded three ways:
+
+* ``REQUEST_TIMEOUT_S``: a socket read or write that makes no progress for
+  this long ends the connection;
+* ``CONNECTION_DEADLINE_S``: a connection still open this long after it was
+  accepted is shut down by a watchdog, whatever it is doing (a client
+  trickling one byte every few seconds defeats a per-read timeout, not this);
+* ``max_connections``: connections beyond it are closed at once, so a flood
+  cannot create unbounded threads; the deadline frees the slots again.
+
 It binds ``127.0.0.1`` by default; exposing it beyond the host is a choice
 the caller makes (the figures describe the traffic a server carries).
 """
@@ -10,81 +19,190 @@ the caller makes (the figures describe the traffic a server carries).
 from __future__ import annotations
 
 import logging
+import socket
+import sys
 import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
+import time
+from collections.abc import Callable, Iterable
 from typing import Any, Final, Self
+from wsgiref.simple_server import WSGIRequestHandler
 
-from oxidize_ml._validate import check_int
-from oxidize_ml.metrics.exposition import (
-    CONTENT_TYPE,
-    ExpositionWriter,
-    write_engine_stats,
-    write_sync_stats,
-)
+from prometheus_client import CollectorRegistry, generate_latest, make_wsgi_app
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, ThreadingWSGIServer
+
+from oxidize_ml._validate import check_int, check_number
+from oxidize_ml.metrics.collector import EngineCollector
 
 log = logging.getLogger("oxidize_ml.metrics")
 
 DEFAULT_HOST: Final = "127.0.0.1"
 DEFAULT_PORT: Final = 9464
 """the port OpenTelemetry's Prometheus exporter uses by convention"""
+CONTENT_TYPE: Final = CONTENT_TYPE_PLAIN_0_0_4
+"""what a scrape without an Accept header gets (text format 0.0.4)"""
 REQUEST_TIMEOUT_S: Final = 5.0
-"""a client that sends nothing for this long is dropped (one request at a time)"""
+"""a read or write with no progress for this long ends the connection"""
+CONNECTION_DEADLINE_S: Final = 10.0
+"""no connection stays open longer than this (a scrape takes milliseconds)"""
+MAX_CONNECTIONS: Final = 64
+"""concurrent connections (one thread each); further ones are closed at once"""
+WATCHDOG_PERIOD_S: Final = 0.25
+"""how often overdue connections are looked for"""
 METRICS_PATH: Final = "/metrics"
+
+_Environ = dict[str, Any]
+_StartResponse = Callable[..., Any]
+
+
+def make_registry(
+    engine: Any, sync: Any | None = None, *, package_version: str | None = None
+) -> CollectorRegistry:
+    """A private registry holding one `EngineCollector` (never the global default one)."""
+    # support_collectors_without_names: our collector's describe() is empty (it must
+    # not scrape at registration), and ?name[]= filtering must still find it.
+    registry = CollectorRegistry(auto_describe=False, support_collectors_without_names=True)
+    registry.register(EngineCollector(engine, sync, package_version=package_version))
+    return registry
 
 
 def render_metrics(engine: Any, sync: Any | None = None) -> str:
-    """The full exposition text: the engine's stats (and a background sync's, if given)."""
+    """The text exposition (0.0.4) a scrape returns: the engine's stats and a sync's."""
     from oxidize_ml import __version__
 
-    w = ExpositionWriter()
-    write_engine_stats(w, engine.stats(), package_version=__version__)
-    if sync is not None:
-        write_sync_stats(w, sync.stats())
-    return w.text()
+    return generate_latest(make_registry(engine, sync, package_version=__version__)).decode(
+        "utf-8"
+    )
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: _MetricsHTTPServer
-    timeout = REQUEST_TIMEOUT_S
-    server_version = "oxidize-ml-metrics"
+def _metrics_app(registry: CollectorRegistry) -> Callable[[_Environ, _StartResponse], Iterable[bytes]]:
+    """prometheus_client's WSGI app at ``/metrics``, a hint at ``/``, 404 elsewhere."""
+    prom = make_wsgi_app(registry)
 
-    def do_GET(self) -> None:
-        path = self.path.split("?", 1)[0]
+    def app(environ: _Environ, start_response: _StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
         if path == METRICS_PATH:
             try:
-                body = render_metrics(self.server.engine, self.server.sync).encode("utf-8")
+                # The collector runs before start_response is called, so a failure
+                # here can still become a clean 500.
+                return list(prom(environ, start_response))
             except Exception:
                 log.exception("rendering metrics failed")
-                self._send(500, b"rendering metrics failed; see the server log\n", "text/plain")
-                return
-            self._send(200, body, CONTENT_TYPE)
-        elif path == "/":
-            self._send(200, b"oxidize-ml metrics: GET /metrics\n", "text/plain; charset=utf-8")
-        else:
-            self._send(404, b"not found; metrics are at /metrics\n", "text/plain; charset=utf-8")
+                body = b"rendering metrics failed; see the server log\n"
+                start_response(
+                    "500 Internal Server Error",
+                    [("Content-Type", "text/plain; charset=utf-8"),
+                     ("Content-Length", str(len(body)))],
+                )
+                return [body]
+        if path == "/":
+            body = b"oxidize-ml metrics: GET /metrics\n"
+            start_response("200 OK", [("Content-Type", "text/plain; charset=utf-8")])
+            return [body]
+        body = b"not found; metrics are at /metrics\n"
+        start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
+        return [body]
 
-    def _send(self, code: int, body: bytes, content_type: str) -> None:
-        self.send_response(code)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+    return app
+
+
+class _Handler(WSGIRequestHandler):
+    # StreamRequestHandler.setup applies it to the connection's socket.
+    timeout = REQUEST_TIMEOUT_S
+    server_version = "oxidize-ml-metrics"
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s " + format, self.address_string(), *args)
 
 
-class _MetricsHTTPServer(HTTPServer):
-    def __init__(self, address: tuple[str, int], engine: Any, sync: Any | None) -> None:
-        self.engine = engine
-        self.sync = sync
+class _Server(ThreadingWSGIServer):
+    """Thread per connection, at most ``max_connections``, each shut down at its deadline."""
+
+    daemon_threads = True
+    # server_close must not wait for a slow client's thread: the watchdog ends it.
+    block_on_close = False
+
+    def __init__(
+        self, address: tuple[str, int], *, max_connections: int, deadline_s: float
+    ) -> None:
+        self._slots = threading.BoundedSemaphore(max_connections)
+        self._deadline_s = deadline_s
+        self._open: dict[socket.socket, float] = {}
+        self._open_lock = threading.Lock()
+        self._closing = threading.Event()
+        self.rejected = 0
+        self.expired = 0
         super().__init__(address, _Handler)
+        self._watchdog = threading.Thread(
+            target=self._watch, name="oxidize-ml-metrics-watchdog", daemon=True
+        )
+        self._watchdog.start()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            # Full: refusing is what keeps threads bounded; scrapers retry.
+            self.rejected += 1
+            self.shutdown_request(request)
+            return
+        with self._open_lock:
+            self._open[request] = time.monotonic() + self._deadline_s
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._forget(request)
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._forget(request)
+
+    def _forget(self, request: Any) -> None:
+        with self._open_lock:
+            known = self._open.pop(request, None) is not None
+        if known:
+            self._slots.release()
+
+    def _watch(self) -> None:
+        while not self._closing.wait(WATCHDOG_PERIOD_S):
+            now = time.monotonic()
+            with self._open_lock:
+                overdue = [s for s, t in self._open.items() if t <= now]
+            for s in overdue:
+                self.expired += 1
+                # shutdown() wakes the handler thread blocked in recv/send with an
+                # error or EOF; it then closes the socket and frees its slot.
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Called from socketserver's except clause. Timeouts and resets are what
+        # misbehaving clients cause: a debug line, not a traceback on stderr.
+        exc = sys.exc_info()[1]
+        log.debug("metrics connection from %s ended: %r", client_address, exc)
+
+    def server_close(self) -> None:
+        self._closing.set()
+        super().server_close()
+        with self._open_lock:
+            sockets = list(self._open)
+        for s in sockets:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+class _ServerV6(_Server):
+    address_family = socket.AF_INET6
 
 
 class MetricsServer:
     """A running metrics endpoint; `stop` shuts it down. Use `start_metrics_server`."""
 
-    def __init__(self, httpd: _MetricsHTTPServer) -> None:
+    def __init__(self, httpd: _Server) -> None:
         self._httpd = httpd
         self.host: str = httpd.server_address[0]  # type: ignore[assignment]
         self.port: int = httpd.server_address[1]
@@ -104,6 +222,16 @@ class MetricsServer:
     @property
     def running(self) -> bool:
         return self._thread.is_alive()
+
+    @property
+    def rejected_connections(self) -> int:
+        """Connections closed at once because ``max_connections`` were open."""
+        return self._httpd.rejected
+
+    @property
+    def expired_connections(self) -> int:
+        """Connections shut down at ``deadline_s``."""
+        return self._httpd.expired
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop serving and release the port (idempotent)."""
@@ -125,6 +253,8 @@ def start_metrics_server(
     host: str = DEFAULT_HOST,
     port: int = 0,
     sync: Any | None = None,
+    max_connections: int = MAX_CONNECTIONS,
+    deadline_s: float = CONNECTION_DEADLINE_S,
 ) -> MetricsServer:
     """Serve ``engine.stats()`` as Prometheus metrics at ``http://host:port/metrics``.
 
@@ -138,22 +268,28 @@ def start_metrics_server(
         TCP port; 0 picks a free one (read it from ``.port``).
     sync
         Optional `oxidize_ml.hub.SyncHandle` whose counters are exported too.
+    max_connections
+        Concurrent connections served (one thread each); more are closed at once.
+    deadline_s
+        Longest any connection stays open, seconds.
 
     Returns
     -------
     MetricsServer
         With ``.port``, ``.url`` and ``.stop()``.
     """
+    from oxidize_ml import __version__
+
     check_int("port", port, lo=0, hi=65535)
+    check_int("max_connections", max_connections, lo=1, hi=4096)
+    if check_number("deadline_s", deadline_s, hi=3600.0) <= 0.0:
+        raise ValueError(f"deadline_s must be > 0, got {deadline_s!r}")
     if not isinstance(host, str) or not host:
         raise ValueError(f"host must be a non-empty address, got {host!r}")
     if host not in ("127.0.0.1", "::1", "localhost"):
         log.warning("metrics endpoint bound to %s: reachable beyond this host", host)
-    if ":" in host:
-        import socket
-
-        class _V6(_MetricsHTTPServer):
-            address_family = socket.AF_INET6
-
-        return MetricsServer(_V6((host, port), engine, sync))
-    return MetricsServer(_MetricsHTTPServer((host, port), engine, sync))
+    registry = make_registry(engine, sync, package_version=__version__)
+    cls = _ServerV6 if ":" in host else _Server
+    httpd = cls((host, port), max_connections=max_connections, deadline_s=deadline_s)
+    httpd.set_app(_metrics_app(registry))
+    return MetricsServer(httpd)
