@@ -49,13 +49,28 @@ may decode to wrong bytes of the right length, exactly as it would in a raw
 frame. Transports below (QUIC/TLS AEAD, UDP checksums) normally catch that;
 set ``CodecConfig.checksum`` to add a CRC-32 when they do not.
 
-Objects: each `PacketCodec` creates its zstd compressor and decompressor once
-and reuses them (REFERENCES section 4: a new compressor per call costs 2-3x
-more). Those objects are not thread-safe: use one codec per thread.
+Memory bound: python-zstandard sizes a one-shot decompression from the zstd
+frame's *own* content-size field when it is present and ignores
+``max_output_size`` (a 33-byte payload claiming 1 GiB made it allocate
+1 GiB). Our frames never write that field, so before decoding, the zstd
+frame header is parsed (``zstandard.get_frame_parameters``) and a frame that
+carries a content size other than the declared length is rejected. Without
+that field the output buffer is exactly the declared length. lz4 blocks
+carry no size of their own: ``uncompressed_size`` is the declared length.
+Peak memory of decoding a frame is therefore the declared length (at most
+``max_payload_bytes`` and the ratio bound), whatever the payload says.
+
+Threads: one `PacketCodec` may be shared by any number of threads. zstd
+compression/decompression contexts are not thread-safe (sharing them crashed
+the interpreter, issue 8.1), so each thread gets its own pair, created on
+its first use through a ``threading.local`` and reused afterwards
+(REFERENCES section 4: a new compressor per call costs 2-3x more); the
+per-packet path takes no lock. lz4.block keeps no state between calls.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 import zlib
 from collections.abc import Sequence
@@ -115,6 +130,35 @@ _LIGHT = MlCompressionDecision.Light
 _AGGRESSIVE = MlCompressionDecision.Aggressive
 _ROHC_ONLY = MlCompressionDecision.RohcOnly
 _EMPTY = b""
+
+
+_ZSTD_UNKNOWN_SIZE = zstandard.CONTENTSIZE_UNKNOWN
+
+
+class _ZstdContexts(threading.local):
+    """One thread's zstd contexts (``threading.local`` runs ``__init__`` once per thread)."""
+
+    cctx: zstandard.ZstdCompressor
+    dctx: zstandard.ZstdDecompressor
+    dict_cctx: zstandard.ZstdCompressor | None
+    dict_dctx: zstandard.ZstdDecompressor | None
+
+    def __init__(
+        self,
+        params: zstandard.ZstdCompressionParameters,
+        window: int,
+        zdict: zstandard.ZstdCompressionDict | None,
+    ) -> None:
+        self.cctx = zstandard.ZstdCompressor(compression_params=params)
+        self.dctx = zstandard.ZstdDecompressor(
+            format=zstandard.FORMAT_ZSTD1_MAGICLESS, max_window_size=window
+        )
+        self.dict_cctx = self.dict_dctx = None
+        if zdict is not None:
+            self.dict_cctx = zstandard.ZstdCompressor(dict_data=zdict, compression_params=params)
+            self.dict_dctx = zstandard.ZstdDecompressor(
+                dict_data=zdict, format=zstandard.FORMAT_ZSTD1_MAGICLESS, max_window_size=window
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,15 +275,12 @@ class PacketCodec:
     """
 
     __slots__ = (
-        "_cctx",
         "_checksum",
-        "_dctx",
-        "_dict_cctx",
-        "_dict_dctx",
         "_dict_id",
         "_dict_id_bytes",
         "_dictionary",
         "_max_payload",
+        "_z",
         "config",
     )
 
@@ -254,19 +295,13 @@ class PacketCodec:
         self._max_payload = config.max_payload_bytes
         self._checksum = config.checksum
         params = self._params(config.zstd_level)
-        self._cctx = zstandard.ZstdCompressor(compression_params=params)
         # A hostile frame may declare a huge window; no frame this codec
         # writes needs more than the next power of two above the largest
         # payload, so cap it there (zstd's default cap is 128 MiB).
         window = 1 << max(10, (config.max_payload_bytes - 1).bit_length())
-        self._dctx = zstandard.ZstdDecompressor(
-            format=zstandard.FORMAT_ZSTD1_MAGICLESS, max_window_size=window
-        )
         self._dictionary: zstandard.ZstdCompressionDict | None = None
         self._dict_id = 0
         self._dict_id_bytes = b""
-        self._dict_cctx: zstandard.ZstdCompressor | None = None
-        self._dict_dctx: zstandard.ZstdDecompressor | None = None
         if dictionary is not None:
             raw = bytes(as_bytes_like(dictionary))
             try:
@@ -283,10 +318,9 @@ class PacketCodec:
             self._dictionary = zdict
             self._dict_id = dict_id
             self._dict_id_bytes = dict_id.to_bytes(_DICT_ID_BYTES, "little")
-            self._dict_cctx = zstandard.ZstdCompressor(dict_data=zdict, compression_params=params)
-            self._dict_dctx = zstandard.ZstdDecompressor(
-                dict_data=zdict, format=zstandard.FORMAT_ZSTD1_MAGICLESS, max_window_size=window
-            )
+        # Per-thread zstd contexts (module docstring, "Threads"); the
+        # precomputed dictionary is read-only and shared by all of them.
+        self._z = _ZstdContexts(params, window, self._dictionary)
 
     @staticmethod
     def _params(level: int) -> zstandard.ZstdCompressionParameters:
@@ -403,12 +437,13 @@ class PacketCodec:
         elif decision is _AGGRESSIVE:
             if n:
                 size = _encode_varint(n)
-                if self._dict_cctx is None:
-                    body = self._cctx.compress(buf)
+                z = self._z
+                if z.dict_cctx is None:
+                    body = z.cctx.compress(buf)
                     if len(size) + len(body) < n:
                         return b"".join((bytes((_H_ZSTD | flag,)), crc, size, body)), _ZSTD
                 else:
-                    body = self._dict_cctx.compress(buf)
+                    body = z.dict_cctx.compress(buf)
                     if len(size) + _DICT_ID_BYTES + len(body) < n:
                         frame = (
                             bytes((_H_ZSTD_DICT | flag,)),
@@ -473,7 +508,7 @@ class PacketCodec:
                     raise ValueError("truncated frame: missing the 4-byte dictionary id")
                 frame_dict = int.from_bytes(buf[pos : pos + _DICT_ID_BYTES], "little")
                 pos += _DICT_ID_BYTES
-                if self._dict_dctx is None:
+                if self._dictionary is None:
                     raise ValueError(
                         f"frame needs zstd dictionary id {frame_dict} but this codec has none"
                     )
@@ -509,9 +544,22 @@ class PacketCodec:
     def _decompress(self, code: int, body: memoryview, size: int) -> bytes:
         try:
             if code == _LZ4_CODE:
+                # lz4 blocks carry no size: the buffer is the declared length.
                 out = lz4.block.decompress(body, uncompressed_size=size)
             else:
-                dctx = self._dctx if code == _ZSTD_CODE else self._dict_dctx
+                # The zstd frame's own content size (absent in frames we
+                # write) would size the output buffer: refuse it unless it
+                # equals the declared length (module docstring, "Memory bound").
+                content = zstandard.get_frame_parameters(
+                    body, format=zstandard.FORMAT_ZSTD1_MAGICLESS
+                ).content_size
+                if content != _ZSTD_UNKNOWN_SIZE and content != size:
+                    raise ValueError(
+                        f"corrupt {_METHODS[code].name} payload: zstd frame header claims "
+                        f"{content} bytes, frame declares {size}"
+                    )
+                z = self._z
+                dctx = z.dctx if code == _ZSTD_CODE else z.dict_dctx
                 assert dctx is not None
                 out = dctx.decompress(body, max_output_size=size, allow_extra_data=False)
         except (lz4.block.LZ4BlockError, zstandard.ZstdError) as exc:
