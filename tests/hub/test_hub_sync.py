@@ -172,7 +172,7 @@ def test_upload_refuses_a_directory_that_does_not_verify(tmp_path: Path) -> None
 
 
 def test_keep_versions_prunes_oldest_never_active(tmp_path: Path) -> None:
-    hub = hub_for(tmp_path, keep_versions=2)
+    hub = hub_for(tmp_path, keep_versions=2, prune_grace_s=0.0)
     dest = tmp_path / "dest"
     names = []
     for day in (2, 3, 4):

@@ -73,6 +73,7 @@ from oxidize_ml.hub.manifest import (
     ModelDirReport,
     verify_model_dir,
 )
+from oxidize_ml.runtime.safe_files import UnsafeFileError, check_dir, check_subdir, read_path
 from oxidize_ml.runtime.weights import MAX_WEIGHT_FILE_BYTES
 
 log = logging.getLogger("oxidize_ml.hub")
@@ -105,6 +106,9 @@ DEFAULT_SYNC_INTERVAL_S: Final = 3600.0
 """servers poll hourly by default: models change weekly (docs/retraining.md)"""
 SYNC_JITTER_FRACTION: Final = 0.1
 """each wait is interval x (1 +- this), so a fleet started together does not poll in step"""
+DEFAULT_PRUNE_GRACE_S: Final = 300.0
+"""a retired version survives pruning this long: loading one takes milliseconds, but a
+reader may have resolved ``CURRENT`` and then been descheduled on a busy host"""
 
 _VERSION_RE: Final = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{12}$")
 _REPO_ID_RE: Final = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
@@ -148,7 +152,12 @@ class HubConfig:
     sync_interval_s: float = DEFAULT_SYNC_INTERVAL_S
     """seconds between background syncs (>= 1)"""
     keep_versions: int = 3
-    """versions kept in a store, the active one included (>= 1); older ones are deleted"""
+    """versions kept in a store, the active one included (>= 1); older ones are deleted,
+    except those active less than ``prune_grace_s`` ago"""
+    prune_grace_s: float = DEFAULT_PRUNE_GRACE_S
+    """a version that stopped being active less than this many seconds ago is never
+    deleted, whatever ``keep_versions`` says: a reader that resolved ``CURRENT`` just
+    before a switch may still be loading it (0 turns the grace off)"""
     only_default_enabled: bool = True
     """`sync` loads only the models whose manifest marks them as beating their
     heuristic (``metrics.default_enabled``, set by ``oxidize-ml train``); the
@@ -194,6 +203,7 @@ class HubConfig:
                 raise TypeError(f"{name} must be a bool, got {type(getattr(self, name)).__name__}")
         check_number("sync_interval_s", self.sync_interval_s, lo=MIN_SYNC_INTERVAL_S)
         check_int("keep_versions", self.keep_versions, lo=1)
+        check_number("prune_grace_s", self.prune_grace_s, lo=0.0)
 
     @classmethod
     def from_settings(cls, settings: EnvSettings | None = None, **changes: Any) -> HubConfig:
@@ -220,6 +230,7 @@ class HubConfig:
             f"repo_id={self.repo_id!r}, revision={self.revision!r}, "
             f"local_path={self.local_path!r}, token={token!r}, offline={self.offline!r}, "
             f"sync_interval_s={self.sync_interval_s!r}, keep_versions={self.keep_versions!r}, "
+            f"prune_grace_s={self.prune_grace_s!r}, "
             f"only_default_enabled={self.only_default_enabled!r}, "
             f"allow_downgrade={self.allow_downgrade!r})"
         )
@@ -286,11 +297,13 @@ def _plain_name(name: object) -> str | None:
 
 
 def _read_bounded(path: Path, limit: int) -> bytes:
-    with path.open("rb") as fh:
-        data = fh.read(limit + 1)
-    if len(data) > limit:
-        raise HubError(f"{path} is larger than {limit} bytes; refusing it")
-    return data
+    """``path``'s bytes under `oxidize_ml.runtime.safe_files`' rules (regular file, trusted
+    directory, at most ``limit`` bytes); a refusal is a `HubError`, a missing file
+    ``FileNotFoundError``."""
+    try:
+        return read_path(path, limit)
+    except UnsafeFileError as exc:
+        raise HubError(f"refusing {path}: {exc}") from None
 
 
 def _read_manifest_bytes(directory: Path) -> bytes:
@@ -392,18 +405,15 @@ def _failed_models(report: ModelDirReport) -> str:
     return "; ".join(bad)
 
 
-def _check_not_world_writable(path: Path) -> None:
-    import stat
-
+def _trusted_source(root: Path, *parts: str) -> Path:
+    """The real path of ``root/parts...`` after checking every directory on the way
+    (world-writable or another user's, symlink targets included: `safe_files.check_subdir`)."""
     try:
-        mode = path.stat().st_mode
+        return check_subdir(check_dir(root), *parts)
+    except UnsafeFileError as exc:
+        raise HubError(f"refusing local source {root}: {exc}") from None
     except OSError as exc:
-        raise HubError(f"cannot read local source {path}: {exc}") from None
-    if mode & stat.S_IWOTH:
-        raise HubError(
-            f"refusing world-writable local source {path}: any local user could publish "
-            "models there (chmod o-w)"
-        )
+        raise HubError(f"cannot read local source {root}: {exc}") from None
 
 
 @contextlib.contextmanager
@@ -513,15 +523,35 @@ class _Store:
             raise
 
     def activate(self, version: str) -> None:
+        old = self.current()
         atomic_write_text(self.pointer, version + "\n")
+        if old is not None and old != version:
+            # Stamp the retirement time on the retired version (its directory's
+            # mtime; the files are untouched): `prune` spares it for a grace
+            # period, since a reader may have resolved CURRENT just before the
+            # switch and still be loading it (issue 8, item 10).
+            with contextlib.suppress(OSError):
+                os.utime(self.version_dir(old))
 
-    def prune(self, keep: int) -> list[str]:
-        """Delete all but the ``keep`` newest versions; never the active one."""
+    def prune(self, keep: int, grace_s: float = 0.0, now: float | None = None) -> list[str]:
+        """Delete all but the ``keep`` newest versions; never the active one, nor one
+        retired (or installed) less than ``grace_s`` seconds before ``now`` (default: the
+        wall clock; the stamp is the version directory's mtime, see `activate`)."""
+        t = time.time() if now is None else now
         active = self.current()
         versions = self.list_versions()
         others = [v for v in versions if v != active]
         n_keep_others = max(0, keep - (1 if active is not None else 0))
-        doomed = others[: max(0, len(others) - n_keep_others)]
+        doomed = []
+        for v in others[: max(0, len(others) - n_keep_others)]:
+            try:
+                stamped = os.stat(self.version_dir(v)).st_mtime
+            except OSError:
+                continue
+            # A stamp in the future (clock stepped back) also counts as recent.
+            if grace_s > 0.0 and t - stamped < grace_s:
+                continue
+            doomed.append(v)
         for v in doomed:
             shutil.rmtree(self.version_dir(v), ignore_errors=True)
         return doomed
@@ -605,15 +635,17 @@ class ModelHub:
         assert root is not None
         if not root.is_dir():
             raise HubError(f"local source {root} does not exist or is not a directory")
-        _check_not_world_writable(root)
+        real_root = _trusted_source(root)
         store = _Store(root)
-        if store.pointer.exists():
+        if os.path.lexists(store.pointer):
             version, why = store.read_pointer()
             if version is None:
                 raise HubError(f"local source {root}: {why}")
-            directory = store.version_dir(version)
-        elif (root / MANIFEST_NAME).is_file():
-            directory = root
+            # Every directory from the store down to the version (versions/ and
+            # a version that is a symlink elsewhere included) must be trusted.
+            directory = _trusted_source(real_root, VERSIONS_DIR, version)
+        elif os.path.lexists(root / MANIFEST_NAME):
+            directory = real_root
         else:
             raise HubError(
                 f"local source {root} is neither a hub store ({POINTER_NAME} + {VERSIONS_DIR}/) "
@@ -737,7 +769,7 @@ class ModelHub:
                 }
                 target = store.install(src, manifest_bytes, version, provenance, where)
             store.activate(version)
-            pruned = store.prune(self.config.keep_versions)
+            pruned = store.prune(self.config.keep_versions, self.config.prune_grace_s)
             log.info(
                 "activated models %s from %s in %s (pruned %s)",
                 version,
@@ -916,7 +948,7 @@ class ModelHub:
                 }
                 store.install(src, manifest_bytes, version, provenance, str(src))
             store.activate(version)
-            store.prune(self.config.keep_versions)
+            store.prune(self.config.keep_versions, self.config.prune_grace_s)
 
     def _api(self) -> Any:
         if self._hf_api is not None:

@@ -49,6 +49,12 @@ from oxidize_ml.runtime.configs import (
     config_from_dict,
 )
 from oxidize_ml.runtime.models import LstmLossModel, MlpModel
+from oxidize_ml.runtime.safe_files import (
+    FileTooLargeError,
+    UnsafeFileError,
+    read_file,
+    read_regular,
+)
 from oxidize_ml.runtime.weights import (
     MAX_WEIGHT_FILE_BYTES,
     ModelLoadError,
@@ -71,12 +77,16 @@ STATUS_MISSING: Final = "missing"
 STATUS_CHECKSUM_MISMATCH: Final = "checksum_mismatch"
 STATUS_SCHEMA_MISMATCH: Final = "schema_mismatch"
 STATUS_INVALID: Final = "invalid"
+STATUS_UNSAFE: Final = "unsafe"
+"""a file is not a regular file, or it or its directory is world-writable or
+another user's (`oxidize_ml.runtime.safe_files`)"""
 STATUSES: Final = (
     STATUS_OK,
     STATUS_MISSING,
     STATUS_CHECKSUM_MISMATCH,
     STATUS_SCHEMA_MISMATCH,
     STATUS_INVALID,
+    STATUS_UNSAFE,
 )
 
 
@@ -122,12 +132,9 @@ class ModelDirReport:
         return "\n".join(lines)
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+def sha256_file(path: Path, max_bytes: int = MAX_WEIGHT_FILE_BYTES) -> str:
+    """SHA-256 of a regular file of at most ``max_bytes`` (never blocks on a FIFO)."""
+    return hashlib.sha256(read_regular(path, max_bytes)).hexdigest()
 
 
 def _plain_filename(name: object) -> str | None:
@@ -245,7 +252,7 @@ def _checked_entry(
         checksums[fname] = sha256_file(d / fname)
     try:
         wf = parse_weight_bytes(
-            (d / files["safetensors"]).read_bytes(),
+            read_regular(d / files["safetensors"], MAX_WEIGHT_FILE_BYTES),
             source=str(d / files["safetensors"]),
             expected_kind=kind,
         )
@@ -291,14 +298,15 @@ def _read_manifest(d: Path) -> _Manifest | str:
     """The parsed manifest, or a string saying why there is none."""
     path = d / MANIFEST_NAME
     try:
-        with path.open("rb") as fh:
-            raw = fh.read(MAX_MANIFEST_BYTES + 1)
+        raw = read_file(d, MANIFEST_NAME, MAX_MANIFEST_BYTES)
     except FileNotFoundError:
         return f"no {MANIFEST_NAME} in {d}"
+    except FileTooLargeError:
+        return f"{path} is larger than {MAX_MANIFEST_BYTES} bytes; not a manifest"
+    except UnsafeFileError as exc:
+        return f"{STATUS_UNSAFE}: {exc}"
     except OSError as exc:
         return f"cannot read {path}: {exc}"
-    if len(raw) > MAX_MANIFEST_BYTES:
-        return f"{path} is larger than {MAX_MANIFEST_BYTES} bytes; not a manifest"
     try:
         data = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
     except (UnicodeDecodeError, ValueError) as exc:
@@ -362,16 +370,16 @@ def _check_model(d: Path, name: str, entry: object, man: _Manifest) -> _Checked:
             return st(STATUS_INVALID, f"bad file entry {role!r}: {fname!r}", kind)
     data: dict[str, bytes] = {}
     for role, fname in files.items():
-        path = d / fname
         try:
-            with path.open("rb") as fh:
-                blob = fh.read(MAX_WEIGHT_FILE_BYTES + 1)
+            blob = read_file(d, fname, MAX_WEIGHT_FILE_BYTES)
         except FileNotFoundError:
             return st(STATUS_MISSING, f"{role} file {fname} is missing", kind)
+        except FileTooLargeError:
+            return st(STATUS_INVALID, f"{fname} is larger than {MAX_WEIGHT_FILE_BYTES} bytes", kind)
+        except UnsafeFileError as exc:
+            return st(STATUS_UNSAFE, str(exc), kind)
         except OSError as exc:
             return st(STATUS_MISSING, f"cannot read {fname}: {exc}", kind)
-        if len(blob) > MAX_WEIGHT_FILE_BYTES:
-            return st(STATUS_INVALID, f"{fname} is larger than {MAX_WEIGHT_FILE_BYTES} bytes", kind)
         want = man.sha256.get(fname)
         if not isinstance(want, str):
             return st(STATUS_INVALID, f"no sha256 recorded for {fname}", kind)

@@ -72,11 +72,12 @@ class LoadedPolicies:
 
 def _manifest_entries(directory: Path) -> dict[str, Any]:
     """The manifest's ``models`` object, {} if unreadable (verification reports why)."""
+    from oxidize_ml.runtime.safe_files import read_file
+
     try:
-        with (directory / "manifest.json").open("rb") as fh:
-            raw = fh.read(_MAX_MANIFEST_BYTES + 1)
+        raw = read_file(directory, "manifest.json", _MAX_MANIFEST_BYTES)
         data = json.loads(raw.decode("utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
+    except (OSError, UnicodeDecodeError, ValueError):  # UnsafeFileError is a ValueError
         return {}
     models = data.get("models") if isinstance(data, dict) else None
     return models if isinstance(models, dict) else {}

@@ -37,6 +37,7 @@ from oxidize_ml.runtime.configs import (
     config_to_json,
     expected_tensors,
 )
+from oxidize_ml.runtime.safe_files import UnsafeFileError, read_path
 
 # Our models are about 100 KiB; refuse anything far larger before reading it,
 # so a wrong path (a trace, a dataset) fails fast instead of filling memory.
@@ -197,20 +198,21 @@ def read_weight_file(path: str | Path, *, expected_kind: str | None = None) -> W
 
 
 def read_bounded(path: str | Path, max_bytes: int = MAX_WEIGHT_FILE_BYTES) -> bytes:
-    """Read a model file, refusing missing, non-regular or oversized files."""
+    """Read a model file, refusing missing, non-regular, untrusted or oversized files.
+
+    The rules (regular files only, never blocking on a FIFO, no
+    world-writable or other-owned file or directory, symlink targets
+    checked, bounded read) are `oxidize_ml.runtime.safe_files`'.
+    """
     p = Path(path)
     try:
-        with p.open("rb") as fh:
-            data = fh.read(max_bytes + 1)
+        return read_path(p, max_bytes)
     except FileNotFoundError:
         raise ModelLoadError(f"{p}: no such file") from None
+    except UnsafeFileError as exc:
+        raise ModelLoadError(f"{p}: {exc}") from None
     except OSError as exc:
         raise ModelLoadError(f"{p}: cannot read: {exc}") from None
-    if len(data) > max_bytes:
-        raise ModelLoadError(
-            f"{p}: larger than {max_bytes} bytes; not a model file of this package"
-        )
-    return data
 
 
 def check_tensors(tensors: Mapping[str, np.ndarray], config: ModelConfig, *, source: str) -> None:
