@@ -22,7 +22,8 @@ def check_number(name: str, value: object, *, lo: float | None = 0.0, hi: float 
         v = float(value)  # type: ignore[arg-type]
     except OverflowError:
         # An int beyond float range (10**400) is as invalid as inf.
-        raise ValueError(f"{name} must be finite, got an int of {value.bit_length()} bits") from None  # type: ignore[union-attr]
+        bits = value.bit_length() if isinstance(value, int) else "?"
+        raise ValueError(f"{name} must be finite, got an int of {bits} bits") from None
     if not math.isfinite(v):
         raise ValueError(f"{name} must be finite, got {value!r}")
     if lo is not None and v < lo:

@@ -8,6 +8,7 @@ ratios hold on any machine even when absolute times do not.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import statistics
@@ -75,10 +76,10 @@ def sample_packets(seed: int = 0, size: int = 1400) -> dict[str, bytes]:
     text = b""
     while len(text) < size:
         text += (" ".join(rng.choice(words, 12)) + ". ").encode()
-    records = []
+    records: list[str] = []
     while sum(len(r) for r in records) < size:
         i = len(records)
-        records.append(json.dumps({"id": i, "user": f"u{int(rng.integers(1e6))}",
+        records.append(json.dumps({"id": i, "user": f"u{int(rng.integers(1_000_000))}",
                                    "rtt_ms": round(float(rng.random() * 80), 3),
                                    "ok": bool(rng.random() > 0.1)}))
     js = ("[" + ",".join(records) + "]").encode()
@@ -130,9 +131,9 @@ def bench_engine(*, quick: bool = False) -> list[BenchRow]:
             number=number, repeats=repeats)),
     ]
     for kind, pkt in sample_packets().items():
-        dec = median_call_us(lambda pkt=pkt: engine.compression_decision(pkt),
+        dec = median_call_us(functools.partial(engine.compression_decision, pkt),
                              number=number, repeats=repeats)
-        lz = median_call_us(lambda pkt=pkt: lz4.block.compress(pkt, store_size=False),
+        lz = median_call_us(functools.partial(lz4.block.compress, pkt, store_size=False),
                             number=number, repeats=repeats)
         rows.append(BenchRow(f"compression_decision 1400 B {kind}", dec, spec_us=5.0,
                              peer="lz4.block.compress", peer_us=lz, target_us=lz,

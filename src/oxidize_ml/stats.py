@@ -75,9 +75,10 @@ class LatencySampler:
         for bound, n_in in zip(BUCKET_BOUNDS_NS, counts, strict=False):
             cum += n_in
             buckets.append((bound / 1e9, cum))
-        totals = {"count": self._count, "sum_s": self._sum_ns / 1e9, "buckets": tuple(buckets)}
+        count, sum_s, hist = self._count, self._sum_ns / 1e9, tuple(buckets)
         if self._filled == 0:
-            return LatencySummary(samples=0, p50_us=None, p99_us=None, max_us=None, **totals)
+            return LatencySummary(samples=0, p50_us=None, p99_us=None, max_us=None,
+                                  count=count, sum_s=sum_s, buckets=hist)
         assert self._ring is not None  # filled > 0
         vals = sorted(self._ring[: self._filled])
         n = len(vals)
@@ -86,7 +87,7 @@ class LatencySampler:
             p50_us=vals[n // 2] / 1000.0,
             p99_us=vals[min(n - 1, int(0.99 * n))] / 1000.0,
             max_us=vals[-1] / 1000.0,
-            **totals,
+            count=count, sum_s=sum_s, buckets=hist,
         )
 
 
