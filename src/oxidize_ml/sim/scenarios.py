@@ -18,6 +18,8 @@ from os import PathLike, fspath
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from oxidize_ml._validate import check_int, check_number
 from oxidize_ml.sim.links import (
     BufferSpec,
@@ -28,7 +30,7 @@ from oxidize_ml.sim.links import (
     TraceLink,
 )
 from oxidize_ml.sim.loss import BernoulliLoss, GilbertElliottLoss, LossModel
-from oxidize_ml.sim.traces import CellularConfig
+from oxidize_ml.sim.traces import CellularConfig, OpportunitySchedule, trace_window_schedule
 
 DEFAULT_INTERVAL_S = 0.010
 """decision interval shared by every controller, seconds (the spec's 10 ms window)"""
@@ -139,6 +141,41 @@ class Scenario:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class TraceWindowLink(TraceLink):
+    """A Mahimahi trace seen from ``start_s`` on (`trace_window_schedule`).
+
+    Held-out evaluations start flows at several points of a trace, not only
+    at its beginning: a controller's start-up meets whatever the link does
+    there (a silent stretch, an outage, a capacity peak). The trace still
+    repeats at its end, and the buffer is still sized from the whole trace's
+    mean rate, so windows of one trace differ only in where the flow starts.
+    """
+
+    start_s: float = 0.0
+    """where time 0 of the run falls in the trace, seconds (whole ms; modulo the trace length)"""
+
+    def __post_init__(self) -> None:
+        # explicit base call: zero-argument super() breaks in slots dataclasses (3.11)
+        TraceLink.__post_init__(self)
+        start = check_number("start_s", self.start_s)
+        object.__setattr__(self, "start_s", round(start * 1000.0) / 1000.0)
+
+    @property
+    def start_ms(self) -> int:
+        """`start_s` in whole milliseconds, within the first period."""
+        ms = self._ms
+        assert ms is not None
+        return round(self.start_s * 1000.0) % int(ms[-1])
+
+    def schedule(self, horizon_s: float, rng: np.random.Generator) -> OpportunitySchedule:
+        assert self._ms is not None
+        return trace_window_schedule(self._ms, self.start_ms)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": "mahimahi", "path": self.path, "start_s": self.start_s}
+
+
 def _rtt(rtt_s: float) -> FlowSpec:
     return FlowSpec(delay_s=rtt_s / 2.0)
 
@@ -201,6 +238,8 @@ def scenario_from_trace(
     loss: LossModel | None = None,
     duration_s: float | None = None,
     flows: tuple[FlowSpec, ...] | None = None,
+    start_s: float = 0.0,
+    link: TraceLink | None = None,
 ) -> Scenario:
     """Any Mahimahi trace file as a scenario.
 
@@ -208,18 +247,28 @@ def scenario_from_trace(
     1-BDP buffer of the trace's mean capacity, and the trace's own length
     capped at 30 s (the trace repeats if ``duration_s`` is longer).
     The file is read and validated now (``ValueError`` on a bad file).
+    With ``start_s`` > 0 the run starts at that point of the trace
+    (`TraceWindowLink`) and the default name ends in ``@<start>s``. ``link``
+    reuses an already loaded trace of ``path`` (no second read of the file).
     """
-    link = TraceLink(fspath(path))
+    check_number("rtt_s", rtt_s)
+    if rtt_s <= 0.0:
+        raise ValueError(f"rtt_s must be > 0, got {rtt_s!r}")
+    check_number("start_s", start_s)
+    base = link if link is not None else TraceLink(fspath(path))
+    if start_s > 0.0:
+        base = TraceWindowLink(base.path, base._ms, start_s=start_s)
     if duration_s is None:
-        duration_s = min(30.0, max(link.period_s, 1.0))
+        duration_s = min(30.0, max(base.period_s, 1.0))
+    where = f" from {start_s:g} s" if start_s > 0.0 else ""
     return Scenario(
-        name=name or f"trace-{Path(path).name}",
-        link=link,
+        name=name or f"trace-{Path(path).name}" + (f"@{start_s:g}s" if start_s > 0.0 else ""),
+        link=base,
         flows=flows if flows is not None else (FlowSpec(delay_s=rtt_s / 2.0),),
         buffer=buffer if buffer is not None else BufferSpec(),
         loss=loss,
         duration_s=duration_s,
-        description=f"Mahimahi trace {Path(path).name}, {rtt_s * 1000:g} ms RTT",
+        description=f"Mahimahi trace {Path(path).name}{where}, {rtt_s * 1000:g} ms RTT",
     )
 
 

@@ -32,15 +32,23 @@ from oxidize_ml._validate import check_number
 MTU_BYTES = 1500
 """bytes one delivery opportunity carries (Mahimahi's packet size)"""
 BITS_PER_OPPORTUNITY = MTU_BYTES * 8
+MAX_TRACE_FILE_BYTES = 256 * 2**20
+"""largest trace file `load_mahimahi` reads (the shared cellular traces are ~1 MB; a
+file is read whole, so its size bounds the memory used)"""
+MAX_TRACE_MS = 10**10
+"""largest timestamp accepted, ms (~116 days): keeps times exact in float64 seconds and
+far from int64 overflow"""
 
 
 def load_mahimahi(path: str | PathLike[str]) -> np.ndarray:
     """Read a Mahimahi trace file: int64 millisecond timestamps, one per opportunity.
 
     Blank lines are ignored. Raises ``ValueError`` (naming the file and line)
-    when the file is empty, a line is not a non-negative integer, timestamps
-    decrease, or the trace lasts zero milliseconds (its last timestamp is 0,
-    which Mahimahi also rejects because the trace could never repeat).
+    when the file cannot be read, is larger than `MAX_TRACE_FILE_BYTES`, is
+    empty, a line is not a non-negative integer (or exceeds `MAX_TRACE_MS`),
+    timestamps decrease, or the trace lasts zero milliseconds (its last
+    timestamp is 0, which Mahimahi also rejects because the trace could never
+    repeat).
 
     Parameters
     ----------
@@ -54,9 +62,23 @@ def load_mahimahi(path: str | PathLike[str]) -> np.ndarray:
     """
     p = Path(path)
     try:
-        text = p.read_text(encoding="ascii")
+        with p.open("rb") as f:
+            # read one byte past the limit: the file's reported size is not trusted
+            raw = f.read(MAX_TRACE_FILE_BYTES + 1)
     except FileNotFoundError:
         raise ValueError(f"Mahimahi trace {str(p)!r} does not exist") from None
+    except IsADirectoryError:
+        raise ValueError(f"Mahimahi trace {str(p)!r} is a directory, not a file") from None
+    except OSError as exc:
+        raise ValueError(f"Mahimahi trace {str(p)!r} cannot be read: {exc.strerror or exc}"
+                         ) from None
+    if len(raw) > MAX_TRACE_FILE_BYTES:
+        raise ValueError(
+            f"Mahimahi trace {str(p)!r} is larger than {MAX_TRACE_FILE_BYTES // 2**20} MiB; "
+            "split it or check that it is a trace file"
+        )
+    try:
+        text = raw.decode("ascii")
     except UnicodeDecodeError:
         raise ValueError(f"Mahimahi trace {str(p)!r} is not ASCII text") from None
     values: list[int] = []
@@ -64,10 +86,16 @@ def load_mahimahi(path: str | PathLike[str]) -> np.ndarray:
         s = line.strip()
         if not s:
             continue
+        # isdigit() alone accepts Unicode digits; the text is ASCII here, so it is 0-9 only
         if not s.isdigit():
             raise ValueError(
                 f"Mahimahi trace {str(p)!r} line {lineno}: expected a non-negative integer "
                 f"millisecond timestamp, got {s[:40]!r}"
+            )
+        if len(s) > 11 or int(s) > MAX_TRACE_MS:
+            raise ValueError(
+                f"Mahimahi trace {str(p)!r} line {lineno}: timestamp {s[:40]} ms is beyond "
+                f"the largest accepted ({MAX_TRACE_MS} ms)"
             )
         values.append(int(s))
     if not values:
@@ -229,6 +257,38 @@ class OpportunitySchedule:
         """Global index of the first opportunity at time ``>= t_s``."""
         times = self.times_s.tolist()
         return first_index_at_or_after(times, self.period_s, max(t_s, 0.0))
+
+
+def trace_window_schedule(ms: np.ndarray | Sequence[int], start_ms: int) -> OpportunitySchedule:
+    """The schedule of a Mahimahi trace seen from ``start_ms`` on.
+
+    Time 0 of the result is ``start_ms`` of the trace; the trace repeats as
+    usual, so a window that runs past the trace's end continues with its
+    beginning: opportunity ``t >= start_ms`` of the file is at ``t - start_ms``,
+    one before (``t < start_ms``) comes back at ``t + period - start_ms``. The
+    period is unchanged, and ``start_ms`` is taken modulo it; ``start_ms = 0``
+    gives exactly `OpportunitySchedule.from_mahimahi_ms`.
+
+    Parameters
+    ----------
+    ms
+        int64 ``[n]`` timestamps as returned by `load_mahimahi`.
+    start_ms
+        Where the window starts in the trace, ms (>= 0).
+    """
+    arr = np.asarray(ms, dtype=np.int64)
+    if arr.ndim != 1 or arr.size == 0 or arr[-1] <= 0:
+        raise ValueError("ms must be a non-empty Mahimahi trace lasting more than 0 ms")
+    if isinstance(start_ms, bool) or not isinstance(start_ms, int | np.integer):
+        raise TypeError(f"start_ms must be an int, got {type(start_ms).__name__}")
+    if start_ms < 0:
+        raise ValueError(f"start_ms must be >= 0, got {start_ms}")
+    period = int(arr[-1])
+    o = int(start_ms) % period
+    # from o on: [0, period - o]; the next cycle's start: [period - o, period); concatenated
+    # they stay non-decreasing because arr[-1] = period > o
+    shifted = np.concatenate((arr[arr >= o] - o, arr[arr < o] + (period - o)))
+    return OpportunitySchedule(shifted.astype(np.float64) / 1000.0, period / 1000.0)
 
 
 def first_index_at_or_after(times: list[float], period: float, t: float) -> int:
