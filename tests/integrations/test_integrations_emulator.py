@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import socket
 from pathlib import Path
 from typing import Any
@@ -206,3 +207,162 @@ def test_validation() -> None:
         LinkConfig(ConstantLink(1e6), delay_s=-1.0)
     with pytest.raises(RuntimeError, match="start"):
         LinkEmulator(_cfg(9, link)).report()
+
+
+# ---- issue 8 item 9: bounded client table, byte-bounded pipe, report on SIGTERM -----------
+def test_throwaway_source_ports_never_lock_out_a_new_client() -> None:
+    """70 single-datagram clients used to fill the 64-entry table for good."""
+
+    async def run() -> tuple[Any, Sink, list[bytes]]:
+        loop = asyncio.get_running_loop()
+        sink = Sink(loop, echo=True)
+        link = LinkConfig(ConstantLink(50e6), queue_bytes=200 * 1500)
+        emu = LinkEmulator(_cfg(sink.port, link, max_clients=64))
+        await emu.start()
+        try:
+            for i in range(70):
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                    s.sendto(b"throwaway %d" % i, emu.listen_address)
+                await asyncio.sleep(0.001)
+            await asyncio.sleep(0.05)
+            late = Sink(loop)
+            late.sock.sendto(b"newcomer", emu.listen_address)
+            await asyncio.sleep(0.1)
+            answers = [d for _, d, _ in late.got]
+            late.close()
+        finally:
+            await emu.stop()
+            sink.close()
+        return emu, sink, answers
+
+    emu, sink, answers = asyncio.run(run())
+    got = [d for _, d, _ in sink.got]
+    assert len(got) == 71 and got[-1] == b"newcomer"
+    assert answers == [b"newcomer"]  # the echo came back through its new binding
+    rep = emu.report()
+    assert rep.clients == 71 and rep.active_clients == 64
+    assert rep.evicted_clients == 7  # least recently active first
+
+
+def test_idle_clients_expire_and_active_ones_stay() -> None:
+    async def run() -> tuple[Any, list[bytes]]:
+        loop = asyncio.get_running_loop()
+        sink = Sink(loop, echo=True)
+        link = LinkConfig(ConstantLink(50e6))
+        emu = LinkEmulator(_cfg(sink.port, link, client_idle_timeout_s=0.2))
+        await emu.start()
+        idle, busy = Sink(loop), Sink(loop)
+        try:
+            idle.sock.sendto(b"once", emu.listen_address)
+            for i in range(8):  # every 50 ms for 0.4 s: never silent for 0.2 s
+                busy.sock.sendto(b"tick %d" % i, emu.listen_address)
+                await asyncio.sleep(0.05)
+            mid = emu.report()
+            await asyncio.sleep(0.4)
+            end = emu.report()
+            busy_got = [d for _, d, _ in busy.got]
+        finally:
+            await emu.stop()
+            for s in (sink, idle, busy):
+                s.close()
+        return (mid, end), busy_got
+
+    (mid, end), busy_got = asyncio.run(run())
+    assert mid.active_clients == 1 and mid.expired_clients == 1  # the idle one went
+    assert end.active_clients == 0 and end.expired_clients == 2  # then the busy one
+    assert end.evicted_clients == 0
+    assert busy_got == [b"tick %d" % i for i in range(8)]
+
+
+def test_pending_link_bytes_are_bounded_not_just_packets() -> None:
+    """6,078 x 60-KB datagrams pending used to reach 412 MB: the bound counted packets."""
+    size = 60_000
+    cap = 1_000_000
+    # A fast link with a long delay: everything admitted waits in the delay line.
+    link = LinkConfig(ConstantLink(1e9), delay_s=2.0, queue_bytes=100_000_000)
+
+    async def run() -> Any:
+        loop = asyncio.get_running_loop()
+        sink = Sink(loop)
+        emu = LinkEmulator(_cfg(sink.port, link, max_pipe_bytes=cap, max_datagram_bytes=size))
+        await emu.start()
+        client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+        try:
+            for _ in range(60):
+                client.sendto(bytes(size), emu.listen_address)
+                await asyncio.sleep(0)  # let the emulator read: the kernel buffer is finite
+            client.sendto(bytes(size + 1), emu.listen_address)  # one byte over the limit
+            await asyncio.sleep(0.05)
+            return emu.report().uplink
+        finally:
+            await emu.stop()
+            client.close()
+            sink.close()
+
+    rep = asyncio.run(run())
+    per_packet = size + 28
+    assert rep.received >= 30  # enough arrived to exceed the bound many times over
+    assert rep.dropped_oversize == 1
+    assert rep.max_pending_bytes <= cap and rep.pending_bytes <= cap
+    assert rep.pending == cap // per_packet  # as many as fit, no more
+    assert rep.dropped_overflow == rep.received - rep.pending - rep.dropped_oversize
+    assert rep.dropped_queue == 0
+
+
+def test_emulate_writes_its_json_report_on_sigterm(tmp_path: Path) -> None:
+    """SIGTERM (what supervisors and harnesses send) used to lose the --json report."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sink.bind(("127.0.0.1", 0))
+    sink.settimeout(5.0)
+    js = tmp_path / "report.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OXIDIZE_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    cmd = [sys.executable, "-m", "oxidize_ml.cli", "emulate", "--listen", "0",
+           "--target", f"127.0.0.1:{sink.getsockname()[1]}", "--rate-mbps", "20",
+           "--delay-ms", "2", "--json", str(js)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("relaying 127.0.0.1:"), line + (proc.stderr.read() if
+                                                              proc.poll() is not None else "")
+        port = int(line.split()[1].rsplit(":", 1)[1])
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+            for i in range(5):
+                client.sendto(b"datagram %d" % i, ("127.0.0.1", port))
+        got = [sink.recvfrom(100)[0] for _ in range(5)]
+        assert got == [b"datagram %d" % i for i in range(5)]
+        time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        sink.close()
+    assert proc.returncode == 0, err
+    assert "stopped (SIGTERM)" in out
+    data = json.loads(js.read_text())
+    assert data["stop_reason"] == "SIGTERM"
+    assert data["uplink"]["received"] == data["uplink"]["delivered"] == 5
+    assert [p.name for p in tmp_path.iterdir()] == ["report.json"]  # no temporary left
+
+
+def test_new_bounds_are_validated() -> None:
+    link = LinkConfig(ConstantLink(1e6))
+    with pytest.raises(ValueError, match="client_idle_timeout_s"):
+        _cfg(9, link, client_idle_timeout_s=0.0)
+    with pytest.raises(ValueError, match="max_pipe_bytes"):
+        _cfg(9, link, max_pipe_bytes=0)
+    with pytest.raises(ValueError, match="max_datagram_bytes"):
+        _cfg(9, link, max_datagram_bytes=70_000)
+    with pytest.raises(TypeError, match="max_clients"):
+        _cfg(9, link, max_clients=1.5)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import signal
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -97,6 +98,51 @@ def e2e_table(report: Any) -> Table:
     return table
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+"""signals that end ``emulate`` in order: relay stopped, report printed and written"""
+
+
+async def _relay_until_stopped(emulator: Any, target: str, duration: float | None) -> str:
+    """Relay until ``duration`` passes or a stop signal arrives; returns why it stopped.
+
+    The signals are handled inside the event loop (not as KeyboardInterrupt), so
+    SIGTERM from a supervisor or a test harness ends the run the same orderly way
+    as Ctrl-C: the caller still gets the report and writes ``--json``.
+    """
+    loop = asyncio.get_running_loop()
+    stopped = asyncio.Event()
+    reason = "duration"
+
+    def on_signal(sig: signal.Signals) -> None:
+        nonlocal reason
+        reason = sig.name
+        stopped.set()
+
+    installed: list[signal.Signals] = []
+    for sig in STOP_SIGNALS:
+        try:
+            loop.add_signal_handler(sig, on_signal, sig)
+            installed.append(sig)
+        except (NotImplementedError, RuntimeError, ValueError):  # pragma: no cover
+            pass  # not the main thread, or a platform without it: duration / Ctrl-C only
+    try:
+        await emulator.start()
+        h, p = emulator.listen_address
+        console.print(f"relaying {h}:{p} -> {target} "
+                      f"({'until Ctrl-C or SIGTERM' if duration is None else f'{duration:g} s'})",
+                      highlight=False)
+        try:
+            async with asyncio.timeout(duration):
+                await stopped.wait()
+        except TimeoutError:
+            pass
+    finally:
+        await emulator.stop()
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+    return reason
+
+
 def register(app: typer.Typer) -> None:
     """Add ``emulate`` and ``e2e`` to ``app``."""
 
@@ -124,10 +170,11 @@ def register(app: typer.Typer) -> None:
         json_out: Annotated[Path | None, typer.Option(
             "--json", help="also write the report as JSON")] = None,
     ) -> None:
-        """Relay UDP on 127.0.0.1 through an emulated bottleneck until Ctrl-C.
+        """Relay UDP on 127.0.0.1 through an emulated bottleneck until Ctrl-C or SIGTERM.
 
         Mahimahi-style trace or constant rate, delay, drop-tail queue and loss
-        per direction; prints per-direction counts and queueing delays at the end.
+        per direction; prints per-direction counts and queueing delays at the end
+        (and writes --json) however the run ends.
         """
         from oxidize_ml.integrations.emulator import (
             EmulatorConfig,
@@ -157,28 +204,18 @@ def register(app: typer.Typer) -> None:
         if duration is not None and not duration > 0:
             raise _fail(f"--duration must be > 0, got {duration}")
 
-        async def run() -> None:
-            await emulator.start()
-            h, p = emulator.listen_address
-            console.print(f"relaying {h}:{p} -> {target} "
-                          f"({'until Ctrl-C' if duration is None else f'{duration:g} s'})")
-            try:
-                await asyncio.sleep(math.inf if duration is None else duration)
-            finally:
-                await emulator.stop()
-
         try:
-            asyncio.run(run())
-        except KeyboardInterrupt:
-            console.print("stopped")
+            reason = asyncio.run(_relay_until_stopped(emulator, target, duration))
         except OSError as exc:
             raise _fail(str(exc)) from None
-        report = emulator.report()
+        console.print(f"stopped ({reason})")
+        report = emulator.report(stop_reason=reason)
         console.print(_link_table(report))
         if json_out is not None:
             from oxidize_ml._atomic import atomic_write_text
 
             atomic_write_text(json_out, json.dumps(report.to_dict(), indent=2))
+            console.print(f"wrote {json_out}")
 
     @app.command()
     def e2e(

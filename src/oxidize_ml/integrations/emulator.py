@@ -37,11 +37,23 @@ milliseconds), so packets leave up to about 1 ms late; the report gives the
 measured lateness (``late_mean_s`` / ``late_max_s``). Mahimahi itself works
 on a 1 ms grid.
 
-Bounds: at most ``max_clients`` clients, ``max_pipe_packets`` packets in
-each direction (queue plus propagation; beyond it datagrams are dropped and
-counted as ``dropped_overflow``), and ``max_delay_samples`` queueing-delay
-samples per direction (beyond it every other sample is kept and the stride
-doubles: a uniform subsample, as the simulator does).
+Bounds (every allocation an input can cause)
+--------------------------------------------
+* **Clients**: a client is a source address; each gets an upstream socket.
+  A client silent in both directions for ``client_idle_timeout_s`` is
+  forgotten (its socket closed), like a NAT binding; when ``max_clients``
+  are active, a new one evicts the least recently active (LRU), so throwaway
+  source ports can never lock new clients out. Packets still in flight to an
+  evicted client's upstream socket are counted as ``dropped_send``.
+* **Link memory**: per direction at most ``max_pipe_bytes`` (link bytes:
+  datagram + header) and ``max_pipe_packets`` packets queued or propagating
+  (the delay line holds rate x delay bytes, which a long delay makes large);
+  beyond either, datagrams are dropped and counted as ``dropped_overflow``.
+  Datagrams above ``max_datagram_bytes`` are dropped on entry
+  (``dropped_oversize``). The report gives the peak (``max_pending_bytes``).
+* **Samples**: ``max_delay_samples`` queueing-delay samples per direction
+  (beyond it every other sample is kept and the stride doubles: a uniform
+  subsample, as the simulator does).
 """
 
 from __future__ import annotations
@@ -53,7 +65,7 @@ import ipaddress
 import math
 import socket
 from array import array
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field, fields
 from typing import Any, Self
 
@@ -85,7 +97,12 @@ RECV_BATCH = 256
 SOCKET_BUFFER_BYTES = 4 * 1024 * 1024
 """SO_RCVBUF / SO_SNDBUF asked for (the kernel caps it at net.core.rmem_max)"""
 MAX_DATAGRAM_BYTES = 65535
-"""largest UDP datagram read"""
+"""receive buffer: no UDP datagram over IPv4 is larger (65507 bytes of payload)"""
+MAX_UDP_PAYLOAD = 65507
+"""largest UDP payload over IPv4; the default and the ceiling of ``max_datagram_bytes``"""
+MIN_SWEEP_PERIOD_S = 0.01
+MAX_SWEEP_PERIOD_S = 1.0
+"""idle clients are looked for every ``client_idle_timeout_s / 4``, within these bounds"""
 
 CapacitySpec = ConstantLink | TraceLink | StepLink | CellularLink
 
@@ -144,9 +161,17 @@ class EmulatorConfig:
     header_bytes: int = DEFAULT_HEADER_BYTES
     """bytes added to each datagram's size on the link (IP + UDP headers)"""
     max_clients: int = 64
-    """distinct client addresses served; datagrams from further ones are dropped"""
+    """client addresses served at once; a further one evicts the least recently active"""
+    client_idle_timeout_s: float = 30.0
+    """a client silent in both directions this long is forgotten (NAT-binding style; QUIC
+    sends a packet at least every idle-timeout / 2 on a live connection)"""
     max_pipe_packets: int = 65536
     """per-direction bound on packets queued or propagating"""
+    max_pipe_bytes: int = 32 * 1024 * 1024
+    """per-direction bound on link bytes (datagram + header) queued or propagating: the
+    emulator's memory is at most about twice this (plus per-packet overhead)"""
+    max_datagram_bytes: int = MAX_UDP_PAYLOAD
+    """larger datagrams are dropped on entry"""
     max_delay_samples: int = 100_000
     """per-direction bound on stored queueing-delay samples"""
 
@@ -160,8 +185,14 @@ class EmulatorConfig:
         check_int("listen_port", self.listen_port, lo=0, hi=65535)
         check_int("seed", self.seed, lo=0)
         check_int("header_bytes", self.header_bytes, lo=0, hi=1024)
-        check_int("max_clients", self.max_clients, lo=1)
+        check_int("max_clients", self.max_clients, lo=1, hi=65536)
+        if check_number("client_idle_timeout_s", self.client_idle_timeout_s, hi=86400.0) <= 0.0:
+            raise ValueError(
+                f"client_idle_timeout_s must be > 0, got {self.client_idle_timeout_s!r}"
+            )
         check_int("max_pipe_packets", self.max_pipe_packets, lo=1)
+        check_int("max_pipe_bytes", self.max_pipe_bytes, lo=1)
+        check_int("max_datagram_bytes", self.max_datagram_bytes, lo=1, hi=MAX_UDP_PAYLOAD)
         check_int("max_delay_samples", self.max_delay_samples, lo=2)
 
 
@@ -199,7 +230,7 @@ class LinkReport:
     dropped_loss: int
     """random loss at the egress"""
     dropped_overflow: int
-    """beyond ``max_pipe_packets`` (0 unless the sender floods)"""
+    """beyond ``max_pipe_bytes`` / ``max_pipe_packets`` (0 unless the sender floods)"""
     dropped_send: int
     """the socket refused the datagram when it was due (kernel buffer full)"""
     pending: int
@@ -216,6 +247,12 @@ class LinkReport:
     late_max_s: float
     mean_capacity_bps: float
     """the capacity model's mean rate"""
+    dropped_oversize: int = 0
+    """datagrams above ``max_datagram_bytes``"""
+    pending_bytes: int = 0
+    """link bytes still queued or propagating when the report was taken"""
+    max_pending_bytes: int = 0
+    """peak of ``pending_bytes`` over the run (bounded by ``max_pipe_bytes``)"""
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -231,14 +268,27 @@ class EmulatorReport:
 
     elapsed_s: float
     clients: int
+    """client addresses served over the run"""
     uplink: LinkReport
     downlink: LinkReport
     config: dict[str, Any] = field(default_factory=dict)
+    active_clients: int = 0
+    """clients in the table when the report was taken"""
+    expired_clients: int = 0
+    """forgotten after ``client_idle_timeout_s`` of silence"""
+    evicted_clients: int = 0
+    """forgotten to make room (``max_clients`` active, least recently active first)"""
+    stop_reason: str | None = None
+    """why the run ended, when the caller says (``duration``, ``SIGTERM``, ...)"""
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "elapsed_s": self.elapsed_s,
             "clients": self.clients,
+            "active_clients": self.active_clients,
+            "expired_clients": self.expired_clients,
+            "evicted_clients": self.evicted_clients,
+            "stop_reason": self.stop_reason,
             "uplink": self.uplink.to_dict(),
             "downlink": self.downlink.to_dict(),
             "config": self.config,
@@ -249,17 +299,19 @@ class _Direction:
     """One direction's delay line, drop-tail queue, opportunities, loss and sender."""
 
     __slots__ = (
-        "_credit", "_d_cnt", "_d_stride", "_delays", "_g", "_header", "_late_max",
-        "_late_n", "_late_sum", "_loop", "_loss", "_loss_flags", "_loss_pos", "_max_delays",
-        "_max_pipe", "_n", "_occ", "_period", "_pipe", "_q", "_send", "_t0",
-        "_timer", "_times", "bytes_delivered", "bytes_received", "delay_s", "delivered",
-        "dropped_loss", "dropped_overflow", "dropped_queue", "dropped_send", "limit",
-        "mean_capacity_bps", "name", "received", "schedule",
+        "_credit", "_d_cnt", "_d_stride", "_delays", "_g", "_header", "_late_max", "_late_n",
+        "_late_sum", "_loop", "_loss", "_loss_flags", "_loss_pos", "_max_datagram", "_max_delays",
+        "_max_pipe", "_max_pipe_bytes", "_n", "_occ", "_period", "_pipe", "_pipe_bytes", "_q",
+        "_send", "_t0", "_timer", "_times", "bytes_delivered", "bytes_received", "delay_s",
+        "delivered", "dropped_loss", "dropped_overflow", "dropped_oversize", "dropped_queue",
+        "dropped_send", "limit", "max_pending_bytes", "mean_capacity_bps", "name", "received",
+        "schedule",
     )
 
     def __init__(
         self, name: str, cfg: LinkConfig, *, rng: np.random.Generator, header_bytes: int,
-        max_pipe: int, max_delays: int, loop: asyncio.AbstractEventLoop,
+        max_pipe: int, max_pipe_bytes: int, max_datagram: int, max_delays: int,
+        loop: asyncio.AbstractEventLoop,
     ) -> None:
         self.name = name
         self.schedule: OpportunitySchedule = cfg.capacity.schedule(cfg.horizon_s, rng)
@@ -275,6 +327,10 @@ class _Direction:
         self._loss_pos = 0
         self._loop = loop
         self._max_pipe = max_pipe
+        self._max_pipe_bytes = max_pipe_bytes
+        self._max_datagram = max_datagram
+        self._pipe_bytes = 0
+        self.max_pending_bytes = 0
         self._max_delays = max_delays
         self._send: Any = None
         self._t0 = 0.0
@@ -294,6 +350,7 @@ class _Direction:
         self._late_max = 0.0
         self.received = self.delivered = 0
         self.dropped_queue = self.dropped_loss = self.dropped_overflow = self.dropped_send = 0
+        self.dropped_oversize = 0
         self.bytes_received = self.bytes_delivered = 0
 
     def start(self, t0: float, send: Any) -> None:
@@ -322,10 +379,17 @@ class _Direction:
 
     def push(self, data: bytes, dest: Any, now: float) -> None:
         """A datagram entered this direction at event-loop time ``now``."""
-        size = len(data) + self._header
+        n_data = len(data)
+        size = n_data + self._header
         self.received += 1
         self.bytes_received += size
-        if len(self._pipe) >= self._max_pipe:
+        if n_data > self._max_datagram:
+            self.dropped_oversize += 1
+            return
+        # The pipe bound is in bytes as well as packets: the delay line holds rate x
+        # delay bytes whatever the queue size, and datagrams can be 64 KB each.
+        pipe_bytes = self._pipe_bytes + size
+        if len(self._pipe) >= self._max_pipe or pipe_bytes > self._max_pipe_bytes:
             self.dropped_overflow += 1
             return
         a = now + self.delay_s - self._t0  # bottleneck arrival, schedule time
@@ -361,6 +425,9 @@ class _Direction:
         self._occ = occ + size
         t_dep = dep + self._t0
         self._pipe.append((t_dep, data, dest, self._lost(), dep - a))
+        self._pipe_bytes = pipe_bytes
+        if pipe_bytes > self.max_pending_bytes:
+            self.max_pending_bytes = pipe_bytes
         if self._timer is None:
             self._timer = self._loop.call_at(t_dep, self._fire)
 
@@ -372,6 +439,7 @@ class _Direction:
         hdr = self._header
         while pipe and pipe[0][0] <= now:
             t_dep, data, dest, lost, qdelay = pipe.popleft()
+            self._pipe_bytes -= len(data) + hdr
             if lost:
                 self.dropped_loss += 1
                 continue
@@ -413,7 +481,8 @@ class _Direction:
             queue_delay_p95_s=p95, queue_delay_max_s=mx,
             late_mean_s=self._late_sum / self._late_n if self._late_n else math.nan,
             late_max_s=self._late_max if self._late_n else math.nan,
-            mean_capacity_bps=self.mean_capacity_bps,
+            mean_capacity_bps=self.mean_capacity_bps, dropped_oversize=self.dropped_oversize,
+            pending_bytes=self._pipe_bytes, max_pending_bytes=self.max_pending_bytes,
         )
 
 
@@ -426,6 +495,17 @@ def _udp_socket() -> socket.socket:
         except OSError:  # pragma: no cover - platform refuses; the default still works
             pass
     return sock
+
+
+class _Client:
+    """One client address: its upstream socket and when it was last heard of."""
+
+    __slots__ = ("addr", "last_active", "sock")
+
+    def __init__(self, addr: tuple[str, int], sock: socket.socket, now: float) -> None:
+        self.addr = addr
+        self.sock = sock
+        self.last_active = now
 
 
 class LinkEmulator:
@@ -458,12 +538,19 @@ class LinkEmulator:
         self._target = (_resolve_loopback(config.target[0]), config.target[1])
         self._loop: asyncio.AbstractEventLoop | None = None
         self._listen: socket.socket | None = None
-        self._upstream: dict[tuple[str, int], socket.socket] = {}
+        # Least recently active first: expiry and eviction both take from the front.
+        self._clients: OrderedDict[tuple[str, int], _Client] = OrderedDict()
+        self._sweep_timer: asyncio.TimerHandle | None = None
+        self._sweep_period = min(
+            MAX_SWEEP_PERIOD_S, max(MIN_SWEEP_PERIOD_S, config.client_idle_timeout_s / 4.0)
+        )
         self._up: _Direction | None = None
         self._down: _Direction | None = None
         self._t0 = 0.0
         self._t_stop: float | None = None
-        self.rejected_clients = 0
+        self.clients_seen = 0
+        self.expired_clients = 0
+        self.evicted_clients = 0
 
     # ---- lifecycle -----------------------------------------------------------------------
     async def start(self) -> None:
@@ -474,12 +561,14 @@ class LinkEmulator:
         cfg = self.config
         # One generator per direction, derived from the seed (independent streams).
         rng_up, rng_down = (np.random.default_rng([cfg.seed, i]) for i in (1, 2))
-        self._up = _Direction("uplink", cfg.uplink, rng=rng_up, header_bytes=cfg.header_bytes,
-                              max_pipe=cfg.max_pipe_packets, max_delays=cfg.max_delay_samples,
-                              loop=loop)
-        self._down = _Direction("downlink", cfg.downlink, rng=rng_down,
-                                header_bytes=cfg.header_bytes, max_pipe=cfg.max_pipe_packets,
-                                max_delays=cfg.max_delay_samples, loop=loop)
+        self._up, self._down = (
+            _Direction(name, link, rng=rng, header_bytes=cfg.header_bytes,
+                       max_pipe=cfg.max_pipe_packets, max_pipe_bytes=cfg.max_pipe_bytes,
+                       max_datagram=cfg.max_datagram_bytes, max_delays=cfg.max_delay_samples,
+                       loop=loop)
+            for name, link, rng in (("uplink", cfg.uplink, rng_up),
+                                    ("downlink", cfg.downlink, rng_down))
+        )
         sock = _udp_socket()
         try:
             sock.bind((LISTEN_HOST, cfg.listen_port))
@@ -492,6 +581,7 @@ class LinkEmulator:
         self._up.start(self._t0, self._send_up)
         self._down.start(self._t0, self._send_down)
         loop.add_reader(sock.fileno(), self._on_client_readable)
+        self._sweep_timer = loop.call_later(self._sweep_period, self._sweep)
 
     async def stop(self) -> None:
         """Stop relaying and close every socket; packets still in the link are discarded."""
@@ -502,7 +592,10 @@ class LinkEmulator:
         for d in (self._up, self._down):
             if d is not None:
                 d.stop()
-        socks = [self._listen, *self._upstream.values()]
+        if self._sweep_timer is not None:
+            self._sweep_timer.cancel()
+            self._sweep_timer = None
+        socks = [self._listen, *(c.sock for c in self._clients.values())]
         for s in socks:
             if s is not None:
                 loop.remove_reader(s.fileno())
@@ -552,6 +645,7 @@ class LinkEmulator:
         assert sock is not None and self._up is not None and self._loop is not None
         now = self._loop.time()
         push = self._up.push
+        clients = self._clients
         for _ in range(RECV_BATCH):
             try:
                 data, addr = sock.recvfrom(MAX_DATAGRAM_BYTES)
@@ -559,37 +653,84 @@ class LinkEmulator:
                 return
             except OSError:  # e.g. ICMP unreachable reported on the socket
                 continue
-            up = self._upstream.get(addr)
-            if up is None:
-                up = self._open_upstream(addr)
-                if up is None:
+            client = clients.get(addr)
+            if client is None:
+                client = self._open_client(addr, now)
+                if client is None:
                     continue
-            push(data, up, now)
+            else:
+                client.last_active = now
+                clients.move_to_end(addr)
+            push(data, client.sock, now)
 
-    def _open_upstream(self, addr: tuple[str, int]) -> socket.socket | None:
-        if len(self._upstream) >= self.config.max_clients:
-            self.rejected_clients += 1
-            return None
+    def _open_client(self, addr: tuple[str, int], now: float) -> _Client | None:
         assert self._loop is not None
+        clients = self._clients
+        if len(clients) >= self.config.max_clients:
+            self._expire(now)
+        if len(clients) >= self.config.max_clients:
+            # Full of live clients: the least recently active one makes room, so a
+            # sender cycling source ports cannot lock everybody else out.
+            _, old = clients.popitem(last=False)
+            self._close_client(old)
+            self.evicted_clients += 1
         up = _udp_socket()
-        up.bind((LISTEN_HOST, 0))
-        up.connect(self._target)
-        self._upstream[addr] = up
-        self._loop.add_reader(up.fileno(), self._on_target_readable, up, addr)
-        return up
+        try:
+            up.bind((LISTEN_HOST, 0))
+            up.connect(self._target)
+        except OSError:  # out of ports or descriptors: drop this datagram, keep running
+            up.close()
+            return None
+        client = _Client(addr, up, now)
+        clients[addr] = client
+        self.clients_seen += 1
+        self._loop.add_reader(up.fileno(), self._on_target_readable, client)
+        return client
 
-    def _on_target_readable(self, up: socket.socket, client: tuple[str, int]) -> None:
+    def _close_client(self, client: _Client) -> None:
+        assert self._loop is not None
+        self._loop.remove_reader(client.sock.fileno())
+        client.sock.close()
+
+    def _expire(self, now: float) -> None:
+        """Forget clients silent in both directions for ``client_idle_timeout_s``."""
+        clients = self._clients
+        deadline = now - self.config.client_idle_timeout_s
+        while clients:
+            oldest = next(iter(clients.values()))
+            if oldest.last_active > deadline:
+                break
+            del clients[oldest.addr]
+            self._close_client(oldest)
+            self.expired_clients += 1
+
+    def _sweep(self) -> None:
+        assert self._loop is not None
+        self._sweep_timer = None
+        if self._t_stop is not None:
+            return
+        self._expire(self._loop.time())
+        self._sweep_timer = self._loop.call_later(self._sweep_period, self._sweep)
+
+    def _on_target_readable(self, client: _Client) -> None:
         assert self._down is not None and self._loop is not None
         now = self._loop.time()
         push = self._down.push
+        up = client.sock
+        got = False
         for _ in range(RECV_BATCH):
             try:
                 data = up.recv(MAX_DATAGRAM_BYTES)
             except (BlockingIOError, InterruptedError):
-                return
+                break
             except OSError:  # ConnectionRefused: target not (yet) listening
                 continue
-            push(data, client, now)
+            got = True
+            push(data, client.addr, now)
+        if got and self._clients.get(client.addr) is client:
+            # Answers keep the binding alive too (a download's client may only ack).
+            client.last_active = now
+            self._clients.move_to_end(client.addr)
 
     def _send_up(self, data: bytes, up: socket.socket) -> None:
         up.send(data)
@@ -599,14 +740,17 @@ class LinkEmulator:
         self._listen.sendto(data, client)
 
     # ---- results -------------------------------------------------------------------------
-    def report(self) -> EmulatorReport:
+    def report(self, stop_reason: str | None = None) -> EmulatorReport:
         """Per-direction counts and queueing delays since `start`."""
         if self._up is None or self._down is None or self._loop is None:
             raise RuntimeError("call LinkEmulator.start() first")
         end = self._t_stop if self._t_stop is not None else self._loop.time()
         return EmulatorReport(
             elapsed_s=end - self._t0,
-            clients=len(self._upstream),
+            clients=self.clients_seen,
+            active_clients=len(self._clients),
+            expired_clients=self.expired_clients,
+            evicted_clients=self.evicted_clients,
             uplink=self._up.report(),
             downlink=self._down.report(),
             config={
@@ -615,5 +759,10 @@ class LinkEmulator:
                 "downlink": self.config.downlink.to_dict(),
                 "seed": self.config.seed,
                 "header_bytes": self.config.header_bytes,
+                "max_clients": self.config.max_clients,
+                "client_idle_timeout_s": self.config.client_idle_timeout_s,
+                "max_pipe_bytes": self.config.max_pipe_bytes,
+                "max_datagram_bytes": self.config.max_datagram_bytes,
             },
+            stop_reason=stop_reason,
         )
