@@ -1,11 +1,14 @@
 """The Pantheon-style congestion-control comparison on the simulator.
 
 Every controller runs on every scenario of the built-in suite
-(`oxidize_ml.sim.list_scenarios`) and on the held-out Mahimahi traces of
-`oxidize_ml.evaluation.splits` when the trace folder exists. Pantheon
-(USENIX ATC 2018; REFERENCES section 2) compares schemes by throughput
-against 95th-percentile one-way delay; this module adds utilisation, p95
-queueing delay, loss, Jain's fairness index and the shared congestion reward.
+(`oxidize_ml.sim.list_scenarios`) and, when the trace folder exists, on
+windows of the held-out Mahimahi traces of `oxidize_ml.evaluation.splits`
+(`oxidize_ml.evaluation.congestion_windows`: several starts per trace,
+silent starts, RTT 40 and 100 ms, 2-BDP buffers, ratios to CUBIC with
+bootstrap intervals). Pantheon (USENIX ATC 2018; REFERENCES section 2)
+compares schemes by throughput against 95th-percentile one-way delay; this
+module adds utilisation, p95 queueing delay, loss, Jain's fairness index and
+the shared congestion reward.
 
 Metrics (per run, then averaged over the run seeds of a scenario)
 -----------------------------------------------------------------
@@ -36,6 +39,8 @@ Quick mode
 Scenario durations are halved (at least `QUICK_MIN_DURATION_S`), which still
 shows the first capacity step of ``step-change`` (at 10 s) and all three
 ``competing-flows`` (starting at 0, 5 and 10 s), and every scenario runs once.
+Held-out trace windows: `QUICK_WINDOWS` per trace of `QUICK_WINDOW_S` (plus
+the silent-start windows).
 
 Adding controllers
 ------------------
@@ -55,12 +60,19 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from oxidize_ml.evaluation.congestion_windows import (
+    WindowConfig,
+    WindowEvalResult,
+    plan_run,
+    plot_windows,
+    run_windows,
+)
 from oxidize_ml.sim.controllers.registry import (
     ControllerFactory,
     ControllerRegistry,
@@ -87,6 +99,10 @@ REPRESENTATIVE_SCENARIOS: tuple[str, ...] = ("step-change", "cellular-synthetic"
 """first of these present is plotted over time (cwnd, queue): a capacity step
 shows how each controller adapts"""
 SEED_STRIDE = 100
+QUICK_WINDOWS = 2
+"""evenly spaced held-out trace windows per trace in quick mode (full: `WindowConfig`'s 3)"""
+QUICK_WINDOW_S = 15.0
+"""held-out trace window length in quick mode, seconds (full: 30)"""
 QUEUE_WIN_MIN_THROUGHPUT = 0.9
 """share of a scenario's best throughput a controller needs to win on queueing delay"""
 
@@ -207,6 +223,8 @@ class CongestionEvalResult:
     """(time_s, capacity_bps) of the representative scenario's link, when deterministic"""
     wall_s: float = 0.0
     notes: tuple[str, ...] = field(default=())
+    heldout: WindowEvalResult | None = None
+    """the held-out trace windows (None without the trace folder or with ``scenarios``)"""
 
     # -- lookups ---------------------------------------------------------------
     def row(self, scenario: str, controller: str) -> CongestionRow:
@@ -277,6 +295,8 @@ class CongestionEvalResult:
             counts = self.win_counts("power", held_out=True)
             parts = ", ".join(f"{c} {k}" for c, k in counts.items() if k)
             lines.append(f"Congestion, held-out scenarios only ({len(held)}): power wins {parts}.")
+        if self.heldout is not None:
+            lines += self.heldout.headline()
         return lines
 
     # -- output ------------------------------------------------------------------
@@ -292,6 +312,7 @@ class CongestionEvalResult:
             "representative": self.representative,
             "wall_s": self.wall_s,
             "notes": list(self.notes),
+            "heldout_windows": None if self.heldout is None else self.heldout.to_dict(),
         }
 
     def markdown(self) -> str:
@@ -350,6 +371,9 @@ class CongestionEvalResult:
             lines.append("")
             for note in self.notes:
                 lines.append(f"- {note}")
+        if self.heldout is not None:
+            lines += ["", "### Held-out Mahimahi trace windows, ratios to CUBIC", "",
+                      self.heldout.markdown()]
         return "\n".join(lines)
 
 
@@ -425,7 +449,8 @@ def resolve_controllers(
     reg = registry if registry is not None else default_registry()
     items: list[str | tuple[str, ControllerFactory]]
     if controllers is None:
-        items = [n for n in BASELINES if n in reg] + [n for n in reg.names() if n not in BASELINES]
+        items = [n for n in BASELINES if n in reg]
+        items += [n for n in reg.names() if n not in BASELINES]
         if "engine" not in reg and _shipped_models():
             items.append("engine")
     else:
@@ -583,6 +608,9 @@ def run(
     duration_s: float | None = None,
     n_seeds: int | None = None,
     progress: ProgressFn | None = None,
+    windows: int | None = None,
+    window_config: WindowConfig | None = None,
+    heldout_traces: Sequence[str | Path] | None = None,
 ) -> CongestionEvalResult:
     """Run every controller on every scenario; see the module docstring.
 
@@ -603,19 +631,29 @@ def run(
         ``(name, factory)`` pairs run in addition to ``controllers`` (or the
         default set), e.g. ``[("dqn", dqn_factory(model_dir))]``.
     include_traces
-        Add the held-out Mahimahi traces when the trace folder exists.
+        Add the held-out trace windows when the trace folder exists (only when
+        ``scenarios`` is None: naming scenarios runs those alone).
     duration_s
-        Override every scenario's duration (simulated seconds).
+        Override every scenario's duration and the trace windows' length
+        (simulated seconds).
     n_seeds
         Override the number of runs per random scenario.
     progress
         ``progress(done, total, label)`` after each run.
+    windows
+        Evenly spaced windows per held-out trace (default 3, quick 2).
+    window_config
+        Everything about the trace windows (overrides the defaults; ``windows``
+        and ``duration_s`` still apply on top).
+    heldout_traces
+        Trace files to window instead of the split's held-out traces.
     """
     from oxidize_ml.evaluation.splits import EVAL_SEED_BASE
 
     t_start = time.perf_counter()
     ctrls = resolve_controllers(controllers, registry, extra_controllers)
-    all_sc = suite(include_traces=include_traces)
+    # the held-out traces run as windows (congestion_windows), not as t = 0 scenarios
+    all_sc = suite(include_traces=False)
     if scenarios is not None:
         known = [s.name for s, _, _ in all_sc]
         unknown = [n for n in scenarios if n not in known]
@@ -639,7 +677,24 @@ def run(
     names = [s.name for s, *_ in plan]
     rep = next((n for n in REPRESENTATIVE_SCENARIOS if n in names), names[0] if names else None)
 
-    total = sum(len(p[4]) for p in plan) * len(ctrls)
+    window_plan = None
+    if include_traces and scenarios is None:
+        from oxidize_ml.evaluation.splits import HELDOUT_TRACES, trace_paths
+
+        files = list(heldout_traces) if heldout_traces is not None else trace_paths(
+            HELDOUT_TRACES)
+        if files:
+            wcfg = window_config if window_config is not None else WindowConfig()
+            if quick and window_config is None:
+                wcfg = replace(wcfg, n_windows=QUICK_WINDOWS, duration_s=QUICK_WINDOW_S)
+            if windows is not None:
+                wcfg = replace(wcfg, n_windows=windows)
+            if duration_s is not None:
+                wcfg = replace(wcfg, duration_s=duration_s)
+            window_plan = plan_run(files, seed=seed, config=wcfg, controllers=ctrls)
+
+    n_builtin = sum(len(p[4]) for p in plan) * len(ctrls)
+    total = n_builtin + (window_plan.total_runs if window_plan is not None else 0)
     done = 0
     infos: list[ScenarioInfo] = []
     rows: list[CongestionRow] = []
@@ -684,25 +739,32 @@ def run(
             description=sc.description,
         ))
     notes = []
-    if include_traces and not any(kind == "trace" for _, _, kind, _, _ in plan) and (
-        scenarios is None
-    ):
+    heldout = None
+    if window_plan is not None:
+        def tick(d: int, _t: int, label: str) -> None:
+            if progress is not None:
+                progress(n_builtin + d, total, label)
+
+        heldout = run_windows(window_plan, progress=tick)
+    elif include_traces and scenarios is None:
         notes.append("The Mahimahi trace folder was not found: held-out traces were skipped "
                      "(set OXIDIZE_TRACE_DIR).")
     return CongestionEvalResult(
         seed=seed, quick=quick, controllers=tuple(n for n, _ in ctrls), scenarios=tuple(infos),
         rows=tuple(rows), runs=tuple(all_runs), representative=rep, traces=tuple(traces),
         capacity=capacity, wall_s=time.perf_counter() - t_start, notes=tuple(notes),
+        heldout=heldout,
     )
 
 
 # ---------------------------------------------------------------- plots
 
 def plot(result: CongestionEvalResult, out_dir: str | Path) -> list[Path]:
-    """Pantheon throughput-delay panels per scenario, and cwnd/queue over time.
+    """Pantheon throughput-delay panels per scenario, cwnd/queue over time, and the
+    held-out windows' ratios to CUBIC.
 
     Returns the PNG paths written (``congestion-pantheon.png``,
-    ``congestion-timeseries.png``).
+    ``congestion-timeseries.png``, ``congestion-windows.png`` with trace windows).
     """
     from oxidize_ml.evaluation import plots
 
@@ -764,6 +826,8 @@ def plot(result: CongestionEvalResult, out_dir: str | Path) -> list[Path]:
         fig.suptitle(f"{result.representative}: window, bottleneck queue and goodput over time")
         plots.tidy(fig, left_in=0.9, bottom_in=0.6, hspace=0.15)
         paths.append(plots.save_figure(fig, out / "congestion-timeseries.png"))
+    if result.heldout is not None:
+        paths += plot_windows(result.heldout, out)
     return paths
 
 

@@ -581,42 +581,38 @@ def _aggregate(name: str, runs: dict[tuple[int, str], WindowRun], n_units: int,
     )
 
 
-def run_windows(
+@dataclass(frozen=True, slots=True, eq=False)
+class WindowPlan:
+    """What `run_windows` will run (from `plan_run`): traces loaded, windows chosen,
+    controllers resolved. ``total_runs`` sizes a progress bar before anything runs."""
+
+    seed: int
+    config: WindowConfig
+    controllers: tuple[tuple[str, ControllerFactory], ...]
+    links: dict[str, Any]
+    """trace path -> loaded `TraceLink` (each file read once)"""
+    windows: tuple[TraceWindow, ...]
+    units: tuple[Unit, ...]
+    notes: tuple[str, ...]
+
+    @property
+    def total_runs(self) -> int:
+        return len(self.units) * len(self.controllers)
+
+
+def plan_run(
     traces: Sequence[str | PathLike[str]],
     *,
     seed: int = 0,
     config: WindowConfig | None = None,
     controllers: Sequence[str | tuple[str, ControllerFactory]] | None = None,
     registry: ControllerRegistry | None = None,
-    progress: ProgressFn | None = None,
-) -> WindowEvalResult:
-    """Run every controller on every window of ``traces``; see the module docstring.
-
-    Parameters
-    ----------
-    traces
-        Mahimahi trace files (``ValueError`` naming the file when one is
-        missing, unreadable, empty or malformed).
-    seed
-        Base of the run seeds and the bootstrap's seed (>= 0).
-    config
-        Windows, RTTs, buffer, bootstrap (default `WindowConfig()`).
-    controllers
-        Registry names (``"reno"``, ``"cubic"``, ``"bbr"``, ``"engine"``) and/or
-        ``(name, factory)`` pairs; None: reno, cubic, bbr and engine. CUBIC is
-        added when missing: every ratio needs it.
-    registry
-        Where names are looked up (default `default_registry()`).
-    progress
-        ``progress(done, total, label)`` after each run.
-    """
+) -> WindowPlan:
+    """Validate the arguments of `run_windows`, read the traces, choose the windows."""
     from oxidize_ml.evaluation.congestion import resolve_controllers
     from oxidize_ml.evaluation.splits import EVAL_SEED_BASE
-    from oxidize_ml.sim.links import BufferSpec, TraceLink
-    from oxidize_ml.sim.runner import simulate
-    from oxidize_ml.sim.scenarios import scenario_from_trace
+    from oxidize_ml.sim.links import TraceLink
 
-    t0 = time.perf_counter()
     check_int("seed", seed)
     cfg = config if config is not None else WindowConfig()
     if not isinstance(cfg, WindowConfig):
@@ -638,48 +634,87 @@ def run_windows(
         names.insert(0, REFERENCE)
         notes.append("cubic was added: every ratio is to CUBIC on the same windows.")
     ctrls = resolve_controllers(names, registry)
-    ctrl_names = tuple(n for n, _ in ctrls)
-    policy = engine_default_policy()
-    default = ("engine" if "engine" in ctrl_names
-               else policy if policy in ctrl_names else None)
-
     windows: list[TraceWindow] = []
     for label, p, link in zip(_unique_labels(paths), paths, links, strict=True):
         assert link._ms is not None
         windows.extend(plan_windows(label, str(p), link._ms, cfg))
+    if cfg.silent_start_windows and not any(w.silent_start for w in windows):
+        notes.append(f"No trace has a silence of >= {cfg.silence_ms} ms: no silent-start "
+                     "window was added.")
     base = EVAL_SEED_BASE + SEED_STRIDE * seed
     pairs = [(wi, rtt) for wi in range(len(windows)) for rtt in cfg.rtts_ms]
     units = [Unit(window=wi, rtt_ms=rtt, seed=base + i) for i, (wi, rtt) in enumerate(pairs)]
-    link_of = {str(p): link for p, link in zip(paths, links, strict=True)}
+    return WindowPlan(seed=seed, config=cfg, controllers=tuple(ctrls),
+                      links={str(p): link for p, link in zip(paths, links, strict=True)},
+                      windows=tuple(windows), units=tuple(units), notes=tuple(notes))
 
-    total = len(units) * len(ctrls)
+
+def run_windows(
+    traces: Sequence[str | PathLike[str]] | WindowPlan,
+    *,
+    seed: int = 0,
+    config: WindowConfig | None = None,
+    controllers: Sequence[str | tuple[str, ControllerFactory]] | None = None,
+    registry: ControllerRegistry | None = None,
+    progress: ProgressFn | None = None,
+) -> WindowEvalResult:
+    """Run every controller on every window of ``traces``; see the module docstring.
+
+    Parameters
+    ----------
+    traces
+        Mahimahi trace files (``ValueError`` naming the file when one is
+        missing, unreadable, empty or malformed), or a `WindowPlan` from
+        `plan_run` (then the other arguments but ``progress`` are ignored).
+    seed
+        Base of the run seeds and the bootstrap's seed (>= 0).
+    config
+        Windows, RTTs, buffer, bootstrap (default `WindowConfig()`).
+    controllers
+        Registry names (``"reno"``, ``"cubic"``, ``"bbr"``, ``"engine"``) and/or
+        ``(name, factory)`` pairs; None: reno, cubic, bbr and engine. CUBIC is
+        added when missing: every ratio needs it.
+    registry
+        Where names are looked up (default `default_registry()`).
+    progress
+        ``progress(done, total, label)`` after each run.
+    """
+    from oxidize_ml.sim.links import BufferSpec
+    from oxidize_ml.sim.runner import simulate
+    from oxidize_ml.sim.scenarios import scenario_from_trace
+
+    t0 = time.perf_counter()
+    plan = traces if isinstance(traces, WindowPlan) else plan_run(
+        traces, seed=seed, config=config, controllers=controllers, registry=registry)
+    cfg, units, windows = plan.config, plan.units, plan.windows
+    ctrl_names = tuple(n for n, _ in plan.controllers)
+    policy = engine_default_policy()
+    default = ("engine" if "engine" in ctrl_names
+               else policy if policy in ctrl_names else None)
+    total = plan.total_runs
     done = 0
     runs: dict[tuple[int, str], WindowRun] = {}
     for ui, u in enumerate(units):
         w = windows[u.window]
         sc = scenario_from_trace(
-            w.path, link=link_of[w.path], start_s=w.start_s, rtt_s=u.rtt_ms / 1000.0,
+            w.path, link=plan.links[w.path], start_s=w.start_s, rtt_s=u.rtt_ms / 1000.0,
             buffer=BufferSpec(bdp=cfg.buffer_bdp), duration_s=cfg.duration_s,
             name=f"{w.trace}@{w.start_s:g}s/{u.rtt_ms:g}ms")
-        for name, factory in ctrls:
+        for name, factory in plan.controllers:
             res = simulate(sc, factory, seed=u.seed, record_series=False)
             runs[(ui, name)] = _measure(res, sc, name, ui, u.seed)
             done += 1
             if progress is not None:
                 progress(done, total, f"{w.trace} @{w.start_s:g}s {u.rtt_ms:g}ms {name}")
 
-    idx = bootstrap_indices(len(units), cfg.bootstrap_rounds, np.random.default_rng(seed))
+    idx = bootstrap_indices(len(units), cfg.bootstrap_rounds, np.random.default_rng(plan.seed))
     aggs = tuple(_aggregate(n, runs, len(units), idx, FALLBACK in ctrl_names)
                  for n in ctrl_names)
     ordered = tuple(runs[(ui, n)] for ui in range(len(units)) for n in ctrl_names)
-    silent = sum(w.silent_start for w in windows)
-    if cfg.silent_start_windows and silent == 0:
-        notes.append(f"No trace has a silence of >= {cfg.silence_ms} ms: no silent-start "
-                     "window was added.")
     return WindowEvalResult(
-        seed=seed, config=cfg, controllers=ctrl_names, default=default, engine_policy=policy,
-        windows=tuple(windows), units=tuple(units), runs=ordered, aggregates=aggs,
-        wall_s=time.perf_counter() - t0, notes=tuple(notes),
+        seed=plan.seed, config=cfg, controllers=ctrl_names, default=default,
+        engine_policy=policy, windows=windows, units=units, runs=ordered, aggregates=aggs,
+        wall_s=time.perf_counter() - t0, notes=plan.notes,
     )
 
 
