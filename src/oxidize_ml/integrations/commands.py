@@ -34,6 +34,10 @@ def _mbps(x: float | None) -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x / 1e6:.2f}"
 
 
+def _pct(x: float) -> str:
+    return "-" if math.isnan(x) else f"{x:.0%}"
+
+
 def _capacity(trace: Path | None, rate_mbps: float | None, what: str) -> Any:
     from oxidize_ml.sim.links import ConstantLink, TraceLink
 
@@ -74,12 +78,16 @@ def e2e_table(report: Any) -> Table:
     table = Table(title=(
         f"e2e: {link} (mean {report.mean_capacity_bps / 1e6:.2f} Mbit/s), "
         f"{cfg.delay_s * 1e3:g} ms one-way, queue {report.queue_bytes} B, "
-        f"{cfg.transfer_bytes} B, loss {cfg.loss:g}, seed {cfg.seed}"))
-    cols = ("controller", "done", "time s", "goodput Mbit/s", "capacity Mbit/s",
-            "srtt p50 ms", "srtt p95 ms", "drops q/loss", "cpu", "sim time s", "sim goodput",
-            "sim srtt p50", "sim srtt p95", "sim drops")
+        f"{cfg.transfer_bytes} B, loss {cfg.loss:g}, seed {cfg.seed}"),
+        caption="rates in Mbit/s, delays in ms; qdelay = bottleneck queueing delay per packet; "
+                "cpu = endpoints' process / emulator process")
+    # Units: Mbit/s for rates, ms for delays (the caption says so; narrow headers).
+    cols = ("ctrl", "done", "time s", "goodput", "capacity", "srtt p50", "srtt p95",
+            "qdelay p95", "drops q/l", "cpu ep/emu", "sim time s", "sim goodput",
+            "sim srtt p95", "sim qdelay p95", "sim drops", "goodput e2e/sim",
+            "qdelay p95 e2e-sim")
     for c in cols:
-        table.add_column(c, justify="left" if c == "controller" else "right")
+        table.add_column(c, justify="left" if c == "ctrl" else "right")
     for r in report.results:
         s = r.sim
         table.add_row(
@@ -87,13 +95,16 @@ def e2e_table(report: Any) -> Table:
             "[green]yes[/]" if r.completed else f"[red]no[/] ({r.error})",
             "-" if r.transfer_s is None else f"{r.transfer_s:.2f}",
             _mbps(r.goodput_bps), _mbps(r.capacity_bps), _ms(r.srtt_p50_s), _ms(r.srtt_p95_s),
+            _ms(r.queue_delay_p95_s),
             f"{r.dropped_queue}/{r.dropped_loss}",
-            f"{r.cpu_share:.0%}",
+            f"{r.cpu_share:.0%}/{_pct(r.emulator_cpu_share)}",
             "-" if s is None or s.completion_s is None else f"{s.completion_s:.2f}",
             "-" if s is None else _mbps(s.goodput_bps),
-            "-" if s is None else _ms(s.srtt_p50_s),
             "-" if s is None else _ms(s.srtt_p95_s),
+            "-" if s is None else _ms(s.queue_delay_p95_s),
             "-" if s is None else f"{s.dropped_queue}/{s.dropped_random}",
+            "-" if math.isnan(r.goodput_vs_sim) else f"{r.goodput_vs_sim:.2f}",
+            _ms(r.qdelay_p95_diff_s),
         )
     return table
 
@@ -271,7 +282,7 @@ def register(app: typer.Typer) -> None:
         console.print(e2e_table(report))
         console.print(f"simulator: {report.sim_note}")
         if any(r.cpu_share > 0.8 for r in report.results):
-            console.print("[yellow]note:[/] the event loop running server, client and emulator "
+            console.print("[yellow]note:[/] the event loop running aioquic's server and client "
                           "was near saturation (cpu column): RTTs include processing backlog; "
                           "use a lower rate or a less loaded machine")
         for r in report.results:

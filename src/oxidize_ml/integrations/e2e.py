@@ -1,11 +1,15 @@
 """End-to-end evaluation: aioquic reno / cubic / oxidize through the link emulator on loopback.
 
-For each controller, in turn and in one event loop:
+For each controller, in turn:
 
 1. an aioquic server on ``127.0.0.1`` (a self-signed certificate made for
    the run with ``cryptography`` in a private temporary directory; ALPN
    ``oxidize-e2e``) whose congestion controller is the one under test;
-2. a `LinkEmulator` in front of it: the downlink (server -> client, the data)
+2. a `LinkEmulator` in front of it, **in its own process**
+   (`oxidize_ml.integrations.emulator_process`): aioquic is CPU-bound Python,
+   and in the endpoints' event loop the emulator's timers fired late during
+   every burst the endpoints processed, adding queueing the link never had.
+   The downlink (server -> client, the data)
    has the trace or the constant rate, the one-way delay, the drop-tail
    queue and the optional random loss; the uplink (client -> server, acks
    and the request) has the same delay, a 100 Mbit/s constant rate and a
@@ -19,11 +23,14 @@ Measured per controller: completion (bounded by ``timeout_s``: a run that
 does not finish is reported as not completed, never hangs), goodput =
 payload bits / (last byte - request sent), the link capacity offered over
 the same window (from the emulator's schedule, link bytes including the
-28 header bytes per datagram), the server's smoothed and latest RTT as
+28 header bytes per datagram; the child reports its schedule's time 0 on
+``time.monotonic()``, one clock for all processes), the server's smoothed
+and latest RTT as
 aioquic measured them (``connection._loss._rtt_smoothed`` /
 ``_rtt_latest``, sampled every 10 ms while the transfer runs; p50 / p95
 over those samples, i.e. over time), and the emulator's drops (queue,
-random loss) and queueing delay in the data direction.
+random loss) and queueing delay in the data direction, and the CPU share
+of the endpoints' process and of the emulator's.
 
 Beside each row, when `oxidize_ml.sim` is importable, the simulator runs the
 equivalent scenario (same capacity model, one-way delay, buffer bytes,
@@ -31,12 +38,16 @@ loss, transfer size, seed): reno and cubic are the simulator's own, oxidize
 is an `MlEngine` behind the simulator's ``EngineController`` (the same
 engine and features as the plug-in). Differences to keep in mind: the
 simulator has no handshake, packets of 1500 bytes (aioquic here uses
-1472-byte datagrams = 1500-byte IP packets), a receiver that acks every
-packet, and no pacing.
+1472-byte datagrams = 1500-byte IP packets), and a receiver that acks every
+packet (aioquic acks every other packet or on a timer). The columns compared
+are goodput (``goodput_vs_sim`` = e2e / sim) and the 95th percentile of the
+bottleneck queueing delay per packet (the emulator's, against the
+simulator's one-way delay minus the propagation delay: ``qdelay_p95_diff_s``
+= e2e - sim); docs/e2e.md gives the measured margins.
 
-aioquic is CPU-bound at a few tens of Mbit/s on loopback here, and the
-server, client and emulator share one event loop: keep rates at 2-12
-Mbit/s and transfers at 1-4 MB (defaults: 4 Mbit/s, 1 MB, 20 ms).
+aioquic is CPU-bound at a few tens of Mbit/s on loopback here, and server and
+client share one event loop: keep rates at 2-12 Mbit/s and transfers at 1-4 MB
+(defaults: 4 Mbit/s, 1 MB, 20 ms).
 """
 
 from __future__ import annotations
@@ -71,7 +82,8 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 from oxidize_ml._atomic import atomic_write_bytes, atomic_write_text
 from oxidize_ml._validate import check_int, check_number
 from oxidize_ml.integrations.aioquic import controller_of, register_oxidize
-from oxidize_ml.integrations.emulator import EmulatorConfig, LinkConfig, LinkEmulator
+from oxidize_ml.integrations.emulator import EmulatorConfig, LinkConfig
+from oxidize_ml.integrations.emulator_process import EmulatorProcess
 from oxidize_ml.sim.links import ConstantLink, TraceLink
 from oxidize_ml.sim.loss import BernoulliLoss
 from oxidize_ml.sim.traces import MTU_BYTES
@@ -200,6 +212,8 @@ class SimNumbers:
     dropped_queue: int
     dropped_random: int
     packets_lost: int
+    queue_delay_p95_s: float = math.nan
+    """95th percentile of one-way delay minus the propagation delay (queueing + transmission)"""
     series_t: tuple[float, ...] = ()
     series_bytes: tuple[float, ...] = ()
     series_srtt: tuple[float, ...] = ()
@@ -214,6 +228,7 @@ class SimNumbers:
             "dropped_queue": self.dropped_queue,
             "dropped_random": self.dropped_random,
             "packets_lost": self.packets_lost,
+            "queue_delay_p95_s": _nan_none(self.queue_delay_p95_s),
         }
 
 
@@ -244,8 +259,8 @@ class TransferResult:
     queue_delay_p95_s: float
     """downlink queueing delay, 95th percentile over packets (emulator)"""
     cpu_share: float
-    """process CPU time / wall time over the run: near 1 means the one event loop that runs
-    server, client and emulator was saturated, and RTTs include processing backlog"""
+    """endpoints' process CPU time / wall time over the run: near 1 means the event loop that
+    runs server and client was saturated, and RTTs include processing backlog"""
     link: dict[str, Any]
     """the emulator's full report"""
     controller_stats: dict[str, Any] | None
@@ -257,6 +272,22 @@ class TransferResult:
     series_srtt: tuple[float, ...] = ()
     series_cwnd: tuple[int, ...] = ()
     sim: SimNumbers | None = None
+    emulator_cpu_share: float = math.nan
+    """the emulator process's CPU time / wall time over the run"""
+
+    @property
+    def goodput_vs_sim(self) -> float:
+        """e2e goodput / the simulator's on the same link (NaN without a simulator row)."""
+        if self.sim is None or self.sim.goodput_bps <= 0.0 or not self.completed:
+            return math.nan
+        return self.goodput_bps / self.sim.goodput_bps
+
+    @property
+    def qdelay_p95_diff_s(self) -> float:
+        """e2e - simulator p95 queueing delay at the bottleneck, seconds (NaN without one)."""
+        if self.sim is None:
+            return math.nan
+        return self.queue_delay_p95_s - self.sim.queue_delay_p95_s
 
     @property
     def utilisation(self) -> float:
@@ -282,6 +313,9 @@ class TransferResult:
             "dropped_loss": self.dropped_loss,
             "queue_delay_p95_s": _nan_none(self.queue_delay_p95_s),
             "cpu_share": self.cpu_share,
+            "emulator_cpu_share": _nan_none(self.emulator_cpu_share),
+            "goodput_vs_sim": _nan_none(self.goodput_vs_sim),
+            "qdelay_p95_diff_s": _nan_none(self.qdelay_p95_diff_s),
             "link": self.link,
             "controller_stats": self.controller_stats,
             "telemetry_export": self.telemetry_export,
@@ -333,6 +367,11 @@ class E2eReport:
         if plot:
             files.append(str(_plot(self, out / "e2e.png")))
         return replace(self, files=tuple(files))
+
+
+def _float(x: Any) -> float:
+    """A number from the emulator's JSON report (null: NaN)."""
+    return float(x) if isinstance(x, int | float) and not isinstance(x, bool) else math.nan
 
 
 def _nan_none(x: float) -> float | None:
@@ -528,21 +567,27 @@ async def _run_one(
     error: str | None = None
     client: _ClientProtocol | None = None
     t_connect = loop.time()
-    cpu0, wall0 = time.process_time(), loop.time()
     t_connected: float | None = None
     sampler: asyncio.Task[None] | None = None
     server = await serve("127.0.0.1", 0, configuration=server_cfg, create_protocol=make_server)
-    emu: LinkEmulator | None = None
+    emu: EmulatorProcess | None = None
+    report: dict[str, Any] = {}
     try:
-        port = server._transport.get_extra_info("sockname")[1]
-        emu = LinkEmulator(EmulatorConfig(
+        transport = server._transport
+        assert transport is not None  # serve() returns a bound server
+        port = transport.get_extra_info("sockname")[1]
+        emu = EmulatorProcess(EmulatorConfig(
             target=("127.0.0.1", port),
             downlink=LinkConfig(capacity, delay_s=cfg.delay_s, queue_bytes=queue_bytes, loss=loss),
             uplink=LinkConfig(ConstantLink(ACK_LINK_RATE_BPS), delay_s=cfg.delay_s,
                               queue_bytes=ACK_LINK_QUEUE_BYTES),
             seed=cfg.seed,
         ))
-        await emu.start()
+        try:
+            await emu.start()
+        except RuntimeError as exc:
+            return _failed(controller, str(exc))
+        cpu0, wall0 = time.process_time(), loop.time()
         host, eport = emu.listen_address
         try:
             async with asyncio.timeout(cfg.timeout_s):
@@ -565,13 +610,16 @@ async def _run_one(
                 sampler.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await sampler
-            await emu.stop()
+            t_end = loop.time()
+            cpu_share = (time.process_time() - cpu0) / max(t_end - wall0, 1e-9)
+            try:
+                report = await emu.stop()
+            except RuntimeError as exc:
+                error = error or str(exc)
     finally:
         server.close()
-    t_end = loop.time()
-    cpu_share = (time.process_time() - cpu0) / max(t_end - wall0, 1e-9)
     assert emu is not None
-    report = emu.report()
+    emu_cpu = emu.cpu_s / max(t_end - wall0, 1e-9)
     completed = client is not None and client.t_done is not None
     if completed and client is not None and client.received != cfg.transfer_bytes:
         completed = False
@@ -588,7 +636,7 @@ async def _run_one(
             transfer_s = span
         if span > 0:
             goodput = received * 8.0 / span
-            capacity_bps = emu.offered_bytes("downlink", t_req, t_stop) * 8.0 / span
+            capacity_bps = emu.offered_bytes(t_req, t_stop) * 8.0 / span
     # Keep the samples of the transfer itself (request -> last byte).
     t_off = 0.0 if t_req is None or t_connected is None else t_req - t_connected
     t_last = math.inf if transfer_s is None else t_off + transfer_s
@@ -606,14 +654,16 @@ async def _run_one(
             if cfg.collect_dir is not None:
                 manifest = cc.engine.export_training_data(cfg.collect_dir)
                 export = str(manifest.path)
-    down = report.downlink
+    down = report.get("downlink", {})
     return TransferResult(
         controller=controller, completed=completed, error=error, bytes_received=received,
         handshake_s=None if t_connected is None else t_connected - t_connect,
         transfer_s=transfer_s, goodput_bps=goodput, capacity_bps=capacity_bps,
         srtt_p50_s=s50, srtt_p95_s=s95, latest_rtt_p50_s=l50, latest_rtt_p95_s=l95,
-        dropped_queue=down.dropped_queue, dropped_loss=down.dropped_loss,
-        queue_delay_p95_s=down.queue_delay_p95_s, cpu_share=cpu_share, link=report.to_dict(),
+        dropped_queue=int(down.get("dropped_queue", 0)),
+        dropped_loss=int(down.get("dropped_loss", 0)),
+        queue_delay_p95_s=_float(down.get("queue_delay_p95_s")), cpu_share=cpu_share,
+        emulator_cpu_share=emu_cpu, link=report,
         controller_stats=cc_stats, telemetry_export=export,
         series_t=tuple(samples["t"][i] - t_off for i in keep),
         series_bytes=tuple(samples["bytes"][i] for i in keep),
@@ -679,7 +729,8 @@ def _simulate(
             completed=f.completion_time_s is not None, completion_s=f.completion_time_s,
             goodput_bps=f.throughput_bps, srtt_p50_s=s50, srtt_p95_s=s95,
             dropped_queue=f.dropped_queue, dropped_random=f.dropped_random,
-            packets_lost=f.packets_lost, series_t=t, series_bytes=cum,
+            packets_lost=f.packets_lost, queue_delay_p95_s=f.delay_p95_s - cfg.delay_s,
+            series_t=t, series_bytes=cum,
             # 0 before the first RTT sample: NaN so plots leave it out.
             series_srtt=tuple(x if x > 0.0 else math.nan for x in f.series.rtt_s[: len(t)].tolist())
             if f.series is not None else (),

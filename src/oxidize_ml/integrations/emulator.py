@@ -83,6 +83,7 @@ __all__ = [
     "LinkConfig",
     "LinkEmulator",
     "LinkReport",
+    "direction_rng",
     "parse_host_port",
 ]
 
@@ -202,6 +203,15 @@ def parse_host_port(text: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
         raise ValueError(f"expected HOST:PORT with a port in 1..65535, got {text!r}")
     return host, int(port)
+
+
+def direction_rng(seed: int, direction: str) -> np.random.Generator:
+    """The generator of one direction: its capacity draw first, then its loss decisions.
+
+    One independent stream per direction, derived from the seed, so a second
+    process can rebuild the same schedule (`emulator_process.schedule_of`).
+    """
+    return np.random.default_rng([seed, 1 if direction == "uplink" else 2])
 
 
 def _resolve_loopback(host: str) -> str:
@@ -559,8 +569,7 @@ class LinkEmulator:
             raise RuntimeError("LinkEmulator.start was already called")
         loop = asyncio.get_running_loop()
         cfg = self.config
-        # One generator per direction, derived from the seed (independent streams).
-        rng_up, rng_down = (np.random.default_rng([cfg.seed, i]) for i in (1, 2))
+        rng_up, rng_down = direction_rng(cfg.seed, "uplink"), direction_rng(cfg.seed, "downlink")
         self._up, self._down = (
             _Direction(name, link, rng=rng, header_bytes=cfg.header_bytes,
                        max_pipe=cfg.max_pipe_packets, max_pipe_bytes=cfg.max_pipe_bytes,
