@@ -26,6 +26,7 @@ from oxidize_ml.compression import HeuristicCompressionOracle, PacketCodec, feat
 from oxidize_ml.config import EnvSettings
 from oxidize_ml.congestion.actions import CwndLimits, apply_action
 from oxidize_ml.congestion.bbr import BbrConfig, BbrFallback
+from oxidize_ml.congestion.envelope import DeliveryEnvelope
 from oxidize_ml.congestion.observation import CongestionObservation
 from oxidize_ml.congestion.state import CongestionStateEncoder, StateConfig
 from oxidize_ml.features import NetworkFeatures
@@ -134,9 +135,19 @@ class _SharedParts:
     codec: PacketCodec
     bbr: BbrConfig
 
+    fork_configs: dict[EngineConfig, EngineConfig] = field(default_factory=dict)
+    """``config`` -> the same with ``load_default_models=False`` (built once)"""
+
     @classmethod
     def build(cls, config: EngineConfig) -> _SharedParts:
         return cls(FecPolicy(config.fec), HeuristicCompressionOracle(), PacketCodec(), BbrConfig())
+
+    def fork_config(self, config: EngineConfig) -> EngineConfig:
+        forked = self.fork_configs.get(config)
+        if forked is None:
+            # A benign race: two threads may both build it; either result is equal.
+            forked = self.fork_configs[config] = replace(config, load_default_models=False)
+        return forked
 
 
 class MlEngine:
@@ -173,10 +184,14 @@ class MlEngine:
         self._fec = shared.fec
         self._cc = BbrFallback(shared.bbr, limits=config.limits)
         self._cc_fallback = self._cc
+        # Ack clocking + delivery cap on whatever window the policy proposes (issue 10).
+        self._envelope = DeliveryEnvelope(limits=config.limits)
         self._state = CongestionStateEncoder(config.state)
         self._compression = shared.oracle
         self._codec = shared.codec
-        self._paths = MlPathSelector(seed=config.seed)
+        # Built on first use: most connection engines (the aioquic plug-in's forks)
+        # never select a path, and the selector's tables are half a fork's memory.
+        self._paths_obj: MlPathSelector | None = None
         self._loaded: dict[str, str] = {}
         # -- connection state
         self._cwnd = config.limits.initial_cwnd
@@ -274,6 +289,7 @@ class MlEngine:
             self._cwnd = int(features.cwnd)
         state, reward = self._state.update(features, thr, now=t)
         obs = CongestionObservation(features=features, throughput_bps=thr, cwnd_bytes=self._cwnd)
+        self._envelope.update(obs, now=t)
         self._cc.learn_one(obs, reward, now=t)
         if self._cc is not self._cc_fallback:
             # The fallback keeps its filters warm so a swap back is seamless.
@@ -358,7 +374,9 @@ class MlEngine:
                         cwnd_bytes=self._cwnd,
                     )
                 action = cc.predict_one(obs, now=t)
-            self._cwnd = new = apply_action(action, self._cwnd, self._limits)
+            self._cwnd = new = self._envelope.bound(
+                self._cwnd, apply_action(action, self._cwnd, self._limits)
+            )
             self._last_action = action
             self._n_cc += 1
             if cc.is_learned:
@@ -457,10 +475,10 @@ class MlEngine:
             self._n_path = n
             if n % self._every == 0:
                 t0 = _perf_ns()
-                path = self._paths.select(context, now=t)
+                path = (self._paths_obj or self._paths).select(context, now=t)
                 self._lat["path"].add(_perf_ns() - t0)
                 return path
-            return self._paths.select(context, now=t)
+            return (self._paths_obj or self._paths).select(context, now=t)
         finally:
             self._lock.release()
 
@@ -491,6 +509,14 @@ class MlEngine:
                 metrics = self._paths.metrics(path)
                 if metrics is not None:
                     tel.record_path(context, metrics, r, now=t)
+
+    @property
+    def _paths(self) -> MlPathSelector:
+        """The path selector, built on first use (call under the lock)."""
+        paths = self._paths_obj
+        if paths is None:
+            paths = self._paths_obj = MlPathSelector(seed=self.config.seed)
+        return paths
 
     # ---------------------------------------------------------------- models
     def _load_defaults(self) -> None:
@@ -547,7 +573,7 @@ class MlEngine:
         `oxidize_ml.policy.Policy` (the compression oracle also needs
         ``decide(data)``). Decisions in flight finish on the old policy.
         """
-        needed = ("predict_one", "learn_one", "name", "is_learned")
+        needed: tuple[str, ...] = ("predict_one", "learn_one", "name", "is_learned")
         if component == "compression_oracle":
             needed += ("decide",)
         missing = [a for a in needed if not hasattr(policy, a)]
@@ -585,10 +611,10 @@ class MlEngine:
         own buffers. Policies that keep per-connection state provide ``fork()``;
         stateless ones (the compression oracle) are shared.
         """
-        new = MlEngine(
-            replace(self.config, load_default_models=False), settings=self.settings,
-            _shared=self._shared,
-        )
+        config = self.config
+        if config.load_default_models:  # a fork takes its models from this engine
+            config = self._shared.fork_config(config)
+        new = MlEngine(config, settings=self.settings, _shared=self._shared)
         with self._lock:
             loaded = dict(self._loaded)
             policies = {"loss_predictor": self._loss, "congestion_controller": self._cc,

@@ -255,7 +255,9 @@ def test_closed_loop_windows_follow_engine_actions_within_limits() -> None:
     out = _fluid_run(cc, rate_bps=12e6, rtt_s=0.040, duration_s=3.0)
     assert len(spy.decisions) >= 250  # ~ one per 10 ms over 3 s
     for _, before, action, new in spy.decisions:
-        assert new == apply_action(action, before, limits)
+        proposed = apply_action(action, before, limits)
+        # the engine's delivery envelope may hold growth back, never a decrease
+        assert new == proposed if proposed <= before else before <= new <= proposed
         assert limits.min_cwnd <= new <= limits.max_cwnd_bytes
     # The controller applied each decision: its window is the engine's.
     assert cc.congestion_window == spy.cwnd

@@ -218,11 +218,16 @@ def test_engine_controller_observes_then_sets_window() -> None:
 
 def test_external_controller() -> None:
     x = ExternalCwndController()
+    # nothing delivered yet: the envelope (as in the engine) refuses growth
+    assert x.apply(DrlAction.Increase5) == 15_000
+    assert x.apply(DrlAction.Decrease5) == apply_action(DrlAction.Decrease5, 15_000, CwndLimits())
+    x.set_cwnd(15_000)
+    x.on_interval(now=0.01, features=feats(), throughput_bps=12e6)  # 15 kB delivered
     assert x.apply(DrlAction.Increase5) == apply_action(DrlAction.Increase5, 15_000, CwndLimits())
     assert x.set_cwnd(1) == 2 * MSS
     x.on_interval(now=0.5, features=feats(), throughput_bps=1e6)
     assert x.last_throughput_bps == 1e6 and x.last_time == 0.5
-    assert x.last_reward == pytest.approx(1.0)  # max throughput, min RTT, no loss
+    assert x.last_reward == pytest.approx(1e6 / 12e6)  # against the windowed max throughput
 
 
 def test_base_controller_events_are_noops() -> None:

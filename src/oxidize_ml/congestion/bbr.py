@@ -82,7 +82,11 @@ Actions
 arithmetic inlined, checked equal to it by the tests, because calling it
 costs about 4 us), except:
 
-- no bandwidth sample yet: ``Increase10`` (STARTUP with the largest step);
+- no bandwidth sample yet: ``Increase10`` (STARTUP with the largest step) if
+  the last interval delivered data, else ``Maintain``: with nothing
+  acknowledged (a silent start, an outage) the window is held, not grown by
+  the clock (issue 10; the engine's `DeliveryEnvelope` enforces the same for
+  every controller);
 - the interval in which PROBE_RTT was entered: ``SlowStart`` (the window
   collapses to the initial window, the closest of the six actions to v3's
   half-BDP / 4-packet PROBE_RTT window; later intervals steer to that window),
@@ -823,7 +827,10 @@ class BbrFallback:
                 return nearest_action(cwnd, 0.0, self.limits)
         target = self._target
         if target <= 0.0:
-            return _INCREASE10
+            # No bandwidth sample yet: grow only on evidence (acks in the interval
+            # just seen). "No sample" is not "grow": a link that delivers nothing
+            # for its first 800 ms must not see the window climb 1.1x per interval.
+            return _INCREASE10 if obs.throughput_bps > 0.0 else _MAINTAIN
         lo = self._lo
         hi = self._hi
         r = lo if cwnd < lo else (hi if cwnd > hi else int(cwnd))

@@ -198,15 +198,17 @@ def _ms(x: float | None) -> str:
 def _run_table(result: RunResult, title: str) -> Table:
     t = Table(title=title)
     for col in ("flow", "controller", "goodput (Mbit/s)", "utilisation", "p50 delay (ms)",
-                "p95 delay (ms)", "loss", "packets sent"):
+                "p95 delay (ms)", "loss", "stranded", "packets sent"):
         t.add_column(col, justify="left" if col in ("flow", "controller") else "right")
     for f in result.flows:
         t.add_row(str(f.index), f.controller, f"{f.throughput_bps / 1e6:.2f}",
                   _pct(f.utilisation), _ms(f.delay_p50_s), _ms(f.delay_p95_s),
-                  _pct(f.loss_rate), f"{f.packets_sent:,}")
+                  _pct(f.loss_rate), _pct(f.stranded_rate), f"{f.packets_sent:,}")
     if len(result.flows) > 1:
         t.add_row("all", "", f"{result.throughput_bps / 1e6:.2f}", _pct(result.utilisation),
                   _ms(result.delay_p50_s), _ms(result.delay_p95_s), _pct(result.loss_rate),
+                  _pct(result.packets_stranded / result.packets_sent if result.packets_sent
+                       else 0.0),
                   f"{result.packets_sent:,}", style="bold")
     return t
 

@@ -23,8 +23,9 @@ Model
   is acked, or when it is older than 9/8 max(smoothed_rtt, latest_rtt)
   (at least 1 ms) and a later packet was acked; a loss timer fires for the
   time threshold. A probe timeout (PTO = smoothed_rtt + max(4 rttvar, 1 ms),
-  doubled per consecutive PTO; 999 ms before the first RTT sample) fires
-  when nothing is acked: the sender sends up to two probe packets of new
+  doubled per consecutive PTO up to `K_MAX_PTO_BACKOFF` times and capped at
+  `K_MAX_PTO_S`; 999 ms before the first RTT sample) fires when nothing is
+  acked: the sender sends up to two probe packets of new
   data regardless of cwnd, whose acks expose the lost tail, so a flow whose
   whole window was dropped recovers. Persistent congestion (RFC 9002 7.6: a
   run of consecutive lost packets spanning more than 3 PTO durations) calls
@@ -94,6 +95,13 @@ K_PERSISTENT_CONGESTION_THRESHOLD = 3
 """RFC 9002 kPersistentCongestionThreshold"""
 MAX_PROBES = 2
 """probe packets sent when the PTO fires (RFC 9002 section 6.2.4)"""
+K_MAX_PTO_S = 60.0
+"""cap on the probe timeout, backoff included, seconds (RFC 6298 allows a maximum of at
+least 60 s; quic-go uses 60 s). One RTT sample taken across an outage (22 s) must not push
+the next probe past the end of a run."""
+K_MAX_PTO_BACKOFF = 6
+"""consecutive PTOs that still double the timeout (64x at most): a flow inside a long
+outage keeps probing every few seconds and notices the link's return"""
 LOSS_BLOCK = 4096
 """random loss decisions drawn per numpy call"""
 QUEUE_COMPACT_ENTRIES = 4096
@@ -914,7 +922,8 @@ class Simulation:
                 lt = K_TIME_THRESHOLD * (srtt if srtt > latest else latest)
                 timer = suspects[0][1] + (lt if lt > K_GRANULARITY_S else K_GRANULARITY_S)
             elif bif > 0:
-                timer = last_send + pto_base * (1 << pto_count)
+                pto = pto_base * (1 << pto_count)
+                timer = last_send + (pto if pto < K_MAX_PTO_S else K_MAX_PTO_S)
             else:
                 timer = inf
         (fl.bif, fl.pif, fl.next_pn, fl.delivered_time, fl.first_sent_time, fl.srtt, fl.rttvar,
@@ -999,7 +1008,8 @@ class Simulation:
                 d = K_GRANULARITY_S
             fl.timer = fl.suspects[0][1] + d
         elif fl.bif > 0:
-            fl.timer = fl.last_send + fl.pto_base * (1 << fl.pto_count)
+            pto = fl.pto_base * (1 << fl.pto_count)
+            fl.timer = fl.last_send + (pto if pto < K_MAX_PTO_S else K_MAX_PTO_S)
         else:
             fl.timer = INF
 
@@ -1011,8 +1021,9 @@ class Simulation:
         if fl.bif <= 0:
             fl.timer = INF
             return
-        # Probe timeout: nothing acked for a PTO; probe with new data, back off.
-        fl.pto_count += 1
+        # Probe timeout: nothing acked for a PTO; probe with new data, back off (bounded).
+        if fl.pto_count < K_MAX_PTO_BACKOFF:
+            fl.pto_count += 1
         fl.last_send = now
         self._send(fl, now, probe=True)
         self._arm_timer(fl)

@@ -14,9 +14,17 @@ Definitions
   delivered packet (arrival at the receiver minus send time: propagation +
   queueing), over the packets whose ack reached the sender. Exact up to
   ``max_delay_samples`` packets per flow, a uniform subsample beyond.
-- **loss_rate**: packets declared lost / (acked + declared lost).
+- **loss_rate**: packets lost / (acked + lost), where lost = declared lost
+  by the sender + ``packets_lost_undetected`` (dropped by the link but not
+  yet declared by the end of the run: the sender saw no later ack). A flow
+  stuck behind a dropped window therefore shows its loss, not 0 %.
   ``dropped_queue`` and ``dropped_random`` count what the link dropped
   (buffer overflow, random loss), whether or not the sender noticed yet.
+- **packets_stranded**: packets of an unfinished flow neither acknowledged
+  nor declared lost by the end of the run (its packets in flight: queued,
+  travelling, or dropped unnoticed). A healthy flow strands about one
+  window; a flow stuck in an outage strands everything it sent after the
+  link went silent. ``stranded_rate`` = stranded / sent.
 - **run throughput_bps**: all flows' acknowledged bytes x 8 / (end - first
   flow start).
 - **jain_index**: Jain's fairness index over the flows' goodput,
@@ -100,6 +108,11 @@ class FlowResult:
     packets_acked: int
     bytes_acked: int
     packets_lost: int
+    """packets the sender declared lost"""
+    packets_lost_undetected: int
+    """packets the link dropped that the sender had not declared lost by the end"""
+    packets_stranded: int
+    """packets neither acknowledged nor declared lost by the end (unfinished flows)"""
     dropped_queue: int
     dropped_random: int
     throughput_bps: float
@@ -116,6 +129,11 @@ class FlowResult:
     def active_s(self) -> float:
         return max(0.0, self.end_s - self.start_s)
 
+    @property
+    def stranded_rate(self) -> float:
+        """stranded packets / packets sent (0 when nothing was sent)"""
+        return self.packets_stranded / self.packets_sent if self.packets_sent else 0.0
+
     def summary(self) -> dict[str, Any]:
         return {
             "index": self.index,
@@ -128,6 +146,9 @@ class FlowResult:
             "packets_acked": self.packets_acked,
             "bytes_acked": self.bytes_acked,
             "packets_lost": self.packets_lost,
+            "packets_lost_undetected": self.packets_lost_undetected,
+            "packets_stranded": self.packets_stranded,
+            "stranded_rate": self.stranded_rate,
             "dropped_queue": self.dropped_queue,
             "dropped_random": self.dropped_random,
             "throughput_bps": self.throughput_bps,
@@ -174,7 +195,10 @@ class RunResult:
     delay_p50_s: float
     delay_p95_s: float
     loss_rate: float
+    """all flows' lost (declared + undetected) / (acked + lost)"""
     packets_sent: int
+    packets_stranded: int
+    """all flows' packets neither acknowledged nor declared lost by the end"""
     flows: tuple[FlowResult, ...]
 
     def to_dict(self, *, include_series: bool = False) -> dict[str, Any]:
@@ -196,6 +220,7 @@ class RunResult:
             "delay_p95_s": _nan_none(self.delay_p95_s),
             "loss_rate": self.loss_rate,
             "packets_sent": self.packets_sent,
+            "packets_stranded": self.packets_stranded,
             "flows": [f.summary() for f in self.flows],
         }
         if include_series:
@@ -220,6 +245,7 @@ def build_result(sim: Simulation) -> RunResult:
     total_acked_b = 0
     total_acked_p = 0
     total_lost_p = 0
+    total_stranded = 0
     for fl in sim._flows:
         started = fl.started
         f_end = fl.completion_time if fl.finished else end
@@ -233,7 +259,11 @@ def build_result(sim: Simulation) -> RunResult:
         opps = sim.opportunities_between(f_start, f_end) if started else 0
         util = delivered / (opps * MTU_BYTES) if opps > 0 else 0.0
         delays = np.frombuffer(fl.delays, dtype=np.float64).copy()
-        denom = fl.acked_packets + fl.lost_packets
+        # Drops the sender never learnt of (no later ack came back) are losses too.
+        undetected = 0 if fl.finished else len(fl.lostq) + len(fl.suspects)
+        stranded = 0 if fl.finished or not started else fl.pif
+        lost = fl.lost_packets + undetected
+        denom = fl.acked_packets + lost
         series = None
         if sim.record_series:
             rows = np.frombuffer(fl.series, dtype=np.float64).reshape(-1, len(SERIES_COLUMNS))
@@ -250,6 +280,8 @@ def build_result(sim: Simulation) -> RunResult:
                 packets_acked=fl.acked_packets,
                 bytes_acked=fl.acked_bytes,
                 packets_lost=fl.lost_packets,
+                packets_lost_undetected=undetected,
+                packets_stranded=stranded,
                 dropped_queue=fl.dropped_queue,
                 dropped_random=fl.dropped_random,
                 throughput_bps=thr,
@@ -257,7 +289,7 @@ def build_result(sim: Simulation) -> RunResult:
                 delay_p50_s=_pct(delays, 50.0),
                 delay_p95_s=_pct(delays, 95.0),
                 delay_max_s=float(delays.max()) if delays.size else math.nan,
-                loss_rate=fl.lost_packets / denom if denom else 0.0,
+                loss_rate=lost / denom if denom else 0.0,
                 delays_s=delays,
                 series=series,
             )
@@ -266,7 +298,8 @@ def build_result(sim: Simulation) -> RunResult:
         total_delivered += delivered
         total_acked_b += acked
         total_acked_p += fl.acked_packets
-        total_lost_p += fl.lost_packets
+        total_lost_p += lost
+        total_stranded += stranded
     first_start = min((f.start for f in sim._flows), default=0.0)
     opps = sim.opportunities_between(first_start, end)
     joined = np.concatenate(all_delays) if all_delays else np.empty(0)
@@ -289,5 +322,6 @@ def build_result(sim: Simulation) -> RunResult:
         delay_p95_s=_pct(joined, 95.0),
         loss_rate=total_lost_p / denom if denom else 0.0,
         packets_sent=sim.packets_sent,
+        packets_stranded=total_stranded,
         flows=tuple(flow_results),
     )

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from oxidize_ml._validate import check_number
 from oxidize_ml.congestion.actions import CwndLimits, apply_action
+from oxidize_ml.congestion.envelope import DeliveryEnvelope
 from oxidize_ml.congestion.reward import congestion_reward
 from oxidize_ml.sim.controllers.base import CongestionController
 from oxidize_ml.types import DrlAction
@@ -90,7 +91,10 @@ class PolicyController(CongestionController):
     10-s windowed max, RTT against its 10-s windowed min, loss rate), call
     ``policy.learn_one(obs, reward, now=now)`` (the reward is the outcome of
     the previous action), then ``action = policy.predict_one(obs, now=now)``
-    and ``cwnd = apply_action(action, cwnd, limits)``.
+    and ``cwnd = envelope.bound(cwnd, apply_action(action, cwnd, limits))``:
+    the same `oxidize_ml.congestion.envelope.DeliveryEnvelope` the engine
+    applies (ack-clocked growth, delivery-based cap), so a policy run here
+    and behind the engine get the same window.
 
     Parameters
     ----------
@@ -113,6 +117,7 @@ class PolicyController(CongestionController):
         self.policy = policy
         self.name = str(getattr(policy, "name", type(policy).__name__))
         self._reward = _RewardTracker(reward_window_s)
+        self.envelope = DeliveryEnvelope(limits=self.limits)
         self.last_action: DrlAction | None = None
         from oxidize_ml.congestion.observation import CongestionObservation
 
@@ -125,10 +130,11 @@ class PolicyController(CongestionController):
     def on_interval(self, *, now: float, features: NetworkFeatures, throughput_bps: float) -> None:
         obs = self._obs_cls(features=features, throughput_bps=throughput_bps, cwnd_bytes=self.cwnd)
         reward = self._reward.update(features, throughput_bps, now)
+        self.envelope.update(obs, now=now)
         self.policy.learn_one(obs, reward, now=now)
         action = self.policy.predict_one(obs, now=now)
         self.last_action = action
-        self.cwnd = apply_action(action, self.cwnd, self.limits)
+        self.cwnd = self.envelope.bound(self.cwnd, apply_action(action, self.cwnd, self.limits))
 
 
 class EngineController(CongestionController):
@@ -177,6 +183,9 @@ class ExternalCwndController(CongestionController):
     ) -> None:
         super().__init__(limits=limits)
         self._reward = _RewardTracker(reward_window_s)
+        # `apply` goes through the engine's envelope, so an agent trained here
+        # meets the same ack clocking it is served behind.
+        self.envelope = DeliveryEnvelope(limits=self.limits)
         self.last_features: NetworkFeatures | None = None
         self.last_throughput_bps = 0.0
         self.last_time = 0.0
@@ -191,10 +200,20 @@ class ExternalCwndController(CongestionController):
         self.last_throughput_bps = throughput_bps
         self.last_time = now
         self._reward.update(features, throughput_bps, now)
+        from oxidize_ml.congestion.observation import CongestionObservation
+
+        self.envelope.update(
+            CongestionObservation(features=features, throughput_bps=throughput_bps,
+                                  cwnd_bytes=self.cwnd),
+            now=now,
+        )
 
     def apply(self, action: DrlAction | int) -> int:
-        """Apply one of the six shared actions to the window; returns the new window."""
-        self.cwnd = apply_action(DrlAction(action), self.cwnd, self.limits)
+        """Apply one of the six shared actions to the window, bounded by the
+        `DeliveryEnvelope` as in the engine; returns the new window."""
+        self.cwnd = self.envelope.bound(
+            self.cwnd, apply_action(DrlAction(action), self.cwnd, self.limits)
+        )
         return self.cwnd
 
     def set_cwnd(self, cwnd_bytes: int) -> int:

@@ -1,0 +1,269 @@
+"""A delivery-based envelope on the congestion window: ack clocking for every controller.
+
+Every controller that speaks the six actions (the BBR-style fallback, the DQN,
+any future policy) has its window passed through one `DeliveryEnvelope` after
+`oxidize_ml.congestion.apply_action`. The envelope only ever *refuses growth*;
+decreases always pass. Two rules (issue 10, item 1):
+
+1. **Ack clocking** (RFC 7661's validated window; BBR's STARTUP grows the
+   window by what is delivered, not by the clock). The window may grow only
+   after an interval in which data was delivered while the flow was
+   window-limited (bytes in flight >= ``validated_fraction`` x cwnd), and by
+   at most the bytes delivered in that interval. With nothing acknowledged (a
+   silent start, an outage) the window cannot grow at all, whatever the
+   controller says; growth per round trip is at most the bytes delivered in
+   it, i.e. at most slow start's doubling.
+2. **Envelope**: the window never grows past
+
+       cap = max(initial window, gain x bdp_estimate)
+
+   where ``bdp_estimate = max_rate x min_rtt``: ``max_rate`` is the largest
+   delivery rate measured over one min-RTT span (delivered bytes summed over
+   a sliding span, divided by it) in the last ``window_s`` seconds, and
+   ``min_rtt`` the connection's minimum RTT (BBR's max_bw x min_rtt). That is the BDP when
+   the path is full (rate x min_rtt), and an ack burst on a cellular link
+   raises it, which is the ack-aggregation allowance BBR adds too. ``gain``
+   (2.5) is BBR's cwnd_gain 2 plus a quarter of slack for the 5 %-step
+   actions and a delivery rate that grew during the last RTT. So no action
+   sequence can take the window past 2.5x what the path has shown it can
+   deliver per round trip (and a window already above the cap, e.g. set by
+   the transport, cannot grow further).
+
+The caller feeds one observation per decision interval (`update`) and passes
+each proposed window through `bound`. Growth consumed by `bound` is taken from
+the interval's budget, so several decisions per observation cannot add up.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from oxidize_ml._validate import check_number
+from oxidize_ml.congestion.actions import CwndLimits
+from oxidize_ml.congestion.observation import CongestionObservation
+from oxidize_ml.congestion.state import _WindowedExtreme
+
+__all__ = ["DeliveryEnvelope", "EnvelopeConfig"]
+
+_INF = float("inf")
+_SPAN_ENTRIES = 4096
+"""intervals kept for the min-RTT span sum (10 ms intervals: 41 s, far above any span)"""
+
+
+@dataclass(frozen=True, slots=True)
+class EnvelopeConfig:
+    """Hyperparameters of `DeliveryEnvelope`."""
+
+    gain: float = 2.5
+    """the window may reach ``gain`` x the BDP estimate (BBR cwnd_gain 2 + slack), > 1"""
+    validated_fraction: float = 0.5
+    """the flow is window-limited when bytes in flight >= this share of cwnd (RFC 7661
+    pipeACK >= cwnd / 2); only then may the window grow, in (0, 1]"""
+    window_s: float = 10.0
+    """how long a BDP sample stays valid, seconds (BBR's 10 s bandwidth window)"""
+    bucket_s: float = 1.0
+    """granularity of the windowed BDP max filter, seconds"""
+    default_interval_s: float = 0.010
+    """interval length assumed for the first observation (no previous time), seconds"""
+    max_interval_s: float = 1.0
+    """longest interval credited with delivered bytes: a caller's stale clock or a long
+    pause cannot turn one rate sample into a large growth budget, seconds"""
+
+    def __post_init__(self) -> None:
+        if check_number("gain", self.gain) <= 1.0:
+            raise ValueError(f"gain must be > 1, got {self.gain!r}")
+        v = check_number("validated_fraction", self.validated_fraction, hi=1.0)
+        if v <= 0.0:
+            raise ValueError(f"validated_fraction must be in (0, 1], got {self.validated_fraction!r}")
+        if check_number("window_s", self.window_s) <= 0.0:
+            raise ValueError(f"window_s must be > 0, got {self.window_s!r}")
+        if not 0.0 < check_number("bucket_s", self.bucket_s) <= self.window_s:
+            raise ValueError(f"bucket_s must be in (0, window_s], got {self.bucket_s!r}")
+        if check_number("default_interval_s", self.default_interval_s) <= 0.0:
+            raise ValueError(f"default_interval_s must be > 0, got {self.default_interval_s!r}")
+        if check_number("max_interval_s", self.max_interval_s) <= 0.0:
+            raise ValueError(f"max_interval_s must be > 0, got {self.max_interval_s!r}")
+
+
+class DeliveryEnvelope:
+    """Ack-clocked growth and a delivery-based cap on a congestion window (module docs).
+
+    Examples
+    --------
+    >>> from oxidize_ml.features import NetworkFeatures
+    >>> from oxidize_ml.congestion import CongestionObservation
+    >>> env = DeliveryEnvelope()
+    >>> f = NetworkFeatures(rtt_us=0, rtt_var_us=0, bandwidth_bps=0, loss_rate=0.0,
+    ...     loss_trend=0.0, inflight=10, cwnd=15_000)
+    >>> env.update(CongestionObservation(features=f, throughput_bps=0.0, cwnd_bytes=15_000),
+    ...            now=0.01)
+    >>> env.bound(15_000, 16_500)   # nothing delivered yet: no growth
+    15000
+    >>> env.bound(15_000, 13_500)   # decreases always pass
+    13500
+    """
+
+    __slots__ = (
+        "_bdp",
+        "_bdp_max",
+        "_budget",
+        "_cap",
+        "_gain",
+        "_last_now",
+        "_max_dt",
+        "_min_rtt_us",
+        "_n_clamped",
+        "_span",
+        "_span_bytes",
+        "_span_s",
+        "_vf",
+        "config",
+        "limits",
+    )
+
+    def __init__(
+        self, config: EnvelopeConfig | None = None, limits: CwndLimits | None = None
+    ) -> None:
+        if config is None:
+            config = EnvelopeConfig()
+        if limits is None:
+            limits = CwndLimits()
+        if not isinstance(config, EnvelopeConfig):
+            raise TypeError(f"config must be an EnvelopeConfig, got {type(config).__name__}")
+        if not isinstance(limits, CwndLimits):
+            raise TypeError(f"limits must be a CwndLimits, got {type(limits).__name__}")
+        self.config = config
+        self.limits = limits
+        self._gain = config.gain
+        self._vf = config.validated_fraction
+        self._max_dt = config.max_interval_s
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the path (a new connection): the cap returns to the initial window."""
+        self._bdp_max = _WindowedExtreme(self.config.window_s, self.config.bucket_s, is_max=True)
+        self._span: deque[tuple[float, float]] = deque(maxlen=_SPAN_ENTRIES)  # (dt, bytes)
+        self._span_s = 0.0
+        self._span_bytes = 0.0
+        self._min_rtt_us = _INF
+        self._last_now: float | None = None
+        self._budget = 0.0
+        self._bdp = 0.0
+        self._cap = float(self.limits.initial_cwnd)
+        self._n_clamped = 0
+
+    def clone(self) -> DeliveryEnvelope:
+        """A fresh envelope with the same config and limits."""
+        return DeliveryEnvelope(self.config, self.limits)
+
+    # -- read-only views ----------------------------------------------------------
+
+    @property
+    def cap_bytes(self) -> float:
+        """the largest window growth may reach now, bytes"""
+        return self._cap
+
+    @property
+    def growth_budget_bytes(self) -> float:
+        """bytes the window may still grow by before the next observation"""
+        return self._budget
+
+    @property
+    def bdp_estimate_bytes(self) -> float:
+        """windowed max of bytes delivered within one min-RTT span (0 before any delivery)"""
+        return self._bdp
+
+    def stats(self) -> dict[str, Any]:
+        """JSON-serialisable snapshot."""
+        return {
+            "cap_bytes": self._cap,
+            "bdp_estimate_bytes": self._bdp,
+            "growth_budget_bytes": self._budget,
+            "min_rtt_us": self._min_rtt_us if self._min_rtt_us < _INF else None,
+            "clamped_decisions": self._n_clamped,
+        }
+
+    # -- feed -----------------------------------------------------------------------
+
+    def update(self, obs: CongestionObservation, *, now: float) -> None:
+        """Account one decision interval (what was delivered, whether the window limited it).
+
+        ``now`` is the caller's time at the end of the interval, seconds; a
+        time earlier than the previous one counts as a zero-length interval.
+        """
+        tput = obs.throughput_bps
+        if not 0.0 <= tput < _INF:
+            raise ValueError(f"throughput_bps must be finite and >= 0, got {tput!r}")
+        prev = self._last_now
+        dt = self.config.default_interval_s if prev is None else now - prev
+        if not dt > 0.0:
+            dt = 0.0
+        elif dt > self._max_dt:
+            dt = self._max_dt
+        if prev is None or now > prev:
+            self._last_now = now
+        delivered = tput * dt * 0.125
+        f = obs.features
+        rtt = f.rtt_us
+        if 0.0 < rtt < self._min_rtt_us:
+            # The connection's minimum (RFC 9002 min_rtt), never expired: a windowed
+            # minimum would, under a standing queue, expire into the queue's RTT and
+            # let the cap grow with the queue it should bound. A path whose base RTT
+            # rose is still allowed gain x rate x the old minimum.
+            self._min_rtt_us = rtt
+        # Delivery rate over the shortest run of recent intervals covering one min-RTT
+        # span (not one 10-ms interval: ack bursts), max-filtered, times the current
+        # min RTT: BBR's max_bw x min_rtt. Keeping the rate rather than the bytes lets
+        # a first RTT sample inflated by a silent start (packets queued for 800 ms)
+        # shrink the BDP as soon as lower samples arrive.
+        q = self._span
+        if len(q) == q.maxlen:
+            old_dt, old_b = q[0]
+            self._span_s -= old_dt
+            self._span_bytes -= old_b
+        q.append((dt, delivered))
+        self._span_s += dt
+        self._span_bytes += delivered
+        span = self._min_rtt_us * 1e-6 if self._min_rtt_us < _INF else 0.0
+        while len(q) > 1 and self._span_s - q[0][0] >= span - 1e-9:
+            old_dt, old_b = q.popleft()
+            self._span_s -= old_dt
+            self._span_bytes -= old_b
+        covered = self._span_s
+        sample = self._span_bytes / covered if covered > 0.0 and self._span_bytes > 0.0 else 0.0
+        rate = self._bdp_max.update(sample, now)
+        bdp = rate * self._min_rtt_us * 1e-6 if self._min_rtt_us < _INF else 0.0
+        self._bdp = bdp
+        cap = self._gain * bdp
+        init = self.limits.initial_cwnd
+        self._cap = cap if cap > init else float(init)
+        cwnd = obs.cwnd_bytes
+        inflight = f.inflight * self.limits.mss
+        # RFC 7661: growth only while the window is used (validated) and acks arrive.
+        self._budget = delivered if (delivered > 0.0 and inflight >= self._vf * cwnd) else 0.0
+
+    # -- bound ----------------------------------------------------------------------
+
+    def bound(self, cwnd: int, proposed: int) -> int:
+        """The window to apply when a controller proposes ``proposed`` from ``cwnd`` (bytes).
+
+        Decreases pass unchanged. Growth is limited to the interval's
+        remaining budget and to the cap, and never below ``cwnd`` (a window
+        above the cap is held, not cut: cutting is the controller's job).
+        """
+        if proposed <= cwnd:
+            return proposed
+        allowed = cwnd + self._budget
+        if allowed > self._cap:  # noqa: PLR1730 (hot path: no call)
+            allowed = self._cap
+        if proposed <= allowed:
+            self._budget -= proposed - cwnd
+            return proposed
+        self._n_clamped += 1
+        if allowed <= cwnd:
+            return cwnd
+        new = int(allowed)
+        self._budget -= new - cwnd
+        return new
