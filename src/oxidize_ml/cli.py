@@ -99,6 +99,7 @@ _COMMAND_MODULES = (
     "oxidize_ml.training.commands",
     "oxidize_ml.integrations.commands",
     "oxidize_ml.hub.commands",
+    "oxidize_ml.evaluation.commands",
 )
 
 

@@ -30,15 +30,17 @@ Per-window metrics (one bulk flow)
 - **queue_delay_p95_ms**: 95th percentile of the delivered packets' one-way
   delay minus the propagation delay (what the controller added); nan when
   nothing was delivered.
-- **loss**: packets never acknowledged / packets sent, counting packets
-  declared lost *and* packets still unacknowledged when the window ends
-  (stranded). The simulator's own ``loss_rate`` only counts declared losses,
-  so a flow stuck in an outage would show 0 %. The unacknowledged tail
-  includes the packets legitimately in flight at the end (at most about
-  ``1 + buffer_bdp`` BDP, under 1 % of a 30-s window at these traces'
-  rates). When the simulator reports stranded packets itself
-  (``packets_stranded``), those are used.
-- **declared_loss**: the simulator's ``loss_rate`` (declared losses only).
+- **loss**: lost / (acknowledged + lost), where lost includes the packets
+  the link dropped that the sender had not declared lost when the window
+  ended, so a flow stuck in an outage cannot show 0 %. With a simulator
+  that reports those (``packets_lost_undetected``) this is its
+  ``loss_rate``; with one that does not, every packet not acknowledged by
+  the end counts (an upper bound: it includes the packets legitimately in
+  flight, at most about ``1 + buffer_bdp`` BDP, under 1 % of a 30-s
+  window at these traces' rates).
+- **declared_loss**: declared losses / (acknowledged + declared).
+- **stranded**: packets neither acknowledged nor declared lost at the end
+  (queued, travelling or dropped unnoticed).
 - **power**: goodput (Mbit/s) / p95 one-way delay (s), Kleinrock's power.
 
 Aggregates (per controller, over the units = window x RTT)
@@ -259,9 +261,9 @@ class WindowRun:
     queue_delay_p95_ms: float
     delay_p95_ms: float
     loss: float
-    """(declared lost + stranded) / sent: never-acknowledged share"""
+    """lost (declared and undetected) / (acked + lost); see the module docstring"""
     declared_loss: float
-    """the simulator's loss_rate: declared losses / (acked + declared)"""
+    """declared losses / (acked + declared)"""
     stranded: int
     """packets neither acknowledged nor declared lost when the window ended"""
     packets_sent: int
@@ -533,16 +535,21 @@ def _measure(res: Any, scenario: Any, controller: str, unit: int, seed: int) -> 
     q = f.delays_s - one_way_s
     qd = float(np.percentile(q, 95.0)) * 1000.0 if q.size else math.nan
     d95 = f.delay_p95_s * 1000.0 if f.delays_s.size else math.nan
-    reported = getattr(f, "packets_stranded", None)
-    stranded = (int(reported) if reported is not None
-                else max(0, f.packets_sent - f.packets_acked - f.packets_lost))
-    total = f.packets_acked + f.packets_lost + stranded
-    loss = (f.packets_lost + stranded) / total if total else 0.0
+    declared_den = f.packets_acked + f.packets_lost
+    declared = f.packets_lost / declared_den if declared_den else 0.0
+    if getattr(f, "packets_lost_undetected", None) is not None:
+        # the simulator counts drops the sender had not noticed yet in loss_rate
+        stranded = int(f.packets_stranded)
+        loss = float(f.loss_rate)
+    else:
+        # older simulator: every packet not acknowledged by the end counts (upper bound)
+        stranded = max(0, f.packets_sent - f.packets_acked - f.packets_lost)
+        loss = (f.packets_lost + stranded) / f.packets_sent if f.packets_sent else 0.0
     goodput = f.bytes_acked * 8.0 / res.duration_s / 1e6 if res.duration_s > 0 else 0.0
     power = goodput / (d95 / 1000.0) if math.isfinite(d95) and d95 > 0.0 else 0.0
     return WindowRun(unit=unit, controller=controller, seed=seed, goodput_mbps=goodput,
                      queue_delay_p95_ms=qd, delay_p95_ms=d95, loss=loss,
-                     declared_loss=float(f.loss_rate), stranded=stranded,
+                     declared_loss=declared, stranded=stranded,
                      packets_sent=int(f.packets_sent), power=power)
 
 
