@@ -68,7 +68,7 @@ def _fail(message: str) -> typer.Exit:
     """Print ``message`` as an error (file names may hold brackets: no markup) -> exit 2."""
     from rich.markup import escape
 
-    err_console.print(f"[red]error:[/] {escape(message)}")
+    err_console.print(f"[red]error:[/] {escape(message)}", soft_wrap=True)
     return typer.Exit(2)
 
 
