@@ -578,3 +578,274 @@ def plot(result: PathsEvalResult, out_dir: str | Path) -> list[Path]:
     plots.tidy(fig, top_in=0.35, bottom_in=0.5, left_in=1.3, right_in=2.3, hspace=0.7)
     paths_out.append(plots.save_figure(fig, out / "paths-choices.png"))
     return paths_out
+
+
+# ---------------------------------------------------------------- trace-driven evaluation
+
+TRACE_SELECTORS: tuple[str, ...] = (
+    "ucb1", "ucb1_stationary", "min_rtt", "round_robin", "learned", "default",
+)
+"""selectors of `evaluate_path_traces`' summary, in order"""
+BASELINES: tuple[str, ...] = ("ucb1", "ucb1_stationary", "min_rtt", "round_robin")
+"""the heuristics the target compares with (best of them, per traffic type)"""
+BOOTSTRAP_ROUNDS = 2000
+"""paired bootstrap replicates over episodes"""
+TARGET_RATIO = 0.9
+"""target: regret per step <= 0.9 x the best baseline's, for every traffic type"""
+NO_WORSE_RATIO = 0.9
+"""default rule: a candidate's regret may be at most current / 0.9 on any traffic
+type or scenario family ("not worse than 0.9x")"""
+
+
+def _episode_stats(rec: EpisodeRecord) -> dict[str, Any]:
+    """Regret sums and step counts per traffic type of one episode."""
+    regret = rec.oracle - rec.reward
+    per = {}
+    for c in TrafficContext:
+        m = rec.context == int(c)
+        per[c.name] = (float(regret[m].sum()), int(m.sum()))
+    return {"regret_sum": float(regret.sum()), "steps": int(regret.size), "per_context": per}
+
+
+def paired_bootstrap(
+    a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray, *, rounds: int = BOOTSTRAP_ROUNDS, seed: int = 0
+) -> dict[str, float]:
+    """Mean of ``a - b`` over paired episodes and its 95 % bootstrap interval.
+
+    ``a`` and ``b`` are per-episode figures of two selectors on the same
+    episodes; episodes are resampled with replacement (``rounds`` times,
+    seeded). ``low > 0`` means ``a`` is larger with 95 % confidence.
+    """
+    x = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    if x.ndim != 1 or x.size < 1:
+        raise ValueError(f"a and b must be equal-length non-empty sequences, got {x.shape}")
+    check_int("rounds", rounds, lo=1)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, x.size, size=(rounds, x.size))
+    means = x[idx].mean(axis=1)
+    return {"mean": float(x.mean()), "low": float(np.quantile(means, 0.025)),
+            "high": float(np.quantile(means, 0.975)), "episodes": int(x.size)}
+
+
+def _learned_factory(model_dir: Path | None) -> tuple[SelectorFactory | None, str]:
+    """The learned selector of ``model_dir`` (default: the shipped defaults), or why not."""
+    from oxidize_ml.paths.learned import load_learned_selector
+
+    if model_dir is None:
+        from oxidize_ml.models import default_model_dir
+
+        model_dir = default_model_dir()
+        if model_dir is None:
+            return None, "no shipped model directory"
+    sel, why = load_learned_selector(model_dir, seed=0)
+    if sel is None:
+        return None, why
+    d = model_dir
+    return (lambda seed: load_learned_selector(d, seed=seed)[0]), "ok"  # type: ignore[return-value]
+
+
+def evaluate_path_traces(
+    trace_paths: list[Path],
+    *,
+    steps: int = 300,
+    seeds: int = 8,
+    seed: int = 0,
+    progress: bool = True,
+    model_dir: Path | None = None,
+    extra_selectors: Mapping[str, SelectorFactory] | None = None,
+) -> dict[str, Any]:
+    """Regret of every path selector on trace-driven paths (each trace one path).
+
+    Parameters
+    ----------
+    trace_paths
+        2 to 4 Mahimahi trace files; trace ``i`` drives path ``i``. Built into
+        the scenario families of `oxidize_ml.sim.gym.path_env.trace_path_families`
+        (as given, RTTs reversed, path 0 failing, path 0 degrading).
+    steps
+        Flows (one per simulated second) per episode.
+    seeds
+        Episodes per family (seeds ``EVAL_SEED_BASE + 100 * seed + 10 * family + i``).
+    seed
+        Base of the episode seeds.
+    progress
+        Print one line per episode to stderr.
+    model_dir
+        Model directory of the ``learned`` selector (default: the shipped
+        defaults); without a verified ``path_selector`` model its figures are
+        ``None`` and ``notes`` says why.
+    extra_selectors
+        More selectors to compare (name -> ``factory(seed)``), reported in
+        ``selectors`` but not in ``summary``.
+
+    Returns
+    -------
+    dict
+        ``summary``: exactly ``{"selectors": {NAME: {"regret_per_step": x}}}``
+        for NAME in `TRACE_SELECTORS` (mean over every step of every episode;
+        ``None`` for a selector that could not run). Also ``selectors`` (per
+        selector: regret per step, 95 % bootstrap interval over episodes, per
+        traffic type and per family), ``paired_vs_default`` (paired bootstrap
+        of each selector's regret minus the default's), ``target`` (the
+        default's regret against 0.9 x the best baseline per traffic type),
+        ``families``, ``traces``, ``config`` and ``notes``.
+
+    Raises
+    ------
+    ValueError
+        Fewer than 2 or more than 4 traces, or a trace that cannot be read
+        (the message names the file); bad ``steps`` / ``seeds``.
+    """
+    import sys
+
+    from oxidize_ml.evaluation.splits import EVAL_SEED_BASE
+    from oxidize_ml.paths.learned import default_path_selector_factory
+    from oxidize_ml.sim.gym.path_env import PathSelectionEnv, trace_path_families
+
+    t0 = time.perf_counter()
+    steps = check_int("steps", steps, lo=1, hi=100_000)
+    n_seeds = check_int("seeds", seeds, lo=1, hi=10_000)
+    check_int("seed", seed)
+    if isinstance(trace_paths, str | Path):
+        raise TypeError("trace_paths must be a list of paths, got a single path")
+    paths_list = [Path(p) for p in trace_paths]
+    families = trace_path_families(paths_list, steps=steps)
+    notes: list[str] = []
+    factories: dict[str, SelectorFactory | None] = dict(builtin_factories())
+    learned, why = _learned_factory(model_dir)
+    if learned is None:
+        notes.append(f"learned: not evaluated ({why})")
+    factories["learned"] = learned
+    default_factory, default_name = default_path_selector_factory()
+    factories["default"] = default_factory
+    notes.append(f"default: {default_name} (what MlEngine() uses)")
+    for name, f in dict(extra_selectors or {}).items():
+        if name in factories:
+            raise ValueError(f"selector name {name!r} is taken; built-in: {list(factories)}")
+        if not callable(f):
+            raise TypeError(f"selector {name!r} must be a factory(seed), got {type(f).__name__}")
+        factories[name] = f
+    runnable = [n for n, f in factories.items() if f is not None]
+    base = EVAL_SEED_BASE + SEED_STRIDE * seed
+    total = len(families) * n_seeds
+    done = 0
+    # per selector: list of episode stats, with the family of each episode
+    eps: dict[str, list[dict[str, Any]]] = {n: [] for n in runnable}
+    fam_of: list[str] = []
+    for f_idx, (fname, sc) in enumerate(families.items()):
+        env0 = PathSelectionEnv(sc)
+        for i in range(n_seeds):
+            ep_seed = base + 10 * f_idx + i
+            env0.reset(seed=ep_seed)
+            fam_of.append(fname)
+            for name in runnable:
+                env = copy.deepcopy(env0)  # the same realisation for every selector
+                factory = factories[name]
+                assert factory is not None
+                st = _episode_stats(run_episode(env, factory(ep_seed)))
+                eps[name].append(st)
+            done += 1
+            if progress:
+                print(f"paths: {done}/{total} episodes ({fname}, seed {ep_seed})",
+                      file=sys.stderr, flush=True)
+    fam_arr = np.array(fam_of)
+
+    def per_step(st_list: list[dict[str, Any]], mask: np.ndarray | None = None) -> float:
+        sel = st_list if mask is None else [s for s, m in zip(st_list, mask, strict=True) if m]
+        n = sum(s["steps"] for s in sel)
+        return float(sum(s["regret_sum"] for s in sel) / n) if n else math.nan
+
+    def per_ctx(st_list: list[dict[str, Any]]) -> dict[str, float | None]:
+        out: dict[str, float | None] = {}
+        for c in TrafficContext:
+            tot = sum(s["per_context"][c.name][0] for s in st_list)
+            n = sum(s["per_context"][c.name][1] for s in st_list)
+            out[c.name] = float(tot / n) if n else None
+        return out
+
+    detail: dict[str, Any] = {}
+    ep_regret: dict[str, np.ndarray] = {}
+    for name in runnable:
+        lst = eps[name]
+        ep_regret[name] = np.array([s["regret_sum"] / s["steps"] for s in lst])
+        boot = paired_bootstrap(ep_regret[name], np.zeros(len(lst)), seed=seed)
+        detail[name] = {
+            "regret_per_step": per_step(lst),
+            "ci95": [boot["low"], boot["high"]],
+            "episode_regret_per_step": ep_regret[name].tolist(),
+            "per_traffic_type": per_ctx(lst),
+            "per_family": {f: per_step(lst, fam_arr == f) for f in families},
+            "per_family_traffic_type": {
+                f: per_ctx([s for s, m in zip(lst, fam_arr == f, strict=True) if m])
+                for f in families
+            },
+        }
+    summary = {"selectors": {
+        n: {"regret_per_step": detail[n]["regret_per_step"] if n in detail else None}
+        for n in TRACE_SELECTORS
+    }}
+    paired = {
+        n: paired_bootstrap(ep_regret[n], ep_regret["default"], seed=seed)
+        for n in runnable if n != "default"
+    }
+    return {
+        "summary": summary,
+        "selectors": detail,
+        "paired_vs_default": paired,
+        "target": _target(detail),
+        "families": {f: sc.description for f, sc in families.items()},
+        "traces": [str(p) for p in paths_list],
+        "config": {"steps": steps, "seeds": n_seeds, "seed": seed,
+                   "episodes_per_selector": total, "bootstrap_rounds": BOOTSTRAP_ROUNDS},
+        "notes": notes,
+        "wall_s": time.perf_counter() - t0,
+    }
+
+
+def _target(detail: Mapping[str, Any]) -> dict[str, Any]:
+    """The issue's target for the default: <= 0.9 x the best baseline per traffic type."""
+    if "default" not in detail or any(b not in detail for b in BASELINES):
+        return {"met": None, "reason": "default or a baseline did not run"}
+    rows = {}
+    met = True
+    for c in TrafficContext:
+        best_name, best = min(
+            ((b, detail[b]["per_traffic_type"][c.name]) for b in BASELINES
+             if detail[b]["per_traffic_type"][c.name] is not None),
+            key=lambda t: t[1], default=(None, None))
+        mine = detail["default"]["per_traffic_type"][c.name]
+        if best is None or mine is None:
+            continue
+        ok = mine <= TARGET_RATIO * best
+        met = met and ok
+        rows[c.name] = {"default": mine, "best_baseline": best_name, "best": best,
+                        "ratio": (mine / best) if best > 0 else math.inf, "met": ok}
+    return {"met": met, "rule": f"default regret/step <= {TARGET_RATIO} x the best of "
+            f"{list(BASELINES)} for every traffic type", "per_traffic_type": rows}
+
+
+def qualifies_as_default(
+    result: Mapping[str, Any], candidate: str = "learned", current: str = "default"
+) -> dict[str, Any]:
+    """The default rule: ``candidate`` replaces ``current`` only when it has lower
+    regret with 95 % confidence (paired bootstrap over episodes) and is not worse
+    than ``current / 0.9`` on any traffic type or scenario family."""
+    det = result["selectors"]
+    if candidate not in det or current not in det:
+        return {"qualifies": False, "reason": f"{candidate} or {current} did not run"}
+    cand_ep = det[candidate]
+    cur_ep = det[current]
+    paired = paired_bootstrap(cand_ep["episode_regret_per_step"],
+                              cur_ep["episode_regret_per_step"],
+                              seed=int(result["config"]["seed"]))
+    confident = paired["high"] < 0.0
+    worse = []
+    for key in ("per_traffic_type", "per_family"):
+        for k, v in cand_ep[key].items():
+            ref = cur_ep[key].get(k)
+            if v is not None and ref is not None and v * NO_WORSE_RATIO > ref:
+                worse.append(f"{k}: {v:.4f} vs {ref:.4f}")
+    return {"qualifies": bool(confident and not worse), "confident": confident,
+            "paired": paired, "worse_than_allowed": worse,
+            "rule": f"lower regret with 95 % confidence (paired bootstrap over episodes) and "
+                    f"regret <= {current} / {NO_WORSE_RATIO} on every traffic type and family"}

@@ -137,7 +137,7 @@ class PathMlpConfig:
 
     kind: ClassVar[str] = KIND_PATH_MLP
 
-    n_inputs: int = 19
+    n_inputs: int = 20
     """per-(path, traffic type) features (`oxidize_ml.paths.learned.INPUT_NAMES`)"""
     n_outputs: int = 1
     """the predicted reward of the next flow on the path"""

@@ -178,7 +178,7 @@ class PathMlp(_Mlp):
     """Learned path selector prior: per-(path, traffic type) features -> predicted reward."""
 
     def __init__(
-        self, n_inputs: int = 19, n_outputs: int = 1, hidden: int = 32, n_hidden_layers: int = 2
+        self, n_inputs: int = 20, n_outputs: int = 1, hidden: int = 32, n_hidden_layers: int = 2
     ) -> None:
         super().__init__(
             PathMlpConfig(

@@ -67,6 +67,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, ClassVar
 
 # gymnasium: the package __init__ raises DependencyNotInstalled when it is missing.
@@ -317,6 +318,90 @@ def _trace_paths(names: Sequence[str], rtts_s: Sequence[float]) -> tuple[PathSpe
                  jitter_s=0.008, cost_factor=2.0)
         for n, rtt in zip(names, rtts_s, strict=True)
     )
+
+
+TRACE_RTT_LADDER_S: tuple[float, ...] = (0.040, 0.055, 0.070, 0.085)
+"""base RTTs given to trace-driven paths in order (`trace_path_families`): 15 ms
+apart, so latency matters for interactive traffic without deciding every flow"""
+MAX_TRACE_BYTES = 64 * 1024 * 1024
+"""largest trace file read (the shipped cellular traces are 0.1-3 MB)"""
+TRACE_FAMILIES: tuple[str, ...] = ("traces", "traces-rtt-reversed", "traces-outage",
+                                   "traces-degrading")
+"""scenario families `trace_path_families` builds from one set of traces"""
+
+
+def trace_path_spec(path: str | Path, base_rtt_s: float, **kw: Any) -> PathSpec:
+    """One trace-driven path (the trace file is read and validated here).
+
+    Raises ``ValueError`` naming the file when it is missing, unreadable or not
+    a Mahimahi trace. Cross traffic, buffer, loss and jitter are those of the
+    ``cellular-traces`` presets (a deep cellular buffer, light cross load).
+    """
+    p = Path(path)
+    try:
+        size = p.stat().st_size
+    except OSError as exc:
+        raise ValueError(f"Mahimahi trace {str(p)!r} cannot be read: {exc}") from None
+    if size > MAX_TRACE_BYTES:  # the reader holds the whole text and a list of ints
+        raise ValueError(f"Mahimahi trace {str(p)!r} is {size} bytes, more than the "
+                         f"{MAX_TRACE_BYTES} accepted")
+    try:
+        link = TraceLink(str(p))
+    except OSError as exc:  # a directory, no permission, ...
+        raise ValueError(f"Mahimahi trace {str(p)!r} cannot be read: {exc}") from None
+    stem = p.name.replace(".", "-").lower()
+    params: dict[str, Any] = {"buffer_s": 0.25, "random_loss": 0.002, "cross_load": 0.2,
+                              "jitter_s": 0.008, **kw}
+    return PathSpec(stem, link, base_rtt_s=base_rtt_s, **params)
+
+
+def trace_path_families(
+    trace_paths: Sequence[str | Path], *, steps: int = 300
+) -> dict[str, PathScenario]:
+    """Scenario families over 2 to 4 trace-driven paths (trace ``i`` is path ``i``).
+
+    - ``traces``: base RTTs from `TRACE_RTT_LADDER_S` in order;
+    - ``traces-rtt-reversed``: the ladder reversed (another trace is the
+      low-RTT path, so no selector can win by path identity alone);
+    - ``traces-outage``: ``traces`` with path 0 down from 30 % to 50 % of the
+      episode;
+    - ``traces-degrading``: ``traces`` with path 0 degrading from 30 % of the
+      episode over 20 % of it (+80 ms, +3 % loss, 30 % of capacity), for good.
+
+    Raises ``ValueError`` for fewer than 2 or more than 4 traces, or naming a
+    file that cannot be read as a Mahimahi trace.
+    """
+    if isinstance(trace_paths, str | Path) or not isinstance(trace_paths, Sequence):
+        raise TypeError("trace_paths must be a list of trace file paths, "
+                        f"got {type(trace_paths).__name__}")
+    n = len(trace_paths)
+    if not MIN_PATHS <= n <= MAX_PATHS:
+        raise ValueError(f"trace_paths must hold {MIN_PATHS} to {MAX_PATHS} traces "
+                         f"(one per path), got {n}")
+    steps = check_int("steps", steps, lo=1)
+    ladder = TRACE_RTT_LADDER_S[:n]
+    dur = float(steps)  # step_s = 1
+    base = tuple(trace_path_spec(p, r) for p, r in zip(trace_paths, ladder, strict=True))
+    rev = tuple(replace(s, base_rtt_s=r) for s, r in zip(base, ladder[::-1], strict=True))
+    outage = (replace(base[0], outages=((0.3 * dur, 0.5 * dur),)), *base[1:])
+    deg = Degradation(start_s=0.3 * dur, ramp_s=0.2 * dur, extra_rtt_s=0.080, extra_loss=0.03,
+                      capacity_factor=0.3)
+    degrading = (replace(base[0], degradations=(deg,)), *base[1:])
+    names = ", ".join(Path(p).name for p in trace_paths)
+    return {
+        "traces": PathScenario("traces", base, episode_steps=steps,
+                               description=f"traces {names}; base RTTs {list(ladder)} s"),
+        "traces-rtt-reversed": PathScenario(
+            "traces-rtt-reversed", rev, episode_steps=steps,
+            description=f"traces {names}; base RTTs {list(ladder[::-1])} s"),
+        "traces-outage": PathScenario(
+            "traces-outage", outage, episode_steps=steps,
+            description=f"traces {names}; path 0 down from 30 % to 50 % of the episode"),
+        "traces-degrading": PathScenario(
+            "traces-degrading", degrading, episode_steps=steps,
+            description=f"traces {names}; path 0 degrades from 30 % of the episode "
+            "(+80 ms, +3 % loss, 30 % capacity)"),
+    }
 
 
 def _presets() -> dict[str, Any]:
