@@ -144,3 +144,14 @@ def udp_ipv6(payload: bytes) -> bytes:
         b"\x20\x01" + bytes(13) + b"\x01",
     )
     return ip + udp
+
+
+def tcp_ipv4(payload: bytes, *, ident: int = 1) -> bytes:
+    """IPv4 (20 B) + TCP (20 B, ACK) + payload, with a consistent total length."""
+    tcp = struct.pack(">HHIIBBHHH", 443, 50000, 1000, 2000, 0x50, 0x10, 65535, 0, 0) + payload
+    total = 20 + len(tcp)
+    ip = struct.pack(
+        ">BBHHHBBH4s4s", 0x45, 0, total, ident, 0x4000, 64, 6, 0, b"\x0a\x00\x00\x01",
+        b"\x0a\x00\x00\x02",
+    )
+    return ip + tcp

@@ -4,7 +4,7 @@ import struct
 import zlib
 
 import pytest
-from compression_payloads import english, json_records, random_bytes, rtp_packet
+from compression_payloads import english, json_records, random_bytes, rtp_packet, udp_ipv4_rtp
 
 from oxidize_ml.compression.codec import (
     DEFAULT_MAX_PAYLOAD_BYTES,
@@ -29,23 +29,31 @@ def dict_codec() -> PacketCodec:
 
 def test_methods_and_header_bytes() -> None:
     text = english()
-    assert CODEC.encode(text, D.Skip)[0] == 0x40
-    assert CODEC.encode(text, D.Light)[0] == 0x41
-    assert CODEC.encode(text, D.Aggressive)[0] == 0x42
-    assert CODEC.encode(text, D.RohcOnly)[0] == 0x44
+    assert CODEC.encode(text, D.Skip)[0] == 0x80
+    assert CODEC.encode(text, D.Light)[0] == 0x81
+    assert CODEC.encode(text, D.Aggressive)[0] == 0x82
+    assert CODEC.encode(text, D.RohcOnly)[0] == 0x80  # not a UDP/IP packet: sent raw
+    assert CODEC.encode(udp_ipv4_rtp(bytes(60)), D.RohcOnly)[0] == 0x84
     assert [frame_method(CODEC.encode(text, d)) for d in D] == [
         CodecMethod.RAW,
         CodecMethod.LZ4,
         CodecMethod.ZSTD,
-        CodecMethod.ROHC,
+        CodecMethod.RAW,
     ]
 
 
-def test_raw_and_rohc_pass_payload_through() -> None:
+def test_raw_passes_payload_through_and_rohc_needs_udp_ip() -> None:
+    pkt = rtp_packet(random_bytes(160))  # bare RTP, no IP/UDP: nothing to header-compress
+    assert CODEC.encode(pkt, D.Skip) == b"\x80" + pkt
+    assert CODEC.encode(pkt, D.RohcOnly) == b"\x80" + pkt
+    assert CODEC.decode(b"\x80" + pkt) == pkt
+
+
+def test_version_1_frames_still_decode() -> None:
     pkt = rtp_packet(random_bytes(160))
-    assert CODEC.encode(pkt, D.Skip) == b"\x40" + pkt
-    assert CODEC.encode(pkt, D.RohcOnly) == b"\x44" + pkt
-    assert CODEC.decode(b"\x44" + pkt) == pkt
+    assert CODEC.decode(b"\x40" + pkt) == pkt
+    assert CODEC.decode(b"\x44" + pkt) == pkt  # version-1 RohcOnly was a passthrough
+    assert CODEC.decode(b"\x41\x05\x50hello") == b"hello"
 
 
 @pytest.mark.parametrize("decision", list(D))
@@ -73,7 +81,7 @@ def test_incompressible_falls_back_to_raw() -> None:
     data = random_bytes()
     for decision in (D.Light, D.Aggressive):
         frame = CODEC.encode(data, decision)
-        assert frame == b"\x40" + data
+        assert frame == b"\x80" + data
         assert frame_method(frame) is CodecMethod.RAW
 
 
@@ -186,7 +194,10 @@ def _varint(n: int) -> bytes:
     [
         (b"", "empty frame"),
         (b"\x00abc", "unsupported frame version 0"),
-        (b"\x80abc", "unsupported frame version 2"),
+        (b"\xc0abc", "unsupported frame version 3"),
+        (b"\x84", "truncated ROHC"),
+        (b"\x84\x00\x05abc", "does not hold"),
+        (b"\x84\x87\x00", "corrupt ROHC IR"),
         (b"\x50abc", "reserved header bit"),
         (b"\x4fabc", "unknown codec method 15"),
         (b"\x41", "truncated"),

@@ -16,6 +16,7 @@ from compression_payloads import (
     quic_initial,
     random_bytes,
     rtp_packet,
+    tcp_ipv4,
     tls_application_data,
     udp_ipv4_rtp,
     udp_ipv6,
@@ -25,6 +26,7 @@ from oxidize_ml.compression.features import (
     COMPRESSION_FEATURE_NAMES,
     COMPRESSION_FEATURE_VERSION,
     ENTROPY_TABLE,
+    HEAD_BYTES,
     SAMPLE_BYTES,
     CompressionFeatures,
     HeaderKind,
@@ -40,7 +42,7 @@ from oxidize_ml.compression.features import (
 
 
 def test_schema_is_versioned_and_vector_matches_names() -> None:
-    assert COMPRESSION_FEATURE_VERSION == 1
+    assert COMPRESSION_FEATURE_VERSION == 2
     assert len(COMPRESSION_FEATURE_NAMES) == len(set(COMPRESSION_FEATURE_NAMES)) == 13
     v = extract_features(english()).to_vector()
     assert v.dtype == np.float32 and v.shape == (len(COMPRESSION_FEATURE_NAMES),)
@@ -54,8 +56,9 @@ def test_vector_values_follow_documented_order() -> None:
     assert v["entropy"] == pytest.approx(f.entropy_bits / 8, rel=1e-6)
     assert v["encrypted_record"] == 1.0
     assert v["compressed_magic"] == v["media_magic"] == v["rtp_header"] == 0.0
-    rtp = dict(zip(COMPRESSION_FEATURE_NAMES, extract_features(rtp_packet(bytes(160))).to_vector()))
-    assert rtp["rtp_header"] == 1.0 and rtp["encrypted_record"] == 0.0
+    pkt = udp_ipv4_rtp(bytes(160))
+    rtp = dict(zip(COMPRESSION_FEATURE_NAMES, extract_features(pkt).to_vector()))
+    assert rtp["rtp_header"] == 1.0 and rtp["encrypted_record"] == rtp["ipv4_header"] == 0.0
 
 
 def test_feature_vector_equals_dataclass_vector() -> None:
@@ -171,19 +174,27 @@ def test_text_starting_like_magic_is_not_misread() -> None:
         assert magic_kind(text[:16])[0] is MagicKind.NONE
 
 
-def test_headers() -> None:
-    rtp = rtp_packet(bytes(160))
-    assert header_kind(rtp[:16], len(rtp)) is HeaderKind.RTP
+def test_headers_are_parsed_from_ip_packets() -> None:
     v4 = udp_ipv4_rtp(random_bytes(60))
-    assert header_kind(v4[:16], len(v4)) is HeaderKind.IPV4
-    assert header_kind(v4[:16], len(v4) + 1) is HeaderKind.NONE  # length must agree
-    v6 = udp_ipv6(random_bytes(100))
-    assert header_kind(v6[:16], len(v6)) is HeaderKind.IPV6
-    udp = v4[20:]
-    assert header_kind(udp[:16], len(udp)) is HeaderKind.UDP
-    assert header_kind(english(100)[:16], 100) is HeaderKind.NONE
-    # RTCP sender report (packet type 200) is not RTP.
-    assert header_kind(b"\x80\xc8\x00\x06" + bytes(24), 28) is HeaderKind.NONE
+    assert header_kind(v4[:HEAD_BYTES], len(v4)) is HeaderKind.RTP
+    assert header_kind(v4, len(v4) + 1) is HeaderKind.NONE  # IP length must agree
+    v6 = udp_ipv6(b"\x17" + random_bytes(99))  # UDP payload not RTP (first byte 0x17)
+    assert header_kind(v6[:HEAD_BYTES], len(v6)) is HeaderKind.UDP
+    v6_rtp = udp_ipv6(rtp_packet(bytes(100)))
+    assert header_kind(v6_rtp[:HEAD_BYTES], len(v6_rtp)) is HeaderKind.RTP
+    tcp = tcp_ipv4(b"\x80\x00" + bytes(100))  # RTP-looking bytes in a TCP payload
+    assert header_kind(tcp[:HEAD_BYTES], len(tcp)) is HeaderKind.IPV4
+    frag = bytearray(v4)
+    frag[6] |= 0x20  # more fragments: a UDP header only in the first piece
+    assert header_kind(bytes(frag), len(frag)) is HeaderKind.IPV4
+    # Bare RTP/UDP payloads are not IP packets: nothing at offset 0 is pattern-matched.
+    rtp = rtp_packet(bytes(160))
+    assert header_kind(rtp[:HEAD_BYTES], len(rtp)) is HeaderKind.NONE
+    assert header_kind(v4[20:], len(v4) - 20) is HeaderKind.NONE
+    assert header_kind(english(100)[:HEAD_BYTES], 100) is HeaderKind.NONE
+    # RTCP sender report (packet type 200) inside UDP is UDP, not RTP.
+    rtcp = udp_ipv6(b"\x80\xc8\x00\x06" + bytes(24))
+    assert header_kind(rtcp, len(rtcp)) is HeaderKind.UDP
 
 
 def test_empty_and_tiny_packets() -> None:

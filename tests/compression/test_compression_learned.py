@@ -142,10 +142,10 @@ def test_inline_magic_detection_matches_features() -> None:
 
 def test_input_vector_layout() -> None:
     q = quantize(udp_ipv4_rtp(bytes(120)))
-    assert q.header is HeaderKind.IPV4 and q.magic is MagicKind.NONE
+    assert q.header is HeaderKind.RTP and q.magic is MagicKind.NONE
     x = q.to_vector()
     assert x.dtype == np.float32 and x.shape == (N_INPUTS,)
-    assert x[INPUT_NAMES.index("ipv4_header")] == 1.0
+    assert x[INPUT_NAMES.index("rtp_header")] == 1.0
     assert x[2:].sum() == 1.0  # one flag set
     assert 0.0 < x[0] < 1.0 and 0.0 <= x[1] <= 1.0
     big = quantize(bytes([0x45, 0, 0x05, 0x78]) + bytes(1396))  # IPv4 length 1400, 1400 bytes

@@ -14,6 +14,7 @@ from compression_payloads import (
     quic_initial,
     random_bytes,
     rtp_packet,
+    tcp_ipv4,
     tls_application_data,
     udp_ipv4_rtp,
     udp_ipv6,
@@ -82,12 +83,22 @@ def test_text_and_json_are_compressed() -> None:
 
 
 def test_small_real_time_packets_get_header_compression() -> None:
-    assert ORACLE.decide(rtp_packet(bytes(160))) is D.RohcOnly
-    assert ORACLE.decide(rtp_packet(random_bytes(160), payload_type=111)) is D.RohcOnly  # SRTP
-    assert ORACLE.decide(udp_ipv4_rtp(random_bytes(60))) is D.RohcOnly
+    assert ORACLE.decide(udp_ipv4_rtp(random_bytes(60))) is D.RohcOnly  # SRTP-like payload
+    assert ORACLE.decide(udp_ipv4_rtp(bytes(120))) is D.RohcOnly
     assert ORACLE.decide(udp_ipv6(random_bytes(100))) is D.RohcOnly
     # Above rohc_max_bytes the same header no longer matters.
-    assert ORACLE.decide(rtp_packet(random_bytes(1200))) is D.Skip
+    assert ORACLE.decide(udp_ipv4_rtp(random_bytes(1200))) is D.Skip
+
+
+def test_rohc_only_never_for_non_udp_packets() -> None:
+    # TCP (even with an RTP-looking payload), bare RTP payloads, fragments: never RohcOnly.
+    assert ORACLE.decide(tcp_ipv4(b"\x80\x00" + random_bytes(100))) is not D.RohcOnly
+    assert ORACLE.decide(tcp_ipv4(bytes(60))) is not D.RohcOnly
+    assert ORACLE.decide(rtp_packet(bytes(160))) is not D.RohcOnly
+    assert ORACLE.decide(rtp_packet(random_bytes(160), payload_type=111)) is not D.RohcOnly
+    frag = bytearray(udp_ipv4_rtp(random_bytes(60)))
+    frag[6] |= 0x20
+    assert ORACLE.decide(bytes(frag)) is not D.RohcOnly
 
 
 def test_tiny_and_empty_skip() -> None:

@@ -23,12 +23,17 @@ SCRIPT = textwrap.dedent(
     engine = MlEngine(EngineConfig(load_default_models=False))
     rng = random.Random(int(sys.argv[2]))
     text = b'{"user": "alice", "ok": true, "score": 12} ' * 60
-    rtp = struct.pack(">BBHII", 0x80, 0, 7, 1120, 0x1234ABCD) + rng.randbytes(100)
     packets = (
         [text[: rng.randrange(40, 2500)] for _ in range(40)]      # Light and Aggressive
         + [rng.randbytes(rng.randrange(1, 1500)) for _ in range(10)]  # Skip
-        + [rtp]                                                  # RohcOnly
     )
+
+    def rtp_over_udp(thread, seq):                               # RohcOnly (header compression)
+        rtp = struct.pack(">BBHII", 0x80, 0, seq & 0xFFFF, 160 * seq, 0x1234ABCD) + bytes(100)
+        udp = struct.pack(">HHHH", 40000 + thread, 5004, 8 + len(rtp), 0) + rtp
+        return (
+            struct.pack(">IHBB16s16s", 0x60000000, len(udp), 17, 64, bytes(15) + b"\x01",
+                        bytes(15) + b"\x02") + udp)
     n = int(sys.argv[1])
     failures = []
     seen = set()
@@ -36,7 +41,7 @@ SCRIPT = textwrap.dedent(
     def work(i):
         try:
             for j in range(n):
-                p = packets[(i * 7 + j) % len(packets)]
+                p = packets[(i * 7 + j) % len(packets)] if j % 4 else rtp_over_udp(i, j)
                 seen.add(engine.compression_decision(p))
                 frame = engine.compress(p)
                 if engine.decompress(frame) != p:

@@ -4,6 +4,11 @@ The engine calls `HeuristicCompressionOracle.decide` per packet and hands the
 decision to `PacketCodec.encode`; the receiver calls `PacketCodec.decode`.
 `CompressionCostModel` and `measure_outcomes` score decisions offline
 (best-in-hindsight labels for training and evaluation).
+
+Inputs are IP packets, as a tunnel reads them from its TUN device
+(`strip_link_layer` turns a captured frame into one). ``RohcOnly`` is real
+header compression for IPv4/IPv6 + UDP (+ RTP) flows (`oxidize_ml.compression.rohc`,
+after RFC 2508/3095, not wire-compatible with ROHC).
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ from oxidize_ml.compression.features import (
 )
 from oxidize_ml.compression.learned import LearnedCompressionOracle
 from oxidize_ml.compression.oracle import CompressionOracleConfig, HeuristicCompressionOracle
+from oxidize_ml.compression.packet import IpInfo, parse_ip, strip_link_layer
+from oxidize_ml.compression.rohc import RohcCompressor, RohcConfig, RohcDecompressor
 
 __all__ = [
     "COMPRESSION_FEATURE_NAMES",
@@ -48,13 +55,19 @@ __all__ = [
     "EncodeResult",
     "HeaderKind",
     "HeuristicCompressionOracle",
+    "IpInfo",
     "LearnedCompressionOracle",
     "MagicKind",
     "Outcome",
     "PacketCodec",
+    "RohcCompressor",
+    "RohcConfig",
+    "RohcDecompressor",
     "best_in_hindsight",
     "extract_features",
     "feature_vector",
     "frame_method",
     "measure_outcomes",
+    "parse_ip",
+    "strip_link_layer",
 ]

@@ -1,10 +1,10 @@
 """Packet codec: carries out a compression decision as a self-describing frame.
 
-Frame format (version 1)
+Frame format (version 2)
 ------------------------
 ::
 
-    byte 0          header: bits 7-6 format version (1), bit 5 checksum flag,
+    byte 0          header: bits 7-6 format version (2), bit 5 checksum flag,
                     bit 4 reserved (0), bits 3-0 method (`CodecMethod`)
     [4 bytes]       CRC-32 of the original payload, little endian, if bit 5 is set
     [varint]        original length (unsigned LEB128), compressed methods only
@@ -22,18 +22,27 @@ ZSTD           2  zstd frame without magic number, content size, checksum or
                   length and dictionary id, so those bytes would be redundant
 ZSTD_DICT      3  the same with the codec's trained dictionary (``Aggressive``
                   when the codec has one)
-ROHC           4  the packet unchanged (``RohcOnly``), see below
+ROHC           4  a header-compressed IPv4/IPv6 + UDP (+ RTP) packet
+                  (``RohcOnly``), `oxidize_ml.compression.rohc`
 ==========  ====  ==============================================================
 
-Header compression (ROHC, RFC 3095/5795) is out of scope: it needs per-flow
-context on both ends. ``RohcOnly`` therefore passes the packet through
-unchanged under its own method code, so a receiver can tell the decision
-apart (and a future ROHC stage can be slotted in behind that code) without
-changing the frame format.
+Version history: version 1 carried ``RohcOnly`` packets unchanged under
+method 4; version 2 carries header compression there (our own format after
+RFC 2508/3095 ideas, **not** wire-compatible with ROHC). Encoders write
+version 2; decoders read both (a version-1 ROHC frame is a passthrough).
+
+Header compression is stateful: each `PacketCodec` holds a compressor
+context table (for the frames it encodes) and a decompressor context table
+(for the frames it decodes), so one codec - one `oxidize_ml.MlEngine`, e.g.
+one ``fork()`` per connection - must serve one peer, and frames must reach
+it over one path. A packet that is not IPv4 (no options, unfragmented) or
+IPv6 carrying UDP is sent RAW even when the decision is ``RohcOnly``. The
+context tables take their own lock, only for ``RohcOnly`` frames.
 
 A compressed frame is used only when it is strictly shorter than the raw
 frame, so a frame is never longer than the packet plus the 1-byte header
-(plus 4 with the optional checksum).
+(plus 4 with the optional checksum); the exception is a ROHC IR packet
+(the context refresh that carries the whole packet), 4-10 bytes longer.
 
 Decoding validates everything it reads: unknown versions, reserved bits or
 methods, truncated varints, declared lengths above ``max_payload_bytes`` or
@@ -74,7 +83,7 @@ import threading
 import time
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import NamedTuple
 
@@ -83,9 +92,11 @@ import zstandard
 
 from oxidize_ml._validate import check_int
 from oxidize_ml.compression.features import as_bytes_like
+from oxidize_ml.compression.rohc import RohcCompressor, RohcConfig, RohcDecompressor
 from oxidize_ml.types import MlCompressionDecision
 
-FRAME_VERSION = 1
+FRAME_VERSION = 2
+_LEGACY_VERSION = 1  # RohcOnly frames were passthrough
 _VERSION_SHIFT = 6
 _CHECKSUM_FLAG = 0x20
 _RESERVED_MASK = 0x10
@@ -176,12 +187,16 @@ class CodecConfig:
     """largest packet the codec encodes and the largest a frame may declare"""
     checksum: bool = False
     """append a CRC-32 of the original payload to every frame (4 bytes)"""
+    rohc: RohcConfig = field(default_factory=RohcConfig)
+    """header compression settings (``RohcOnly``); the decoder needs none"""
 
     def __post_init__(self) -> None:
         check_int("zstd_level", self.zstd_level, lo=1, hi=22)
         check_int("max_payload_bytes", self.max_payload_bytes, lo=1, hi=1 << 31)
         if not isinstance(self.checksum, bool):
             raise TypeError(f"checksum must be a bool, got {type(self.checksum).__name__}")
+        if not isinstance(self.rohc, RohcConfig):
+            raise TypeError(f"rohc must be a RohcConfig, got {type(self.rohc).__name__}")
 
 
 class EncodeResult(NamedTuple):
@@ -228,10 +243,10 @@ def _decode_varint(frame: bytes | bytearray, pos: int) -> tuple[int, int]:
 def _check_header(header: int) -> int:
     """Validate a header byte; return its method code."""
     version = header >> _VERSION_SHIFT
-    if version != FRAME_VERSION:
+    if version != FRAME_VERSION and version != _LEGACY_VERSION:
         raise ValueError(
             f"unsupported frame version {version} (header byte 0x{header:02x}); "
-            f"this codec reads version {FRAME_VERSION}"
+            f"this codec reads versions {_LEGACY_VERSION} and {FRAME_VERSION}"
         )
     if header & _RESERVED_MASK:
         raise ValueError(f"corrupt frame: reserved header bit set (header byte 0x{header:02x})")
@@ -253,7 +268,7 @@ def frame_method(frame: bytes | bytearray | memoryview) -> CodecMethod:
 
 
 class PacketCodec:
-    """Encode packets per `MlCompressionDecision`; decode any version-1 frame.
+    """Encode packets per `MlCompressionDecision`; decode any version-1 or -2 frame.
 
     Parameters
     ----------
@@ -280,6 +295,8 @@ class PacketCodec:
         "_dict_id_bytes",
         "_dictionary",
         "_max_payload",
+        "_rohc_rx",
+        "_rohc_tx",
         "_z",
         "config",
     )
@@ -321,6 +338,8 @@ class PacketCodec:
         # Per-thread zstd contexts (module docstring, "Threads"); the
         # precomputed dictionary is read-only and shared by all of them.
         self._z = _ZstdContexts(params, window, self._dictionary)
+        self._rohc_tx = RohcCompressor(config.rohc)
+        self._rohc_rx = RohcDecompressor()
 
     @staticmethod
     def _params(level: int) -> zstandard.ZstdCompressionParameters:
@@ -426,8 +445,6 @@ class PacketCodec:
             flag = _CHECKSUM_FLAG
         if decision is _SKIP:
             return bytes((_H_RAW | flag,)) + crc + buf, _RAW
-        if decision is _ROHC_ONLY:
-            return bytes((_H_ROHC | flag,)) + crc + buf, _ROHC
         if decision is _LIGHT:
             if n:
                 body = lz4.block.compress(buf, store_size=False)
@@ -453,18 +470,23 @@ class PacketCodec:
                             body,
                         )
                         return b"".join(frame), _ZSTD_DICT
+        elif decision is _ROHC_ONLY:
+            body = self._rohc_tx.compress(buf if type(buf) is bytes else bytes(buf))
+            if body is not None:
+                return b"".join((bytes((_H_ROHC | flag,)), crc, body)), _ROHC
         else:
             raise TypeError(
                 f"decision must be an MlCompressionDecision, got {decision!r}; "
                 f"choose from {[d.name for d in MlCompressionDecision]}"
             )
-        # Empty, or compression did not shrink it: never expand beyond the header.
+        # Empty, compression did not shrink it, or not a UDP/IP packet for
+        # RohcOnly: never expand beyond the header.
         return bytes((_H_RAW | flag,)) + crc + buf, _RAW
 
     # -- decoding -----------------------------------------------------------
 
     def decode(self, frame: bytes | bytearray | memoryview) -> bytes:
-        """Decode a frame produced by any version-1 `PacketCodec`.
+        """Decode a frame produced by any version-1 or -2 `PacketCodec`.
 
         Raises
         ------
@@ -488,7 +510,9 @@ class PacketCodec:
                 )
             crc = int.from_bytes(buf[1 : 1 + _CRC_BYTES], "little")
             pos += _CRC_BYTES
-        if code == _RAW_CODE or code == _ROHC_CODE:
+        if code == _ROHC_CODE and header >> _VERSION_SHIFT == FRAME_VERSION:
+            out = self._rohc_rx.decompress(memoryview(buf)[pos:], self._max_payload)
+        elif code == _RAW_CODE or code == _ROHC_CODE:
             out = bytes(buf[pos:])
             if len(out) > self._max_payload:
                 raise ValueError(

@@ -28,10 +28,16 @@ Best in hindsight
 times it; `CompressionCostModel.best` returns the decision of highest
 utility. Decisions within ``tie_tolerance_s`` of the best are ties, broken by
 the fixed preference order ``Skip, RohcOnly, Light, Aggressive`` (least work
-first), so labels do not flip with timer noise. In particular, ``RohcOnly``
-is a passthrough in `PacketCodec` (no ROHC implementation): its outcome is
-``Skip``'s, so hindsight labels never prefer it. That is the honest answer
-until real header compression exists; learned oracles should expect it.
+first), so labels do not flip with timer noise.
+
+``RohcOnly`` is header compression (`oxidize_ml.compression.rohc`), which is
+stateful: what it costs and saves on a packet depends on the packets of the
+same flow before it. `measure_outcomes` runs it through the given codec's
+contexts like every other decision, so measure the packets of a flow in
+their order with one codec (the first packet of a flow is an IR, which is
+4-10 bytes longer than the packet; later ones save most of the header).
+Packets that are not IPv4/IPv6 + UDP are sent raw under ``RohcOnly``: their
+outcome is ``Skip``'s plus the failed parse.
 
 Timing notes: each encode/decode is timed individually with
 ``time.perf_counter_ns`` and the median of ``repeats`` runs is kept, after

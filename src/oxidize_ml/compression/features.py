@@ -3,7 +3,7 @@
 Everything here is computed from two small views of the packet, so the cost
 barely depends on the packet size:
 
-* the **head**: the first `HEAD_BYTES` (16) bytes, enough for every magic
+* the **head**: the first `HEAD_BYTES` (64) bytes, enough for every magic
   number, TLS/QUIC record header and IP/UDP/RTP header check below;
 * the **sample**: at most `SAMPLE_BYTES` (128) bytes taken with one C-level
   slice ``data[:stride * 128:stride]``. The stride is ``len // 128`` rounded up
@@ -44,15 +44,15 @@ Feature vector (`COMPRESSION_FEATURE_NAMES`, float32, version 1)
  6  compressed_magic     1 if the head matches a compressed/archive format
  7  media_magic          1 if the head matches a compressed image/audio/video format
  8  encrypted_record     1 if the head is a TLS/DTLS record or QUIC long header
- 9  rtp_header           1 if the head parses as an RTP v2 header
-10  ipv4_header          1 if the head parses as an IPv4 header of this exact length
-11  ipv6_header          1 if the head parses as an IPv6 header of this exact length
-12  udp_header           1 if the head parses as a UDP header of this exact length
+ 9  rtp_header           1 for an IPv4/IPv6 + UDP + RTP v2 packet (`header_kind`)
+10  ipv4_header          1 for any other IPv4 packet (TCP, ICMP, fragment, options)
+11  ipv6_header          1 for any other IPv6 packet
+12  udp_header           1 for an IPv4/IPv6 + UDP packet without RTP
 ==  ===================  ==========================================================
 
-Header flags are structural matches on any size; they are only reliable on
-small packets (a random byte string looks like RTP one time in eight), which
-is why the oracle uses them only up to its ``rohc_max_bytes``.
+Header flags need the IP length field to equal the packet length, so a
+random byte string is taken for an IP packet about once in 10^6; the
+oracle still gives RohcOnly only to UDP packets up to ``rohc_max_bytes``.
 
 PDF (``%PDF-``) is deliberately not a Skip magic: its object dictionaries
 are text that compresses, and its FlateDecode streams, which do not, are
@@ -65,6 +65,10 @@ entropy rather than by a header rule.
 Version history
 ---------------
 1: the 13 features above, 128-byte odd-stride sample, 16-byte head.
+2: 64-byte head; the input is an IP packet and the four header flags are
+   parsed from it (`header_kind`): rtp_header = IP+UDP+RTP, udp_header =
+   IP+UDP without RTP, ipv4_header / ipv6_header = any other IPv4 / IPv6
+   packet. Version 1 matched RTP/UDP headers at offset 0 of the payload.
 """
 
 from __future__ import annotations
@@ -76,13 +80,15 @@ from enum import IntEnum
 import numpy as np
 
 from oxidize_ml._validate import check_int, check_number
+from oxidize_ml.compression.packet import parse_ip_head
 
-COMPRESSION_FEATURE_VERSION = 1
+COMPRESSION_FEATURE_VERSION = 2
 
 SAMPLE_BYTES = 128
 """bytes in the entropy sample (fixed by the feature version)"""
-HEAD_BYTES = 16
-"""bytes at the start of the packet examined for magic numbers and headers"""
+HEAD_BYTES = 64
+"""bytes at the start of the packet examined for magic numbers and headers (IPv6 +
+UDP + the first two RTP bytes fit in 50)"""
 
 ALL_BYTES = bytes(range(256))
 """the 256-byte alphabet: ``256 - len(ALL_BYTES.translate(None, s))`` = distinct bytes in s"""
@@ -219,46 +225,33 @@ def magic_kind(head: bytes) -> tuple[MagicKind, str]:
     return MagicKind.NONE, ""
 
 
-# RTP payload types (RFC 3551 table 4/5): 0-34 static, 96-127 dynamic. 72-76
-# collide with RTCP packet types 200-204 once the marker bit is masked off
-# (RFC 5761 section 4), so they are not RTP.
-_RTP_PAYLOAD_TYPES = frozenset((*range(35), *range(96, 128)))
-_IPV6_HEADER_BYTES = 40
-_UDP_HEADER_BYTES = 8
-_RTP_HEADER_BYTES = 12
+def header_kind(head: bytes | bytearray, size: int) -> HeaderKind:
+    """Classify an IP packet from its first bytes (`HEAD_BYTES`) and its length.
 
+    The input of the oracles is an IP packet, as a tunnel reads it from its
+    TUN device (`oxidize_ml.compression.packet.strip_link_layer` turns a
+    captured frame into one). Headers are parsed, not pattern-matched:
+    IPv4 needs its total length to equal ``size``, IPv6 its payload length to
+    equal ``size - 40``; UDP needs its length field to match; RTP is
+    recognised on the UDP payload (version 2, a non-RTCP payload type, room
+    for the CSRC list).
 
-def header_kind(head: bytes, size: int) -> HeaderKind:
-    """Recognise an RTP, IPv4, IPv6 or UDP header at the start of a packet.
-
-    Each rule needs more than one field to agree, so arbitrary bytes rarely
-    match: RTP needs version 2, a valid payload type and room for its CSRC
-    list; IPv4 and UDP need their length field to equal ``size``; IPv6 needs
-    its payload length to equal ``size - 40``.
-
-    Parameters
-    ----------
-    head : bytes
-        The packet's first `HEAD_BYTES` bytes (or all of it if shorter).
-    size : int
-        The full packet length in bytes.
+    Returns
+    -------
+    HeaderKind
+        ``RTP`` / ``UDP``: IPv4 (without options, not a fragment) or IPv6
+        carrying UDP, with / without an RTP header (what header compression,
+        ``RohcOnly``, handles); ``IPV4`` / ``IPV6``: any other IP packet
+        (TCP, ICMP, fragments, options, extension headers); ``NONE``: not
+        an IP packet.
     """
-    if len(head) < _UDP_HEADER_BYTES:
+    info = parse_ip_head(head, size)
+    version = info.version
+    if not version:
         return HeaderKind.NONE
-    b0 = head[0]
-    if (
-        0x80 <= b0 <= 0xBF
-        and size >= _RTP_HEADER_BYTES + 4 * (b0 & 0x0F)
-        and (head[1] & 0x7F) in _RTP_PAYLOAD_TYPES
-    ):
-        return HeaderKind.RTP
-    if 0x45 <= b0 <= 0x4F and len(head) >= 4 and (head[2] << 8 | head[3]) == size:
-        return HeaderKind.IPV4
-    if b0 >> 4 == 6 and (head[4] << 8 | head[5]) == size - _IPV6_HEADER_BYTES:
-        return HeaderKind.IPV6
-    if (head[4] << 8 | head[5]) == size:
-        return HeaderKind.UDP
-    return HeaderKind.NONE
+    if info.udp and info.ip_header_bytes in (20, 40):
+        return HeaderKind.RTP if info.rtp else HeaderKind.UDP
+    return HeaderKind.IPV4 if version == 4 else HeaderKind.IPV6
 
 
 def sample_view(data: bytes | bytearray) -> bytes | bytearray:

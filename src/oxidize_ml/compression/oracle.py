@@ -7,9 +7,13 @@ Rules, checked in this order (thresholds are `CompressionOracleConfig` fields):
 2. The head carries a known compressed/media magic number, a TLS/DTLS record
    header or a QUIC long header -> ``Skip`` (already compressed or encrypted;
    see `oxidize_ml.compression.features` for the list).
-3. ``size <= rohc_max_bytes`` (200 B) and an RTP, IPv4, IPv6 or UDP header is
-   recognised -> ``RohcOnly``: the payload of small real-time packets is
-   rarely compressible, their 28-40 header bytes are (RFC 3095 ROHC).
+3. ``size <= rohc_max_bytes`` (200 B) and the packet parses as IPv4 (no
+   options, not a fragment) or IPv6 carrying UDP, with or without RTP
+   (`oxidize_ml.compression.features.header_kind`) -> ``RohcOnly``: the
+   payload of small real-time packets is rarely compressible, their 28-60
+   header bytes are (`oxidize_ml.compression.rohc`). Never for TCP, ICMP,
+   other IP packets or non-IP input. The input is an IP packet (see
+   `oxidize_ml.compression.packet` to strip a link-layer header).
 4. Coverage entropy estimate of the 128-byte sample ``> skip_entropy_bits``
    (7.2 bits/byte) -> ``Skip``: encrypted or compressed data. Random bytes
    estimate 7.5-8.0, 32-bit float telemetry about 7.2, text and JSON about 5.
@@ -56,6 +60,9 @@ _SKIP = MlCompressionDecision.Skip
 _LIGHT = MlCompressionDecision.Light
 _AGGRESSIVE = MlCompressionDecision.Aggressive
 _ROHC = MlCompressionDecision.RohcOnly
+
+_ROHC_KINDS = frozenset((HeaderKind.RTP, HeaderKind.UDP))
+"""header compression handles IPv4/IPv6 + UDP (+ RTP) packets only"""
 
 _SAMPLE_SHIFT = SAMPLE_BYTES.bit_length() - 1  # n >> 7 == n // 128
 assert 1 << _SAMPLE_SHIFT == SAMPLE_BYTES
@@ -189,7 +196,7 @@ class HeuristicCompressionOracle:
                 return _SKIP
         elif b0 == 0x52 and head.startswith(b"RIFF") and head[8:12] in RIFF_MEDIA:
             return _SKIP
-        if n <= self._rohc_max_bytes and header_kind(head, n):
+        if n <= self._rohc_max_bytes and header_kind(head, n) in _ROHC_KINDS:
             return _ROHC
         if n <= SAMPLE_BYTES:
             sample = data
@@ -216,7 +223,7 @@ class HeuristicCompressionOracle:
             return _SKIP
         if features.magic is not MagicKind.NONE:
             return _SKIP
-        if n <= cfg.rohc_max_bytes and features.header is not HeaderKind.NONE:
+        if n <= cfg.rohc_max_bytes and features.header in _ROHC_KINDS:
             return _ROHC
         if features.entropy_bits > cfg.skip_entropy_bits:
             return _SKIP
