@@ -240,3 +240,26 @@ def test_paths_end_to_end(traces: dict[str, Path], tmp_path: Path) -> None:
     res = runner.invoke(app, ["evaluate", "paths", "--trace", str(traces["steady"]),
                               "--json", str(out), "--no-progress"])
     assert res.exit_code == 2
+
+
+def test_demo_runs_the_held_out_windows_from_the_trace_folder(
+        traces: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from oxidize_ml.evaluation.splits import ENV_TRACE_DIR, HELDOUT_TRACES
+
+    folder = tmp_path / "mahimahi"
+    folder.mkdir()
+    # the held-out names, with run-time content (one of them starting silent)
+    for name, src in zip(HELDOUT_TRACES, ("steady", "silent", "bursty", "steady"), strict=True):
+        (folder / name).write_text(traces[src].read_text())
+    monkeypatch.setenv(ENV_TRACE_DIR, str(folder))
+    out = tmp_path / "report"
+    res = runner.invoke(app, ["demo", "--quick", "--only", "congestion", "--duration", "0.5",
+                              "--windows", "1", "--no-models", "--no-progress", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    sec = json.loads((out / "results.json").read_text())["sections"]["congestion"]
+    held = sec["result"]["heldout_windows"]
+    assert held["config"]["n_windows"] == 1 and held["config"]["duration_s"] == 0.5
+    assert [w["trace"] for w in held["windows"]] == list(HELDOUT_TRACES)
+    assert held["windows"][1]["silent_start"]
+    assert set(held["summary"]["controllers"]) >= {"cubic", "bbr"}
+    assert "Held-out Mahimahi trace windows" in (out / "report.md").read_text()

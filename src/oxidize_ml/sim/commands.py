@@ -310,6 +310,9 @@ def register(app: typer.Typer) -> None:
             "--scenario", help="congestion: only this scenario (repeatable)")] = None,
         duration: Annotated[float | None, typer.Option(
             "--duration", min=0.1, help="congestion: simulated seconds per run")] = None,
+        windows: Annotated[int | None, typer.Option(
+            "--windows", min=1, max=100, help="congestion: windows per held-out trace (default "
+            "3, quick 2; each adds about 3 s)")] = None,
         dqn_model: Annotated[Path | None, typer.Option(
             "--dqn-model", help="congestion: also run the DQN of this model directory "
             "(e.g. a candidate before it is shipped)")] = None,
@@ -333,6 +336,8 @@ def register(app: typer.Typer) -> None:
             cong["scenarios"] = list(scenario)
         if duration is not None:
             cong["duration_s"] = duration
+        if windows is not None:
+            cong["windows"] = windows
         if dqn_model is not None:
             cong["extra_controllers"] = [("dqn", _dqn(dqn_model))]
         options: dict[str, Any] = {k: v for k, v in learned.items() if k != "congestion"}
