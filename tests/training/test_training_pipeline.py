@@ -19,10 +19,12 @@ from oxidize_ml.engine import EngineConfig, MlEngine
 from oxidize_ml.features import FEATURE_NAMES
 from oxidize_ml.hub.manifest import verify_model_dir
 from oxidize_ml.models import load_policies
+from oxidize_ml.paths.learned import INPUT_NAMES as PATH_INPUT_NAMES
 from oxidize_ml.runtime.configs import (
     CompressionMlpConfig,
     DqnMlpConfig,
     LossLstmConfig,
+    PathMlpConfig,
     expected_tensors,
 )
 from oxidize_ml.runtime.weights import encode_weights
@@ -39,6 +41,7 @@ SPECS: dict[str, tuple[Any, list[str] | None]] = {
     ),
     "compression_oracle": (CompressionMlpConfig(n_inputs=N_INPUTS, n_outputs=N_OUTPUTS),
                            list(INPUT_NAMES)),
+    "path_selector": (PathMlpConfig(), list(PATH_INPUT_NAMES)),
 }
 
 
@@ -126,7 +129,7 @@ def test_missing_trainer_module_is_skipped(tmp_path: Path, monkeypatch: pytest.M
     c = res.components["congestion_controller"]
     assert c.status == "skipped" and "not available" in c.message
     manifest = json.loads((res.directory / "manifest.json").read_text())
-    assert set(manifest["models"]) == {"loss_predictor", "compression_oracle"}
+    assert set(manifest["models"]) == {"loss_predictor", "compression_oracle", "path_selector"}
 
 
 def test_failed_trainer_leaves_nothing_behind(tmp_path: Path) -> None:
@@ -155,12 +158,13 @@ def test_retraining_loop_per_component(tmp_path: Path) -> None:
         tmp_path / "models", seed=2, data=data, current=current, now=later,
         comparators={"loss_predictor": comparator(True),
                      "congestion_controller": comparator(False),
-                     "compression_oracle": comparator(False)},
+                     "compression_oracle": comparator(False),
+                     "path_selector": comparator(False)},
     )
     assert res.compared
     dec = {n: c.decision for n, c in res.components.items()}
     assert dec == {"loss_predictor": "new", "congestion_controller": "kept current",
-                   "compression_oracle": "kept current"}
+                   "compression_oracle": "kept current", "path_selector": "kept current"}
     d = res.directory
     assert d is not None and d != current and verify_model_dir(d).ok
     manifest = json.loads((d / "manifest.json").read_text())
@@ -192,7 +196,8 @@ def test_against_heuristics_only_better_candidates_ship(tmp_path: Path) -> None:
     res = _run(tmp_path / "models", data=_telemetry(tmp_path / "tel"), current=empty,
                comparators={"loss_predictor": comparator(False),
                             "congestion_controller": comparator(True),
-                            "compression_oracle": comparator(False)})
+                            "compression_oracle": comparator(False),
+                            "path_selector": comparator(False)})
     assert res.components["loss_predictor"].decision == "kept heuristic"
     manifest = json.loads((res.directory / "manifest.json").read_text())
     assert set(manifest["models"]) == {"congestion_controller"}

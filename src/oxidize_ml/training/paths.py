@@ -535,3 +535,50 @@ def train(
         beats_heuristic=beats,
         target=target_text(),
     )
+
+
+def compare_with_current(
+    result: TrainResult, staging: Path, current: Path | None, config: PathTrainConfig | None,
+    seed: int,
+) -> dict[str, Any]:
+    """Retraining loop: the candidate against ``current``'s path selector (or, without
+    one, the default heuristic) on the held-out traces, by the default rule."""
+    from oxidize_ml.evaluation.paths import evaluate_path_traces, qualifies_as_default
+    from oxidize_ml.evaluation.splits import HELDOUT_TRACES, trace_paths
+    from oxidize_ml.paths import MlPathSelector
+    from oxidize_ml.paths.learned import load_learned_selector
+
+    config = PathTrainConfig() if config is None else config
+    prior = _NumpyPrior(staging / result.files["safetensors"])
+    online = LearnedPathConfig(**result.metrics["online_config"])
+    cur_sel, why = (None, "no current model directory") if current is None else (
+        load_learned_selector(current, seed=0))
+    held = trace_paths(HELDOUT_TRACES)
+    if len(held) < len(HELDOUT_TRACES):
+        return {"better": False, "current_is": "unknown", "rule": target_text(),
+                "reason": "held-out traces not found; cannot judge"}
+    cur_dir = current
+
+    def cur_factory(s: int) -> Any:
+        if cur_sel is None or cur_dir is None:
+            return MlPathSelector(seed=s)
+        return load_learned_selector(cur_dir, seed=s)[0]
+
+    res = evaluate_path_traces(
+        held, steps=config.eval_steps, seeds=config.eval_seeds, seed=seed, progress=False,
+        model_dir=None,
+        extra_selectors={"candidate": lambda s: LearnedPathSelector(prior, online, seed=s),
+                         "current": cur_factory},
+    )
+    rule = qualifies_as_default(res, candidate="candidate", current="current")
+    det = res["selectors"]
+    return {
+        "candidate": {"regret_per_step": det["candidate"]["regret_per_step"]},
+        "current": {"regret_per_step": det["current"]["regret_per_step"]},
+        "current_is": "heuristic (ucb1)" if cur_sel is None else f"model in {current}",
+        "current_note": why,
+        "better": bool(rule["qualifies"]),
+        "detail": rule,
+        "rule": "lower held-out regret than the current with 95 % confidence and no traffic "
+                "type or family above current / 0.9",
+    }

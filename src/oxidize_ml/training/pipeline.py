@@ -73,16 +73,19 @@ from oxidize_ml.training.result import TrainResult
 
 log = logging.getLogger(__name__)
 
-COMPONENTS: Final = ("loss_predictor", "congestion_controller", "compression_oracle")
+COMPONENTS: Final = ("loss_predictor", "congestion_controller", "compression_oracle",
+                      "path_selector")
 TRAINER_MODULES: Final[dict[str, str]] = {
     "loss_predictor": "oxidize_ml.training.loss",
     "congestion_controller": "oxidize_ml.training.dqn",
     "compression_oracle": "oxidize_ml.training.compression",
+    "path_selector": "oxidize_ml.training.paths",
 }
 CONFIG_CLASSES: Final[dict[str, str]] = {
     "loss_predictor": "LossTrainConfig",
     "congestion_controller": "DqnTrainConfig",
     "compression_oracle": "CompressionTrainConfig",
+    "path_selector": "PathTrainConfig",
 }
 TRAIN_EXTRA_MODULES: Final = ("torch", "onnx", "onnxscript", "onnxruntime")
 """what ``pip install 'oxidize-ml[train]'`` provides and the trainers import"""
@@ -104,6 +107,10 @@ COMPARISON_RULES: Final[dict[str, str]] = {
     "compression_oracle": (
         "mean share of the hindsight optimum higher by > 0.005 and no link rate more than "
         "0.01 below the current's, on one labelling of the held-out corpus"
+    ),
+    "path_selector": (
+        "lower regret than the current selector with 95 % confidence (paired bootstrap over "
+        "episodes) and no traffic type or family above current / 0.9, on the held-out traces"
     ),
 }
 
@@ -242,6 +249,14 @@ def headline(result: TrainResult) -> str:
                 f"share of optimum model/heuristic: {shares}; decide "
                 f"x{_f(m.get('worst_learned_over_lz4'), 2)} lz4"
             )
+        if result.name == "path_selector":
+            sets = m.get("heldout", {}).get("sets", {})
+            return "; ".join(
+                f"{k}: regret/step {_f(v.get('candidate_regret_per_step'), 4)} vs default "
+                f"{_f(v['summary']['selectors']['default']['regret_per_step'], 4)}, min-RTT "
+                f"{_f(v['summary']['selectors']['min_rtt']['regret_per_step'], 4)}"
+                for k, v in sets.items()
+            ) or "not judged (no held-out traces)"
     except (TypeError, KeyError, AttributeError) as exc:
         return f"(figures unreadable: {exc!r})"
     return ""
@@ -346,10 +361,18 @@ def _compare_compression(result: TrainResult, staging: Path, current: Path | Non
     return out
 
 
+def _compare_paths(result: TrainResult, staging: Path, current: Path | None, config: Any,
+                   seed: int) -> dict[str, Any]:
+    from oxidize_ml.training import paths as P
+
+    return P.compare_with_current(result, staging, current, config, seed)
+
+
 COMPARATORS: Final[dict[str, Comparator]] = {
     "loss_predictor": _compare_loss,
     "congestion_controller": _compare_congestion,
     "compression_oracle": _compare_compression,
+    "path_selector": _compare_paths,
 }
 
 
@@ -505,8 +528,12 @@ def _train_components(
         on_event(f"[{k}/{len(todo)}] {name}")
         outcome = ComponentOutcome(name=name, status="skipped")
         result.components[name] = outcome
-        if name == "congestion_controller" and not include_sim:
-            outcome.message = "the DQN learns by acting in the simulator; --no-sim skips it"
+        if name in ("congestion_controller", "path_selector") and not include_sim:
+            outcome.message = (
+                "the DQN learns by acting in the simulator; --no-sim skips it"
+                if name == "congestion_controller"
+                else "the path selector learns from the path environment; --no-sim skips it"
+            )
             _carry_current(outcome, entries, staging, current, result.compared)
             continue
         trainer = trainers.get(name)
