@@ -358,7 +358,7 @@ class LearnedCompressionOracle:
     name: str = "mlp"
     is_learned: bool = True
 
-    __slots__ = ("_const", "_model", "_table", "cost_model", "table_build_s")
+    __slots__ = ("_const", "_model", "_table", "cost_model", "nonfinite_cells", "table_build_s")
 
     def __init__(
         self,
@@ -379,7 +379,11 @@ class LearnedCompressionOracle:
         )
         self._model = model
         t0 = time.perf_counter()
-        self._table, self._const = self._build_table()
+        self.nonfinite_cells = 0
+        """table cells where the MLP's outputs were NaN/inf (decided Skip); the model
+        loader refuses an oracle with any (`oxidize_ml.models.probe`)"""
+        with np.errstate(all="ignore"):  # overflowing weights are counted, not warned
+            self._table, self._const = self._build_table()
         self.table_build_s = time.perf_counter() - t0
         """seconds spent building the decision table (measured at construction)"""
 
@@ -438,6 +442,7 @@ class LearnedCompressionOracle:
                     np.maximum(a, 0.0, out=a)
                     a = a @ w[:-1] + w[-1]
                 util = outputs_to_utilities(a, sizes[:n_cells], self.cost_model)
+                self.nonfinite_cells += int(np.count_nonzero(~np.isfinite(a).all(axis=1)))
                 start = (magic * N_HEADER + header) * per_combo
                 table[start : start + n_cells] = choose(util, self.cost_model.tie_tolerance_s)
         slabs = table.reshape(N_SLABS, N_ENTROPY_LEVELS)

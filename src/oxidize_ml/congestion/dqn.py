@@ -407,6 +407,14 @@ class DqnCwndPolicy:
         Needs a numpy `MlpModel` (new weights are published to it).
     seed
         Seed of the exploration RNG.
+    fallback
+        The heuristic (a ``Policy[CongestionObservation, DrlAction]``, normally
+        the engine's `BbrFallback`) that answers a decision whose Q-values are
+        not finite. Its owner keeps it fed (the engine feeds its BBR every
+        interval anyway), so the policy only calls its ``predict_one``.
+        None: such a decision answers ``Maintain``. Either way it is counted
+        in `nonfinite_fallbacks`; a decision never raises because of the model.
+        Settable later (``policy.fallback = ...``); `fork` leaves it None.
 
     Examples
     --------
@@ -427,6 +435,7 @@ class DqnCwndPolicy:
         epsilon: float = 0.0,
         online: OnlineConfig | None = None,
         seed: int = 0,
+        fallback: Any = None,
     ) -> None:
         if not isinstance(state_config, StateConfig):
             raise TypeError(f"state_config must be a StateConfig, got {type(state_config).__name__}")
@@ -444,6 +453,9 @@ class DqnCwndPolicy:
             raise TypeError(f"online must be an OnlineConfig or None, got {type(online).__name__}")
         self.state_config = state_config
         self.seed = seed
+        self.fallback = fallback
+        self.nonfinite_fallbacks = 0
+        """decisions answered by `fallback` (or Maintain) because the Q-values were NaN/inf"""
         self._model = model
         self._forks = 0
         self._weights: Any = getattr(model, "weights", None)
@@ -542,10 +554,17 @@ class DqnCwndPolicy:
         if eps > 0.0 and self._rng.random() < eps:
             k = int(self._rng.integers(N_ACTIONS))
         else:
-            q = self._model.forward(state)
-            k = int(q.argmax())
-            if math.isnan(q[k]):
-                raise ValueError("DQN produced NaN Q-values (NaN in the state?)")
+            try:
+                q = self._model.forward(state)
+                k = int(q.argmax())
+                # argmax picks the first NaN if any, and +inf means overflowing weights.
+                finite = math.isfinite(q[k])
+            except (FloatingPointError, RuntimeWarning):  # np.seterr raise / -W error
+                finite = False
+            if not finite:
+                self.nonfinite_fallbacks += 1
+                fb = self.fallback
+                return _MAINTAIN if fb is None else fb.predict_one(obs, now=now)
         if lr is not None:
             self._last_state = state
             self._last_action = k
@@ -594,6 +613,8 @@ class DqnCwndPolicy:
         """
         new = object.__new__(DqnCwndPolicy)
         new.state_config = self.state_config
+        new.fallback = None  # per connection: the new owner sets its own heuristic
+        new.nonfinite_fallbacks = 0
         self._forks += 1
         new._forks = 0
         new.seed = int(np.random.SeedSequence([self.seed, self._forks]).generate_state(1)[0])

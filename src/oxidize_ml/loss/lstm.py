@@ -22,6 +22,14 @@ history and one step costs what the window would cost divided by about 15
   nothing else; before the first ``learn_one`` (no observation yet, so no
   evidence of loss) it returns 0.0.
 
+Heuristic fallback: the predictor keeps an `EwmaLossPredictor` fed with
+every observation (about 0.5 us per call). Should the model ever compute
+NaN or infinity (weights that overflow on some input; the load-time probe
+of `oxidize_ml.models.probe` refuses models that do so on its probes, but
+no probe set covers every input), that observation's prediction is the
+EWMA's, the LSTM state is reset, and `nonfinite_fallbacks` counts it: a
+decision never raises because of the model.
+
 Not thread-safe: the carried state belongs to one connection. `fork` gives
 another connection its own state over the same read-only weights.
 """
@@ -33,7 +41,8 @@ from typing import TYPE_CHECKING, Any
 
 from oxidize_ml._validate import check_number
 from oxidize_ml.features import NetworkFeatures
-from oxidize_ml.runtime.models import LstmLossModel
+from oxidize_ml.loss.ewma import EwmaLossPredictor
+from oxidize_ml.runtime.models import LstmLossModel, NonFiniteOutputError
 
 if TYPE_CHECKING:
     from oxidize_ml.runtime.onnx_backend import OrtLstmLossModel
@@ -51,6 +60,10 @@ class LstmLossPredictor:
         `oxidize_ml.hub.manifest.load_verified`). The predictor owns it and
         its carried state from now on; pass ``model.fork()`` to keep using
         the original elsewhere.
+    fallback
+        The heuristic answering when the model's output is not finite
+        (default: a new `EwmaLossPredictor`); the predictor feeds it every
+        observation and owns it.
 
     Examples
     --------
@@ -74,30 +87,53 @@ class LstmLossPredictor:
     name = "lstm"
     is_learned = True
 
-    __slots__ = ("_last_now", "_model", "_n_updates", "_p", "_step")
+    __slots__ = (
+        "_fallback", "_last_now", "_model", "_n_updates", "_p", "_step", "nonfinite_fallbacks",
+    )
 
-    def __init__(self, model: LstmLossModel | OrtLstmLossModel) -> None:
+    def __init__(
+        self, model: LstmLossModel | OrtLstmLossModel, *, fallback: EwmaLossPredictor | None = None
+    ) -> None:
         if not (hasattr(model, "step") and hasattr(model, "fork")
                 and hasattr(model, "reset_state")):
             raise TypeError(
                 "model must be an LstmLossModel or OrtLstmLossModel, got "
                 f"{type(model).__name__}"
             )
+        if fallback is not None and not isinstance(fallback, EwmaLossPredictor):
+            raise TypeError(
+                f"fallback must be an EwmaLossPredictor or None, got {type(fallback).__name__}"
+            )
         self._model = model
         self._step = model.step  # bound once: saves an attribute lookup per observation
+        self._fallback = fallback if fallback is not None else EwmaLossPredictor()
         self.reset()
 
     # -- lifecycle -------------------------------------------------------------------------
     def reset(self) -> None:
         """Zero the carried state and forget the stored prediction (a new connection)."""
         self._model.reset_state()
+        self._fallback.reset()
         self._p = 0.0
         self._last_now: float | None = None
         self._n_updates = 0
+        self.nonfinite_fallbacks = 0
+        """observations whose prediction came from the fallback because the model
+        computed NaN/inf (since construction or `reset`)"""
 
     def fork(self) -> LstmLossPredictor:
-        """A predictor sharing the read-only weights, with its own fresh state."""
-        return LstmLossPredictor(self._model.fork())
+        """A predictor sharing the read-only weights, with its own fresh state.
+
+        Per-connection state is only the model's (h, c) and scratch buffers
+        (`LstmLossModel.fork`: two [H] vectors and the step buffers, a few
+        hundred bytes), a fresh fallback EWMA and the counters.
+        """
+        return LstmLossPredictor(self._model.fork(), fallback=self._fallback.clone())
+
+    @property
+    def fallback(self) -> EwmaLossPredictor:
+        """The heuristic kept warm for observations the model cannot answer."""
+        return self._fallback
 
     def clone(self) -> LstmLossPredictor:
         """Same as `fork` (the river-style name used by the heuristics)."""
@@ -139,7 +175,8 @@ class LstmLossPredictor:
             ``features`` is not a `NetworkFeatures`.
         ValueError
             ``feedback`` outside [0, 1], ``now`` not finite or going backwards;
-            nothing changes then.
+            nothing changes then. A non-finite model output is not an error:
+            the fallback answers (see the module docstring).
         """
         if not isinstance(features, NetworkFeatures):
             raise TypeError(f"features must be NetworkFeatures, got {type(features).__name__}")
@@ -150,7 +187,17 @@ class LstmLossPredictor:
         last = self._last_now
         if last is not None and now < last:
             raise ValueError(f"now must not go backwards: got {now!r} after {last!r}")
-        self._p = self._step(features.to_vector())
+        fb = self._fallback
+        fb.learn_one(features, feedback, now=now)
+        try:
+            self._p = self._step(features.to_vector())
+        except (NonFiniteOutputError, FloatingPointError, RuntimeWarning):
+            # NaN/inf out of the model (FloatingPointError under np.seterr(all="raise"),
+            # RuntimeWarning under warnings-as-errors): reset the state, which may be
+            # half-updated, and answer this observation with the heuristic.
+            self._model.reset_state()
+            self._p = fb.predict_one(features, now=now)
+            self.nonfinite_fallbacks += 1
         self._last_now = now
         self._n_updates += 1
 
@@ -169,7 +216,7 @@ class LstmLossPredictor:
         """Copies of the carried (h, c) and the counters (for debugging and tests)."""
         h, c = self._model.clone_state()
         return {"h": h, "c": c, "p": self._p, "last_now": self._last_now,
-                "n_updates": self._n_updates}
+                "n_updates": self._n_updates, "nonfinite_fallbacks": self.nonfinite_fallbacks}
 
     def __repr__(self) -> str:
         return (f"LstmLossPredictor(p={self._p:.4g}, n_updates={self._n_updates}, "

@@ -33,13 +33,19 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
+
+if TYPE_CHECKING:
+    from oxidize_ml.hub.manifest import ModelDirReport
 
 DEFAULT_DIR = Path(__file__).resolve().parent / "default"
 MODEL_NAMES = ("loss_predictor", "congestion_controller", "compression_oracle")
 
 STATUS_LOADED: Final = "loaded"
 STATUS_NOT_DEFAULT: Final = "not default"
+# Other statuses start with a word and a colon: "missing:", "checksum_mismatch:",
+# "schema_mismatch:", "invalid:", "unsafe:" (`oxidize_ml.hub.manifest`),
+# "non_finite:", "degenerate:" (`oxidize_ml.models.probe`), "unavailable:".
 
 EXPECTED_KIND: Final[dict[str, str]] = {
     "loss_predictor": "lstm_loss",
@@ -88,10 +94,9 @@ def _link_rate(entry: dict[str, Any]) -> float:
 
     metrics = entry.get("metrics")
     rate = metrics.get("engine_link_rate_bps") if isinstance(metrics, dict) else None
-    ok = isinstance(rate, int | float) and not isinstance(rate, bool)
-    if ok and math.isfinite(rate) and rate > 0:
-        return float(rate)
-    return DEFAULT_LINK_RATE_BPS
+    if not isinstance(rate, int | float) or isinstance(rate, bool):
+        return DEFAULT_LINK_RATE_BPS
+    return float(rate) if math.isfinite(rate) and rate > 0 else DEFAULT_LINK_RATE_BPS
 
 
 def _wrap_loss(model: Any, entry: dict[str, Any], ctx: dict[str, Any]) -> Any:
@@ -175,19 +180,22 @@ def load_policies(
     LoadedPolicies
         Per model: ``"loaded"``; ``"not default"``; ``"missing: ..."`` (no
         entry or file), ``"checksum_mismatch: ..."``, ``"schema_mismatch: ..."``,
-        ``"invalid: ..."``; or the reason a wrapper is unavailable.
+        ``"invalid: ..."``, ``"unsafe: ..."`` (a file or directory another
+        user could write, or not a regular file), ``"non_finite: ..."`` or
+        ``"degenerate: ..."`` (the model verifies but computes NaN/inf, or
+        ignores its input, on the probe inputs of `oxidize_ml.models.probe`);
+        or the reason a wrapper is unavailable.
     """
     from oxidize_ml.hub.manifest import load_verified, verify_model_dir
 
     out = LoadedPolicies()
     d = Path(directory)
+    report: ModelDirReport | None = None
     try:
         report = verify_model_dir(d)
-    except Exception as exc:  # noqa: BLE001 - verify_model_dir should not raise; never let it
-        report = None
-        error: str | None = f"invalid: cannot verify {d}: {exc!r}"
-    else:
         error = report.error
+    except Exception as exc:  # noqa: BLE001 - verify_model_dir should not raise; never let it
+        error = f"invalid: cannot verify {d}: {exc!r}"
     if report is None or error is not None:
         for name in MODEL_NAMES:
             out.status[name] = str(error)
@@ -247,6 +255,29 @@ def _load_one(
         return f"schema_mismatch: {exc}"
     except Exception as exc:  # noqa: BLE001 - a model that does not fit its wrapper
         return f"invalid: {exc}"
+    verdict = _probe(name, model, policy)
+    if verdict is not None:
+        return verdict
     setattr(out, field_name, policy)
     out.versions[name] = str(entry.get("version", "?"))
     return STATUS_LOADED
+
+
+def _probe(name: str, model: Any, policy: Any) -> str | None:
+    """None when the model behaves on the probe inputs, else the status refusing it."""
+    from oxidize_ml.models.probe import STATUS_NON_FINITE, probe_model
+
+    try:
+        result = probe_model(
+            EXPECTED_KIND[name], model, state_config=getattr(policy, "state_config", None)
+        )
+    except Exception as exc:  # noqa: BLE001 - a model that cannot even run the probes
+        return f"invalid: the model fails on the probe inputs: {exc!r}"
+    if not result.ok:
+        return f"{result.status}: {result.reason}"
+    # The compression oracle tabulates the MLP over its whole (finite) input
+    # domain at load time: any NaN/inf cell would silently decide Skip there.
+    cells = int(getattr(policy, "nonfinite_cells", 0))
+    if cells:
+        return f"{STATUS_NON_FINITE}: NaN or infinite outputs on {cells} decision-table cells"
+    return None

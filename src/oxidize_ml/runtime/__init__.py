@@ -18,7 +18,13 @@ from oxidize_ml.runtime.configs import (
     LossLstmConfig,
 )
 from oxidize_ml.runtime.load import load_lstm, load_mlp
-from oxidize_ml.runtime.models import LstmLossModel, LstmWeights, MlpModel, MlpWeights
+from oxidize_ml.runtime.models import (
+    LstmLossModel,
+    LstmWeights,
+    MlpModel,
+    MlpWeights,
+    NonFiniteOutputError,
+)
 from oxidize_ml.runtime.weights import ModelLoadError
 
 __all__ = [
@@ -35,6 +41,7 @@ __all__ = [
     "MlpModel",
     "MlpWeights",
     "ModelLoadError",
+    "NonFiniteOutputError",
     "load_lstm",
     "load_mlp",
 ]

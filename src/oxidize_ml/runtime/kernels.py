@@ -64,8 +64,12 @@ def fuse_lstm_weights(
     scale[: 3 * h] = 0.5
     w = np.concatenate([weight_ih, weight_hh], axis=1).astype(np.float64)[order]  # [4H, F+H]
     b = (bias_ih.astype(np.float64) + bias_hh.astype(np.float64))[order]
-    w_fused = np.ascontiguousarray((w * scale[:, None]).T, dtype=F32)  # [F+H, 4H]
-    b_fused = np.ascontiguousarray(b * scale, dtype=F32)
+    # Two biases near the float32 limit sum to inf here; that is not warned
+    # about but caught where it matters, by the load-time probe
+    # (oxidize_ml.models.probe) and at run time (NonFiniteOutputError).
+    with np.errstate(over="ignore"):
+        w_fused = np.ascontiguousarray((w * scale[:, None]).T, dtype=F32)  # [F+H, 4H]
+        b_fused = np.ascontiguousarray(b * scale, dtype=F32)
     return w_fused, b_fused
 
 

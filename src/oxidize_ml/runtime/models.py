@@ -42,6 +42,15 @@ from oxidize_ml.runtime.kernels import (
 from oxidize_ml.runtime.weights import ModelLoadError, check_tensors, read_weight_file
 
 
+class NonFiniteOutputError(ValueError):
+    """A model computed NaN or infinity: a NaN/inf input, or weights that overflow float32.
+
+    Learned policies catch it and answer with their heuristic for that
+    decision (`oxidize_ml.loss.lstm.LstmLossPredictor`,
+    `oxidize_ml.congestion.dqn.DqnCwndPolicy`).
+    """
+
+
 def _readonly(a: np.ndarray) -> np.ndarray:
     a.flags.writeable = False
     return a
@@ -176,7 +185,10 @@ class LstmLossModel:
         z = float(s.h_part.dot(wt.head_w)) + wt.head_b  # method form: ~0.3 us cheaper
         if not math.isfinite(z):
             self.reset_state()
-            raise ValueError("LSTM produced a non-finite output (NaN/inf in x?); state was reset")
+            raise NonFiniteOutputError(
+                "LSTM produced a non-finite output (NaN/inf in x, or overflowing weights); "
+                "state was reset"
+            )
         return sigmoid_scalar(z)
 
     def predict_sequence(self, xs: np.ndarray) -> np.ndarray:
@@ -192,7 +204,10 @@ class LstmLossModel:
         lstm_window(xs, wt.w, wt.b, self._s.h_part.copy(), self._c, hs, c_out)
         if not np.isfinite(hs[-1]).all():
             self.reset_state()
-            raise ValueError("LSTM produced a non-finite output (NaN/inf in xs?); state was reset")
+            raise NonFiniteOutputError(
+                "LSTM produced a non-finite output (NaN/inf in xs, or overflowing weights); "
+                "state was reset"
+            )
         self._s.h_part[...] = hs[-1]
         self._c[...] = c_out
         logits = hs @ wt.head_w + F32(wt.head_b)
@@ -212,7 +227,9 @@ class LstmLossModel:
         lstm_window(xs, wt.w, wt.b, zeros, zeros, hs, c_out)
         z = float(np.dot(hs[-1], wt.head_w)) + wt.head_b
         if not math.isfinite(z):
-            raise ValueError("LSTM produced a non-finite output (NaN/inf in xs?)")
+            raise NonFiniteOutputError(
+                "LSTM produced a non-finite output (NaN/inf in xs, or overflowing weights)"
+            )
         return sigmoid_scalar(z)
 
     def _check_window(self, xs: object) -> np.ndarray:
@@ -310,7 +327,7 @@ class MlpModel:
         k = int(out.argmax())
         v = out[k]
         if math.isnan(v):  # argmax returns the first NaN when there is one
-            raise ValueError("MLP produced NaN (NaN in x?)")
+            raise NonFiniteOutputError("MLP produced NaN (NaN in x, or overflowing weights)")
         return k
 
     def forward_batch(self, xs: np.ndarray) -> np.ndarray:

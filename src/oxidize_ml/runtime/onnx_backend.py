@@ -32,6 +32,7 @@ from oxidize_ml.runtime.configs import (
     config_from_json,
 )
 from oxidize_ml.runtime.kernels import F32
+from oxidize_ml.runtime.models import NonFiniteOutputError
 from oxidize_ml.runtime.weights import ModelLoadError, read_bounded, uses_network_features
 
 ONNX_FORMAT: Final = "oxidize-ml-onnx/1"
@@ -190,7 +191,10 @@ class OrtLstmLossModel:
         p = float(self._p[0, 0])
         if not math.isfinite(p):
             self.reset_state()
-            raise ValueError("LSTM produced a non-finite output (NaN/inf in x?); state was reset")
+            raise NonFiniteOutputError(
+                "LSTM produced a non-finite output (NaN/inf in x, or overflowing weights); "
+                "state was reset"
+            )
         return p
 
     def predict_sequence(self, xs: np.ndarray) -> np.ndarray:
@@ -265,7 +269,7 @@ class OrtMlpModel:
         k = int(out.argmax())
         v = out[k]
         if math.isnan(v):
-            raise ValueError("MLP produced NaN (NaN in x?)")
+            raise NonFiniteOutputError("MLP produced NaN (NaN in x, or overflowing weights)")
         return k
 
 
