@@ -71,6 +71,7 @@ most 60 header bytes each.
 
 from __future__ import annotations
 
+import struct
 import threading
 import zlib
 from collections import OrderedDict, deque
@@ -155,13 +156,18 @@ def _static_key(hdr: bytes, lay: _Layout) -> bytes:
     return bytes(k)
 
 
+_WORDS10 = struct.Struct(">10H").unpack_from
+
+
+def _ones_sum(hdr: bytes | bytearray) -> int:
+    """One's-complement sum of the 10 words of an IPv4 header (RFC 1071)."""
+    s = sum(_WORDS10(hdr))
+    s = (s & 0xFFFF) + (s >> 16)
+    return (s & 0xFFFF) + (s >> 16)
+
+
 def _ipv4_checksum(hdr: bytearray) -> int:
-    s = 0
-    for i in range(0, 20, 2):
-        s += hdr[i] << 8 | hdr[i + 1]
-    s = (s & 0xFFFF) + (s >> 16)
-    s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
+    return ~_ones_sum(hdr) & 0xFFFF
 
 
 def _rebuild(
@@ -219,7 +225,10 @@ class _Linear:
         self.stride = stride
 
     def predict(self, msn: int) -> int:
-        return (self.anchor + _sdiff16(msn, self.anchor_msn) * self.stride) & self.mask
+        d = (msn - self.anchor_msn) & 0xFFFF
+        if d >= 0x8000:
+            d -= 0x10000
+        return (self.anchor + d * self.stride) & self.mask
 
     def same_line(self, other: _Linear) -> bool:
         """Both predict the same value for every MSN (a repeated update)."""
@@ -342,7 +351,6 @@ class RohcCompressor:
             ts = marker = 0
         ctx.msn = msn
         ipid = (hdr[4] << 8 | hdr[5]) if lay.v4 else 0
-        csum = hdr[u + 6] << 8 | hdr[u + 7]
         first = not ctx.template
         # Strides follow the previous packet of the flow; a model only changes
         # when a packet does not fit it (then it is re-anchored on this packet).
@@ -379,13 +387,22 @@ class RohcCompressor:
                 flags |= _F_ID
                 parts.append(ipid.to_bytes(2, "big"))
                 parts.append((idm.stride & 0xFFFF).to_bytes(2, "big"))
-        rebuilt = _rebuild(ctx.template, lay, len(packet), msn, ts, ipid, marker, csum)
-        if rebuilt != hdr:
-            # Something outside the model (e.g. a wrong IPv4 header checksum):
-            # send it whole so the round trip stays exact.
+        # The decompressor rebuilds every field from the template (same static
+        # fields: same flow key), the dynamic fields sent or modelled above,
+        # the lengths (checked by the parse) and a recomputed IPv4 header
+        # checksum: only a wrong checksum in the packet would not round-trip,
+        # so such a packet goes whole.
+        if lay.v4 and _ones_sum(hdr) != 0xFFFF:
             return self._ir(ctx, packet, hdr, lay, msn, ts, ipid, ts_stride, id_stride)
-        short = all(((msn - ref + MSN_WINDOW_BACK) & 0xFFFF) < _LSB_SPAN for ref in ctx.refs)
-        ctx.refs.append(msn)
+        # W-LSB: the 1-byte MSN must decode against the oldest and the newest
+        # of the recent references (between them for a monotonic sequence;
+        # anything else is caught by the CRC).
+        refs = ctx.refs
+        short = (
+            ((msn - refs[0] + MSN_WINDOW_BACK) & 0xFFFF) < _LSB_SPAN
+            and ((msn - refs[-1] + MSN_WINDOW_BACK) & 0xFFFF) < _LSB_SPAN
+        )
+        refs.append(msn)
         if short:
             msn_bytes = bytes((msn & 0xFF,))
         else:
