@@ -3,7 +3,13 @@
 Model
 -----
 - **Senders** are window-based (cwnd in bytes, MSS 1500) and send whenever
-  ``bytes_in_flight + packet <= cwnd``, without pacing. A flow is always
+  ``bytes_in_flight + packet <= cwnd``; a controller whose ``pacing``
+  attribute is true is also paced as aioquic paces (``QuicPacketPacer``:
+  rate cwnd / srtt, a burst of max(2, min(cwnd / 4, 16)) packets, no pacing
+  before the first RTT sample). The engine-driven controllers
+  (`EngineController`, `PolicyController`, `ExternalCwndController`) pace by
+  default, as the aioquic plug-in does; Reno and CUBIC do not (Linux without
+  fq). Paced runs use the general event loop (the pacer adds a timer event). A flow is always
   backlogged unless its `FlowSpec` gives a size. Packets carry new data
   only: a lost packet is not retransmitted as such, the sender simply has
   more new data to send (as QUIC, which retransmits lost frames in new
@@ -95,6 +101,8 @@ K_PERSISTENT_CONGESTION_THRESHOLD = 3
 """RFC 9002 kPersistentCongestionThreshold"""
 MAX_PROBES = 2
 """probe packets sent when the PTO fires (RFC 9002 section 6.2.4)"""
+K_MICRO_SECOND = 1e-6
+"""aioquic's K_MICRO_SECOND: floor of the pacer's packet time and of the smoothed RTT"""
 K_MAX_PTO_S = 60.0
 """cap on the probe timeout, backoff included, seconds (RFC 6298 allows a maximum of at
 least 60 s; quic-go uses 60 s). One RTT sample taken across an outage (22 s) must not push
@@ -175,6 +183,12 @@ class _Flow:
         "lostq",
         "min_rtt",
         "next_pn",
+        "p_bucket",
+        "p_bucket_max",
+        "p_eval",
+        "p_pkt",
+        "pace_at",
+        "paced",
         "pc_prev_pn",
         "pc_run_start",
         "pend",
@@ -241,6 +255,16 @@ class _Flow:
         self.pto_count = 0
         self.last_send = self.start
         self.timer = INF
+        # aioquic's QuicPacketPacer (recovery.py), when the controller asks for pacing:
+        # a token bucket of send time, refilled at cwnd / srtt, at most
+        # max(2, min(cwnd / 4, 16 packets)) of burst; `pace_at` is when the next packet
+        # may leave (INF: not waiting on the pacer).
+        self.paced = bool(getattr(ctrl, "pacing", False))
+        self.pace_at = INF
+        self.p_bucket = 0.0
+        self.p_bucket_max = 0.0
+        self.p_eval = 0.0
+        self.p_pkt = 0.0  # 0: no rate yet (no RTT sample), send unpaced as aioquic does
         self.pc_prev_pn = -2
         self.pc_run_start = 0.0
         self.sent_packets = self.sent_bytes = 0
@@ -433,6 +457,8 @@ class Simulation:
         self._pend_min = INF
         self.packets_sent = 0
         self._force_general = False  # tests: run a single flow through the general loop
+        # Paced flows need the pacer's timer event: only the general loop has it.
+        self._any_paced = any(f.paced for f in self._flows)
 
     # ------------------------------------------------------------------ public
     @property
@@ -489,7 +515,7 @@ class Simulation:
         until = min(float(until_s), self.end_s)
         if until < self.now:
             raise ValueError(f"cannot go back in time: now={self.now}, until_s={until_s}")
-        if self._single and not self._force_general:
+        if self._single and not self._force_general and not self._any_paced:
             self._advance_single(until)
         else:
             self._advance_general(until)
@@ -529,6 +555,12 @@ class Simulation:
             if self._pend_min < t:
                 t = self._pend_min
                 ev = 4
+            if self._any_paced:
+                for fl in active:
+                    if fl.pace_at < t:
+                        t = fl.pace_at
+                        ev = 5
+                        sel = fl
             if t > until:
                 break
             now = t
@@ -613,6 +645,9 @@ class Simulation:
                 self._on_timer(sel, now)  # type: ignore[arg-type]
             elif ev == 3:
                 self._start_flow(starts[pos], now)
+            elif ev == 5:
+                sel.pace_at = INF  # type: ignore[union-attr]
+                self._send(sel, now)  # type: ignore[arg-type]
             # ev == 4: only the drain below (a packet reaches the bottleneck)
             if not self._single:
                 self._drain(now)
@@ -948,6 +983,9 @@ class Simulation:
         """
         if fl.finished or not fl.started:
             return
+        if fl.paced and not probe:
+            self._send_paced(fl, now)
+            return
         bif = fl.bif
         cwnd = bif + MAX_PROBES * self._mss if probe else fl.ctrl.cwnd
         mss = self._mss
@@ -979,6 +1017,86 @@ class Simulation:
             if bif + b > cwnd:
                 break
             pend_append((arrive, pn, b, now, dlv, dlv_t, fst))
+            pn += 1
+            n += 1
+            nbytes += b
+            bif += b
+            if cb is not None:
+                cb(now=now, sent_bytes=b)
+        if n:
+            fl.next_pn = pn
+            fl.bif = bif
+            fl.pif += n
+            fl.sent_packets += n
+            fl.sent_bytes += nbytes
+            fl.last_send = now
+            self.packets_sent += n
+            if self._single:
+                self._bottleneck_single(fl)
+            elif arrive < self._pend_min:
+                self._pend_min = arrive
+        self._arm_timer(fl)
+
+    def _send_paced(self, fl: _Flow, now: float) -> None:
+        """`_send` for a paced flow: one packet at a time through aioquic's pacer.
+
+        The rate is refreshed from the current window and smoothed RTT before
+        sending (aioquic refreshes it on every ack, which is when this runs).
+        Probes are not paced (they bypass the window too).
+        """
+        mss = self._mss
+        cwnd = fl.ctrl.cwnd
+        if fl.has_rtt:
+            # QuicPacketPacer.update_rate
+            rate = cwnd / (fl.srtt if fl.srtt > K_MICRO_SECOND else K_MICRO_SECOND)
+            if rate > 0.0:
+                pkt = mss / rate
+                fl.p_pkt = K_MICRO_SECOND if pkt < K_MICRO_SECOND else (pkt if pkt < 1.0 else 1.0)
+                burst = cwnd // 4
+                if burst > 16 * mss:
+                    burst = 16 * mss
+                if burst < 2 * mss:
+                    burst = 2 * mss
+                fl.p_bucket_max = burst / rate
+                if fl.p_bucket > fl.p_bucket_max:
+                    fl.p_bucket = fl.p_bucket_max
+        size = fl.size
+        pend = fl.pend
+        arrive = now + fl.delay
+        cb = fl.cb_sent
+        bif = fl.bif
+        pn = fl.next_pn
+        n = 0
+        nbytes = 0
+        dlv = fl.acked_bytes
+        dlv_t = fl.delivered_time
+        fst = fl.first_sent_time
+        pkt = fl.p_pkt
+        while True:
+            if size is None:
+                b = mss
+            else:
+                b = size - fl.acked_bytes - bif
+                if b <= 0:
+                    break
+                if b > mss:
+                    b = mss
+            if bif + b > cwnd:
+                break
+            if pkt > 0.0:
+                # QuicPacketPacer.next_send_time / update_bucket
+                if now > fl.p_eval:
+                    bt = fl.p_bucket + (now - fl.p_eval)
+                    fl.p_bucket = bt if bt < fl.p_bucket_max else fl.p_bucket_max
+                    fl.p_eval = now
+                if fl.p_bucket <= 0.0:
+                    t = now + pkt
+                    if t < fl.pace_at:
+                        fl.pace_at = t
+                    break
+                # update_after_send
+                fl.p_bucket = 0.0 if fl.p_bucket < pkt else fl.p_bucket - pkt
+            pend.append((arrive, pn, b, now, dlv, dlv_t, fst))
             pn += 1
             n += 1
             nbytes += b

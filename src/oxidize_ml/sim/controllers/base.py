@@ -60,6 +60,8 @@ class CongestionController:
 
     name: str = "base"
     """short identifier used in results ("reno", "cubic", "bbr", ...)"""
+    pacing: bool = False
+    """pace sends at cwnd / srtt as aioquic does (the simulator reads it once per flow)"""
 
     def __init__(self, *, limits: CwndLimits | None = None) -> None:
         self.limits = limits if limits is not None else CwndLimits()

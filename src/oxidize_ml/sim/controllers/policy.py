@@ -104,13 +104,17 @@ class PolicyController(CongestionController):
         Window bounds for `apply_action`.
     reward_window_s
         Window of the reward's max-throughput and min-RTT filters.
+    pacing
+        Pace sends at cwnd / srtt (aioquic's pacer), as the plug-in that runs
+        these policies does.
     """
 
     def __init__(
         self, policy: Any, *, limits: CwndLimits | None = None,
-        reward_window_s: float = REWARD_WINDOW_S,
+        reward_window_s: float = REWARD_WINDOW_S, pacing: bool = True,
     ) -> None:
         super().__init__(limits=limits)
+        self.pacing = bool(pacing)
         for attr in ("learn_one", "predict_one"):
             if not callable(getattr(policy, attr, None)):
                 raise TypeError(f"policy must have a callable {attr}(obs, ..., *, now)")
@@ -148,8 +152,12 @@ class EngineController(CongestionController):
 
     name = "engine"
 
-    def __init__(self, engine: Any, *, limits: CwndLimits | None = None) -> None:
+    def __init__(
+        self, engine: Any, *, limits: CwndLimits | None = None, pacing: bool = True
+    ) -> None:
         super().__init__(limits=limits)
+        # the engine runs behind aioquic, which paces at cwnd / srtt
+        self.pacing = bool(pacing)
         for attr in ("observe", "congestion_action"):
             if not callable(getattr(engine, attr, None)):
                 raise TypeError(f"engine must have a callable {attr}(...)")
@@ -179,9 +187,11 @@ class ExternalCwndController(CongestionController):
     name = "external"
 
     def __init__(
-        self, *, limits: CwndLimits | None = None, reward_window_s: float = REWARD_WINDOW_S
+        self, *, limits: CwndLimits | None = None, reward_window_s: float = REWARD_WINDOW_S,
+        pacing: bool = True,
     ) -> None:
         super().__init__(limits=limits)
+        self.pacing = bool(pacing)
         self._reward = _RewardTracker(reward_window_s)
         # `apply` goes through the engine's envelope, so an agent trained here
         # meets the same ack clocking it is served behind.
