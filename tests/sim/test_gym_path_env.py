@@ -176,3 +176,52 @@ def test_trace_scenarios_use_the_split_traces() -> None:
     check_env(env, skip_render_check=True)
     names = [p.name for p in env.scenario.paths]
     assert any("verizon-lte-short" in n for n in names)
+
+
+def _write_trace(path: Path, gap_ms: int, length_ms: int = 1000) -> Path:
+    path.write_text("\n".join(str(t) for t in range(gap_ms, length_ms + 1, gap_ms)) + "\n",
+                    encoding="ascii")
+    return path
+
+
+def test_trace_path_families(tmp_path: Path) -> None:
+    from oxidize_ml.sim.gym.path_env import (
+        TRACE_FAMILIES,
+        TRACE_RTT_LADDER_S,
+        trace_path_families,
+    )
+
+    tps = [_write_trace(tmp_path / f"t{i}.trace", g) for i, g in enumerate((1, 3, 9))]
+    fams = trace_path_families(tps, steps=50)
+    assert tuple(fams) == TRACE_FAMILIES
+    base = fams["traces"]
+    assert [p.base_rtt_s for p in base.paths] == list(TRACE_RTT_LADDER_S[:3])
+    assert [p.base_rtt_s for p in fams["traces-rtt-reversed"].paths] == list(
+        TRACE_RTT_LADDER_S[:3][::-1])
+    assert fams["traces-outage"].paths[0].outages == ((15.0, 25.0),)
+    assert fams["traces-degrading"].paths[0].degradations[0].start_s == 15.0
+    assert all(sc.episode_steps == 50 for sc in fams.values())
+    # the outage shows up in the env: path 0 unavailable inside the window, available outside
+    env = PathSelectionEnv(fams["traces-outage"])
+    env.reset(seed=0)
+    avail = env.episode_arrays()["availability"][:, 0]
+    assert avail[18] == 0.0 and avail[5] == 1.0 and avail[40] == 1.0
+    # a faster trace gives more throughput to the same flow, on average
+    thr = env.episode_arrays()["throughput_bps"]
+    assert thr[30:, 1].mean() > thr[30:, 2].mean()
+
+
+def test_trace_path_families_refuses_bad_input(tmp_path: Path) -> None:
+    from oxidize_ml.sim.gym.path_env import trace_path_families
+
+    good = _write_trace(tmp_path / "good.trace", 2)
+    with pytest.raises(ValueError, match="2 to 4 traces"):
+        trace_path_families([good])
+    with pytest.raises(ValueError, match="nope.trace"):
+        trace_path_families([good, tmp_path / "nope.trace"])
+    empty = tmp_path / "empty.trace"
+    empty.write_text("", encoding="ascii")
+    with pytest.raises(ValueError, match="empty.trace"):
+        trace_path_families([good, empty])
+    with pytest.raises(TypeError, match="list"):
+        trace_path_families(good)  # type: ignore[arg-type]
