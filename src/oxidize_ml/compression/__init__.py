@@ -13,6 +13,7 @@ after RFC 2508/3095, not wire-compatible with ROHC).
 
 from __future__ import annotations
 
+from oxidize_ml.compression.adaptive import RateBucketOracle
 from oxidize_ml.compression.codec import (
     FRAME_VERSION,
     CodecConfig,
@@ -60,6 +61,7 @@ __all__ = [
     "MagicKind",
     "Outcome",
     "PacketCodec",
+    "RateBucketOracle",
     "RohcCompressor",
     "RohcConfig",
     "RohcDecompressor",
