@@ -47,15 +47,15 @@ same 128-byte odd-stride sample and 16-byte head as the heuristic:
  2  compressed_magic    1 for a compressed/archive magic number
  3  media_magic         1 for a compressed image/audio/video magic number
  4  encrypted_record    1 for a TLS/DTLS record header or QUIC long header
- 5  rtp_header          1 for an RTP v2 header, packets of at most 256 B only
- 6  ipv4_header         likewise IPv4
- 7  ipv6_header         likewise IPv6
- 8  udp_header          likewise UDP
+ 5  rtp_header          1 for IPv4/IPv6 + UDP + RTP, packets of at most 256 B only
+ 6  ipv4_header         likewise, any other IPv4 packet (TCP, ICMP, ...)
+ 7  ipv6_header         likewise, any other IPv6 packet
+ 8  udp_header          likewise, IPv4/IPv6 + UDP without RTP
 ==  ==================  ===============================================================
 
-Header flags are only computed up to `HEADER_MAX_BYTES`: on larger packets
-a random payload looks like RTP one time in eight (features module), so the
-flags carry noise there, and skipping the check saves time.
+Header flags are parsed from the IP packet (`header_kind`) and only computed
+up to `HEADER_MAX_BYTES`, where header compression (``RohcOnly``) can pay;
+larger packets share the header-less slabs, which keeps the table small.
 
 Why a table
 -----------
@@ -108,8 +108,10 @@ from oxidize_ml.compression.features import (
 from oxidize_ml.runtime.configs import KIND_COMPRESSION_MLP
 from oxidize_ml.types import MlCompressionDecision
 
-LEARNED_FEATURE_VERSION: Final = 1
-"""version of `INPUT_NAMES`, their quantisation and `OUTPUT_NAMES`"""
+LEARNED_FEATURE_VERSION: Final = 2
+"""version of `INPUT_NAMES`, their quantisation and `OUTPUT_NAMES` (2: the header
+flags are parsed from the IP packet, see `oxidize_ml.compression.features.header_kind`;
+1 matched headers at offset 0 of a payload)"""
 
 INPUT_NAMES: Final[tuple[str, ...]] = (
     "size_bucket",
