@@ -83,6 +83,14 @@ def test_every_ratio_is_to_cubic_on_the_same_runs(small: cw.WindowEvalResult) ->
         assert a.max_loss == max(losses)
     cubic = small.aggregate("cubic")
     assert cubic.goodput_ratio_vs_cubic == 1.0 and cubic.goodput_ratio_ci == (1.0, 1.0)
+    # power against the default (what the default rule of issue 10 is judged on)
+    assert small.aggregate("engine").power_ratio_vs_default == 1.0
+    pr = np.array([small.run_of(u, "reno").power for u in range(n)])
+    pe = np.array([small.run_of(u, "engine").power for u in range(n)])
+    reno = small.aggregate("reno")
+    assert reno.power_ratio_vs_default == pytest.approx(pr.sum() / pe.sum())
+    assert reno.power_ratio_vs_default_ci[0] <= reno.power_ratio_vs_default
+    assert reno.power_ratio_vs_default <= reno.power_ratio_vs_default_ci[1]
     # the engine runs the BBR-style fallback by default: identical runs
     assert small.engine_policy == "bbr"
     assert small.aggregate("engine").summary() == small.aggregate("bbr").summary()

@@ -57,6 +57,10 @@ Aggregates (per controller, over the units = window x RTT)
   bound of issue 10), ``windows_below`` (units under 0.8x CUBIC's goodput)
   and ``power_wins_vs_fallback`` (share of units with higher power than the
   BBR-style fallback).
+- **power_ratio_vs_default** with its paired 95 % interval: mean power over
+  the default's (`MlEngine()` as configured). Issue 10's default rule needs
+  a learned controller to beat the default with 95 % confidence: an interval
+  entirely above 1.
 
 Seeds
 -----
@@ -302,6 +306,9 @@ class ControllerAggregate:
     windows_below: int
     """units under `WORST_RATIO` x CUBIC's goodput"""
     power_wins_vs_fallback: float | None
+    power_ratio_vs_default: float = math.nan
+    """mean power / the default's (nan without a default)"""
+    power_ratio_vs_default_ci: tuple[float, float] = (math.nan, math.nan)
     """share of units where its power beats the fallback's (None without the fallback)"""
 
     def summary(self) -> dict[str, float | None]:
@@ -317,6 +324,7 @@ class ControllerAggregate:
         d: dict[str, Any] = {k: getattr(self, k) for k in self.__slots__}
         d["goodput_ratio_ci"] = [_num(x) for x in self.goodput_ratio_ci]
         d["queue_delay_ratio_ci"] = [_num(x) for x in self.queue_delay_ratio_ci]
+        d["power_ratio_vs_default_ci"] = [_num(x) for x in self.power_ratio_vs_default_ci]
         return {k: _num(v) for k, v in d.items()}
 
 
@@ -435,8 +443,8 @@ class WindowEvalResult:
             "",
             ("| controller | goodput vs CUBIC [95 % CI] | p95 queueing delay vs CUBIC [95 % CI] | "
             f"worst window | max loss | loss > max(10 %, 2x CUBIC) | windows < "
-            f"{WORST_RATIO:g}x | power beats {FALLBACK} |"),
-            "|---|---:|---:|---:|---:|---:|---:|---:|",
+            f"{WORST_RATIO:g}x | power beats {FALLBACK} | power vs default [95 % CI] |"),
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for a in self.aggregates:
             name = f"**{a.controller}** (default)" if a.controller == self.default else a.controller
@@ -445,7 +453,8 @@ class WindowEvalResult:
                 f"| {name} | {_fmt(a.goodput_ratio_vs_cubic, 2)}x {_ci(a.goodput_ratio_ci)} | "
                 f"{_fmt(a.queue_delay_ratio_vs_cubic, 2)}x {_ci(a.queue_delay_ratio_ci)} | "
                 f"{_fmt(a.worst_goodput_ratio_vs_cubic, 2)}x | {_pct(a.max_loss)} | "
-                f"{a.loss_violations} | {a.windows_below} | {pw} |")
+                f"{a.loss_violations} | {a.windows_below} | {pw} | "
+                f"{_fmt(a.power_ratio_vs_default, 2)}x {_ci(a.power_ratio_vs_default_ci)} |")
         tg = self.targets()
         if tg:
             lines += ["", "Targets (issue 10):", ""]
@@ -554,7 +563,7 @@ def _measure(res: Any, scenario: Any, controller: str, unit: int, seed: int) -> 
 
 
 def _aggregate(name: str, runs: dict[tuple[int, str], WindowRun], n_units: int,
-               idx: np.ndarray, has_fallback: bool) -> ControllerAggregate:
+               idx: np.ndarray, has_fallback: bool, default: str | None) -> ControllerAggregate:
     def col(ctrl: str, attr: str) -> np.ndarray:
         return np.array([getattr(runs[(u, ctrl)], attr) for u in range(n_units)],
                         dtype=np.float64)
@@ -585,6 +594,10 @@ def _aggregate(name: str, runs: dict[tuple[int, str], WindowRun], n_units: int,
         loss_violations=int(sum(_violates(a, b) for a, b in zip(loss, loss_ref, strict=True))),
         windows_below=int(np.sum(np.isfinite(per) & (per < WORST_RATIO))),
         power_wins_vs_fallback=power_share,
+        power_ratio_vs_default=(ratio_of_means(col(name, "power"), col(default, "power"))
+                                if default is not None else math.nan),
+        power_ratio_vs_default_ci=(paired_ratio_ci(col(name, "power"), col(default, "power"), idx)
+                                   if default is not None else (math.nan, math.nan)),
     )
 
 
@@ -715,7 +728,7 @@ def run_windows(
                 progress(done, total, f"{w.trace} @{w.start_s:g}s {u.rtt_ms:g}ms {name}")
 
     idx = bootstrap_indices(len(units), cfg.bootstrap_rounds, np.random.default_rng(plan.seed))
-    aggs = tuple(_aggregate(n, runs, len(units), idx, FALLBACK in ctrl_names)
+    aggs = tuple(_aggregate(n, runs, len(units), idx, FALLBACK in ctrl_names, default)
                  for n in ctrl_names)
     ordered = tuple(runs[(ui, n)] for ui in range(len(units)) for n in ctrl_names)
     return WindowEvalResult(
