@@ -141,8 +141,8 @@ def test_markdown_and_targets(small: cw.WindowEvalResult) -> None:
     assert small.headline() and "vs CUBIC" in small.headline()[0]
 
 
-def test_cubic_is_added_and_arguments_are_checked(traces: dict[str, Path],
-                                                  tmp_path: Path) -> None:
+def test_cubic_is_added_and_arguments_are_checked(traces: dict[str, Path], tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = cw.WindowConfig(duration_s=0.5, n_windows=1, rtts_ms=(40.0,), bootstrap_rounds=100,
                           silent_start_windows=False)
     res = cw.run_windows([traces["steady"]], config=cfg, controllers=["reno"])
@@ -156,6 +156,14 @@ def test_cubic_is_added_and_arguments_are_checked(traces: dict[str, Path],
     empty.write_text("")
     with pytest.raises(ValueError, match="empty.down"):
         cw.run_windows([empty], config=cfg)
+    # a trace claiming 2000 packets per ms (24 Gbit/s) against a bound of 1.5 M packets a
+    # window: refused before anything runs
+    monkeypatch.setattr(cw, "MAX_PACKETS_PER_WINDOW", 1_500_000)
+    huge = tmp_path / "huge.down"
+    huge.write_text("1\n" * 2000)
+    with pytest.raises(ValueError, match="huge.down.*more than"):
+        cw.plan_run([huge], config=cw.WindowConfig(duration_s=1.0))
+    assert cw.plan_run([huge], config=cw.WindowConfig(duration_s=0.5)).total_runs > 0
     with pytest.raises(ValueError, match="rtts_ms"):
         cw.WindowConfig(rtts_ms=())
     with pytest.raises(ValueError, match="duplicates"):

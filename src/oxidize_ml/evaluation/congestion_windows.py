@@ -104,6 +104,10 @@ MAX_WINDOWS = 100
 """most evenly spaced windows per trace"""
 MAX_RTTS = 10
 MAX_TRACES = 1000
+MAX_PACKETS_PER_WINDOW = 20_000_000
+"""most delivery opportunities one window may offer (a trace's rate x the window length):
+simulation time and memory grow with the packets a run carries (~20 s of CPU at this bound),
+and a trace's rate comes from the user's file"""
 LOSS_FLOOR = 0.10
 """loss above max(LOSS_FLOOR, LOSS_FACTOR x CUBIC's) on a unit is a violation (issue 10)"""
 LOSS_FACTOR = 2.0
@@ -658,6 +662,13 @@ def plan_run(
     for label, p, link in zip(_unique_labels(paths), paths, links, strict=True):
         assert link._ms is not None
         windows.extend(plan_windows(label, str(p), link._ms, cfg))
+    for w in windows:
+        packets = w.capacity_mbps * 1e6 * w.duration_s / BITS_PER_OPPORTUNITY
+        if packets > MAX_PACKETS_PER_WINDOW:
+            raise ValueError(
+                f"trace {w.path!r}: a {w.duration_s:g}-s window from {w.start_s:g} s offers "
+                f"{packets:,.0f} packets ({w.capacity_mbps:,.0f} Mbit/s), more than "
+                f"{MAX_PACKETS_PER_WINDOW:,}; shorten the windows (duration_s) or check the trace")
     if cfg.silent_start_windows and not any(w.silent_start for w in windows):
         notes.append(f"No trace has a silence of >= {cfg.silence_ms} ms: no silent-start "
                      "window was added.")
