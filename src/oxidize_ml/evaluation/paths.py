@@ -653,6 +653,7 @@ def evaluate_path_traces(
     progress: bool = True,
     model_dir: Path | None = None,
     extra_selectors: Mapping[str, SelectorFactory] | None = None,
+    library_bandit: bool = True,
 ) -> dict[str, Any]:
     """Regret of every path selector on trace-driven paths (each trace one path).
 
@@ -677,6 +678,10 @@ def evaluate_path_traces(
     extra_selectors
         More selectors to compare (name -> ``factory(seed)``), reported in
         ``selectors`` but not in ``summary``.
+    library_bandit
+        Also run river's disjoint LinUCB (`RiverLinUcbPathSelector`, name
+        ``river_linucb``) on the same episodes when river is installed (the
+        ``bandits`` extra); otherwise ``notes`` says it was skipped.
 
     Returns
     -------
@@ -719,6 +724,12 @@ def evaluate_path_traces(
     default_factory, default_name = default_path_selector_factory()
     factories["default"] = default_factory
     notes.append(f"default: {default_name} (what MlEngine() uses)")
+    if library_bandit:
+        why_not = river_available()
+        if why_not is None:
+            factories[RIVER_NAME] = lambda s: RiverLinUcbPathSelector(seed=s)
+        else:
+            notes.append(f"{RIVER_NAME}: not compared ({why_not})")
     for name, f in dict(extra_selectors or {}).items():
         if name in factories:
             raise ValueError(f"selector name {name!r} is taken; built-in: {list(factories)}")
@@ -849,3 +860,74 @@ def qualifies_as_default(
             "paired": paired, "worse_than_allowed": worse,
             "rule": f"lower regret with 95 % confidence (paired bootstrap over episodes) and "
                     f"regret <= {current} / {NO_WORSE_RATIO} on every traffic type and family"}
+
+
+# ---------------------------------------------------------------- a library contextual bandit
+
+
+RIVER_NAME = "river_linucb"
+"""name of the river LinUCB comparison selector"""
+
+
+def river_available() -> str | None:
+    """None when river's contextual bandit can run; else why not."""
+    import importlib.util
+
+    if importlib.util.find_spec("river") is None:
+        return "river is not installed (pip install 'oxidize-ml[bandits]')"
+    return None
+
+
+class RiverLinUcbPathSelector:
+    """river's ``bandit.LinUCBDisjoint`` (one Bayesian linear regression per path) as a
+    path selector, for comparison on the same episodes.
+
+    Context (one dict per decision, shared by every arm as disjoint LinUCB
+    expects): the traffic type one-hot and, per available path, the
+    saturating scores of its latest metrics (latency, jitter, loss,
+    throughput) and availability, the features the gym observation shows.
+    Unavailable paths are not offered; with no metrics it returns Primary.
+
+    Parameters
+    ----------
+    seed
+        river's tie-breaking seed.
+    alpha, beta
+        Prior precision and noise precision of each arm's Bayesian regression
+        (river's defaults: 1, 1).
+    """
+
+    name = RIVER_NAME
+
+    def __init__(self, seed: int = 0, *, alpha: float = 1.0, beta: float = 1.0) -> None:
+        from river import bandit
+
+        self._policy = bandit.LinUCBDisjoint(alpha=alpha, beta=beta, seed=seed)
+        self._metrics: dict[int, PathMetrics] = {}
+        self._context: dict[str, float] | None = None
+
+    def update_metrics(self, metrics: PathMetrics, *, now: float) -> None:
+        self._metrics[int(metrics.path_id)] = metrics
+
+    def _ctx(self, context: TrafficContext) -> dict[str, float]:
+        from oxidize_ml.paths.learned import metric_scores
+
+        x = {f"ctx_{c.name}": float(c == context) for c in TrafficContext}
+        for i, m in self._metrics.items():
+            lat, jit, loss_s, thr_s = metric_scores(m)
+            x.update({f"p{i}_lat": lat, f"p{i}_jit": jit, f"p{i}_loss": loss_s,
+                      f"p{i}_thr": thr_s, f"p{i}_avail": m.availability})
+        return x
+
+    def select(self, context: TrafficContext, *, now: float) -> PathId:
+        arms = [i for i, m in sorted(self._metrics.items()) if m.availability >= 0.1]
+        if not arms:
+            return PathId.Primary
+        self._context = self._ctx(context)
+        return PathId(int(self._policy.pull(arms, context=self._context)))
+
+    def update_reward(
+        self, path: PathId, context: TrafficContext, reward: float, *, now: float
+    ) -> None:
+        ctx = self._context if self._context is not None else self._ctx(context)
+        self._policy.update(int(path), ctx, float(reward))

@@ -98,7 +98,7 @@ class PriorModel(Protocol):
     def forward_batch(self, xs: np.ndarray) -> np.ndarray: ...
 
 
-def _scores(m: PathMetrics) -> tuple[float, float, float, float]:
+def metric_scores(m: PathMetrics) -> tuple[float, float, float, float]:
     """(latency, jitter, loss, throughput) scores of ``m``, each in [0, 1]."""
     return (
         math.exp(-m.rtt_us / RTT_REF_US),
@@ -130,7 +130,7 @@ class PathFeatureState:
     def update(self, metrics: PathMetrics) -> np.ndarray:
         """Record ``metrics`` and return the feature rows of its path ``[5, N_INPUTS]``."""
         i = int(metrics.path_id)
-        lat, jit, loss_s, thr_s = _scores(metrics)
+        lat, jit, loss_s, thr_s = metric_scores(metrics)
         cur = (lat, loss_s, thr_s)
         prev = self._prev[i]
         if prev is None:
