@@ -920,7 +920,9 @@ class RiverLinUcbPathSelector:
         return x
 
     def select(self, context: TrafficContext, *, now: float) -> PathId:
-        arms = [i for i, m in sorted(self._metrics.items()) if m.availability >= 0.1]
+        arms: list[int | str] = [
+            i for i, m in sorted(self._metrics.items()) if m.availability >= 0.1
+        ]
         if not arms:
             return PathId.Primary
         self._context = self._ctx(context)
