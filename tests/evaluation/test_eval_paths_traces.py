@@ -184,3 +184,35 @@ def test_paired_bootstrap_and_default_rule() -> None:
     assert lop["confident"] and not lop["qualifies"]
     assert lop["worse_than_allowed"] and lop["worse_than_allowed"][0].startswith("Bulk")
     assert not paths.qualifies_as_default(res, candidate="cur", current="good")["qualifies"]
+
+
+def test_river_linucb_runs_on_the_same_episodes(traces: list[Path], tmp_path: Path) -> None:
+    if paths.river_available() is not None:
+        res = paths.evaluate_path_traces(traces[:2], steps=10, seeds=1, progress=False,
+                                         model_dir=tmp_path)
+        assert paths.RIVER_NAME not in res["selectors"]
+        assert any(n.startswith(paths.RIVER_NAME) for n in res["notes"])
+        pytest.skip("river is not installed (the bandits extra)")
+    res = paths.evaluate_path_traces(traces, steps=40, seeds=1, progress=False,
+                                     model_dir=tmp_path)
+    r = res["selectors"][paths.RIVER_NAME]["regret_per_step"]
+    assert r >= 0.0 and paths.RIVER_NAME not in res["summary"]["selectors"]
+    off = paths.evaluate_path_traces(traces, steps=40, seeds=1, progress=False,
+                                     model_dir=tmp_path, library_bandit=False)
+    assert paths.RIVER_NAME not in off["selectors"]
+    assert off["summary"] == res["summary"]  # the comparison does not disturb the others
+
+
+def test_river_adapter_skips_unavailable_paths() -> None:
+    pytest.importorskip("river")
+    from oxidize_ml.types import PathId, PathMetrics, TrafficContext
+
+    sel = paths.RiverLinUcbPathSelector(seed=0)
+    assert sel.select(TrafficContext.Web, now=0.0) is PathId.Primary  # nothing known yet
+    sel.update_metrics(PathMetrics(path_id=PathId.Primary, rtt_us=20_000, availability=0.0),
+                       now=0.0)
+    sel.update_metrics(PathMetrics(path_id=PathId.Secondary, rtt_us=50_000), now=0.0)
+    for t in range(20):
+        p = sel.select(TrafficContext.Web, now=float(t))
+        assert p is PathId.Secondary
+        sel.update_reward(p, TrafficContext.Web, 0.5, now=float(t))
