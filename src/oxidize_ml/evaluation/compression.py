@@ -5,7 +5,7 @@ Data
 `oxidize_ml.evaluation.corpus.build_corpus`: packets cut from files on this
 machine (text, executables, compressed files, images) plus generated JSON,
 HTML, random (encrypted) bytes, TLS records and RTP packets. Every packet is
-encoded and decoded with every decision by `measure_outcomes` (frame size and
+encoded and decoded with every decision by `measure_stream` (frame size and
 median encode/decode wall time with the engine's `PacketCodec`), once; the
 utilities at each link rate are computed from those same measurements.
 
@@ -31,8 +31,8 @@ Scores per method and link rate:
   corpus) charged as sender CPU time. A learned oracle must win its gains
   back after paying for its inference.
 - **agreement**: share of packets where the decision equals the hindsight one
-  (``RohcOnly`` and ``Skip`` count as the same: the codec sends both
-  unchanged, see `oxidize_ml.compression.cost`).
+  (``RohcOnly`` is header compression, measured on the flows in sending order
+  by `oxidize_ml.compression.cost.measure_stream`).
 - **bytes saved** (share of payload bytes) and **CPU** (encode + decode
   microseconds per packet) of the decisions taken.
 
@@ -64,8 +64,8 @@ from oxidize_ml.compression import (
     CompressionCostModel,
     HeuristicCompressionOracle,
     PacketCodec,
-    measure_outcomes,
 )
+from oxidize_ml.compression.cost import measure_stream
 from oxidize_ml.evaluation.corpus import (
     CATEGORIES,
     MAX_CORPUS_PACKETS,
@@ -161,26 +161,43 @@ def measure_corpus(
     repeats: int = REPEATS_QUICK,
     progress: ProgressFn | None = None,
 ) -> Measurements:
-    """`measure_outcomes` for every packet, as arrays."""
-    codec = PacketCodec() if codec is None else codec
-    n = len(corpus)
+    """`measure_stream` over the corpus in its order (RohcOnly sees the flows), as arrays."""
+    return measure_packets([p.data for p in corpus], [p.category for p in corpus],
+                           codec=codec, repeats=repeats, progress=progress)
+
+
+def measure_packets(
+    datas: Sequence[bytes],
+    categories: Sequence[str],
+    *,
+    codec: PacketCodec | None = None,
+    repeats: int = REPEATS_QUICK,
+    progress: ProgressFn | None = None,
+) -> Measurements:
+    """`measure_stream` of packets in sending order, as arrays."""
+    n = len(datas)
     out = np.empty((n, len(DECISION_PREFERENCE)))
     enc = np.empty_like(out)
     dec = np.empty_like(out)
     step = max(1, n // 20)
-    for i, p in enumerate(corpus):
-        res = measure_outcomes(p.data, codec, repeats=repeats)
+    done = [0]
+
+    def tick() -> None:
+        done[0] += 1
+        i = done[0]
+        if progress is not None and (i % step == 0 or i == n):
+            progress(i, n, f"measured {i}/{n} packets")
+
+    for i, res in enumerate(measure_stream(datas, codec, repeats=repeats, on_packet=tick)):
         for d, j in _COL.items():
             o = res[d]
             out[i, j] = o.out_bytes
             enc[i, j] = o.encode_s
             dec[i, j] = o.decode_s
-        if progress is not None and ((i + 1) % step == 0 or i + 1 == n):
-            progress(i + 1, n, f"measured {i + 1}/{n} packets")
     return Measurements(
-        sizes=np.array([len(p.data) for p in corpus], dtype=np.float64),
+        sizes=np.array([len(d) for d in datas], dtype=np.float64),
         out_bytes=out, encode_s=enc, decode_s=dec,
-        categories=np.array([p.category for p in corpus], dtype=object),
+        categories=np.array(list(categories), dtype=object),
     )
 
 
@@ -214,7 +231,7 @@ class MethodScore:
     """mean hindsight utility minus the method's, microseconds per packet"""
     regret_net_us: float
     agreement: float
-    """share of packets where the decision matches hindsight (Skip = RohcOnly)"""
+    """share of packets where the decision matches hindsight"""
     per_category: dict[str, dict[str, float]] = field(default_factory=dict)
     """category -> {utility_share, regret_us, agreement}"""
 
@@ -380,12 +397,6 @@ def _share(gain: np.ndarray, best_gain: np.ndarray) -> float:
     return float(gain.sum()) / tot
 
 
-def _passthrough(cols: np.ndarray) -> np.ndarray:
-    """Map RohcOnly to Skip (the codec sends both unchanged)."""
-    rohc = _COL[MlCompressionDecision.RohcOnly]
-    return np.where(cols == rohc, _SKIP_COL, cols)
-
-
 def score_method(
     name: str, cols: np.ndarray, meas: Measurements, model: CompressionCostModel,
     decision_s: float = 0.0,
@@ -398,7 +409,7 @@ def score_method(
     u_b = util[rows, best]
     u_0 = util[:, _SKIP_COL]
     net = u_m - model.encode_cpu_weight * decision_s
-    agree = _passthrough(cols) == _passthrough(best)
+    agree = cols == best
     per = {}
     for c in sorted(set(meas.categories.tolist()), key=lambda x: CATEGORIES.index(x)
                     if x in CATEGORIES else len(CATEGORIES)):

@@ -22,8 +22,9 @@ category        real source (searched in order)                             gene
 ``html``        always generated (seeded HTML page)
 ``random``      always generated: uniform random bytes standing for encrypted payloads
 ``tls``         always generated: TLS 1.3 application-data records (5-byte header + random)
-``rtp``         always generated: RTP packets (RFC 3550 header) of PCMU audio, Opus-like
-                and video-like payloads
+``rtp``         always generated: IPv4/IPv6 + UDP + RTP packets (RFC 3550) of PCMU
+                audio, Opus-like and video-like flows, in sending order (the only
+                category given as whole IP packets: header compression needs them)
 ==============  ==========================================================  =========================
 
 Packet sizes
@@ -645,16 +646,50 @@ def _mulaw(sample: float) -> int:
     return (int((y + 1.0) * 127.5) ^ 0xFF) & 0xFF
 
 
+_V4_SRC, _V4_DST = bytes((10, 0, 0, 2)), bytes((10, 0, 0, 1))
+_V6_SRC = bytes.fromhex("20010db8000000000000000000000002")
+_V6_DST = bytes.fromhex("20010db8000000000000000000000001")
+
+
+def _ip_udp(
+    payload: bytes, *, v6: bool, sport: int, dport: int, ipid: int, checksum: int
+) -> bytes:
+    """``payload`` in UDP in IPv4 (DF, TTL 64, valid header checksum) or IPv6 (hop limit 64).
+
+    The UDP checksum is a stand-in value (what the transport computed is opaque
+    to a tunnel: header compression carries it as is).
+    """
+    udp = struct.pack(">HHHH", sport, dport, 8 + len(payload), checksum) + payload
+    if v6:
+        return struct.pack(">IHBB16s16s", 0x60000000, len(udp), 17, 64, _V6_SRC, _V6_DST) + udp
+    hdr = bytearray(struct.pack(">BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), ipid & 0xFFFF, 0x4000,
+                                64, 17, 0, _V4_SRC, _V4_DST))
+    total = sum(struct.unpack(">10H", hdr))
+    total = (total & 0xFFFF) + (total >> 16)
+    total = (total & 0xFFFF) + (total >> 16)
+    hdr[10:12] = struct.pack(">H", ~total & 0xFFFF)
+    return bytes(hdr) + udp
+
+
 def _gen_rtp(rng: random.Random, n: int) -> list[CorpusPacket]:
-    """RTP streams (RFC 3550 12-byte header): PCMU 20 ms audio, Opus-like audio, video."""
+    """IP/UDP/RTP streams as a tunnel reads them: PCMU 20 ms audio, Opus-like audio, video.
+
+    Three interleaved flows (RFC 3550 12-byte RTP header in UDP; the audio
+    flows over IPv4, the video over IPv6), sequence numbers, timestamps and
+    IPv4 identifications advancing per flow, in sending order, so header
+    compression (``RohcOnly``) sees real flows.
+    """
     out: list[CorpusPacket] = []
     streams = [
         {"pt": 0, "ssrc": rng.getrandbits(32), "seq": rng.getrandbits(16),
-         "ts": rng.getrandbits(32), "step": 160, "phase": 0.0},
+         "ts": rng.getrandbits(32), "step": 160, "phase": 0.0, "v6": False,
+         "sport": rng.randrange(10_000, 60_000, 2), "ipid": rng.getrandbits(16)},
         {"pt": 111, "ssrc": rng.getrandbits(32), "seq": rng.getrandbits(16),
-         "ts": rng.getrandbits(32), "step": 960, "phase": 0.0},
+         "ts": rng.getrandbits(32), "step": 960, "phase": 0.0, "v6": False,
+         "sport": rng.randrange(10_000, 60_000, 2), "ipid": rng.getrandbits(16)},
         {"pt": 96, "ssrc": rng.getrandbits(32), "seq": rng.getrandbits(16),
-         "ts": rng.getrandbits(32), "step": 3000, "phase": 0.0},
+         "ts": rng.getrandbits(32), "step": 3000, "phase": 0.0, "v6": True,
+         "sport": rng.randrange(10_000, 60_000, 2), "ipid": 0},
     ]
     freq = rng.uniform(200.0, 600.0)
     for _ in range(n):
@@ -674,11 +709,16 @@ def _gen_rtp(rng: random.Random, n: int) -> list[CorpusPacket]:
             st["phase"] = ph + 2 * math.pi * freq * 160 / 8000
         elif pt == 111:  # compressed audio: high entropy, 40-160 bytes
             payload = rng.randbytes(rng.randint(40, 160))
-        else:  # video slice: high entropy, up to the MTU budget
-            payload = rng.randbytes(rng.randint(600, MAX_PACKET_BYTES - 12))
+        else:  # video slice: high entropy, up to the MTU budget (IPv6 + UDP + RTP = 60 B)
+            payload = rng.randbytes(rng.randint(600, MAX_PACKET_BYTES - 60))
         st["seq"] = int(st["seq"]) + 1
         st["ts"] = int(st["ts"]) + int(st["step"])
-        out.append(CorpusPacket("rtp", hdr + payload, f"generated:rtp-pt{pt}"))
+        st["ipid"] = int(st["ipid"]) + 1
+        packet = _ip_udp(
+            hdr + payload, v6=bool(st["v6"]), sport=int(st["sport"]), dport=5004 + 2 * pt % 64,
+            ipid=int(st["ipid"]), checksum=rng.randrange(1, 1 << 16),
+        )
+        out.append(CorpusPacket("rtp", packet, f"generated:rtp-pt{pt}"))
     return out
 
 

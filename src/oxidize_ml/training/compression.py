@@ -93,8 +93,8 @@ from oxidize_ml.compression import (
     CompressionCostModel,
     HeuristicCompressionOracle,
     PacketCodec,
-    measure_outcomes,
 )
+from oxidize_ml.compression.cost import measure_stream
 from oxidize_ml.compression.features import HeaderKind, MagicKind
 from oxidize_ml.compression.learned import (
     DECISIONS,
@@ -316,14 +316,13 @@ def label_packets(
     out_bytes = np.zeros((n, N_DECISIONS), dtype=np.int64)
     enc = np.zeros((n, N_DECISIONS))
     dec = np.zeros((n, N_DECISIONS))
-    for i, data in enumerate(packets):
+    # In order: header compression (RohcOnly) is measured on the flows as sent.
+    streamed = measure_stream(packets, codec, repeats=repeats, on_packet=on_packet)
+    for i, (data, outcomes) in enumerate(zip(packets, streamed, strict=True)):
         inputs[i] = quantize(data).to_vector()
-        outcomes = measure_outcomes(data, codec, repeats=repeats)
         for j, d in enumerate(DECISIONS):
             o = outcomes[d]
             out_bytes[i, j], enc[i, j], dec[i, j] = o.out_bytes, o.encode_s, o.decode_s
-        if on_packet is not None:
-            on_packet()
     return LabelledPackets(
         inputs=inputs,
         size=np.array([len(p) for p in packets], dtype=np.int64),
