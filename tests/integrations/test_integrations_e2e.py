@@ -14,6 +14,22 @@ Tolerances (documented here, used below):
   now) must reach at least half of CUBIC's goodput on a clean link. Measured
   at 300 KB / 4 Mbit/s / 20 ms: 0.85-0.95 (a short transfer mostly measures
   start-up, where BBR's 10 %-per-10-ms growth and CUBIC's slow start differ).
+- Agreement with the simulator on the same link (docs/e2e.md has the full
+  tables). e2e goodput is payload over 1500-byte link packets that also carry
+  QUIC headers, frames and the AEAD tag (about 4 % of each packet), so the
+  ratio sits a little below 1 even when both run the same algorithm.
+  ``SIM_CLASSIC_CONSTANT`` [0.85, 1.02] and ``SIM_QDELAY_CONSTANT_S`` 5 ms for
+  reno / cubic on a constant link (measured 0.92-0.96 and <= 2.2 ms);
+  ``SIM_CLASSIC_CELLULAR`` [0.55, 1.15] and ``SIM_QDELAY_CELLULAR_S`` 20 ms on
+  a synthetic cellular trace (400 KB: mostly start-up, where aioquic's and the
+  simulator's reno / cubic differ most; measured 0.67-1.00 and <= 12.5 ms over
+  16 runs of seeds 1-3 on a machine busy with other jobs: on a link that
+  changes every 20 ms, a transfer slowed by CPU contention meets different
+  capacity). The engine's controller (oxidize) is not bounded against the
+  simulator (measured 0.28-0.92, see docs/e2e.md): in aioquic the engine sees
+  acks for every other packet, delayed acks and pacing, which the simulator's
+  per-packet acks do not have; that gap is the engine's to close, not the
+  harness's.
 """
 
 from __future__ import annotations
@@ -25,12 +41,23 @@ import pytest
 
 pytest.importorskip("aioquic")
 
-from oxidize_ml.integrations.e2e import E2eConfig, E2eReport, run_e2e
+from oxidize_ml.integrations.e2e import (
+    E2eConfig,
+    E2eReport,
+    run_e2e,
+    synthetic_cellular_trace,
+)
+from oxidize_ml.sim.links import TraceLink
+from oxidize_ml.sim.traces import CellularConfig
 
 TRACES = Path(__file__).resolve().parents[2] / ".." / "shared" / "traces" / "mahimahi"
 CAPACITY_SLACK = 1.02
 OXIDIZE_VS_CUBIC = 0.5
 RATE_BPS = 4e6
+SIM_CLASSIC_CONSTANT = (0.85, 1.02)
+SIM_QDELAY_CONSTANT_S = 0.005
+SIM_CLASSIC_CELLULAR = (0.55, 1.15)
+SIM_QDELAY_CELLULAR_S = 0.020
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +113,58 @@ def test_simulator_column_for_the_same_link(report: E2eReport) -> None:
         assert r.sim is not None, report.sim_note
         assert r.sim.completed
         assert 0.0 < r.sim.goodput_bps <= RATE_BPS * CAPACITY_SLACK
+
+
+def test_agrees_with_the_simulator_on_a_constant_link(report: E2eReport) -> None:
+    for r in report.results:
+        if r.controller == "oxidize":
+            continue  # the engine's own fidelity gap: reported in docs/e2e.md, not bounded
+        lo, hi = SIM_CLASSIC_CONSTANT
+        assert lo <= r.goodput_vs_sim <= hi, (r.controller, r.goodput_vs_sim)
+        assert abs(r.qdelay_p95_diff_s) <= SIM_QDELAY_CONSTANT_S, (r.controller,
+                                                                  r.qdelay_p95_diff_s)
+
+
+def test_the_emulator_ran_in_its_own_process(report: E2eReport) -> None:
+    for r in report.results:
+        assert r.link["stop_reason"] == "stopped"  # the child's report, sent at SIGTERM
+        assert r.link["clients"] == 1
+        assert 0.0 < r.emulator_cpu_share < 1.0
+        # Its timers fire on time: no aioquic work shares its event loop.
+        assert r.link["downlink"]["late_mean_s"] < 0.010
+        assert 0.0 < r.link_offset_s < 5.0
+
+
+def test_synthetic_cellular_trace_against_the_simulator(tmp_path: Path) -> None:
+    """The e2e table on a cellular link, drawn at run time (no shared traces needed)."""
+    trace = synthetic_cellular_trace(
+        tmp_path / "cell.down", seed=2, duration_s=30.0,
+        config=CellularConfig(state_rates_bps=(2e6, 4e6, 6e6, 8e6)))
+    rep = run_e2e(E2eConfig(trace=str(trace), delay_s=0.020, transfer_bytes=400_000, seed=2,
+                            timeout_s=30.0))
+    assert [r.controller for r in rep.results] == ["reno", "cubic", "oxidize"]
+    assert "from where each e2e transfer started" in rep.sim_note
+    for r in rep.results:
+        assert r.completed, (r.controller, r.error)
+        assert r.goodput_bps <= r.capacity_bps * CAPACITY_SLACK
+        assert r.sim is not None and r.sim.completed
+        if r.controller == "oxidize":
+            continue  # the engine's own fidelity gap: reported in docs/e2e.md, not bounded
+        lo, hi = SIM_CLASSIC_CELLULAR
+        assert lo <= r.goodput_vs_sim <= hi, (r.controller, r.goodput_vs_sim)
+        assert abs(r.qdelay_p95_diff_s) <= SIM_QDELAY_CELLULAR_S, (r.controller,
+                                                                  r.qdelay_p95_diff_s)
+
+
+def test_synthetic_trace_file(tmp_path: Path) -> None:
+    a = synthetic_cellular_trace(tmp_path / "a.down", seed=1, duration_s=5.0)
+    b = synthetic_cellular_trace(tmp_path / "b.down", seed=1, duration_s=5.0)
+    assert a.read_bytes() == b.read_bytes()  # seeded
+    ms = [int(x) for x in a.read_text().split()]
+    assert ms == sorted(ms) and ms[0] >= 1 and ms[-1] == 5000
+    assert TraceLink(str(a)).period_s == 5.0
+    with pytest.raises(ValueError, match="duration_s"):
+        synthetic_cellular_trace(tmp_path / "c.down", seed=1, duration_s=0.5)
 
 
 def test_report_files(report: E2eReport, tmp_path: Path) -> None:

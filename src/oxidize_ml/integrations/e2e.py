@@ -84,9 +84,9 @@ from oxidize_ml._validate import check_int, check_number
 from oxidize_ml.integrations.aioquic import controller_of, register_oxidize
 from oxidize_ml.integrations.emulator import EmulatorConfig, LinkConfig
 from oxidize_ml.integrations.emulator_process import EmulatorProcess
-from oxidize_ml.sim.links import ConstantLink, TraceLink
+from oxidize_ml.sim.links import CellularLink, ConstantLink, TraceLink
 from oxidize_ml.sim.loss import BernoulliLoss
-from oxidize_ml.sim.traces import MTU_BYTES
+from oxidize_ml.sim.traces import MTU_BYTES, CellularConfig
 
 __all__ = [
     "ALPN",
@@ -98,6 +98,7 @@ __all__ = [
     "make_self_signed_cert",
     "run_e2e",
     "run_e2e_async",
+    "synthetic_cellular_trace",
 ]
 
 ALPN = "oxidize-e2e"
@@ -214,6 +215,8 @@ class SimNumbers:
     packets_lost: int
     queue_delay_p95_s: float = math.nan
     """95th percentile of one-way delay minus the propagation delay (queueing + transmission)"""
+    utilisation: float = math.nan
+    """bytes delivered / link bytes offered over the flow's active time"""
     series_t: tuple[float, ...] = ()
     series_bytes: tuple[float, ...] = ()
     series_srtt: tuple[float, ...] = ()
@@ -229,6 +232,7 @@ class SimNumbers:
             "dropped_random": self.dropped_random,
             "packets_lost": self.packets_lost,
             "queue_delay_p95_s": _nan_none(self.queue_delay_p95_s),
+            "utilisation": _nan_none(self.utilisation),
         }
 
 
@@ -274,6 +278,9 @@ class TransferResult:
     sim: SimNumbers | None = None
     emulator_cpu_share: float = math.nan
     """the emulator process's CPU time / wall time over the run"""
+    link_offset_s: float = math.nan
+    """schedule time at which the server started sending (request sent + one-way delay):
+    the simulator's run of a trace starts there"""
 
     @property
     def goodput_vs_sim(self) -> float:
@@ -281,6 +288,15 @@ class TransferResult:
         if self.sim is None or self.sim.goodput_bps <= 0.0 or not self.completed:
             return math.nan
         return self.goodput_bps / self.sim.goodput_bps
+
+    @property
+    def utilisation_vs_sim(self) -> float:
+        """e2e / simulator utilisation (goodput over the capacity each saw during its own
+        transfer): on a variable link, the goodput comparison without the part due to
+        the two runs meeting different stretches of the trace."""
+        if self.sim is None or not self.sim.utilisation > 0.0 or not self.completed:
+            return math.nan
+        return self.utilisation / self.sim.utilisation
 
     @property
     def qdelay_p95_diff_s(self) -> float:
@@ -314,7 +330,9 @@ class TransferResult:
             "queue_delay_p95_s": _nan_none(self.queue_delay_p95_s),
             "cpu_share": self.cpu_share,
             "emulator_cpu_share": _nan_none(self.emulator_cpu_share),
+            "link_offset_s": _nan_none(self.link_offset_s),
             "goodput_vs_sim": _nan_none(self.goodput_vs_sim),
+            "utilisation_vs_sim": _nan_none(self.utilisation_vs_sim),
             "qdelay_p95_diff_s": _nan_none(self.qdelay_p95_diff_s),
             "link": self.link,
             "controller_stats": self.controller_stats,
@@ -383,6 +401,29 @@ def _pcts(values: Sequence[float]) -> tuple[float, float]:
         return math.nan, math.nan
     p50, p95 = np.percentile(np.asarray(values, dtype=np.float64), [50.0, 95.0])
     return float(p50), float(p95)
+
+
+# ---- synthetic trace ---------------------------------------------------------------------
+def synthetic_cellular_trace(
+    path: str | os.PathLike[str], *, seed: int, duration_s: float = 30.0,
+    config: CellularConfig | None = None,
+) -> Path:
+    """Write one realisation of the simulator's synthetic cellular model as a Mahimahi trace.
+
+    The emulator process takes capacities as files (a trace is data, a random
+    model is not), so tests and reports without the shared traces draw one
+    here: `CellularLink` with ``seed``, each delivery opportunity rounded up
+    to its millisecond (Mahimahi's grid). Returns ``path``.
+    """
+    check_int("seed", seed, lo=0)
+    if check_number("duration_s", duration_s, hi=3600.0) < 1.0:
+        raise ValueError(f"duration_s must be >= 1, got {duration_s!r}")
+    link = CellularLink(config if config is not None else CellularConfig())
+    sched = link.schedule(duration_s, np.random.default_rng(seed))
+    ms = np.maximum(np.ceil(sched.times_s * 1000.0 - 1e-9), 1.0).astype(np.int64)
+    # The trace must last the whole horizon so that it repeats on the same period.
+    ms = np.append(ms[ms < int(duration_s * 1000)], int(duration_s * 1000))
+    return atomic_write_text(Path(path), "\n".join(map(str, ms.tolist())) + "\n")
 
 
 # ---- certificate -----------------------------------------------------------------------
@@ -664,6 +705,7 @@ async def _run_one(
         dropped_loss=int(down.get("dropped_loss", 0)),
         queue_delay_p95_s=_float(down.get("queue_delay_p95_s")), cpu_share=cpu_share,
         emulator_cpu_share=emu_cpu, link=report,
+        link_offset_s=math.nan if t_req is None else t_req + cfg.delay_s - emu.start_time,
         controller_stats=cc_stats, telemetry_export=export,
         series_t=tuple(samples["t"][i] - t_off for i in keep),
         series_bytes=tuple(samples["bytes"][i] for i in keep),
@@ -684,24 +726,35 @@ def _failed(controller: str, error: str) -> TransferResult:
 
 # ---- simulator ---------------------------------------------------------------------------
 def _simulate(
-    cfg: E2eConfig, capacity: ConstantLink | TraceLink, queue_bytes: int
+    cfg: E2eConfig, capacity: ConstantLink | TraceLink, queue_bytes: int,
+    offsets: dict[str, float],
 ) -> tuple[dict[str, SimNumbers], str]:
     try:
         from oxidize_ml.sim import simulate
         from oxidize_ml.sim.controllers.registry import engine_factory
         from oxidize_ml.sim.links import BufferSpec
-        from oxidize_ml.sim.scenarios import FlowSpec, Scenario
+        from oxidize_ml.sim.scenarios import FlowSpec, Scenario, TraceWindowLink
     except ImportError as exc:
         return {}, f"simulator not available ({exc}); sim columns left out"
     from oxidize_ml.engine import EngineConfig, MlEngine
 
-    scenario = Scenario(
-        name="e2e-equivalent", link=capacity,
-        flows=(FlowSpec(delay_s=cfg.delay_s, size_bytes=cfg.transfer_bytes),),
-        buffer=BufferSpec(bytes=queue_bytes),
-        loss=BernoulliLoss(cfg.loss) if cfg.loss > 0.0 else None,
-        duration_s=cfg.timeout_s,
-    )
+    def scenario(name: str) -> Scenario:
+        link: Any = capacity
+        offset = offsets.get(name, math.nan)
+        if isinstance(capacity, TraceLink) and math.isfinite(offset):
+            # The simulator's flow starts sending at time 0; the e2e server started
+            # sending at schedule time `offset` (emulator start-up, handshake, request),
+            # so the simulator sees the trace from there: the same capacity, not the
+            # same file from its first line.
+            link = TraceWindowLink(capacity.path, capacity._ms, start_s=max(offset, 0.0))
+        return Scenario(
+            name="e2e-equivalent", link=link,
+            flows=(FlowSpec(delay_s=cfg.delay_s, size_bytes=cfg.transfer_bytes),),
+            buffer=BufferSpec(bytes=queue_bytes),
+            loss=BernoulliLoss(cfg.loss) if cfg.loss > 0.0 else None,
+            duration_s=cfg.timeout_s,
+        )
+
     out: dict[str, SimNumbers] = {}
     failures: list[str] = []
     for name in cfg.controllers:
@@ -710,7 +763,7 @@ def _simulate(
             ctrl = engine_factory(lambda i, s: MlEngine(EngineConfig(
                 seed=cfg.seed, collect_training=False)))
         try:
-            res = simulate(scenario, ctrl, seed=cfg.seed)
+            res = simulate(scenario(name), ctrl, seed=cfg.seed)
         except Exception as exc:  # noqa: BLE001 - a comparison column: report, do not abort
             failures.append(f"{name}: {type(exc).__name__}: {exc}")
             continue
@@ -730,13 +783,16 @@ def _simulate(
             goodput_bps=f.throughput_bps, srtt_p50_s=s50, srtt_p95_s=s95,
             dropped_queue=f.dropped_queue, dropped_random=f.dropped_random,
             packets_lost=f.packets_lost, queue_delay_p95_s=f.delay_p95_s - cfg.delay_s,
+            utilisation=f.utilisation,
             series_t=t, series_bytes=cum,
             # 0 before the first RTT sample: NaN so plots leave it out.
             series_srtt=tuple(x if x > 0.0 else math.nan for x in f.series.rtt_s[: len(t)].tolist())
             if f.series is not None else (),
         )
     note = ("oxidize_ml.sim on the equivalent scenario (no handshake, 1500-byte packets, "
-            "oxidize = MlEngine behind EngineController)")
+            "oxidize = MlEngine behind EngineController"
+            + (", the trace from where each e2e transfer started)"
+               if isinstance(capacity, TraceLink) else ")"))
     if failures:
         note += "; simulator failed for " + "; ".join(failures)
     return out, note
@@ -755,7 +811,8 @@ async def run_e2e_async(config: E2eConfig) -> E2eReport:
             results.append(await _run_one(name, config, capacity, queue_bytes, cert, key))
     note = "simulator not run (--no-sim)"
     if config.simulate:
-        sims, note = _simulate(config, capacity, queue_bytes)
+        offsets = {r.controller: r.link_offset_s for r in results}
+        sims, note = _simulate(config, capacity, queue_bytes, offsets)
         results = [replace(r, sim=sims.get(r.controller)) for r in results]
     return E2eReport(
         config=config, queue_bytes=queue_bytes, mean_capacity_bps=capacity.mean_rate_bps(1.0),

@@ -12,7 +12,7 @@ Protocol (JSON lines, nothing pickled)
   and writes one line to its stdin: the `EmulatorConfig` as `config_to_json`
   gives it (at most `MAX_CONFIG_BYTES`).
 * The child starts the emulator and prints
-  ``{"ready": {"listen": [host, port], "t0": <monotonic seconds>}}``: ``t0``
+  ``{"ready": {"listen": [host, port], "t0": <monotonic seconds>, "pid": <pid>}}``: ``t0``
   is schedule time 0 on ``time.monotonic()``, which asyncio's ``loop.time()``
   uses and which is one clock for every process of the machine, so the
   parent can compute the capacity the link offered over any window.
@@ -195,6 +195,8 @@ class EmulatorProcess:
         self._proc: asyncio.subprocess.Process | None = None
         self._down_schedule = schedule_of(config, "downlink")
         self.listen_address: tuple[str, int] = ("", 0)
+        self.pid = 0
+        """the child's process id (after `start`)"""
         self.start_time = math.nan
         """schedule time 0 on ``time.monotonic()`` (= the parent's ``loop.time()``)"""
         self.report: dict[str, Any] | None = None
@@ -223,9 +225,15 @@ class EmulatorProcess:
         if ready is None:
             err = await self._kill()
             raise RuntimeError(f"emulator process failed to start: {err or msg}")
-        host, port = ready["listen"]
-        self.listen_address = (str(host), int(port))
-        self.start_time = float(ready["t0"])
+        try:
+            host, port = ready["listen"]
+            self.listen_address = (str(host), int(port))
+            self.start_time = float(ready["t0"])
+            self.pid = int(ready["pid"])
+        except (KeyError, TypeError, ValueError):
+            await self._kill()
+            raise RuntimeError(f"emulator process sent a malformed ready line: {ready}"
+                               ) from None
 
     async def _read(self) -> dict[str, Any] | None:
         assert self._proc is not None and self._proc.stdout is not None
@@ -320,7 +328,7 @@ async def _child(config: EmulatorConfig) -> dict[str, Any]:
     await emu.start()
     loop.add_reader(stdin_fd, on_stdin)
     host, port = emu.listen_address
-    ready = {"ready": {"listen": [host, port], "t0": emu.start_time}}
+    ready = {"ready": {"listen": [host, port], "t0": emu.start_time, "pid": os.getpid()}}
     sys.stdout.write(json.dumps(ready) + "\n")
     sys.stdout.flush()
     cpu0 = time.process_time()
