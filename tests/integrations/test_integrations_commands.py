@@ -39,6 +39,9 @@ def test_emulate_runs_for_a_duration_and_reports(tmp_path: Path) -> None:
         (["--target", "10.1.2.3:9", "--rate-mbps", "1"], "loopback"),
         (["--target", "nonsense", "--rate-mbps", "1"], "HOST:PORT"),
         (["--target", "127.0.0.1:9", "--trace", "/nonexistent.down"], "does not exist"),
+        (["--target", "127.0.0.1:9", "--rate-mbps", "1", "--client-idle-s", "0"],
+         "client_idle_timeout_s"),
+        (["--target", "127.0.0.1:9", "--rate-mbps", "1", "--max-clients", "0"], "max_clients"),
     ],
 )
 def test_emulate_errors_are_clear(args: list[str], message: str) -> None:

@@ -176,10 +176,16 @@ def register(app: typer.Typer) -> None:
         loss: Annotated[float, typer.Option(
             "--loss", help="Bernoulli loss probability per direction")] = 0.0,
         duration: Annotated[float | None, typer.Option(
-            "--duration", help="stop after this many seconds (default: until Ctrl-C)")] = None,
+            "--duration", help="stop after this many seconds (default: until Ctrl-C or SIGTERM)"
+        )] = None,
         seed: Annotated[int, typer.Option("--seed", help="seed of the loss processes")] = 0,
         json_out: Annotated[Path | None, typer.Option(
             "--json", help="also write the report as JSON")] = None,
+        max_clients: Annotated[int, typer.Option(
+            "--max-clients", help="client addresses relayed at once; a new one evicts the "
+            "least recently active")] = 64,
+        client_idle_s: Annotated[float, typer.Option(
+            "--client-idle-s", help="forget a client silent this long, seconds")] = 30.0,
     ) -> None:
         """Relay UDP on 127.0.0.1 through an emulated bottleneck until Ctrl-C or SIGTERM.
 
@@ -208,7 +214,8 @@ def register(app: typer.Typer) -> None:
                 for cap in (down, up)
             ]
             config = EmulatorConfig(target=host_port, downlink=links[0], uplink=links[1],
-                                    listen_port=listen, seed=seed)
+                                    listen_port=listen, seed=seed, max_clients=max_clients,
+                                    client_idle_timeout_s=client_idle_s)
             emulator = LinkEmulator(config)
         except (ValueError, TypeError) as exc:
             raise _fail(str(exc)) from None
