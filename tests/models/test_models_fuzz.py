@@ -39,27 +39,25 @@ FUZZ = settings(max_examples=int(os.environ.get("OXIDIZE_FUZZ_EXAMPLES", "40")),
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 FIELDS = {"loss_predictor": "loss", "congestion_controller": "congestion",
           "compression_oracle": "compression"}
-_BASE: list[Path] = []
+_BASES: list[Path] = []
 
 
-def base_dir() -> Path:
-    """The directory every example mutates a copy of (built once per session)."""
-    if _BASE:
-        return _BASE[0]
-    shipped = default_model_dir()
-    if shipped is not None and load_policies(shipped, backend="numpy", limits=CwndLimits(),
-                                             state_config=STATE, seed=0).status == dict.fromkeys(
-                                                 MODEL_NAMES, "loaded"):
-        _BASE.append(shipped)
-    else:
+def bases() -> list[Path]:
+    """The directories examples mutate copies of (built once per session): the shipped
+    defaults (real weights, ONNX files) when present, and random-weight models of the
+    current layouts (so a shipped model stale for other reasons still gets fuzzed)."""
+    if not _BASES:
         from test_models_probe import model_dir
 
-        _BASE.append(model_dir(Path(tempfile.mkdtemp(prefix="oxidize-fuzz-base-")) / "m"))
-    return _BASE[0]
+        shipped = default_model_dir()
+        if shipped is not None:
+            _BASES.append(shipped)
+        _BASES.append(model_dir(Path(tempfile.mkdtemp(prefix="oxidize-fuzz-base-")) / "m"))
+    return _BASES
 
 
-def model_files() -> list[str]:
-    man = json.loads((base_dir() / "manifest.json").read_text())
+def model_files(base: Path) -> list[str]:
+    man = json.loads((base / "manifest.json").read_text())
     return sorted({f for e in man["models"].values() for f in e["files"].values()})
 
 
@@ -126,7 +124,7 @@ mutations = st.one_of(
 )
 
 
-def apply(d: Path, mutation: tuple[Any, ...]) -> str | None:
+def apply(d: Path, base: Path, mutation: tuple[Any, ...]) -> str | None:
     """Mutate ``d``; return the model whose files were made structurally bad, if any."""
     kind = mutation[0]
     if kind == "manifest":
@@ -135,7 +133,7 @@ def apply(d: Path, mutation: tuple[Any, ...]) -> str | None:
         man["models"][name][key] = value
         (d / "manifest.json").write_text(json.dumps(man))
         return None
-    files = model_files()
+    files = model_files(base)
     fname = files[mutation[1] % len(files)]
     p = d / fname
     data = p.read_bytes()
@@ -214,13 +212,14 @@ def check(d: Path, bad_model: str | None, resigned: bool, changed: set[str]) -> 
         exercise(res)
 
 
-def _run(mutation: tuple[Any, ...], do_resign: bool) -> None:
-    base = base_dir()
+def _run(mutation: tuple[Any, ...], pick: int, do_resign: bool) -> None:
+    all_bases = bases()
+    base = all_bases[pick % len(all_bases)]
     with tempfile.TemporaryDirectory(prefix="oxidize-fuzz-") as tmp:
         d = Path(tmp) / "m"
         shutil.copytree(base, d)
         before = {p.name: p.read_bytes() for p in d.iterdir()}
-        bad = apply(d, mutation)
+        bad = apply(d, base, mutation)
         if do_resign:
             resign(d)
         after = {p.name: p.read_bytes() for p in d.iterdir()}
@@ -229,13 +228,13 @@ def _run(mutation: tuple[Any, ...], do_resign: bool) -> None:
 
 
 @FUZZ
-@given(mutation=mutations)
-def test_mutated_directory_unsigned(mutation: tuple[Any, ...]) -> None:
-    _run(mutation, do_resign=False)
+@given(mutation=mutations, pick=st.integers(0, 1))
+def test_mutated_directory_unsigned(mutation: tuple[Any, ...], pick: int) -> None:
+    _run(mutation, pick, do_resign=False)
 
 
 @FUZZ
-@given(mutation=mutations)
-def test_mutated_directory_resigned(mutation: tuple[Any, ...]) -> None:
+@given(mutation=mutations, pick=st.integers(0, 1))
+def test_mutated_directory_resigned(mutation: tuple[Any, ...], pick: int) -> None:
     pytest.importorskip("onnxruntime")
-    _run(mutation, do_resign=True)
+    _run(mutation, pick, do_resign=True)
