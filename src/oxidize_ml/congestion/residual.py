@@ -1,0 +1,234 @@
+"""A learned correction on top of the BBR-style fallback (Orca's two levels).
+
+`ResidualDqnPolicy` keeps the spec's DQN and six actions but changes what the
+agent decides: each decision interval
+
+1. the fixed fallback (`oxidize_ml.congestion.bbr.BbrFallback`) learns from
+   the observation and proposes its action ``a_fb``; its window would be
+   ``base = apply_action(a_fb, cwnd)``;
+2. the DQN picks one of the six actions ``a`` from a compact, scale-free
+   state (below) and rescales that window: ``target = apply_action(a, base)``
+   (``SlowStart`` is honoured as the table's reset to the initial window);
+   The agent decides about once per smoothed RTT (20-200 ms) and its
+   correction holds until its next decision;
+3. the policy returns the shared action closest to ``target`` from ``cwnd``
+   (`oxidize_ml.congestion.nearest_action`), so the engine and its
+   `DeliveryEnvelope` apply it as any other policy's.
+
+``Maintain`` is therefore exactly the fallback's behaviour, and the agent only
+learns corrections (Abbasloo et al., "Classic meets modern", SIGCOMM 2020).
+The fallback's own collapses (PROBE_RTT entry, persistent congestion) pass
+through unchanged.
+
+State (`N_INPUTS` floats, all bounded)
+--------------------------------------
+- ``thr / max_bw`` (interval delivery rate over the fallback's windowed max), [0, 2]
+- ``thr_s / max_bw``: the same on a rate smoothed over about one smoothed RTT
+- ``1 - min_rtt / rtt``: the share of the RTT that is queueing, [0, 1)
+- its change since the previous interval, [-1, 1]
+- loss ratio of the interval, [0, 1]
+- ``cwnd / (4 BDP)`` with the fallback's BDP, [0, 1]
+- one-hot of the fallback's proposed action (6) and of its phase (7)
+- one-hot of the agent's previous action (6)
+- the previous `HISTORY` intervals' (smoothed utilisation, queueing share, loss)
+
+The training reward (`residual_reward`, used by
+`oxidize_ml.training.residual_dqn`) is computed from the same quantities:
+utilisation on the smoothed rate (not one noisy 10-ms sample), the queueing
+share, and loss.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from typing import Any
+
+import numpy as np
+
+from oxidize_ml.congestion.actions import N_ACTIONS, CwndLimits, apply_action, nearest_action
+from oxidize_ml.congestion.bbr import BbrFallback, BbrPhase
+from oxidize_ml.congestion.observation import CongestionObservation
+from oxidize_ml.types import DrlAction
+
+__all__ = ["HISTORY", "N_INPUTS", "ResidualDqnPolicy", "ResidualFeatures", "residual_reward"]
+
+HISTORY = 3
+"""previous intervals of (smoothed utilisation, queueing share, loss) in the state"""
+_N_PHASES = len(BbrPhase)
+N_INPUTS = 6 + N_ACTIONS + _N_PHASES + N_ACTIONS + 3 * HISTORY
+"""size of the agent's state vector"""
+HOLD_MIN_S = 0.02
+"""shortest time an agent's correction holds, seconds"""
+HOLD_MAX_S = 0.2
+"""longest time an agent's correction holds (about one smoothed RTT in between), seconds"""
+DELAY_WEIGHT = 1.0
+"""reward: weight of the queueing share 1 - min_rtt / rtt"""
+LOSS_WEIGHT = 5.0
+"""reward: weight of the loss ratio (as `oxidize_ml.congestion.reward`)"""
+_ACTIONS = tuple(DrlAction)
+_PHASE_INDEX = {p: i for i, p in enumerate(BbrPhase)}
+
+
+def residual_reward(util_smoothed: float, queue_share: float, loss: float) -> float:
+    """``clip(u_s - DELAY_WEIGHT q - LOSS_WEIGHT loss, -1, 1)``: utilisation of the smoothed
+    delivery rate, minus the queueing share of the RTT, minus loss."""
+    r = min(util_smoothed, 1.0) - DELAY_WEIGHT * queue_share - LOSS_WEIGHT * loss
+    return max(-1.0, min(r, 1.0))
+
+
+class ResidualFeatures:
+    """Builds the agent's state from the observation and the fallback (one call per interval)."""
+
+    __slots__ = ("_hist", "_last_t", "_prev_q", "_thr_s", "last_reward", "state")
+
+    def __init__(self) -> None:
+        self._hist: deque[tuple[float, float, float]] = deque(maxlen=HISTORY)
+        self._thr_s = 0.0
+        self._last_t: float | None = None
+        self._prev_q = 0.0
+        self.state = np.zeros(N_INPUTS, dtype=np.float32)
+        self.last_reward = 0.0
+
+    def update(
+        self, obs: CongestionObservation, fb: BbrFallback, fb_action: DrlAction,
+        last_action: int, *, now: float,
+    ) -> np.ndarray:
+        f = obs.features
+        thr = obs.throughput_bps
+        max_bw = fb.max_bw_bps
+        rtt = f.rtt_us
+        min_rtt = fb.min_rtt_us
+        dt = 0.01 if self._last_t is None else max(0.0, now - self._last_t)
+        self._last_t = now
+        # EWMA with a time constant of about one smoothed RTT (at least 20 ms)
+        tau = max(rtt * 1e-6, 0.02) if rtt > 0.0 else 0.1
+        alpha = 1.0 - math.exp(-dt / tau) if dt > 0.0 else 0.0
+        self._thr_s += alpha * (thr - self._thr_s)
+        u = min(thr / max_bw, 2.0) if max_bw > 0.0 else 0.0
+        us = min(self._thr_s / max_bw, 2.0) if max_bw > 0.0 else 0.0
+        q = 1.0 - min_rtt / rtt if rtt > 0.0 and math.isfinite(min_rtt) and min_rtt < rtt else 0.0
+        dq = q - self._prev_q
+        self._prev_q = q
+        loss = f.loss_rate
+        bdp = max_bw * min_rtt * 1.25e-7 if max_bw > 0.0 and math.isfinite(min_rtt) else 0.0
+        w = min(obs.cwnd_bytes / (4.0 * bdp), 1.0) if bdp > 0.0 else 0.0
+        s = self.state
+        s[:] = 0.0
+        s[0] = u
+        s[1] = us
+        s[2] = q
+        s[3] = max(-1.0, min(1.0, dq))
+        s[4] = loss
+        s[5] = w
+        s[6 + int(fb_action)] = 1.0
+        s[6 + N_ACTIONS + _PHASE_INDEX[fb.state]] = 1.0
+        s[6 + N_ACTIONS + _N_PHASES + last_action] = 1.0
+        pos = 6 + 2 * N_ACTIONS + _N_PHASES
+        for hu, hq, hl in self._hist:
+            s[pos] = hu
+            s[pos + 1] = hq
+            s[pos + 2] = hl
+            pos += 3
+        self._hist.appendleft((min(us, 1.0), q, loss))
+        self.last_reward = residual_reward(us, q, loss)
+        return s
+
+
+class ResidualDqnPolicy:
+    """Fallback + learned correction: a `Policy[CongestionObservation, DrlAction]`.
+
+    Parameters
+    ----------
+    q_model
+        Object with ``forward(x [N_INPUTS]) -> Q [6]`` (`oxidize_ml.runtime.MlpModel`), or
+        None for the pure fallback (every correction Maintain).
+    limits
+        Window bounds (shared with the fallback).
+    actor
+        Optional ``actor(state, q_values) -> int`` overriding the greedy choice (training
+        exploration); None: greedy.
+    """
+
+    name = "residual-dqn"
+    is_learned = True
+
+    def __init__(
+        self, q_model: Any = None, *, limits: CwndLimits | None = None, actor: Any = None,
+        fallback: BbrFallback | None = None,
+    ) -> None:
+        self.limits = limits if limits is not None else CwndLimits()
+        self.fallback = fallback if fallback is not None else BbrFallback(limits=self.limits)
+        self.q_model = q_model
+        self.actor = actor
+        self.features = ResidualFeatures()
+        self.last_action = int(DrlAction.Maintain)
+        self._fb_action = DrlAction.Maintain
+        self._state: np.ndarray | None = None
+        self._next_decision = -math.inf
+        self.decisions = 0
+        self.decided = False
+        self.is_learned = q_model is not None
+
+    def fork(self) -> ResidualDqnPolicy:
+        """Same weights, fresh connection state."""
+        model = self.q_model.fork() if hasattr(self.q_model, "fork") else self.q_model
+        return ResidualDqnPolicy(model, limits=self.limits, fallback=self.fallback.clone())
+
+    @property
+    def state(self) -> np.ndarray | None:
+        """the agent's state at the last `learn_one` (None before)"""
+        return self._state
+
+    def learn_one(self, obs: CongestionObservation, feedback: float = 0.0, *, now: float) -> None:
+        fb = self.fallback
+        fb.learn_one(obs, feedback, now=now)
+        self._fb_action = fb.predict_one(obs, now=now)
+        self._state = self.features.update(obs, fb, self._fb_action, self.last_action, now=now)
+
+    def predict_one(self, obs: CongestionObservation, *, now: float) -> DrlAction:
+        fb_action = self._fb_action
+        cwnd = obs.cwnd_bytes
+        s = self._state
+        if s is None or fb_action is DrlAction.SlowStart:
+            # no observation yet, or the fallback collapses the window (PROBE_RTT,
+            # persistent congestion): not the agent's call
+            self.last_action = int(DrlAction.Maintain)
+            self.decided = False
+            return fb_action
+        if now >= self._next_decision:
+            # The agent decides about once per smoothed RTT (20-200 ms) and its correction
+            # holds in between: one 10-ms step changes too little to be learnt (the
+            # "action gap"), and Orca's agent also acts once per monitoring period.
+            rtt_s = obs.features.rtt_us * 1e-6
+            self._next_decision = now + min(max(rtt_s, HOLD_MIN_S), HOLD_MAX_S) - 1e-6
+            self.decisions += 1
+            if self.actor is not None:
+                q = self.q_model.forward(s) if self.q_model is not None else None
+                a = int(self.actor(s, q))
+            elif self.q_model is not None:
+                q = self.q_model.forward(s)
+                a = int(np.argmax(q))
+                if not math.isfinite(float(q[a])):
+                    a = int(DrlAction.Maintain)
+            else:
+                a = int(DrlAction.Maintain)
+            self.last_action = a
+            self.decided = True
+        else:
+            a = self.last_action
+            self.decided = False
+            if a == int(DrlAction.SlowStart):
+                a = int(DrlAction.Maintain)  # a reset is done once, not held
+        action = _ACTIONS[a]
+        if action is DrlAction.Maintain:
+            return fb_action
+        if action is DrlAction.SlowStart:
+            return action
+        base = apply_action(fb_action, cwnd, self.limits)
+        target = apply_action(action, base, self.limits)
+        return nearest_action(cwnd, float(target), self.limits)
+
+    def stats(self) -> dict[str, Any]:
+        return {"name": self.name, "fallback": self.fallback.stats(),
+                "last_correction": _ACTIONS[self.last_action].name}

@@ -1,0 +1,56 @@
+"""Smoke, reproducibility and file round trip of the residual-DQN trainer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+
+from oxidize_ml.congestion.residual import N_INPUTS, ResidualDqnPolicy
+from oxidize_ml.runtime.models import MlpModel
+from oxidize_ml.training.dqn import weights_from_torch
+from oxidize_ml.training.residual_dqn import (
+    ResidualTrainConfig,
+    fit,
+    load,
+    sample_episode,
+    save,
+)
+
+TINY = ResidualTrainConfig(budget_s=600.0, max_decisions=300, learn_start=50, batch=16,
+                           episode_s=2.0, hidden=16, updates_per_decision=0.5)
+
+
+def test_fit_is_reproducible_and_round_trips(tmp_path: Path) -> None:
+    net_a, log_a = fit(TINY)
+    net_b, _ = fit(TINY)
+    assert log_a["decisions"] >= 300 and log_a["updates"] > 0
+    x = np.random.default_rng(0).random((8, N_INPUTS)).astype(np.float32)
+    qa = [MlpModel(weights_from_torch(net_a)).forward(r).copy() for r in x]
+    qb = [MlpModel(weights_from_torch(net_b)).forward(r).copy() for r in x]
+    np.testing.assert_array_equal(np.array(qa), np.array(qb))
+    path = save(net_a, log_a, tmp_path)
+    pol = load(path)
+    assert isinstance(pol, ResidualDqnPolicy) and pol.is_learned
+    qc = [pol.q_model.forward(r).copy() for r in x]
+    np.testing.assert_allclose(np.array(qc), np.array(qa), rtol=1e-5, atol=1e-6)
+
+
+def test_episodes_come_from_the_training_split() -> None:
+    from oxidize_ml.evaluation.splits import HELDOUT_SCENARIOS, HELDOUT_TRACES
+
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        sc = sample_episode(rng, 5.0, 0.6)
+        assert sc.name not in HELDOUT_SCENARIOS
+        assert not any(t in sc.name for t in HELDOUT_TRACES)
+
+
+def test_config_checks_name_the_field() -> None:
+    with pytest.raises(ValueError, match="gamma"):
+        ResidualTrainConfig(gamma=1.5)
+    with pytest.raises(ValueError, match="eps_fraction"):
+        ResidualTrainConfig(eps_fraction=0.0)
