@@ -208,6 +208,21 @@ def test_connection_deadline_and_connection_cap() -> None:
         idle.close()
 
 
+def test_name_filter_and_openmetrics_negotiation() -> None:
+    engine = _engine_with_traffic(3)
+    with start_metrics_server(engine, port=0) as server:
+        url = server.url + "?name[]=oxidize_ml_cwnd_bytes&name[]=oxidize_ml_observations_total"
+        fams = families(scrape(url)[1])
+        assert set(fams) == {"oxidize_ml_cwnd_bytes", "oxidize_ml_observations"}
+        req = urllib.request.Request(
+            server.url, headers={"Accept": "application/openmetrics-text; version=1.0.0"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            ctype = resp.headers["Content-Type"]
+            text = resp.read().decode("utf-8")
+        assert ctype.startswith("application/openmetrics-text")
+        assert text.endswith("# EOF\n")
+
+
 def test_bad_arguments() -> None:
     engine = MlEngine(EngineConfig(load_default_models=False))
     with pytest.raises(ValueError, match="port"):
