@@ -6,6 +6,12 @@
 `StationaryUcb1PathSelector`, `RoundRobinPathSelector`
     Baselines with the same interface: textbook UCB1, and the spec's
     heuristic fallback (round-robin over available paths).
+`LearnedPathSelector` (`oxidize_ml.paths.learned`)
+    The spec's ``path_selector`` model: an MLP prior scoring each path from
+    its metrics and the traffic type, plus a discounted LinUCB correction
+    per (traffic type, path) learnt online (name ``"learned"``);
+    `load_learned_selector` builds it from a model directory and
+    `default_path_selector_factory` says which selector ``MlEngine()`` uses.
 `calculate_path_reward` (also ``<selector>.calculate_reward``)
     The per-traffic-type reward in [0, 1] fed back after using a path.
 
@@ -15,6 +21,12 @@ selects, ``learn_one((path, context), reward)`` records the reward.
 
 from __future__ import annotations
 
+from oxidize_ml.paths.learned import (
+    LearnedPathConfig,
+    LearnedPathSelector,
+    default_path_selector_factory,
+    load_learned_selector,
+)
 from oxidize_ml.paths.reward import (
     BONUS_WEIGHTS,
     JITTER_REF_US,
@@ -47,10 +59,14 @@ __all__ = [
     "STATIONARY_UCB1_CONFIG",
     "THROUGHPUT_REF_MBPS",
     "BasePathSelector",
+    "LearnedPathConfig",
+    "LearnedPathSelector",
     "MlPathSelector",
     "PathSelectorConfig",
     "RoundRobinPathSelector",
     "StationaryUcb1PathSelector",
     "calculate_path_reward",
     "contextual_score",
+    "default_path_selector_factory",
+    "load_learned_selector",
 ]
