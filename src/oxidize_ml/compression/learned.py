@@ -315,6 +315,8 @@ def outputs_to_utilities(
 
 
 _PREFERENCE_COLUMNS: Final = tuple(DECISIONS.index(d) for d in DECISION_PREFERENCE)
+_ROHC_COLUMN: Final = DECISIONS.index(MlCompressionDecision.RohcOnly)
+_ROHC_HEADERS: Final = frozenset((int(HeaderKind.RTP), int(HeaderKind.UDP)))
 _SKIP_COLUMN: Final = DECISIONS.index(_SKIP)
 
 
@@ -444,6 +446,10 @@ class LearnedCompressionOracle:
                     np.maximum(a, 0.0, out=a)
                     a = a @ w[:-1] + w[-1]
                 util = outputs_to_utilities(a, sizes[:n_cells], self.cost_model)
+                if header not in _ROHC_HEADERS:
+                    # Header compression only exists for IP/UDP packets: never
+                    # pick it elsewhere, whatever the model predicts.
+                    util[:, _ROHC_COLUMN] = -np.inf
                 self.nonfinite_cells += int(np.count_nonzero(~np.isfinite(a).all(axis=1)))
                 start = (magic * N_HEADER + header) * per_combo
                 table[start : start + n_cells] = choose(util, self.cost_model.tie_tolerance_s)
@@ -528,6 +534,8 @@ class LearnedCompressionOracle:
             np.array([representative_size(q.size_bucket)]),
             self.cost_model,
         )
+        if int(q.header) not in _ROHC_HEADERS:
+            util[:, _ROHC_COLUMN] = -np.inf  # as in the table
         return DECISIONS[int(choose(util, self.cost_model.tie_tolerance_s)[0])]
 
     # --------------------------------------------------------------- Policy

@@ -598,3 +598,224 @@ def plot(result: CompressionEvalResult, out_dir: str | Path) -> list[Path]:
     plots.legend_below(fig, list(handles.values()), list(handles))
     plots.tidy(fig, top_in=0.55, bottom_in=1.0, hspace=0.75, wspace=0.22)
     return [plots.save_figure(fig, out / "compression-utility.png")]
+
+
+# ---------------------------------------------------------------- captures
+
+PCAP_ORACLES: tuple[str, ...] = (
+    "heuristic", "learned", "default", "always_lz4", "always_zstd", "never",
+)
+"""oracle names in `evaluate_pcaps`'s summary"""
+MAX_PCAP_PACKETS = 50_000
+"""IP packets evaluated over all captures of one call (measuring costs ~1 ms each)"""
+_FIXED = {
+    "always_lz4": MlCompressionDecision.Light,
+    "always_zstd": MlCompressionDecision.Aggressive,
+    "never": MlCompressionDecision.Skip,
+}
+_HEADER_CATEGORY = {
+    "RTP": "udp_rtp", "UDP": "udp", "IPV4": "other_ipv4", "IPV6": "other_ipv6", "NONE": "not_ip",
+}
+
+
+def _shipped_learned() -> tuple[Any, bool, str]:
+    """(the shipped compression model or None, its default_enabled flag, why not loaded)."""
+    from oxidize_ml.compression.learned import LEARNED_FEATURE_VERSION
+    from oxidize_ml.hub.manifest import load_verified
+    from oxidize_ml.models import DEFAULT_DIR
+
+    model, reason = load_verified(DEFAULT_DIR, "compression_oracle", "numpy")
+    if model is None:
+        return None, False, reason
+    try:
+        import json
+
+        manifest = json.loads((Path(DEFAULT_DIR) / "manifest.json").read_text())
+        entry = manifest["models"]["compression_oracle"]
+        version = entry.get("training", {}).get("learned_feature_version")
+        enabled = bool(entry.get("metrics", {}).get("default_enabled", False))
+    except (OSError, ValueError, KeyError, AttributeError) as exc:
+        return None, False, f"manifest unreadable: {exc}"
+    if version is not None and version != LEARNED_FEATURE_VERSION:
+        return None, False, (f"shipped model has learned-feature version {version!r}, "
+                             f"this package computes {LEARNED_FEATURE_VERSION}")
+    return model, enabled, "ok"
+
+
+def evaluate_pcaps(
+    paths: list[Path],
+    *,
+    rates_mbps: tuple[float, ...] = (5, 20, 100),
+    seed: int = 0,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Compression decisions on the IP packets of real captures, net of decision time.
+
+    Each capture (classic pcap or pcapng; Ethernet, Linux cooked SLL/SLL2,
+    raw IP or BSD loopback link types) is read with dpkt
+    (`oxidize_ml.evaluation.pcapfile`); the packet given to the oracles and
+    the codec is the IP packet, as a tunnel sees it (frames without one,
+    e.g. ARP, are counted and left out). Packets are measured in capture
+    order with `measure_stream` (header compression sees the flows), at most
+    `MAX_PCAP_PACKETS` over all files.
+
+    Oracles: ``heuristic`` (`HeuristicCompressionOracle`), ``learned`` (the
+    shipped model as a `oxidize_ml.compression.RateBucketOracle` told each
+    link rate, as the engine does when it knows the rate; None when no
+    compatible model ships), ``default`` (what the engine runs by default:
+    the learned one only if its manifest says ``default_enabled``),
+    ``always_lz4``, ``always_zstd``, ``never``.
+
+    Score per oracle and rate: **net share**, the share of the hindsight
+    optimum's gain over never compressing that the oracle realises with its
+    own measured per-packet decision time charged as sender CPU
+    (`score_method`'s ``utility_share_net``); None when no gain is possible.
+
+    Parameters
+    ----------
+    paths : list of Path
+        Capture files, evaluated as one stream in the given order.
+    rates_mbps : tuple of float
+        Link rates, Mbit/s.
+    seed : int
+        Recorded for reproducibility: the evaluation itself draws no random
+        numbers (packets are taken in capture order); timings vary run to run.
+    progress : bool
+        Show a progress bar while measuring.
+
+    Returns
+    -------
+    dict
+        ``summary``: ``{"oracles": {NAME: {"net_share": {"5": x, "20": x,
+        "100": x}}}, "rohc_only_non_udp": N}`` (N: RohcOnly decisions of the
+        heuristic, learned and default oracles on packets that are not
+        IPv4/IPv6 + UDP, summed); ``captures``, ``packets``, ``per_rate``
+        (every `MethodScore`), ``costs``, ``decision_us``, ``notes``.
+
+    Raises
+    ------
+    ValueError
+        No paths, bad rates, or an unreadable/truncated/unsupported capture
+        (the message names the file).
+    """
+    from oxidize_ml.compression.adaptive import RateBucketOracle
+    from oxidize_ml.compression.features import header_kind
+    from oxidize_ml.compression.learned import LearnedCompressionOracle
+    from oxidize_ml.evaluation.pcapfile import read_ip_packets
+
+    t0 = time.perf_counter()
+    check_int("seed", seed)
+    if isinstance(paths, str | Path) or not paths:
+        raise ValueError("paths must be a non-empty list of capture files")
+    rates = tuple(float(check_number("rates_mbps", r)) for r in rates_mbps)
+    if not rates or min(rates) <= 0.0:
+        raise ValueError(f"rates_mbps must be non-empty and > 0, got {list(rates_mbps)}")
+
+    packets: list[bytes] = []
+    captures = []
+    for p in paths:
+        got, stats = read_ip_packets(Path(p), max_packets=MAX_PCAP_PACKETS - len(packets))
+        packets.extend(got)
+        captures.append(stats.to_dict())
+    if not packets:
+        raise ValueError(f"no IP packets in {[str(p) for p in paths]}")
+    kinds = [header_kind(pkt[:64], len(pkt)).name for pkt in packets]
+    categories = [_HEADER_CATEGORY[k] for k in kinds]
+    udp = np.array([k in ("RTP", "UDP") for k in kinds])
+
+    bar: Any = None
+    if progress:
+        from rich.progress import Progress
+
+        bar = Progress(transient=True)
+        bar.start()
+        task = bar.add_task("measuring packets", total=len(packets))
+
+        def report(done: int, total: int, label: str) -> None:
+            bar.update(task, completed=done)
+    try:
+        meas = measure_packets(packets, categories, progress=report if bar else None)
+    finally:
+        if bar is not None:
+            bar.stop()
+
+    model, default_enabled, why = _shipped_learned()
+    learned: RateBucketOracle | None = None
+    if model is not None:
+        learned = RateBucketOracle(LearnedCompressionOracle(model, link_rate_bps=rates[0] * 1e6))
+    heuristic = HeuristicCompressionOracle()
+    col = _COL
+    per_rate: list[dict[str, Any]] = []
+    summary: dict[str, dict[str, dict[str, float | None]]] = {
+        name: {"net_share": {}} for name in PCAP_ORACLES
+    }
+    decision_us: dict[str, dict[str, float]] = {name: {} for name in PCAP_ORACLES}
+    rohc_non_udp: dict[str, int] = {}
+    h_cols = np.array([col[heuristic.decide(pkt)] for pkt in packets])
+    h_time = time_decisions(heuristic.decide, packets)
+    rohc_col = col[MlCompressionDecision.RohcOnly]
+    rohc_non_udp["heuristic"] = int(((h_cols == rohc_col) & ~udp).sum())
+    for rate in rates:
+        key = f"{rate:g}"
+        model_cost = CompressionCostModel(link_rate_bps=rate * 1e6)
+        chosen: dict[str, tuple[np.ndarray | None, float]] = {
+            "heuristic": (h_cols, h_time),
+            **{name: (np.full(len(packets), col[d]), 0.0) for name, d in _FIXED.items()},
+        }
+        if learned is not None:
+            learned.set_link_rate_bps(rate * 1e6)
+            l_cols = np.array([col[learned.decide(pkt)] for pkt in packets])
+            chosen["learned"] = (l_cols, time_decisions(learned.decide, packets))
+            rohc_non_udp[f"learned@{key}"] = int(((l_cols == rohc_col) & ~udp).sum())
+        else:
+            chosen["learned"] = (None, 0.0)
+        chosen["default"] = chosen["learned"] if default_enabled else chosen["heuristic"]
+        row: dict[str, Any] = {"rate_mbps": rate}
+        for name in PCAP_ORACLES:
+            cols, dsec = chosen[name]
+            if cols is None:
+                summary[name]["net_share"][key] = None
+                continue
+            score = score_method(name, cols, meas, model_cost, dsec)
+            share = score.utility_share_net
+            summary[name]["net_share"][key] = share if math.isfinite(share) else None
+            decision_us[name][key] = dsec * 1e6
+            row[name] = score.to_dict()
+        row["hindsight_mix"] = {
+            d.name: float((meas.hindsight(model_cost) == j).mean()) for d, j in col.items()
+        }
+        per_rate.append(row)
+    mid = CompressionCostModel(link_rate_bps=rates[len(rates) // 2] * 1e6)
+    costs = {
+        "heuristic": _cost("heuristic", h_cols, meas, h_time).to_dict(),
+        "hindsight_at_middle_rate": _cost(HINDSIGHT, meas.hindsight(mid), meas, 0.0).to_dict(),
+    }
+    default_name = "learned" if default_enabled else "heuristic"
+    rohc_total = rohc_non_udp["heuristic"] + sum(
+        v for k, v in rohc_non_udp.items() if k.startswith("learned@")
+    ) * (2 if default_enabled else 1)
+    return {
+        "summary": {
+            "oracles": {name: {"net_share": dict(summary[name]["net_share"])}
+                        for name in PCAP_ORACLES},
+            "rohc_only_non_udp": int(rohc_total),
+        },
+        "seed": seed,
+        "rates_mbps": list(rates),
+        "captures": captures,
+        "packets": {"evaluated": len(packets), "max": MAX_PCAP_PACKETS,
+                    "per_kind": {c: categories.count(c) for c in sorted(set(categories))},
+                    "bytes": int(sum(len(p) for p in packets))},
+        "default_oracle": default_name,
+        "learned_model": "loaded" if learned is not None else why,
+        "rohc_only_non_udp_per_oracle": rohc_non_udp,
+        "decision_us": decision_us,
+        "per_rate": per_rate,
+        "costs": costs,
+        "wall_s": time.perf_counter() - t0,
+        "notes": (
+            "net share = (U(oracle) - decision time - U(never)) / (U(hindsight) - U(never)), "
+            "utilities from measured frame sizes and encode/decode times (RohcOnly measured "
+            "on the flows in capture order); timings vary run to run on a shared machine"
+        ),
+    }
