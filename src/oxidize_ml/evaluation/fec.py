@@ -904,8 +904,10 @@ def run(
     def scaled_ratio(c: np.ndarray) -> Callable[[float], np.ndarray]:
         return lambda s: ratio_to_repair(np.minimum(0.9, s * c), k)
 
-    curves = [curve_of(name, lambda s, p=p: table(np.minimum(1.0, s * p)))
-              for name, p in preds.items()]
+    def scaled_p(p: np.ndarray) -> Callable[[float], np.ndarray]:
+        return lambda s: table(np.minimum(1.0, s * p))
+
+    curves = [curve_of(name, scaled_p(p)) for name, p in preds.items()]
     curves.append(curve_of(HINDSIGHT, lambda s: table(np.minimum(1.0, s * labels))))
     curves.append(curve_of("fixed", scaled_ratio(np.full(labels.size, FIXED_RATIO))))
     curves.append(curve_of("webrtc", scaled_ratio(web)))
@@ -994,3 +996,411 @@ def plot(result: FecEvalResult, out_dir: str | Path) -> list[Path]:
     ax.legend(fontsize=8, loc="upper right")
     plots.tidy(fig, top_in=0.55, bottom_in=0.55, wspace=0.25)
     return [plots.save_figure(fig, out / "fec-overhead-residual.png")]
+
+
+# ---------------------------------------------------------------- any user's traces
+
+TRACE_WINDOWS = 3
+"""windows per trace in `evaluate_fec_traces`: runs start at 0, 1/3 and 2/3 of the
+trace (the trace repeats at its end), so one trace gives several different starts"""
+MAX_TRACES = 1000
+"""bound on the traces of one `evaluate_fec_traces` call"""
+MAX_RTTS = 10
+"""bound on the RTTs of one call"""
+MAX_DURATION_S = 3600.0
+"""bound on one run's simulated seconds (the per-run rows are kept in memory)"""
+BOOTSTRAP_ROUNDS = 1000
+"""paired block-bootstrap replicates (blocks = runs) for the confidence intervals"""
+BURST = "burst"
+"""name of the burst-aware predictor"""
+LSTM = "lstm"
+"""name of the shipped LSTM predictor"""
+
+_BURST_PRICES: tuple[float, ...] = tuple(float(x) for x in np.geomspace(1e-5, 0.2, 48))
+"""repair prices swept for the burst policy's residual-vs-overhead curve"""
+
+
+def engine_default_loss_predictor() -> str:
+    """Name of the loss predictor `MlEngine()` uses with its default configuration."""
+    from oxidize_ml.engine import EngineConfig, MlEngine
+
+    engine = MlEngine(EngineConfig(collect_training=False))
+    return str(engine.stats().loss_predictor.policy)
+
+
+def shipped_lstm_factory() -> tuple[PredictorFactory | None, str]:
+    """A factory of the shipped LSTM (fresh state per run), or None and why not."""
+    from oxidize_ml.congestion.actions import CwndLimits
+    from oxidize_ml.congestion.state import StateConfig
+    from oxidize_ml.models import default_model_dir, load_policies
+
+    directory = default_model_dir()
+    if directory is None:
+        return None, "no shipped models"
+    loaded = load_policies(Path(directory), backend="numpy", limits=CwndLimits(),
+                           state_config=StateConfig(), seed=0)
+    if loaded.loss is None:
+        return None, str(loaded.status.get("loss_predictor", "not loaded"))
+    lstm = loaded.loss
+    return (lambda: lstm.fork()), "loaded"
+
+
+def _trace_runs(
+    paths: Sequence[Path], *, rtts_s: Sequence[float], duration_s: float, n_windows: int,
+    controllers: Sequence[str], seed: int, progress: ProgressFn | None,
+) -> list[LossRun]:
+    """Simulate every (trace, window, RTT, controller); features as the sender sees them."""
+    from oxidize_ml.evaluation.splits import EVAL_SEED_BASE
+    from oxidize_ml.loss.sender_view import SenderView
+    from oxidize_ml.sim import BufferSpec, scenario_from_trace, simulate
+    from oxidize_ml.sim.links import TraceLink
+
+    links = []
+    for p in paths:
+        try:
+            links.append(TraceLink(str(p)))
+        except ValueError as exc:
+            msg = str(exc)
+            raise ValueError(msg if str(p) in msg else f"trace {str(p)!r}: {msg}") from None
+        except OSError as exc:
+            raise ValueError(f"trace {str(p)!r} cannot be read: {exc}") from None
+    total = len(paths) * n_windows * len(rtts_s) * len(controllers)
+    base = EVAL_SEED_BASE + SEED_STRIDE * seed
+    out: list[LossRun] = []
+    i = 0
+    for p, link in zip(paths, links, strict=True):
+        period_s = link.period_s
+        for w in range(n_windows):
+            start_s = w * period_s / n_windows
+            for rtt in rtts_s:
+                sc = scenario_from_trace(p, link=link, start_s=start_s, rtt_s=rtt,
+                                         buffer=BufferSpec(bdp=TRACE_BUFFER_BDP),
+                                         duration_s=duration_s)
+                for ctrl in controllers:
+                    view = SenderView()
+                    times: list[float] = []
+                    feats: list[NetworkFeatures] = []
+
+                    def hook(now: float, flow: int, f: NetworkFeatures, _thr: float,
+                             _cwnd: int, _t: list[float] = times,
+                             _f: list[NetworkFeatures] = feats, _v: SenderView = view) -> None:
+                        if flow == 0:
+                            _t.append(now)
+                            _f.append(_v.view(f))
+
+                    s = base + i
+                    i += 1
+                    simulate(sc, ctrl, seed=s, duration_s=duration_s, record_series=False,
+                             on_interval=hook)
+                    t = np.asarray(times, dtype=np.float64)
+                    lr = np.fromiter((f.loss_rate for f in feats), dtype=np.float64,
+                                     count=len(feats))
+                    name = f"{p.name}@{start_s:.0f}s/rtt{rtt * 1000:.0f}"
+                    out.append(LossRun(name, ctrl, s, True, t, tuple(feats),
+                                       horizon_labels(t, lr)))
+                    if progress is not None:
+                        progress(i, total, f"{name} / {ctrl}")
+    return out
+
+
+def _run_stats(labels: np.ndarray, repair: np.ndarray, k: int) -> np.ndarray:
+    """Per-run sums for pooled FEC points: ``[3]`` = (rows, sum r, sum residual)."""
+    if labels.size == 0:
+        return np.zeros(3)
+    res = expected_residual(labels, repair, k)
+    return np.array([float(labels.size), float(repair.sum()), float(res.sum())])
+
+
+def _point(stats: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(overhead, residual) from summed `_run_stats` rows ``[..., 3]`` -> ``[...]`` each."""
+    n, r, res = stats[..., 0], stats[..., 1], stats[..., 2]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.asarray(r / (k * n + r)), np.asarray(res / n)
+
+
+def _ratio_at(curve_stats: np.ndarray, ref_stats: np.ndarray, k: int) -> np.ndarray:
+    """Residual of a curve at the reference's overhead / the reference's residual.
+
+    ``curve_stats``: ``[..., n_knobs, 3]`` summed over runs; ``ref_stats``:
+    ``[..., 3]``. Vectorised over leading (bootstrap) axes.
+    """
+    ov_c, res_c = _point(curve_stats, k)
+    ov_r, res_r = _point(ref_stats, k)
+    ov = np.atleast_2d(ov_c)
+    res = np.atleast_2d(res_c)
+    ref_ov = np.atleast_1d(ov_r)
+    ref_res = np.atleast_1d(res_r)
+    out = np.full(ref_ov.shape, math.nan)
+    for b in range(ref_ov.size):
+        o, q = ov[b], res[b]
+        order = np.argsort(o, kind="stable")
+        val = interpolate_at(o[order], q[order], float(ref_ov[b]))
+        if math.isfinite(val) and ref_res[b] > 0.0:
+            out[b] = val / ref_res[b]
+    return out
+
+
+def evaluate_fec_traces(
+    trace_paths: list[Path],
+    *,
+    rtt_ms: tuple[float, ...] = (40.0, 100.0),
+    duration_s: float = 30.0,
+    seed: int = 0,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Loss prediction and FEC on any Mahimahi traces: the EWMA, the LSTM, the burst model.
+
+    Every trace is run in `TRACE_WINDOWS` windows (starting at 0, 1/3 and 2/3
+    of it) at every RTT in ``rtt_ms`` with CUBIC and BBR, 2-BDP drop-tail
+    buffer; every 10-ms observation is turned into the sender's view
+    (`oxidize_ml.loss.sender_view.SenderView`) and fed to each predictor the
+    engine's way (``learn_one`` then ``predict_one``). Labels, PR-AUC, Brier
+    and FEC residual/overhead follow the module docstring.
+
+    Predictors: ``ewma`` (the heuristic; FEC by the binomial `FecPolicy`),
+    ``lstm`` (the shipped model, same policy; absent with a note when it
+    cannot be loaded), ``burst`` (`oxidize_ml.loss.burst.BurstLossPredictor`
+    with `oxidize_ml.loss.fec.BurstFecPolicy`, its repair price swept for the
+    curve) and ``burst_binomial`` (the burst predictor through `FecPolicy`).
+    ``residual_ratio_vs_ewma`` is a predictor's residual loss interpolated on
+    its curve at the overhead the EWMA spends by default, divided by the
+    EWMA's residual there. Confidence intervals: paired block bootstrap over
+    runs (`BOOTSTRAP_ROUNDS`, 95 %).
+
+    Returns
+    -------
+    dict
+        ``"summary"``: ``{"default": NAME, "predictors": {NAME: {"pr_auc",
+        "brier", "residual_ratio_vs_ewma"}}}`` pooled over every run; also
+        ``"per_rtt"``, ``"ci"``, ``"curves"``, ``"operating_points"``,
+        ``"runs"``, ``"notes"``, ``"config"``.
+
+    Raises
+    ------
+    ValueError
+        No trace, a trace that is missing or unreadable (the message names
+        the file), an RTT or duration out of range, or runs too short to
+        label (a label needs 100 ms after the observation).
+    """
+    from oxidize_ml.evaluation.bootstrap import bootstrap_indices
+    from oxidize_ml.loss.burst import BurstLossPredictor
+    from oxidize_ml.loss.fec import BurstFecConfig, BurstFecPolicy
+
+    t0 = time.perf_counter()
+    if isinstance(trace_paths, str | Path) or not isinstance(trace_paths, Sequence):
+        raise TypeError("trace_paths must be a list of paths")
+    paths = [Path(p) for p in trace_paths]
+    if not paths:
+        raise ValueError("trace_paths needs at least one Mahimahi trace file")
+    if len(paths) > MAX_TRACES:
+        raise ValueError(f"trace_paths: at most {MAX_TRACES} traces, got {len(paths)}")
+    if isinstance(rtt_ms, str) or not isinstance(rtt_ms, Sequence) or not rtt_ms:
+        raise ValueError(f"rtt_ms must be a non-empty tuple of milliseconds, got {rtt_ms!r}")
+    if len(rtt_ms) > MAX_RTTS:
+        raise ValueError(f"rtt_ms: at most {MAX_RTTS} values, got {len(rtt_ms)}")
+    rtts = []
+    for i, r in enumerate(rtt_ms):
+        v = check_number(f"rtt_ms[{i}]", r, hi=10_000.0)
+        if v <= 0.0:
+            raise ValueError(f"rtt_ms[{i}] must be > 0, got {r!r}")
+        rtts.append(v)
+    dur = check_number("duration_s", duration_s, hi=MAX_DURATION_S)
+    if dur < 2.0 * HORIZON_END_S:
+        raise ValueError(f"duration_s must be >= {2.0 * HORIZON_END_S} s (a label needs "
+                         f"{HORIZON_END_S} s after the observation), got {duration_s!r}")
+    check_int("seed", seed)
+
+    bar = _rich_progress(progress)
+    notes: list[str] = []
+    with bar as prog:
+        cb = None
+        if prog is not None:
+            task = prog.add_task("FEC: simulating", total=len(paths) * TRACE_WINDOWS
+                                 * len(rtts) * len(CONTROLLERS))
+
+            def cb(done: int, total: int, label: str) -> None:
+                prog.update(task, completed=done, description=f"FEC: {label}")
+
+        runs = _trace_runs(paths, rtts_s=[r / 1000.0 for r in rtts], duration_s=dur,
+                           n_windows=TRACE_WINDOWS, controllers=CONTROLLERS, seed=seed,
+                           progress=cb)
+        factories: dict[str, PredictorFactory] = {HEURISTIC: EwmaLossPredictor}
+        lstm_factory, why = shipped_lstm_factory()
+        if lstm_factory is not None:
+            factories[LSTM] = lstm_factory
+        else:
+            notes.append(f"the shipped LSTM was not evaluated: {why}")
+        factories[BURST] = BurstLossPredictor
+        preds: dict[str, list[np.ndarray]] = {n: [] for n in factories}
+        if prog is not None:
+            ptask = prog.add_task("FEC: predicting", total=len(runs))
+        for run_ in runs:
+            rows = run_.valid
+            for name, f in factories.items():
+                preds[name].append(predict_run(f, run_, name=name)[rows])
+            if prog is not None:
+                prog.advance(ptask)
+
+    labels = [r.labels[r.valid] for r in runs]
+    if sum(x.size for x in labels) == 0:
+        raise ValueError("no labelled intervals: runs too short for the 100-ms horizon")
+    cfg = FecConfig()
+    k = cfg.k_data_packets
+    table = _RepairTable(FecPolicy(cfg))
+    from oxidize_ml.loss.burst_weights import REPAIR_PRICE, SEVERITY
+
+    burst_policies = [BurstFecPolicy(BurstFecConfig(SEVERITY, price, k_data_packets=k))
+                      for price in _BURST_PRICES]
+    default_burst = BurstFecPolicy(BurstFecConfig(SEVERITY, REPAIR_PRICE, k_data_packets=k))
+
+    def burst_repair(policy: BurstFecPolicy, p: np.ndarray) -> np.ndarray:
+        uq, inv = np.unique(p, return_inverse=True)
+        vals = np.fromiter((policy.repair_packets(float(x)) for x in uq), dtype=np.float64,
+                           count=uq.size)
+        return vals[inv]
+
+    n_runs = len(runs)
+    # Per run: default operating point and curve sums [n_runs, n_knobs, 3].
+    op: dict[str, np.ndarray] = {}
+    curves: dict[str, np.ndarray] = {}
+    for name in factories:
+        op[name] = np.stack([_run_stats(y, table(p), k) for y, p in zip(labels, preds[name],
+                                                                       strict=True)])
+        curves[name] = np.stack([np.stack([_run_stats(y, table(np.minimum(1.0, s * p)), k)
+                                           for s in SCALES])
+                                 for y, p in zip(labels, preds[name], strict=True)])
+    # The burst model with its own policy: the combination this evaluation ships.
+    bp = preds[BURST]
+    op[BURST + "_policy"] = np.stack([_run_stats(y, burst_repair(default_burst, p), k)
+                                      for y, p in zip(labels, bp, strict=True)])
+    curves[BURST + "_policy"] = np.stack([
+        np.stack([_run_stats(y, burst_repair(pol, p), k) for pol in burst_policies])
+        for y, p in zip(labels, bp, strict=True)])
+    curves[HINDSIGHT] = np.stack([np.stack([_run_stats(y, table(np.minimum(1.0, s * y)), k)
+                                            for s in SCALES]) for y in labels])
+    curves["fixed"] = np.stack([np.stack([_run_stats(
+        y, ratio_to_repair(np.full(y.size, min(0.9, s * FIXED_RATIO)), k), k)
+        for s in SCALES]) for y in labels])
+    web = [webrtc_rates(r)[r.valid] for r in runs]
+    curves["webrtc"] = np.stack([np.stack([_run_stats(
+        y, ratio_to_repair(np.minimum(0.9, s * w), k), k) for s in SCALES])
+        for y, w in zip(labels, web, strict=True)])
+    op["none"] = np.stack([_run_stats(y, np.zeros(y.size), k) for y in labels])
+
+    # Which curve stands for each predictor in the summary: the burst model is judged
+    # with its own FEC policy (the pair is the design); the others with the table.
+    judged = {name: name for name in factories}
+    judged[BURST] = BURST + "_policy"
+    rtt_of = np.array([round(float(r.scenario.rsplit("rtt", 1)[1])) for r in runs])
+
+    def scores(mask: np.ndarray) -> dict[str, dict[str, float]]:
+        y = np.concatenate([labels[i] for i in np.flatnonzero(mask)])
+        out: dict[str, dict[str, float]] = {}
+        ref = op[HEURISTIC][mask].sum(axis=0)
+        for name in factories:
+            p = np.concatenate([preds[name][i] for i in np.flatnonzero(mask)])
+            ratio = _ratio_at(curves[judged[name]][mask].sum(axis=0)[None], ref[None], k)[0]
+            out[name] = {"pr_auc": pr_auc(y > 0.0, p), "brier": brier(p, y),
+                         "residual_ratio_vs_ewma": 1.0 if name == HEURISTIC else float(ratio)}
+        out[HEURISTIC]["residual_ratio_vs_ewma"] = 1.0 if _point(ref, k)[1] > 0 else math.nan
+        out[BURST + "_binomial"] = {
+            "pr_auc": out[BURST]["pr_auc"], "brier": out[BURST]["brier"],
+            "residual_ratio_vs_ewma": float(_ratio_at(curves[BURST][mask].sum(axis=0)[None],
+                                                      ref[None], k)[0])}
+        out[HINDSIGHT] = {"residual_ratio_vs_ewma": float(_ratio_at(
+            curves[HINDSIGHT][mask].sum(axis=0)[None], ref[None], k)[0])}
+        return out
+
+    everything = np.ones(n_runs, dtype=bool)
+    pooled = scores(everything)
+    per_rtt = {f"{r:g}": scores(rtt_of == round(r)) for r in rtts}
+
+    # Paired block bootstrap over runs: ratio of each predictor's residual at the
+    # EWMA's overhead to the EWMA's, and PR-AUC gain over the EWMA.
+    rng = np.random.default_rng([seed, 11])
+    idx = bootstrap_indices(n_runs, BOOTSTRAP_ROUNDS, rng)
+    counts = np.stack([np.bincount(row, minlength=n_runs) for row in idx]).astype(np.float64)
+    ref_b = counts @ op[HEURISTIC]  # [B, 3]
+    ci: dict[str, Any] = {}
+    for name in factories:
+        if name == HEURISTIC:
+            continue
+        cs = np.einsum("br,rkc->bkc", counts, curves[judged[name]])
+        ratios = _ratio_at(cs, ref_b, k)
+        ok = ratios[np.isfinite(ratios)]
+        gains = []
+        for row in idx[: min(200, BOOTSTRAP_ROUNDS)]:
+            y = np.concatenate([labels[i] for i in row])
+            if not (y > 0).any():
+                continue
+            gains.append(pr_auc(y > 0, np.concatenate([preds[name][i] for i in row]))
+                         - pr_auc(y > 0, np.concatenate([preds[HEURISTIC][i] for i in row])))
+        ci[name] = {
+            "residual_ratio_vs_ewma": _pct_interval(ok),
+            "p_ratio_below_1": float((ok < 1.0).mean()) if ok.size else math.nan,
+            "pr_auc_gain": _pct_interval(np.asarray(gains)),
+        }
+
+    def curve_dict(name: str, knobs: Sequence[float]) -> dict[str, Any]:
+        ov, res = _point(curves[name].sum(axis=0), k)
+        return {"knobs": list(knobs), "overhead": [_num(float(x)) for x in ov],
+                "residual": [_num(float(x)) for x in res]}
+
+    curve_out = {name: curve_dict(name, SCALES) for name in factories}
+    curve_out[BURST + "_policy"] = curve_dict(BURST + "_policy", _BURST_PRICES)
+    for name in (HINDSIGHT, "fixed", "webrtc"):
+        curve_out[name] = curve_dict(name, SCALES)
+    op_out = {}
+    for name, st in op.items():
+        o, q = _point(st.sum(axis=0), k)
+        op_out[name] = {"overhead": _num(float(o)), "residual": _num(float(q))}
+    default = engine_default_loss_predictor()
+    summary_preds = {name: {m: _num(v) for m, v in pooled[name].items()}
+                     for name in factories}
+    if default not in summary_preds:
+        notes.append(f"the engine's default loss predictor {default!r} is not among the "
+                     "evaluated ones")
+    return {
+        "summary": {"default": default, "predictors": summary_preds},
+        "pooled": _json_nested(pooled),
+        "per_rtt": _json_nested(per_rtt),
+        "ci": _json_nested(ci),
+        "curves": curve_out,
+        "operating_points": op_out,
+        "runs": [{"scenario": r.scenario, "controller": r.controller, "seed": r.seed,
+                  "n": int(r.valid.sum()),
+                  "mean_loss": _num(float(r.labels[r.valid].mean()) if r.valid.any()
+                                    else math.nan)} for r in runs],
+        "config": {"traces": [str(p) for p in paths], "rtt_ms": rtts, "duration_s": dur,
+                   "seed": seed, "windows_per_trace": TRACE_WINDOWS,
+                   "controllers": list(CONTROLLERS), "k_data_packets": k,
+                   "buffer_bdp": TRACE_BUFFER_BDP, "bootstrap_rounds": BOOTSTRAP_ROUNDS},
+        "notes": notes,
+        "wall_s": time.perf_counter() - t0,
+    }
+
+
+def _pct_interval(x: np.ndarray) -> list[float | None]:
+    if x.size < 2:
+        return [None, None]
+    lo, hi = np.percentile(x, [2.5, 97.5])
+    return [_num(float(lo)), _num(float(hi))]
+
+
+def _json_nested(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _json_nested(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_json_nested(v) for v in obj]
+    return _num(obj)
+
+
+def _rich_progress(enabled: bool) -> Any:
+    import contextlib
+
+    if not enabled:
+        return contextlib.nullcontext(None)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    transient=True)

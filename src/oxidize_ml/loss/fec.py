@@ -29,6 +29,7 @@ repair than this table gives, which evaluations should measure with
 
 from __future__ import annotations
 
+import itertools
 import math
 from bisect import bisect_left
 from dataclasses import asdict, dataclass
@@ -296,3 +297,154 @@ class FecPolicy:
 
     def __repr__(self) -> str:
         return f"FecPolicy({self.config})"
+
+
+# ---------------------------------------------------------------- burst-aware policy
+
+
+@dataclass(frozen=True, slots=True)
+class BurstFecConfig:
+    """Hyperparameters of `BurstFecPolicy`."""
+
+    severity: tuple[float, ...]
+    """per-packet loss rates of a lossy window (quantiles, ascending, in (0, 1]):
+    `oxidize_ml.loss.burst.BurstLossConfig.severity`"""
+    repair_price: float
+    """residual loss one repair packet per block must save, in expectation, to be
+    sent, > 0: the knob that sets the overhead (fitted so the default spends what
+    the EWMA with `FecPolicy` spends on the training split)"""
+    k_data_packets: int = 10
+    """data packets per block, >= 1 (as `FecConfig`)"""
+    max_redundancy_ratio: float = 0.5
+    """cap on r / (k + r), in (0, 1) (as `FecConfig`)"""
+
+    def __post_init__(self) -> None:
+        s = tuple(self.severity)
+        if not 1 <= len(s) <= 256:
+            raise ValueError(f"severity must have 1-256 quantiles, got {len(s)}")
+        for i, x in enumerate(s):
+            if check_number(f"severity[{i}]", x, hi=1.0) <= 0.0:
+                raise ValueError(f"severity[{i}] must be in (0, 1], got {x!r}")
+        object.__setattr__(self, "severity", tuple(float(x) for x in s))
+        if check_number("repair_price", self.repair_price) <= 0.0:
+            raise ValueError(f"repair_price must be > 0, got {self.repair_price!r}")
+        k = check_int("k_data_packets", self.k_data_packets, lo=1)
+        if k >= MAX_BLOCK_PACKETS:
+            raise ValueError(f"k_data_packets must be < {MAX_BLOCK_PACKETS}, got {k}")
+        m = check_number("max_redundancy_ratio", self.max_redundancy_ratio, hi=1.0)
+        if not 0.0 < m < 1.0 or _max_repair(k, m) < 1:
+            raise ValueError(f"max_redundancy_ratio must be in (0, 1) and allow one repair "
+                             f"packet for k_data_packets={k}, got {self.max_redundancy_ratio!r}")
+
+    @property
+    def mean_severity(self) -> float:
+        return math.fsum(self.severity) / len(self.severity)
+
+
+class BurstFecPolicy:
+    """Redundancy from P(the block loses) and the burst-severity distribution.
+
+    The binomial table (`FecPolicy`) spreads a predicted per-packet rate ``p``
+    evenly over every block. Cellular loss does not look like that: a block
+    is either clean or inside an episode that loses 10-25 % of its packets,
+    and one or two repair packets do nothing against a burst longer than
+    them. With q = P(the block is in an episode) and S the severity
+    distribution, r repair packets save, in expectation,
+
+        q G(r),   G(r) = E_S[R(S; k, 0) - R(S; k, r)]      (`residual_loss`)
+
+    and the policy sends the r maximising ``q G(r) - repair_price r``. The
+    maximiser is a step function of q whose steps are the vertices of the
+    upper concave hull of (r, G(r)): from q_j = price (r_j - r_i) / (G(r_j) -
+    G(r_i)) upward the next vertex r_j wins, so small r that do not pay
+    (inside the hull) are skipped: the policy jumps straight to a block
+    that survives a typical burst. Computed once; `decide` is a bisect.
+
+    ``decide(p)`` takes the predictor's per-packet loss ``p`` (the engine's
+    interface) and reads q = min(1, p / mean severity), which is exact for
+    `oxidize_ml.loss.burst.BurstLossPredictor` (its p is q x mean severity).
+    """
+
+    __slots__ = ("_gains", "_k", "_mean_sev", "_memo_d", "_memo_p", "_q_thresholds", "_r_max",
+                 "_r_steps", "config")
+
+    def __init__(self, config: BurstFecConfig) -> None:
+        if not isinstance(config, BurstFecConfig):
+            raise TypeError(f"config must be a BurstFecConfig, got {type(config).__name__}")
+        self.config = config
+        k = config.k_data_packets
+        self._k = k
+        self._r_max = _max_repair(k, config.max_redundancy_ratio)
+        sev = config.severity
+        base = [residual_loss(s, 0, k) for s in sev]
+        gains = []
+        for r in range(self._r_max + 1):
+            gains.append(math.fsum(b - residual_loss(s, r, k) for s, b in zip(sev, base,
+                                                                               strict=True))
+                         / len(sev))
+        self._gains = tuple(gains)
+        # Upper concave hull of (r, G(r)) from r = 0 (G is nondecreasing in r).
+        hull = [0]
+        for r in range(1, self._r_max + 1):
+            if gains[r] <= gains[hull[-1]]:
+                continue
+            while len(hull) >= 2:
+                a, b = hull[-2], hull[-1]
+                # b is under the chord a -> r: drop it
+                if (gains[b] - gains[a]) * (r - a) <= (gains[r] - gains[a]) * (b - a):
+                    hull.pop()
+                else:
+                    break
+            hull.append(r)
+        price = config.repair_price
+        thresholds, steps = [], [0]
+        for a, b in itertools.pairwise(hull):
+            thresholds.append(price * (b - a) / (gains[b] - gains[a]))
+            steps.append(b)
+        self._q_thresholds = tuple(thresholds)
+        self._r_steps = tuple(steps)
+        self._mean_sev = config.mean_severity
+        self._memo_p = -1.0
+        self._memo_d = FecDecision(0.0, 0.0, False)
+
+    @property
+    def r_max(self) -> int:
+        return self._r_max
+
+    @property
+    def gains(self) -> tuple[float, ...]:
+        """G(r) for r = 0..r_max: expected residual saved per lossy block"""
+        return self._gains
+
+    def table(self) -> tuple[tuple[float, int], ...]:
+        """(q threshold, r) steps: r applies from its threshold up to the next one."""
+        return ((0.0, 0), *zip(self._q_thresholds, self._r_steps[1:], strict=True))
+
+    def repair_for_block_probability(self, q: float) -> int:
+        """r for block-loss probability ``q`` in [0, 1]."""
+        if not 0.0 <= q <= 1.0:
+            raise ValueError(f"q must be a probability in [0, 1], got {q!r}")
+        # bisect_right: at exactly a threshold the two choices tie; take the larger r.
+        i = bisect_left(self._q_thresholds, q)
+        if i < len(self._q_thresholds) and self._q_thresholds[i] == q:
+            i += 1
+        return self._r_steps[i]
+
+    def repair_packets(self, p: float) -> int:
+        """r for per-packet loss ``p`` in [0, 1] (q = min(1, p / mean severity))."""
+        if not 0.0 <= p <= 1.0:  # also rejects NaN
+            raise ValueError(f"p must be a probability in [0, 1], got {p!r}")
+        return self.repair_for_block_probability(min(1.0, p / self._mean_sev))
+
+    def decide(self, p: float) -> FecDecision:
+        """The FEC decision for predicted per-packet loss ``p`` in [0, 1]."""
+        if p == self._memo_p:
+            return self._memo_d
+        r = self.repair_packets(p)
+        d = FecDecision(float(p), r / (self._k + r), r > 0)
+        self._memo_p = p
+        self._memo_d = d
+        return d
+
+    def __repr__(self) -> str:
+        return f"BurstFecPolicy(steps={self.table()})"

@@ -1,0 +1,455 @@
+"""Burst-aware loss predictor: P(loss in the next block) and how much, from the sender's view.
+
+Loss on cellular links comes in episodes (drop-tail overflow when capacity
+collapses, CUBIC's sawtooth, BBR's probing), and an episode loses a large
+share of the packets it touches (10-25 % per 10-ms interval on the training
+traces), so what FEC needs is *whether* the next window is in an episode and
+*how bad* episodes are, not a smoothed loss rate (the EWMA ranks windows at
+ROC-AUC 0.58-0.63 on the same data).
+
+Inputs (`BurstFeatures`): built only from the sequence of `NetworkFeatures`
+passed to ``learn_one`` and the caller's ``now``, so training (which runs the
+same class over simulator observations) and serving compute them identically
+by construction, and the engine passes nothing new. The fields read are
+``rtt_us`` (smoothed RTT), ``rtt_var_us``, ``bandwidth_bps`` and
+``loss_rate``; ``buffer_occupancy`` is ignored (the simulator's is the true
+queue fill, a sender's an estimate: the queue signals below are rebuilt from
+the RTT, as `oxidize_ml.loss.sender_view.SenderView` does). One call per
+10-ms decision interval (the windows below are counted in calls).
+
+============================  ==================================================
+feature                       definition
+============================  ==================================================
+time since loss (one-hot)     ``now`` minus the last interval with loss, in
+                              `TSL_EDGES_S` buckets (piecewise-constant hazard)
+episode phase (one-hot)       time since loss / EWMA of the gap between loss
+                              episodes, `PHASE_EDGES` buckets (periodic loss:
+                              CUBIC's sawtooth), plus "no gap seen yet"
+sqrt fast / slow loss         sqrt of EWMAs of loss_rate, weights 0.3 and 0.02
+episodes in 2 s               log1p(count of loss episodes that started in the
+                              last `EPISODE_WINDOW_S`)
+burst severity                EWMA (0.3) of loss_rate over lossy intervals
+queue vs loss queue           (srtt - min srtt) / the same at recent losses
+                              (EWMA 0.3), capped at 3: how close the queue is
+                              to where it overflowed
+no loss yet                   1 before the first loss
+RTT gradient                  (srtt - srtt 5 intervals ago) / min srtt, +-3
+delivery-rate trend           log(bandwidth / bandwidth 10 intervals ago)
+jitter ratio                  rtt_var / srtt, capped at 3
+queue share                   (srtt - min srtt) / srtt (the sender's estimate)
+queue vs max                  queue delay / its decaying maximum (x0.999/call)
+loss last / previous RTT      sqrt mean loss_rate over the last RTT's intervals
+                              and the RTT before (RTT = min srtt, 1-30 calls)
+long-RTT interactions         when min srtt > `LONG_RTT_US`: its own time-since-
+                              loss buckets, bias, fast loss and queue ratio
+                              (feedback is one RTT late there; loss dynamics
+                              differ)
+============================  ==================================================
+
+Model: logistic regression on these features for q = P(label > 0) (fitted by
+`oxidize_ml.training.loss_burst` on the training split only, weights in
+`oxidize_ml.loss.burst_weights`), and a burst-severity distribution
+(quantiles of the label given label > 0 on the same data). ``predict_one``
+returns the expected per-packet loss ``q x mean severity``, a per-packet loss
+probability like every predictor's; `BurstLossPredictor.block_loss_probability`
+and ``severity`` give the two parts to `oxidize_ml.loss.fec.BurstFecPolicy`.
+
+Cost: pure Python, no numpy on the hot path; the one-hot groups index the
+weights directly, so one step is ~25 multiply-adds.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from bisect import bisect_left
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from oxidize_ml._validate import check_number
+from oxidize_ml.features import NetworkFeatures
+
+FEATURE_VERSION = 2
+"""version of the `BurstFeatures` layout; weights of another version are refused"""
+
+TSL_EDGES_S: tuple[float, ...] = (0.005, 0.015, 0.035, 0.075, 0.15, 0.3, 0.6, 1.2, 2.5, 5.0)
+"""time-since-loss bucket edges, seconds (log-spaced: the hazard changes fastest early)"""
+PHASE_EDGES: tuple[float, ...] = (0.25, 0.5, 0.75, 0.9, 1.1, 1.5, 2.0, 3.0)
+"""episode-phase bucket edges (time since loss / typical gap between episodes)"""
+FAST_ALPHA = 0.3
+"""weight of the newest loss rate in the fast EWMA (3 intervals)"""
+SLOW_ALPHA = 0.02
+"""weight of the newest loss rate in the slow EWMA (50 intervals, 0.5 s)"""
+EVENT_ALPHA = 0.3
+"""weight of the newest value in the per-episode EWMAs (gap, severity, loss queue)"""
+EPISODE_WINDOW_S = 2.0
+"""window of the episode count, seconds"""
+MIN_GAP_S = 0.02
+"""two lossy intervals closer than this are one episode for the gap estimate"""
+RTT_LAG = 5
+"""intervals back for the RTT gradient"""
+RATE_LAG = 10
+"""intervals back for the delivery-rate trend"""
+QUEUE_MAX_DECAY = 0.999
+"""per-call decay of the queue-delay maximum (half-life ~7 s at 10 ms calls)"""
+LOSS_HISTORY = 30
+"""intervals of loss rate kept for the last-RTT / previous-RTT means (300 ms)"""
+MSS_BYTES = 1500.0
+"""packet size assumed to turn the delivery rate into packets (the simulator's)"""
+LONG_RTT_US = 70_000.0
+"""min srtt above which the long-RTT interaction features switch on, microseconds"""
+
+N_TSL = len(TSL_EDGES_S) + 1
+N_PHASE = len(PHASE_EDGES) + 2
+DENSE_NAMES: tuple[str, ...] = (
+    "sqrt_fast_loss", "sqrt_slow_loss", "log_episodes", "burst_severity", "queue_vs_loss_queue",
+    "no_loss_yet", "rtt_gradient", "delivery_rate_trend", "jitter_ratio", "queue_share",
+    "queue_vs_max", "sqrt_loss_last_rtt", "sqrt_loss_prev_rtt", "inflight_vs_loss",
+    "cwnd_vs_loss", "log_bdp_ratio", "cwnd_growth",
+)
+N_DENSE = len(DENSE_NAMES)
+LONG_DENSE: tuple[int, ...] = (0, 4, 13)
+"""dense features that also get a long-RTT copy: fast loss, queue vs loss queue, inflight
+vs loss inflight (copying all of them fitted the training traces better and the
+validation traces no better)"""
+LONG_NAMES: tuple[str, ...] = ("long_rtt", *(f"long_rtt_x_{DENSE_NAMES[i]}" for i in LONG_DENSE))
+
+OFF_TSL = 1
+OFF_PHASE = OFF_TSL + N_TSL
+OFF_DENSE = OFF_PHASE + N_PHASE
+OFF_TSL_LONG = OFF_DENSE + N_DENSE
+OFF_LONG = OFF_TSL_LONG + N_TSL
+N_WEIGHTS = OFF_LONG + len(LONG_NAMES)
+"""length of the weight vector: bias, one-hots, dense features, long-RTT group"""
+
+
+def feature_names() -> tuple[str, ...]:
+    """Names of the `BurstFeatures.vector` entries, in order (for reports and fits)."""
+    tsl = [f"tsl<{e:g}s" for e in TSL_EDGES_S] + [f"tsl>={TSL_EDGES_S[-1]:g}s"]
+    ph = [f"phase<{e:g}" for e in PHASE_EDGES] + [f"phase>={PHASE_EDGES[-1]:g}", "phase_none"]
+    return ("bias", *tsl, *ph, *DENSE_NAMES, *(f"long_rtt_x_{n}" for n in tsl), *LONG_NAMES)
+
+
+class BurstFeatures:
+    """Online features of one connection (see the module table). Not thread-safe."""
+
+    __slots__ = (
+        "_bw_hist", "_cwnd_hist", "_episodes", "_fast", "_gap", "_last_loss", "_loss_cwnd",
+        "_loss_hist", "_loss_inflight", "_loss_queue",
+        "_min_rtt", "_prev_lossy", "_queue_max", "_rtt_hist", "_severity", "_slow", "dense",
+        "long_rtt", "phase_bucket", "tsl_bucket",
+    )
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the connection."""
+        self._min_rtt = math.inf
+        self._last_loss: float | None = None
+        self._gap: float | None = None
+        self._loss_queue: float | None = None
+        self._loss_inflight: float | None = None
+        self._loss_cwnd: float | None = None
+        self._severity = 0.0
+        self._fast = 0.0
+        self._slow = 0.0
+        self._prev_lossy = False
+        self._queue_max = 0.0
+        # Bounded histories: memory stays constant over a connection.
+        self._episodes: deque[float] = deque(maxlen=1024)
+        self._rtt_hist: deque[float] = deque(maxlen=RTT_LAG + 1)
+        self._bw_hist: deque[float] = deque(maxlen=RATE_LAG + 1)
+        self._loss_hist: deque[float] = deque(maxlen=LOSS_HISTORY)
+        self._cwnd_hist: deque[float] = deque(maxlen=RTT_LAG + 1)
+        self.tsl_bucket = N_TSL - 1
+        self.phase_bucket = N_PHASE - 1
+        self.long_rtt = 0.0
+        self.dense = [0.0] * N_DENSE
+
+    def update(self, f: NetworkFeatures, now: float) -> None:
+        """Advance by one interval's observation at time ``now`` (seconds)."""
+        srtt = f.rtt_us
+        lr = f.loss_rate
+        bw = f.bandwidth_bps
+        if 0.0 < srtt < self._min_rtt:
+            self._min_rtt = srtt
+        mn = self._min_rtt
+        has_rtt = mn < math.inf
+        qd = srtt - mn if has_rtt else 0.0
+        if lr > 0.0:
+            if not self._prev_lossy:  # a new episode starts
+                last = self._last_loss
+                if last is not None and now - last > MIN_GAP_S:
+                    g = now - last
+                    self._gap = g if self._gap is None else EVENT_ALPHA * g + (1 - EVENT_ALPHA) * self._gap
+                self._episodes.append(now)
+            self._last_loss = now
+            lq = self._loss_queue
+            self._loss_queue = qd if lq is None else EVENT_ALPHA * qd + (1 - EVENT_ALPHA) * lq
+            li = self._loss_inflight
+            self._loss_inflight = (f.inflight if li is None
+                                   else EVENT_ALPHA * f.inflight + (1 - EVENT_ALPHA) * li)
+            lc = self._loss_cwnd
+            self._loss_cwnd = (f.cwnd if lc is None
+                               else EVENT_ALPHA * f.cwnd + (1 - EVENT_ALPHA) * lc)
+            self._severity = (lr if self._severity == 0.0
+                              else EVENT_ALPHA * lr + (1 - EVENT_ALPHA) * self._severity)
+        self._prev_lossy = lr > 0.0
+        self._fast = FAST_ALPHA * lr + (1 - FAST_ALPHA) * self._fast
+        self._slow = SLOW_ALPHA * lr + (1 - SLOW_ALPHA) * self._slow
+        eps = self._episodes
+        while eps and now - eps[0] > EPISODE_WINDOW_S:
+            eps.popleft()
+        self._rtt_hist.append(srtt)
+        self._bw_hist.append(bw)
+        self._loss_hist.append(lr)
+        self._cwnd_hist.append(f.cwnd)
+        last = self._last_loss
+        tsl = now - last if last is not None else math.inf
+        self.tsl_bucket = bisect_left(TSL_EDGES_S, tsl) if tsl < math.inf else N_TSL - 1
+        # bisect_left puts a value equal to an edge below it; buckets are [e_i, e_i+1).
+        if tsl < math.inf and self.tsl_bucket < N_TSL - 1 and tsl == TSL_EDGES_S[self.tsl_bucket]:
+            self.tsl_bucket += 1
+        gap = self._gap
+        if gap is not None and last is not None:
+            ph = tsl / gap
+            b = bisect_left(PHASE_EDGES, ph)
+            if b < len(PHASE_EDGES) and ph == PHASE_EDGES[b]:
+                b += 1
+            self.phase_bucket = b
+        else:
+            self.phase_bucket = N_PHASE - 1
+        lq = self._loss_queue
+        q_rel = min(3.0, qd / lq) if (lq is not None and lq > 0.0) else 0.0
+        r0 = self._rtt_hist[0]
+        grad = max(-3.0, min(3.0, (srtt - r0) / mn)) if has_rtt else 0.0
+        b0 = self._bw_hist[0]
+        trend = math.log(bw / b0) if (bw > 0.0 and b0 > 0.0) else 0.0
+        self._queue_max = max(self._queue_max * QUEUE_MAX_DECAY, qd)
+        qm = self._queue_max
+        n_rtt = max(1, int(min(float(LOSS_HISTORY), mn / 10_000.0))) if has_rtt else 1
+        hist = self._loss_hist
+        n_h = len(hist)
+        if n_h >= n_rtt:
+            last_rtt = sum(hist[i] for i in range(n_h - n_rtt, n_h)) / n_rtt
+        else:
+            last_rtt = sum(hist) / n_rtt
+        if n_h > n_rtt:
+            lo = max(0, n_h - 2 * n_rtt)
+            prev_rtt = sum(hist[i] for i in range(lo, n_h - n_rtt)) / n_rtt
+        else:
+            prev_rtt = 0.0
+        d = self.dense
+        d[0] = math.sqrt(self._fast)
+        d[1] = math.sqrt(self._slow)
+        d[2] = math.log1p(len(eps))
+        d[3] = self._severity
+        d[4] = q_rel
+        d[5] = 1.0 if last is None else 0.0
+        d[6] = grad
+        d[7] = max(-5.0, min(5.0, trend))
+        d[8] = min(3.0, f.rtt_var_us / srtt) if srtt > 0.0 else 0.0
+        d[9] = qd / srtt if srtt > 0.0 else 0.0
+        d[10] = qd / qm if qm > 0.0 else 0.0
+        d[11] = math.sqrt(last_rtt)
+        d[12] = math.sqrt(prev_rtt)
+        li = self._loss_inflight
+        d[13] = min(3.0, f.inflight / li) if (li is not None and li > 0.0) else 0.0
+        lc = self._loss_cwnd
+        d[14] = min(3.0, f.cwnd / lc) if (lc is not None and lc > 0.0) else 0.0
+        # packets in flight over the path's BDP in packets (delivery rate x min RTT)
+        bdp = bw * mn * 1e-6 / (8.0 * MSS_BYTES) if has_rtt else 0.0
+        d[15] = max(-3.0, min(3.0, math.log(f.inflight / bdp))) if (bdp > 0.0 and f.inflight > 0.0) else 0.0
+        c0 = self._cwnd_hist[0]
+        d[16] = max(-3.0, min(3.0, math.log(f.cwnd / c0))) if (c0 > 0.0 and f.cwnd > 0.0) else 0.0
+        self.long_rtt = 1.0 if (has_rtt and mn > LONG_RTT_US) else 0.0
+
+    def vector(self) -> list[float]:
+        """The full feature vector (`feature_names` order) of the latest update."""
+        v = [0.0] * N_WEIGHTS
+        v[0] = 1.0
+        v[OFF_TSL + self.tsl_bucket] = 1.0
+        v[OFF_PHASE + self.phase_bucket] = 1.0
+        v[OFF_DENSE:OFF_DENSE + N_DENSE] = self.dense
+        h = self.long_rtt
+        if h:
+            v[OFF_TSL_LONG + self.tsl_bucket] = 1.0
+            v[OFF_LONG] = 1.0
+            for j, i in enumerate(LONG_DENSE):
+                v[OFF_LONG + 1 + j] = self.dense[i]
+        return v
+
+
+@dataclass(frozen=True, slots=True)
+class BurstLossConfig:
+    """Fitted parameters of `BurstLossPredictor` (see `oxidize_ml.training.loss_burst`)."""
+
+    weights: tuple[float, ...]
+    """logistic-regression weights, `N_WEIGHTS` long, `feature_names` order"""
+    severity: tuple[float, ...]
+    """quantiles of the per-packet loss rate of a window given it has loss, ascending,
+    each in (0, 1]: the burst-severity distribution FEC is sized against"""
+    feature_version: int = FEATURE_VERSION
+    """`FEATURE_VERSION` the weights were fitted for"""
+
+    def __post_init__(self) -> None:
+        if self.feature_version != FEATURE_VERSION:
+            raise ValueError(f"feature_version must be {FEATURE_VERSION} (this package's "
+                             f"burst features), got {self.feature_version!r}")
+        w = tuple(self.weights)
+        if len(w) != N_WEIGHTS:
+            raise ValueError(f"weights must have {N_WEIGHTS} entries, got {len(w)}")
+        for i, x in enumerate(w):
+            check_number(f"weights[{i}]", x, lo=None)
+        s = tuple(self.severity)
+        if not 1 <= len(s) <= 256:
+            raise ValueError(f"severity must have 1-256 quantiles, got {len(s)}")
+        for i, x in enumerate(s):
+            if check_number(f"severity[{i}]", x, hi=1.0) <= 0.0:
+                raise ValueError(f"severity[{i}] must be in (0, 1], got {x!r}")
+        if any(b < a for a, b in itertools.pairwise(s)):
+            raise ValueError("severity quantiles must be ascending")
+        object.__setattr__(self, "weights", tuple(float(x) for x in w))
+        object.__setattr__(self, "severity", tuple(float(x) for x in s))
+
+    @property
+    def mean_severity(self) -> float:
+        """mean per-packet loss rate of a lossy window"""
+        return math.fsum(self.severity) / len(self.severity)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"weights": list(self.weights), "severity": list(self.severity),
+                "feature_version": self.feature_version}
+
+    @classmethod
+    def default(cls) -> BurstLossConfig:
+        """The shipped fit (`oxidize_ml.loss.burst_weights`)."""
+        from oxidize_ml.loss import burst_weights
+
+        return cls(burst_weights.WEIGHTS, burst_weights.SEVERITY, burst_weights.FEATURE_VERSION)
+
+
+class BurstLossPredictor:
+    """``NetworkFeatures`` -> expected per-packet loss 50-100 ms ahead, burst-aware.
+
+    A ``Policy[NetworkFeatures, float]`` like `oxidize_ml.loss.EwmaLossPredictor`:
+    ``learn_one`` advances the features and stores the prediction,
+    ``predict_one`` returns it (0.0 before the first ``learn_one``).
+
+    Parameters
+    ----------
+    config
+        Fitted weights and severity quantiles; None: `BurstLossConfig.default`.
+    """
+
+    name = "burst"
+    is_learned = False
+    """fitted offline but fixed: a heuristic in the engine's sense (no model file, no
+    online learning), swapped like the EWMA"""
+
+    __slots__ = ("_feat", "_last_now", "_mean_sev", "_n_updates", "_p", "_q", "_w",
+                 "_w_dense", "_w_long", "config")
+
+    def __init__(self, config: BurstLossConfig | None = None) -> None:
+        cfg = BurstLossConfig.default() if config is None else config
+        if not isinstance(cfg, BurstLossConfig):
+            raise TypeError(f"config must be a BurstLossConfig, got {type(cfg).__name__}")
+        self.config = cfg
+        self._w = cfg.weights
+        self._w_dense = cfg.weights[OFF_DENSE:OFF_DENSE + N_DENSE]
+        self._w_long = tuple(zip(cfg.weights[OFF_LONG + 1:OFF_LONG + 1 + len(LONG_DENSE)],
+                                 LONG_DENSE, strict=True))
+        self._mean_sev = cfg.mean_severity
+        self._feat = BurstFeatures()
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the connection."""
+        self._feat.reset()
+        self._q = 0.0
+        self._p = 0.0
+        self._last_now: float | None = None
+        self._n_updates = 0
+
+    def clone(self) -> BurstLossPredictor:
+        """A fresh predictor with the same config and no state."""
+        return BurstLossPredictor(self.config)
+
+    def fork(self) -> BurstLossPredictor:
+        """Same as `clone` (the learned predictors' name)."""
+        return self.clone()
+
+    @property
+    def n_updates(self) -> int:
+        return self._n_updates
+
+    @property
+    def features(self) -> BurstFeatures:
+        """the online features (read-only use: tests and the trainer)"""
+        return self._feat
+
+    @property
+    def block_loss_probability(self) -> float:
+        """q: probability that the window 50-100 ms ahead loses any packet"""
+        return self._q
+
+    @property
+    def severity(self) -> tuple[float, ...]:
+        """burst-severity quantiles: per-packet loss rate of a window given it loses"""
+        return self.config.severity
+
+    def learn_one(self, features: NetworkFeatures, feedback: float, *, now: float) -> None:
+        """Advance by one interval's observation; ``feedback`` is checked (it is
+        ``features.loss_rate``, which the features already read)."""
+        if not isinstance(features, NetworkFeatures):
+            raise TypeError(f"features must be NetworkFeatures, got {type(features).__name__}")
+        if not (type(feedback) is float and 0.0 <= feedback <= 1.0):
+            check_number("feedback", feedback, hi=1.0)
+        if type(now) is not float or not -math.inf < now < math.inf:
+            now = check_number("now", now, lo=None)
+        last = self._last_now
+        if last is not None and now < last:
+            raise ValueError(f"now must not go backwards: got {now!r} after {last!r}")
+        ft = self._feat
+        ft.update(features, now)
+        w = self._w
+        z = w[0] + w[OFF_TSL + ft.tsl_bucket] + w[OFF_PHASE + ft.phase_bucket]
+        d = ft.dense
+        wd = self._w_dense
+        for i in range(N_DENSE):
+            z += wd[i] * d[i]
+        if ft.long_rtt:
+            z += w[OFF_TSL_LONG + ft.tsl_bucket] + w[OFF_LONG]
+            for wi, di in self._w_long:
+                z += wi * d[di]
+        # Overflow-safe logistic.
+        q = 1.0 / (1.0 + math.exp(-z)) if z >= 0.0 else math.exp(z) / (1.0 + math.exp(z))
+        self._q = q
+        self._p = min(1.0, q * self._mean_sev)
+        self._last_now = now
+        self._n_updates += 1
+
+    def predict_one(self, features: NetworkFeatures, *, now: float) -> float:
+        """Expected per-packet loss in (now + 50 ms, now + 100 ms]: q x mean severity."""
+        return self._p
+
+    def __repr__(self) -> str:
+        return f"BurstLossPredictor(q={self._q:.4g}, p={self._p:.4g}, n_updates={self._n_updates})"
+
+
+def logistic(z: float) -> float:
+    """Overflow-safe 1 / (1 + exp(-z))."""
+    return 1.0 / (1.0 + math.exp(-z)) if z >= 0.0 else math.exp(z) / (1.0 + math.exp(z))
+
+
+__all__ = [
+    "FEATURE_VERSION",
+    "N_WEIGHTS",
+    "BurstFeatures",
+    "BurstLossConfig",
+    "BurstLossPredictor",
+    "feature_names",
+    "logistic",
+]
