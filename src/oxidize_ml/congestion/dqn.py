@@ -452,7 +452,8 @@ class DqnCwndPolicy:
         if online is not None and not isinstance(online, OnlineConfig):
             raise TypeError(f"online must be an OnlineConfig or None, got {type(online).__name__}")
         self.state_config = state_config
-        self.seed = seed
+        self._seed: int | None = seed
+        self._seed_parts: tuple[int, int] | None = None
         self.fallback = fallback
         self.nonfinite_fallbacks = 0
         """decisions answered by `fallback` (or Maintain) because the Q-values were NaN/inf"""
@@ -503,7 +504,7 @@ class DqnCwndPolicy:
 
     def _init_connection_state(self) -> None:
         self._encoder = CongestionStateEncoder(self.state_config)
-        self._rng = np.random.default_rng(self.seed)
+        self._rng: np.random.Generator | None = None  # made on first use: greedy never draws
         self._state: np.ndarray | None = None
         self._reward = 0.0
         self._last_state: np.ndarray | None = None
@@ -551,8 +552,11 @@ class DqnCwndPolicy:
             self._eps = eps = self._schedule(next(lr.decisions))
         else:
             eps = self._epsilon_const
-        if eps > 0.0 and self._rng.random() < eps:
-            k = int(self._rng.integers(N_ACTIONS))
+        rng = self._rng
+        if eps > 0.0 and rng is None:
+            rng = self._rng = np.random.default_rng(self.seed)
+        if eps > 0.0 and rng is not None and rng.random() < eps:
+            k = int(rng.integers(N_ACTIONS))
         else:
             try:
                 q = self._model.forward(state)
@@ -571,6 +575,17 @@ class DqnCwndPolicy:
         return _ACTIONS[k]
 
     # ------------------------------------------------------------------ extras
+    @property
+    def seed(self) -> int:
+        """Seed of the exploration RNG (a fork's is derived from its parent's seed and
+        the fork's index, so forks explore independently but reproducibly)."""
+        s = self._seed
+        if s is None:
+            assert self._seed_parts is not None
+            s = int(np.random.SeedSequence(list(self._seed_parts)).generate_state(1)[0])
+            self._seed = s
+        return s
+
     @property
     def epsilon(self) -> float:
         """Exploration rate of the latest decision (0.0 when greedy)."""
@@ -617,7 +632,10 @@ class DqnCwndPolicy:
         new.nonfinite_fallbacks = 0
         self._forks += 1
         new._forks = 0
-        new.seed = int(np.random.SeedSequence([self.seed, self._forks]).generate_state(1)[0])
+        # Derived on first use (`seed`): a greedy fork never needs it, and deriving
+        # costs ~10 us of the per-connection fork budget.
+        new._seed = None
+        new._seed_parts = (self.seed, self._forks)
         new._epsilon_const = self._epsilon_const
         new._learner = self._learner
         new._model = self._model.fork()

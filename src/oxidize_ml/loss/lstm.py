@@ -128,7 +128,17 @@ class LstmLossPredictor:
         (`LstmLossModel.fork`: two [H] vectors and the step buffers, a few
         hundred bytes), a fresh fallback EWMA and the counters.
         """
-        return LstmLossPredictor(self._model.fork(), fallback=self._fallback.clone())
+        # Built field by field: a fork per connection skips the constructor's
+        # checks and the reset of state that is already fresh.
+        new = object.__new__(LstmLossPredictor)
+        new._model = model = self._model.fork()
+        new._step = model.step
+        new._fallback = self._fallback.clone()
+        new._p = 0.0
+        new._last_now = None
+        new._n_updates = 0
+        new.nonfinite_fallbacks = 0
+        return new
 
     @property
     def fallback(self) -> EwmaLossPredictor:

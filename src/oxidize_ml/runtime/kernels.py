@@ -23,6 +23,7 @@ load time, into one matrix ``w [F + H, 4H]`` multiplied by the concatenation
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,6 +31,18 @@ from dataclasses import dataclass
 import numpy as np
 
 F32 = np.float32
+
+
+@functools.lru_cache(maxsize=64)
+def shared_constant(n: int, value: float) -> np.ndarray:  # -> read-only [n]
+    """A read-only float32 vector of ``value``, one per (n, value) for the whole process.
+
+    Scratch sets take their constant operands from here, so a model fork
+    (one per connection) allocates only the buffers it writes.
+    """
+    a = np.full(n, value, dtype=F32)
+    a.flags.writeable = False
+    return a
 
 
 def sigmoid(z: np.ndarray, out: np.ndarray) -> np.ndarray:  # [...] -> [...]
@@ -95,10 +108,12 @@ class LstmScratch:
 
     @classmethod
     def allocate(cls, n_features: int, hidden: int) -> LstmScratch:
-        xh = np.zeros(n_features + hidden, dtype=F32)
-        gates = np.zeros(4 * hidden, dtype=F32)
-        half = np.full(3 * hidden, 0.5, dtype=F32)
-        half.flags.writeable = False
+        # One allocation for everything written (a fork per connection pays only
+        # this); the read-only 0.5 operand is shared by all instances.
+        buf = np.zeros(n_features + 5 * hidden, dtype=F32)
+        xh = buf[: n_features + hidden]
+        gates = buf[n_features + hidden :]
+        half = shared_constant(3 * hidden, 0.5)
         h = hidden
         return cls(
             xh=xh,
@@ -225,20 +240,24 @@ class MlpScratch:
     @classmethod
     def allocate(cls, widths: Sequence[int]) -> MlpScratch:
         """``widths`` = ``[n_in, hidden..., n_out]``."""
-        x_aug = np.ones(widths[0] + 1, dtype=F32)
-        hidden_aug = tuple(np.ones(n + 1, dtype=F32) for n in widths[1:-1])
-        zeros = []
-        for n in widths[1:-1]:
-            z = np.zeros(n + 1, dtype=F32)
-            z.flags.writeable = False
-            zeros.append(z)
+        # One allocation for everything written, sliced into contiguous
+        # segments (a fork per connection pays only this); the read-only zeros
+        # operands are shared by all instances.
+        sizes = [widths[0] + 1, *(n + 1 for n in widths[1:-1]), widths[-1]]
+        buf = np.ones(sum(sizes), dtype=F32)
+        parts = []
+        start = 0
+        for n in sizes:
+            parts.append(buf[start : start + n])
+            start += n
+        x_aug, hidden_aug, out = parts[0], tuple(parts[1:-1]), parts[-1]
         return cls(
             x_aug=x_aug,
             x_in=x_aug[: widths[0]],
             hidden_aug=hidden_aug,
             hidden_out=tuple(h[:-1] for h in hidden_aug),
-            zeros=tuple(zeros),
-            out=np.zeros(widths[-1], dtype=F32),
+            zeros=tuple(shared_constant(n + 1, 0.0) for n in widths[1:-1]),
+            out=out,
         )
 
 
