@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import gzip
+import itertools
 import random
 import struct
 import zlib
 
 import pytest
 
+from oxidize_ml.compression.packet import parse_ip
 from oxidize_ml.evaluation.corpus import (
     CATEGORIES,
     FILE_CATEGORIES,
@@ -96,12 +98,20 @@ def test_generated_categories_have_their_formats():
             assert p.data[:3] == b"\x17\x03\x03"
             assert struct.unpack(">H", p.data[3:5])[0] == len(p.data) - 5
         elif p.category == "rtp":
-            assert p.data[0] == 0x80 and (p.data[1] & 0x7F) in (0, 96, 111)
+            # whole IP packets (IPv4 for audio, IPv6 for video) carrying UDP + RTP
+            info = parse_ip(p.data)
+            assert info.udp and info.rtp, p.source
+            r = info.ip_header_bytes + 8
+            assert p.data[r] == 0x80 and (p.data[r + 1] & 0x7F) in (0, 96, 111)
+            assert len(p.data) <= MAX_PACKET_BYTES
         elif p.category == "html":
             assert b"<" in p.data
-    # PCMU packets: 12-byte header + 160 samples
+    # PCMU packets: IPv4 (20) + UDP (8) + RTP (12) + 160 samples
     pcmu = [p for p in corpus if p.source == "generated:rtp-pt0"]
-    assert pcmu and all(len(p.data) == 172 for p in pcmu)
+    assert pcmu and all(len(p.data) == 200 for p in pcmu)
+    # sequence numbers of a flow advance by one, in order (header compression sees flows)
+    seqs = [struct.unpack(">H", p.data[30:32])[0] for p in pcmu]
+    assert all((b - a) % 65536 == 1 for a, b in itertools.pairwise(seqs))
 
 
 def test_sizes_bounded_and_bimodal():
