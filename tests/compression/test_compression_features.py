@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import random
 from collections import Counter
 
 import numpy as np
@@ -39,6 +40,7 @@ from oxidize_ml.compression.features import (
     magic_kind,
     sample_view,
 )
+from oxidize_ml.compression.packet import parse_ip
 
 
 def test_schema_is_versioned_and_vector_matches_names() -> None:
@@ -236,3 +238,30 @@ def test_features_validate_fields() -> None:
         CompressionFeatures(**{**fields, "magic": 1})
     with pytest.raises(ValueError, match="sample_bytes"):
         CompressionFeatures(**{**fields, "sample_bytes": 500})
+
+
+def _kind_from_parse(data: bytes) -> HeaderKind:
+    info = parse_ip(data)
+    if not info.version:
+        return HeaderKind.NONE
+    if info.udp and info.ip_header_bytes in (20, 40):
+        return HeaderKind.RTP if info.rtp else HeaderKind.UDP
+    return HeaderKind.IPV4 if info.version == 4 else HeaderKind.IPV6
+
+
+def test_inlined_header_kind_agrees_with_parse_ip() -> None:
+    rng = random.Random(11)
+    seeds = [udp_ipv4_rtp(random_bytes(60)), udp_ipv6(random_bytes(100)),
+             udp_ipv6(rtp_packet(bytes(40))), tcp_ipv4(bytes(80)), rtp_packet(bytes(50))]
+    checked = 0
+    for _ in range(20_000):
+        pkt = bytearray(rng.choice(seeds))
+        for _ in range(rng.randrange(0, 3)):
+            i = rng.randrange(min(len(pkt), 64))
+            pkt[i] = rng.randrange(256) if rng.random() < 0.5 else pkt[i] ^ (1 << rng.randrange(8))
+        if rng.random() < 0.2:
+            pkt = pkt[: rng.randrange(len(pkt) + 1)]
+        data = bytes(pkt)
+        assert header_kind(data[:HEAD_BYTES], len(data)) is _kind_from_parse(data), data[:64]
+        checked += 1
+    assert checked == 20_000

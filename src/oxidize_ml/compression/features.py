@@ -80,7 +80,7 @@ from enum import IntEnum
 import numpy as np
 
 from oxidize_ml._validate import check_int, check_number
-from oxidize_ml.compression.packet import parse_ip_head
+from oxidize_ml.compression.packet import RTP_PAYLOAD_TYPES
 
 COMPRESSION_FEATURE_VERSION = 2
 
@@ -225,6 +225,11 @@ def magic_kind(head: bytes) -> tuple[MagicKind, str]:
     return MagicKind.NONE, ""
 
 
+_NONE, _RTP, _IPV4, _IPV6, _UDP = (
+    HeaderKind.NONE, HeaderKind.RTP, HeaderKind.IPV4, HeaderKind.IPV6, HeaderKind.UDP,
+)
+
+
 def header_kind(head: bytes | bytearray, size: int) -> HeaderKind:
     """Classify an IP packet from its first bytes (`HEAD_BYTES`) and its length.
 
@@ -245,13 +250,43 @@ def header_kind(head: bytes | bytearray, size: int) -> HeaderKind:
         (TCP, ICMP, fragments, options, extension headers); ``NONE``: not
         an IP packet.
     """
-    info = parse_ip_head(head, size)
-    version = info.version
-    if not version:
-        return HeaderKind.NONE
-    if info.udp and info.ip_header_bytes in (20, 40):
-        return HeaderKind.RTP if info.rtp else HeaderKind.UDP
-    return HeaderKind.IPV4 if version == 4 else HeaderKind.IPV6
+    # The rules of `oxidize_ml.compression.packet.parse_ip_head`, inlined (this
+    # runs on the per-packet path of both oracles); a test checks they agree.
+    h = len(head)
+    if size < 20 or h < 20:
+        return _NONE
+    b0 = head[0]
+    if b0 == 0x45:  # IPv4 without options: UDP at 20
+        if (head[2] << 8 | head[3]) != size:
+            return _NONE
+        if head[9] != 17 or (head[6] & 0x3F) or head[7]:
+            return _IPV4
+        off = 20
+        other = _IPV4
+    elif 0x46 <= b0 <= 0x4F:  # IPv4 with options: never header-compressed
+        ihl = (b0 & 0x0F) * 4
+        return _IPV4 if ihl <= size and (head[2] << 8 | head[3]) == size else _NONE
+    elif b0 >> 4 == 6:
+        if h < 40 or (head[4] << 8 | head[5]) != size - 40:
+            return _NONE
+        if head[6] != 17:
+            return _IPV6
+        off = 40
+        other = _IPV6
+    else:
+        return _NONE
+    if h < off + 8 or (head[off + 4] << 8 | head[off + 5]) != size - off:
+        return other
+    r = off + 8
+    if size >= r + 12 and h >= r + 2:
+        c0 = head[r]
+        if (
+            0x80 <= c0 <= 0xBF
+            and (head[r + 1] & 0x7F) in RTP_PAYLOAD_TYPES
+            and size >= r + 12 + 4 * (c0 & 0x0F)
+        ):
+            return _RTP
+    return _UDP
 
 
 def sample_view(data: bytes | bytearray) -> bytes | bytearray:
