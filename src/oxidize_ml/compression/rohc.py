@@ -79,7 +79,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from oxidize_ml._validate import check_int
-from oxidize_ml.compression.packet import parse_ip
+from oxidize_ml.compression.features import HeaderKind, header_kind
 
 MAX_CIDS: Final = 256
 """CIDs are one byte"""
@@ -128,13 +128,24 @@ class _Layout:
         self.hdr_len = hdr_len
 
 
+_LAYOUTS: Final = {
+    (v4, cc): _Layout(v4, 20 if v4 else 40, (28 if v4 else 48) if cc >= 0 else -1,
+                      (28 if v4 else 48) + (12 + 4 * cc if cc >= 0 else 0))
+    for v4 in (True, False)
+    for cc in range(-1, 16)
+}
+"""every layout: (IPv4?, RTP CSRC count or -1 without RTP) -> offsets"""
+
+
 def _layout(packet: bytes) -> _Layout | None:
-    info = parse_ip(packet)
-    if not info.udp or info.ip_header_bytes not in (20, 40):
-        return None
-    off = info.ip_header_bytes
-    rtp = off + 8 if info.rtp else -1
-    return _Layout(info.version == 4, off, rtp, off + 8 + info.rtp_header_bytes)
+    """Offsets of a header-compressible packet (`header_kind` RTP or UDP), else None."""
+    kind = header_kind(packet, len(packet))
+    if kind is HeaderKind.UDP:
+        return _LAYOUTS[(packet[0] == 0x45, -1)]
+    if kind is HeaderKind.RTP:
+        v4 = packet[0] == 0x45
+        return _LAYOUTS[(v4, packet[28 if v4 else 48] & 0x0F)]
+    return None
 
 
 def _static_key(hdr: bytes, lay: _Layout) -> bytes:
