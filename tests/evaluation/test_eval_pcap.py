@@ -138,6 +138,9 @@ def test_evaluate_pcaps_summary(tmp_path: Path) -> None:
     assert res["packets"]["evaluated"] == 100
     assert res["packets"]["per_kind"]["udp_rtp"] == 20
     assert [c["non_ip_frames"] for c in res["captures"]] == [6, 0]
+    for row in res["per_rate"]:
+        lo, hi = row["heuristic"]["net_share_ci95"]
+        assert lo <= row["heuristic"]["utility_share_net"] <= hi
     json.dumps(res, allow_nan=False)  # strict JSON
 
 
