@@ -171,7 +171,7 @@ def test_histories_are_bounded():
     for i in range(10_000):
         ft.update(feats(loss=0.1 if i % 2 else 0.0), 0.01 * (i + 1))
     assert len(ft._episodes) <= 1024
-    assert len(ft._loss_hist) == burst.LOSS_HISTORY
+    assert len(ft._loss_cum) == burst.LOSS_HISTORY + 1
 
 
 def test_doctests():

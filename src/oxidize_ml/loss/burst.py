@@ -136,7 +136,7 @@ class BurstFeatures:
 
     __slots__ = (
         "_bw_hist", "_cwnd_hist", "_episodes", "_fast", "_gap", "_last_loss", "_loss_cwnd",
-        "_loss_hist", "_loss_inflight", "_loss_queue",
+        "_loss_cum", "_loss_inflight", "_loss_queue", "_loss_total", "_n_hist",
         "_min_rtt", "_prev_lossy", "_queue_max", "_rtt_hist", "_severity", "_slow", "dense",
         "long_rtt", "phase_bucket", "tsl_bucket",
     )
@@ -161,7 +161,11 @@ class BurstFeatures:
         self._episodes: deque[float] = deque(maxlen=1024)
         self._rtt_hist: deque[float] = deque(maxlen=RTT_LAG + 1)
         self._bw_hist: deque[float] = deque(maxlen=RATE_LAG + 1)
-        self._loss_hist: deque[float] = deque(maxlen=LOSS_HISTORY)
+        # Cumulative loss-rate sums of the last LOSS_HISTORY intervals (plus the one
+        # before): a window mean is one subtraction instead of a loop.
+        self._loss_total = 0.0
+        self._loss_cum: deque[float] = deque((0.0,), maxlen=LOSS_HISTORY + 1)
+        self._n_hist = 0
         self._cwnd_hist: deque[float] = deque(maxlen=RTT_LAG + 1)
         self.tsl_bucket = N_TSL - 1
         self.phase_bucket = N_PHASE - 1
@@ -204,7 +208,10 @@ class BurstFeatures:
             eps.popleft()
         self._rtt_hist.append(srtt)
         self._bw_hist.append(bw)
-        self._loss_hist.append(lr)
+        self._loss_total += lr
+        self._loss_cum.append(self._loss_total)
+        if self._n_hist < LOSS_HISTORY:
+            self._n_hist += 1
         self._cwnd_hist.append(f.cwnd)
         last = self._last_loss
         tsl = now - last if last is not None else math.inf
@@ -230,15 +237,14 @@ class BurstFeatures:
         self._queue_max = max(self._queue_max * QUEUE_MAX_DECAY, qd)
         qm = self._queue_max
         n_rtt = max(1, int(min(float(LOSS_HISTORY), mn / 10_000.0))) if has_rtt else 1
-        hist = self._loss_hist
-        n_h = len(hist)
-        if n_h >= n_rtt:
-            last_rtt = sum(hist[i] for i in range(n_h - n_rtt, n_h)) / n_rtt
-        else:
-            last_rtt = sum(hist) / n_rtt
+        cum = self._loss_cum
+        n_h = self._n_hist
+        top = cum[-1]
+        # last RTT: the latest min(n_rtt, n_h) intervals; previous RTT: the up to
+        # n_rtt before those that are still in the history; both over n_rtt
+        last_rtt = (top - cum[-1 - min(n_rtt, n_h)]) / n_rtt
         if n_h > n_rtt:
-            lo = max(0, n_h - 2 * n_rtt)
-            prev_rtt = sum(hist[i] for i in range(lo, n_h - n_rtt)) / n_rtt
+            prev_rtt = (cum[-1 - n_rtt] - cum[-1 - min(n_h, 2 * n_rtt)]) / n_rtt
         else:
             prev_rtt = 0.0
         d = self.dense
