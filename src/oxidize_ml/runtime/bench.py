@@ -15,6 +15,7 @@ torch installed: this module never imports torch otherwise.
 
 from __future__ import annotations
 
+import functools
 import timeit
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
@@ -302,8 +303,8 @@ def bench_models(
             (
                 name,
                 number,
-                lambda m=np_mlp, v=xin: m.argmax(v),
-                None if ort_mlp is None else (lambda m=ort_mlp, v=xin: m.argmax(v)),
+                functools.partial(np_mlp.argmax, xin),
+                None if ort_mlp is None else functools.partial(ort_mlp.argmax, xin),
                 _torch_mlp_fn(tensors, cfg, xin) if include_torch else None,
             )
         )
