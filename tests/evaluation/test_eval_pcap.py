@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import random
 import struct
 from pathlib import Path
@@ -141,6 +142,10 @@ def test_evaluate_pcaps_summary(tmp_path: Path) -> None:
     for row in res["per_rate"]:
         lo, hi = row["heuristic"]["net_share_ci95"]
         assert lo <= row["heuristic"]["utility_share_net"] <= hi
+        assert math.isclose(sum(row["heuristic"]["decision_mix"].values()), 1.0)
+        lo, hi = row["heuristic_minus_always_zstd_ci95"]
+        diff = row["heuristic"]["utility_share_net"] - row["always_zstd"]["utility_share_net"]
+        assert lo - 1e-9 <= diff <= hi + 1e-9
     json.dumps(res, allow_nan=False)  # strict JSON
 
 

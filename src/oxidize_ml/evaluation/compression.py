@@ -735,7 +735,10 @@ def evaluate_packets(
 
     Also gives, per oracle and rate, a 95 % percentile interval of the net
     share from a bootstrap over packets (``bootstrap_rounds`` replicates,
-    indices drawn from ``seed``, the same for every oracle).
+    indices drawn from ``seed``, the same for every oracle), paired intervals
+    of the differences learned - heuristic / always_lz4 / always_zstd and
+    heuristic - always_zstd (``<a>_minus_<b>_ci95``), and each oracle's
+    decision mix.
     """
     from oxidize_ml.compression.adaptive import RateBucketOracle
     from oxidize_ml.compression.features import header_kind
@@ -807,6 +810,7 @@ def evaluate_packets(
         util = meas.utilities(model_cost)
         rows = np.arange(len(packets))
         best_gain = util[rows, meas.hindsight(model_cost)] - util[:, _SKIP_COL]
+        net_gains: dict[str, np.ndarray] = {}
         for name in PCAP_ORACLES:
             cols, dsec = chosen[name]
             if cols is None:
@@ -820,6 +824,14 @@ def evaluate_packets(
             net_gain = util[rows, cols] - model_cost.encode_cpu_weight * dsec - util[:, _SKIP_COL]
             lo, hi = paired_ratio_ci(net_gain, best_gain, boot)
             row[name]["net_share_ci95"] = [_num(lo), _num(hi)]
+            row[name]["decision_mix"] = {d.name: float((cols == j).mean()) for d, j in col.items()}
+            net_gains[name] = net_gain
+        # Paired differences of net share (same resampled packets on both sides).
+        for a, b in (("learned", "heuristic"), ("learned", "always_lz4"),
+                     ("learned", "always_zstd"), ("heuristic", "always_zstd")):
+            if a in net_gains and b in net_gains:
+                lo, hi = paired_ratio_ci(net_gains[a] - net_gains[b], best_gain, boot)
+                row[f"{a}_minus_{b}_ci95"] = [_num(lo), _num(hi)]
         row["hindsight_mix"] = {
             d.name: float((meas.hindsight(model_cost) == j).mean()) for d, j in col.items()
         }
