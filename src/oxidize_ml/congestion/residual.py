@@ -7,8 +7,11 @@ agent decides: each decision interval
    the observation and proposes its action ``a_fb``; its window would be
    ``base = apply_action(a_fb, cwnd)``;
 2. the DQN picks one of the six actions ``a`` from a compact, scale-free
-   state (below) and rescales that window: ``target = apply_action(a, base)``
-   (``SlowStart`` is honoured as the table's reset to the initial window);
+   state (below) and rescales that window: ``target = apply_action(a, base)``,
+   kept within [`MIN_SCALE`, `MAX_SCALE`] x the fallback's own target
+   (``SlowStart``, the strongest correction, steers to the floor). The agent
+   acts only while the fallback cruises (PROBE_BW DOWN / CRUISE): its
+   bandwidth discovery (STARTUP, DRAIN, REFILL, UP) and PROBE_RTT are its own;
    The agent decides about once per smoothed RTT (20-200 ms) and its
    correction holds until its next decision;
 3. the policy returns the shared action closest to ``target`` from ``cwnd``
@@ -58,15 +61,21 @@ HISTORY = 3
 _N_PHASES = len(BbrPhase)
 N_INPUTS = 6 + N_ACTIONS + _N_PHASES + N_ACTIONS + 3 * HISTORY
 """size of the agent's state vector"""
+MIN_SCALE = 0.7
+"""corrections never steer the window below this share of the fallback's target"""
+MAX_SCALE = 1.5
+"""nor above this multiple of it"""
 HOLD_MIN_S = 0.02
 """shortest time an agent's correction holds, seconds"""
 HOLD_MAX_S = 0.2
 """longest time an agent's correction holds (about one smoothed RTT in between), seconds"""
-DELAY_WEIGHT = 1.0
+DELAY_WEIGHT = 0.5
 """reward: weight of the queueing share 1 - min_rtt / rtt"""
 LOSS_WEIGHT = 5.0
 """reward: weight of the loss ratio (as `oxidize_ml.congestion.reward`)"""
 _ACTIONS = tuple(DrlAction)
+_AGENT_PHASES = frozenset({BbrPhase.PROBE_BW_DOWN, BbrPhase.PROBE_BW_CRUISE})
+"""fallback phases in which the agent's correction applies (the cruise window)"""
 _PHASE_INDEX = {p: i for i, p in enumerate(BbrPhase)}
 
 
@@ -80,11 +89,27 @@ def residual_reward(util_smoothed: float, queue_share: float, loss: float) -> fl
 class ResidualFeatures:
     """Builds the agent's state from the observation and the fallback (one call per interval)."""
 
-    __slots__ = ("_hist", "_last_t", "_prev_q", "_thr_s", "last_reward", "state")
+    __slots__ = ("_hist", "_last_t", "_prev_q", "_tau", "_thr_s", "last_reward", "state")
+
+    @property
+    def smoothed_throughput_bps(self) -> float:
+        """delivery rate smoothed over about one smoothed RTT (the reward's utilisation)"""
+        return self._thr_s
+
+    @property
+    def tau_s(self) -> float:
+        """time constant of the last smoothing step, seconds"""
+        return self._tau
+
+    @property
+    def queue_share(self) -> float:
+        """1 - min_rtt / rtt at the last update"""
+        return self._prev_q
 
     def __init__(self) -> None:
         self._hist: deque[tuple[float, float, float]] = deque(maxlen=HISTORY)
         self._thr_s = 0.0
+        self._tau = 0.1
         self._last_t: float | None = None
         self._prev_q = 0.0
         self.state = np.zeros(N_INPUTS, dtype=np.float32)
@@ -103,6 +128,7 @@ class ResidualFeatures:
         self._last_t = now
         # EWMA with a time constant of about one smoothed RTT (at least 20 ms)
         tau = max(rtt * 1e-6, 0.02) if rtt > 0.0 else 0.1
+        self._tau = tau
         alpha = 1.0 - math.exp(-dt / tau) if dt > 0.0 else 0.0
         self._thr_s += alpha * (thr - self._thr_s)
         u = min(thr / max_bw, 2.0) if max_bw > 0.0 else 0.0
@@ -190,9 +216,12 @@ class ResidualDqnPolicy:
         fb_action = self._fb_action
         cwnd = obs.cwnd_bytes
         s = self._state
-        if s is None or fb_action is DrlAction.SlowStart:
-            # no observation yet, or the fallback collapses the window (PROBE_RTT,
-            # persistent congestion): not the agent's call
+        if s is None or fb_action is DrlAction.SlowStart or self.fallback.state not in _AGENT_PHASES:
+            # No observation yet, the fallback collapses the window (PROBE_RTT,
+            # persistent congestion), or it is discovering bandwidth (STARTUP, DRAIN,
+            # REFILL, UP): not the agent's call. The fallback's model is fed by the
+            # window; a correction during discovery starves its bandwidth estimate
+            # and the floor below its target would spiral down with it.
             self.last_action = int(DrlAction.Maintain)
             self.decided = False
             return fb_action
@@ -223,11 +252,25 @@ class ResidualDqnPolicy:
         action = _ACTIONS[a]
         if action is DrlAction.Maintain:
             return fb_action
-        if action is DrlAction.SlowStart:
-            return action
         base = apply_action(fb_action, cwnd, self.limits)
-        target = apply_action(action, base, self.limits)
-        return nearest_action(cwnd, float(target), self.limits)
+        fb_target = self.fallback.target_cwnd_bytes
+        if action is DrlAction.SlowStart:
+            # the strongest correction: straight to the floor below the fallback's target
+            if fb_target <= 0.0:
+                return fb_action
+            target = MIN_SCALE * fb_target
+        else:
+            target = float(apply_action(action, base, self.limits))
+        if fb_target > 0.0:
+            # Corrections stay within [MIN_SCALE, MAX_SCALE] x the fallback's target: the
+            # agent cannot starve the flow or build a queue the fallback would not.
+            lo = MIN_SCALE * fb_target
+            hi = MAX_SCALE * fb_target
+            if target < lo and target < cwnd:
+                target = min(lo, float(cwnd))
+            elif target > hi and target > cwnd:
+                target = max(hi, float(cwnd))
+        return nearest_action(cwnd, target, self.limits)
 
     def stats(self) -> dict[str, Any]:
         return {"name": self.name, "fallback": self.fallback.stats(),

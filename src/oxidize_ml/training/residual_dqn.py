@@ -9,7 +9,7 @@ Algorithm
 - Episodes: ``episode_s`` of one TRAINING-split link (`oxidize_ml.evaluation.splits`):
   a Mahimahi ``TRAIN_TRACES`` window at a random offset (when the trace folder
   exists), a built-in ``TRAIN_SCENARIOS`` scenario, or a random synthetic
-  link; base RTT uniform in [20, 150] ms, buffer 0.5-4 BDP. Each runs in the
+  link; base RTT log-uniform in [20, 300] ms, buffer 0.5-4 BDP. Each runs in the
   simulator with pacing and the delivery envelope, as the policy is served.
 - Acting: `ResidualDqnPolicy` with a numpy copy of the Q-network refreshed
   after every episode; epsilon-greedy with a *training* schedule: linear from
@@ -19,7 +19,8 @@ Algorithm
 - Learning: Double-DQN with n-step returns (`oxidize_ml.training.dqn.dqn_update`,
   `NStepAccumulator`) over the agent's decisions (one per ~smoothed RTT; the
   reward of a decision is the mean `residual_reward` of the intervals its
-  correction held), a bounded uniform replay buffer, a target network synced
+  correction held; utilisation is measured against the link's true capacity,
+  which only training knows), a bounded uniform replay buffer, a target network synced
   every ``target_sync`` updates, ``updates_per_decision`` updates after each
   episode.
 
@@ -42,7 +43,7 @@ import torch
 from oxidize_ml._atomic import atomic_write_bytes
 from oxidize_ml._validate import check_int, check_number
 from oxidize_ml.congestion.dqn import ReplayBuffer
-from oxidize_ml.congestion.residual import N_INPUTS, ResidualDqnPolicy
+from oxidize_ml.congestion.residual import N_INPUTS, ResidualDqnPolicy, residual_reward
 from oxidize_ml.evaluation.splits import TRAIN_SCENARIOS, TRAIN_SEED_BASE, TRAIN_TRACES, trace_paths
 from oxidize_ml.runtime.configs import DqnMlpConfig
 from oxidize_ml.runtime.models import MlpModel
@@ -114,7 +115,7 @@ class ResidualTrainConfig:
 
 def sample_episode(rng: np.random.Generator, episode_s: float, trace_share: float) -> Scenario:
     """One training-split link: a trace window, a built-in scenario or a random constant link."""
-    rtt = float(rng.uniform(0.02, 0.15))
+    rtt = float(np.exp(rng.uniform(np.log(0.02), np.log(0.3))))  # 20-300 ms, log-uniform
     bdp = float(rng.choice([0.5, 1.0, 2.0, 4.0]))
     traces = trace_paths(TRAIN_TRACES)
     u = rng.random()
@@ -152,10 +153,29 @@ class _Recorder(ResidualDqnPolicy):
         self._r_sum = 0.0
         self._r_n = 0
         self.n_decisions = 0
+        # training only: the link's true capacity over (t0, t1], bits/s
+        self.capacity_bps: Callable[[float, float], float] | None = None
+        self._cap_t: float | None = None
+        self._cap_s = 0.0
 
     def learn_one(self, obs: Any, feedback: float = 0.0, *, now: float) -> None:
         super().learn_one(obs, feedback, now=now)
-        self._r_sum += self.features.last_reward
+        feats = self.features
+        if self.capacity_bps is not None:
+            # Utilisation against the link's true capacity, smoothed like the delivery
+            # rate: a reward measured against the flow's own max delivery rate can be
+            # gamed by starving the link (the max then decays with it).
+            prev = self._cap_t
+            self._cap_t = now
+            if prev is not None and now > prev:
+                cap = self.capacity_bps(prev, now)
+                a = 1.0 - float(np.exp(-(now - prev) / feats.tau_s))
+                self._cap_s += a * (cap - self._cap_s)
+            u = feats.smoothed_throughput_bps / self._cap_s if self._cap_s > 0.0 else 1.0
+            r = residual_reward(u, feats.queue_share, obs.features.loss_rate)
+        else:
+            r = feats.last_reward
+        self._r_sum += r
         self._r_n += 1
 
     def predict_one(self, obs: Any, *, now: float) -> Any:
@@ -176,6 +196,16 @@ class _Recorder(ResidualDqnPolicy):
             ps, pa = self._prev
             self._sink.push(ps, pa, self._r_sum / self._r_n, self._state.copy(), True)
         self._sink.reset()
+
+
+def _capacity_fn(sim: Simulation) -> Callable[[float, float], float]:
+    """Link capacity in (t0, t1], bits/s, from the schedule (reads no event-loop state)."""
+    bits = 1500 * 8.0
+
+    def capacity(t0: float, t1: float) -> float:
+        return sim.opportunities_between(t0, t1) * bits / (t1 - t0)
+
+    return capacity
 
 
 def fit(config: ResidualTrainConfig, *, progress: Callable[[str], None] | None = None
@@ -212,7 +242,9 @@ def fit(config: ResidualTrainConfig, *, progress: Callable[[str], None] | None =
         sc = sample_episode(rng, config.episode_s, config.trace_share)
         rec = _Recorder(model, actor, nstep)
         ctrl = PolicyController(rec)
-        Simulation(sc, ctrl, seed=int(rng.integers(1 << 31)), record_series=False).run()
+        sim = Simulation(sc, ctrl, seed=int(rng.integers(1 << 31)), record_series=False)
+        rec.capacity_bps = _capacity_fn(sim)
+        sim.run()
         rec.close_episode()
         decisions += rec.n_decisions
         episodes += 1
