@@ -37,6 +37,20 @@ so a planted pointer cannot redirect loading outside ``versions/``. Readers
 resolve it once to an immutable versioned directory, so a load never mixes
 files of two versions.
 
+Every file is read under `oxidize_ml.runtime.safe_files`' rules, as the
+engine's loader reads them: regular files only (a FIFO fails at once instead
+of hanging a pull that holds the store lock), size-capped per file type, and
+no world-writable or other-owned (root excepted) directory or file anywhere
+from the source root down, symlink targets included (a ``versions/`` of mode
+0777, a 0666 model file, or a version directory linked to an open folder are
+refused).
+
+Pruning keeps ``keep_versions`` versions, and never deletes the active one
+or one retired less than ``prune_grace_s`` ago (300 s by default): a reader
+that resolved ``CURRENT`` just before a switch may still be loading it.
+`activate` stamps the retirement time on the retired version directory's
+mtime.
+
 Activation order: fetch into a hidden staging directory under ``versions/``,
 verify it completely with `verify_model_dir` (SHA-256 of every file, feature
 schema, weight-file validation), rename it to its version name, then swap
