@@ -154,8 +154,10 @@ def test_input_vector_layout() -> None:
     assert x[INPUT_NAMES.index("rtp_header")] == 1.0
     assert x[2:].sum() == 1.0  # one flag set
     assert 0.0 < x[0] < 1.0 and 0.0 <= x[1] <= 1.0
-    big = quantize(bytes([0x45, 0, 0x05, 0x78]) + bytes(1396))  # IPv4 length 1400, 1400 bytes
+    big = quantize(bytes([0x45, 0, 0x06, 0x40]) + bytes(1596))  # IPv4 length 1600, 1600 bytes
     assert big.size_bytes > HEADER_MAX_BYTES and big.header is HeaderKind.NONE
+    mtu = quantize(bytes([0x45, 0, 0x05, 0x78]) + bytes(1396))  # IPv4 (protocol 0), 1400 bytes
+    assert mtu.header is HeaderKind.IPV4
     assert quantize(random_bytes(1400, 1)).entropy_level >= 60
     assert quantize(b"a" * 1000).entropy_level == 0
     assert np.array_equal(input_vector(b"abc" * 50), quantize(b"abc" * 50).to_vector())

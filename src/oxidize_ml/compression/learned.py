@@ -47,21 +47,22 @@ same 128-byte odd-stride sample and 16-byte head as the heuristic:
  2  compressed_magic    1 for a compressed/archive magic number
  3  media_magic         1 for a compressed image/audio/video magic number
  4  encrypted_record    1 for a TLS/DTLS record header or QUIC long header
- 5  rtp_header          1 for IPv4/IPv6 + UDP + RTP, packets of at most 256 B only
+ 5  rtp_header          1 for IPv4/IPv6 + UDP + RTP, packets of at most 1500 B only
  6  ipv4_header         likewise, any other IPv4 packet (TCP, ICMP, ...)
  7  ipv6_header         likewise, any other IPv6 packet
  8  udp_header          likewise, IPv4/IPv6 + UDP without RTP
 ==  ==================  ===============================================================
 
 Header flags are parsed from the IP packet (`header_kind`) and only computed
-up to `HEADER_MAX_BYTES`, where header compression (``RohcOnly``) can pay;
-larger packets share the header-less slabs, which keeps the table small.
+up to `HEADER_MAX_BYTES` (1500 B, the MTU a tunnel sees): header compression
+(``RohcOnly``) saves 28-60 bytes, which pays on slow links even for a full
+1400-byte video packet; larger packets share the header-less slabs.
 
 Why a table
 -----------
 Quantised inputs have a finite domain: 4 magic kinds x 5 header kinds x 64
 size buckets x 65 entropy levels = 83,200 cells (header flags only occur in
-the 33 small-packet buckets, so 50,960 are reachable). At construction the
+the 43 buckets up to 1500 B, so 61,360 are reachable). At construction the
 oracle runs the MLP over every reachable cell once (milliseconds, see
 `table_build_s`) and keeps the decision per cell in an 83,200-byte table.
 Per packet, `decide` computes the quantised features and reads one byte:
@@ -145,8 +146,9 @@ ENTROPY_STEPS_PER_BIT: Final = 8
 N_ENTROPY_LEVELS: Final = 8 * ENTROPY_STEPS_PER_BIT + 1
 N_MAGIC: Final = len(MagicKind)
 N_HEADER: Final = len(HeaderKind)
-HEADER_MAX_BYTES: Final = 256
-"""header flags are computed only for packets up to this size (see module docstring)"""
+HEADER_MAX_BYTES: Final = 1500
+"""header flags are computed only for packets up to this size, an Ethernet MTU (see
+module docstring)"""
 
 LOG_US_CLIP: Final = 12.0
 """predicted log-microseconds are clipped to +-this before exp (guards untrained weights)"""
