@@ -22,9 +22,10 @@ category        real source (searched in order)                             gene
 ``html``        always generated (seeded HTML page)
 ``random``      always generated: uniform random bytes standing for encrypted payloads
 ``tls``         always generated: TLS 1.3 application-data records (5-byte header + random)
-``rtp``         always generated: IPv4/IPv6 + UDP + RTP packets (RFC 3550) of PCMU
-                audio, Opus-like and video-like flows, in sending order (the only
-                category given as whole IP packets: header compression needs them)
+``rtp``         always generated: real-time UDP flows as whole IPv4/IPv6 packets, in
+                sending order (header compression needs them): RTP (RFC 3550) PCMU
+                audio, Opus-like audio and video, plus UDP without RTP (game state
+                structs, a QUIC-like encrypted flow)
 ==============  ==========================================================  =========================
 
 Packet sizes
@@ -672,12 +673,13 @@ def _ip_udp(
 
 
 def _gen_rtp(rng: random.Random, n: int) -> list[CorpusPacket]:
-    """IP/UDP/RTP streams as a tunnel reads them: PCMU 20 ms audio, Opus-like audio, video.
+    """Real-time UDP flows as a tunnel reads them: RTP audio/video, game state, QUIC-like.
 
-    Three interleaved flows (RFC 3550 12-byte RTP header in UDP; the audio
-    flows over IPv4, the video over IPv6), sequence numbers, timestamps and
-    IPv4 identifications advancing per flow, in sending order, so header
-    compression (``RohcOnly``) sees real flows.
+    Five interleaved flows: RTP (RFC 3550 12-byte header in UDP) PCMU 20 ms
+    and Opus-like audio over IPv4 and video over IPv6, game-state structs
+    over IPv4 and a QUIC-like short-header flow over IPv6; sequence numbers,
+    timestamps and IPv4 identifications advance per flow, in sending order,
+    so header compression (``RohcOnly``) sees real flows.
     """
     out: list[CorpusPacket] = []
     streams = [
@@ -691,9 +693,33 @@ def _gen_rtp(rng: random.Random, n: int) -> list[CorpusPacket]:
          "ts": rng.getrandbits(32), "step": 3000, "phase": 0.0, "v6": True,
          "sport": rng.randrange(10_000, 60_000, 2), "ipid": 0},
     ]
+    # Two UDP flows without RTP: game state (small structs) over IPv4 and a
+    # QUIC-like flow (short header, encrypted payload) over IPv6.
+    game = {"sport": rng.randrange(10_000, 60_000), "ipid": rng.getrandbits(16), "tick": 0}
+    quic = {"sport": rng.randrange(10_000, 60_000), "dcid": rng.randbytes(8)}
     freq = rng.uniform(200.0, 600.0)
     for _ in range(n):
-        st = streams[rng.choices((0, 1, 2), weights=(0.4, 0.3, 0.3))[0]]
+        which = rng.choices((0, 1, 2, 3, 4), weights=(0.3, 0.2, 0.2, 0.15, 0.15))[0]
+        if which == 3:
+            game["tick"] = int(game["tick"]) + 1
+            game["ipid"] = int(game["ipid"]) + 1
+            body = b"\x01" + b"".join(  # message type, then one struct per entity
+                struct.pack("<IHhhhB", int(game["tick"]), e, rng.randrange(-300, 300),
+                            rng.randrange(-300, 300), rng.randrange(-50, 50), rng.randrange(4))
+                for e in range(rng.randint(2, 8))
+            )
+            packet = _ip_udp(body, v6=False, sport=int(game["sport"]), dport=27015,
+                             ipid=int(game["ipid"]), checksum=rng.randrange(1, 1 << 16))
+            out.append(CorpusPacket("rtp", packet, "generated:udp-game"))
+            continue
+        if which == 4:
+            body = (bytes((0x40 | rng.getrandbits(6),)) + bytes(quic["dcid"])
+                    + rng.randbytes(rng.choice((rng.randint(30, 120), rng.randint(1000, 1300)))))
+            packet = _ip_udp(body, v6=True, sport=int(quic["sport"]), dport=443, ipid=0,
+                             checksum=rng.randrange(1, 1 << 16))
+            out.append(CorpusPacket("rtp", packet, "generated:udp-quic"))
+            continue
+        st = streams[which]
         pt = int(st["pt"])
         marker = pt == 96 and rng.random() < 0.1
         hdr = struct.pack(
