@@ -553,7 +553,7 @@ class MlEngine:
                 self._loss = result.loss
                 self._loaded["loss_predictor"] = result.versions["loss_predictor"]
             if result.congestion is not None:
-                self._cc = result.congestion
+                self._cc = self._with_fallback(result.congestion)
                 self._loaded["congestion_controller"] = result.versions["congestion_controller"]
             if result.compression is not None:
                 self._compression = result.compression
@@ -583,7 +583,7 @@ class MlEngine:
             if component == "loss_predictor":
                 self._loss = policy
             elif component == "congestion_controller":
-                self._cc = policy
+                self._cc = self._with_fallback(policy)
             elif component == "compression_oracle":
                 self._compression = policy
             else:
@@ -595,6 +595,14 @@ class MlEngine:
                 self._loaded[component] = version
             else:
                 self._loaded.pop(component, None)
+
+    def _with_fallback(self, policy: Any) -> Any:
+        """A learned controller answers with this engine's BBR-style fallback when its
+        output is unusable (NaN/inf): the fallback is per connection and already fed
+        every observation by `observe`."""
+        if policy is not self._cc_fallback and hasattr(policy, "fallback"):
+            policy.fallback = self._cc_fallback
+        return policy
 
     def policy(self, component: str) -> Any:
         """The policy currently deciding for ``component`` (read-only use)."""
@@ -682,6 +690,9 @@ class MlEngine:
             cc = self._cc
             epsilon = getattr(cc, "epsilon", None)
             cc_detail = cc.stats() if hasattr(cc, "stats") else {}
+            # NaN/inf outputs answered by the heuristic: fallback decisions, not model ones.
+            loss_nf = min(int(getattr(self._loss, "nonfinite_fallbacks", 0)), self._n_fec_model)
+            cc_nf = min(int(getattr(cc, "nonfinite_fallbacks", 0)), self._n_cc_model)
             totals = [sum(col) for col in zip(*self._comp_counters.values(), strict=True)]
             totals = totals or [0] * 7
             n_comp, n_comp_model = totals[0], totals[1]
@@ -692,8 +703,9 @@ class MlEngine:
             return EngineStats(
                 loss_predictor=LossPredictorStats(
                     decisions=self._n_fec,
-                    model_decisions=self._n_fec_model,
-                    fallback_decisions=self._n_fec - self._n_fec_model,
+                    model_decisions=self._n_fec_model - loss_nf,
+                    fallback_decisions=self._n_fec - self._n_fec_model + loss_nf,
+                    nonfinite_fallbacks=loss_nf,
                     model_loaded="loss_predictor" in self._loaded,
                     policy=self._loss.name,
                     last_prediction=self._last_p,
@@ -704,8 +716,9 @@ class MlEngine:
                 ),
                 congestion_controller=CongestionStats(
                     decisions=self._n_cc,
-                    model_decisions=self._n_cc_model,
-                    fallback_decisions=self._n_cc - self._n_cc_model,
+                    model_decisions=self._n_cc_model - cc_nf,
+                    fallback_decisions=self._n_cc - self._n_cc_model + cc_nf,
+                    nonfinite_fallbacks=cc_nf,
                     model_loaded="congestion_controller" in self._loaded,
                     policy=cc.name,
                     epsilon=None if epsilon is None else float(epsilon),

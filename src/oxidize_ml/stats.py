@@ -119,6 +119,9 @@ class LossPredictorStats:
     last_redundancy_ratio: float | None
     observations: int
     latency: LatencySummary
+    nonfinite_fallbacks: int = 0
+    """decisions the learned model could not make (NaN/inf output): answered by
+    the heuristic and counted in ``fallback_decisions``"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +137,9 @@ class CongestionStats:
     action_counts: dict[str, int]
     latency: LatencySummary
     controller: dict[str, Any] = field(default_factory=dict)
+    nonfinite_fallbacks: int = 0
+    """decisions the learned model could not make (NaN/inf Q-values): answered
+    by the BBR-style fallback and counted in ``fallback_decisions``"""
 
 
 @dataclass(frozen=True, slots=True)

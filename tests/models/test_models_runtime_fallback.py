@@ -135,3 +135,24 @@ def test_fallback_holds_when_numpy_raises_on_overflow() -> None:
     assert pred.nonfinite_fallbacks == 2 and policy.nonfinite_fallbacks == 2
     h, c = pred.model.clone_state()
     assert np.isfinite(h).all() and np.isfinite(c).all()
+
+
+def test_engine_attaches_its_fallback_and_reports_nonfinite_decisions() -> None:
+    engine = MlEngine(EngineConfig(load_default_models=False))
+    engine.replace_policy("congestion_controller", DqnCwndPolicy(bad_dqn(), state_config=STATE))
+    engine.replace_policy("loss_predictor", LstmLossPredictor(bad_lstm()))
+    policy = engine.policy("congestion_controller")
+    assert policy.fallback is engine._cc_fallback  # the engine's warm BBR-style controller
+    fork = engine.fork()
+    assert fork.policy("congestion_controller").fallback is fork._cc_fallback
+    for i in range(30):
+        t = 5.0 + 0.01 * i
+        engine.observe(_features(i), now=t)
+        engine.fec_decision(now=t)
+        engine.congestion_action(now=t)
+    stats = engine.stats()
+    cc = stats.congestion_controller
+    assert cc.nonfinite_fallbacks == policy.nonfinite_fallbacks > 0
+    assert cc.model_decisions + cc.fallback_decisions == cc.decisions
+    assert cc.fallback_decisions >= cc.nonfinite_fallbacks
+    assert stats.loss_predictor.nonfinite_fallbacks > 0
