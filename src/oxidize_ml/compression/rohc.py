@@ -434,9 +434,16 @@ class RohcCompressor:
             ctx.ir_left -= 1
         ctx.refs.clear()
         ctx.refs.append(msn)
-        ctx.ts = _Linear(32, msn, ts, ts_stride)
-        ctx.ipid = _Linear(16, msn, ipid, id_stride)
-        ctx.ts_left = ctx.id_left = 0
+        ts_model = _Linear(32, msn, ts, ts_stride)
+        id_model = _Linear(16, msn, ipid, id_stride)
+        # An IR that changes a model (a refresh falling on a timestamp jump)
+        # may be lost like any packet: repeat the change in the next packets
+        # as a model update would, unless the context is new anyway.
+        repeat = self.config.ir_repeats - 1
+        old_ts, old_id = ctx.ts, ctx.ipid
+        ctx.ts_left = repeat if old_ts is not None and not ts_model.same_line(old_ts) else 0
+        ctx.id_left = repeat if old_id is not None and not id_model.same_line(old_id) else 0
+        ctx.ts, ctx.ipid = ts_model, id_model
         kind = _IR | (_IR_RTP if lay.rtp >= 0 else 0) | (_IR_V4 if lay.v4 else 0)
         out = [bytes((kind, ctx.cid)), msn.to_bytes(2, "big")]
         if lay.rtp >= 0:
