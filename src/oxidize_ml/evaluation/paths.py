@@ -723,7 +723,8 @@ def evaluate_path_traces(
     factories["learned"] = learned
     default_factory, default_name = default_path_selector_factory()
     factories["default"] = default_factory
-    notes.append(f"default: {default_name} (what MlEngine() uses)")
+    notes.append(f"default: {default_name} (the shipped defaults' choice for MlEngine(), "
+                 "`oxidize_ml.paths.default_path_selector_factory`)")
     if library_bandit:
         why_not = river_available()
         if why_not is None:
