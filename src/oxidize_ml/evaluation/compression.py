@@ -788,7 +788,22 @@ def evaluate_packets(
     decision_us: dict[str, dict[str, float]] = {name: {} for name in PCAP_ORACLES}
     rohc_non_udp: dict[str, int] = {}
     h_cols = np.array([col[heuristic.decide(pkt)] for pkt in packets])
-    h_time = time_decisions(heuristic.decide, packets)
+    # Decision times of the heuristic and of the learned oracle at every rate,
+    # measured in interleaved passes so that a load change on a shared machine
+    # hits all of them alike (median pass of each).
+    per_learned: dict[str, RateBucketOracle] = {}
+    if learned is not None:
+        for rate in rates:
+            per_learned[f"{rate:g}"] = o = learned.fork()
+            o.set_link_rate_bps(rate * 1e6)
+    timed = {"heuristic": heuristic.decide,
+             **{f"learned@{k}": o.decide for k, o in per_learned.items()}}
+    passes: dict[str, list[float]] = {k: [] for k in timed}
+    for _ in range(DECISION_TIMING_ROUNDS + 2):
+        for k, decide in timed.items():
+            passes[k].append(time_decisions(decide, packets, rounds=1))
+    times = {k: statistics.median(v) for k, v in passes.items()}
+    h_time = times["heuristic"]
     rohc_col = col[MlCompressionDecision.RohcOnly]
     rohc_non_udp["heuristic"] = int(((h_cols == rohc_col) & ~udp).sum())
     for rate in rates:
@@ -801,7 +816,7 @@ def evaluate_packets(
         if learned is not None:
             learned.set_link_rate_bps(rate * 1e6)
             l_cols = np.array([col[learned.decide(pkt)] for pkt in packets])
-            chosen["learned"] = (l_cols, time_decisions(learned.decide, packets))
+            chosen["learned"] = (l_cols, times[f"learned@{key}"])
             rohc_non_udp[f"learned@{key}"] = int(((l_cols == rohc_col) & ~udp).sum())
         else:
             chosen["learned"] = (None, 0.0)
