@@ -61,6 +61,7 @@ def test_windows_rtts_and_controllers_are_all_run(result, traces):
     assert {r["scenario"].rsplit("rtt", 1)[1] for r in runs} == {"40", "100"}
     assert len({r["scenario"].split("@")[1].split("/")[0] for r in runs}) == fec.TRACE_WINDOWS
     assert set(result["per_rtt"]) == {"40", "100"}
+    assert set(result["per_family"]) == {"a", "b"}
     assert result["config"]["rtt_ms"] == [40.0, 100.0]
     # the runs lose packets (the comparison is not vacuous)
     assert result["operating_points"]["none"]["residual"] > 0.0

@@ -1182,9 +1182,6 @@ def evaluate_fec_traces(
         the file), an RTT or duration out of range, or runs too short to
         label (a label needs 100 ms after the observation).
     """
-    from oxidize_ml.evaluation.bootstrap import bootstrap_indices
-    from oxidize_ml.loss.burst import BurstLossPredictor
-    from oxidize_ml.loss.fec import BurstFecConfig, BurstFecPolicy
 
     t0 = time.perf_counter()
     if isinstance(trace_paths, str | Path) or not isinstance(trace_paths, Sequence):
@@ -1224,22 +1221,66 @@ def evaluate_fec_traces(
         runs = _trace_runs(paths, rtts_s=[r / 1000.0 for r in rtts], duration_s=dur,
                            n_windows=TRACE_WINDOWS, controllers=CONTROLLERS, seed=seed,
                            progress=cb)
-        factories: dict[str, PredictorFactory] = {HEURISTIC: EwmaLossPredictor}
-        lstm_factory, why = shipped_lstm_factory()
-        if lstm_factory is not None:
-            factories[LSTM] = lstm_factory
-        else:
-            notes.append(f"the shipped LSTM was not evaluated: {why}")
-        factories[BURST] = BurstLossPredictor
-        preds: dict[str, list[np.ndarray]] = {n: [] for n in factories}
+        out = score_runs(runs, seed=seed, progress=prog,
+                         groups={"per_rtt": [r.scenario.rsplit("rtt", 1)[1] for r in runs],
+                                 "per_family": [trace_family(r.scenario) for r in runs]})
+    out["config"] = {"traces": [str(p) for p in paths], "rtt_ms": rtts, "duration_s": dur,
+                     "seed": seed, "windows_per_trace": TRACE_WINDOWS,
+                     "controllers": list(CONTROLLERS), "k_data_packets": out["k_data_packets"],
+                     "buffer_bdp": TRACE_BUFFER_BDP, "bootstrap_rounds": BOOTSTRAP_ROUNDS}
+    out["notes"] = notes + out["notes"]
+    out["wall_s"] = time.perf_counter() - t0
+    return out
+
+
+def trace_family(scenario: str) -> str:
+    """Family of a trace run's name: the file name without window, RTT and direction
+    (``Verizon-LTE-short.down@40s/rtt100`` -> ``Verizon-LTE-short``)."""
+    name = scenario.split("@", 1)[0]
+    for suffix in (".down", ".up"):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def score_runs(
+    runs: Sequence[LossRun],
+    *,
+    seed: int = 0,
+    groups: Mapping[str, Sequence[str]] | None = None,
+    progress: Any = None,
+) -> dict[str, Any]:
+    """Predict on ``runs`` (sender-view features) and score every predictor.
+
+    The scoring of `evaluate_fec_traces`, for any labelled runs (the held-out
+    built-in scenarios too). ``groups`` maps a breakdown name (``"per_rtt"``)
+    to one key per run; each breakdown gets the pooled scores per key.
+    """
+    from oxidize_ml.evaluation.bootstrap import bootstrap_indices
+    from oxidize_ml.loss.burst import BurstLossPredictor
+    from oxidize_ml.loss.burst_weights import REPAIR_PRICE, SEVERITY
+    from oxidize_ml.loss.fec import BurstFecConfig, BurstFecPolicy
+
+    if not runs:
+        raise ValueError("score_runs needs at least one run")
+    notes: list[str] = []
+    prog = progress
+    factories: dict[str, PredictorFactory] = {HEURISTIC: EwmaLossPredictor}
+    lstm_factory, why = shipped_lstm_factory()
+    if lstm_factory is not None:
+        factories[LSTM] = lstm_factory
+    else:
+        notes.append(f"the shipped LSTM was not evaluated: {why}")
+    factories[BURST] = BurstLossPredictor
+    preds: dict[str, list[np.ndarray]] = {n: [] for n in factories}
+    if prog is not None:
+        ptask = prog.add_task("FEC: predicting", total=len(runs))
+    for run_ in runs:
+        rows = run_.valid
+        for name, f in factories.items():
+            preds[name].append(predict_run(f, run_, name=name)[rows])
         if prog is not None:
-            ptask = prog.add_task("FEC: predicting", total=len(runs))
-        for run_ in runs:
-            rows = run_.valid
-            for name, f in factories.items():
-                preds[name].append(predict_run(f, run_, name=name)[rows])
-            if prog is not None:
-                prog.advance(ptask)
+            prog.advance(ptask)
 
     labels = [r.labels[r.valid] for r in runs]
     if sum(x.size for x in labels) == 0:
@@ -1247,8 +1288,6 @@ def evaluate_fec_traces(
     cfg = FecConfig()
     k = cfg.k_data_packets
     table = _RepairTable(FecPolicy(cfg))
-    from oxidize_ml.loss.burst_weights import REPAIR_PRICE, SEVERITY
-
     burst_policies = [BurstFecPolicy(BurstFecConfig(SEVERITY, price, k_data_packets=k))
                       for price in _BURST_PRICES]
     default_burst = BurstFecPolicy(BurstFecConfig(SEVERITY, REPAIR_PRICE, k_data_packets=k))
@@ -1291,7 +1330,6 @@ def evaluate_fec_traces(
     # with its own FEC policy (the pair is the design); the others with the table.
     judged = {name: name for name in factories}
     judged[BURST] = BURST + "_policy"
-    rtt_of = np.array([round(float(r.scenario.rsplit("rtt", 1)[1])) for r in runs])
 
     def scores(mask: np.ndarray) -> dict[str, dict[str, float]]:
         y = np.concatenate([labels[i] for i in np.flatnonzero(mask)])
@@ -1313,7 +1351,14 @@ def evaluate_fec_traces(
 
     everything = np.ones(n_runs, dtype=bool)
     pooled = scores(everything)
-    per_rtt = {f"{r:g}": scores(rtt_of == round(r)) for r in rtts}
+    breakdowns: dict[str, Any] = {}
+    for gname, keys in (groups or {}).items():
+        if len(keys) != n_runs:
+            raise ValueError(f"groups[{gname!r}] needs one key per run ({n_runs}), "
+                             f"got {len(keys)}")
+        key_arr = np.asarray(list(keys), dtype=object)
+        breakdowns[gname] = _json_nested({str(g): scores(key_arr == g)
+                                          for g in dict.fromkeys(keys)})
 
     # Paired block bootstrap over runs: ratio of each predictor's residual at the
     # EWMA's overhead to the EWMA's, and PR-AUC gain over the EWMA.
@@ -1363,7 +1408,7 @@ def evaluate_fec_traces(
     return {
         "summary": {"default": default, "predictors": summary_preds},
         "pooled": _json_nested(pooled),
-        "per_rtt": _json_nested(per_rtt),
+        **breakdowns,
         "ci": _json_nested(ci),
         "curves": curve_out,
         "operating_points": op_out,
@@ -1371,12 +1416,8 @@ def evaluate_fec_traces(
                   "n": int(r.valid.sum()),
                   "mean_loss": _num(float(r.labels[r.valid].mean()) if r.valid.any()
                                     else math.nan)} for r in runs],
-        "config": {"traces": [str(p) for p in paths], "rtt_ms": rtts, "duration_s": dur,
-                   "seed": seed, "windows_per_trace": TRACE_WINDOWS,
-                   "controllers": list(CONTROLLERS), "k_data_packets": k,
-                   "buffer_bdp": TRACE_BUFFER_BDP, "bootstrap_rounds": BOOTSTRAP_ROUNDS},
+        "k_data_packets": k,
         "notes": notes,
-        "wall_s": time.perf_counter() - t0,
     }
 
 
