@@ -38,10 +38,11 @@ The simulator fills ``buffer_occupancy`` with the true bottleneck queue fill
 see the queue; it only has ``(srtt - min_rtt) / srtt``
 (`oxidize_ml.interval_stats.estimate_buffer_occupancy`). A model trained on
 the true fill would learn a signal it never gets in deployment, so the
-recorder *replaces* the simulator's value by the sender-side estimate,
-computed from what the hook sees: ``srtt`` is ``features.rtt_us`` and
-``min_rtt`` is the running minimum of ``srtt`` over the flow (the hook does
-not expose the transport's ``min_rtt``). Measured on six training scenarios
+recorder *replaces* the simulator's value by the sender-side estimate of
+`oxidize_ml.loss.sender_view.SenderView` (the one function the evaluations
+use too): ``srtt`` is ``features.rtt_us`` and ``min_rtt`` is the running
+minimum of ``srtt`` over the flow (the hook does not expose the transport's
+``min_rtt``). Measured on six training scenarios
 x {cubic, bbr}, the running minimum of srtt gives an estimate within 0.015
 (mean absolute difference) of the one from the true ``min_rtt``; the true
 queue fill differs from both by up to 0.3.
@@ -137,9 +138,9 @@ from oxidize_ml.evaluation.splits import (
     trace_paths,
 )
 from oxidize_ml.features import FEATURE_NAMES, N_FEATURES, NetworkFeatures
-from oxidize_ml.interval_stats import estimate_buffer_occupancy
 from oxidize_ml.loss import EwmaLossPredictor
 from oxidize_ml.loss.fec import FecConfig, FecPolicy
+from oxidize_ml.loss.sender_view import SenderView
 from oxidize_ml.runtime.configs import KIND_LSTM_LOSS, MODEL_FILE_STEMS, LossLstmConfig
 from oxidize_ml.training.result import TrainResult
 
@@ -385,24 +386,27 @@ class LossSequence:
 
 
 class _Recorder:
-    """``on_interval`` hook: per-flow rows with the sender-side buffer estimate."""
+    """``on_interval`` hook: per-flow rows with the sender-side buffer estimate.
 
-    __slots__ = ("min_srtt", "rows")
+    The estimate is `oxidize_ml.loss.sender_view.SenderView`'s, the one the
+    evaluations and the burst predictor's trainer use (issue 9: one function
+    for the observation a predictor is trained on and served with).
+    """
+
+    __slots__ = ("rows", "views")
 
     def __init__(self) -> None:
         self.rows: dict[int, list[tuple[float, list[float], float]]] = {}
-        self.min_srtt: dict[int, float] = {}
+        self.views: dict[int, SenderView] = {}
 
     def __call__(
         self, now: float, flow: int, features: NetworkFeatures, thr: float, cwnd: int
     ) -> None:
-        srtt = features.rtt_us
-        m = self.min_srtt.get(flow, math.inf)
-        if 0.0 < srtt < m:
-            m = srtt
-            self.min_srtt[flow] = m
+        view = self.views.get(flow)
+        if view is None:
+            view = self.views[flow] = SenderView()
         vec = features.to_list()
-        vec[_BUFFER_INDEX] = estimate_buffer_occupancy(srtt, m) if m < math.inf else 0.0
+        vec[_BUFFER_INDEX] = view.occupancy(features)
         self.rows.setdefault(flow, []).append((now, vec, float(features.loss_rate)))
 
     def sequences(self, source: str, group: str) -> list[LossSequence]:
