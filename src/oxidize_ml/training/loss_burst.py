@@ -61,7 +61,7 @@ class BurstFitConfig:
     use_traces: bool = True
     """include the training traces when the folder exists"""
     random_links: int = 80
-    """domain-randomised links (`oxidize_ml.training.loss.random_link_scenario`: RTT
+    """domain-randomised links (`oxidize_ml.training.loss_data.random_link_scenario`: RTT
     10-800 ms, Bernoulli / Gilbert-Elliott loss, steps, synthetic cellular), 20 s each.
     Validated on the training split (fit on TMobile traces + scenarios, scored on the
     Verizon-EVDO traces and 40 other randomised links): 80 links moved the FEC residual
@@ -161,7 +161,7 @@ def collect(config: BurstFitConfig, *, progress: bool = False) -> BurstData:
     from oxidize_ml.evaluation.fec import TRACE_BUFFER_BDP
     from oxidize_ml.sim import BufferSpec, get_scenario, scenario_from_trace
     from oxidize_ml.sim.links import TraceLink
-    from oxidize_ml.training.loss import random_link_scenario
+    from oxidize_ml.training.loss_data import random_link_scenario
 
     plan: list[tuple[Any, str]] = []
     if config.use_traces:
