@@ -474,14 +474,14 @@ def load_learned_selector(
     for the directory's content.
 
     The ``path_selector`` entry is verified (manifest, SHA-256, kind) by
-    `oxidize_ml.hub.manifest.load_verified`; its inputs must be `INPUT_NAMES`
+    `oxidize_ml.models.manifest.load_verified`; its inputs must be `INPUT_NAMES`
     and its feature version `FEATURE_VERSION`; the model must pass
     `verify_prior` against the probe outputs recorded in the manifest.
     ``config`` defaults to the manifest's ``metrics.online_config`` (chosen
     at training). With ``only_default_enabled`` a model whose
     ``metrics.default_enabled`` is not true is refused (``"not default"``).
     """
-    from oxidize_ml.hub.manifest import load_verified
+    from oxidize_ml.models.manifest import load_verified
 
     d = Path(directory)
     entry = _manifest_entry(d)
