@@ -253,7 +253,7 @@ def bench_simulator(*, quick: bool = False) -> list[BenchRow]:
 def bench_models(*, quick: bool = False) -> list[BenchRow]:
     """Learned-model inference: numpy runtime against onnxruntime in the same run."""
     try:
-        from oxidize_ml.runtime.bench import bench_models as _bench
+        from oxidize_ml.bench_models import bench_models as _bench
     except ImportError:
         return []
     targets = {"lstm": 50.0, "dqn": 15.0}

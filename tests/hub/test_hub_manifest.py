@@ -25,7 +25,7 @@ from oxidize_ml.runtime import (
     LstmLossModel,
     MlpModel,
 )
-from oxidize_ml.runtime.bench import random_tensors
+from oxidize_ml.bench_models import random_tensors
 from oxidize_ml.runtime.weights import encode_weights
 
 HAVE_ORT = all(
@@ -64,7 +64,7 @@ def model_dir(tmp_path: Path) -> Path:
         t = random_tensors(cfg, seed=len(name))
         (tmp_path / f"{name}.safetensors").write_bytes(encode_weights(t, cfg))
         if HAVE_ORT:
-            from oxidize_ml.runtime.bench import lstm_step_onnx, mlp_onnx
+            from oxidize_ml.bench_models import lstm_step_onnx, mlp_onnx
 
             onnx = lstm_step_onnx(t, cfg) if name == "loss_predictor" else mlp_onnx(t, cfg)
             (tmp_path / f"{name}.onnx").write_bytes(onnx)

@@ -14,7 +14,7 @@ from oxidize_ml.features import NetworkFeatures
 from oxidize_ml.loss.ewma import EwmaLossPredictor
 from oxidize_ml.loss.lstm import LstmLossPredictor
 from oxidize_ml.runtime import DqnMlpConfig, LossLstmConfig, LstmLossModel, MlpModel
-from oxidize_ml.runtime.bench import random_tensors
+from oxidize_ml.bench_models import random_tensors
 from oxidize_ml.types import DrlAction
 
 STATE = StateConfig()

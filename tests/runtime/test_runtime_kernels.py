@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import pytest
 
-from oxidize_ml.runtime.bench import random_tensors
+from oxidize_ml.bench_models import random_tensors
 from oxidize_ml.runtime.configs import (
     CompressionMlpConfig,
     DqnMlpConfig,

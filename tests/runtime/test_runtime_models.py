@@ -21,7 +21,7 @@ from oxidize_ml.runtime import (
     load_lstm,
     load_mlp,
 )
-from oxidize_ml.runtime.bench import random_tensors
+from oxidize_ml.bench_models import random_tensors
 from oxidize_ml.runtime.configs import WEIGHTS_FORMAT, config_from_dict, config_to_json
 from oxidize_ml.runtime.weights import encode_weights, read_weight_file
 
@@ -242,8 +242,9 @@ def test_runtime_never_imports_torch() -> None:
     code = (
         "import sys, numpy as np\n"
         "import oxidize_ml.runtime, oxidize_ml.runtime.models, oxidize_ml.runtime.kernels\n"
-        "import oxidize_ml.runtime.onnx_backend, oxidize_ml.runtime.bench, oxidize_ml.hub.manifest\n"
-        "from oxidize_ml.runtime.bench import random_tensors\n"
+        "import oxidize_ml.runtime.onnx_backend, oxidize_ml.bench_models, oxidize_ml.hub.manifest\n"
+        "import oxidize_ml.models, oxidize_ml.models.manifest\n"
+        "from oxidize_ml.bench_models import random_tensors\n"
         "from oxidize_ml.runtime import LstmLossModel, LossLstmConfig\n"
         "m = LstmLossModel.from_tensors(random_tensors(LossLstmConfig()), LossLstmConfig())\n"
         "m.step(np.zeros(8, np.float32))\n"

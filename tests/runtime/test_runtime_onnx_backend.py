@@ -21,7 +21,7 @@ from oxidize_ml.runtime import (
     load_lstm,
     load_mlp,
 )
-from oxidize_ml.runtime.bench import (
+from oxidize_ml.bench_models import (
     bench_models,
     format_rows,
     lstm_step_onnx,

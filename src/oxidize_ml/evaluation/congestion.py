@@ -66,6 +66,7 @@ from typing import Any
 
 import numpy as np
 
+from oxidize_ml.evaluation.congestion_controllers import resolve_controllers
 from oxidize_ml.evaluation.congestion_windows import (
     WindowConfig,
     WindowEvalResult,
@@ -80,8 +81,6 @@ from oxidize_ml.sim.controllers.registry import (
 )
 from oxidize_ml.sim.traces import BITS_PER_OPPORTUNITY
 
-BASELINES: tuple[str, ...] = ("reno", "cubic", "bbr")
-"""the classic controllers every run includes, in this order"""
 N_SEEDS_FULL = 3
 """run seeds per random scenario in full mode"""
 QUICK_DURATION_FACTOR = 0.5
@@ -392,90 +391,6 @@ def _nan_big(x: float) -> float:
 
 
 # ---------------------------------------------------------------- controllers
-
-def engine_controller_factory(
-    *, load_default_models: bool = True, sender_view: bool = True
-) -> ControllerFactory:
-    """Factory of `EngineController` s around a fresh `MlEngine` per flow.
-
-    With ``load_default_models`` the engine uses the trained models shipped in
-    the package (those whose evaluation beat the heuristic); without shipped
-    models it is the heuristic engine (BBR-style fallback). With
-    ``sender_view`` the engine sees what a real sender sees: the simulator's
-    true queue fill is replaced by the sender's estimate from RTTs
-    (`oxidize_ml.sim.controllers.dqn_factory.sender_view_features`, the
-    features the DQN is trained on).
-    """
-    from oxidize_ml.engine import EngineConfig, MlEngine
-    from oxidize_ml.sim.controllers.dqn_factory import sender_view_features
-    from oxidize_ml.sim.controllers.policy import EngineController
-
-    class SenderViewEngineController(EngineController):
-        def __init__(self, engine: Any) -> None:
-            super().__init__(engine)
-            self.min_rtt_s = 0.0
-
-        def on_rtt_measurement(self, *, now: float, latest_rtt: float, smoothed_rtt: float,
-                               min_rtt: float) -> None:
-            self.min_rtt_s = min_rtt
-
-        def on_interval(self, *, now: float, features: Any, throughput_bps: float) -> None:
-            super().on_interval(now=now, features=sender_view_features(features, self.min_rtt_s),
-                                throughput_bps=throughput_bps)
-
-    cls = SenderViewEngineController if sender_view else EngineController
-
-    def factory(*, flow_index: int, seed: int) -> EngineController:
-        engine = MlEngine(EngineConfig(seed=int(seed) & 0x7FFFFFFF, collect_training=False,
-                                       load_default_models=load_default_models))
-        return cls(engine)
-
-    return factory
-
-
-def _shipped_models() -> bool:
-    from oxidize_ml.models import default_model_dir
-
-    return default_model_dir() is not None
-
-
-def resolve_controllers(
-    controllers: Sequence[str | tuple[str, ControllerFactory]] | None,
-    registry: ControllerRegistry | None = None,
-    extra: Sequence[tuple[str, ControllerFactory]] = (),
-) -> list[tuple[str, ControllerFactory]]:
-    """``(name, factory)`` pairs for `run` (see the module docstring for the default);
-    ``extra`` pairs are appended."""
-    reg = registry if registry is not None else default_registry()
-    items: list[str | tuple[str, ControllerFactory]]
-    if controllers is None:
-        items = [n for n in BASELINES if n in reg]
-        items += [n for n in reg.names() if n not in BASELINES]
-        if "engine" not in reg and _shipped_models():
-            items.append("engine")
-    else:
-        items = list(controllers)
-    items += list(extra)
-    out: list[tuple[str, ControllerFactory]] = []
-    seen: set[str] = set()
-    for c in items:
-        if isinstance(c, str):
-            if c == "engine" and "engine" not in reg:
-                pair = ("engine", engine_controller_factory())
-            else:
-                pair = (c, reg.factory(c))  # ValueError lists the known names
-        elif isinstance(c, tuple) and len(c) == 2 and isinstance(c[0], str) and callable(c[1]):
-            pair = (c[0], c[1])
-        else:
-            raise TypeError(f"controllers must be names or (name, factory) pairs, got {c!r}")
-        if pair[0] in seen:
-            raise ValueError(f"controller {pair[0]!r} is listed twice")
-        seen.add(pair[0])
-        out.append(pair)
-    if not out:
-        raise ValueError("at least one controller is needed")
-    return out
-
 
 # ---------------------------------------------------------------- scenarios
 

@@ -90,6 +90,7 @@ from oxidize_ml.evaluation.bootstrap import (
     paired_ratio_ci,
     ratio_of_means,
 )
+from oxidize_ml.evaluation.congestion_controllers import resolve_controllers
 from oxidize_ml.sim.controllers.registry import ControllerFactory, ControllerRegistry
 from oxidize_ml.sim.traces import BITS_PER_OPPORTUNITY, trace_window_schedule
 
@@ -633,7 +634,6 @@ def plan_run(
     registry: ControllerRegistry | None = None,
 ) -> WindowPlan:
     """Validate the arguments of `run_windows`, read the traces, choose the windows."""
-    from oxidize_ml.evaluation.congestion import resolve_controllers
     from oxidize_ml.evaluation.splits import EVAL_SEED_BASE
     from oxidize_ml.sim.links import TraceLink
 

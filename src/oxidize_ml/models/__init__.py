@@ -1,7 +1,7 @@
 """Model directories: the defaults shipped in the package, and loading learned policies.
 
 `load_policies` verifies a model directory (manifest, SHA-256 sums, feature
-schema) with `oxidize_ml.hub.manifest` and builds one learned policy per model
+schema) with `oxidize_ml.models.manifest` and builds one learned policy per model
 that verifies; every other model keeps its heuristic, with the reason.
 
 Each model is loaded on its own: a missing, corrupt, tampered or
@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
-    from oxidize_ml.hub.manifest import ModelDirReport
+    from oxidize_ml.models.manifest import ModelDirReport
 
 DEFAULT_DIR = Path(__file__).resolve().parent / "default"
 MODEL_NAMES = ("loss_predictor", "congestion_controller", "compression_oracle")
@@ -44,7 +44,7 @@ MODEL_NAMES = ("loss_predictor", "congestion_controller", "compression_oracle")
 STATUS_LOADED: Final = "loaded"
 STATUS_NOT_DEFAULT: Final = "not default"
 # Other statuses start with a word and a colon: "missing:", "checksum_mismatch:",
-# "schema_mismatch:", "invalid:", "unsafe:" (`oxidize_ml.hub.manifest`),
+# "schema_mismatch:", "invalid:", "unsafe:" (`oxidize_ml.models.manifest`),
 # "non_finite:", "degenerate:" (`oxidize_ml.models.probe`), "unavailable:".
 
 EXPECTED_KIND: Final[dict[str, str]] = {
@@ -186,7 +186,7 @@ def load_policies(
         ignores its input, on the probe inputs of `oxidize_ml.models.probe`);
         or the reason a wrapper is unavailable.
     """
-    from oxidize_ml.hub.manifest import load_verified, verify_model_dir
+    from oxidize_ml.models.manifest import load_verified, verify_model_dir
 
     out = LoadedPolicies()
     d = Path(directory)

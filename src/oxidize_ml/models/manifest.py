@@ -28,6 +28,10 @@ and usually ``<stem>.onnx`` (onnxruntime), with the spec's stems
 The engine loads each model independently with `load_verified` and falls
 back to its heuristic for any model that is not ``ok``; `verify_model_dir`
 never raises for bad content, it reports.
+
+This module is the reading side, a runtime concern (numpy only, no hub,
+training or network code); writing a manifest (`oxidize_ml.hub.manifest.
+write_manifest`) belongs to the publishing side, which imports this one.
 """
 
 from __future__ import annotations
@@ -36,15 +40,13 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
-from oxidize_ml._atomic import atomic_write_text
 from oxidize_ml.features import FEATURE_NAMES, N_FEATURES, schema_description
 from oxidize_ml.runtime.configs import (
-    KIND_LSTM_LOSS,
     KINDS,
+    LossLstmConfig,
     ModelConfig,
     config_from_dict,
 )
@@ -137,150 +139,18 @@ def sha256_file(path: Path, max_bytes: int = MAX_WEIGHT_FILE_BYTES) -> str:
     return hashlib.sha256(read_regular(path, max_bytes)).hexdigest()
 
 
-def _plain_filename(name: object) -> str | None:
+def model_input_width(config: ModelConfig) -> int:
+    """How many input values a model of ``config`` reads per step."""
+    return config.n_features if isinstance(config, LossLstmConfig) else config.n_inputs
+
+
+def plain_filename(name: object) -> str | None:
     """``name`` if it is a bare file name inside the directory, else None (no paths, no ..)."""
     if not isinstance(name, str) or not name or name in (".", "..") or name.startswith("."):
         return None
     if "/" in name or "\\" in name or "\x00" in name or Path(name).name != name:
         return None
     return name
-
-
-def _default_inputs(kind: str, config: ModelConfig) -> list[str]:
-    n_in = config.n_features if kind == KIND_LSTM_LOSS else config.n_inputs  # type: ignore[union-attr]
-    if uses_network_features(kind) and n_in == N_FEATURES:
-        return list(FEATURE_NAMES)
-    raise ValueError(
-        f"a {kind!r} model with {n_in} inputs needs explicit 'inputs' names "
-        f"(only the plain {N_FEATURES} schema features have a default)"
-    )
-
-
-def write_manifest(
-    directory: str | Path,
-    models: Mapping[str, Mapping[str, Any]],
-    *,
-    package_version: str,
-    created_at: datetime | None = None,
-) -> Path:
-    """Write ``directory/manifest.json`` describing ``models`` (files already in place).
-
-    Parameters
-    ----------
-    directory
-        The model directory; every file a model names must be in it.
-    models
-        ``{name: {"version", "kind", "files", ["config"], ["inputs"],
-        ["training"], ["metrics"]}}``. ``files`` maps ``"safetensors"``
-        (required) and ``"onnx"`` (optional) to bare file names. ``config``
-        defaults to the one stored in the safetensors file and must equal it if
-        given. ``inputs`` defaults to the feature names for models reading the
-        8 schema features. ``training`` and ``metrics`` are free-form JSON
-        objects (default empty).
-    package_version
-        The oxidize-ml version that trained/exported the models.
-    created_at
-        Timestamp to record (default: now, UTC). Pass one for reproducible output.
-
-    Returns
-    -------
-    Path
-        The manifest's path.
-
-    Raises
-    ------
-    ValueError
-        A malformed entry, a missing file, or a weight file that is invalid
-        or disagrees with its entry. Nothing is written then.
-    TypeError
-        ``training`` or ``metrics`` is not a mapping.
-    """
-    d = Path(directory)
-    if not d.is_dir():
-        raise ValueError(f"{d} is not a directory")
-    if not models:
-        raise ValueError("models is empty; a manifest must describe at least one model")
-    out_models: dict[str, Any] = {}
-    checksums: dict[str, str] = {}
-    for name, entry in models.items():
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"model names must be non-empty strings, got {name!r}")
-        out_models[name] = _checked_entry(d, name, entry, checksums)
-    when = created_at if created_at is not None else datetime.now(UTC)
-    manifest = {
-        "format_version": MANIFEST_FORMAT_VERSION,
-        "feature_schema": schema_description(),
-        "created_at": when.isoformat(),
-        "package_version": str(package_version),
-        "models": out_models,
-        "sha256": dict(sorted(checksums.items())),
-    }
-    text = json.dumps(manifest, indent=2, sort_keys=True, allow_nan=False) + "\n"
-    return atomic_write_text(d / MANIFEST_NAME, text)
-
-
-def _checked_entry(
-    d: Path, name: str, entry: Mapping[str, Any], checksums: dict[str, str]
-) -> dict[str, Any]:
-    allowed = {"version", "kind", "files", "config", "inputs", "training", "metrics"}
-    unknown = sorted(set(entry) - allowed)
-    if unknown:
-        raise ValueError(f"model {name!r}: unknown keys {unknown}; allowed {sorted(allowed)}")
-    kind = entry.get("kind")
-    if kind not in KINDS:
-        raise ValueError(f"model {name!r}: kind {kind!r} is not one of {list(KINDS)}")
-    version = entry.get("version")
-    if not isinstance(version, str | int) or isinstance(version, bool) or str(version) == "":
-        raise ValueError(f"model {name!r}: version must be a non-empty string, got {version!r}")
-    files = entry.get("files")
-    if not isinstance(files, Mapping) or "safetensors" not in files:
-        raise ValueError(
-            f"model {name!r}: files must map 'safetensors' (and optionally 'onnx') to names"
-        )
-    bad_roles = sorted(set(files) - set(FILE_ROLES))
-    if bad_roles:
-        raise ValueError(
-            f"model {name!r}: unknown file roles {bad_roles}; allowed {list(FILE_ROLES)}"
-        )
-    for role, fname in files.items():
-        if _plain_filename(fname) is None:
-            raise ValueError(f"model {name!r}: {role} file {fname!r} must be a bare file name")
-        if not (d / fname).is_file():
-            raise ValueError(f"model {name!r}: {role} file {d / fname} does not exist")
-        if fname in checksums:
-            raise ValueError(f"model {name!r}: file {fname!r} is already used by another entry")
-        checksums[fname] = sha256_file(d / fname)
-    try:
-        wf = parse_weight_bytes(
-            read_regular(d / files["safetensors"], MAX_WEIGHT_FILE_BYTES),
-            source=str(d / files["safetensors"]),
-            expected_kind=kind,
-        )
-    except ModelLoadError as exc:
-        raise ValueError(f"model {name!r}: {exc}") from None
-    config = wf.config
-    if "config" in entry:
-        given = config_from_dict(kind, dict(entry["config"]))
-        if given != config:
-            raise ValueError(
-                f"model {name!r}: config {given} differs from the weight file's {config}"
-            )
-    inputs = list(entry["inputs"]) if "inputs" in entry else _default_inputs(kind, config)
-    n_in = config.n_features if kind == KIND_LSTM_LOSS else config.n_inputs  # type: ignore[union-attr]
-    if len(inputs) != n_in or not all(isinstance(i, str) for i in inputs):
-        raise ValueError(f"model {name!r}: inputs must be {n_in} names, got {inputs!r}")
-    for key in ("training", "metrics"):
-        if not isinstance(entry.get(key, {}), Mapping):
-            raise TypeError(f"model {name!r}: {key} must be a JSON object")
-    return {
-        "version": str(version),
-        "kind": kind,
-        "files": dict(files),
-        "config": config.to_dict(),
-        "inputs": inputs,
-        "training": dict(entry.get("training", {})),
-        "metrics": dict(entry.get("metrics", {})),
-    }
 
 
 # ----------------------------------------------------------------------------- reading
@@ -366,7 +236,7 @@ def _check_model(d: Path, name: str, entry: object, man: _Manifest) -> _Checked:
     except (TypeError, ValueError) as exc:
         return st(STATUS_INVALID, f"bad config: {exc}", kind)
     for role, fname in files.items():
-        if role not in FILE_ROLES or _plain_filename(fname) is None:
+        if role not in FILE_ROLES or plain_filename(fname) is None:
             return st(STATUS_INVALID, f"bad file entry {role!r}: {fname!r}", kind)
     data: dict[str, bytes] = {}
     for role, fname in files.items():
@@ -480,15 +350,15 @@ def load_verified(
         wf = checked.weights
         assert wf is not None
         if backend == "numpy":
-            if wf.kind == KIND_LSTM_LOSS:
-                return LstmLossModel.from_tensors(wf.tensors, wf.config), "ok"  # type: ignore[arg-type]
-            return MlpModel.from_tensors(wf.tensors, wf.config), "ok"  # type: ignore[arg-type]
+            if isinstance(wf.config, LossLstmConfig):
+                return LstmLossModel.from_tensors(wf.tensors, wf.config), "ok"
+            return MlpModel.from_tensors(wf.tensors, wf.config), "ok"
         if "onnx" not in checked.data:
             return None, f"model {name!r} has no onnx file for the onnxruntime backend"
         from oxidize_ml.runtime.onnx_backend import OrtLstmLossModel, OrtMlpModel
 
         source = str(d / man.models[name]["files"]["onnx"])
-        if wf.kind == KIND_LSTM_LOSS:
+        if isinstance(wf.config, LossLstmConfig):
             ort_model: Any = OrtLstmLossModel.from_bytes(checked.data["onnx"], source=source)
         else:
             ort_model = OrtMlpModel.from_bytes(checked.data["onnx"], source=source, kind=wf.kind)

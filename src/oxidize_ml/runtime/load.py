@@ -3,7 +3,7 @@
 A model directory holds ``<stem>.safetensors`` and ``<stem>.onnx`` with the
 stems of `MODEL_FILE_STEMS` (``loss_predictor``, ``congestion_controller``,
 ``compression_oracle``). These loaders do not check a manifest: the engine
-loads through `oxidize_ml.hub.manifest.load_verified`, which checks checksums
+loads through `oxidize_ml.models.manifest.load_verified`, which checks checksums
 and the feature schema first and then calls these.
 """
 

@@ -156,7 +156,7 @@ def _controller(name: str, model: Path | None = None) -> Any:
     if name in reg and model is None:
         return name
     if name == "engine":
-        from oxidize_ml.evaluation.congestion import engine_controller_factory
+        from oxidize_ml.evaluation.congestion_controllers import engine_controller_factory
 
         return engine_controller_factory()
     if name == "dqn":
