@@ -245,3 +245,17 @@ def test_selection_is_an_argmax_over_cached_scores() -> None:
         sel.update_reward(p, TrafficContext.Web, 0.5, now=float(t))
     assert Counting.calls == before
     assert all(math.isfinite(v) for v in sel.scores(TrafficContext.Web).values())
+
+
+def test_a_nan_prior_scores_zero_instead_of_winning() -> None:
+    class NanOnOddLoss(MetricPrior):
+        def forward_batch(self, xs: np.ndarray) -> np.ndarray:
+            out = super().forward_batch(xs).copy()
+            out[np.isclose(xs[:, INPUT_NAMES.index("loss_rate")], 0.037)] = np.nan
+            return out
+
+    sel = LearnedPathSelector(NanOnOddLoss())
+    sel.update_metrics(_m(PathId.Primary, 10, loss=0.037), now=0.0)  # NaN prior
+    sel.update_metrics(_m(PathId.Secondary, 200, mbps=1), now=0.0)
+    assert sel.prior(TrafficContext.Gaming)["Primary"] == 0.0
+    assert sel.select(TrafficContext.Gaming, now=0.0) is PathId.Secondary
