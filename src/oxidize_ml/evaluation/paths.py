@@ -36,6 +36,19 @@ Regret
 Per step, oracle reward minus the chosen path's reward (rewards in [0, 1]);
 cumulative regret over the episode, averaged over seeds (``EVAL_SEED_BASE +
 100 * seed + i``).
+
+Trace-driven evaluation (`evaluate_path_traces`)
+------------------------------------------------
+The user's own Mahimahi traces, one per path (2-4), in the four families of
+`oxidize_ml.sim.gym.path_env.trace_path_families` (as given, RTT ladder
+reversed, path 0 failing, path 0 degrading), with the same paired protocol.
+Selectors: the four above, ``learned`` (the `LearnedPathSelector` of a model
+directory, default the shipped one), ``default`` (what
+`oxidize_ml.paths.default_path_selector_factory` gives ``MlEngine()``) and,
+when river is installed, river's disjoint LinUCB (``river_linucb``,
+`RiverLinUcbPathSelector`) as a maintained library's contextual bandit.
+Confidence intervals and the default rule (`qualifies_as_default`) use a
+paired bootstrap over episodes.
 """
 
 from __future__ import annotations
