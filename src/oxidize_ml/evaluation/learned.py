@@ -49,7 +49,8 @@ def shipped_model_options(model_dir: Path | None = None) -> tuple[dict[str, dict
     """Report options that add the learned models of ``model_dir`` (default: the shipped ones).
 
     Returns ``(options, note)``: options for `build_report` (fec predictors,
-    compression oracles, the DQN as an extra congestion controller) and a one-line
+    compression oracles, the DQN as an extra congestion controller, the learned
+    path selector as an extra path selector) and a one-line
     note of what was added or why not.
     """
     from oxidize_ml.congestion.actions import CwndLimits
@@ -76,7 +77,19 @@ def shipped_model_options(model_dir: Path | None = None) -> tuple[dict[str, dict
 
         options["congestion"] = {"extra_controllers": [("dqn", dqn_factory(Path(directory)))]}
         added.append("DQN (congestion)")
+    from oxidize_ml.paths.learned import MODEL_NAME as PATH_MODEL
+    from oxidize_ml.paths.learned import load_learned_selector
+
+    path_sel, path_status = load_learned_selector(Path(directory))
+    if path_sel is not None:
+        d = Path(directory)
+        options["paths"] = {
+            "selectors": {"learned": lambda seed: load_learned_selector(d, seed=seed)[0]}
+        }
+        added.append("learned path selector (paths)")
     skipped = {k: v for k, v in loaded.status.items() if v != "loaded"}
+    if path_sel is None:
+        skipped[PATH_MODEL] = path_status
     note = "learned models evaluated: " + (", ".join(added) or "none")
     if skipped:
         note += f"; not loaded: {skipped}"
