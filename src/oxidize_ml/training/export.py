@@ -39,7 +39,6 @@ from torch import nn
 from oxidize_ml._atomic import atomic_write_bytes
 from oxidize_ml.features import FEATURE_SCHEMA_VERSION
 from oxidize_ml.runtime.configs import (
-    KIND_LSTM_LOSS,
     LossLstmConfig,
     ModelConfig,
     config_from_json,
@@ -158,17 +157,18 @@ def _graph_spec(
     """(module to trace, example inputs, input names, output names)."""
     cfg = _model_config(model)
     if isinstance(cfg, LossLstmConfig):
+        assert isinstance(model, LossLstm)  # _model_config: an LSTM config comes from a LossLstm
         if variant == VARIANT_STEP:
             args = (
                 torch.zeros(1, cfg.n_features),
                 torch.zeros(1, cfg.hidden),
                 torch.zeros(1, cfg.hidden),
             )
-            return _LstmStepGraph(model), args, ["x", "h", "c"], ["p", "h_out", "c_out"]  # type: ignore[arg-type]
+            return _LstmStepGraph(model), args, ["x", "h", "c"], ["p", "h_out", "c_out"]
         t = cfg.seq_len if window_len is None else window_len
         if t < 1:
             raise ValueError(f"window_len must be >= 1, got {t}")
-        return _LstmWindowGraph(model), (torch.zeros(1, t, cfg.n_features),), ["xs"], ["p"]  # type: ignore[arg-type]
+        return _LstmWindowGraph(model), (torch.zeros(1, t, cfg.n_features),), ["xs"], ["p"]
     if variant != VARIANT_STEP:
         raise ValueError(f"variant {variant!r} only applies to the LSTM; MLPs have one graph")
     return model, (torch.zeros(1, cfg.n_inputs),), ["x"], ["y"]
@@ -218,7 +218,10 @@ def _export_proto_bytes(
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # the legacy exporter says it is legacy
-        torch.onnx.export(graph, args, buf, dynamo=False, input_names=inputs, output_names=outputs)
+        # torch's annotation says str | PathLike, but the TorchScript exporter
+        # documents and accepts a binary file object too; the wrong stub is torch's.
+        torch.onnx.export(graph, args, buf, dynamo=False,  # type: ignore[arg-type]
+                          input_names=inputs, output_names=outputs)
     return onnx.load_from_string(buf.getvalue()), "torchscript"
 
 
@@ -314,16 +317,18 @@ def verify_onnx(model: nn.Module, path: str | Path | bytes, n: int = 16, *, seed
     rng = np.random.default_rng(seed)
     model.eval()
     worst = 0.0
+    ref: tuple[torch.Tensor, ...]
     with torch.no_grad():
         for _ in range(n):
-            if cfg.kind == KIND_LSTM_LOSS and variant == VARIANT_STEP:
+            if isinstance(cfg, LossLstmConfig) and variant == VARIANT_STEP:
+                assert isinstance(model, LossLstm)  # see _model_config
                 feeds = {
                     "x": rng.standard_normal((1, cfg.n_features)).astype(np.float32),
                     "h": rng.uniform(-1, 1, (1, cfg.hidden)).astype(np.float32),
                     "c": rng.standard_normal((1, cfg.hidden)).astype(np.float32),
                 }
                 ref = model.step(*(torch.from_numpy(v) for v in feeds.values()))
-            elif cfg.kind == KIND_LSTM_LOSS:
+            elif isinstance(cfg, LossLstmConfig):
                 (shape,) = [i.shape for i in sess.get_inputs()]
                 feeds = {"xs": rng.standard_normal(tuple(shape)).astype(np.float32)}
                 ref = (model(torch.from_numpy(feeds["xs"]))[0][:, -1],)

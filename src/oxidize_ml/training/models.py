@@ -71,12 +71,13 @@ class LossLstm(nn.Module):
         explicit form exports to a plain MatMul/Tanh ONNX graph that
         onnxruntime runs faster than its LSTM operator for a single step.
         """
-        gates = (
-            x @ self.lstm.weight_ih_l0.T
-            + self.lstm.bias_ih_l0
-            + h @ self.lstm.weight_hh_l0.T
-            + self.lstm.bias_hh_l0
+        # get_parameter, not attribute access: nn.Module's __getattr__ is typed
+        # Tensor | Module, which the arithmetic below cannot take.
+        w_ih, b_ih, w_hh, b_hh = (
+            self.lstm.get_parameter(n) for n in ("weight_ih_l0", "bias_ih_l0", "weight_hh_l0",
+                                                 "bias_hh_l0")
         )
+        gates = x @ w_ih.T + b_ih + h @ w_hh.T + b_hh
         i, f, g, o = gates.chunk(4, dim=1)  # torch gate order
         c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
         h_new = torch.sigmoid(o) * torch.tanh(c_new)
