@@ -54,3 +54,13 @@ def test_config_checks_name_the_field() -> None:
         ResidualTrainConfig(gamma=1.5)
     with pytest.raises(ValueError, match="eps_fraction"):
         ResidualTrainConfig(eps_fraction=0.0)
+
+
+def test_power_reward_is_bounded_and_prefers_full_link_and_empty_queue() -> None:
+    from oxidize_ml.training.residual_dqn import power_reward
+
+    assert power_reward(1.0, 0.0, 0.0) == 0.0
+    assert power_reward(0.0, 0.99, 1.0) == -1.0
+    assert power_reward(0.9, 0.1, 0.0) > power_reward(0.9, 0.5, 0.0)
+    assert power_reward(0.9, 0.1, 0.0) > power_reward(0.5, 0.1, 0.0)
+    assert power_reward(0.9, 0.1, 0.0) > power_reward(0.9, 0.1, 0.05)

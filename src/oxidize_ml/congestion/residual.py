@@ -31,6 +31,7 @@ State (`N_INPUTS` floats, all bounded)
 - its change since the previous interval, [-1, 1]
 - loss ratio of the interval, [0, 1]
 - ``cwnd / (4 BDP)`` with the fallback's BDP, [0, 1]
+- ``cwnd / fallback target``: where the window sits in the correction range, [0, 2]
 - one-hot of the fallback's proposed action (6) and of its phase (7)
 - one-hot of the agent's previous action (6)
 - the previous `HISTORY` intervals' (smoothed utilisation, queueing share, loss)
@@ -59,7 +60,7 @@ __all__ = ["HISTORY", "N_INPUTS", "ResidualDqnPolicy", "ResidualFeatures", "resi
 HISTORY = 3
 """previous intervals of (smoothed utilisation, queueing share, loss) in the state"""
 _N_PHASES = len(BbrPhase)
-N_INPUTS = 6 + N_ACTIONS + _N_PHASES + N_ACTIONS + 3 * HISTORY
+N_INPUTS = 7 + N_ACTIONS + _N_PHASES + N_ACTIONS + 3 * HISTORY
 """size of the agent's state vector"""
 MIN_SCALE = 0.7
 """corrections never steer the window below this share of the fallback's target"""
@@ -147,10 +148,12 @@ class ResidualFeatures:
         s[3] = max(-1.0, min(1.0, dq))
         s[4] = loss
         s[5] = w
-        s[6 + int(fb_action)] = 1.0
-        s[6 + N_ACTIONS + _PHASE_INDEX[fb.state]] = 1.0
-        s[6 + N_ACTIONS + _N_PHASES + last_action] = 1.0
-        pos = 6 + 2 * N_ACTIONS + _N_PHASES
+        tgt = fb.target_cwnd_bytes
+        s[6] = min(obs.cwnd_bytes / tgt, 2.0) if tgt > 0.0 else 1.0
+        s[7 + int(fb_action)] = 1.0
+        s[7 + N_ACTIONS + _PHASE_INDEX[fb.state]] = 1.0
+        s[7 + N_ACTIONS + _N_PHASES + last_action] = 1.0
+        pos = 7 + 2 * N_ACTIONS + _N_PHASES
         for hu, hq, hl in self._hist:
             s[pos] = hu
             s[pos + 1] = hq

@@ -31,6 +31,7 @@ Everything random draws from one ``np.random.Generator(seed)`` plus
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -92,6 +93,9 @@ class ResidualTrainConfig:
     """transitions collected before the first update"""
     trace_share: float = 0.6
     """share of episodes on Mahimahi training traces (when present)"""
+    reward: str = "power"
+    """"power": `power_reward` (log utilisation - log(rtt / min_rtt), the evaluation's
+    goodput / delay in log form); "linear": `residual_reward`"""
 
     def __post_init__(self) -> None:
         check_int("seed", self.seed)
@@ -111,6 +115,8 @@ class ResidualTrainConfig:
         check_number("eps_fraction", self.eps_fraction, lo=1e-6, hi=1.0)
         check_int("learn_start", self.learn_start, lo=1)
         check_number("trace_share", self.trace_share, hi=1.0)
+        if self.reward not in ("power", "linear"):
+            raise ValueError(f"reward must be 'power' or 'linear', got {self.reward!r}")
 
 
 def sample_episode(rng: np.random.Generator, episode_s: float, trace_share: float) -> Scenario:
@@ -155,6 +161,7 @@ class _Recorder(ResidualDqnPolicy):
         self.n_decisions = 0
         # training only: the link's true capacity over (t0, t1], bits/s
         self.capacity_bps: Callable[[float, float], float] | None = None
+        self.reward = "linear"
         self._cap_t: float | None = None
         self._cap_s = 0.0
 
@@ -172,7 +179,10 @@ class _Recorder(ResidualDqnPolicy):
                 a = 1.0 - float(np.exp(-(now - prev) / feats.tau_s))
                 self._cap_s += a * (cap - self._cap_s)
             u = feats.smoothed_throughput_bps / self._cap_s if self._cap_s > 0.0 else 1.0
-            r = residual_reward(u, feats.queue_share, obs.features.loss_rate)
+            if self.reward == "power":
+                r = power_reward(u, feats.queue_share, obs.features.loss_rate)
+            else:
+                r = residual_reward(u, feats.queue_share, obs.features.loss_rate)
         else:
             r = feats.last_reward
         self._r_sum += r
@@ -196,6 +206,16 @@ class _Recorder(ResidualDqnPolicy):
             ps, pa = self._prev
             self._sink.push(ps, pa, self._r_sum / self._r_n, self._state.copy(), True)
         self._sink.reset()
+
+
+def power_reward(util: float, queue_share: float, loss: float) -> float:
+    """``(log u - log(rtt / min_rtt)) / 3 - 5 loss``, clipped to [-1, 0.0]: the log of the
+    power (goodput / delay) relative to an empty-queue, full-link flow. Utilisation is
+    floored at 5 % so one silent interval does not dominate."""
+    u = min(max(util, 0.05), 1.0)
+    q = min(max(queue_share, 0.0), 0.95)
+    r = (math.log(u) + math.log(1.0 - q)) / 3.0 - 5.0 * loss
+    return max(-1.0, min(r, 0.0))
 
 
 def _capacity_fn(sim: Simulation) -> Callable[[float, float], float]:
@@ -244,6 +264,7 @@ def fit(config: ResidualTrainConfig, *, progress: Callable[[str], None] | None =
         ctrl = PolicyController(rec)
         sim = Simulation(sc, ctrl, seed=int(rng.integers(1 << 31)), record_series=False)
         rec.capacity_bps = _capacity_fn(sim)
+        rec.reward = config.reward
         sim.run()
         rec.close_episode()
         decisions += rec.n_decisions
