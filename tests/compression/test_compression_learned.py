@@ -234,3 +234,14 @@ def test_size_bucket_table_matches_the_formula() -> None:
 
     assert all(_SIZE_BUCKET_TABLE[n] == _size_bucket(n) for n in range(len(_SIZE_BUCKET_TABLE)))
     assert quantize(bytes(100_000)).size_bucket == 63
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_encrypted_records_are_never_compressed(seed: int) -> None:
+    # Whatever a model predicts, ciphertext (TLS/DTLS records, QUIC long headers) is
+    # sent as is: its slabs are constant Skip, answered before any sampling.
+    for rate in (1e6, 5e6, 100e6):
+        oracle = LearnedCompressionOracle(random_model(seed, 0.7), link_rate_bps=rate)
+        for pkt in (tls_application_data(300), tls_application_data(1395), quic_initial(1200)):
+            assert oracle.decide(pkt) is D.Skip
+            assert oracle.decide_exact(pkt) is D.Skip

@@ -211,6 +211,9 @@ def _first_byte_kinds() -> tuple[int, ...]:
 
 
 _FIRST_BYTE_KIND: Final = _first_byte_kinds()
+_IP_FIRST_BYTES: Final = frozenset((*range(0x45, 0x50), *range(0x60, 0x70)))
+"""first bytes an IPv4 (IHL >= 5) or IPv6 packet can start with (`header_kind` is
+NONE for every other packet, so `decide` skips the call)"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -318,6 +321,9 @@ def outputs_to_utilities(
 
 _PREFERENCE_COLUMNS: Final = tuple(DECISIONS.index(d) for d in DECISION_PREFERENCE)
 _ROHC_COLUMN: Final = DECISIONS.index(MlCompressionDecision.RohcOnly)
+_CODEC_COLUMNS: Final = [DECISIONS.index(MlCompressionDecision.Light),
+                         DECISIONS.index(MlCompressionDecision.Aggressive)]
+_ENCRYPTED: Final = int(MagicKind.ENCRYPTED)
 _ROHC_HEADERS: Final = frozenset((int(HeaderKind.RTP), int(HeaderKind.UDP)))
 _SKIP_COLUMN: Final = DECISIONS.index(_SKIP)
 
@@ -452,6 +458,11 @@ class LearnedCompressionOracle:
                     # Header compression only exists for IP/UDP packets: never
                     # pick it elsewhere, whatever the model predicts.
                     util[:, _ROHC_COLUMN] = -np.inf
+                if magic == _ENCRYPTED:
+                    # Ciphertext does not compress; the regression's small
+                    # saved-fraction errors must not make a codec try (and
+                    # the constant slab is answered before any sampling).
+                    util[:, _CODEC_COLUMNS] = -np.inf
                 self.nonfinite_cells += int(np.count_nonzero(~np.isfinite(a).all(axis=1)))
                 start = (magic * N_HEADER + header) * per_combo
                 table[start : start + n_cells] = choose(util, self.cost_model.tie_tolerance_s)
@@ -490,7 +501,7 @@ class LearnedCompressionOracle:
                 magic = 3  # MagicKind.ENCRYPTED
         elif b0 == 0x52 and head.startswith(b"RIFF") and head[8:12] in RIFF_MEDIA:
             magic = 2
-        if n <= HEADER_MAX_BYTES:
+        if n <= HEADER_MAX_BYTES and b0 in _IP_FIRST_BYTES:  # else not an IP packet
             combo = magic * N_HEADER + header_kind(head, n)
             slab = (combo << _SIZE_SHIFT) + _SIZE_BUCKET_TABLE[n]
         elif n < _SIZE_TABLE_BYTES:
@@ -538,6 +549,8 @@ class LearnedCompressionOracle:
         )
         if int(q.header) not in _ROHC_HEADERS:
             util[:, _ROHC_COLUMN] = -np.inf  # as in the table
+        if q.magic is MagicKind.ENCRYPTED:
+            util[:, _CODEC_COLUMNS] = -np.inf
         return DECISIONS[int(choose(util, self.cost_model.tie_tolerance_s)[0])]
 
     # --------------------------------------------------------------- Policy
