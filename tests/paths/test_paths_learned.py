@@ -192,6 +192,7 @@ def test_load_from_model_dir_with_probes_and_online_config(tmp_path: Path) -> No
                             online={"exploration_alpha": 0.0, "prior_strength": 7.0})
     sel, why = load_learned_selector(d, seed=1)
     assert why == "loaded" and isinstance(sel, LearnedPathSelector)
+    assert sel.version == "t1"  # the manifest's, for the engine's loaded-models list
     assert sel.learned_config.prior_strength == 7.0  # chosen at training, from the manifest
     sel.update_metrics(_m(PathId.Primary, 15, mbps=5), now=0.0)
     sel.update_metrics(_m(PathId.Secondary, 90, mbps=150), now=0.0)

@@ -304,6 +304,8 @@ class LearnedPathSelector(BasePathSelector):
             PathSelectorConfig(availability_threshold=config.availability_threshold), seed=seed
         )
         self.learned_config = config
+        self.version: str | None = None
+        """manifest version of the model (set by `load_learned_selector`)"""
         self._model = model
         self._features = PathFeatureState()
         self._alpha = config.exploration_alpha
@@ -517,6 +519,7 @@ def load_learned_selector(
         )
     except (TypeError, ValueError) as exc:
         return None, f"invalid: {exc}"
+    sel.version = str(entry.get("version", "?"))
     return sel, "loaded"
 
 
