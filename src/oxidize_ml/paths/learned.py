@@ -173,7 +173,7 @@ class LearnedPathConfig:
     prior_strength: float = 20.0
     """precision of the prior ``w = (0, 1)`` (trust the MLP), > 0: about this many
     rewards of evidence are needed to move the correction halfway (20 is what
-    the shipped model's run chose: 5 to 80 were within 6 % in regret)"""
+    the shipped model's run chose: 5 to 80 were within 7 % in training-family regret)"""
     discount_gamma: float = 0.98
     """per-reward discount of a traffic type's statistics toward the prior, in (0, 1]
     (effective memory 1 / (1 - gamma) = 50 rewards, as `MlPathSelector`)"""
