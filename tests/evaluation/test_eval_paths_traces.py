@@ -216,3 +216,11 @@ def test_river_adapter_skips_unavailable_paths() -> None:
         p = sel.select(TrafficContext.Web, now=float(t))
         assert p is PathId.Secondary
         sel.update_reward(p, TrafficContext.Web, 0.5, now=float(t))
+
+
+def test_metrics_reward_heuristic_is_always_compared(result: dict) -> None:
+    det = result["selectors"]["metrics_reward"]
+    assert det["regret_per_step"] >= 0.0
+    assert "metrics_reward" not in result["summary"]["selectors"]
+    # it reads the metrics against the reward function: never worse than ignoring them
+    assert det["regret_per_step"] < result["selectors"]["round_robin"]["regret_per_step"]

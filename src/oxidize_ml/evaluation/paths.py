@@ -145,6 +145,44 @@ class MinRttPathSelector(BasePathSelector):
         return best
 
 
+class MetricsRewardPathSelector(BasePathSelector):
+    """Greedy on the metrics: the available path whose latest `PathMetrics` would give
+    the highest `calculate_path_reward` for the traffic type (no rewards read).
+
+    The obvious heuristic a learned prior has to beat: it knows the reward
+    function exactly and assumes the next flow sees the last measurement.
+
+    Examples
+    --------
+    >>> sel = MetricsRewardPathSelector()
+    >>> sel.update_metrics(PathMetrics(path_id=PathId.Primary, rtt_us=15_000,
+    ...                                bandwidth_bps=5e6), now=0.0)
+    >>> sel.update_metrics(PathMetrics(path_id=PathId.Secondary, rtt_us=90_000,
+    ...                                bandwidth_bps=150e6), now=0.0)
+    >>> sel.select(TrafficContext.Gaming, now=0.0), sel.select(TrafficContext.Bulk, now=0.0)
+    (<PathId.Primary: 0>, <PathId.Secondary: 1>)
+    """
+
+    name: ClassVar[str] = "metrics_reward"
+
+    def __init__(self, config: PathSelectorConfig | None = None, *, seed: int = 0) -> None:
+        super().__init__(PathSelectorConfig() if config is None else config, seed=seed)
+        self._value = [[0.0] * len(PathId) for _ in TrafficContext]
+
+    def _on_metrics(self, i: int, metrics: PathMetrics) -> None:
+        for c in TrafficContext:
+            self._value[int(c)][i] = calculate_path_reward(
+                c, metrics.rtt_us, metrics.loss_rate, metrics.bandwidth_bps / 1e6)
+
+    def _pull(self, c: int, avail: tuple[int, ...]) -> int:
+        v = self._value[c]
+        best = avail[0]
+        for i in avail:
+            if v[i] > v[best]:
+                best = i
+        return best
+
+
 class _HindsightSelector:
     """Chooses the path with the best reward of the coming step, read from the env's
     ground truth (`PathSelectionEnv.episode_arrays`): the per-step oracle."""
@@ -690,7 +728,8 @@ def evaluate_path_traces(
         ``None`` and ``notes`` says why.
     extra_selectors
         More selectors to compare (name -> ``factory(seed)``), reported in
-        ``selectors`` but not in ``summary``.
+        ``selectors`` but not in ``summary`` (as is ``metrics_reward``,
+        `MetricsRewardPathSelector`, always run).
     library_bandit
         Also run river's disjoint LinUCB (`RiverLinUcbPathSelector`, name
         ``river_linucb``) on the same episodes when river is installed (the
@@ -738,6 +777,7 @@ def evaluate_path_traces(
     factories["default"] = default_factory
     notes.append(f"default: {default_name} (the shipped defaults' choice for MlEngine(), "
                  "`oxidize_ml.paths.default_path_selector_factory`)")
+    factories["metrics_reward"] = lambda s: MetricsRewardPathSelector(seed=s)
     if library_bandit:
         why_not = river_available()
         if why_not is None:
