@@ -118,7 +118,8 @@ def probe_connections() -> list[list[tuple[NetworkFeatures, float]]]:
     return conns
 
 
-def _probe_packets() -> list[bytes]:
+def probe_packets() -> list[bytes]:
+    """Deterministic payloads of every kind the compression oracles distinguish."""
     rng = np.random.default_rng(_PROBE_SEED)
     text = b"The quick brown fox jumps over the lazy dog. " * 40
     json = b'{"user": "alice", "id": 12345, "items": [1, 2, 3], "ok": true} ' * 30
@@ -166,7 +167,7 @@ def _dqn_states(state_config: Any) -> np.ndarray:
 def _compression_inputs() -> np.ndarray:
     from oxidize_ml.compression.learned import input_matrix
 
-    return input_matrix(_probe_packets())
+    return input_matrix(probe_packets())
 
 
 def _mlp_outputs(model: Any, xs: np.ndarray) -> np.ndarray:
@@ -233,4 +234,5 @@ __all__ = [
     "judge_outputs",
     "probe_connections",
     "probe_model",
+    "probe_packets",
 ]
