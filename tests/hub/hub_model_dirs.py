@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+from oxidize_ml.bench_models import random_tensors
 from oxidize_ml.hub import write_manifest
 from oxidize_ml.runtime import CompressionMlpConfig, DqnMlpConfig, LossLstmConfig
-from oxidize_ml.bench_models import random_tensors
 from oxidize_ml.runtime.weights import encode_weights
 
 MODELS = {

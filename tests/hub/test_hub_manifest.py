@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from oxidize_ml.bench_models import random_tensors
 from oxidize_ml.features import FEATURE_NAMES, schema_description
 from oxidize_ml.hub import (
     MANIFEST_NAME,
@@ -25,7 +26,6 @@ from oxidize_ml.runtime import (
     LstmLossModel,
     MlpModel,
 )
-from oxidize_ml.bench_models import random_tensors
 from oxidize_ml.runtime.weights import encode_weights
 
 HAVE_ORT = all(

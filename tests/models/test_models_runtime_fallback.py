@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from oxidize_ml.bench_models import random_tensors
 from oxidize_ml.congestion.bbr import BbrFallback
 from oxidize_ml.congestion.dqn import DqnCwndPolicy
 from oxidize_ml.congestion.observation import CongestionObservation
@@ -14,7 +15,6 @@ from oxidize_ml.features import NetworkFeatures
 from oxidize_ml.loss.ewma import EwmaLossPredictor
 from oxidize_ml.loss.lstm import LstmLossPredictor
 from oxidize_ml.runtime import DqnMlpConfig, LossLstmConfig, LstmLossModel, MlpModel
-from oxidize_ml.bench_models import random_tensors
 from oxidize_ml.types import DrlAction
 
 STATE = StateConfig()

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from oxidize_ml.bench_models import random_tensors
 from oxidize_ml.congestion.dqn import DqnCwndPolicy
 from oxidize_ml.congestion.state import StateConfig
 from oxidize_ml.loss.lstm import LstmLossPredictor
 from oxidize_ml.runtime import DqnMlpConfig, LossLstmConfig, LstmLossModel, MlpModel
-from oxidize_ml.bench_models import random_tensors
 from oxidize_ml.runtime.kernels import shared_constant
 
 STATE = StateConfig()

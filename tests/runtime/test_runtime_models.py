@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import save as st_save
 
+from oxidize_ml.bench_models import random_tensors
 from oxidize_ml.runtime import (
     CompressionMlpConfig,
     DqnMlpConfig,
@@ -21,7 +22,6 @@ from oxidize_ml.runtime import (
     load_lstm,
     load_mlp,
 )
-from oxidize_ml.bench_models import random_tensors
 from oxidize_ml.runtime.configs import WEIGHTS_FORMAT, config_from_dict, config_to_json
 from oxidize_ml.runtime.weights import encode_weights, read_weight_file
 

@@ -11,6 +11,14 @@ import pytest
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
+from oxidize_ml.bench_models import (
+    bench_models,
+    format_rows,
+    lstm_step_onnx,
+    lstm_window_onnx,
+    mlp_onnx,
+    random_tensors,
+)
 from oxidize_ml.runtime import (
     CompressionMlpConfig,
     DqnMlpConfig,
@@ -20,14 +28,6 @@ from oxidize_ml.runtime import (
     ModelLoadError,
     load_lstm,
     load_mlp,
-)
-from oxidize_ml.bench_models import (
-    bench_models,
-    format_rows,
-    lstm_step_onnx,
-    lstm_window_onnx,
-    mlp_onnx,
-    random_tensors,
 )
 from oxidize_ml.runtime.onnx_backend import (
     OrtLstmLossModel,
