@@ -64,10 +64,13 @@ from oxidize_ml.paths.reward import (
     THROUGHPUT_REF_MBPS,
 )
 from oxidize_ml.paths.selector import (
+    _CTX_INDEX,
+    _PATHS,
     N_CONTEXTS,
     N_PATHS,
     BasePathSelector,
     PathSelectorConfig,
+    _context_index,
 )
 from oxidize_ml.types import PathId, PathMetrics, TrafficContext
 
@@ -322,6 +325,24 @@ class LearnedPathSelector(BasePathSelector):
         self._tie = [[self._rng.random() * 1e-9 for _ in range(N_PATHS)]
                      for _ in range(N_CONTEXTS)]  # fmt: skip
         self._scores = [[0.0] * N_PATHS for _ in range(N_CONTEXTS)]
+        # The argmax over available paths per context, kept current whenever a
+        # score or the availability changes, so select is one lookup.
+        self._best = [-1] * N_CONTEXTS
+
+    def select(self, context: TrafficContext, *, now: float) -> PathId:
+        """`BasePathSelector.select` with the argmax precomputed (same fallbacks)."""
+        c = _CTX_INDEX[context] if type(context) is TrafficContext else _context_index(context)
+        i = self._best[c]
+        if i < 0:  # no available path: the last one used, or Primary
+            last = self._last[c]
+            i = 0 if last is None else last
+        self._selections[c][i] += 1
+        self._last[c] = i
+        return _PATHS[i]
+
+    def _refresh_best(self, c: int) -> None:
+        avail = self._available
+        self._best[c] = self._pull(c, avail) if avail else -1
 
     # -- hooks -----------------------------------------------------------------
 
@@ -334,6 +355,7 @@ class LearnedPathSelector(BasePathSelector):
             f = out[c]
             self._prior[c][i] = 0.0 if math.isnan(f) else min(1.0, max(0.0, f))
             self._rescore(c, i)
+            self._refresh_best(c)  # availability may have changed too
 
     def _on_reward(self, c: int, i: int, reward: float) -> None:
         g, lam = self._gamma, self._lam
@@ -356,6 +378,7 @@ class LearnedPathSelector(BasePathSelector):
         b[1] += reward * f
         for j in range(N_PATHS):
             self._rescore(c, j)
+        self._refresh_best(c)
 
     def _rescore(self, c: int, i: int) -> None:
         a11, a12, a22 = self._a[c][i]
