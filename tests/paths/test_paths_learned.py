@@ -260,3 +260,20 @@ def test_a_nan_prior_scores_zero_instead_of_winning() -> None:
     sel.update_metrics(_m(PathId.Secondary, 200, mbps=1), now=0.0)
     assert sel.prior(TrafficContext.Gaming)["Primary"] == 0.0
     assert sel.select(TrafficContext.Gaming, now=0.0) is PathId.Secondary
+
+
+def test_fallbacks_without_available_paths() -> None:
+    sel = LearnedPathSelector(MetricPrior())
+    assert sel.select(TrafficContext.Web, now=0.0) is PathId.Primary  # nothing known
+    sel.update_metrics(_m(PathId.Primary, 80), now=0.0)
+    sel.update_metrics(_m(PathId.Tertiary, 10), now=0.0)
+    assert sel.select(TrafficContext.Web, now=0.0) is PathId.Tertiary
+    sel.update_metrics(_m(PathId.Tertiary, 10, avail=0.0), now=1.0)
+    sel.update_metrics(_m(PathId.Primary, 80, avail=0.0), now=1.0)
+    # none available: stay on the path last used for this traffic type
+    assert sel.select(TrafficContext.Web, now=1.0) is PathId.Tertiary
+    assert sel.select(TrafficContext.Gaming, now=1.0) is PathId.Primary  # never used: Primary
+    sel.update_metrics(_m(PathId.Primary, 80), now=2.0)  # back up
+    assert sel.select(TrafficContext.Web, now=2.0) is PathId.Primary
+    assert sel.stats()["per_context"]["Web"]["selections"] == {
+        "Primary": 1, "Secondary": 0, "Tertiary": 2, "Quaternary": 0}
