@@ -276,4 +276,4 @@ def test_fallbacks_without_available_paths() -> None:
     sel.update_metrics(_m(PathId.Primary, 80), now=2.0)  # back up
     assert sel.select(TrafficContext.Web, now=2.0) is PathId.Primary
     assert sel.stats()["per_context"]["Web"]["selections"] == {
-        "Primary": 1, "Secondary": 0, "Tertiary": 2, "Quaternary": 0}
+        "Primary": 2, "Secondary": 0, "Tertiary": 2, "Quaternary": 0}
