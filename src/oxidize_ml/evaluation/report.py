@@ -210,15 +210,12 @@ def jsonable(obj: Any) -> Any:
         return str(obj)
     if isinstance(obj, Enum):
         return obj.name
-    try:
-        import numpy as np
-    except ModuleNotFoundError:  # pragma: no cover - numpy is a runtime dependency
-        np = None  # type: ignore[assignment]
-    if np is not None:
-        if isinstance(obj, np.generic):
-            return jsonable(obj.item())
-        if isinstance(obj, np.ndarray):
-            return jsonable(obj.tolist())
+    import numpy as np  # a runtime dependency; imported here to keep `import report` light
+
+    if isinstance(obj, np.generic):
+        return jsonable(obj.item())
+    if isinstance(obj, np.ndarray):
+        return jsonable(obj.tolist())
     return str(obj)
 
 

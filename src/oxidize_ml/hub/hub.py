@@ -343,7 +343,9 @@ def _parse_manifest(raw: bytes, where: str) -> dict[str, Any]:
 def _created_at(data: Mapping[str, Any], where: str) -> datetime:
     raw = data.get("created_at")
     try:
-        when = datetime.fromisoformat(raw)  # type: ignore[arg-type]
+        if not isinstance(raw, str):
+            raise TypeError("created_at must be a string")
+        when = datetime.fromisoformat(raw)
     except (TypeError, ValueError):
         raise HubError(f"{where}: manifest created_at {raw!r} is not an ISO timestamp") from None
     # write_manifest records UTC; a naive stamp is read as UTC too.

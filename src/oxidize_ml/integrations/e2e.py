@@ -635,8 +635,8 @@ async def _run_one(
                 t_connect = loop.time()
                 async with connect(host, eport, configuration=client_cfg,
                                    create_protocol=_ClientProtocol) as proto:
-                    client = proto  # type: ignore[assignment]
-                    assert isinstance(client, _ClientProtocol)
+                    assert isinstance(proto, _ClientProtocol)  # create_protocol above
+                    client = proto
                     t_connected = loop.time()
                     sampler = asyncio.create_task(
                         _sample(servers, client, t_connected, samples))

@@ -73,12 +73,20 @@ def _capacity_to_json(cap: Any) -> dict[str, Any]:
     )
 
 
+def _number(d: dict[str, Any], key: str, where: str, default: float | None = None) -> float:
+    """``d[key]`` as a JSON number (the link/loss classes check its range), else TypeError."""
+    v = d.get(key, default)
+    if not isinstance(v, int | float) or isinstance(v, bool):
+        raise TypeError(f"{where}.{key} must be a number, got {v!r}")
+    return float(v)
+
+
 def _capacity_from_json(d: Any) -> ConstantLink | TraceLink | StepLink:
     if not isinstance(d, dict):
         raise TypeError(f"capacity must be an object, got {type(d).__name__}")
     model = d.get("model")
     if model == "constant":
-        return ConstantLink(d.get("rate_bps"))  # type: ignore[arg-type]
+        return ConstantLink(_number(d, "rate_bps", "capacity"))
     if model == "mahimahi":
         path = d.get("path")
         if not isinstance(path, str):
@@ -99,9 +107,10 @@ def _loss_from_json(d: Any) -> BernoulliLoss | GilbertElliottLoss | None:
         raise TypeError(f"loss must be an object or null, got {type(d).__name__}")
     model = d.get("model")
     if model == "bernoulli":
-        return BernoulliLoss(d.get("p"))  # type: ignore[arg-type]
+        return BernoulliLoss(_number(d, "p", "loss"))
     if model == "gilbert-elliott":
-        return GilbertElliottLoss(d.get("p"), d.get("r"), d.get("k", 1.0), d.get("h", 0.0))  # type: ignore[arg-type]
+        return GilbertElliottLoss(_number(d, "p", "loss"), _number(d, "r", "loss"),
+                                  _number(d, "k", "loss", 1.0), _number(d, "h", "loss", 0.0))
     raise ValueError(f"loss.model must be bernoulli or gilbert-elliott, got {model!r}")
 
 

@@ -204,7 +204,8 @@ class MetricsServer:
 
     def __init__(self, httpd: _Server) -> None:
         self._httpd = httpd
-        self.host: str = httpd.server_address[0]  # type: ignore[assignment]
+        host = httpd.server_address[0]  # str for AF_INET/AF_INET6; typeshed also allows bytes
+        self.host: str = host if isinstance(host, str) else host.decode()
         self.port: int = httpd.server_address[1]
         self._thread = threading.Thread(
             target=httpd.serve_forever,

@@ -283,9 +283,9 @@ class MlpModel:
         if kind is not None and kind not in (KIND_DQN, KIND_COMPRESSION_MLP):
             raise ValueError(f"kind must be {KIND_DQN!r} or {KIND_COMPRESSION_MLP!r}, got {kind!r}")
         wf = read_weight_file(path, expected_kind=kind)
-        if wf.kind == KIND_LSTM_LOSS:
+        if isinstance(wf.config, LossLstmConfig):
             raise ModelLoadError(f"{path}: holds an LSTM; use LstmLossModel.load")
-        return cls(MlpWeights.from_tensors(wf.tensors, wf.config))  # type: ignore[arg-type]
+        return cls(MlpWeights.from_tensors(wf.tensors, wf.config))
 
     @classmethod
     def from_tensors(cls, tensors: Mapping[str, np.ndarray], config: MlpConfig) -> MlpModel:

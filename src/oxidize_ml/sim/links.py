@@ -122,18 +122,22 @@ class TraceLink:
     def is_random(self) -> bool:
         return False
 
+    def _times_ms(self) -> np.ndarray:
+        ms = self._ms
+        if ms is None:  # __post_init__ always loads it; None only types the default
+            raise RuntimeError(f"trace {self.path} was not loaded")
+        return ms
+
     def schedule(self, horizon_s: float, rng: np.random.Generator) -> OpportunitySchedule:
-        return OpportunitySchedule.from_mahimahi_ms(self._ms)  # type: ignore[arg-type]
+        return OpportunitySchedule.from_mahimahi_ms(self._times_ms())
 
     @property
     def period_s(self) -> float:
         """Length of the trace before it repeats, seconds."""
-        return float(self._ms[-1]) / 1000.0  # type: ignore[index]
+        return float(self._times_ms()[-1]) / 1000.0
 
     def mean_rate_bps(self, horizon_s: float) -> float:
-        ms = self._ms
-        assert ms is not None
-        return OpportunitySchedule.from_mahimahi_ms(ms).mean_rate_bps
+        return OpportunitySchedule.from_mahimahi_ms(self._times_ms()).mean_rate_bps
 
     def to_dict(self) -> dict[str, Any]:
         return {"model": "mahimahi", "path": self.path}

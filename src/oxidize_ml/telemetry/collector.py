@@ -13,7 +13,7 @@ import threading
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, SupportsIndex, cast
 
 import numpy as np
 
@@ -133,7 +133,8 @@ def _index(name: str, value: object, hi: int) -> int:
     if isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be an int, got bool")
     try:
-        v = operator.index(value)  # type: ignore[arg-type]
+        # The cast only names what the try tests: anything without __index__ raises.
+        v = operator.index(cast("SupportsIndex", value))
     except TypeError:
         raise TypeError(f"{name} must be an int, got {type(value).__name__}") from None
     if not 0 <= v <= hi:

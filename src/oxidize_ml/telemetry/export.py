@@ -157,17 +157,21 @@ def snapshot_to_arrow(table: str, snap: RingSnapshot) -> pa.Table:
     for spec in TABLE_COLUMNS[table]:
         col = snap.columns[spec.name]
         if spec.kind == "varlist":
-            values, lengths = col  # type: ignore[misc]
+            if not isinstance(col, tuple):
+                raise TypeError(f"{table}.{spec.name}: a varlist column must be (values, lengths)")
+            values, lengths = col
             mask = np.arange(values.shape[1]) < lengths[:, None]
             offsets = np.zeros(len(lengths) + 1, dtype=np.int32)
             np.cumsum(lengths, out=offsets[1:])
             flat = pa.array(values[mask], type=pa.float32())
             arrays.append(pa.ListArray.from_arrays(pa.array(offsets, type=pa.int32()), flat))
+        elif isinstance(col, tuple):
+            raise TypeError(f"{table}.{spec.name}: a {spec.kind} column must be one array")
         elif spec.kind == "vector":
             for j, name in enumerate(spec.expand):
-                arrays.append(pa.array(col[:, j], type=schema.field(name).type))  # type: ignore[call-overload]
+                arrays.append(pa.array(col[:, j], type=schema.field(name).type))
         elif spec.kind == "string":
-            arrays.append(pa.array(col.tolist(), type=pa.string()))  # type: ignore[union-attr]
+            arrays.append(pa.array(col.tolist(), type=pa.string()))
         else:
             arrays.append(pa.array(col, type=schema.field(spec.name).type))
     return pa.Table.from_arrays(arrays, schema=schema)

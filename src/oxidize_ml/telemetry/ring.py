@@ -197,7 +197,9 @@ class ColumnRing:
                 width = int(ordered_lens.max())
                 columns[spec.name] = (self._ordered(self._cols[k])[:, :width], ordered_lens)
         ts = columns.get("timestamp")
-        has_ts = isinstance(ts, np.ndarray) and ts.size > 0
+        t_min = t_max = None
+        if isinstance(ts, np.ndarray) and ts.size > 0:
+            t_min, t_max = float(ts.min()), float(ts.max())
         self._inflight_end = self._appended
         self._inflight_evicted = 0
         self._inflight_dropped = self._dropped
@@ -205,8 +207,8 @@ class ColumnRing:
             rows=self._size,
             columns=columns,
             dropped=self._dropped - self._dropped_reported,
-            time_min=float(ts.min()) if has_ts else None,  # type: ignore[union-attr]
-            time_max=float(ts.max()) if has_ts else None,  # type: ignore[union-attr]
+            time_min=t_min,
+            time_max=t_max,
         )
 
     def commit_export(self) -> None:
