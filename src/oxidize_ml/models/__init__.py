@@ -28,7 +28,6 @@ model                  kind           policy
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -52,7 +51,6 @@ EXPECTED_KIND: Final[dict[str, str]] = {
     "congestion_controller": "dqn",
     "compression_oracle": "compression_mlp",
 }
-_MAX_MANIFEST_BYTES = 1024 * 1024
 
 
 def default_model_dir() -> Path | None:
@@ -74,19 +72,6 @@ class LoadedPolicies:
     """model name -> manifest version, for the loaded models"""
     status: dict[str, str] = field(default_factory=dict)
     """model name -> "loaded", "not default", or why the heuristic stays"""
-
-
-def _manifest_entries(directory: Path) -> dict[str, Any]:
-    """The manifest's ``models`` object, {} if unreadable (verification reports why)."""
-    from oxidize_ml.runtime.safe_files import read_file
-
-    try:
-        raw = read_file(directory, "manifest.json", _MAX_MANIFEST_BYTES)
-        data = json.loads(raw.decode("utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):  # UnsafeFileError is a ValueError
-        return {}
-    models = data.get("models") if isinstance(data, dict) else None
-    return models if isinstance(models, dict) else {}
 
 
 def _link_rate(entry: dict[str, Any]) -> float:
@@ -186,7 +171,7 @@ def load_policies(
         ignores its input, on the probe inputs of `oxidize_ml.models.probe`);
         or the reason a wrapper is unavailable.
     """
-    from oxidize_ml.models.manifest import load_verified, verify_model_dir
+    from oxidize_ml.models.manifest import load_verified, manifest_models, verify_model_dir
 
     out = LoadedPolicies()
     d = Path(directory)
@@ -200,7 +185,7 @@ def load_policies(
         for name in MODEL_NAMES:
             out.status[name] = str(error)
         return out
-    entries = _manifest_entries(d)
+    entries = manifest_models(d)
     ctx = {"limits": limits, "state_config": state_config, "seed": seed}
     for name in MODEL_NAMES:
         checked = report.models.get(name)

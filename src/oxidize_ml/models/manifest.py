@@ -206,6 +206,13 @@ def _read_manifest(d: Path) -> _Manifest | str:
     return _Manifest(models=models, sha256=sha, schema_ok=schema_ok, schema_reason=schema_reason)
 
 
+def manifest_models(directory: str | Path) -> dict[str, Any]:
+    """The manifest's ``models`` object, ``{}`` when there is no readable
+    manifest (`verify_model_dir` says why); never raises for bad content."""
+    man = _read_manifest(Path(directory))
+    return {} if isinstance(man, str) else man.models
+
+
 def _reject_constant(name: str) -> None:
     raise ValueError(f"non-standard JSON constant {name}")
 
