@@ -64,7 +64,9 @@ def test_fast_path_equals_dense_dot_product():
             z = float(np.dot(w, pred.features.vector()))
             assert pred.block_loss_probability == pytest.approx(logistic(z), rel=1e-9, abs=1e-15)
             p = pred.predict_one(f, now=0.01 * (i + 1))
-            assert p == pytest.approx(min(1.0, logistic(z) * pred.config.mean_severity))
+            sev = pred.features.severity(pred.config.mean_severity)
+            assert pred.severity_scale == pytest.approx(sev / pred.config.mean_severity)
+            assert p == pytest.approx(min(1.0, logistic(z) * sev))
             assert 0.0 <= p <= 1.0
 
 
@@ -108,6 +110,26 @@ def test_hazard_weights_drive_the_prediction():
     assert high == pytest.approx(logistic(2.0))
     assert low == pytest.approx(logistic(-4.0))
     assert pred.predict_one(feats(), now=0.5) == pytest.approx(low * 0.15)
+
+
+def test_connection_severity_follows_its_own_lossy_windows():
+    ft = BurstFeatures()
+    assert ft.severity(0.1) == 0.1  # no lossy window yet: the prior
+    # 50-ms windows each losing 40 % in one interval: window mean 0.08
+    t = 0.0
+    for _ in range(200):
+        for j in range(burst.SEVERITY_WINDOW):
+            t += 0.01
+            ft.update(feats(loss=0.4 if j == 0 else 0.0), t)
+    assert ft.window_severity == pytest.approx(0.08)
+    n = 200.0
+    want = (n * 0.08 + burst.SEVERITY_PRIOR_WINDOWS * 0.5) / (n + burst.SEVERITY_PRIOR_WINDOWS)
+    assert ft.severity(0.5) == pytest.approx(want)
+    # clean windows leave it alone
+    for _ in range(50):
+        t += 0.01
+        ft.update(feats(), t)
+    assert ft.window_severity == pytest.approx(0.08)
 
 
 def test_predict_before_learn_and_reset_and_clone():

@@ -1041,7 +1041,7 @@ def shipped_lstm_factory() -> tuple[PredictorFactory | None, str]:
                            state_config=StateConfig(), seed=0)
     if loaded.loss is None:
         return None, str(loaded.status.get("loss_predictor", "not loaded"))
-    lstm = loaded.loss
+    lstm: Any = loaded.loss  # an LstmLossPredictor: fork() gives a fresh state per run
     return (lambda: lstm.fork()), "loaded"
 
 
@@ -1160,9 +1160,13 @@ def evaluate_fec_traces(
     Predictors: ``ewma`` (the heuristic; FEC by the binomial `FecPolicy`),
     ``lstm`` (the shipped model, same policy; absent with a note when it
     cannot be loaded), ``burst`` (`oxidize_ml.loss.burst.BurstLossPredictor`
-    with `oxidize_ml.loss.fec.BurstFecPolicy`, its repair price swept for the
-    curve) and ``burst_binomial`` (the burst predictor through `FecPolicy`).
-    ``residual_ratio_vs_ewma`` is a predictor's residual loss interpolated on
+    with `oxidize_ml.loss.fec.BurstFecPolicy.decide_block` fed its block-loss
+    probability and severity scale, the repair price swept for the curve) and
+    ``burst_binomial`` (the burst predictor's p through `FecPolicy`). PR-AUC
+    ranks by each predictor's probability of a loss in the window: the
+    EWMA's and LSTM's output, the burst model's q (``pr_auc_of_p`` in the
+    breakdowns gives its p = q x severity); Brier scores p against the
+    label. ``residual_ratio_vs_ewma`` is a predictor's residual loss interpolated on
     its curve at the overhead the EWMA spends by default, divided by the
     EWMA's residual there. Confidence intervals: paired block bootstrap over
     runs (`BOOTSTRAP_ROUNDS`, 95 %).
@@ -1172,7 +1176,9 @@ def evaluate_fec_traces(
     dict
         ``"summary"``: ``{"default": NAME, "predictors": {NAME: {"pr_auc",
         "brier", "residual_ratio_vs_ewma"}}}`` pooled over every run; also
-        ``"per_rtt"``, ``"ci"``, ``"curves"``, ``"operating_points"``,
+        ``"pooled"`` (with ``burst_binomial`` and ``hindsight``), ``"per_rtt"``,
+        ``"per_family"`` (trace file without direction), ``"ci"``, ``"curves"``
+        (with ``hindsight``, ``fixed``, ``webrtc``), ``"operating_points"``,
         ``"runs"``, ``"notes"``, ``"config"``.
 
     Raises
@@ -1233,6 +1239,24 @@ def evaluate_fec_traces(
     return out
 
 
+def burst_outputs(run: LossRun) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A fresh `BurstLossPredictor` over ``run`` the engine's way: per interval
+    (p, q = block-loss probability, severity scale), each ``[n]``."""
+    from oxidize_ml.loss.burst import BurstLossPredictor
+
+    pred = BurstLossPredictor()
+    n = len(run.features)
+    p = np.empty(n)
+    q = np.empty(n)
+    sc = np.empty(n)
+    for i, (t, f) in enumerate(zip(run.times.tolist(), run.features, strict=True)):
+        pred.learn_one(f, f.loss_rate, now=t)
+        p[i] = pred.predict_one(f, now=t)
+        q[i] = pred.block_loss_probability
+        sc[i] = pred.severity_scale
+    return p, q, sc
+
+
 def trace_family(scenario: str) -> str:
     """Family of a trace run's name: the file name without window, RTT and direction
     (``Verizon-LTE-short.down@40s/rtt100`` -> ``Verizon-LTE-short``)."""
@@ -1275,10 +1299,19 @@ def score_runs(
     preds: dict[str, list[np.ndarray]] = {n: [] for n in factories}
     if prog is not None:
         ptask = prog.add_task("FEC: predicting", total=len(runs))
+    # The burst model's two parts for its policy: q and the severity scale per row.
+    burst_q: list[np.ndarray] = []
+    burst_scale: list[np.ndarray] = []
     for run_ in runs:
         rows = run_.valid
         for name, f in factories.items():
-            preds[name].append(predict_run(f, run_, name=name)[rows])
+            if name == BURST:
+                p, q, sc = burst_outputs(run_)
+                preds[name].append(p[rows])
+                burst_q.append(q[rows])
+                burst_scale.append(sc[rows])
+            else:
+                preds[name].append(predict_run(f, run_, name=name)[rows])
         if prog is not None:
             prog.advance(ptask)
 
@@ -1292,11 +1325,15 @@ def score_runs(
                       for price in _BURST_PRICES]
     default_burst = BurstFecPolicy(BurstFecConfig(SEVERITY, REPAIR_PRICE, k_data_packets=k))
 
-    def burst_repair(policy: BurstFecPolicy, p: np.ndarray) -> np.ndarray:
-        uq, inv = np.unique(p, return_inverse=True)
-        vals = np.fromiter((policy.repair_packets(float(x)) for x in uq), dtype=np.float64,
-                           count=uq.size)
-        return vals[inv]
+    def burst_repair(policy: BurstFecPolicy, q: np.ndarray, sc: np.ndarray) -> np.ndarray:
+        """`BurstFecPolicy.repair_for_block_probability` per row (memoised on distinct
+        (q, scale) pairs)."""
+        if q.size == 0:
+            return np.zeros(0)
+        uq, inv = np.unique(np.column_stack([q, sc]), axis=0, return_inverse=True)
+        vals = np.fromiter((policy.repair_for_block_probability(float(a), float(b))
+                            for a, b in uq), dtype=np.float64, count=uq.shape[0])
+        return vals[np.asarray(inv).reshape(-1)]
 
     n_runs = len(runs)
     # Per run: default operating point and curve sums [n_runs, n_knobs, 3].
@@ -1309,12 +1346,12 @@ def score_runs(
                                            for s in SCALES])
                                  for y, p in zip(labels, preds[name], strict=True)])
     # The burst model with its own policy: the combination this evaluation ships.
-    bp = preds[BURST]
-    op[BURST + "_policy"] = np.stack([_run_stats(y, burst_repair(default_burst, p), k)
-                                      for y, p in zip(labels, bp, strict=True)])
+    bqs = list(zip(labels, burst_q, burst_scale, strict=True))
+    op[BURST + "_policy"] = np.stack([_run_stats(y, burst_repair(default_burst, q, sc), k)
+                                      for y, q, sc in bqs])
     curves[BURST + "_policy"] = np.stack([
-        np.stack([_run_stats(y, burst_repair(pol, p), k) for pol in burst_policies])
-        for y, p in zip(labels, bp, strict=True)])
+        np.stack([_run_stats(y, burst_repair(pol, q, sc), k) for pol in burst_policies])
+        for y, q, sc in bqs])
     curves[HINDSIGHT] = np.stack([np.stack([_run_stats(y, table(np.minimum(1.0, s * y)), k)
                                             for s in SCALES]) for y in labels])
     curves["fixed"] = np.stack([np.stack([_run_stats(
@@ -1330,6 +1367,11 @@ def score_runs(
     # with its own FEC policy (the pair is the design); the others with the table.
     judged = {name: name for name in factories}
     judged[BURST] = BURST + "_policy"
+    # What each predictor ranks "a loss in the window" by: its probability of it. For
+    # the EWMA and the LSTM that is their one output; the burst model predicts it
+    # directly (q) and its per-packet p = q x severity is scored by Brier.
+    ranked = {name: preds[name] for name in factories}
+    ranked[BURST] = burst_q
 
     def scores(mask: np.ndarray) -> dict[str, dict[str, float]]:
         y = np.concatenate([labels[i] for i in np.flatnonzero(mask)])
@@ -1337,9 +1379,12 @@ def score_runs(
         ref = op[HEURISTIC][mask].sum(axis=0)
         for name in factories:
             p = np.concatenate([preds[name][i] for i in np.flatnonzero(mask)])
+            s_rank = np.concatenate([ranked[name][i] for i in np.flatnonzero(mask)])
             ratio = _ratio_at(curves[judged[name]][mask].sum(axis=0)[None], ref[None], k)[0]
-            out[name] = {"pr_auc": pr_auc(y > 0.0, p), "brier": brier(p, y),
+            out[name] = {"pr_auc": pr_auc(y > 0.0, s_rank), "brier": brier(p, y),
                          "residual_ratio_vs_ewma": 1.0 if name == HEURISTIC else float(ratio)}
+            if name == BURST:
+                out[name]["pr_auc_of_p"] = pr_auc(y > 0.0, p)
         out[HEURISTIC]["residual_ratio_vs_ewma"] = 1.0 if _point(ref, k)[1] > 0 else math.nan
         out[BURST + "_binomial"] = {
             "pr_auc": out[BURST]["pr_auc"], "brier": out[BURST]["brier"],
@@ -1378,7 +1423,7 @@ def score_runs(
             y = np.concatenate([labels[i] for i in row])
             if not (y > 0).any():
                 continue
-            gains.append(pr_auc(y > 0, np.concatenate([preds[name][i] for i in row]))
+            gains.append(pr_auc(y > 0, np.concatenate([ranked[name][i] for i in row]))
                          - pr_auc(y > 0, np.concatenate([preds[HEURISTIC][i] for i in row])))
         ci[name] = {
             "residual_ratio_vs_ewma": _pct_interval(ok),
@@ -1400,7 +1445,8 @@ def score_runs(
         o, q = _point(st.sum(axis=0), k)
         op_out[name] = {"overhead": _num(float(o)), "residual": _num(float(q))}
     default = engine_default_loss_predictor()
-    summary_preds = {name: {m: _num(v) for m, v in pooled[name].items()}
+    summary_preds = {name: {m: _num(pooled[name][m])
+                            for m in ("pr_auc", "brier", "residual_ratio_vs_ewma")}
                      for name in factories}
     if default not in summary_preds:
         notes.append(f"the engine's default loss predictor {default!r} is not among the "

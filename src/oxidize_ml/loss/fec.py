@@ -341,6 +341,41 @@ class BurstFecConfig:
         return math.fsum(self.severity) / len(self.severity)
 
 
+SEVERITY_SCALE_GRID: tuple[float, ...] = tuple(2.0 ** (e / 4.0) for e in range(-12, 13))
+"""severity scales `BurstFecPolicy` keeps a table for: 1/8 to 8 in quarter-octave steps"""
+_LOG2_STEP = 0.25
+
+
+def _scale_index(scale: float) -> int:
+    """Index of the `SEVERITY_SCALE_GRID` entry nearest ``scale`` in log scale."""
+    i = round(math.log2(scale) / _LOG2_STEP) + 12
+    return min(max(i, 0), len(SEVERITY_SCALE_GRID) - 1)
+
+
+def _hull_table(gains: list[float], r_max: int, price: float
+                ) -> tuple[tuple[float, ...], tuple[int, ...]]:
+    """(q thresholds, r steps) maximising q G(r) - price r (see `BurstFecPolicy`)."""
+    # Upper concave hull of (r, G(r)) from r = 0 (G is nondecreasing in r).
+    hull = [0]
+    for r in range(1, r_max + 1):
+        if gains[r] <= gains[hull[-1]]:
+            continue
+        while len(hull) >= 2:
+            a, b = hull[-2], hull[-1]
+            # b is under the chord a -> r: drop it
+            if (gains[b] - gains[a]) * (r - a) <= (gains[r] - gains[a]) * (b - a):
+                hull.pop()
+            else:
+                break
+        hull.append(r)
+    thresholds: list[float] = []
+    steps = [0]
+    for a, b in itertools.pairwise(hull):
+        thresholds.append(price * (b - a) / (gains[b] - gains[a]))
+        steps.append(b)
+    return tuple(thresholds), tuple(steps)
+
+
 class BurstFecPolicy:
     """Redundancy from P(the block loses) and the burst-severity distribution.
 
@@ -360,13 +395,15 @@ class BurstFecPolicy:
     (inside the hull) are skipped: the policy jumps straight to a block
     that survives a typical burst. Computed once; `decide` is a bisect.
 
-    ``decide(p)`` takes the predictor's per-packet loss ``p`` (the engine's
-    interface) and reads q = min(1, p / mean severity), which is exact for
-    `oxidize_ml.loss.burst.BurstLossPredictor` (its p is q x mean severity).
+    `decide_block` takes q and the connection's severity scale (the severity
+    quantiles are multiplied by it: one table per scale of
+    `SEVERITY_SCALE_GRID`, built on first use). ``decide(p)`` is the single-
+    number interface of `FecPolicy`: it reads q = min(1, p / mean severity)
+    at scale 1, exact only for a predictor whose p is q x the fitted mean.
     """
 
     __slots__ = ("_gains", "_k", "_mean_sev", "_memo_d", "_memo_p", "_q_thresholds", "_r_max",
-                 "_r_steps", "config")
+                 "_r_steps", "_scaled", "config")
 
     def __init__(self, config: BurstFecConfig) -> None:
         if not isinstance(config, BurstFecConfig):
@@ -383,27 +420,13 @@ class BurstFecPolicy:
                                                                                strict=True))
                          / len(sev))
         self._gains = tuple(gains)
-        # Upper concave hull of (r, G(r)) from r = 0 (G is nondecreasing in r).
-        hull = [0]
-        for r in range(1, self._r_max + 1):
-            if gains[r] <= gains[hull[-1]]:
-                continue
-            while len(hull) >= 2:
-                a, b = hull[-2], hull[-1]
-                # b is under the chord a -> r: drop it
-                if (gains[b] - gains[a]) * (r - a) <= (gains[r] - gains[a]) * (b - a):
-                    hull.pop()
-                else:
-                    break
-            hull.append(r)
-        price = config.repair_price
-        thresholds, steps = [], [0]
-        for a, b in itertools.pairwise(hull):
-            thresholds.append(price * (b - a) / (gains[b] - gains[a]))
-            steps.append(b)
-        self._q_thresholds = tuple(thresholds)
-        self._r_steps = tuple(steps)
         self._mean_sev = config.mean_severity
+        self._q_thresholds, self._r_steps = _hull_table(gains, self._r_max, config.repair_price)
+        # One table per severity scale on a log grid (the scale is the connection's own
+        # severity over the fitted one, `BurstLossPredictor.severity_scale`), built on
+        # first use: most connections visit a few scales.
+        self._scaled: list[tuple[tuple[float, ...], tuple[int, ...]] | None] = (
+            [None] * len(SEVERITY_SCALE_GRID))
         self._memo_p = -1.0
         self._memo_d = FecDecision(0.0, 0.0, False)
 
@@ -420,15 +443,43 @@ class BurstFecPolicy:
         """(q threshold, r) steps: r applies from its threshold up to the next one."""
         return ((0.0, 0), *zip(self._q_thresholds, self._r_steps[1:], strict=True))
 
-    def repair_for_block_probability(self, q: float) -> int:
-        """r for block-loss probability ``q`` in [0, 1]."""
+    def repair_for_block_probability(self, q: float, severity_scale: float = 1.0) -> int:
+        """r for block-loss probability ``q`` in [0, 1] and a severity scale > 0 (the
+        nearest of `SEVERITY_SCALE_GRID` in log scale; 1.0: the fitted severity)."""
         if not 0.0 <= q <= 1.0:
             raise ValueError(f"q must be a probability in [0, 1], got {q!r}")
-        # bisect_right: at exactly a threshold the two choices tie; take the larger r.
-        i = bisect_left(self._q_thresholds, q)
-        if i < len(self._q_thresholds) and self._q_thresholds[i] == q:
+        if severity_scale == 1.0:
+            thresholds, steps = self._q_thresholds, self._r_steps
+        else:
+            if not 0.0 < severity_scale < math.inf:  # also rejects NaN
+                raise ValueError(f"severity_scale must be > 0 and finite, got {severity_scale!r}")
+            i_s = _scale_index(severity_scale)
+            table = self._scaled[i_s]
+            if table is None:
+                table = self._scaled[i_s] = self._table_for(SEVERITY_SCALE_GRID[i_s])
+            thresholds, steps = table
+        # At exactly a threshold the two choices tie; take the larger r.
+        i = bisect_left(thresholds, q)
+        if i < len(thresholds) and thresholds[i] == q:
             i += 1
-        return self._r_steps[i]
+        return steps[i]
+
+    def _table_for(self, scale: float) -> tuple[tuple[float, ...], tuple[int, ...]]:
+        k = self._k
+        sev = [min(1.0, x * scale) for x in self.config.severity]
+        base = [residual_loss(x, 0, k) for x in sev]
+        gains = [math.fsum(b - residual_loss(x, r, k) for x, b in zip(sev, base, strict=True))
+                 / len(sev) for r in range(self._r_max + 1)]
+        return _hull_table(gains, self._r_max, self.config.repair_price)
+
+    def decide_block(self, q: float, severity_scale: float = 1.0) -> FecDecision:
+        """The FEC decision from P(the block loses) and the connection's severity scale
+        (`oxidize_ml.loss.burst.BurstLossPredictor.block_loss_probability` and
+        ``severity_scale``); ``loss_probability`` of the decision is the expected
+        per-packet loss q x mean severity x scale."""
+        r = self.repair_for_block_probability(q, severity_scale)
+        p = min(1.0, q * self._mean_sev * severity_scale)
+        return FecDecision(p, r / (self._k + r), r > 0)
 
     def repair_packets(self, p: float) -> int:
         """r for per-packet loss ``p`` in [0, 1] (q = min(1, p / mean severity))."""
