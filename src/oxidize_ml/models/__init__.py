@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
     from oxidize_ml.models.manifest import ModelDirReport
+    from oxidize_ml.policy import CompressionPolicy, CongestionPolicy, LossPolicy
 
 DEFAULT_DIR = Path(__file__).resolve().parent / "default"
 MODEL_NAMES = ("loss_predictor", "congestion_controller", "compression_oracle")
@@ -62,12 +63,14 @@ def default_model_dir() -> Path | None:
 class LoadedPolicies:
     """What `load_policies` built: a policy per loaded model, None for the others."""
 
+    # Any until the engine's slots are typed with the same protocols; the
+    # wrappers below are typed, so mypy checks each policy against its protocol.
     loss: Any = None
-    """`LstmLossPredictor` or None"""
+    """`LstmLossPredictor` (a `LossPolicy`) or None"""
     congestion: Any = None
-    """`DqnCwndPolicy` or None"""
+    """`DqnCwndPolicy` (a `CongestionPolicy`) or None"""
     compression: Any = None
-    """`LearnedCompressionOracle` or None"""
+    """`LearnedCompressionOracle` (a `CompressionPolicy`) or None"""
     versions: dict[str, str] = field(default_factory=dict)
     """model name -> manifest version, for the loaded models"""
     status: dict[str, str] = field(default_factory=dict)
@@ -84,13 +87,13 @@ def _link_rate(entry: dict[str, Any]) -> float:
     return float(rate) if math.isfinite(rate) and rate > 0 else DEFAULT_LINK_RATE_BPS
 
 
-def _wrap_loss(model: Any, entry: dict[str, Any], ctx: dict[str, Any]) -> Any:
+def _wrap_loss(model: Any, entry: dict[str, Any], ctx: dict[str, Any]) -> LossPolicy:
     from oxidize_ml.loss.lstm import LstmLossPredictor
 
     return LstmLossPredictor(model)
 
 
-def _wrap_congestion(model: Any, entry: dict[str, Any], ctx: dict[str, Any]) -> Any:
+def _wrap_congestion(model: Any, entry: dict[str, Any], ctx: dict[str, Any]) -> CongestionPolicy:
     from oxidize_ml.congestion.dqn import DqnCwndPolicy
 
     return DqnCwndPolicy(model, state_config=ctx["state_config"], seed=ctx["seed"])
@@ -100,7 +103,9 @@ class _SchemaMismatch(ValueError):
     """A model whose inputs are not what this package computes."""
 
 
-def _wrap_compression(model: Any, entry: dict[str, Any], ctx: dict[str, Any]) -> Any:
+def _wrap_compression(
+    model: Any, entry: dict[str, Any], ctx: dict[str, Any]
+) -> CompressionPolicy:
     from oxidize_ml.compression.learned import (
         INPUT_NAMES,
         LEARNED_FEATURE_VERSION,
