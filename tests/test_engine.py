@@ -165,7 +165,8 @@ def test_models_not_loaded_by_default_when_disabled():
 def test_load_models_from_missing_directory_falls_back(tmp_path, caplog):
     e = make_engine()
     status = e.load_models(tmp_path / "nope")
-    assert set(status) == {"loss_predictor", "congestion_controller", "compression_oracle"}
+    assert set(status) == {"loss_predictor", "congestion_controller", "compression_oracle",
+                           "path_selector"}
     assert all(v != "loaded" for v in status.values())
     assert e.models_loaded() is False
     assert "using the heuristic" in caplog.text

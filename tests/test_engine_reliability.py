@@ -197,3 +197,32 @@ def test_forks_share_immutable_tables_but_not_connection_state():
     assert engine.stats().congestion_controller.decisions == 0
     assert forks[1].stats().congestion_controller.decisions == 0
     assert math.isfinite(forks[0].fec_decision(now=1.0).loss_probability)
+
+
+# ---- the path selector slot --------------------------------------------------------
+def test_path_selector_swaps_through_load_and_replace_and_forks_lazily(tmp_path):
+    from oxidize_ml.models import default_model_dir
+    from oxidize_ml.paths import MlPathSelector
+
+    engine = make_engine()
+    engine.update_path_metrics(PathMetrics(path_id=PathId.Primary, rtt_us=80_000), now=1.0)
+    engine.update_path_metrics(PathMetrics(path_id=PathId.Secondary, rtt_us=15_000), now=1.0)
+    assert engine.policy("path_selector").name == MlPathSelector.name
+    directory = default_model_dir()
+    assert directory is not None
+    status = engine.load_models(directory)
+    assert status["path_selector"] == "loaded"
+    learned = engine.policy("path_selector")
+    assert learned.is_learned and engine.stats().path_selector.model_loaded
+    # The metrics seen before the swap carried over: it decides at once.
+    assert set(learned.known_paths) == {PathId.Primary, PathId.Secondary}
+    assert engine.select_path(TrafficContext.Gaming, now=2.0) == PathId.Secondary
+    fork = engine.fork()
+    assert fork._paths_obj is None  # built on first use
+    assert fork.stats().path_selector.model_loaded
+    assert fork.policy("path_selector") is not learned
+    assert fork.policy("path_selector").is_learned
+    engine.replace_policy("path_selector", MlPathSelector(seed=3))
+    assert not engine.stats().path_selector.model_loaded
+    with pytest.raises(TypeError, match="path_selector"):
+        engine.replace_policy("path_selector", object())

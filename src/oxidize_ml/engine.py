@@ -13,10 +13,13 @@ their own clock.
 
 from __future__ import annotations
 
+import functools
 import logging
+import math
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -189,9 +192,12 @@ class MlEngine:
         self._state = CongestionStateEncoder(config.state)
         self._compression = shared.oracle
         self._codec = shared.codec
-        # Built on first use: most connection engines (the aioquic plug-in's forks)
-        # never select a path, and the selector's tables are half a fork's memory.
-        self._paths_obj: MlPathSelector | None = None
+        # Built on first use by `_path_factory`: most connection engines (the aioquic
+        # plug-in's forks) never select a path, and a selector's tables are half a
+        # fork's memory. Loading a learned selector replaces both.
+        self._paths_obj: Any = None
+        self._path_factory: Callable[[], Any] = functools.partial(
+            MlPathSelector, seed=config.seed)
         self._loaded: dict[str, str] = {}
         # -- connection state
         self._cwnd = config.limits.initial_cwnd
@@ -511,12 +517,31 @@ class MlEngine:
                     tel.record_path(context, metrics, r, now=t)
 
     @property
-    def _paths(self) -> MlPathSelector:
+    def _paths(self) -> Any:
         """The path selector, built on first use (call under the lock)."""
         paths = self._paths_obj
         if paths is None:
-            paths = self._paths_obj = MlPathSelector(seed=self.config.seed)
+            paths = self._paths_obj = self._path_factory()
         return paths
+
+    def _install_path_selector(self, selector: Any, version: str) -> None:
+        """Swap in ``selector`` (call under the lock), carrying the latest metrics of
+        every known path over so it decides from the same view of the paths."""
+        old = self._paths_obj
+        if old is not None:
+            t = self._clock if math.isfinite(self._clock) else 0.0
+            for path in old.known_paths:
+                metrics = old.metrics(path)
+                if metrics is not None:
+                    selector.update_metrics(metrics, now=t)
+        self._paths_obj = selector
+        fork = getattr(selector, "fork", None)
+        self._path_factory = fork if fork is not None else functools.partial(
+            MlPathSelector, seed=self.config.seed)
+        if selector.is_learned:
+            self._loaded["path_selector"] = version
+        else:
+            self._loaded.pop("path_selector", None)
 
     # ---------------------------------------------------------------- models
     def _load_defaults(self) -> None:
@@ -539,6 +564,7 @@ class MlEngine:
         defaults).
         """
         from oxidize_ml.models import load_policies
+        from oxidize_ml.paths.learned import load_learned_selector
 
         result = load_policies(
             Path(directory),
@@ -548,7 +574,12 @@ class MlEngine:
             seed=self.config.seed,
             only_default_enabled=only_default_enabled,
         )
+        status = dict(result.status)
+        selector, status["path_selector"] = load_learned_selector(
+            directory, seed=self.config.seed, only_default_enabled=only_default_enabled)
         with self._lock:
+            if selector is not None:
+                self._install_path_selector(selector, str(selector.version))
             if result.loss is not None:
                 self._loss = result.loss
                 self._loaded["loss_predictor"] = result.versions["loss_predictor"]
@@ -558,22 +589,29 @@ class MlEngine:
             if result.compression is not None:
                 self._compression = result.compression
                 self._loaded["compression_oracle"] = result.versions["compression_oracle"]
-        for name, status in result.status.items():
-            quiet = only_default_enabled and (status == "not default" or status.startswith("missing"))
-            if status != "loaded" and not quiet:
+        for name, why in status.items():
+            quiet = only_default_enabled and (why == "not default" or why.startswith("missing"))
+            if why != "loaded" and not quiet:
                 log.warning("model %s not loaded from %s: %s; using the heuristic",
-                            name, directory, status)
-        return dict(result.status)
+                            name, directory, why)
+        return status
 
     def replace_policy(self, component: str, policy: Any, *, version: str = "custom") -> None:
         """Swap one component's policy atomically (background trainers, hub sync, tests).
 
-        ``component`` is "loss_predictor", "congestion_controller" or
-        "compression_oracle"; ``policy`` must satisfy that component's
-        `oxidize_ml.policy.Policy` (the compression oracle also needs
-        ``decide(data)``). Decisions in flight finish on the old policy.
+        ``component`` is "loss_predictor", "congestion_controller",
+        "compression_oracle" or "path_selector"; ``policy`` must satisfy that
+        component's `oxidize_ml.policy.Policy` (the compression oracle also needs
+        ``decide(data)``; a path selector ``select``, ``update_metrics``,
+        ``update_reward``, ``metrics``, ``known_paths`` and ``stats``). Decisions
+        in flight finish on the old policy.
         """
-        needed: tuple[str, ...] = ("predict_one", "learn_one", "name", "is_learned")
+        needed: tuple[str, ...] = ("name", "is_learned")
+        if component == "path_selector":
+            needed += ("select", "update_metrics", "update_reward", "metrics", "known_paths",
+                       "stats")
+        else:
+            needed += ("predict_one", "learn_one")
         if component == "compression_oracle":
             needed += ("decide",)
         missing = [a for a in needed if not hasattr(policy, a)]
@@ -586,10 +624,13 @@ class MlEngine:
                 self._cc = self._with_fallback(policy)
             elif component == "compression_oracle":
                 self._compression = policy
+            elif component == "path_selector":
+                self._install_path_selector(policy, version)
+                return
             else:
                 raise ValueError(
-                    f"unknown component {component!r}; choose from "
-                    "['compression_oracle', 'congestion_controller', 'loss_predictor']"
+                    f"unknown component {component!r}; choose from ['compression_oracle', "
+                    "'congestion_controller', 'loss_predictor', 'path_selector']"
                 )
             if policy.is_learned:
                 self._loaded[component] = version
@@ -627,7 +668,12 @@ class MlEngine:
             loaded = dict(self._loaded)
             policies = {"loss_predictor": self._loss, "congestion_controller": self._cc,
                         "compression_oracle": self._compression}
+            path_factory = self._path_factory
             collecting = self._telemetry is not None
+        if "path_selector" in loaded:
+            # Built lazily in the fork too: a fresh selector sharing the verified prior.
+            new._path_factory = path_factory
+            new._loaded["path_selector"] = loaded.pop("path_selector")
         for component, version in loaded.items():
             policy = policies[component]
             fork = getattr(policy, "fork", None)
@@ -642,6 +688,8 @@ class MlEngine:
             self._loss = EwmaLossPredictor()
             self._cc = self._cc_fallback
             self._compression = self._shared.oracle
+            self._paths_obj = None  # rebuilt on first use, without the learned prior
+            self._path_factory = functools.partial(MlPathSelector, seed=self.config.seed)
             self._loaded.clear()
 
     def models_loaded(self) -> bool:
@@ -745,7 +793,7 @@ class MlEngine:
                 ),
                 path_selector=PathSelectorStats(
                     decisions=self._n_path,
-                    model_loaded=False,
+                    model_loaded="path_selector" in self._loaded,
                     policy=self._paths.name,
                     selections=path_stats.get("selections", {}),
                     mean_reward=path_stats.get("mean_reward", {}),

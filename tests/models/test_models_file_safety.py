@@ -47,11 +47,14 @@ def test_world_writable_model_directory_is_refused(tmp_path: Path) -> None:
     os.chmod(d, 0o777)
     engine = _engine()
     status = engine.load_models(d)
-    assert set(status) == set(MODEL_NAMES)
+    # The engine also reports the path selector, read under the same rules.
+    assert set(status) == {*MODEL_NAMES, "path_selector"}
     assert all(s.startswith("unsafe: ") and "world-writable" in s for s in status.values())
     assert not engine.models_loaded()
     os.chmod(d, 0o755)
-    assert _engine().load_models(d) == dict.fromkeys(MODEL_NAMES, "loaded")
+    status = _engine().load_models(d)
+    assert status.pop("path_selector").startswith("missing: ")  # this directory has none
+    assert status == dict.fromkeys(MODEL_NAMES, "loaded")
 
 
 def test_world_writable_model_file_is_refused(tmp_path: Path) -> None:

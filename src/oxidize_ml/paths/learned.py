@@ -301,10 +301,12 @@ class LearnedPathSelector(BasePathSelector):
         *,
         seed: int = 0,
         probe_outputs: Sequence[float] | None = None,
+        _verified: bool = False,
     ) -> None:
         if not isinstance(config, LearnedPathConfig):
             raise TypeError(f"config must be a LearnedPathConfig, got {type(config).__name__}")
-        verify_prior(model, probe_outputs)
+        if not _verified:  # a fork reuses a prior its parent already checked
+            verify_prior(model, probe_outputs)
         super().__init__(
             PathSelectorConfig(availability_threshold=config.availability_threshold), seed=seed
         )
@@ -328,6 +330,14 @@ class LearnedPathSelector(BasePathSelector):
         # The argmax over available paths per context, kept current whenever a
         # score or the availability changes, so select is one lookup.
         self._best = [-1] * N_CONTEXTS
+
+    def fork(self) -> LearnedPathSelector:
+        """A fresh selector (no metrics, no rewards) sharing this one's verified prior
+        model: one per connection engine (`MlEngine.fork`) without re-verifying."""
+        new = LearnedPathSelector(self._model, self.learned_config, seed=self.seed,
+                                  _verified=True)
+        new.version = self.version
+        return new
 
     def select(self, context: TrafficContext, *, now: float) -> PathId:
         """`BasePathSelector.select` with the argmax precomputed (same fallbacks)."""
@@ -467,20 +477,31 @@ MODEL_NAME: Final = "path_selector"
 _MAX_MANIFEST_BYTES: Final = 1024 * 1024
 
 
-def _manifest_entry(directory: Path) -> dict[str, Any] | None:
+def _manifest_entry(directory: Path) -> dict[str, Any] | str:
+    """The manifest's ``path_selector`` entry, or why there is none (a status string).
+
+    Read under the same file-trust rules as every model file
+    (`oxidize_ml.runtime.safe_files`): regular files only, size-capped, no
+    world-writable or other-owned directory on the way.
+    """
     import json
 
+    from oxidize_ml.runtime.safe_files import UnsafeFileError, read_file
+
     try:
-        with (directory / "manifest.json").open("rb") as fh:
-            raw = fh.read(_MAX_MANIFEST_BYTES + 1)
-        if len(raw) > _MAX_MANIFEST_BYTES:
-            return None
+        raw = read_file(directory, "manifest.json", _MAX_MANIFEST_BYTES)
         data = json.loads(raw.decode("utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
-        return None
+    except FileNotFoundError:
+        return f"missing: no manifest.json in {directory}"
+    except UnsafeFileError as exc:
+        return f"unsafe: {exc}"
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        return f"invalid: manifest.json: {exc}"
     models = data.get("models") if isinstance(data, dict) else None
     entry = models.get(MODEL_NAME) if isinstance(models, dict) else None
-    return entry if isinstance(entry, dict) else None
+    if not isinstance(entry, dict):
+        return f"missing: no {MODEL_NAME!r} model in {directory / 'manifest.json'}"
+    return entry
 
 
 def _online_config(metrics: dict[str, Any]) -> LearnedPathConfig:
@@ -514,8 +535,8 @@ def load_learned_selector(
 
     d = Path(directory)
     entry = _manifest_entry(d)
-    if entry is None:
-        return None, f"missing: no {MODEL_NAME!r} model in {d / 'manifest.json'}"
+    if isinstance(entry, str):
+        return None, entry
     metrics = entry.get("metrics") if isinstance(entry.get("metrics"), dict) else {}
     assert isinstance(metrics, dict)
     if only_default_enabled and metrics.get("default_enabled") is not True:
