@@ -67,6 +67,16 @@ overhead, divided by the heuristic's residual there (target: <= 0.7).
 Linear interpolation between two curve points is achievable by
 time-sharing the two scales. The fixed ratio and WebRTC rates are swept the
 same way (scaling the ratio), for reference.
+
+Any user's traces
+-----------------
+`evaluate_fec_traces` runs the same comparison on any Mahimahi files, RTTs
+and durations (several windows per trace, sender-view features through
+`oxidize_ml.loss.sender_view.SenderView`, paired block-bootstrap CIs over
+runs) and adds the burst-aware predictor with its own FEC policy
+(`oxidize_ml.loss.burst`, `oxidize_ml.loss.fec.BurstFecPolicy`);
+`score_runs` scores any labelled runs the same way. ``run`` keeps the
+built-in plan (`TRACE_RTT_S` is only its default).
 """
 
 from __future__ import annotations
