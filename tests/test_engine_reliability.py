@@ -226,3 +226,22 @@ def test_path_selector_swaps_through_load_and_replace_and_forks_lazily(tmp_path)
     assert not engine.stats().path_selector.model_loaded
     with pytest.raises(TypeError, match="path_selector"):
         engine.replace_policy("path_selector", object())
+
+
+def test_learned_compression_oracle_follows_the_measured_link_rate():
+    from oxidize_ml.models import default_model_dir
+
+    engine = make_engine()
+    directory = default_model_dir()
+    assert directory is not None
+    assert engine.load_models(directory)["compression_oracle"] == "loaded"
+    oracle = engine.policy("compression_oracle")
+    assert oracle.link_rate_bps == 1e8  # the rate the shipped model was evaluated at
+    engine.observe(feats(0), now=1.0)  # 12 Mbit/s: decided with the 10 Mbit/s bucket's table
+    assert oracle.link_rate_bps == 1e7
+    engine.update_path_metrics(PathMetrics(path_id=PathId.Primary, rtt_us=20_000,
+                                           bandwidth_bps=5e6), now=1.1)
+    assert oracle.link_rate_bps == 5e6
+    fork = engine.fork()
+    fork.observe(feats(1), now=2.0)
+    assert oracle.link_rate_bps == 5e6  # each connection has its own rate

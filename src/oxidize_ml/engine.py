@@ -296,6 +296,7 @@ class MlEngine:
         state, reward = self._state.update(features, thr, now=t)
         obs = CongestionObservation(features=features, throughput_bps=thr, cwnd_bytes=self._cwnd)
         self._envelope.update(obs, now=t)
+        self._follow_link_rate(features.bandwidth_bps)
         self._cc.learn_one(obs, reward, now=t)
         if self._cc is not self._cc_fallback:
             # The fallback keeps its filters warm so a swap back is seamless.
@@ -495,6 +496,8 @@ class MlEngine:
         t = _wall() if now is None else check_now(now)
         with self._lock:
             self._paths.update_metrics(metrics, now=self._advance_clock(t))
+            if metrics.availability > 0.0:
+                self._follow_link_rate(metrics.bandwidth_bps)
 
     def update_path_reward(
         self, path: PathId, context: TrafficContext, reward: float, *, now: float | None = None
@@ -515,6 +518,13 @@ class MlEngine:
                 metrics = self._paths.metrics(path)
                 if metrics is not None:
                     tel.record_path(context, metrics, r, now=t)
+
+    def _follow_link_rate(self, bandwidth_bps: float) -> None:
+        """A learned compression oracle decides for the link rate it serves (its cost
+        model weighs time saved on the wire against time spent compressing)."""
+        follow = getattr(self._compression, "set_link_rate_bps", None)
+        if follow is not None and bandwidth_bps > 0:
+            follow(float(bandwidth_bps))
 
     @property
     def _paths(self) -> Any:

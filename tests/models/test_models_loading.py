@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from oxidize_ml.compression.adaptive import RateBucketOracle
 from oxidize_ml.compression.learned import (
     INPUT_NAMES,
     N_INPUTS,
     N_OUTPUTS,
-    LearnedCompressionOracle,
 )
 from oxidize_ml.congestion.actions import CwndLimits
 from oxidize_ml.congestion.dqn import DqnCwndPolicy
@@ -84,7 +84,7 @@ def test_all_models_load(tmp_path: Path) -> None:
     assert res.status == dict.fromkeys(MODEL_NAMES, "loaded")
     assert isinstance(res.loss, LstmLossPredictor)
     assert isinstance(res.congestion, DqnCwndPolicy)
-    assert isinstance(res.compression, LearnedCompressionOracle)
+    assert isinstance(res.compression, RateBucketOracle)  # a LearnedCompressionOracle per rate
     assert res.compression.link_rate_bps == 20e6  # from the manifest's metrics
     assert res.versions == {
         "loss_predictor": "test-0", "congestion_controller": "test-1",

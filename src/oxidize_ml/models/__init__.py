@@ -126,7 +126,11 @@ def _wrap_compression(
             f"trained for learned-feature version {version!r}, this package computes "
             f"{LEARNED_FEATURE_VERSION}"
         )
-    return LearnedCompressionOracle(model, link_rate_bps=_link_rate(entry))
+    from oxidize_ml.compression.adaptive import RateBucketOracle
+
+    # Decides for the link rate the engine measures (`set_link_rate_bps`), starting
+    # from the rate the manifest was evaluated at.
+    return RateBucketOracle(LearnedCompressionOracle(model, link_rate_bps=_link_rate(entry)))
 
 
 _WRAPPERS: Final[dict[str, tuple[str, Callable[[Any, dict[str, Any], dict[str, Any]], Any]]]] = {
