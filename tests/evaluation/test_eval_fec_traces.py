@@ -111,3 +111,13 @@ def test_invalid_arguments(traces):
         fec.evaluate_fec_traces(traces, duration_s=1e9, progress=False)
     with pytest.raises(TypeError, match="seed"):
         fec.evaluate_fec_traces(traces, seed=0.5, progress=False)  # type: ignore[arg-type]
+
+
+def test_markdown_and_plot(result, tmp_path):
+    md = fec.markdown_traces(result)
+    assert "| pooled |" in md and "RTT 40 ms" in md and "| a |" in md
+    assert "burst" in md and "bootstrap" in md
+    pytest.importorskip("matplotlib")
+    paths = fec.plot_traces(result, tmp_path)
+    assert [p.name for p in paths] == ["fec-traces-overhead-residual.png"]
+    assert paths[0].stat().st_size > 1000

@@ -1501,3 +1501,110 @@ def _rich_progress(enabled: bool) -> Any:
 
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                     transient=True)
+
+
+# ---------------------------------------------------------------- traces: table and plot
+
+_TRACE_CURVES: tuple[tuple[str, str], ...] = (
+    (HEURISTIC, "ewma (FecPolicy)"),
+    (LSTM, "lstm (FecPolicy)"),
+    (BURST, "burst (FecPolicy)"),
+    (BURST + "_policy", "burst (BurstFecPolicy)"),
+    ("fixed", "fixed ratio"),
+    ("webrtc", "webrtc table"),
+    (HINDSIGHT, "hindsight (bound)"),
+)
+
+
+def markdown_traces(result: Mapping[str, Any]) -> str:
+    """`evaluate_fec_traces` output as Markdown: pooled, per RTT and per family."""
+
+    def cell(x: Any, digits: int = 3) -> str:
+        return "n/a" if x is None or not math.isfinite(float(x)) else f"{float(x):.{digits}f}"
+
+    names = [n for n in (HEURISTIC, LSTM, BURST, BURST + "_binomial", HINDSIGHT)
+             if n in result.get("pooled", {})]
+    cfg = result.get("config", {})
+    lines = [
+        (f"{len(result.get('runs', []))} runs ({len(cfg.get('traces', []))} traces x "
+         f"{cfg.get('windows_per_trace')} windows x RTT {cfg.get('rtt_ms')} ms x "
+         f"{cfg.get('controllers')}); default loss predictor: "
+         f"{result['summary']['default']}. Residual ratio = residual loss at the EWMA's "
+         "overhead / the EWMA's residual (lower is better; burst = with BurstFecPolicy, "
+         "burst_binomial = through FecPolicy)."),
+        "",
+        "| set | " + " | ".join(f"{n} PR-AUC | {n} ratio" for n in names) + " |",
+        "|---|" + "---:|---:|" * len(names),
+    ]
+    sets = [("pooled", result.get("pooled", {}))]
+    for group in ("per_rtt", "per_family"):
+        for key, val in result.get(group, {}).items():
+            sets.append((f"{'RTT ' + key + ' ms' if group == 'per_rtt' else key}", val))
+    for label, d in sets:
+        cells = []
+        for n in names:
+            v = d.get(n, {})
+            cells.append(f"{cell(v.get('pr_auc'))} | {cell(v.get('residual_ratio_vs_ewma'))}")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    ci = result.get("ci", {})
+    if ci:
+        lines += ["", "95 % paired block-bootstrap intervals over runs:", ""]
+        for n, v in ci.items():
+            lo, hi = v.get("residual_ratio_vs_ewma", [None, None])
+            glo, ghi = v.get("pr_auc_gain", [None, None])
+            lines.append(f"- {n}: residual ratio [{cell(lo)}, {cell(hi)}], PR-AUC gain "
+                         f"[{cell(glo)}, {cell(ghi)}], P(ratio < 1) "
+                         f"{cell(v.get('p_ratio_below_1'), 2)}")
+    for note in result.get("notes", []):
+        lines += ["", f"Note: {note}"]
+    return "\n".join(lines) + "\n"
+
+
+def plot_traces(result: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
+    """Residual loss against overhead for every method of `evaluate_fec_traces`, with
+    the operating points and the hindsight bound; one PNG."""
+    from oxidize_ml.evaluation import plots
+
+    out = Path(out_dir)
+    fig, axes = plots.subplot_grid(1, ncols=1, panel_size=(6.4, 4.4))
+    ax = axes[0]
+    floor = 1e-5
+    curves = result.get("curves", {})
+    top = 0.0
+    for i, (name, label) in enumerate(_TRACE_CURVES):
+        c = curves.get(name)
+        if c is None:
+            continue
+        pts = [(o, r) for o, r in zip(c["overhead"], c["residual"], strict=True)
+               if o is not None and r is not None]
+        if not pts:
+            continue
+        pts.sort()
+        st = plots.series_style(name, i)
+        ax.plot([o * 100.0 for o, _ in pts], [max(r, floor) * 100.0 for _, r in pts],
+                color=st.get("color"), linestyle="--" if name in ("fixed", "webrtc",
+                                                                  HINDSIGHT) else "-",
+                linewidth=1.3, label=label)
+        op = result.get("operating_points", {}).get(name)
+        if op and op.get("overhead") is not None and op.get("residual") is not None:
+            top = max(top, op["overhead"])
+            ax.plot([op["overhead"] * 100.0], [max(op["residual"], floor) * 100.0],
+                    marker="o", color=st.get("color"), markeredgecolor="black",
+                    linestyle="none")
+    none = result.get("operating_points", {}).get("none")
+    if none and none.get("residual") is not None:
+        ax.axhline(max(none["residual"], floor) * 100.0, color="0.5", linewidth=0.8,
+                   linestyle=":", label="no FEC")
+    ref = result.get("operating_points", {}).get(HEURISTIC, {}).get("overhead")
+    if ref is not None:
+        ax.axvline(ref * 100.0, color="0.6", linewidth=0.8, linestyle="-.")
+    ax.set_yscale("log")
+    ax.set_xlim(0.0, min(60.0, max(20.0, 300.0 * top)))
+    ax.set_xlabel("FEC overhead (% of sent packets)")
+    ax.set_ylabel("residual loss (% of data packets)")
+    ax.set_title("Residual loss vs overhead on the given traces (dots: default operating "
+                 "points;\ndash-dot: the EWMA's overhead)", fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8, loc="upper right")
+    plots.tidy(fig, top_in=0.55, bottom_in=0.55)
+    return [plots.save_figure(fig, out / "fec-traces-overhead-residual.png")]
