@@ -64,3 +64,12 @@ def test_power_reward_is_bounded_and_prefers_full_link_and_empty_queue() -> None
     assert power_reward(0.9, 0.1, 0.0) > power_reward(0.9, 0.5, 0.0)
     assert power_reward(0.9, 0.1, 0.0) > power_reward(0.5, 0.1, 0.0)
     assert power_reward(0.9, 0.1, 0.0) > power_reward(0.9, 0.1, 0.05)
+
+
+def test_load_refuses_a_plain_dqn_file(tmp_path: Path) -> None:
+    from oxidize_ml.training.export import export_safetensors
+    from oxidize_ml.training.models import DqnMlp
+
+    path = export_safetensors(DqnMlp(n_inputs=24), tmp_path / "dqn.safetensors")
+    with pytest.raises(ValueError, match="n_inputs"):
+        ResidualDqnPolicy.load(path)

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from os import PathLike, fspath
 from typing import Any
 
 import numpy as np
@@ -198,6 +199,20 @@ class ResidualDqnPolicy:
         self.decisions = 0
         self.decided = False
         self.is_learned = q_model is not None
+
+    @classmethod
+    def load(cls, path: str | PathLike[str], *, limits: CwndLimits | None = None
+             ) -> ResidualDqnPolicy:
+        """A greedy policy from a ``dqn`` safetensors file written by
+        `oxidize_ml.training.residual_dqn.save` (numpy runtime; ``ValueError`` when the
+        file's input size is not `N_INPUTS`, `ModelLoadError` for a bad file)."""
+        from oxidize_ml.runtime.models import MlpModel
+
+        model = MlpModel.load(fspath(path), kind="dqn")
+        n = model.config.n_inputs
+        if n != N_INPUTS:
+            raise ValueError(f"n_inputs must be {N_INPUTS} for a residual DQN, got {n}")
+        return cls(model, limits=limits)
 
     def fork(self) -> ResidualDqnPolicy:
         """Same weights, fresh connection state."""
