@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from oxidize_ml._validate import check_int, check_number
 from oxidize_ml.compression import HeuristicCompressionOracle, PacketCodec, feature_vector
@@ -36,6 +36,7 @@ from oxidize_ml.features import NetworkFeatures
 from oxidize_ml.loss import EwmaLossPredictor, FecPolicy
 from oxidize_ml.loss.fec import FecConfig
 from oxidize_ml.paths import MlPathSelector
+from oxidize_ml.policy import CompressionPolicy, CongestionPolicy, LossPolicy, PathPolicy
 from oxidize_ml.stats import (
     CompressionStats,
     CongestionStats,
@@ -153,6 +154,20 @@ class _SharedParts:
         return forked
 
 
+_PROTOCOLS: dict[str, type] = {
+    "loss_predictor": LossPolicy,
+    "congestion_controller": CongestionPolicy,
+    "compression_oracle": CompressionPolicy,
+    "path_selector": PathPolicy,
+}
+"""each component's protocol: what `MlEngine.replace_policy` accepts"""
+
+
+def _members(protocol: type) -> list[str]:
+    """The members a runtime-checkable protocol requires (for error messages)."""
+    return sorted(getattr(protocol, "__protocol_attrs__", ()))
+
+
 class MlEngine:
     """The four decision components of the spec, with statistics and telemetry.
 
@@ -183,20 +198,20 @@ class MlEngine:
         self._limits = config.limits
         self._shared = shared = _shared if _shared is not None else _SharedParts.build(config)
         # -- components: heuristics first; load_models swaps in learned ones.
-        self._loss = EwmaLossPredictor()
+        self._loss: LossPolicy = EwmaLossPredictor()
         self._fec = shared.fec
-        self._cc = BbrFallback(shared.bbr, limits=config.limits)
-        self._cc_fallback = self._cc
+        self._cc_fallback = BbrFallback(shared.bbr, limits=config.limits)
+        self._cc: CongestionPolicy = self._cc_fallback
         # Ack clocking + delivery cap on whatever window the policy proposes (issue 10).
         self._envelope = DeliveryEnvelope(limits=config.limits)
         self._state = CongestionStateEncoder(config.state)
-        self._compression = shared.oracle
+        self._compression: CompressionPolicy = shared.oracle
         self._codec = shared.codec
         # Built on first use by `_path_factory`: most connection engines (the aioquic
         # plug-in's forks) never select a path, and a selector's tables are half a
         # fork's memory. Loading a learned selector replaces both.
-        self._paths_obj: Any = None
-        self._path_factory: Callable[[], Any] = functools.partial(
+        self._paths_obj: PathPolicy | None = None
+        self._path_factory: Callable[[], PathPolicy] = functools.partial(
             MlPathSelector, seed=config.seed)
         self._loaded: dict[str, str] = {}
         # -- connection state
@@ -527,14 +542,14 @@ class MlEngine:
             follow(float(bandwidth_bps))
 
     @property
-    def _paths(self) -> Any:
+    def _paths(self) -> PathPolicy:
         """The path selector, built on first use (call under the lock)."""
         paths = self._paths_obj
         if paths is None:
             paths = self._paths_obj = self._path_factory()
         return paths
 
-    def _install_path_selector(self, selector: Any, version: str) -> None:
+    def _install_path_selector(self, selector: PathPolicy, version: str) -> None:
         """Swap in ``selector`` (call under the lock), carrying the latest metrics of
         every known path over so it decides from the same view of the paths."""
         old = self._paths_obj
@@ -586,7 +601,7 @@ class MlEngine:
         )
         status = dict(result.status)
         selector, status["path_selector"] = load_learned_selector(
-            directory, seed=self.config.seed, only_default_enabled=only_default_enabled)
+            Path(directory), seed=self.config.seed, only_default_enabled=only_default_enabled)
         with self._lock:
             if selector is not None:
                 self._install_path_selector(selector, str(selector.version))
@@ -616,38 +631,32 @@ class MlEngine:
         ``update_reward``, ``metrics``, ``known_paths`` and ``stats``). Decisions
         in flight finish on the old policy.
         """
-        needed: tuple[str, ...] = ("name", "is_learned")
-        if component == "path_selector":
-            needed += ("select", "update_metrics", "update_reward", "metrics", "known_paths",
-                       "stats")
-        else:
-            needed += ("predict_one", "learn_one")
-        if component == "compression_oracle":
-            needed += ("decide",)
-        missing = [a for a in needed if not hasattr(policy, a)]
-        if missing:
-            raise TypeError(f"policy for {component} lacks {missing}")
+        protocol = _PROTOCOLS.get(component)
+        if protocol is None:
+            raise ValueError(
+                f"unknown component {component!r}; choose from {sorted(_PROTOCOLS)}")
+        if not isinstance(policy, protocol):
+            missing = [a for a in _members(protocol) if not hasattr(policy, a)]
+            raise TypeError(
+                f"policy for {component} must satisfy oxidize_ml.policy.{protocol.__name__}; "
+                f"it lacks {missing}")
         with self._lock:
+            # isinstance(policy, protocol) above checked the member set.
             if component == "loss_predictor":
-                self._loss = policy
+                self._loss = cast(LossPolicy, policy)
             elif component == "congestion_controller":
-                self._cc = self._with_fallback(policy)
+                self._cc = self._with_fallback(cast(CongestionPolicy, policy))
             elif component == "compression_oracle":
-                self._compression = policy
-            elif component == "path_selector":
-                self._install_path_selector(policy, version)
-                return
+                self._compression = cast(CompressionPolicy, policy)
             else:
-                raise ValueError(
-                    f"unknown component {component!r}; choose from ['compression_oracle', "
-                    "'congestion_controller', 'loss_predictor', 'path_selector']"
-                )
-            if policy.is_learned:
+                self._install_path_selector(cast(PathPolicy, policy), version)
+                return
+            if cast(LossPolicy, policy).is_learned:  # every protocol has is_learned
                 self._loaded[component] = version
             else:
                 self._loaded.pop(component, None)
 
-    def _with_fallback(self, policy: Any) -> Any:
+    def _with_fallback(self, policy: CongestionPolicy) -> CongestionPolicy:
         """A learned controller answers with this engine's BBR-style fallback when its
         output is unusable (NaN/inf): the fallback is per connection and already fed
         every observation by `observe`."""

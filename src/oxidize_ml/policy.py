@@ -21,7 +21,9 @@ protocol             predict_one(obs) ->      learn_one obs  extra calls
 `PathPolicy`         `TrafficContext` ->      ``(path,       ``select``,
                      `PathId`                 context)``     ``update_metrics``,
                                                              ``update_reward``,
-                                                             ``metrics``
+                                                             ``metrics``,
+                                                             ``known_paths``,
+                                                             ``stats``
 ==================== ======================== ============== =========================
 
 A path's feedback is about the path that was chosen, so its ``learn_one``
@@ -36,7 +38,7 @@ state, `SupportsFork`) and, on congestion policies, a ``fallback`` attribute.
 
 from __future__ import annotations
 
-from typing import Protocol, Self, TypeVar, runtime_checkable
+from typing import Any, Protocol, Self, TypeVar, runtime_checkable
 
 from oxidize_ml.congestion.observation import CongestionObservation
 from oxidize_ml.features import NetworkFeatures
@@ -137,6 +139,15 @@ class PathPolicy(Policy[TrafficContext, PathId, tuple[PathId, TrafficContext]], 
 
     def metrics(self, path: PathId) -> PathMetrics | None:
         """The latest measurements of ``path``, or None if none arrived."""
+        ...
+
+    @property
+    def known_paths(self) -> tuple[PathId, ...]:
+        """Paths that have reported metrics (carried over when a selector is swapped)."""
+        ...
+
+    def stats(self) -> dict[str, Any]:
+        """JSON-serialisable statistics (selections, mean reward per path and context)."""
         ...
 
 
