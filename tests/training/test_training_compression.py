@@ -9,8 +9,8 @@ import pytest
 
 pytest.importorskip("torch")
 
-from oxidize_ml.compression import PacketCodec, measure_outcomes
-from oxidize_ml.compression.learned import DECISIONS, LearnedCompressionOracle, quantize
+from oxidize_ml.compression import PacketCodec, RateBucketOracle, measure_outcomes
+from oxidize_ml.compression.learned import DECISIONS, quantize
 from oxidize_ml.congestion.actions import CwndLimits
 from oxidize_ml.congestion.state import StateConfig
 from oxidize_ml.engine import EngineConfig, MlEngine
@@ -187,7 +187,8 @@ def test_train_writes_a_loadable_model(trained: tuple[Path, object]) -> None:
                            seed=0)
     assert loaded.status[NAME] == "loaded"
     oracle = loaded.compression
-    assert isinstance(oracle, LearnedCompressionOracle)
+    # load_policies wraps the learned oracle so the engine can re-target it per link rate.
+    assert isinstance(oracle, RateBucketOracle)
     assert oracle.link_rate_bps == TINY.engine_link_rate_bps
 
 

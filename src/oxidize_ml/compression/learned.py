@@ -293,7 +293,8 @@ def input_matrix(packets: list[bytes] | tuple[bytes, ...]) -> np.ndarray:
 def check_model(model: Any) -> None:
     """Raise ``TypeError``/``ValueError`` unless ``model`` is a compression MLP of this layout."""
     config = getattr(model, "config", None)
-    if getattr(config, "kind", None) != KIND_COMPRESSION_MLP or not hasattr(model, "weights"):
+    if (config is None or getattr(config, "kind", None) != KIND_COMPRESSION_MLP
+            or not hasattr(model, "weights")):
         raise TypeError(
             "model must be a numpy runtime MlpModel of kind 'compression_mlp' "
             f"(oxidize_ml.runtime.MlpModel), got {type(model).__name__}"

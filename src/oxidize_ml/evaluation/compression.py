@@ -343,12 +343,13 @@ class CompressionEvalResult:
             "Aggressive / RohcOnly |"),
             "|---|---:|---:|---:|---|",
         ]
-        for c in self.costs:
-            mix = " / ".join(f"{c.decision_mix.get(d.name, 0.0):.0%}" for d in (
+        for cost in self.costs:
+            mix = " / ".join(f"{cost.decision_mix.get(d.name, 0.0):.0%}" for d in (
                 MlCompressionDecision.Skip, MlCompressionDecision.Light,
                 MlCompressionDecision.Aggressive, MlCompressionDecision.RohcOnly))
-            lines.append(f"| {c.method} | {c.bytes_saved_share:.1%} | "
-                         f"{c.cpu_us_per_packet:.2f} | {c.decision_us_per_packet:.2f} | {mix} |")
+            lines.append(f"| {cost.method} | {cost.bytes_saved_share:.1%} | "
+                         f"{cost.cpu_us_per_packet:.2f} | {cost.decision_us_per_packet:.2f} | "
+                         f"{mix} |")
         for r in self.link_rates_bps:
             lines += [
                 "",
@@ -503,7 +504,8 @@ def run(
     decisions: dict[str, tuple[np.ndarray, float]] = {
         name: (np.full(len(corpus), _COL[d]), 0.0) for name, d in BASELINES.items()
     }
-    deciders = {HEURISTIC: HeuristicCompressionOracle().decide}
+    deciders: dict[str, Callable[[bytes], MlCompressionDecision]] = {
+        HEURISTIC: HeuristicCompressionOracle().decide}
     for name, f in extra.items():
         deciders[name] = _decider(f(), name)
     for name, decide in deciders.items():

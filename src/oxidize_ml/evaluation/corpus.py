@@ -696,7 +696,7 @@ def _gen_rtp(rng: random.Random, n: int) -> list[CorpusPacket]:
     # Two UDP flows without RTP: game state (small structs) over IPv4 and a
     # QUIC-like flow (short header, encrypted payload) over IPv6.
     game = {"sport": rng.randrange(10_000, 60_000), "ipid": rng.getrandbits(16), "tick": 0}
-    quic = {"sport": rng.randrange(10_000, 60_000), "dcid": rng.randbytes(8)}
+    quic_sport, quic_dcid = rng.randrange(10_000, 60_000), rng.randbytes(8)
     freq = rng.uniform(200.0, 600.0)
     for _ in range(n):
         which = rng.choices((0, 1, 2, 3, 4), weights=(0.3, 0.2, 0.2, 0.15, 0.15))[0]
@@ -713,9 +713,9 @@ def _gen_rtp(rng: random.Random, n: int) -> list[CorpusPacket]:
             out.append(CorpusPacket("rtp", packet, "generated:udp-game"))
             continue
         if which == 4:
-            body = (bytes((0x40 | rng.getrandbits(6),)) + bytes(quic["dcid"])
+            body = (bytes((0x40 | rng.getrandbits(6),)) + quic_dcid
                     + rng.randbytes(rng.choice((rng.randint(30, 120), rng.randint(1000, 1300)))))
-            packet = _ip_udp(body, v6=True, sport=int(quic["sport"]), dport=443, ipid=0,
+            packet = _ip_udp(body, v6=True, sport=quic_sport, dport=443, ipid=0,
                              checksum=rng.randrange(1, 1 << 16))
             out.append(CorpusPacket("rtp", packet, "generated:udp-quic"))
             continue

@@ -432,10 +432,10 @@ def _quantized_from_feature_vector(f: Sequence[float], size: int) -> QuantizedFe
             magic = kind
     header = HeaderKind.NONE
     if size <= HEADER_MAX_BYTES:
-        for kind, name in ((HeaderKind.RTP, "rtp_header"), (HeaderKind.IPV4, "ipv4_header"),
-                           (HeaderKind.IPV6, "ipv6_header"), (HeaderKind.UDP, "udp_header")):
+        for hkind, name in ((HeaderKind.RTP, "rtp_header"), (HeaderKind.IPV4, "ipv4_header"),
+                            (HeaderKind.IPV6, "ipv6_header"), (HeaderKind.UDP, "udp_header")):
             if f[idx[name]] >= 0.5:
-                header = kind
+                header = hkind
                 break
     # The feature stores the table's float; round it to the eighth-bit level exactly
     # as `_ENTROPY_LEVEL` does (its rows hold int(bits * 8 + 0.5)).

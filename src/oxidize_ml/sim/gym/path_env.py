@@ -68,7 +68,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 # gymnasium: the package __init__ raises DependencyNotInstalled when it is missing.
 import gymnasium as gym
@@ -662,7 +662,9 @@ class PathSelectionEnv(gym.Env[np.ndarray, np.int64]):
     - v0: initial version (path-quality model as in the module docstring).
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
+    # gymnasium.Env declares ``metadata`` as an instance attribute, so a ClassVar here is a
+    # type error (mypy: misc); gymnasium reads it from the class, hence the class default.
+    metadata: dict[str, Any] = {"render_modes": []}  # noqa: RUF012
 
     def __init__(
         self,
@@ -787,7 +789,7 @@ class PathSelectionEnv(gym.Env[np.ndarray, np.int64]):
     def _obs(self) -> np.ndarray:
         ep = self._ep
         assert ep is not None
-        obs = np.zeros(self.observation_space.shape, dtype=np.float32)
+        obs = np.zeros(N_CONTEXTS + PER_PATH_FEATURES * self.n_paths, dtype=np.float32)
         row = min(self._k + 1, ep.contexts.size - 1)
         obs[int(ep.contexts[row])] = 1.0
         obs[N_CONTEXTS:] = ep.obs_metrics[self._k]
