@@ -130,3 +130,27 @@ def test_no_import_cycles_between_modules():
 def test_known_violations_name_existing_modules():
     for mod in KNOWN_RUNTIME_VIOLATIONS | {m for k in KNOWN_CYCLES for m in k}:
         assert mod in MODULES, f"{mod} no longer exists; remove it from the known lists"
+
+
+UNPICKLING = ("pickle", "cPickle", "dill", "joblib", "shelve", "marshal")
+
+
+@pytest.mark.parametrize("mod", sorted(MODULES))
+def test_nothing_read_from_disk_is_unpickled(mod):
+    """No module imports an unpickler, calls torch.load, or lets numpy unpickle."""
+    path = MODULES[mod]
+    bad = [name for name, _ in imports_of(path) if name.split(".")[0] in UNPICKLING]
+    assert not bad, f"{mod} imports {bad}"
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        func = ast.unparse(node.func)
+        assert func not in ("torch.load", "torch.jit.load"), f"{mod}:{node.lineno} calls {func}"
+        for kw in node.keywords:
+            if kw.arg == "allow_pickle":
+                assert isinstance(kw.value, ast.Constant) and kw.value.value is False, (
+                    f"{mod}:{node.lineno} allows pickle")
+        if func in ("np.load", "numpy.load"):
+            assert any(kw.arg == "allow_pickle" for kw in node.keywords), (
+                f"{mod}:{node.lineno}: np.load without allow_pickle=False")
