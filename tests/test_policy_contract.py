@@ -151,12 +151,7 @@ CASES: dict[str, Case] = {
 
 # Known breaches of the contract, reported to the owners (strict: a fix makes
 # the test fail until the entry is removed).
-KNOWN_BREACHES: dict[tuple[str, str], str] = {
-    ("round-robin", "pure"): "select() advances the round-robin cursor",
-    ("ucb1", "pure"): "select() during burn-in advances the cursor and marks paths pending",
-    ("ucb1-stationary", "pure"): "select() during burn-in advances the cursor and marks paths "
-                                 "pending",
-}
+KNOWN_BREACHES: dict[tuple[str, str], str] = {}
 
 
 def _params(check: str) -> list[Any]:

@@ -117,10 +117,9 @@ class CompressionPolicy(Policy[BytesLike, MlCompressionDecision, BytesLike], Pro
 class PathPolicy(Policy[TrafficContext, PathId, tuple[PathId, TrafficContext]], Protocol):
     """Path selector: which path a new flow of a traffic type takes.
 
-    ``predict_one(context)`` is ``select(context)`` and, as every `Policy`,
-    should only read state (``tests/test_policy_contract.py`` lists the
-    selectors whose ``select`` still advances a cursor);
-    ``learn_one((path, context), reward)`` is ``update_reward``.
+    ``predict_one(context)`` is the path ``select(context)`` would return and,
+    as every `Policy`, only reads state; ``learn_one((path, context), reward)``
+    records that choice (what ``select`` counts) and then ``update_reward``.
     """
 
     def select(self, context: TrafficContext, *, now: float) -> PathId:

@@ -314,6 +314,22 @@ def test_policy_adapters(cls):
         b.learn_one(PathId.Primary, 0.5, now=0.0)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("cls", ALL_SELECTORS)
+def test_predict_one_is_what_select_returns_and_changes_nothing(cls):
+    sel = cls(seed=4)
+    add_paths(sel, 3)
+    rng = np.random.default_rng(1)
+    for t in range(40):  # burn-in (round-robin cursor, pending paths) and after
+        ctx = TrafficContext(t % 2)
+        before = sel.stats()
+        predicted = [sel.predict_one(ctx, now=float(t)) for _ in range(3)]
+        assert sel.stats() == before
+        chosen = sel.select(ctx, now=float(t))
+        assert predicted == [chosen] * 3
+        if t % 3:  # some rewards never arrive: burn-in must still move on
+            sel.update_reward(chosen, ctx, float(rng.random()), now=float(t))
+
+
 def test_stationary_baseline_forces_plain_ucb1():
     sel = StationaryUcb1PathSelector(PathSelectorConfig(exploration_c=0.7))
     assert sel.config.discount_gamma == 1.0

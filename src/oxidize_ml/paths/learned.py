@@ -350,6 +350,15 @@ class LearnedPathSelector(BasePathSelector):
         self._last[c] = i
         return _PATHS[i]
 
+    def predict_one(self, obs: TrafficContext, *, now: float) -> PathId:
+        """The path `select` would return now (the precomputed argmax); changes nothing."""
+        c = _CTX_INDEX[obs] if type(obs) is TrafficContext else _context_index(obs)
+        i = self._best[c]
+        if i < 0:
+            last = self._last[c]
+            i = 0 if last is None else last
+        return _PATHS[i]
+
     def _refresh_best(self, c: int) -> None:
         avail = self._available
         self._best[c] = self._pull(c, avail) if avail else -1

@@ -3,7 +3,13 @@
 All three share `BasePathSelector`, which follows river's bandit shape: the
 public `select` handles what every selector needs (context check, no metrics,
 no available path, counting) and calls the private ``_pull`` to choose among
-the available paths.
+the available paths. ``_pull`` only reads state; what a choice changes (the
+round-robin cursor, the paths awaiting a first reward, the counts) is done by
+``_record`` afterwards. So `predict_one` (the `Policy` protocol) is ``_pull``
+alone and never changes state, `select` is ``_pull`` + ``_record``, and
+`learn_one((path, context), reward)` is ``_record`` + `update_reward`: a
+``predict_one``/``learn_one`` loop decides exactly as a
+``select``/``update_reward`` loop.
 
 Paths
     A path exists once `update_metrics` has been called for it (up to the
@@ -189,9 +195,11 @@ class BasePathSelector(ABC):
         avail = self._available
         if avail:
             i = self._pull(c, avail)
+            self._on_select(c, i)
         else:
             last = self._last[c]
             i = 0 if last is None else last
+        # `_record` written out: one method call less on the per-flow path.
         self._selections[c][i] += 1
         self._last[c] = i
         return _PATHS[i]
@@ -224,14 +232,31 @@ class BasePathSelector(ABC):
     # -- Policy adapters -------------------------------------------------------
 
     def predict_one(self, obs: TrafficContext, *, now: float) -> PathId:
-        """`select` (it advances round-robin cursors and counts selections)."""
-        return self.select(obs, now=now)
+        """The path `select` would return now, without changing any state."""
+        c = _CTX_INDEX[obs] if type(obs) is TrafficContext else _context_index(obs)
+        avail = self._available
+        if avail:
+            return _PATHS[self._pull(c, avail)]
+        last = self._last[c]
+        return _PATHS[0 if last is None else last]
 
     def learn_one(self, obs: tuple[PathId, TrafficContext], feedback: float, *, now: float) -> None:
-        """`update_reward` with ``obs = (path, context)`` and ``feedback = reward``."""
+        """``path`` was used for ``context`` traffic and earned ``feedback``.
+
+        With ``obs = (path, context)``: the bookkeeping `select` does for a
+        choice (counts, round-robin cursor, burn-in), then `update_reward`.
+        Use either `predict_one` + `learn_one` or `select` + `update_reward`.
+        """
         if not isinstance(obs, tuple) or len(obs) != 2:
             raise ValueError(f"obs must be a (path, context) tuple, got {obs!r}")
-        self.update_reward(obs[0], obs[1], feedback, now=now)
+        path, context = obs
+        i = _PATH_INDEX[path] if type(path) is PathId else _path_index(path)
+        c = _CTX_INDEX[context] if type(context) is TrafficContext else _context_index(context)
+        # Validate before recording: a rejected call must leave the state as it was.
+        check_number("reward", feedback, hi=1.0)
+        check_number("now", now, lo=None)
+        self._record(c, i)
+        self.update_reward(path, context, feedback, now=now)
 
     # -- inspection --------------------------------------------------------------
 
@@ -297,21 +322,33 @@ class BasePathSelector(ABC):
 
     # -- for subclasses --------------------------------------------------------
 
+    def _record(self, c: int, i: int) -> None:
+        """Path ``i`` was chosen for context ``c``: count it, then the subclass's
+        ``_on_select`` (only when some path is available, as ``_pull`` ran)."""
+        if self._available:
+            self._on_select(c, i)
+        self._selections[c][i] += 1
+        self._last[c] = i
+
     def _round_robin(self, c: int, candidates: tuple[int, ...] | list[int]) -> int:
         """Next of ``candidates`` (ascending path indices) at or after context
-        ``c``'s cursor, wrapping around; advances the cursor past it."""
+        ``c``'s cursor, wrapping around. Reads only: ``_on_select`` moves the
+        cursor past the chosen path."""
         cur = self._cursor[c]
         for i in candidates:
             if i >= cur:
-                break
-        else:
-            i = candidates[0]
-        self._cursor[c] = i + 1
-        return i
+                return i
+        return candidates[0]
 
     @abstractmethod
     def _pull(self, c: int, avail: tuple[int, ...]) -> int:
-        """Choose among ``avail`` (non-empty, ascending) for context index ``c``."""
+        """Choose among ``avail`` (non-empty, ascending) for context index ``c``.
+
+        Must not change state (`predict_one` is this alone); what a choice
+        changes belongs in ``_on_select``."""
+
+    def _on_select(self, c: int, i: int) -> None:
+        """Hook: path ``i`` was chosen for context ``c`` with some path available."""
 
     def _on_metrics(self, i: int, metrics: PathMetrics) -> None:
         """Hook: metrics of path ``i`` changed (``_available`` already updated)."""
@@ -340,6 +377,9 @@ class RoundRobinPathSelector(BasePathSelector):
 
     def _pull(self, c: int, avail: tuple[int, ...]) -> int:
         return self._round_robin(c, avail)
+
+    def _on_select(self, c: int, i: int) -> None:
+        self._cursor[c] = i + 1
 
 
 class MlPathSelector(BasePathSelector):
@@ -389,11 +429,7 @@ class MlPathSelector(BasePathSelector):
             untried = [i for i in avail if rn[i] == 0]
             if untried:
                 fresh = [i for i in untried if pending[i] == 0]
-                i = self._round_robin(c, fresh or avail)
-                if rn[i] == 0:
-                    pending[i] += 1
-                return i
-            self._warm[c] = True
+                return self._round_robin(c, fresh or avail)
         scores = self._scores[c]
         best = avail[0]
         best_score = scores[best]
@@ -402,6 +438,15 @@ class MlPathSelector(BasePathSelector):
             if s > best_score:
                 best, best_score = i, s
         return best
+
+    def _on_select(self, c: int, i: int) -> None:
+        # ``_warm`` is kept equal to "every available path has a reward" by
+        # ``_on_metrics`` and ``_on_reward``, so not warm means ``_pull`` took
+        # the burn-in round-robin.
+        if not self._warm[c]:
+            self._cursor[c] = i + 1
+            if self._reward_n[c][i] == 0:
+                self._pending[c][i] += 1
 
     def _on_reward(self, c: int, i: int, reward: float) -> None:
         g = self._gamma
