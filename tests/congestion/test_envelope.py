@@ -13,11 +13,18 @@ from oxidize_ml.types import DrlAction
 MSS = 1500
 
 
-def obs(*, cwnd: int, tput_bps: float, inflight: float | None = None,
-        rtt_us: float = 40_000.0) -> CongestionObservation:
-    f = NetworkFeatures(rtt_us=rtt_us, rtt_var_us=0.0, bandwidth_bps=tput_bps, loss_rate=0.0,
-                        loss_trend=0.0, inflight=cwnd / MSS if inflight is None else inflight,
-                        cwnd=float(cwnd))
+def obs(
+    *, cwnd: int, tput_bps: float, inflight: float | None = None, rtt_us: float = 40_000.0
+) -> CongestionObservation:
+    f = NetworkFeatures(
+        rtt_us=rtt_us,
+        rtt_var_us=0.0,
+        bandwidth_bps=tput_bps,
+        loss_rate=0.0,
+        loss_trend=0.0,
+        inflight=cwnd / MSS if inflight is None else inflight,
+        cwnd=float(cwnd),
+    )
     return CongestionObservation(features=f, throughput_bps=tput_bps, cwnd_bytes=cwnd)
 
 
@@ -86,9 +93,14 @@ def test_config_checks_name_the_field() -> None:
         DeliveryEnvelope(config=object())  # type: ignore[arg-type]
     env = DeliveryEnvelope()
     with pytest.raises(ValueError, match="throughput_bps"):
-        env.update(obs(cwnd=15_000, tput_bps=0.0).__class__(
-            features=obs(cwnd=15_000, tput_bps=0.0).features, throughput_bps=-1.0,
-            cwnd_bytes=15_000), now=0.01)
+        env.update(
+            obs(cwnd=15_000, tput_bps=0.0).__class__(
+                features=obs(cwnd=15_000, tput_bps=0.0).features,
+                throughput_bps=-1.0,
+                cwnd_bytes=15_000,
+            ),
+            now=0.01,
+        )
 
 
 def test_stale_clock_cannot_inflate_the_budget() -> None:
@@ -118,8 +130,15 @@ def test_engine_holds_the_window_while_nothing_is_acknowledged(policy: str) -> N
         eng.replace_policy("congestion_controller", AlwaysIncrease10())
     init = CwndLimits().initial_cwnd
     for k in range(1, 86):  # 850 ms of a silent link (the issue: 10 -> 33,000 packets)
-        f = NetworkFeatures(rtt_us=0.0, rtt_var_us=0.0, bandwidth_bps=0.0, loss_rate=0.0,
-                            loss_trend=0.0, inflight=init / MSS, cwnd=float(eng.cwnd))
+        f = NetworkFeatures(
+            rtt_us=0.0,
+            rtt_var_us=0.0,
+            bandwidth_bps=0.0,
+            loss_rate=0.0,
+            loss_trend=0.0,
+            inflight=init / MSS,
+            cwnd=float(eng.cwnd),
+        )
         eng.observe(f, throughput_bps=0.0, now=k * 0.01)
         _, cwnd = eng.congestion_action(now=k * 0.01)
         assert cwnd <= init

@@ -38,8 +38,14 @@ def walk(seed: int, steps: int) -> list[tuple[float, float, float, float]]:
     out = []
     for _ in range(steps):
         t += 0.01
-        out.append((t, rng.choice((0.0, rng.uniform(3e4, 2e5))), rng.uniform(0, 3e7),
-                    rng.choice((0.0, 0.0, 0.02, 0.6))))
+        out.append(
+            (
+                t,
+                rng.choice((0.0, rng.uniform(3e4, 2e5))),
+                rng.uniform(0, 3e7),
+                rng.choice((0.0, 0.0, 0.02, 0.6)),
+            )
+        )
     return out
 
 
@@ -48,8 +54,15 @@ def drive(policy: object, steps: list[tuple[float, float, float, float]]) -> lis
     cwnd = limits.initial_cwnd
     out = []
     for now, rtt, thr, loss in steps:
-        f = NetworkFeatures(rtt_us=rtt, rtt_var_us=0.0, bandwidth_bps=thr, loss_rate=loss,
-                            loss_trend=0.0, inflight=cwnd / MSS, cwnd=float(cwnd))
+        f = NetworkFeatures(
+            rtt_us=rtt,
+            rtt_var_us=0.0,
+            bandwidth_bps=thr,
+            loss_rate=loss,
+            loss_trend=0.0,
+            inflight=cwnd / MSS,
+            cwnd=float(cwnd),
+        )
         obs = CongestionObservation(features=f, throughput_bps=thr, cwnd_bytes=cwnd)
         policy.learn_one(obs, 0.0, now=now)  # type: ignore[attr-defined]
         a = policy.predict_one(obs, now=now)  # type: ignore[attr-defined]
@@ -62,7 +75,8 @@ def drive(policy: object, steps: list[tuple[float, float, float, float]]) -> lis
 def test_maintain_correction_is_exactly_the_fallback(seed: int) -> None:
     steps = walk(seed, 2000)
     assert drive(ResidualDqnPolicy(ConstQ(DrlAction.Maintain)), steps) == drive(
-        BbrFallback(), steps)
+        BbrFallback(), steps
+    )
     assert drive(ResidualDqnPolicy(None), steps) == drive(BbrFallback(), steps)
 
 

@@ -41,8 +41,9 @@ class AlwaysIncrease10:
 
 def make_controller(kind: str) -> object:
     if kind == "engine-fallback":
-        return EngineController(MlEngine(EngineConfig(load_default_models=False,
-                                                      collect_training=False)))
+        return EngineController(
+            MlEngine(EngineConfig(load_default_models=False, collect_training=False))
+        )
     if kind == "engine-runaway":
         eng = MlEngine(EngineConfig(load_default_models=False, collect_training=False))
         eng.replace_policy("congestion_controller", AlwaysIncrease10())
@@ -59,8 +60,13 @@ KINDS = ["engine-fallback", "engine-runaway", "bbr", "policy-runaway"]
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("rtt_s", [0.04, 0.1])
 def test_silent_start_holds_the_window(kind: str, rtt_s: float) -> None:
-    sc = Scenario("silent-start", StepLink(((0.0, 0.0), (0.8, RATE))),
-                  (FlowSpec(delay_s=rtt_s / 2),), buffer=BufferSpec(bdp=2.0), duration_s=10.0)
+    sc = Scenario(
+        "silent-start",
+        StepLink(((0.0, 0.0), (0.8, RATE))),
+        (FlowSpec(delay_s=rtt_s / 2),),
+        buffer=BufferSpec(bdp=2.0),
+        duration_s=10.0,
+    )
     sim = Simulation(sc, make_controller(kind), seed=0)
     res = sim.run()
     s = res.flows[0].series
@@ -74,8 +80,13 @@ def test_silent_start_holds_the_window(kind: str, rtt_s: float) -> None:
 
 @pytest.mark.parametrize("kind", ["policy-runaway", "engine-runaway"])
 def test_runaway_policy_stays_within_the_envelope(kind: str) -> None:
-    sc = Scenario("runaway", StepLink(((0.0, RATE), (5.0, RATE / 4), (10.0, RATE))),
-                  (FlowSpec(delay_s=0.05),), buffer=BufferSpec(bdp=2.0), duration_s=15.0)
+    sc = Scenario(
+        "runaway",
+        StepLink(((0.0, RATE), (5.0, RATE / 4), (10.0, RATE))),
+        (FlowSpec(delay_s=0.05),),
+        buffer=BufferSpec(bdp=2.0),
+        duration_s=15.0,
+    )
     sim = Simulation(sc, make_controller(kind), seed=0)
     res = sim.run()
     s = res.flows[0].series
@@ -90,8 +101,13 @@ def test_runaway_policy_stays_within_the_envelope(kind: str) -> None:
 def test_flow_inside_an_outage_reports_stranded_packets() -> None:
     # the flow starts 1 s into a 20-s outage and the run ends inside it
     link = StepLink(((0.0, RATE), (0.5, 0.0), (20.5, RATE)))
-    sc = Scenario("outage", link, (FlowSpec(delay_s=0.02, start_s=1.5),),
-                  buffer=BufferSpec(bdp=2.0), duration_s=21.0)
+    sc = Scenario(
+        "outage",
+        link,
+        (FlowSpec(delay_s=0.02, start_s=1.5),),
+        buffer=BufferSpec(bdp=2.0),
+        duration_s=21.0,
+    )
     sim = Simulation(sc, make_controller("engine-fallback"), seed=0)
     sim.advance(15.0)
     r = sim.result()
@@ -113,8 +129,9 @@ def test_undetected_drops_count_as_loss() -> None:
     # a 1-packet buffer and a link that goes silent for good: the tail of the window is
     # dropped and no later ack ever reveals it
     link = StepLink(((0.0, RATE), (1.0, 0.0), (9.0, 1.0)))
-    sc = Scenario("cut", link, (FlowSpec(delay_s=0.02),), buffer=BufferSpec(packets=1),
-                  duration_s=8.0)
+    sc = Scenario(
+        "cut", link, (FlowSpec(delay_s=0.02),), buffer=BufferSpec(packets=1), duration_s=8.0
+    )
     res = Simulation(sc, "cubic", seed=0).run()
     f = res.flows[0]
     assert f.packets_lost_undetected > 0
@@ -128,8 +145,9 @@ def test_pto_is_capped_after_a_huge_rtt_sample(force_general: bool) -> None:
     # packets queued across a 22-s outage give a ~22-s RTT sample (the PTO of
     # srtt + 4 rttvar ~ 66 s, doubled per probe, outlasted the run)
     link = StepLink(((0.0, RATE), (0.5, 0.0), (22.5, RATE), (23.0, 0.0), (90.0, RATE)))
-    sc = Scenario("huge-rtt", link, (FlowSpec(delay_s=0.02),), buffer=BufferSpec(bdp=4.0),
-                  duration_s=120.0)
+    sc = Scenario(
+        "huge-rtt", link, (FlowSpec(delay_s=0.02),), buffer=BufferSpec(bdp=4.0), duration_s=120.0
+    )
     sim = Simulation(sc, "cubic", seed=0, record_series=False)
     sim._force_general = force_general
     worst_srtt = 0.0

@@ -44,8 +44,13 @@ class RecordingController(PolicyController):
 
 def run(pacing: bool) -> tuple[RecordingController, object]:
     # 12 Mbit/s x 40 ms = 40 packets BDP, a deep buffer
-    sc = Scenario("pace", ConstantLink(12e6), (FlowSpec(delay_s=0.02),),
-                  buffer=BufferSpec(packets=1000), duration_s=3.0)
+    sc = Scenario(
+        "pace",
+        ConstantLink(12e6),
+        (FlowSpec(delay_s=0.02),),
+        buffer=BufferSpec(packets=1000),
+        duration_s=3.0,
+    )
     ctrl = RecordingController(pacing=pacing)
     res = Simulation(sc, ctrl, seed=0).run()
     return ctrl, res
@@ -76,16 +81,28 @@ def test_pacing_is_deterministic_and_changes_the_run() -> None:
 
 def test_engine_driven_controllers_pace_by_default_classic_ones_do_not() -> None:
     assert PolicyController(BbrFallback()).pacing
-    assert EngineController(object.__new__(type("E", (), {"observe": lambda *a, **k: None,
-                                                          "congestion_action": lambda *a, **k: None}))).pacing
+    assert EngineController(
+        object.__new__(
+            type(
+                "E",
+                (),
+                {"observe": lambda *a, **k: None, "congestion_action": lambda *a, **k: None},
+            )
+        )
+    ).pacing
     sc = Scenario("c", ConstantLink(12e6), (FlowSpec(delay_s=0.02),), duration_s=1.0)
     assert not Simulation(sc, "cubic", seed=0)._any_paced
     assert Simulation(sc, "bbr", seed=0)._any_paced
 
 
 def test_paced_fallback_keeps_the_link_busy_with_a_small_queue() -> None:
-    sc = Scenario("wired", ConstantLink(12e6), (FlowSpec(delay_s=0.02),),
-                  buffer=BufferSpec(bdp=2.0), duration_s=10.0)
+    sc = Scenario(
+        "wired",
+        ConstantLink(12e6),
+        (FlowSpec(delay_s=0.02),),
+        buffer=BufferSpec(bdp=2.0),
+        duration_s=10.0,
+    )
     paced = Simulation(sc, PolicyController(BbrFallback(), pacing=True), seed=0).run()
     unpaced = Simulation(sc, PolicyController(BbrFallback(), pacing=False), seed=0).run()
     assert paced.utilisation > 0.9

@@ -20,8 +20,15 @@ from oxidize_ml.training.residual_dqn import (
     save,
 )
 
-TINY = ResidualTrainConfig(budget_s=600.0, max_decisions=300, learn_start=50, batch=16,
-                           episode_s=2.0, hidden=16, updates_per_decision=0.5)
+TINY = ResidualTrainConfig(
+    budget_s=600.0,
+    max_decisions=300,
+    learn_start=50,
+    batch=16,
+    episode_s=2.0,
+    hidden=16,
+    updates_per_decision=0.5,
+)
 
 
 def test_fit_is_reproducible_and_round_trips(tmp_path: Path) -> None:

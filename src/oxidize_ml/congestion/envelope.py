@@ -76,7 +76,9 @@ class EnvelopeConfig:
             raise ValueError(f"gain must be > 1, got {self.gain!r}")
         v = check_number("validated_fraction", self.validated_fraction, hi=1.0)
         if v <= 0.0:
-            raise ValueError(f"validated_fraction must be in (0, 1], got {self.validated_fraction!r}")
+            raise ValueError(
+                f"validated_fraction must be in (0, 1], got {self.validated_fraction!r}"
+            )
         if check_number("window_s", self.window_s) <= 0.0:
             raise ValueError(f"window_s must be > 0, got {self.window_s!r}")
         if not 0.0 < check_number("bucket_s", self.bucket_s) <= self.window_s:

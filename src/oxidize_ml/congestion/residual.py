@@ -118,8 +118,13 @@ class ResidualFeatures:
         self.last_reward = 0.0
 
     def update(
-        self, obs: CongestionObservation, fb: BbrFallback, fb_action: DrlAction,
-        last_action: int, *, now: float,
+        self,
+        obs: CongestionObservation,
+        fb: BbrFallback,
+        fb_action: DrlAction,
+        last_action: int,
+        *,
+        now: float,
     ) -> np.ndarray:
         f = obs.features
         thr = obs.throughput_bps
@@ -184,7 +189,11 @@ class ResidualDqnPolicy:
     is_learned = True
 
     def __init__(
-        self, q_model: Any = None, *, limits: CwndLimits | None = None, actor: Any = None,
+        self,
+        q_model: Any = None,
+        *,
+        limits: CwndLimits | None = None,
+        actor: Any = None,
         fallback: BbrFallback | None = None,
     ) -> None:
         self.limits = limits if limits is not None else CwndLimits()
@@ -201,8 +210,9 @@ class ResidualDqnPolicy:
         self.is_learned = q_model is not None
 
     @classmethod
-    def load(cls, path: str | PathLike[str], *, limits: CwndLimits | None = None
-             ) -> ResidualDqnPolicy:
+    def load(
+        cls, path: str | PathLike[str], *, limits: CwndLimits | None = None
+    ) -> ResidualDqnPolicy:
         """A greedy policy from a ``dqn`` safetensors file written by
         `oxidize_ml.training.residual_dqn.save` (numpy runtime; ``ValueError`` when the
         file's input size is not `N_INPUTS`, `ModelLoadError` for a bad file)."""
@@ -234,7 +244,11 @@ class ResidualDqnPolicy:
         fb_action = self._fb_action
         cwnd = obs.cwnd_bytes
         s = self._state
-        if s is None or fb_action is DrlAction.SlowStart or self.fallback.state not in _AGENT_PHASES:
+        if (
+            s is None
+            or fb_action is DrlAction.SlowStart
+            or self.fallback.state not in _AGENT_PHASES
+        ):
             # No observation yet, the fallback collapses the window (PROBE_RTT,
             # persistent congestion), or it is discovering bandwidth (STARTUP, DRAIN,
             # REFILL, UP): not the agent's call. The fallback's model is fed by the
@@ -291,5 +305,8 @@ class ResidualDqnPolicy:
         return nearest_action(cwnd, target, self.limits)
 
     def stats(self) -> dict[str, Any]:
-        return {"name": self.name, "fallback": self.fallback.stats(),
-                "last_correction": _ACTIONS[self.last_action].name}
+        return {
+            "name": self.name,
+            "fallback": self.fallback.stats(),
+            "last_correction": _ACTIONS[self.last_action].name,
+        }

@@ -129,8 +129,9 @@ def sample_episode(rng: np.random.Generator, episode_s: float, trace_share: floa
         p = traces[int(rng.integers(len(traces)))]
         link = TraceLink(str(p))
         start = float(rng.uniform(0.0, max(link.period_s - episode_s, 0.0)))
-        return scenario_from_trace(p, rtt_s=rtt, buffer=BufferSpec(bdp=bdp), duration_s=episode_s,
-                                   start_s=start, link=link)
+        return scenario_from_trace(
+            p, rtt_s=rtt, buffer=BufferSpec(bdp=bdp), duration_s=episode_s, start_s=start, link=link
+        )
     if u < trace_share + (1.0 - trace_share) / 2.0:
         name = TRAIN_SCENARIOS[int(rng.integers(len(TRAIN_SCENARIOS)))]
         sc = get_scenario(name)
@@ -144,15 +145,21 @@ def sample_episode(rng: np.random.Generator, episode_s: float, trace_share: floa
     while t < episode_s:
         steps.append((t, float(np.exp(rng.uniform(np.log(1e6), np.log(50e6))))))
         t += float(rng.uniform(2.0, 8.0))
-    return Scenario("random-steps", StepLink(tuple(steps)), (FlowSpec(delay_s=rtt / 2.0),),
-                    buffer=BufferSpec(bdp=bdp), duration_s=episode_s)
+    return Scenario(
+        "random-steps",
+        StepLink(tuple(steps)),
+        (FlowSpec(delay_s=rtt / 2.0),),
+        buffer=BufferSpec(bdp=bdp),
+        duration_s=episode_s,
+    )
 
 
 class _Recorder(ResidualDqnPolicy):
     """The policy in training: records (state, action, mean reward over the hold, next state)."""
 
-    def __init__(self, q_model: Any, actor: Callable[[np.ndarray, Any], int],
-                 sink: NStepAccumulator) -> None:
+    def __init__(
+        self, q_model: Any, actor: Callable[[np.ndarray, Any], int], sink: NStepAccumulator
+    ) -> None:
         super().__init__(q_model, actor=actor)
         self._sink = sink
         self._prev: tuple[np.ndarray, int] | None = None
@@ -228,8 +235,9 @@ def _capacity_fn(sim: Simulation) -> Callable[[float, float], float]:
     return capacity
 
 
-def fit(config: ResidualTrainConfig, *, progress: Callable[[str], None] | None = None
-        ) -> tuple[DuelingDqn, dict[str, Any]]:
+def fit(
+    config: ResidualTrainConfig, *, progress: Callable[[str], None] | None = None
+) -> tuple[DuelingDqn, dict[str, Any]]:
     """Train; returns the Q-network and a log (episodes, decisions, losses, epsilon)."""
     rng = np.random.default_rng(TRAIN_SEED_BASE + config.seed)
     torch.manual_seed(config.seed)
@@ -270,22 +278,34 @@ def fit(config: ResidualTrainConfig, *, progress: Callable[[str], None] | None =
         decisions += rec.n_decisions
         episodes += 1
         log["epsilon"].append(epsilon())
-        n_upd = int(rec.n_decisions * config.updates_per_decision) if len(replay) >= config.learn_start else 0
+        n_upd = (
+            int(rec.n_decisions * config.updates_per_decision)
+            if len(replay) >= config.learn_start
+            else 0
+        )
         losses = []
         for _ in range(n_upd):
-            losses.append(dqn_update(online, target, opt, replay.sample(config.batch),
-                                     gamma=config.gamma))
+            losses.append(
+                dqn_update(online, target, opt, replay.sample(config.batch), gamma=config.gamma)
+            )
             updates += 1
             if updates % config.target_sync == 0:
                 target.load_state_dict(online.state_dict())
         log["loss"].append(float(np.mean(losses)) if losses else None)
         model = MlpModel(weights_from_torch(online))
         if progress is not None and episodes % 10 == 0:
-            progress(f"episode {episodes} decisions {decisions} updates {updates} "
-                     f"eps {epsilon():.3f} loss {log['loss'][-1]} "
-                     f"wall {time.perf_counter() - t0:.0f}s")
-    log.update(episodes=episodes, decisions=decisions, updates=updates,
-               wall_s=time.perf_counter() - t0, config=asdict(config))
+            progress(
+                f"episode {episodes} decisions {decisions} updates {updates} "
+                f"eps {epsilon():.3f} loss {log['loss'][-1]} "
+                f"wall {time.perf_counter() - t0:.0f}s"
+            )
+    log.update(
+        episodes=episodes,
+        decisions=decisions,
+        updates=updates,
+        wall_s=time.perf_counter() - t0,
+        config=asdict(config),
+    )
     return online, log
 
 
@@ -295,10 +315,12 @@ def save(net: DuelingDqn, log: dict[str, Any], out_dir: str | Path) -> Path:
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    path = export_safetensors(net.to_dqn_mlp(), out / "residual_dqn.safetensors",
-                              extra_metadata={"policy": "residual-dqn"})
-    atomic_write_bytes(out / "residual_dqn_train_log.json",
-                       json.dumps(log, default=str).encode())
+    path = export_safetensors(
+        net.to_dqn_mlp(),
+        out / "residual_dqn.safetensors",
+        extra_metadata={"policy": "residual-dqn"},
+    )
+    atomic_write_bytes(out / "residual_dqn_train_log.json", json.dumps(log, default=str).encode())
     return path
 
 
