@@ -208,3 +208,10 @@ def test_bootstrap_bound_separates_noise_from_a_real_gain() -> None:
     assert is_better(good, base, CFG, bound)
     assert not is_better(good, base, CFG, 0.001)  # the bound, not the point estimate, decides
     assert not is_better(good, {"pr_auc": 0.5, "brier": 0.005}, CFG, bound)  # Brier much worse
+
+
+def test_worker_entry_rejects_a_malformed_command_line() -> None:
+    from oxidize_ml.training.background_worker import worker_main
+
+    with pytest.raises(ValueError, match="argv"):
+        worker_main(["data.npz", "out"])
