@@ -121,3 +121,14 @@ def test_markdown_and_plot(result, tmp_path):
     paths = fec.plot_traces(result, tmp_path)
     assert [p.name for p in paths] == ["fec-traces-overhead-residual.png"]
     assert paths[0].stat().st_size > 1000
+
+
+def test_heldout_split_without_the_trace_folder(monkeypatch, tmp_path):
+    # No traces: the built-in held-out scenarios alone, with a note.
+    monkeypatch.setenv("OXIDIZE_TRACE_DIR", str(tmp_path / "absent"))
+    r = fec.evaluate_fec_heldout(seed=0, duration_s=4.0, n_seeds=1)
+    assert r["traces"] == []
+    assert set(r["per_family"]) == {"step-change", "satellite"}
+    assert set(r["per_rtt"]) == {"scenario"}
+    assert any("OXIDIZE_TRACE_DIR" in n for n in r["notes"])
+    assert set(r["summary"]["predictors"]) >= {"ewma", "lstm", "burst"}

@@ -1608,3 +1608,38 @@ def plot_traces(result: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
     ax.legend(fontsize=8, loc="upper right")
     plots.tidy(fig, top_in=0.55, bottom_in=0.55)
     return [plots.save_figure(fig, out / "fec-traces-overhead-residual.png")]
+
+
+def evaluate_fec_heldout(*, seed: int = 0, duration_s: float = 30.0,
+                         n_seeds: int = 2) -> dict[str, Any]:
+    """The whole held-out split for the default-model rule: the held-out traces (when
+    the folder exists) as in `evaluate_fec_traces` plus the held-out built-in
+    scenarios (``n_seeds`` seeds each, their own RTTs; ``duration_s`` for every run:
+    30 s is the built-in scenarios' own), sender-view features, one
+    `score_runs` with ``per_family`` (trace file without direction, or scenario)
+    and ``per_rtt`` (traces only; built-in runs are under ``"scenario"``)."""
+    from oxidize_ml.evaluation.splits import HELDOUT_SCENARIOS, HELDOUT_TRACES, trace_paths
+    from oxidize_ml.loss.sender_view import SenderView
+
+    check_int("seed", seed)
+    check_int("n_seeds", n_seeds, lo=1, hi=100)
+    dur = check_number("duration_s", duration_s, hi=MAX_DURATION_S)
+    paths = trace_paths(HELDOUT_TRACES)
+    runs = (_trace_runs(paths, rtts_s=[0.040, 0.100], duration_s=dur,
+                        n_windows=TRACE_WINDOWS, controllers=CONTROLLERS, seed=seed,
+                        progress=None) if paths else [])
+    family = [trace_family(r.scenario) for r in runs]
+    rtt = [r.scenario.rsplit("rtt", 1)[1] for r in runs]
+    for r in collect_runs(seed=seed, scenarios=list(HELDOUT_SCENARIOS), include_traces=False,
+                          n_seeds=n_seeds, duration_s=dur):
+        view = SenderView()
+        runs.append(LossRun(r.scenario, r.controller, r.seed, True, r.times,
+                            tuple(view.view(f) for f in r.features), r.labels))
+        family.append(r.scenario)
+        rtt.append("scenario")
+    out = score_runs(runs, seed=seed, groups={"per_family": family, "per_rtt": rtt})
+    out["traces"] = [str(p) for p in paths]
+    if not paths:
+        out["notes"].append("the held-out traces were not found (set OXIDIZE_TRACE_DIR): "
+                            "built-in held-out scenarios only")
+    return out
