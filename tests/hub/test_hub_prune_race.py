@@ -13,7 +13,7 @@ from hub_model_dirs import make_model_dir
 
 from oxidize_ml.engine import EngineConfig, MlEngine
 from oxidize_ml.hub import HubConfig, ModelHub, verify_model_dir
-from oxidize_ml.hub.hub import VERSIONS_DIR, _Store
+from oxidize_ml.hub.store import VERSIONS_DIR, Store
 
 
 def hub_for(tmp_path: Path, **changes) -> ModelHub:  # type: ignore[no-untyped-def]
@@ -70,7 +70,7 @@ def test_prune_spares_recently_retired_versions_then_deletes_them(tmp_path: Path
     publisher = hub_for(tmp_path, keep_versions=10)
     names = [publisher.upload_models(make_model_dir(tmp_path, day=d, seed=d)).version
              for d in (2, 3, 4)]
-    store = _Store(tmp_path / "store")
+    store = Store(tmp_path / "store")
     assert store.current() == names[2]
     # Just retired: kept despite keep=1, for the grace period.
     assert store.prune(1, grace_s=60.0) == []
@@ -87,7 +87,7 @@ def test_activate_stamps_the_retired_version(tmp_path: Path) -> None:
     first = publisher.upload_models(make_model_dir(tmp_path, day=2)).version
     vdir = tmp_path / "store" / VERSIONS_DIR / first
     os.utime(vdir, (1_000_000.0, 1_000_000.0))  # long ago
-    store = _Store(tmp_path / "store")
+    store = Store(tmp_path / "store")
     assert store.prune(1, grace_s=60.0, now=1_000_000.0 + 3600) == []  # still active
     publisher.upload_models(make_model_dir(tmp_path, day=3))
     assert os.stat(vdir).st_mtime > time.time() - 60  # retirement time stamped
