@@ -37,8 +37,9 @@ def traces(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def result(traces):
-    return fec.evaluate_fec_traces(traces, rtt_ms=(40.0, 100.0), duration_s=4.0, seed=0,
-                                   progress=False)
+    return fec.evaluate_fec_traces(
+        traces, rtt_ms=(40.0, 100.0), duration_s=4.0, seed=0, progress=False
+    )
 
 
 def test_summary_has_exactly_the_contract_keys(result):
@@ -78,8 +79,9 @@ def test_curves_include_the_baselines_and_the_bound(result):
 
 
 def test_same_seed_same_numbers(result, traces):
-    again = fec.evaluate_fec_traces(traces, rtt_ms=(40.0, 100.0), duration_s=4.0, seed=0,
-                                    progress=False)
+    again = fec.evaluate_fec_traces(
+        traces, rtt_ms=(40.0, 100.0), duration_s=4.0, seed=0, progress=False
+    )
     assert again["summary"] == result["summary"]
     assert again["ci"] == result["ci"]
 

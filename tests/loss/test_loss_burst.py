@@ -21,11 +21,26 @@ from oxidize_ml.loss.burst import (
 )
 
 
-def feats(*, rtt_us: float = 40_000.0, loss: float = 0.0, inflight: float = 30.0,
-          cwnd: float = 45_000.0, bw: float = 1e7, var: float = 2_000.0,
-          occ: float = 0.0) -> NetworkFeatures:
-    return NetworkFeatures(rtt_us=rtt_us, rtt_var_us=var, bandwidth_bps=bw, loss_rate=loss,
-                           loss_trend=0.0, inflight=inflight, cwnd=cwnd, buffer_occupancy=occ)
+def feats(
+    *,
+    rtt_us: float = 40_000.0,
+    loss: float = 0.0,
+    inflight: float = 30.0,
+    cwnd: float = 45_000.0,
+    bw: float = 1e7,
+    var: float = 2_000.0,
+    occ: float = 0.0,
+) -> NetworkFeatures:
+    return NetworkFeatures(
+        rtt_us=rtt_us,
+        rtt_var_us=var,
+        bandwidth_bps=bw,
+        loss_rate=loss,
+        loss_trend=0.0,
+        inflight=inflight,
+        cwnd=cwnd,
+        buffer_occupancy=occ,
+    )
 
 
 def random_sequence(seed: int, n: int = 600, rtt_us: float = 40_000.0) -> list[NetworkFeatures]:
@@ -39,9 +54,16 @@ def random_sequence(seed: int, n: int = 600, rtt_us: float = 40_000.0) -> list[N
         loss = float(rng.uniform(0.05, 0.3)) if lossy else 0.0
         if lossy:
             q = 0.0
-        out.append(feats(rtt_us=rtt_us + q, loss=loss, inflight=float(rng.uniform(5, 80)),
-                         cwnd=float(rng.uniform(1e4, 1e5)), bw=float(rng.uniform(1e6, 5e7)),
-                         var=float(rng.uniform(0, 1e4))))
+        out.append(
+            feats(
+                rtt_us=rtt_us + q,
+                loss=loss,
+                inflight=float(rng.uniform(5, 80)),
+                cwnd=float(rng.uniform(1e4, 1e5)),
+                bw=float(rng.uniform(1e6, 5e7)),
+                var=float(rng.uniform(0, 1e4)),
+            )
+        )
     return out
 
 
@@ -149,8 +171,12 @@ def test_deterministic_over_a_sequence():
     outs = []
     for _ in range(2):
         pred = BurstLossPredictor()
-        outs.append([(pred.learn_one(f, f.loss_rate, now=0.01 * i),
-                      pred.predict_one(f, now=0.01 * i))[1] for i, f in enumerate(seq)])
+        outs.append(
+            [
+                (pred.learn_one(f, f.loss_rate, now=0.01 * i), pred.predict_one(f, now=0.01 * i))[1]
+                for i, f in enumerate(seq)
+            ]
+        )
     assert outs[0] == outs[1]
 
 

@@ -71,11 +71,12 @@ def test_decide_block_uses_the_scaled_severity():
 
     cfg = BurstFecConfig(SEV, 1e-3)
     pol = BurstFecPolicy(cfg)
-    for scale in (0.125, 0.5, 2.0 ** 0.25, 4.0, 8.0):
+    for scale in (0.125, 0.5, 2.0**0.25, 4.0, 8.0):
         scaled = BurstFecPolicy(BurstFecConfig(tuple(min(1.0, s * scale) for s in SEV), 1e-3))
         for q in np.linspace(0.0, 1.0, 101):
             assert pol.repair_for_block_probability(float(q), scale) == (
-                scaled.repair_for_block_probability(float(q)))
+                scaled.repair_for_block_probability(float(q))
+            )
         d = pol.decide_block(0.5, scale)
         assert d.loss_probability == pytest.approx(min(1.0, 0.5 * cfg.mean_severity * scale))
         r = scaled.repair_for_block_probability(0.5)
@@ -83,7 +84,8 @@ def test_decide_block_uses_the_scaled_severity():
     # off-grid scales snap to the nearest grid point in log scale; out of range clamps
     assert pol.repair_for_block_probability(0.3, 1.09) == pol.repair_for_block_probability(0.3)
     assert pol.repair_for_block_probability(0.3, 100.0) == pol.repair_for_block_probability(
-        0.3, SEVERITY_SCALE_GRID[-1])
+        0.3, SEVERITY_SCALE_GRID[-1]
+    )
     for bad in (0.0, -1.0, float("nan"), float("inf")):
         with pytest.raises(ValueError, match="severity_scale"):
             pol.repair_for_block_probability(0.3, bad)

@@ -19,8 +19,9 @@ def test_probe_runs_and_is_reproducible(tmp_path):
     trace = tmp_path / "t.down"
     trace.write_text("\n".join(str(int(s)) for s in stamps) + "\n3000\n", encoding="ascii")
     data = LossTrainConfig.quick()
-    cfg = lt.TransformerConfig(window=8, d_model=8, heads=2, ff=16, epochs=1, stride=8,
-                               random_links=0)
+    cfg = lt.TransformerConfig(
+        window=8, d_model=8, heads=2, ff=16, epochs=1, stride=8, random_links=0
+    )
     a = lt.run_probe([trace], config=cfg, seed=0, train_config=data)
     b = lt.run_probe([trace], config=cfg, seed=0, train_config=data)
     for key in ("40", "100", "pooled"):

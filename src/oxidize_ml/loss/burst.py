@@ -132,10 +132,23 @@ LONG_RTT_US = 70_000.0
 N_TSL = len(TSL_EDGES_S) + 1
 N_PHASE = len(PHASE_EDGES) + 2
 DENSE_NAMES: tuple[str, ...] = (
-    "sqrt_fast_loss", "sqrt_slow_loss", "log_episodes", "burst_severity", "queue_vs_loss_queue",
-    "no_loss_yet", "rtt_gradient", "delivery_rate_trend", "jitter_ratio", "queue_share",
-    "queue_vs_max", "sqrt_loss_last_rtt", "sqrt_loss_prev_rtt", "inflight_vs_loss",
-    "cwnd_vs_loss", "log_bdp_ratio", "cwnd_growth",
+    "sqrt_fast_loss",
+    "sqrt_slow_loss",
+    "log_episodes",
+    "burst_severity",
+    "queue_vs_loss_queue",
+    "no_loss_yet",
+    "rtt_gradient",
+    "delivery_rate_trend",
+    "jitter_ratio",
+    "queue_share",
+    "queue_vs_max",
+    "sqrt_loss_last_rtt",
+    "sqrt_loss_prev_rtt",
+    "inflight_vs_loss",
+    "cwnd_vs_loss",
+    "log_bdp_ratio",
+    "cwnd_growth",
 )
 N_DENSE = len(DENSE_NAMES)
 LONG_DENSE: tuple[int, ...] = (0, 4, 13)
@@ -240,19 +253,26 @@ class BurstFeatures:
                 last = self._last_loss
                 if last is not None and now - last > MIN_GAP_S:
                     g = now - last
-                    self._gap = g if self._gap is None else EVENT_ALPHA * g + (1 - EVENT_ALPHA) * self._gap
+                    self._gap = (
+                        g if self._gap is None else EVENT_ALPHA * g + (1 - EVENT_ALPHA) * self._gap
+                    )
                 self._episodes.append(now)
             self._last_loss = now
             lq = self._loss_queue
             self._loss_queue = qd if lq is None else EVENT_ALPHA * qd + (1 - EVENT_ALPHA) * lq
             li = self._loss_inflight
-            self._loss_inflight = (f.inflight if li is None
-                                   else EVENT_ALPHA * f.inflight + (1 - EVENT_ALPHA) * li)
+            self._loss_inflight = (
+                f.inflight if li is None else EVENT_ALPHA * f.inflight + (1 - EVENT_ALPHA) * li
+            )
             lc = self._loss_cwnd
-            self._loss_cwnd = (f.cwnd if lc is None
-                               else EVENT_ALPHA * f.cwnd + (1 - EVENT_ALPHA) * lc)
-            self._severity = (lr if self._severity == 0.0
-                              else EVENT_ALPHA * lr + (1 - EVENT_ALPHA) * self._severity)
+            self._loss_cwnd = (
+                f.cwnd if lc is None else EVENT_ALPHA * f.cwnd + (1 - EVENT_ALPHA) * lc
+            )
+            self._severity = (
+                lr
+                if self._severity == 0.0
+                else EVENT_ALPHA * lr + (1 - EVENT_ALPHA) * self._severity
+            )
         self._prev_lossy = lr > 0.0
         self._fast = FAST_ALPHA * lr + (1 - FAST_ALPHA) * self._fast
         self._slow = SLOW_ALPHA * lr + (1 - SLOW_ALPHA) * self._slow
@@ -274,8 +294,9 @@ class BurstFeatures:
             win = (cum[-1] - cum[-1 - SEVERITY_WINDOW]) / SEVERITY_WINDOW
             if win > 0.0:
                 ws = self.window_severity
-                self.window_severity = (win if ws is None
-                                        else SEVERITY_ALPHA * win + (1 - SEVERITY_ALPHA) * ws)
+                self.window_severity = (
+                    win if ws is None else SEVERITY_ALPHA * win + (1 - SEVERITY_ALPHA) * ws
+                )
                 self._sev_win += 1.0
         self._cwnd_hist.append(f.cwnd)
         last = self._last_loss
@@ -307,8 +328,11 @@ class BurstFeatures:
         if qd > qm:
             qm = qd
         self._queue_max = qm
-        n_rtt = int(mn / 10_000.0) if (has_rtt and mn < 10_000.0 * LOSS_HISTORY) else (
-            LOSS_HISTORY if has_rtt else 1)
+        n_rtt = (
+            int(mn / 10_000.0)
+            if (has_rtt and mn < 10_000.0 * LOSS_HISTORY)
+            else (LOSS_HISTORY if has_rtt else 1)
+        )
         if n_rtt < 1:
             n_rtt = 1
         cum = self._loss_cum
@@ -367,7 +391,7 @@ class BurstFeatures:
         v[0] = 1.0
         v[OFF_TSL + self.tsl_bucket] = 1.0
         v[OFF_PHASE + self.phase_bucket] = 1.0
-        v[OFF_DENSE:OFF_DENSE + N_DENSE] = self.dense
+        v[OFF_DENSE : OFF_DENSE + N_DENSE] = self.dense
         h = self.long_rtt
         if h:
             v[OFF_TSL_LONG + self.tsl_bucket] = 1.0
@@ -391,8 +415,10 @@ class BurstLossConfig:
 
     def __post_init__(self) -> None:
         if self.feature_version != FEATURE_VERSION:
-            raise ValueError(f"feature_version must be {FEATURE_VERSION} (this package's "
-                             f"burst features), got {self.feature_version!r}")
+            raise ValueError(
+                f"feature_version must be {FEATURE_VERSION} (this package's "
+                f"burst features), got {self.feature_version!r}"
+            )
         w = tuple(self.weights)
         if len(w) != N_WEIGHTS:
             raise ValueError(f"weights must have {N_WEIGHTS} entries, got {len(w)}")
@@ -415,8 +441,11 @@ class BurstLossConfig:
         return math.fsum(self.severity) / len(self.severity)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"weights": list(self.weights), "severity": list(self.severity),
-                "feature_version": self.feature_version}
+        return {
+            "weights": list(self.weights),
+            "severity": list(self.severity),
+            "feature_version": self.feature_version,
+        }
 
     @classmethod
     def default(cls) -> BurstLossConfig:
@@ -444,8 +473,19 @@ class BurstLossPredictor:
     """fitted offline but fixed: a heuristic in the engine's sense (no model file, no
     online learning), swapped like the EWMA"""
 
-    __slots__ = ("_feat", "_last_now", "_mean_sev", "_n_updates", "_p", "_q", "_scale", "_w",
-                 "_w_dense", "_w_long", "config")
+    __slots__ = (
+        "_feat",
+        "_last_now",
+        "_mean_sev",
+        "_n_updates",
+        "_p",
+        "_q",
+        "_scale",
+        "_w",
+        "_w_dense",
+        "_w_long",
+        "config",
+    )
 
     def __init__(self, config: BurstLossConfig | None = None) -> None:
         cfg = BurstLossConfig.default() if config is None else config
@@ -453,9 +493,10 @@ class BurstLossPredictor:
             raise TypeError(f"config must be a BurstLossConfig, got {type(cfg).__name__}")
         self.config = cfg
         self._w = cfg.weights
-        self._w_dense = cfg.weights[OFF_DENSE:OFF_DENSE + N_DENSE]
-        self._w_long = tuple(zip(cfg.weights[OFF_LONG + 1:OFF_LONG + 1 + len(LONG_DENSE)],
-                                 LONG_DENSE, strict=True))
+        self._w_dense = cfg.weights[OFF_DENSE : OFF_DENSE + N_DENSE]
+        self._w_long = tuple(
+            zip(cfg.weights[OFF_LONG + 1 : OFF_LONG + 1 + len(LONG_DENSE)], LONG_DENSE, strict=True)
+        )
         self._mean_sev = cfg.mean_severity
         self._feat = BurstFeatures()
         self.reset()

@@ -63,8 +63,16 @@ class SenderView:
         occ = self.occupancy(features)
         f = features
         return NetworkFeatures(
-            f.rtt_us, f.rtt_var_us, f.bandwidth_bps, f.loss_rate, f.loss_trend, f.inflight,
-            f.cwnd, f.time_since_loss_ms, occ, f.recent_retx,
+            f.rtt_us,
+            f.rtt_var_us,
+            f.bandwidth_bps,
+            f.loss_rate,
+            f.loss_trend,
+            f.inflight,
+            f.cwnd,
+            f.time_since_loss_ms,
+            occ,
+            f.recent_retx,
         )
 
 

@@ -90,10 +90,10 @@ class BurstFitConfig:
                 raise ValueError(f"rtts_s[{i}] must be > 0, got {r!r}")
         check_int("windows", self.windows, lo=1, hi=100)
         check_int("random_links", self.random_links, lo=0, hi=10_000)
-        if check_number("random_link_duration_s", self.random_link_duration_s,
-                        hi=3600.0) < 1.0:
-            raise ValueError("random_link_duration_s must be >= 1, got "
-                             f"{self.random_link_duration_s!r}")
+        if check_number("random_link_duration_s", self.random_link_duration_s, hi=3600.0) < 1.0:
+            raise ValueError(
+                f"random_link_duration_s must be >= 1, got {self.random_link_duration_s!r}"
+            )
         if check_number("duration_s", self.duration_s, hi=3600.0) < 1.0:
             raise ValueError(f"duration_s must be >= 1, got {self.duration_s!r}")
         bad = sorted(set(self.scenarios) - set(TRAIN_SCENARIOS))
@@ -106,9 +106,17 @@ class BurstFitConfig:
     @classmethod
     def quick(cls) -> BurstFitConfig:
         """A small fit for tests (seconds)."""
-        return cls(rtts_s=(0.04,), windows=1, duration_s=5.0, scenarios=("burst-loss",
-                   "shallow-buffer"), use_traces=False, random_links=2,
-                   random_link_duration_s=3.0, newton_steps=20, n_severity=8)
+        return cls(
+            rtts_s=(0.04,),
+            windows=1,
+            duration_s=5.0,
+            scenarios=("burst-loss", "shallow-buffer"),
+            use_traces=False,
+            random_links=2,
+            random_link_duration_s=3.0,
+            newton_steps=20,
+            n_severity=8,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,8 +132,9 @@ class BurstData:
     runs: tuple[str, ...]
 
 
-def run_rows(scenario: Any, controller: str, seed: int, duration_s: float
-             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def run_rows(
+    scenario: Any, controller: str, seed: int, duration_s: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(features, labels, EWMA predictions) of the labelled rows of one run (flow 0)."""
     from oxidize_ml.evaluation.fec import horizon_labels
     from oxidize_ml.loss import EwmaLossPredictor
@@ -151,8 +160,14 @@ def run_rows(scenario: Any, controller: str, seed: int, duration_s: float
         lr.append(g.loss_rate)
         pe.append(ewma.predict_one(g, now=now))
 
-    simulate(scenario, controller, seed=seed, duration_s=duration_s, record_series=False,
-             on_interval=hook)
+    simulate(
+        scenario,
+        controller,
+        seed=seed,
+        duration_s=duration_s,
+        record_series=False,
+        on_interval=hook,
+    )
     tt = np.asarray(t, dtype=np.float64)
     lab = horizon_labels(tt, np.asarray(lr, dtype=np.float64))
     ok = ~np.isnan(lab)
@@ -174,9 +189,14 @@ def collect(config: BurstFitConfig, *, progress: bool = False) -> BurstData:
             for w in range(config.windows):
                 start = w * link.period_s / config.windows
                 for rtt in config.rtts_s:
-                    sc = scenario_from_trace(p, link=link, start_s=start, rtt_s=rtt,
-                                             buffer=BufferSpec(bdp=TRACE_BUFFER_BDP),
-                                             duration_s=config.duration_s)
+                    sc = scenario_from_trace(
+                        p,
+                        link=link,
+                        start_s=start,
+                        rtt_s=rtt,
+                        buffer=BufferSpec(bdp=TRACE_BUFFER_BDP),
+                        duration_s=config.duration_s,
+                    )
                     plan += [(sc, c) for c in config.controllers]
     for name in config.scenarios:
         plan += [(get_scenario(name), c) for c in config.controllers]
@@ -184,8 +204,7 @@ def collect(config: BurstFitConfig, *, progress: bool = False) -> BurstData:
     for j in range(config.random_links):
         # the LSTM trainer's generator, its seed offset so the two never share a link
         rng = np.random.default_rng([TRAIN_SEED_BASE + 5_000 + j, 1])
-        sc = random_link_scenario(rng, name=f"random-{j}",
-                                  duration_s=config.random_link_duration_s)
+        sc = random_link_scenario(rng, name=f"random-{j}", duration_s=config.random_link_duration_s)
         plan.append((sc, config.controllers[int(rng.integers(len(config.controllers)))]))
     xs, ys, es, names = [], [], [], []
     for i, (sc, ctrl) in enumerate(plan):
@@ -249,8 +268,9 @@ def _overhead(r: np.ndarray, k: int) -> float:
     return float(r.sum() / (k * r.size + r.sum()))
 
 
-def calibrate_price(q: np.ndarray, severity: tuple[float, ...], target_overhead: float,
-                    k: int) -> float:
+def calibrate_price(
+    q: np.ndarray, severity: tuple[float, ...], target_overhead: float, k: int
+) -> float:
     """Repair price at which `BurstFecPolicy` spends ``target_overhead`` on ``q``."""
     from oxidize_ml.loss.fec import BurstFecConfig, BurstFecPolicy
 
@@ -258,8 +278,11 @@ def calibrate_price(q: np.ndarray, severity: tuple[float, ...], target_overhead:
 
     def overhead(price: float) -> float:
         pol = BurstFecPolicy(BurstFecConfig(severity, price, k_data_packets=k))
-        r = np.fromiter((pol.repair_for_block_probability(float(v)) for v in uq),
-                        dtype=np.float64, count=uq.size)[inv]
+        r = np.fromiter(
+            (pol.repair_for_block_probability(float(v)) for v in uq),
+            dtype=np.float64,
+            count=uq.size,
+        )[inv]
         return _overhead(r, k)
 
     lo, hi = math.log(1e-7), math.log(1.0)
@@ -288,8 +311,11 @@ def fit(config: BurstFitConfig, *, progress: bool = False) -> dict[str, Any]:
     severity = tuple(float(v) for v in np.quantile(lossy, qs))
     fec = FecConfig()
     table = FecPolicy(fec)
-    r_ewma = np.fromiter((table.repair_packets(float(min(1.0, p))) for p in data.ewma),
-                         dtype=np.float64, count=data.ewma.size)
+    r_ewma = np.fromiter(
+        (table.repair_packets(float(min(1.0, p))) for p in data.ewma),
+        dtype=np.float64,
+        count=data.ewma.size,
+    )
     target = _overhead(r_ewma, fec.k_data_packets)
     q = 1.0 / (1.0 + np.exp(-(data.x @ w)))
     price = calibrate_price(q, severity, target, fec.k_data_packets)
@@ -299,13 +325,17 @@ def fit(config: BurstFitConfig, *, progress: bool = False) -> dict[str, Any]:
         "repair_price": price,
         "feature_version": FEATURE_VERSION,
         "provenance": {
-            "config": {k: list(v) if isinstance(v, tuple) else v
-                       for k, v in asdict(config).items()},
-            "rows": int(data.label.size), "positive_rate": float(pos.mean()),
-            "runs": len(data.runs), "traces": [p.name for p in trace_paths(TRAIN_TRACES)]
-            if config.use_traces else [],
-            "train_pr_auc": pr_auc(pos > 0, q), "train_pr_auc_ewma": pr_auc(pos > 0, data.ewma),
-            "ewma_overhead": target, "wall_s": time.perf_counter() - t0,
+            "config": {
+                k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()
+            },
+            "rows": int(data.label.size),
+            "positive_rate": float(pos.mean()),
+            "runs": len(data.runs),
+            "traces": [p.name for p in trace_paths(TRAIN_TRACES)] if config.use_traces else [],
+            "train_pr_auc": pr_auc(pos > 0, q),
+            "train_pr_auc_ewma": pr_auc(pos > 0, data.ewma),
+            "ewma_overhead": target,
+            "wall_s": time.perf_counter() - t0,
         },
     }
 
@@ -319,19 +349,34 @@ def weights_source(result: dict[str, Any]) -> str:
     lines = [
         '"""Fitted parameters of the burst-aware loss predictor: GENERATED, do not edit.',
         "",
-        ("Regenerate with ``python -m oxidize_ml.training.loss_burst --out "
-         "src/oxidize_ml/loss/burst_weights.py``"),
+        (
+            "Regenerate with ``python -m oxidize_ml.training.loss_burst --out "
+            "src/oxidize_ml/loss/burst_weights.py``"
+        ),
         "(`oxidize_ml.training.loss_burst`: training split only). Provenance:",
         "",
     ]
     prov = result.get("provenance", {})
-    for key in ("rows", "positive_rate", "runs", "traces", "train_pr_auc", "train_pr_auc_ewma",
-                "ewma_overhead"):
+    for key in (
+        "rows",
+        "positive_rate",
+        "runs",
+        "traces",
+        "train_pr_auc",
+        "train_pr_auc_ewma",
+        "ewma_overhead",
+    ):
         if key in prov:
             lines.append(f"- {key}: {prov[key]!r}")
-    lines += ['"""', "", "from __future__ import annotations", "",
-              f"FEATURE_VERSION = {int(result['feature_version'])}", "",
-              "WEIGHTS: tuple[float, ...] = ("]
+    lines += [
+        '"""',
+        "",
+        "from __future__ import annotations",
+        "",
+        f"FEATURE_VERSION = {int(result['feature_version'])}",
+        "",
+        "WEIGHTS: tuple[float, ...] = (",
+    ]
     lines += [f"    {float(v)!r},  # {n}" for v, n in zip(w, names, strict=True)]
     lines += [")", "", "SEVERITY: tuple[float, ...] = ("]
     lines += [f"    {float(v)!r}," for v in result["severity"]]
@@ -364,5 +409,15 @@ if __name__ == "__main__":
     raise SystemExit(main())
 
 
-__all__ = ["BurstData", "BurstFitConfig", "calibrate_price", "collect", "fit", "fit_logistic",
-           "main", "run_rows", "weights_source", "write_weights"]
+__all__ = [
+    "BurstData",
+    "BurstFitConfig",
+    "calibrate_price",
+    "collect",
+    "fit",
+    "fit_logistic",
+    "main",
+    "run_rows",
+    "weights_source",
+    "write_weights",
+]

@@ -68,8 +68,7 @@ class TransformerConfig:
         check_int("d_model", self.d_model, lo=2, hi=1024)
         check_int("heads", self.heads, lo=1, hi=64)
         if self.d_model % self.heads:
-            raise ValueError(f"d_model ({self.d_model}) must be a multiple of heads "
-                             f"({self.heads})")
+            raise ValueError(f"d_model ({self.d_model}) must be a multiple of heads ({self.heads})")
         check_int("ff", self.ff, lo=1, hi=8192)
         check_int("epochs", self.epochs, lo=1, hi=1000)
         check_int("stride", self.stride, lo=1, hi=1024)
@@ -80,8 +79,9 @@ class TransformerConfig:
         check_int("max_windows", self.max_windows, lo=1)
 
 
-def _windows(xs: Sequence[np.ndarray], labels: Sequence[np.ndarray], window: int,
-             stride: int, limit: int) -> tuple[np.ndarray, np.ndarray]:
+def _windows(
+    xs: Sequence[np.ndarray], labels: Sequence[np.ndarray], window: int, stride: int, limit: int
+) -> tuple[np.ndarray, np.ndarray]:
     """``[m, window, F]`` inputs ending at labelled rows, ``[m]`` labels (label > 0)."""
     out_x: list[np.ndarray] = []
     out_y: list[float] = []
@@ -90,7 +90,7 @@ def _windows(xs: Sequence[np.ndarray], labels: Sequence[np.ndarray], window: int
             if len(out_y) >= limit:
                 break
             if not np.isnan(lab[end - 1]):
-                out_x.append(x[end - window:end])
+                out_x.append(x[end - window : end])
                 out_y.append(float(lab[end - 1] > 0.0))
     if not out_y:
         return np.zeros((0, window, N_FEATURES), np.float32), np.zeros(0)
@@ -112,12 +112,14 @@ def _model(cfg: TransformerConfig) -> Any:
             super().__init__()
             self.inp = torch.nn.Linear(N_FEATURES, cfg.d_model)
             self.pos = torch.nn.Parameter(torch.zeros(cfg.window, cfg.d_model))
-            layer = torch.nn.TransformerEncoderLayer(cfg.d_model, cfg.heads, cfg.ff, 0.0,
-                                                     batch_first=True)
+            layer = torch.nn.TransformerEncoderLayer(
+                cfg.d_model, cfg.heads, cfg.ff, 0.0, batch_first=True
+            )
             self.enc = torch.nn.TransformerEncoder(layer, 1, enable_nested_tensor=False)
             self.out = torch.nn.Linear(cfg.d_model, 1)
             self.register_buffer(
-                "mask", torch.triu(torch.full((cfg.window, cfg.window), float("-inf")), 1))
+                "mask", torch.triu(torch.full((cfg.window, cfg.window), float("-inf")), 1)
+            )
 
         def forward(self, x: Any) -> Any:  # [b, window, F] -> [b]
             z = self.enc(self.inp(x) + self.pos, mask=self.mask)
@@ -126,8 +128,13 @@ def _model(cfg: TransformerConfig) -> Any:
     return CausalTransformer()
 
 
-def run_probe(traces: Sequence[Path], *, config: TransformerConfig | None = None,
-              seed: int = 0, train_config: Any = None) -> dict[str, Any]:
+def run_probe(
+    traces: Sequence[Path],
+    *,
+    config: TransformerConfig | None = None,
+    seed: int = 0,
+    train_config: Any = None,
+) -> dict[str, Any]:
     """Train on the training split, score on ``traces``; returns figures per RTT.
 
     ``train_config``: a `LossTrainConfig` for the data (default: the LSTM's with
@@ -145,17 +152,30 @@ def run_probe(traces: Sequence[Path], *, config: TransformerConfig | None = None
     cfg = config if config is not None else TransformerConfig()
     check_int("seed", seed)
     t0 = time.perf_counter()
-    tcfg = (train_config if train_config is not None
-            else replace(LossTrainConfig(), random_links=cfg.random_links))
+    tcfg = (
+        train_config
+        if train_config is not None
+        else replace(LossTrainConfig(), random_links=cfg.random_links)
+    )
     seqs = build_training_data(tcfg)
     tr, va = split_by_run(seqs, tcfg.val_fraction, np.random.default_rng([seed, 3]))
     x_all = np.concatenate([s.x for s in tr]).astype(np.float64)
     mu = x_all.mean(axis=0)
     sd = np.maximum(x_all.std(axis=0), 1e-3)
-    xtr, ytr = _windows([((s.x - mu) / sd).astype(np.float32) for s in tr],
-                        [s.label for s in tr], cfg.window, cfg.stride, cfg.max_windows)
-    xva, yva = _windows([((s.x - mu) / sd).astype(np.float32) for s in va],
-                        [s.label for s in va], cfg.window, 1, cfg.max_windows)
+    xtr, ytr = _windows(
+        [((s.x - mu) / sd).astype(np.float32) for s in tr],
+        [s.label for s in tr],
+        cfg.window,
+        cfg.stride,
+        cfg.max_windows,
+    )
+    xva, yva = _windows(
+        [((s.x - mu) / sd).astype(np.float32) for s in va],
+        [s.label for s in va],
+        cfg.window,
+        1,
+        cfg.max_windows,
+    )
     if ytr.sum() == 0 or ytr.sum() == ytr.size:
         raise ValueError("training windows need both lossy and clean labels")
     rng = np.random.default_rng([seed, 7])
@@ -168,9 +188,10 @@ def run_probe(traces: Sequence[Path], *, config: TransformerConfig | None = None
         for _ in range(cfg.epochs):
             order = torch.from_numpy(rng.permutation(ytr.size))
             for i in range(0, ytr.size, cfg.batch_size):
-                b = order[i:i + cfg.batch_size]
+                b = order[i : i + cfg.batch_size]
                 loss = torch.nn.functional.binary_cross_entropy_with_logits(
-                    model(xt[b]), yt[b], pos_weight=pw)
+                    model(xt[b]), yt[b], pos_weight=pw
+                )
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
@@ -180,16 +201,22 @@ def run_probe(traces: Sequence[Path], *, config: TransformerConfig | None = None
             out = []
             with torch.no_grad():
                 for i in range(0, x.shape[0], 4096):
-                    out.append(model(torch.from_numpy(x[i:i + 4096])).numpy())
+                    out.append(model(torch.from_numpy(x[i : i + 4096])).numpy())
             return np.concatenate(out).astype(np.float64) if out else np.zeros(0)
 
         # Platt scaling against the soft label (as the LSTM): a lossy window's mean loss.
         lab_va = np.concatenate([s.label[~np.isnan(s.label)] for s in va])
         mean_pos = float(lab_va[lab_va > 0].mean()) if (lab_va > 0).any() else 0.0
         a, b_ = _platt(logits(xva), yva * mean_pos)
-        runs = fec._trace_runs(list(traces), rtts_s=[0.04, 0.1], duration_s=30.0,
-                               n_windows=fec.TRACE_WINDOWS, controllers=fec.CONTROLLERS,
-                               seed=seed, progress=None)
+        runs = fec._trace_runs(
+            list(traces),
+            rtts_s=[0.04, 0.1],
+            duration_s=30.0,
+            n_windows=fec.TRACE_WINDOWS,
+            controllers=fec.CONTROLLERS,
+            seed=seed,
+            progress=None,
+        )
         p_l, e_l, y_l, r_l = [], [], [], []
         for r in runs:
             x = (np.array([f.to_vector() for f in r.features]) - mu) / sd
@@ -199,8 +226,12 @@ def run_probe(traces: Sequence[Path], *, config: TransformerConfig | None = None
             e_l.append(fec.predict_run(EwmaLossPredictor, r)[v])
             y_l.append(r.labels[v])
             r_l.append(np.full(int(v.sum()), r.scenario.rsplit("rtt", 1)[1]))
-    p, e, y, rt = (np.concatenate(p_l), np.concatenate(e_l), np.concatenate(y_l),
-                   np.concatenate(r_l))
+    p, e, y, rt = (
+        np.concatenate(p_l),
+        np.concatenate(e_l),
+        np.concatenate(y_l),
+        np.concatenate(r_l),
+    )
     table = fec._RepairTable(fec.FecPolicy(fec.FecConfig()))
     out: dict[str, Any] = {}
     for key in ("40", "100", "pooled"):
@@ -212,9 +243,12 @@ def run_probe(traces: Sequence[Path], *, config: TransformerConfig | None = None
         res = np.array([q for _, q in pts])
         srt = np.argsort(o, kind="stable")
         at = interpolate_at(o[srt], res[srt], o0)
-        out[key] = {"pr_auc": pr_auc(yy > 0, pp), "pr_auc_ewma": pr_auc(yy > 0, ee),
-                    "brier": brier(pp, yy),
-                    "residual_ratio_vs_ewma": at / r0 if r0 > 0 else math.nan}
+        out[key] = {
+            "pr_auc": pr_auc(yy > 0, pp),
+            "pr_auc_ewma": pr_auc(yy > 0, ee),
+            "brier": brier(pp, yy),
+            "residual_ratio_vs_ewma": at / r0 if r0 > 0 else math.nan,
+        }
     out["config"] = asdict(cfg)
     out["training_windows"] = int(ytr.size)
     out["wall_s"] = time.perf_counter() - t0
