@@ -32,8 +32,8 @@ import threading
 from typing import Any, Final
 
 from oxidize_ml._validate import check_number
+from oxidize_ml.compression.decide_policy import DecidePolicy
 from oxidize_ml.compression.learned import LearnedCompressionOracle
-from oxidize_ml.types import MlCompressionDecision
 
 RATE_BUCKETS_BPS: Final[tuple[float, ...]] = tuple(
     m * 10.0**e for e in range(6, 10) for m in (1.0, 2.0, 5.0)
@@ -70,7 +70,7 @@ class _TableCache:
         return oracle
 
 
-class RateBucketOracle:
+class RateBucketOracle(DecidePolicy):
     """`LearnedCompressionOracle` decisions for the current link rate's bucket.
 
     Satisfies ``Policy[bytes | bytearray | memoryview, MlCompressionDecision]``
@@ -167,13 +167,3 @@ class RateBucketOracle:
         new._bucket = self._bucket
         return new
 
-    def predict_one(
-        self, obs: bytes | bytearray | memoryview, *, now: float = 0.0
-    ) -> MlCompressionDecision:
-        """`Policy` entry point; same as `decide` (``now`` is unused)."""
-        return self.decide(obs)
-
-    def learn_one(
-        self, obs: bytes | bytearray | memoryview, feedback: float, *, now: float = 0.0
-    ) -> None:
-        """No-op: the weights are frozen at run time (see `LearnedCompressionOracle.learn_one`)."""

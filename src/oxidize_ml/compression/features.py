@@ -359,13 +359,7 @@ def coverage_entropy_bits(sample: bytes | bytearray) -> float:
     return ENTROPY_TABLE[k][distinct_bytes(sample)]
 
 
-COMPRESSION_FEATURE_NAMES: tuple[str, ...] = (
-    "size_log2",
-    "entropy",
-    "shannon",
-    "top4_share",
-    "printable_ratio",
-    "zero_ratio",
+KIND_FLAG_NAMES: tuple[str, ...] = (
     "compressed_magic",
     "media_magic",
     "encrypted_record",
@@ -373,6 +367,18 @@ COMPRESSION_FEATURE_NAMES: tuple[str, ...] = (
     "ipv4_header",
     "ipv6_header",
     "udp_header",
+)
+"""the one-hot magic-number and header-kind flags, in the order both the full feature
+vector and the learned model's inputs (`oxidize_ml.compression.learned.INPUT_NAMES`) use"""
+
+COMPRESSION_FEATURE_NAMES: tuple[str, ...] = (
+    "size_log2",
+    "entropy",
+    "shannon",
+    "top4_share",
+    "printable_ratio",
+    "zero_ratio",
+    *KIND_FLAG_NAMES,
 )
 N_COMPRESSION_FEATURES = len(COMPRESSION_FEATURE_NAMES)
 

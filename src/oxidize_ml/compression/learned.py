@@ -90,12 +90,14 @@ import numpy as np
 
 from oxidize_ml._validate import check_number
 from oxidize_ml.compression.cost import DECISION_PREFERENCE, CompressionCostModel
+from oxidize_ml.compression.decide_policy import DecidePolicy
 from oxidize_ml.compression.features import (
     _MAGIC_PREFIXES,
     ALL_BYTES,
     ENTROPY_TABLE,
     HEAD_BYTES,
     ISOBMFF_BOXES,
+    KIND_FLAG_NAMES,
     QUIC_VERSIONS,
     RIFF_MEDIA,
     SAMPLE_BYTES,
@@ -114,17 +116,7 @@ LEARNED_FEATURE_VERSION: Final = 2
 flags are parsed from the IP packet, see `oxidize_ml.compression.features.header_kind`;
 1 matched headers at offset 0 of a payload)"""
 
-INPUT_NAMES: Final[tuple[str, ...]] = (
-    "size_bucket",
-    "entropy_level",
-    "compressed_magic",
-    "media_magic",
-    "encrypted_record",
-    "rtp_header",
-    "ipv4_header",
-    "ipv6_header",
-    "udp_header",
-)
+INPUT_NAMES: Final[tuple[str, ...]] = ("size_bucket", "entropy_level", *KIND_FLAG_NAMES)
 N_INPUTS: Final = len(INPUT_NAMES)
 _MAGIC_COL = 1  # input column of MagicKind m is _MAGIC_COL + m (m >= 1)
 _HEADER_COL = 4  # input column of HeaderKind h is _HEADER_COL + h (h >= 1)
@@ -343,7 +335,7 @@ def choose(utilities: np.ndarray, tie_tolerance_s: float) -> np.ndarray:  # [n, 
     return out
 
 
-class LearnedCompressionOracle:
+class LearnedCompressionOracle(DecidePolicy):
     """Per-packet decisions from a trained compression MLP (``Policy[bytes, MlCompressionDecision]``).
 
     Parameters
@@ -554,20 +546,3 @@ class LearnedCompressionOracle:
             util[:, _CODEC_COLUMNS] = -np.inf
         return DECISIONS[int(choose(util, self.cost_model.tie_tolerance_s)[0])]
 
-    # --------------------------------------------------------------- Policy
-    def predict_one(
-        self, obs: bytes | bytearray | memoryview, *, now: float = 0.0
-    ) -> MlCompressionDecision:
-        """`Policy` entry point; same as `decide` (``now`` is unused)."""
-        return self.decide(obs)
-
-    def learn_one(
-        self, obs: bytes | bytearray | memoryview, feedback: float, *, now: float = 0.0
-    ) -> None:
-        """No-op: the weights are frozen at run time.
-
-        Outcomes reach training through the engine's telemetry
-        (``compression`` table) and `oxidize_ml.training.compression`, never
-        through this object, so decisions stay reproducible and the
-        per-packet path stays lock-free.
-        """

@@ -39,6 +39,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from oxidize_ml._validate import check_int, check_number
+from oxidize_ml.compression.decide_policy import DecidePolicy
 from oxidize_ml.compression.features import (
     ALL_BYTES,
     ENTROPY_TABLE,
@@ -101,7 +102,7 @@ class CompressionOracleConfig:
             )
 
 
-class HeuristicCompressionOracle:
+class HeuristicCompressionOracle(DecidePolicy):
     """Entropy threshold + magic number oracle (the spec's heuristic fallback).
 
     Satisfies ``Policy[bytes | bytearray | memoryview, MlCompressionDecision]``.
@@ -234,19 +235,3 @@ class HeuristicCompressionOracle:
             return _AGGRESSIVE
         return _LIGHT
 
-    def predict_one(
-        self, obs: bytes | bytearray | memoryview, *, now: float = 0.0
-    ) -> MlCompressionDecision:
-        """`Policy` entry point; same as `decide` (``now`` is unused)."""
-        return self.decide(obs)
-
-    def learn_one(
-        self, obs: bytes | bytearray | memoryview, feedback: float, *, now: float = 0.0
-    ) -> None:
-        """No-op: the heuristic has no state to update.
-
-        Feedback for compression (e.g. measured utility, see
-        `oxidize_ml.compression.cost`) is collected by whoever trains a
-        learned oracle; the heuristic deliberately ignores it so its
-        decisions stay a fixed baseline.
-        """

@@ -73,6 +73,7 @@ from oxidize_ml.paths import (
     StationaryUcb1PathSelector,
     calculate_path_reward,
 )
+from oxidize_ml.paths.selector import argmax_available
 from oxidize_ml.types import PathId, PathMetrics, TrafficContext
 
 SCENARIOS: tuple[str, ...] = ("stable", "primary-fails", "degrading", "cellular-traces-heldout")
@@ -175,12 +176,7 @@ class MetricsRewardPathSelector(BasePathSelector):
                 c, metrics.rtt_us, metrics.loss_rate, metrics.bandwidth_bps / 1e6)
 
     def _pull(self, c: int, avail: tuple[int, ...]) -> int:
-        v = self._value[c]
-        best = avail[0]
-        for i in avail:
-            if v[i] > v[best]:
-                best = i
-        return best
+        return argmax_available(self._value[c], avail)
 
 
 class _HindsightSelector:

@@ -71,6 +71,7 @@ from oxidize_ml.paths.selector import (
     BasePathSelector,
     PathSelectorConfig,
     _context_index,
+    argmax_available,
 )
 from oxidize_ml.types import PathId, PathMetrics, TrafficContext
 
@@ -412,14 +413,7 @@ class LearnedPathSelector(BasePathSelector):
                               + self._tie[c][i])
 
     def _pull(self, c: int, avail: tuple[int, ...]) -> int:
-        scores = self._scores[c]
-        best = avail[0]
-        best_score = scores[best]
-        for i in avail:
-            s = scores[i]
-            if s > best_score:
-                best, best_score = i, s
-        return best
+        return argmax_available(self._scores[c], avail)
 
     # -- inspection --------------------------------------------------------------
 

@@ -129,6 +129,21 @@ def _context_index(context: object) -> int:
     raise ValueError(f"context must be one of {[c.name for c in TrafficContext]}, got {context!r}")
 
 
+def argmax_available(scores: list[float], avail: tuple[int, ...]) -> int:
+    """The first of ``avail`` (non-empty) with the highest ``scores[i]``.
+
+    A plain loop: over at most four paths it is about twice as fast as
+    ``max(avail, key=scores.__getitem__)``.
+    """
+    best = avail[0]
+    best_score = scores[best]
+    for i in avail:
+        s = scores[i]
+        if s > best_score:
+            best, best_score = i, s
+    return best
+
+
 def _path_index(path: object) -> int:
     if type(path) is PathId:
         return _PATH_INDEX[path]
@@ -430,14 +445,7 @@ class MlPathSelector(BasePathSelector):
             if untried:
                 fresh = [i for i in untried if pending[i] == 0]
                 return self._round_robin(c, fresh or avail)
-        scores = self._scores[c]
-        best = avail[0]
-        best_score = scores[best]
-        for i in avail:
-            s = scores[i]
-            if s > best_score:
-                best, best_score = i, s
-        return best
+        return argmax_available(self._scores[c], avail)
 
     def _on_select(self, c: int, i: int) -> None:
         # ``_warm`` is kept equal to "every available path has a reward" by
