@@ -76,6 +76,22 @@ def standard_packets(size: int = 1400, seed: int = 0) -> dict[str, bytes]:
     }
 
 
+def interleaved_us(
+    pkt: bytes, calls: dict[str, typing.Callable[[bytes], object]], *, rounds: int, number: int
+) -> dict[str, list[float]]:
+    """Microseconds per call of lz4 (key ``"lz4"``) and of each of ``calls`` on ``pkt``,
+    one sample per round, the calls interleaved within each round so that a load change
+    during the measurement hits them all alike (compare per-round ratios)."""
+    env: dict[str, object] = {"compress": lz4.block.compress, "pkt": pkt, **calls}
+    timers = {"lz4": timeit.Timer("compress(pkt, store_size=False)", globals=env)}
+    timers.update({k: timeit.Timer(f"{k}(pkt)", globals=env) for k in calls})
+    samples: dict[str, list[float]] = {k: [] for k in timers}
+    for _ in range(rounds):
+        for key, timer in timers.items():
+            samples[key].append(timer.timeit(number) / number * 1e6)
+    return samples
+
+
 def decision_cost(
     packets: dict[str, bytes], *, rounds: int = 21, number: int = 2000
 ) -> dict[str, BenchRow]:
@@ -83,21 +99,8 @@ def decision_cost(
     oracle = HeuristicCompressionOracle()
     out: dict[str, BenchRow] = {}
     for name, pkt in packets.items():
-        env = {
-            "compress": lz4.block.compress,
-            "decide": oracle.decide,
-            "features": feature_vector,
-            "pkt": pkt,
-        }
-        timers = {
-            "lz4": timeit.Timer("compress(pkt, store_size=False)", globals=env),
-            "decide": timeit.Timer("decide(pkt)", globals=env),
-            "features": timeit.Timer("features(pkt)", globals=env),
-        }
-        samples: dict[str, list[float]] = {k: [] for k in timers}
-        for _ in range(rounds):
-            for key, timer in timers.items():
-                samples[key].append(timer.timeit(number) / number * 1e6)
+        samples = interleaved_us(pkt, {"decide": oracle.decide, "features": feature_vector},
+                                 rounds=rounds, number=number)
         ratios = [d / c for d, c in zip(samples["decide"], samples["lz4"], strict=True)]
         out[name] = BenchRow(
             lz4_us=statistics.median(samples["lz4"]),

@@ -654,28 +654,13 @@ def measure_decision_cost(
     the table would cost (`input_vector` + ``MlpModel.forward``). Ratios are medians of per-round ratios, so a load change
     during the measurement hits both sides alike.
     """
-    import lz4.block
-
-    from oxidize_ml.compression.bench import standard_packets
+    from oxidize_ml.compression.bench import interleaved_us, standard_packets
 
     heuristic = HeuristicCompressionOracle()
     out: dict[str, Any] = {}
     for name, pkt in standard_packets(1400).items():
-        env = {
-            "compress": lz4.block.compress,
-            "heuristic": heuristic.decide,
-            "learned": learned.decide,
-            "pkt": pkt,
-        }
-        timers = {
-            "lz4": timeit.Timer("compress(pkt, store_size=False)", globals=env),
-            "heuristic": timeit.Timer("heuristic(pkt)", globals=env),
-            "learned": timeit.Timer("learned(pkt)", globals=env),
-        }
-        samples: dict[str, list[float]] = {k: [] for k in timers}
-        for _ in range(rounds):
-            for key, timer in timers.items():
-                samples[key].append(timer.timeit(number) / number * 1e6)
+        samples = interleaved_us(pkt, {"heuristic": heuristic.decide, "learned": learned.decide},
+                                 rounds=rounds, number=number)
         # What running the MLP per packet would cost instead of the table.
         mlp_path = timeit.Timer(
             "forward(features(pkt))",
