@@ -245,4 +245,4 @@ def test_fork_gives_fresh_state_and_keeps_configuration():
     assert child.cwnd == e.config.limits.initial_cwnd
     assert child.stats().training_collection is True
     assert child.fec_decision(now=T0 + 1).loss_probability == 0.0
-    assert e.fec_decision(now=T0 + 1).loss_probability > 0.05
+    assert e.fec_decision(now=T0 + 1).loss_probability > 0.01  # the parent learned the loss

@@ -8,7 +8,9 @@ ratios hold on any machine even when absolute times do not.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import itertools
 import json
 import os
 import statistics
@@ -115,10 +117,20 @@ def bench_engine(*, quick: bool = False) -> list[BenchRow]:
         for c in TrafficContext:
             engine.update_path_reward(p, c, 0.5, now=step_time())
 
+    f2 = dataclasses.replace(f, loss_rate=0.02, rtt_us=55_000)
+    alternating = itertools.cycle((f, f2))
+    lz_text = median_call_us(
+        functools.partial(lz4.block.compress, sample_packets()["text"], store_size=False),
+        number=number, repeats=repeats)
     rows = [
         BenchRow("fec_decision", median_call_us(
             lambda: engine.fec_decision(f, now=now[0]), number=number, repeats=repeats),
             spec_us=50.0, target_us=10.0),
+        BenchRow("fec_decision, new features each call (spec usage: a full observation)",
+                 median_call_us(lambda: engine.fec_decision(next(alternating), now=step_time()),
+                                number=number, repeats=repeats),
+                 spec_us=50.0, peer="lz4 1400 B text", peer_us=lz_text, target_us=5.0 * lz_text,
+                 note="target <= 5x lz4"),
         BenchRow("congestion_action", median_call_us(
             lambda: engine.congestion_action(now=now[0]), number=number, repeats=repeats),
             spec_us=30.0, target_us=6.0),

@@ -33,8 +33,10 @@ from oxidize_ml.congestion.envelope import DeliveryEnvelope
 from oxidize_ml.congestion.observation import CongestionObservation
 from oxidize_ml.congestion.state import CongestionStateEncoder, StateConfig
 from oxidize_ml.features import NetworkFeatures
-from oxidize_ml.loss import EwmaLossPredictor, FecPolicy
-from oxidize_ml.loss.fec import FecConfig
+from oxidize_ml.loss import FecPolicy
+from oxidize_ml.loss.burst import BurstLossConfig, BurstLossPredictor
+from oxidize_ml.loss.burst_weights import REPAIR_PRICE
+from oxidize_ml.loss.fec import BurstFecConfig, BurstFecPolicy, FecConfig
 from oxidize_ml.paths import MlPathSelector
 from oxidize_ml.policy import CompressionPolicy, CongestionPolicy, LossPolicy, PathPolicy
 from oxidize_ml.stats import (
@@ -135,6 +137,8 @@ class _SharedParts:
     connection."""
 
     fec: FecPolicy
+    burst: BurstLossConfig
+    burst_fec: BurstFecPolicy
     oracle: HeuristicCompressionOracle
     codec: PacketCodec
     bbr: BbrConfig
@@ -144,7 +148,12 @@ class _SharedParts:
 
     @classmethod
     def build(cls, config: EngineConfig) -> _SharedParts:
-        return cls(FecPolicy(config.fec), HeuristicCompressionOracle(), PacketCodec(), BbrConfig())
+        burst = BurstLossConfig.default()
+        burst_fec = BurstFecPolicy(BurstFecConfig(
+            burst.severity, REPAIR_PRICE, k_data_packets=config.fec.k_data_packets,
+            max_redundancy_ratio=config.fec.max_redundancy_ratio))
+        return cls(FecPolicy(config.fec), burst, burst_fec, HeuristicCompressionOracle(),
+                   PacketCodec(), BbrConfig())
 
     def fork_config(self, config: EngineConfig) -> EngineConfig:
         forked = self.fork_configs.get(config)
@@ -198,7 +207,9 @@ class MlEngine:
         self._limits = config.limits
         self._shared = shared = _shared if _shared is not None else _SharedParts.build(config)
         # -- components: heuristics first; load_models swaps in learned ones.
-        self._loss: LossPolicy = EwmaLossPredictor()
+        # The default loss predictor is the burst-aware one (it met the default rule
+        # against the EWMA on the held-out split; README "Evaluation").
+        self._loss: LossPolicy = BurstLossPredictor(shared.burst)
         self._fec = shared.fec
         self._cc_fallback = BbrFallback(shared.bbr, limits=config.limits)
         self._cc: CongestionPolicy = self._cc_fallback
@@ -308,7 +319,15 @@ class MlEngine:
         self._last_loss_features = features
         if features.cwnd > 0:
             self._cwnd = int(features.cwnd)
-        state, reward = self._state.update(features, thr, now=t)
+        tel = self._telemetry
+        # The encoded DQN state and its reward feed only the telemetry's transitions
+        # (learned controllers encode their own input; the fallback and the DQN
+        # ignore the reward passed to learn_one): a third of observe's cost, skipped
+        # while nothing collects. Collection started later warms the encoder up again.
+        state: Any = None
+        reward = 0.0
+        if tel is not None:
+            state, reward = self._state.update(features, thr, now=t)
         obs = CongestionObservation(features=features, throughput_bps=thr, cwnd_bytes=self._cwnd)
         self._envelope.update(obs, now=t)
         self._follow_link_rate(features.bandwidth_bps)
@@ -316,7 +335,6 @@ class MlEngine:
         if self._cc is not self._cc_fallback:
             # The fallback keeps its filters warm so a swap back is seamless.
             self._cc_fallback.learn_one(obs, reward, now=t)
-        tel = self._telemetry
         if tel is not None:
             tel.record_observation(features, now=t)
             if self._last_action is not None and self._last_state is not None:
@@ -354,8 +372,15 @@ class MlEngine:
                 # `observe`: they count as a full observation (predictor, window
                 # state, telemetry), with the measured bandwidth as throughput.
                 self._observe_locked(features, float(features.bandwidth_bps), t)
-            p = 0.0 if features is None else self._loss.predict_one(features, now=t)
-            decision = self._fec.decide(p)
+            loss = self._loss
+            p = 0.0 if features is None else loss.predict_one(features, now=t)
+            q = getattr(loss, "block_loss_probability", None)
+            if q is None or features is None:
+                decision = self._fec.decide(p)
+            else:
+                # A burst-aware predictor says P(the block loses) and how badly: the
+                # redundancy that pays against bursts, not a binomial spread of p.
+                decision = self._shared.burst_fec.decide_block(q, loss.severity_scale)  # type: ignore[attr-defined]
             self._n_fec += 1
             if self._loss.is_learned:
                 self._n_fec_model += 1
@@ -704,7 +729,7 @@ class MlEngine:
     def unload_models(self) -> None:
         """Return every component to its heuristic."""
         with self._lock:
-            self._loss = EwmaLossPredictor()
+            self._loss = BurstLossPredictor(self._shared.burst)
             self._cc = self._cc_fallback
             self._compression = self._shared.oracle
             self._paths_obj = None  # rebuilt on first use, without the learned prior
@@ -722,6 +747,10 @@ class MlEngine:
         with self._lock:
             if self._telemetry is None:
                 self._telemetry = TelemetryCollector(self.config.telemetry)
+                # The state encoder only runs while collecting: start it afresh so
+                # no transition links a state from before collection stopped.
+                self._state = CongestionStateEncoder(self.config.state)
+                self._last_state = None
 
     def disable_training_collection(self) -> None:
         """Stop collecting (rows not yet exported are discarded)."""

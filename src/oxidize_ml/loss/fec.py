@@ -178,8 +178,7 @@ class FecPolicy:
 
     __slots__ = (
         "_k",
-        "_memo_d",
-        "_memo_p",
+        "_memo",
         "_min_p",
         "_r_max",
         "_ratios",
@@ -211,8 +210,10 @@ class FecPolicy:
         self._thresholds = thresholds
         self._ratios = [r / (k + r) for r in range(self._r_max + 1)]
         self._rows = self._build_rows()
-        self._memo_p = 0.0
-        self._memo_d = FecDecision(0.0, 0.0, False)
+        # (p, decision) in ONE attribute: engines forked for many connections share
+        # this policy from several threads, and a pair of attributes could be read
+        # half-updated (p of one call, decision of another).
+        self._memo = (0.0, FecDecision(0.0, 0.0, False))
 
     def _build_rows(self) -> tuple[FecTableRow, ...]:
         rows = [FecTableRow(0.0, 0, 0.0)]
@@ -257,8 +258,9 @@ class FecPolicy:
         # Building a FecDecision is most of the cost (about 0.6 us), and callers
         # often ask again with the same p (one prediction per window, one
         # decision per block): keep the last answer. Decisions are immutable.
-        if p == self._memo_p:
-            return self._memo_d
+        memo = self._memo
+        if p == memo[0]:
+            return memo[1]
         if not 0.0 <= p <= 1.0:  # also rejects NaN
             raise ValueError(f"p must be a probability in [0, 1], got {p!r}")
         if p < self._min_p:
@@ -267,8 +269,7 @@ class FecPolicy:
             r = bisect_left(self._thresholds, p)
             r = min(r, self._r_max)
             d = FecDecision(float(p), self._ratios[r], r > 0)
-        self._memo_p = p
-        self._memo_d = d
+        self._memo = (p, d)
         return d
 
     def table(self) -> tuple[FecTableRow, ...]:
@@ -402,7 +403,7 @@ class BurstFecPolicy:
     at scale 1, exact only for a predictor whose p is q x the fitted mean.
     """
 
-    __slots__ = ("_gains", "_k", "_mean_sev", "_memo_d", "_memo_p", "_q_thresholds", "_r_max",
+    __slots__ = ("_gains", "_k", "_mean_sev", "_memo", "_q_thresholds", "_r_max",
                  "_r_steps", "_scaled", "config")
 
     def __init__(self, config: BurstFecConfig) -> None:
@@ -427,8 +428,7 @@ class BurstFecPolicy:
         # first use: most connections visit a few scales.
         self._scaled: list[tuple[tuple[float, ...], tuple[int, ...]] | None] = (
             [None] * len(SEVERITY_SCALE_GRID))
-        self._memo_p = -1.0
-        self._memo_d = FecDecision(0.0, 0.0, False)
+        self._memo = (-1.0, FecDecision(0.0, 0.0, False))  # one attribute: see FecPolicy
 
     @property
     def r_max(self) -> int:
@@ -489,12 +489,12 @@ class BurstFecPolicy:
 
     def decide(self, p: float) -> FecDecision:
         """The FEC decision for predicted per-packet loss ``p`` in [0, 1]."""
-        if p == self._memo_p:
-            return self._memo_d
+        memo = self._memo
+        if p == memo[0]:
+            return memo[1]
         r = self.repair_packets(p)
         d = FecDecision(float(p), r / (self._k + r), r > 0)
-        self._memo_p = p
-        self._memo_d = d
+        self._memo = (p, d)
         return d
 
     def __repr__(self) -> str:
