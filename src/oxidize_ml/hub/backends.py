@@ -112,21 +112,17 @@ class LocalSource:
             store.prune(self.config.keep_versions, self.config.prune_grace_s)
 
 
+@dataclass(frozen=True, slots=True)
 class HfSource:
     """A Hugging Face Hub model repository (``repo_id`` at ``revision``); needs the
-    ``hub`` extra. ``hf_api`` and ``snapshot_download`` are injected by tests (default:
-    the real ``huggingface_hub`` ones, imported lazily)."""
+    ``hub`` extra."""
 
-    def __init__(
-        self,
-        config: HubConfig,
-        *,
-        hf_api: Any | None = None,
-        snapshot_download: Callable[..., str] | None = None,
-    ) -> None:
-        self.config = config
-        self._hf_api = hf_api
-        self._snapshot_download = snapshot_download
+    config: HubConfig
+    hf_api: Any | None = None
+    """``huggingface_hub.HfApi``-compatible uploader (None: a new ``HfApi()``, imported
+    lazily); injected by tests"""
+    snapshot_download: Callable[..., str] | None = None
+    """``huggingface_hub.snapshot_download``-compatible function (None: the real one)"""
 
     def offline(self) -> bool:
         if self.config.offline:
@@ -141,8 +137,8 @@ class HfSource:
     def resolve(self) -> tuple[Path, dict[str, Any]]:
         cfg = self.config
         download: Callable[..., Any]
-        if self._snapshot_download is not None:
-            download = self._snapshot_download
+        if self.snapshot_download is not None:
+            download = self.snapshot_download
         else:
             try:
                 from huggingface_hub import snapshot_download as download
@@ -215,8 +211,8 @@ class HfSource:
             log.warning("could not prune the Hugging Face cache: %s", exc)
 
     def _api(self) -> Any:
-        if self._hf_api is not None:
-            return self._hf_api
+        if self.hf_api is not None:
+            return self.hf_api
         try:
             from huggingface_hub import HfApi
         except ImportError:
