@@ -440,7 +440,8 @@ class DqnCwndPolicy:
         if not isinstance(state_config, StateConfig):
             raise TypeError(f"state_config must be a StateConfig, got {type(state_config).__name__}")
         cfg = getattr(model, "config", None)
-        if getattr(cfg, "kind", None) != "dqn" or not callable(getattr(model, "forward", None)):
+        if (cfg is None or getattr(cfg, "kind", None) != "dqn"
+                or not callable(getattr(model, "forward", None))):
             raise TypeError("model must be a 'dqn' MlpModel or OrtMlpModel (runtime.load_mlp)")
         if cfg.n_inputs != state_config.size:
             raise ValueError(

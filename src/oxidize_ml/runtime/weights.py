@@ -130,9 +130,10 @@ def parse_weight_bytes(
         raise ModelLoadError(f"{source}: unknown model kind {kind!r}; choose from {list(KINDS)}")
     if expected_kind is not None and kind != expected_kind:
         raise ModelLoadError(f"{source}: holds a {kind!r} model, expected {expected_kind!r}")
-    if uses_network_features(kind) and meta["feature_schema_version"] != str(
-        FEATURE_SCHEMA_VERSION
-    ):
+    # Every file this package writes records the schema version, whatever its kind
+    # (learned-feature versions of payload models are checked by their loaders too):
+    # a file that says otherwise is not what it claims to be.
+    if meta["feature_schema_version"] != str(FEATURE_SCHEMA_VERSION):
         raise ModelLoadError(
             f"{source}: trained for feature schema version {meta['feature_schema_version']!r}, "
             f"this package uses {FEATURE_SCHEMA_VERSION}"

@@ -73,7 +73,7 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -312,13 +312,15 @@ class DuelingDqn(nn.Module):
         """The same function as a `DqnMlp` (heads merged into its last layer)."""
         out = DqnMlp.from_config(self.config)
         n = len(self.trunk)
+        layers = [cast(torch.nn.Linear, m) for m in out.layers]
         with torch.no_grad():
-            for k, layer in enumerate(self.trunk):
-                out.layers[k].weight.copy_(layer.weight)
-                out.layers[k].bias.copy_(layer.bias)
+            for k, m in enumerate(self.trunk):
+                layer = cast(torch.nn.Linear, m)
+                layers[k].weight.copy_(layer.weight)
+                layers[k].bias.copy_(layer.bias)
             wa, ba = self.advantage.weight, self.advantage.bias
-            out.layers[n].weight.copy_(self.value.weight + wa - wa.mean(dim=0, keepdim=True))
-            out.layers[n].bias.copy_(self.value.bias + ba - ba.mean())
+            layers[n].weight.copy_(self.value.weight + wa - wa.mean(dim=0, keepdim=True))
+            layers[n].bias.copy_(self.value.bias + ba - ba.mean())
         return out.eval()
 
 

@@ -100,7 +100,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from os import PathLike, fspath
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 
@@ -279,7 +279,9 @@ class CongestionEnv(gym.Env[np.ndarray, np.int64]):
         drawn per episode.
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"], "render_fps": 100}
+    # gymnasium.Env declares ``metadata`` as an instance attribute, so a ClassVar here is a
+    # type error (mypy: misc); gymnasium reads it from the class, hence the class default.
+    metadata: dict[str, Any] = {"render_modes": ["ansi"], "render_fps": 100}  # noqa: RUF012
 
     def __init__(
         self,
@@ -422,7 +424,9 @@ class CongestionEnv(gym.Env[np.ndarray, np.int64]):
                 # The agent's flow was silent to the end: repeat the last state, no reward.
                 state = self._state
                 if state is None:
-                    state = np.zeros(self.observation_space.shape, dtype=np.float32)
+                    shape = self.observation_space.shape
+                    assert shape is not None  # a Box space always has a shape
+                    state = np.zeros(shape, dtype=np.float32)
                 return state, 0.0
 
     def _encode(self, now: float, features: NetworkFeatures, thr: float) -> tuple[np.ndarray,
