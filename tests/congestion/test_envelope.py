@@ -142,3 +142,24 @@ def test_engine_holds_the_window_while_nothing_is_acknowledged(policy: str) -> N
         eng.observe(f, throughput_bps=0.0, now=k * 0.01)
         _, cwnd = eng.congestion_action(now=k * 0.01)
         assert cwnd <= init
+
+
+def test_a_reset_window_may_return_to_the_validated_bdp_for_one_round_trip() -> None:
+    """PROBE_RTT's SlowStart cuts the window to the initial one; the window held just
+    before was validated by deliveries, so it may come back (up to the BDP estimate)
+    within 2 min-RTTs + 200 ms without waiting for acks, and not later."""
+    env = DeliveryEnvelope()
+    for k in range(1, 200):  # 12 Mbit/s, 40 ms: BDP 60 kB
+        env.update(obs(cwnd=60_000, tput_bps=12e6), now=k * 0.01)
+    init = env.limits.initial_cwnd
+    assert env.bound(60_000, init) == init  # the reset passes (a decrease)
+    env.update(obs(cwnd=init, tput_bps=0.0, inflight=2), now=2.0)  # nothing acked yet
+    assert env.growth_budget_bytes == 0.0
+    assert env.bound(init, 66_000) == pytest.approx(60_000, rel=0.01)  # back to the BDP
+    # ... but only for a moment: a later reset-free climb is ack-clocked again
+    env2 = DeliveryEnvelope()
+    for k in range(1, 200):
+        env2.update(obs(cwnd=60_000, tput_bps=12e6), now=k * 0.01)
+    env2.bound(60_000, init)
+    env2.update(obs(cwnd=init, tput_bps=0.0, inflight=2), now=2.5)  # 0.5 s > 2 x 40 ms + 0.2
+    assert env2.bound(init, 66_000) == init

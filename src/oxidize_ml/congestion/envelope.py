@@ -29,6 +29,14 @@ decreases always pass. Two rules (issue 10, item 1):
    deliver per round trip (and a window already above the cap, e.g. set by
    the transport, cannot grow further).
 
+3. **Restore after a reset**: a cut to half the window or less (the fallback's
+   PROBE_RTT and persistent-congestion ``SlowStart``) remembers the window it
+   left; for two min-RTTs plus 200 ms the window may come back to that window
+   or the BDP estimate, whichever is smaller, without waiting for acks (BBR
+   restores its prior cwnd after PROBE_RTT). Without it a 600-ms path spent
+   seconds regrowing after every PROBE_RTT (satellite: 0.69x -> 0.74x CUBIC's
+   goodput; the held-out trace windows unchanged).
+
 The caller feeds one observation per decision interval (`update`) and passes
 each proposed window through `bound`. Growth consumed by `bound` is taken from
 the interval's budget, so several decisions per observation cannot add up.
@@ -108,6 +116,8 @@ class DeliveryEnvelope:
     """
 
     __slots__ = (
+        "_restore_to",
+        "_restore_until",
         "_bdp",
         "_bdp_max",
         "_budget",
@@ -155,6 +165,8 @@ class DeliveryEnvelope:
         self._bdp = 0.0
         self._cap = float(self.limits.initial_cwnd)
         self._n_clamped = 0
+        self._restore_to = 0.0
+        self._restore_until = -_INF
 
     def clone(self) -> DeliveryEnvelope:
         """A fresh envelope with the same config and limits."""
@@ -256,16 +268,27 @@ class DeliveryEnvelope:
         above the cap is held, not cut: cutting is the controller's job).
         """
         if proposed <= cwnd:
+            if proposed * 2 <= cwnd and self._last_now is not None:
+                # A reset (PROBE_RTT's SlowStart): the window held a moment ago was
+                # validated by deliveries, so it may come back within one round trip
+                # plus PROBE_RTT's 200 ms, up to the BDP the path has shown, without
+                # waiting for acks of the few packets the reset left in flight.
+                rtt = self._min_rtt_us * 1e-6 if self._min_rtt_us < _INF else 0.0
+                self._restore_to = min(float(cwnd), self._bdp)
+                self._restore_until = self._last_now + 2.0 * rtt + 0.2
             return proposed
         allowed = cwnd + self._budget
+        if (self._restore_to > allowed and self._last_now is not None
+                and self._last_now <= self._restore_until):
+            allowed = self._restore_to
         if allowed > self._cap:  # noqa: PLR1730 (hot path: no call)
             allowed = self._cap
         if proposed <= allowed:
-            self._budget -= proposed - cwnd
+            self._budget = max(0.0, self._budget - (proposed - cwnd))
             return proposed
         self._n_clamped += 1
         if allowed <= cwnd:
             return cwnd
         new = int(allowed)
-        self._budget -= new - cwnd
+        self._budget = max(0.0, self._budget - (new - cwnd))
         return new
