@@ -19,20 +19,6 @@ FORBIDDEN_FOR_RUNTIME = ("oxidize_ml.training", "oxidize_ml.sim", "oxidize_ml.ev
 # Optional inference backend: imported lazily only when a user asks for it.
 ALLOWED_LAZY = {"onnxruntime"}
 
-# TEMPORARY: violations known when this test landed, in modules being reworked
-# by others (issue 9). Each entry is expected to fail (strict xfail / exact
-# match), so a NEW violation fails at once and a fixed one fails until its
-# entry is removed here.
-KNOWN_RUNTIME_VIOLATIONS = {
-    "oxidize_ml.congestion.dqn",  # imports torch and oxidize_ml.training.dqn (online learner)
-}
-KNOWN_CYCLES = [
-    ["oxidize_ml.congestion.dqn", "oxidize_ml.sim.controllers.dqn_factory",
-     "oxidize_ml.sim.gym.congestion_env", "oxidize_ml.training.dqn"],
-    ["oxidize_ml.sim.core", "oxidize_ml.sim.metrics"],
-]
-
-
 def module_name(path: Path) -> str:
     rel = path.relative_to(PKG.parent).with_suffix("")
     parts = list(rel.parts)
@@ -41,12 +27,27 @@ def module_name(path: Path) -> str:
     return ".".join(parts)
 
 
+def _type_checking_nodes(tree: ast.AST) -> set[int]:
+    """ids of the nodes inside ``if TYPE_CHECKING:`` blocks (never run: no runtime import)."""
+    skip: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and ast.unparse(node.test) in (
+            "TYPE_CHECKING", "typing.TYPE_CHECKING"
+        ):
+            for child in node.body:
+                skip.update(id(n) for n in ast.walk(child))
+    return skip
+
+
 def imports_of(path: Path) -> list[tuple[str, bool]]:
-    """(imported module, at module level?) for every import statement."""
+    """(imported module, at module level?) for every import statement that runs."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
     top = set(map(id, tree.body))
+    skip = _type_checking_nodes(tree)
     found = []
     for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
         if isinstance(node, ast.Import):
             found += [(a.name, id(node) in top) for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
@@ -65,11 +66,7 @@ def is_runtime(mod: str) -> bool:
     return mod != "oxidize_ml" and rest.split(".")[0] in RUNTIME
 
 
-@pytest.mark.parametrize("mod", [
-    pytest.param(m, marks=pytest.mark.xfail(strict=True, reason="known violation (issue 9)"))
-    if m in KNOWN_RUNTIME_VIOLATIONS else m
-    for m in sorted(m for m in MODULES if is_runtime(m))
-])
+@pytest.mark.parametrize("mod", sorted(m for m in MODULES if is_runtime(m)))
 def test_runtime_module_imports_no_training_sim_or_evaluation_code(mod):
     bad = [name for name, _ in imports_of(MODULES[mod])
            if any(name == f or name.startswith(f + ".") for f in FORBIDDEN_FOR_RUNTIME)
@@ -121,15 +118,7 @@ def test_no_import_cycles_between_modules():
     for v in sorted(graph):
         if v not in index:
             visit(v)
-    new = [c for c in cycles if not any(set(c) <= set(k) for k in KNOWN_CYCLES)]
-    assert not new, f"import cycles: {new}"
-    gone = [k for k in KNOWN_CYCLES if not any(set(c) <= set(k) for c in cycles)]
-    assert not gone, f"known cycles fixed, remove them from KNOWN_CYCLES: {gone}"
-
-
-def test_known_violations_name_existing_modules():
-    for mod in KNOWN_RUNTIME_VIOLATIONS | {m for k in KNOWN_CYCLES for m in k}:
-        assert mod in MODULES, f"{mod} no longer exists; remove it from the known lists"
+    assert not cycles, f"import cycles: {cycles}"
 
 
 UNPICKLING = ("pickle", "cPickle", "dill", "joblib", "shelve", "marshal")

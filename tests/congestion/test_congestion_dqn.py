@@ -267,7 +267,7 @@ def _drive(policy: DqnCwndPolicy, observations, rounds: int) -> list[DrlAction]:
 def test_online_exploration_follows_the_schedule_per_decision(observations) -> None:
     pytest.importorskip("torch")
     cfg = OnlineConfig(explore=True, min_replay=10**6)  # the trainer never updates here
-    with DqnCwndPolicy(random_model(), online=cfg, seed=1) as policy:
+    with DqnCwndPolicy(random_model(), online=cfg, trainer=_trainer(), seed=1) as policy:
         assert policy.epsilon == 1.0
         for n, (t, obs) in enumerate(observations):
             policy.learn_one(obs, 0.0, now=t)
@@ -283,7 +283,7 @@ def test_online_trainer_publishes_weights_and_stops(observations) -> None:
     cfg = OnlineConfig(min_replay=50, batch_size=16, train_interval_s=0.001, updates_per_wake=2,
                        publish_every_updates=3, target_sync_updates=5, learning_rate=1e-3)
     model = random_model()
-    policy = DqnCwndPolicy(model, online=cfg)
+    policy = DqnCwndPolicy(model, online=cfg, trainer=_trainer())
     first_weights = model.weights
     try:
         deadline = time.monotonic() + 60.0
@@ -319,7 +319,7 @@ def test_decisions_never_wait_for_the_trainer(observations, monkeypatch) -> None
 
     monkeypatch.setattr(train_dqn, "dqn_update", slow_update)
     cfg = OnlineConfig(min_replay=20, batch_size=8, train_interval_s=0.001)
-    policy = DqnCwndPolicy(random_model(), online=cfg)
+    policy = DqnCwndPolicy(random_model(), online=cfg, trainer=_trainer())
     try:
         while not inside.is_set():
             _drive(policy, observations, 1)
@@ -332,3 +332,14 @@ def test_decisions_never_wait_for_the_trainer(observations, monkeypatch) -> None
     finally:
         release.set()
         policy.close()
+
+
+def _trainer():  # the torch loop lives in training code and is injected
+    from oxidize_ml.training.dqn_online import torch_online_trainer
+
+    return torch_online_trainer
+
+
+def test_online_learning_without_a_trainer_is_refused() -> None:
+    with pytest.raises(TypeError, match="trainer"):
+        DqnCwndPolicy(random_model(), online=OnlineConfig(min_replay=10**6))

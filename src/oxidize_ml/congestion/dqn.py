@@ -29,9 +29,11 @@ noisy evaluation); it does not decay.
 
 Online learning (opt-in, needs the ``train`` extra)
 ---------------------------------------------------
-With ``online=OnlineConfig(...)`` a background thread (torch, imported in
-that thread) wakes every ``train_interval_s``, samples the replay buffer
-uniformly at random, runs Double-DQN updates on a torch copy of the network
+With ``online=OnlineConfig(...)`` and a training loop injected from training
+code (``trainer=oxidize_ml.training.dqn_online.torch_online_trainer``: this
+module never imports torch or training code) a background thread wakes every
+``train_interval_s``, samples the replay buffer uniformly at random, runs
+Double-DQN updates on a torch copy of the network
 (`oxidize_ml.training.dqn.dqn_update`, the same update offline training
 uses) and every ``publish_every_updates`` updates publishes new read-only
 weights by replacing one reference. A decision reads that reference once and
@@ -50,6 +52,7 @@ import json
 import logging
 import math
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
@@ -294,10 +297,24 @@ class OnlineConfig:
         check_int("seed", self.seed, lo=0)
 
 
-class _OnlineLearner:
-    """The replay buffer, the trainer thread and the published weights shared by forks."""
+OnlineTrainLoop = Callable[["OnlineLearner"], None]
+"""A training loop run on the learner's thread: it samples ``learner.replay``,
+updates a network and publishes weights with ``learner.publish``, until
+``learner.wait`` says stop. Training code provides it
+(`oxidize_ml.training.dqn_online.torch_online_trainer`): this runtime module
+never imports torch or training code."""
 
-    def __init__(self, weights: MlpWeights, config: OnlineConfig) -> None:
+
+class OnlineLearner:
+    """The replay buffer, the trainer thread and the published weights shared by forks.
+
+    The loop itself is injected (`OnlineTrainLoop`), so inference stays numpy-only.
+    """
+
+    def __init__(self, weights: MlpWeights, config: OnlineConfig,
+                 train_loop: OnlineTrainLoop) -> None:
+        if not callable(train_loop):
+            raise TypeError(f"train_loop must be callable, got {type(train_loop).__name__}")
         self.config = config
         self.weights = weights  # replaced (one reference store) on publication
         self.replay = ReplayBuffer(config.replay_capacity, weights.config.n_inputs,
@@ -307,12 +324,28 @@ class _OnlineLearner:
         self.publications = 0
         self.last_loss: float | None = None
         self.error: BaseException | None = None
+        self._train_loop = train_loop
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     @property
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
+
+    def wait(self, timeout: float) -> bool:
+        """Sleep up to ``timeout`` seconds; True when the learner was asked to stop."""
+        return self._stop.wait(timeout)
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def publish(self, tensors: dict[str, np.ndarray]) -> None:
+        """New weights for every decision from the next call on (one reference store)."""
+        from oxidize_ml.runtime.models import MlpWeights
+
+        self.weights = MlpWeights.from_tensors(tensors, self.weights.config)
+        self.publications += 1
 
     def start(self) -> None:
         if self.running:
@@ -333,42 +366,10 @@ class _OnlineLearner:
 
     def _run(self) -> None:
         try:
-            self._train_loop()
+            self._train_loop(self)
         except BaseException as exc:  # reported in stats; decisions go on
             self.error = exc
             log.exception("online DQN trainer stopped")
-
-    def _train_loop(self) -> None:
-        import torch
-
-        from oxidize_ml.runtime.models import MlpWeights
-        from oxidize_ml.training.dqn import dqn_update, torch_from_weights
-
-        cfg = self.config
-        torch.set_num_threads(cfg.torch_threads)
-        online = torch_from_weights(self.weights)
-        target = torch_from_weights(self.weights)
-        opt = torch.optim.Adam(online.parameters(), lr=cfg.learning_rate)
-        while not self._stop.wait(cfg.train_interval_s):
-            if len(self.replay) < cfg.min_replay:
-                continue
-            for _ in range(cfg.updates_per_wake):
-                if self._stop.is_set():
-                    return
-                batch = self.replay.sample(cfg.batch_size)
-                self.last_loss = dqn_update(
-                    online, target, opt, batch, gamma=cfg.gamma, huber_delta=cfg.huber_delta,
-                    max_grad_norm=cfg.max_grad_norm,
-                )
-                self.updates += 1
-                if self.updates % cfg.target_sync_updates == 0:
-                    target.load_state_dict(online.state_dict())
-                if self.updates % cfg.publish_every_updates == 0:
-                    tensors = {k: v.detach().cpu().numpy().copy()
-                               for k, v in online.state_dict().items()}
-                    # One reference store: decisions pick the new weights up on their next call.
-                    self.weights = MlpWeights.from_tensors(tensors, self.weights.config)
-                    self.publications += 1
 
 
 def state_config_from_metadata(metadata: dict[str, str] | Any) -> StateConfig:
@@ -404,7 +405,10 @@ class DqnCwndPolicy:
         greedy). Ignored when ``online.explore`` is on (the schedule decides).
     online
         Online learning and (opt-in) exploration; None: frozen weights.
-        Needs a numpy `MlpModel` (new weights are published to it).
+        Needs a numpy `MlpModel` (new weights are published to it) and ``trainer``.
+    trainer
+        The training loop the online learner runs (`OnlineTrainLoop`), injected
+        from training code: `oxidize_ml.training.dqn_online.torch_online_trainer`.
     seed
         Seed of the exploration RNG.
     fallback
@@ -434,6 +438,7 @@ class DqnCwndPolicy:
         state_config: StateConfig = _DEFAULT_STATE,
         epsilon: float = 0.0,
         online: OnlineConfig | None = None,
+        trainer: OnlineTrainLoop | None = None,
         seed: int = 0,
         fallback: Any = None,
     ) -> None:
@@ -461,7 +466,7 @@ class DqnCwndPolicy:
         self._model = model
         self._forks = 0
         self._weights: Any = getattr(model, "weights", None)
-        self._learner: _OnlineLearner | None = None
+        self._learner: OnlineLearner | None = None
         if online is not None:
             from oxidize_ml.runtime.models import MlpModel
 
@@ -470,7 +475,11 @@ class DqnCwndPolicy:
                     "online learning needs the numpy MlpModel (new weights are published to it); "
                     f"got {type(model).__name__}"
                 )
-            self._learner = _OnlineLearner(model.weights, online)
+            if trainer is None:
+                raise TypeError(
+                    "online learning needs trainer=, the training loop (e.g. "
+                    "oxidize_ml.training.dqn_online.torch_online_trainer, extra 'train')")
+            self._learner = OnlineLearner(model.weights, online, trainer)
             self._learner.start()
         self._init_connection_state()
 
@@ -482,6 +491,7 @@ class DqnCwndPolicy:
         backend: str = "numpy",
         epsilon: float = 0.0,
         online: OnlineConfig | None = None,
+        trainer: OnlineTrainLoop | None = None,
         seed: int = 0,
     ) -> DqnCwndPolicy:
         """A policy from a model directory or weight file, with the `StateConfig` it was trained on.
@@ -501,7 +511,8 @@ class DqnCwndPolicy:
             state_config = state_config_from_metadata(read_weight_file(st, expected_kind=KIND_DQN)
                                                       .metadata)
         model = load_mlp(p, kind=KIND_DQN, backend=backend)  # type: ignore[arg-type]
-        return cls(model, state_config=state_config, epsilon=epsilon, online=online, seed=seed)
+        return cls(model, state_config=state_config, epsilon=epsilon, online=online,
+                   trainer=trainer, seed=seed)
 
     def _init_connection_state(self) -> None:
         self._encoder = CongestionStateEncoder(self.state_config)

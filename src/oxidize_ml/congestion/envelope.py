@@ -116,8 +116,6 @@ class DeliveryEnvelope:
     """
 
     __slots__ = (
-        "_restore_to",
-        "_restore_until",
         "_bdp",
         "_bdp_max",
         "_budget",
@@ -127,6 +125,8 @@ class DeliveryEnvelope:
         "_max_dt",
         "_min_rtt_us",
         "_n_clamped",
+        "_restore_to",
+        "_restore_until",
         "_span",
         "_span_bytes",
         "_span_s",

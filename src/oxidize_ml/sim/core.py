@@ -81,12 +81,12 @@ from oxidize_ml._validate import check_int, check_number
 from oxidize_ml.features import NetworkFeatures
 from oxidize_ml.interval_stats import IntervalStats
 from oxidize_ml.sim.controllers.base import CongestionController, overridden_events
+from oxidize_ml.sim.metrics import RunResult, build_result
 from oxidize_ml.sim.scenarios import Scenario, base_rtt_s
 from oxidize_ml.sim.traces import MTU_BYTES, OpportunitySchedule, count_at_or_before
 
 if TYPE_CHECKING:
     from oxidize_ml.sim.controllers.registry import ControllerFactory, ControllerRegistry
-    from oxidize_ml.sim.metrics import RunResult
 
 INF = math.inf
 K_PACKET_THRESHOLD = 3
@@ -117,9 +117,6 @@ QUEUE_COMPACT_ENTRIES = 4096
 COMPACT_EVERY_TICKS_MASK = 63
 """the trim is considered every 64 decision ticks (the bound above then holds within the
 packets of 64 intervals)"""
-SERIES_COLUMNS = ("time_s", "cwnd_bytes", "queue_bytes", "throughput_bps", "rtt_s", "loss_rate",
-                  "inflight_packets")
-"""the per-interval series, in the order the simulator records them"""
 DEFAULT_MAX_DELAY_SAMPLES = 1_000_000
 """per-flow cap on stored one-way delays; beyond it the store is halved (every other sample
 kept) and from then on every 2nd (4th, ...) packet is stored, a uniform subsample"""
@@ -505,8 +502,6 @@ class Simulation:
 
     def result(self) -> RunResult:
         """Metrics of the run so far (the whole run once `done`)."""
-        from oxidize_ml.sim.metrics import build_result
-
         return build_result(self)
 
     # ------------------------------------------------------------------ engine
