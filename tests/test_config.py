@@ -50,8 +50,9 @@ def test_default_model_dir_not_under_tmp(environ) -> None:  # type: ignore[no-un
     assert d.parts[-2:] == ("oxidize-ml", "models")
 
 
-def test_model_dir_from_env_is_absolute_and_expands_home(monkeypatch: pytest.MonkeyPatch,
-                                                         tmp_path: Path) -> None:
+def test_model_dir_from_env_is_absolute_and_expands_home(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     env = {"HOME": "/home/alice", ENV_MODEL_DIR: "/srv/models"}
     assert EnvSettings.from_env(env).model_dir == Path("/srv/models")
     env[ENV_MODEL_DIR] = "~/m"
@@ -69,11 +70,24 @@ def test_empty_model_dir_rejected(value: str) -> None:
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [("1", True), ("true", True), ("TRUE", True), ("Yes", True), (" on ", True),
-     ("0", False), ("false", False), ("False", False), ("NO", False), ("off", False)],
+    [
+        ("1", True),
+        ("true", True),
+        ("TRUE", True),
+        ("Yes", True),
+        (" on ", True),
+        ("0", False),
+        ("false", False),
+        ("False", False),
+        ("NO", False),
+        ("off", False),
+    ],
 )
 def test_collect_training_values(value: str, expected: bool) -> None:
-    assert EnvSettings.from_env({"HOME": "/h", ENV_COLLECT_TRAINING: value}).collect_training is expected
+    assert (
+        EnvSettings.from_env({"HOME": "/h", ENV_COLLECT_TRAINING: value}).collect_training
+        is expected
+    )
 
 
 @pytest.mark.parametrize("value", ["maybe", "2", "", "t", "enabled", "1.0"])
@@ -102,8 +116,16 @@ def test_token_never_in_repr_or_str(caplog: pytest.LogCaptureFixture) -> None:
     s = EnvSettings.from_env({"HOME": "/h", ENV_HF_TOKEN: TOKEN})
     with caplog.at_level(logging.INFO):
         logging.getLogger("oxidize_ml.test").info("settings %s %r", s, s)
-    for text in (repr(s), str(s), f"{s}", f"{s!r}", str([s]), str({"s": s}),
-                 str(s.public_dict()), caplog.text):
+    for text in (
+        repr(s),
+        str(s),
+        f"{s}",
+        f"{s!r}",
+        str([s]),
+        str({"s": s}),
+        str(s.public_dict()),
+        caplog.text,
+    ):
         assert TOKEN not in text
         assert "SECRET" not in text
         assert "***" in text
@@ -127,8 +149,9 @@ def test_settings_frozen_and_validated() -> None:
     assert "hf_bytes_token" not in str(info.value)
 
 
-def test_from_env_reads_process_environment(monkeypatch: pytest.MonkeyPatch,
-                                            tmp_path: Path) -> None:
+def test_from_env_reads_process_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv(ENV_MODEL_DIR, str(tmp_path / "m"))
     monkeypatch.setenv(ENV_COLLECT_TRAINING, "yes")
     monkeypatch.delenv(ENV_HF_TOKEN, raising=False)

@@ -29,9 +29,18 @@ def make_engine(**kw) -> MlEngine:
 
 
 def feats(**over) -> NetworkFeatures:
-    base = {"rtt_us": 50_000, "rtt_var_us": 5_000, "bandwidth_bps": 100_000_000, "loss_rate": 0.01,
-                "loss_trend": 0.0, "inflight": 100, "cwnd": 65535, "time_since_loss_ms": 1000,
-                "buffer_occupancy": 0.3, "recent_retx": 0}
+    base = {
+        "rtt_us": 50_000,
+        "rtt_var_us": 5_000,
+        "bandwidth_bps": 100_000_000,
+        "loss_rate": 0.01,
+        "loss_trend": 0.0,
+        "inflight": 100,
+        "cwnd": 65535,
+        "time_since_loss_ms": 1000,
+        "buffer_occupancy": 0.3,
+        "recent_retx": 0,
+    }
     base.update(over)
     return NetworkFeatures(**base)
 
@@ -69,8 +78,11 @@ def test_congestion_action_returns_action_and_window_within_limits():
     limits = e.config.limits
     assert limits.min_cwnd <= cwnd <= limits.max_cwnd_bytes
     for i in range(200):
-        e.observe(feats(cwnd=e.cwnd, bandwidth_bps=12e6, rtt_us=40_000, loss_rate=0.0),
-                  throughput_bps=min(12e6, e.cwnd * 8 / 0.04), now=T0 + i * 0.01)
+        e.observe(
+            feats(cwnd=e.cwnd, bandwidth_bps=12e6, rtt_us=40_000, loss_rate=0.0),
+            throughput_bps=min(12e6, e.cwnd * 8 / 0.04),
+            now=T0 + i * 0.01,
+        )
         action, cwnd = e.congestion_action(now=T0 + i * 0.01)
         assert limits.min_cwnd <= cwnd <= limits.max_cwnd_bytes
         assert cwnd == e.cwnd
@@ -84,16 +96,20 @@ def test_congestion_fallback_is_deterministic():
         e = make_engine()
         out = []
         for i in range(300):
-            e.observe(feats(cwnd=e.cwnd, rtt_us=40_000 + (i % 7) * 1000, loss_rate=0.0),
-                      throughput_bps=8e6 + (i % 5) * 1e5, now=T0 + i * 0.01)
+            e.observe(
+                feats(cwnd=e.cwnd, rtt_us=40_000 + (i % 7) * 1000, loss_rate=0.0),
+                throughput_bps=8e6 + (i % 5) * 1e5,
+                now=T0 + i * 0.01,
+            )
             out.append(e.congestion_action(now=T0 + i * 0.01))
         return out
 
     assert run() == run()
 
 
-@pytest.mark.parametrize("data", [b"", b"x", bytearray(b"hello" * 300), memoryview(b"a" * 70000),
-                                  bytes(range(256)) * 6])
+@pytest.mark.parametrize(
+    "data", [b"", b"x", bytearray(b"hello" * 300), memoryview(b"a" * 70000), bytes(range(256)) * 6]
+)
 def test_compression_decision_accepts_any_bytes_like(data):
     e = make_engine()
     assert isinstance(e.compression_decision(data), MlCompressionDecision)
@@ -122,8 +138,7 @@ def test_path_selection_round_robin_then_learns_best_path():
     for _ in range(300):
         t += 0.01
         p = e.select_path(TrafficContext.Gaming, now=t)
-        e.update_path_reward(p, TrafficContext.Gaming, 0.9 if p is PathId.Secondary else 0.2,
-                             now=t)
+        e.update_path_reward(p, TrafficContext.Gaming, 0.9 if p is PathId.Secondary else 0.2, now=t)
     picks = [e.select_path(TrafficContext.Gaming, now=t) for _ in range(20)]
     assert picks.count(PathId.Secondary) >= 15
 
@@ -151,8 +166,12 @@ def test_stats_are_json_serialisable_and_typed():
     e.select_path(TrafficContext.Web, now=T0)
     d = e.stats().to_dict()
     json.dumps(d)
-    assert set(d) >= {"loss_predictor", "congestion_controller", "compression_oracle",
-                      "path_selector"}
+    assert set(d) >= {
+        "loss_predictor",
+        "congestion_controller",
+        "compression_oracle",
+        "path_selector",
+    }
     assert d["loss_predictor"]["model_loaded"] is False
     assert d["compression_oracle"]["decisions"] == 1
 
@@ -165,8 +184,12 @@ def test_models_not_loaded_by_default_when_disabled():
 def test_load_models_from_missing_directory_falls_back(tmp_path, caplog):
     e = make_engine()
     status = e.load_models(tmp_path / "nope")
-    assert set(status) == {"loss_predictor", "congestion_controller", "compression_oracle",
-                           "path_selector"}
+    assert set(status) == {
+        "loss_predictor",
+        "congestion_controller",
+        "compression_oracle",
+        "path_selector",
+    }
     assert all(v != "loaded" for v in status.values())
     assert e.models_loaded() is False
     assert "using the heuristic" in caplog.text

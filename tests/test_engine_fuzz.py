@@ -24,13 +24,31 @@ hostile_numbers = st.one_of(
     st.just(b"\x00"),
     st.just([1.0]),
 )
-FEATURE_FIELDS = ("rtt_us", "rtt_var_us", "bandwidth_bps", "loss_rate", "loss_trend", "inflight",
-                  "cwnd", "time_since_loss_ms", "buffer_occupancy", "recent_retx")
-GOOD = {"rtt_us": 50_000, "rtt_var_us": 5_000, "bandwidth_bps": 1e7, "loss_rate": 0.01,
-        "loss_trend": 0.0, "inflight": 10, "cwnd": 30_000, "time_since_loss_ms": 100,
-        "buffer_occupancy": 0.2, "recent_retx": 0}
-FUZZ = settings(max_examples=150, deadline=None,
-                suppress_health_check=[HealthCheck.too_slow])
+FEATURE_FIELDS = (
+    "rtt_us",
+    "rtt_var_us",
+    "bandwidth_bps",
+    "loss_rate",
+    "loss_trend",
+    "inflight",
+    "cwnd",
+    "time_since_loss_ms",
+    "buffer_occupancy",
+    "recent_retx",
+)
+GOOD = {
+    "rtt_us": 50_000,
+    "rtt_var_us": 5_000,
+    "bandwidth_bps": 1e7,
+    "loss_rate": 0.01,
+    "loss_trend": 0.0,
+    "inflight": 10,
+    "cwnd": 30_000,
+    "time_since_loss_ms": 100,
+    "buffer_occupancy": 0.2,
+    "recent_retx": 0,
+}
+FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def _still_healthy(engine: MlEngine) -> None:
@@ -58,9 +76,20 @@ def test_network_features_reject_bad_values_by_name(field, value):
 
 
 @FUZZ
-@given(field=st.sampled_from(("rtt_us", "rtt_var_us", "bandwidth_bps", "loss_rate",
-                              "availability", "cost_factor", "last_update_ms")),
-       value=hostile_numbers)
+@given(
+    field=st.sampled_from(
+        (
+            "rtt_us",
+            "rtt_var_us",
+            "bandwidth_bps",
+            "loss_rate",
+            "availability",
+            "cost_factor",
+            "last_update_ms",
+        )
+    ),
+    value=hostile_numbers,
+)
 def test_path_metrics_reject_bad_values_by_name(field, value):
     try:
         PathMetrics(**{"path_id": PathId.Primary, "rtt_us": 20_000, field: value})
@@ -69,9 +98,12 @@ def test_path_metrics_reject_bad_values_by_name(field, value):
 
 
 @FUZZ
-@given(call=st.sampled_from(["observe", "fec", "cc", "path", "metrics", "reward", "compress",
-                             "decision", "decompress"]),
-       value=hostile_numbers)
+@given(
+    call=st.sampled_from(
+        ["observe", "fec", "cc", "path", "metrics", "reward", "compress", "decision", "decompress"]
+    ),
+    value=hostile_numbers,
+)
 def test_public_calls_with_bad_arguments_raise_only_value_or_type_errors(call, value):
     e = ENGINE
     f = NetworkFeatures(**GOOD)

@@ -23,17 +23,25 @@ from oxidize_ml.telemetry.export import STAGING_PREFIX, read_manifest
 
 
 def make_engine(**kw) -> MlEngine:
-    return MlEngine(EngineConfig(load_default_models=False, **kw), settings=EnvSettings.from_env({}))
+    return MlEngine(
+        EngineConfig(load_default_models=False, **kw), settings=EnvSettings.from_env({})
+    )
 
 
 def feats(i: int) -> NetworkFeatures:
     """A deterministic, varied sequence of observations (loss bursts every 37 steps)."""
     loss = 0.08 if i % 37 in (5, 6, 7) else 0.0
     return NetworkFeatures(
-        rtt_us=40_000 + 300 * (i % 11), rtt_var_us=2_000 + 100 * (i % 5),
-        bandwidth_bps=12e6 + 1e5 * (i % 7), loss_rate=loss, loss_trend=0.0,
-        inflight=30 + i % 9, cwnd=60_000 + 500 * (i % 13),
-        time_since_loss_ms=10.0 * (i % 37), buffer_occupancy=0.1 * (i % 10), recent_retx=0,
+        rtt_us=40_000 + 300 * (i % 11),
+        rtt_var_us=2_000 + 100 * (i % 5),
+        bandwidth_bps=12e6 + 1e5 * (i % 7),
+        loss_rate=loss,
+        loss_trend=0.0,
+        inflight=30 + i % 9,
+        cwnd=60_000 + 500 * (i % 13),
+        time_since_loss_ms=10.0 * (i % 37),
+        buffer_occupancy=0.1 * (i % 10),
+        recent_retx=0,
     )
 
 
@@ -147,12 +155,29 @@ def test_stats_stay_strict_json_after_extreme_valid_times():
 # ---- item 11: smaller bad-input gaps -------------------------------------------
 def test_huge_int_field_raises_value_error_naming_the_field():
     with pytest.raises(ValueError, match="rtt_us"):
-        PathMetrics(path_id=PathId.Primary, rtt_us=10**400, rtt_var_us=0, bandwidth_bps=1,
-                    loss_rate=0.0, availability=1.0, cost_factor=1.0, last_update_ms=0)
+        PathMetrics(
+            path_id=PathId.Primary,
+            rtt_us=10**400,
+            rtt_var_us=0,
+            bandwidth_bps=1,
+            loss_rate=0.0,
+            availability=1.0,
+            cost_factor=1.0,
+            last_update_ms=0,
+        )
     with pytest.raises(ValueError, match="cwnd"):
-        NetworkFeatures(rtt_us=1, rtt_var_us=0, bandwidth_bps=1, loss_rate=0, loss_trend=0,
-                        inflight=0, cwnd=10**400, time_since_loss_ms=0, buffer_occupancy=0,
-                        recent_retx=0)
+        NetworkFeatures(
+            rtt_us=1,
+            rtt_var_us=0,
+            bandwidth_bps=1,
+            loss_rate=0,
+            loss_trend=0,
+            inflight=0,
+            cwnd=10**400,
+            time_since_loss_ms=0,
+            buffer_occupancy=0,
+            recent_retx=0,
+        )
 
 
 def test_multibyte_memoryview_is_counted_in_bytes_and_round_trips():
@@ -239,8 +264,9 @@ def test_learned_compression_oracle_follows_the_measured_link_rate():
     assert oracle.link_rate_bps == 1e8  # the rate the shipped model was evaluated at
     engine.observe(feats(0), now=1.0)  # 12 Mbit/s: decided with the 10 Mbit/s bucket's table
     assert oracle.link_rate_bps == 1e7
-    engine.update_path_metrics(PathMetrics(path_id=PathId.Primary, rtt_us=20_000,
-                                           bandwidth_bps=5e6), now=1.1)
+    engine.update_path_metrics(
+        PathMetrics(path_id=PathId.Primary, rtt_us=20_000, bandwidth_bps=5e6), now=1.1
+    )
     assert oracle.link_rate_bps == 5e6
     fork = engine.fork()
     fork.observe(feats(1), now=2.0)

@@ -10,14 +10,40 @@ from pathlib import Path
 import pytest
 
 PKG = Path(__file__).resolve().parents[1] / "src" / "oxidize_ml"
-RUNTIME = ("engine", "loss", "congestion", "compression", "paths", "runtime", "telemetry",
-           "models", "features", "policy", "types", "stats", "config", "interval_stats",
-           "_validate", "_atomic")
-FORBIDDEN_FOR_RUNTIME = ("oxidize_ml.training", "oxidize_ml.sim", "oxidize_ml.evaluation",
-                         "oxidize_ml.integrations", "oxidize_ml.cli", "oxidize_ml.hub",
-                         "oxidize_ml.bench", "torch", "onnx", "gymnasium", "matplotlib")
+RUNTIME = (
+    "engine",
+    "loss",
+    "congestion",
+    "compression",
+    "paths",
+    "runtime",
+    "telemetry",
+    "models",
+    "features",
+    "policy",
+    "types",
+    "stats",
+    "config",
+    "interval_stats",
+    "_validate",
+    "_atomic",
+)
+FORBIDDEN_FOR_RUNTIME = (
+    "oxidize_ml.training",
+    "oxidize_ml.sim",
+    "oxidize_ml.evaluation",
+    "oxidize_ml.integrations",
+    "oxidize_ml.cli",
+    "oxidize_ml.hub",
+    "oxidize_ml.bench",
+    "torch",
+    "onnx",
+    "gymnasium",
+    "matplotlib",
+)
 # Optional inference backend: imported lazily only when a user asks for it.
 ALLOWED_LAZY = {"onnxruntime"}
+
 
 def module_name(path: Path) -> str:
     rel = path.relative_to(PKG.parent).with_suffix("")
@@ -32,7 +58,8 @@ def _type_checking_nodes(tree: ast.AST) -> set[int]:
     skip: set[int] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.If) and ast.unparse(node.test) in (
-            "TYPE_CHECKING", "typing.TYPE_CHECKING"
+            "TYPE_CHECKING",
+            "typing.TYPE_CHECKING",
         ):
             for child in node.body:
                 skip.update(id(n) for n in ast.walk(child))
@@ -68,9 +95,12 @@ def is_runtime(mod: str) -> bool:
 
 @pytest.mark.parametrize("mod", sorted(m for m in MODULES if is_runtime(m)))
 def test_runtime_module_imports_no_training_sim_or_evaluation_code(mod):
-    bad = [name for name, _ in imports_of(MODULES[mod])
-           if any(name == f or name.startswith(f + ".") for f in FORBIDDEN_FOR_RUNTIME)
-           and name.split(".")[0] not in ALLOWED_LAZY]
+    bad = [
+        name
+        for name, _ in imports_of(MODULES[mod])
+        if any(name == f or name.startswith(f + ".") for f in FORBIDDEN_FOR_RUNTIME)
+        and name.split(".")[0] not in ALLOWED_LAZY
+    ]
     assert not bad, f"{mod} imports {bad}"
 
 
@@ -139,7 +169,9 @@ def test_nothing_read_from_disk_is_unpickled(mod):
         for kw in node.keywords:
             if kw.arg == "allow_pickle":
                 assert isinstance(kw.value, ast.Constant) and kw.value.value is False, (
-                    f"{mod}:{node.lineno} allows pickle")
+                    f"{mod}:{node.lineno} allows pickle"
+                )
         if func in ("np.load", "numpy.load"):
             assert any(kw.arg == "allow_pickle" for kw in node.keywords), (
-                f"{mod}:{node.lineno}: np.load without allow_pickle=False")
+                f"{mod}:{node.lineno}: np.load without allow_pickle=False"
+            )

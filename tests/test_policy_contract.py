@@ -138,14 +138,17 @@ CASES: dict[str, Case] = {
     "dqn": Case(DqnCwndPolicy, CongestionPolicy, _dqn),
     "residual-dqn": Case(ResidualDqnPolicy, CongestionPolicy, _residual),
     "heuristic-compression": Case(
-        HeuristicCompressionOracle, CompressionPolicy, lambda s: HeuristicCompressionOracle()),
+        HeuristicCompressionOracle, CompressionPolicy, lambda s: HeuristicCompressionOracle()
+    ),
     "learned-compression": Case(LearnedCompressionOracle, CompressionPolicy, _learned_compression),
     "rate-bucket-compression": Case(RateBucketOracle, CompressionPolicy, _rate_bucket),
     "ucb1": Case(MlPathSelector, PathPolicy, lambda s: MlPathSelector(seed=s)),
     "ucb1-stationary": Case(
-        StationaryUcb1PathSelector, PathPolicy, lambda s: StationaryUcb1PathSelector(seed=s)),
+        StationaryUcb1PathSelector, PathPolicy, lambda s: StationaryUcb1PathSelector(seed=s)
+    ),
     "round-robin": Case(
-        RoundRobinPathSelector, PathPolicy, lambda s: RoundRobinPathSelector(seed=s)),
+        RoundRobinPathSelector, PathPolicy, lambda s: RoundRobinPathSelector(seed=s)
+    ),
     "learned-paths": Case(LearnedPathSelector, PathPolicy, _learned_paths),
 }
 
@@ -210,18 +213,26 @@ def _drive_paths(policy: Any, n_predict: int) -> Iterator[Any]:
             for p in PathId:
                 if p is PathId.Quaternary and step < 50:
                     continue  # appears late
-                policy.update_metrics(PathMetrics(
-                    path_id=p, rtt_us=float(rng.uniform(5e3, 200e3)),
-                    rtt_var_us=float(rng.uniform(0, 20e3)),
-                    bandwidth_bps=float(rng.uniform(1e6, 100e6)),
-                    loss_rate=float(rng.choice([0.0, 0.01, 0.1])),
-                    availability=float(rng.choice([1.0, 1.0, 1.0, 0.2]))), now=t)
+                policy.update_metrics(
+                    PathMetrics(
+                        path_id=p,
+                        rtt_us=float(rng.uniform(5e3, 200e3)),
+                        rtt_var_us=float(rng.uniform(0, 20e3)),
+                        bandwidth_bps=float(rng.uniform(1e6, 100e6)),
+                        loss_rate=float(rng.choice([0.0, 0.01, 0.1])),
+                        availability=float(rng.choice([1.0, 1.0, 1.0, 0.2])),
+                    ),
+                    now=t,
+                )
         ctx = TrafficContext(step % len(TrafficContext))
         answers = [policy.predict_one(ctx, now=t) for _ in range(n_predict)]
         path = answers[0]
         m = policy.metrics(path)
-        reward = 0.0 if m is None else calculate_path_reward(
-            ctx, m.rtt_us, m.loss_rate, m.bandwidth_bps / 1e6)
+        reward = (
+            0.0
+            if m is None
+            else calculate_path_reward(ctx, m.rtt_us, m.loss_rate, m.bandwidth_bps / 1e6)
+        )
         assert policy.learn_one((path, ctx), reward, now=t) is None
         yield answers
 
@@ -260,8 +271,17 @@ def test_policy_satisfies_its_protocol(name: str) -> None:
         assert isinstance(policy, other) == (other is case.protocol), (name, other.__name__)
     assert isinstance(policy.name, str) and policy.name
     assert isinstance(policy.is_learned, bool)
-    assert policy.is_learned == (name in {"lstm", "dqn", "residual-dqn", "learned-compression",
-                                          "rate-bucket-compression", "learned-paths"})
+    assert policy.is_learned == (
+        name
+        in {
+            "lstm",
+            "dqn",
+            "residual-dqn",
+            "learned-compression",
+            "rate-bucket-compression",
+            "learned-paths",
+        }
+    )
 
 
 @pytest.mark.parametrize("name", _params("pure"))
@@ -271,7 +291,8 @@ def test_predict_one_does_not_change_state(name: str) -> None:
     for step, answers in enumerate(thrice):
         assert len({_key(a) for a in answers}) == 1, f"step {step}: repeated calls gave {answers}"
     assert [_key(a[0]) for a in thrice] == [_key(a[0]) for a in once], (
-        "extra predict_one calls changed later decisions")
+        "extra predict_one calls changed later decisions"
+    )
 
 
 @pytest.mark.parametrize("name", _params("seed"))
@@ -332,9 +353,13 @@ def _policy_classes() -> set[type]:
         for info in pkgutil.iter_modules(pkg.__path__, prefix=f"{pkg.__name__}."):
             mod = importlib.import_module(info.name)
             for _, obj in inspect.getmembers(mod, inspect.isclass):
-                if (obj.__module__ == mod.__name__ and hasattr(obj, "predict_one")
-                        and hasattr(obj, "learn_one") and not inspect.isabstract(obj)
-                        and not getattr(obj, "_is_protocol", False)):
+                if (
+                    obj.__module__ == mod.__name__
+                    and hasattr(obj, "predict_one")
+                    and hasattr(obj, "learn_one")
+                    and not inspect.isabstract(obj)
+                    and not getattr(obj, "_is_protocol", False)
+                ):
                     found.add(obj)
     return found
 

@@ -9,14 +9,20 @@ import math
 from numbers import Real
 
 
-def check_number(name: str, value: object, *, lo: float | None = 0.0, hi: float | None = None) -> float:
+def check_number(
+    name: str, value: object, *, lo: float | None = 0.0, hi: float | None = None
+) -> float:
     """Return ``value`` as a float after checking type, finiteness and range.
 
     ``bool`` is rejected although it is an ``int``: ``rtt_us=True`` is a bug.
     """
     tp = type(value)
     # Fast path: isinstance(x, Real) is an ABC check costing ~0.5 us.
-    if tp is not float and tp is not int and (isinstance(value, bool) or not isinstance(value, Real)):
+    if (
+        tp is not float
+        and tp is not int
+        and (isinstance(value, bool) or not isinstance(value, Real))
+    ):
         raise TypeError(f"{name} must be a real number, got {tp.__name__}")
     try:
         v = float(value)  # type: ignore[arg-type]

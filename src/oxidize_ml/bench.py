@@ -52,8 +52,9 @@ class BenchRow:
 
     def to_dict(self) -> dict[str, object]:
         d = asdict(self)
-        d.update(ratio_spec=self.ratio_spec, ratio_peer=self.ratio_peer,
-                 meets_target=self.meets_target)
+        d.update(
+            ratio_spec=self.ratio_spec, ratio_peer=self.ratio_peer, meets_target=self.meets_target
+        )
         return d
 
 
@@ -74,16 +75,45 @@ def median_call_us(fn: Callable[[], object], *, number: int = 2000, repeats: int
 def sample_packets(seed: int = 0, size: int = 1400) -> dict[str, bytes]:
     """Deterministic 1400-byte packets: English-like text, random bytes, JSON."""
     rng = np.random.default_rng(seed)
-    words = ["the", "network", "packet", "loss", "window", "path", "model", "train", "delay", "queue", "cubic", "bbr", "reno", "stream", "flow", "latency", "jitter", "throughput", "congestion", "control", "engine"]
+    words = [
+        "the",
+        "network",
+        "packet",
+        "loss",
+        "window",
+        "path",
+        "model",
+        "train",
+        "delay",
+        "queue",
+        "cubic",
+        "bbr",
+        "reno",
+        "stream",
+        "flow",
+        "latency",
+        "jitter",
+        "throughput",
+        "congestion",
+        "control",
+        "engine",
+    ]
     text = b""
     while len(text) < size:
         text += (" ".join(rng.choice(words, 12)) + ". ").encode()
     records: list[str] = []
     while sum(len(r) for r in records) < size:
         i = len(records)
-        records.append(json.dumps({"id": i, "user": f"u{int(rng.integers(1_000_000))}",
-                                   "rtt_ms": round(float(rng.random() * 80), 3),
-                                   "ok": bool(rng.random() > 0.1)}))
+        records.append(
+            json.dumps(
+                {
+                    "id": i,
+                    "user": f"u{int(rng.integers(1_000_000))}",
+                    "rtt_ms": round(float(rng.random() * 80), 3),
+                    "ok": bool(rng.random() > 0.1),
+                }
+            )
+        )
     js = ("[" + ",".join(records) + "]").encode()
     return {"text": text[:size], "random": rng.bytes(size), "json": js[:size]}
 
@@ -99,9 +129,18 @@ def bench_engine(*, quick: bool = False) -> list[BenchRow]:
     number = 300 if quick else 2000
     repeats = 5 if quick else 15
     engine = MlEngine(EngineConfig(collect_training=False))
-    f = NetworkFeatures(rtt_us=50_000, rtt_var_us=5_000, bandwidth_bps=100_000_000,
-                        loss_rate=0.01, loss_trend=0.0, inflight=100, cwnd=65535,
-                        time_since_loss_ms=1000, buffer_occupancy=0.3, recent_retx=0)
+    f = NetworkFeatures(
+        rtt_us=50_000,
+        rtt_var_us=5_000,
+        bandwidth_bps=100_000_000,
+        loss_rate=0.01,
+        loss_trend=0.0,
+        inflight=100,
+        cwnd=65535,
+        time_since_loss_ms=1000,
+        buffer_occupancy=0.3,
+        recent_retx=0,
+    )
     now = [1_700_000_000.0]
 
     def step_time() -> float:
@@ -111,8 +150,10 @@ def bench_engine(*, quick: bool = False) -> list[BenchRow]:
     for _ in range(50):
         engine.observe(f, throughput_bps=90e6, now=step_time())
     for p in PathId:
-        engine.update_path_metrics(PathMetrics(path_id=p, rtt_us=20_000 + 10_000 * int(p),
-                                               bandwidth_bps=5e7), now=step_time())
+        engine.update_path_metrics(
+            PathMetrics(path_id=p, rtt_us=20_000 + 10_000 * int(p), bandwidth_bps=5e7),
+            now=step_time(),
+        )
     for p in PathId:
         for c in TrafficContext:
             engine.update_path_reward(p, c, 0.5, now=step_time())
@@ -121,35 +162,78 @@ def bench_engine(*, quick: bool = False) -> list[BenchRow]:
     alternating = itertools.cycle((f, f2))
     lz_text = median_call_us(
         functools.partial(lz4.block.compress, sample_packets()["text"], store_size=False),
-        number=number, repeats=repeats)
+        number=number,
+        repeats=repeats,
+    )
     rows = [
-        BenchRow("fec_decision", median_call_us(
-            lambda: engine.fec_decision(f, now=now[0]), number=number, repeats=repeats),
-            spec_us=50.0, target_us=10.0),
-        BenchRow("fec_decision, new features each call (spec usage: a full observation)",
-                 median_call_us(lambda: engine.fec_decision(next(alternating), now=step_time()),
-                                number=number, repeats=repeats),
-                 spec_us=50.0, peer="lz4 1400 B text", peer_us=lz_text, target_us=5.0 * lz_text,
-                 note="target <= 5x lz4"),
-        BenchRow("congestion_action", median_call_us(
-            lambda: engine.congestion_action(now=now[0]), number=number, repeats=repeats),
-            spec_us=30.0, target_us=6.0),
-        BenchRow("select_path", median_call_us(
-            lambda: engine.select_path(TrafficContext.Gaming, now=now[0]),
-            number=number, repeats=repeats),
-            spec_us=1.0, target_us=1.0),
-        BenchRow("observe (per interval, feeds all components)", median_call_us(
-            lambda: engine.observe(f, throughput_bps=90e6, now=step_time()),
-            number=number, repeats=repeats)),
+        BenchRow(
+            "fec_decision",
+            median_call_us(
+                lambda: engine.fec_decision(f, now=now[0]), number=number, repeats=repeats
+            ),
+            spec_us=50.0,
+            target_us=10.0,
+        ),
+        BenchRow(
+            "fec_decision, new features each call (spec usage: a full observation)",
+            median_call_us(
+                lambda: engine.fec_decision(next(alternating), now=step_time()),
+                number=number,
+                repeats=repeats,
+            ),
+            spec_us=50.0,
+            peer="lz4 1400 B text",
+            peer_us=lz_text,
+            target_us=5.0 * lz_text,
+            note="target <= 5x lz4",
+        ),
+        BenchRow(
+            "congestion_action",
+            median_call_us(
+                lambda: engine.congestion_action(now=now[0]), number=number, repeats=repeats
+            ),
+            spec_us=30.0,
+            target_us=6.0,
+        ),
+        BenchRow(
+            "select_path",
+            median_call_us(
+                lambda: engine.select_path(TrafficContext.Gaming, now=now[0]),
+                number=number,
+                repeats=repeats,
+            ),
+            spec_us=1.0,
+            target_us=1.0,
+        ),
+        BenchRow(
+            "observe (per interval, feeds all components)",
+            median_call_us(
+                lambda: engine.observe(f, throughput_bps=90e6, now=step_time()),
+                number=number,
+                repeats=repeats,
+            ),
+        ),
     ]
     for kind, pkt in sample_packets().items():
-        dec = median_call_us(functools.partial(engine.compression_decision, pkt),
-                             number=number, repeats=repeats)
-        lz = median_call_us(functools.partial(lz4.block.compress, pkt, store_size=False),
-                            number=number, repeats=repeats)
-        rows.append(BenchRow(f"compression_decision 1400 B {kind}", dec, spec_us=5.0,
-                             peer="lz4.block.compress", peer_us=lz, target_us=lz,
-                             note="target: no slower than compressing"))
+        dec = median_call_us(
+            functools.partial(engine.compression_decision, pkt), number=number, repeats=repeats
+        )
+        lz = median_call_us(
+            functools.partial(lz4.block.compress, pkt, store_size=False),
+            number=number,
+            repeats=repeats,
+        )
+        rows.append(
+            BenchRow(
+                f"compression_decision 1400 B {kind}",
+                dec,
+                spec_us=5.0,
+                peer="lz4.block.compress",
+                peer_us=lz,
+                target_us=lz,
+                note="target: no slower than compressing",
+            )
+        )
     return rows
 
 
@@ -171,9 +255,18 @@ def bench_learned_ratios(*, quick: bool = False) -> list[BenchRow]:
     engine = MlEngine(EngineConfig(collect_training=False, load_default_models=False))
     status = engine.load_models(directory)
     loaded = ", ".join(sorted(k for k, v in status.items() if v == "loaded")) or "none"
-    f = NetworkFeatures(rtt_us=50_000, rtt_var_us=5_000, bandwidth_bps=100_000_000,
-                        loss_rate=0.01, loss_trend=0.0, inflight=100, cwnd=65535,
-                        time_since_loss_ms=1000, buffer_occupancy=0.3, recent_retx=0)
+    f = NetworkFeatures(
+        rtt_us=50_000,
+        rtt_var_us=5_000,
+        bandwidth_bps=100_000_000,
+        loss_rate=0.01,
+        loss_trend=0.0,
+        inflight=100,
+        cwnd=65535,
+        time_since_loss_ms=1000,
+        buffer_occupancy=0.3,
+        recent_retx=0,
+    )
     now = [1_700_000_000.0]
 
     def step_time() -> float:
@@ -183,13 +276,16 @@ def bench_learned_ratios(*, quick: bool = False) -> list[BenchRow]:
     for _ in range(50):
         engine.observe(f, throughput_bps=90e6, now=step_time())
     for p in PathId:
-        engine.update_path_metrics(PathMetrics(path_id=p, rtt_us=20_000 + 10_000 * int(p),
-                                               bandwidth_bps=5e7), now=step_time())
+        engine.update_path_metrics(
+            PathMetrics(path_id=p, rtt_us=20_000 + 10_000 * int(p), bandwidth_bps=5e7),
+            now=step_time(),
+        )
         for c in TrafficContext:
             engine.update_path_reward(p, c, 0.5, now=step_time())
     text = sample_packets()["text"]
-    lz = median_call_us(lambda: lz4.block.compress(text, store_size=False),
-                        number=number, repeats=repeats)
+    lz = median_call_us(
+        lambda: lz4.block.compress(text, store_size=False), number=number, repeats=repeats
+    )
 
     def interval() -> None:
         t = step_time()
@@ -205,9 +301,16 @@ def bench_learned_ratios(*, quick: bool = False) -> list[BenchRow]:
     rows = []
     for name, fn, ratio in cases:
         us = median_call_us(fn, number=number, repeats=repeats)
-        rows.append(BenchRow(f"learned models: {name}", us, peer="lz4 1400 B text", peer_us=lz,
-                             target_us=ratio * lz,
-                             note=f"target <= {ratio}x lz4; loaded: {loaded}"))
+        rows.append(
+            BenchRow(
+                f"learned models: {name}",
+                us,
+                peer="lz4 1400 B text",
+                peer_us=lz,
+                target_us=ratio * lz,
+                note=f"target <= {ratio}x lz4; loaded: {loaded}",
+            )
+        )
     return rows
 
 
@@ -228,8 +331,9 @@ def bench_fork(*, quick: bool = False) -> list[BenchRow]:
         from aioquic.quic.connection import QuicConnection
 
         config = QuicConfiguration(is_client=True)
-        peer_us = median_call_us(lambda: QuicConnection(configuration=config),
-                                 number=number, repeats=repeats)
+        peer_us = median_call_us(
+            lambda: QuicConnection(configuration=config), number=number, repeats=repeats
+        )
     except ImportError:  # the aioquic extra is not installed
         pass
     n = 1000 if quick else 10_000
@@ -242,11 +346,21 @@ def bench_fork(*, quick: bool = False) -> list[BenchRow]:
         tracemalloc.stop()
     del forks
     return [
-        BenchRow("fork (one engine per connection)", fork_us, peer="aioquic QuicConnection()",
-                 peer_us=peer_us, target_us=None if peer_us is None else 0.5 * peer_us,
-                 note="target <= 0.5x creating a QuicConnection"),
-        BenchRow(f"fork memory, {n:,} engines", used / n / 1024, unit="KB/fork",
-                 target_us=16.0, note=f"{used / 2**20:.1f} MiB in total (tracemalloc)"),
+        BenchRow(
+            "fork (one engine per connection)",
+            fork_us,
+            peer="aioquic QuicConnection()",
+            peer_us=peer_us,
+            target_us=None if peer_us is None else 0.5 * peer_us,
+            note="target <= 0.5x creating a QuicConnection",
+        ),
+        BenchRow(
+            f"fork memory, {n:,} engines",
+            used / n / 1024,
+            unit="KB/fork",
+            target_us=16.0,
+            note=f"{used / 2**20:.1f} MiB in total (tracemalloc)",
+        ),
     ]
 
 
@@ -257,9 +371,16 @@ def bench_simulator(*, quick: bool = False) -> list[BenchRow]:
     except ImportError:
         return []
     pps = measure_packets_per_second(seconds_simulated=10.0 if quick else 30.0, seed=0)
-    return [BenchRow("simulator, Reno 12 Mbit/s 40 ms", pps, unit="pkt/s",
-                     target_us=300_000.0, peer="Aurora's simulator (REFERENCES 2)",
-                     peer_us=80_000.0)]
+    return [
+        BenchRow(
+            "simulator, Reno 12 Mbit/s 40 ms",
+            pps,
+            unit="pkt/s",
+            target_us=300_000.0,
+            peer="Aurora's simulator (REFERENCES 2)",
+            peer_us=80_000.0,
+        )
+    ]
 
 
 def bench_models(*, quick: bool = False) -> list[BenchRow]:
@@ -273,10 +394,17 @@ def bench_models(*, quick: bool = False) -> list[BenchRow]:
     rows = []
     for r in _bench(quick=quick):
         key = {"lstm_step": "lstm", "dqn_argmax": "dqn"}.get(r.name, "")
-        rows.append(BenchRow(f"model: {r.name}", r.numpy_us, spec_us=spec.get(key),
-                             target_us=targets.get(key), peer="onnxruntime",
-                             peer_us=r.onnxruntime_us,
-                             note="random weights: timing only"))
+        rows.append(
+            BenchRow(
+                f"model: {r.name}",
+                r.numpy_us,
+                spec_us=spec.get(key),
+                target_us=targets.get(key),
+                peer="onnxruntime",
+                peer_us=r.onnxruntime_us,
+                note="random weights: timing only",
+            )
+        )
     return rows
 
 
@@ -292,5 +420,8 @@ def run_all(*, quick: bool = False) -> list[BenchRow]:
 def environment() -> dict[str, str]:
     import platform
 
-    return {"python": platform.python_version(), "machine": platform.machine(),
-            "cpus": str(os.cpu_count())}
+    return {
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpus": str(os.cpu_count()),
+    }

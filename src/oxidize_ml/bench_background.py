@@ -27,11 +27,18 @@ from oxidize_ml.training.background import BackgroundTrainer, BackgroundTrainerC
 
 log = logging.getLogger(__name__)
 
+
 def _features_at(i: int, rng: np.random.Generator) -> NetworkFeatures:
     return NetworkFeatures(
-        rtt_us=40_000 + 5_000 * math.sin(i / 50), rtt_var_us=3_000, bandwidth_bps=50e6,
-        loss_rate=0.05 if rng.random() < 0.03 else 0.0, loss_trend=0.0, inflight=60,
-        cwnd=90_000, time_since_loss_ms=100, buffer_occupancy=0.3 + 0.2 * math.sin(i / 70),
+        rtt_us=40_000 + 5_000 * math.sin(i / 50),
+        rtt_var_us=3_000,
+        bandwidth_bps=50e6,
+        loss_rate=0.05 if rng.random() < 0.03 else 0.0,
+        loss_trend=0.0,
+        inflight=60,
+        cwnd=90_000,
+        time_since_loss_ms=100,
+        buffer_occupancy=0.3 + 0.2 * math.sin(i / 70),
         recent_retx=0,
     )
 
@@ -82,8 +89,9 @@ def measure_decision_latency(
             samples[name].append(time.perf_counter_ns() - t0)
 
     def phase(seconds: float) -> dict[str, list[int]]:
-        samples: dict[str, list[int]] = {k: [] for k in (
-            "observe", "fec_decision", "congestion_action", "compression_decision")}
+        samples: dict[str, list[int]] = {
+            k: [] for k in ("observe", "fec_decision", "congestion_action", "compression_decision")
+        }
         end = time.perf_counter() + seconds
         while time.perf_counter() < end:
             tick(samples)
@@ -94,20 +102,32 @@ def measure_decision_latency(
         out = {}
         for k, v in samples.items():
             a = np.asarray(v, dtype=np.float64) / 1e3
-            out[k] = {"n": int(a.size), "p50_us": float(np.percentile(a, 50)),
-                      "p99_us": float(np.percentile(a, 99)), "max_us": float(a.max())}
+            out[k] = {
+                "n": int(a.size),
+                "p50_us": float(np.percentile(a, 50)),
+                "p99_us": float(np.percentile(a, 99)),
+                "max_us": float(a.max()),
+            }
         return out
 
     # Phase 1: idle (the collector records, nobody trains).
     for _ in range(prefill_rows):  # the history a round will train on
-        tick({k: [] for k in ("observe", "fec_decision", "congestion_action",
-                              "compression_decision")})
+        tick(
+            {
+                k: []
+                for k in ("observe", "fec_decision", "congestion_action", "compression_decision")
+            }
+        )
     if on_progress:
         on_progress("idle phase")
     idle = summary(phase(idle_s))
     cfg = config or BackgroundTrainerConfig(
-        isolation=isolation, min_new_samples=1, poll_interval_s=0.01, max_epochs=3,
-        min_heldout_positives=1, seed=seed,
+        isolation=isolation,
+        min_new_samples=1,
+        poll_interval_s=0.01,
+        max_epochs=3,
+        min_heldout_positives=1,
+        seed=seed,
     )
     cfg = dataclasses.replace(cfg, isolation=isolation)
     trainer = BackgroundTrainer(engine, cfg)
@@ -148,11 +168,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     isolation = args[0] if args else "process"
     seconds = float(args[1]) if len(args) > 1 else 20.0
-    res = measure_decision_latency(isolation=isolation, duration_s=seconds,
-                                   on_progress=lambda m: print(m, file=sys.stderr))
+    res = measure_decision_latency(
+        isolation=isolation, duration_s=seconds, on_progress=lambda m: print(m, file=sys.stderr)
+    )
     print(json.dumps({k: v for k, v in res.items() if k != "rounds"}, indent=2))
-    print(json.dumps([{k: r[k] for k in ("round", "swapped", "reason", "fit_s", "eval_s")}
-                      for r in res["rounds"]], indent=2))
+    print(
+        json.dumps(
+            [
+                {k: r[k] for k in ("round", "swapped", "reason", "fit_s", "eval_s")}
+                for r in res["rounds"]
+            ],
+            indent=2,
+        )
+    )
     return 0
 
 

@@ -48,8 +48,17 @@ def bench(
     with console.status("benchmarking (medians of repeated batches)..."):
         rows = b.run_all(quick=quick)
     table = Table(title="oxidize-ml bench (medians, this machine)")
-    for col in ("operation", "median", "spec", "x spec", "target", "ok", "peer", "peer median",
-                "x peer"):
+    for col in (
+        "operation",
+        "median",
+        "spec",
+        "x spec",
+        "target",
+        "ok",
+        "peer",
+        "peer median",
+        "x peer",
+    ):
         table.add_column(col, justify="left" if col in ("operation", "peer") else "right")
     for r in rows:
         unit = r.unit

@@ -127,7 +127,9 @@ class EnvSettings:
         if self.hf_token is not None:
             if not isinstance(self.hf_token, str):
                 # The type name only: the value may be a token in the wrong type.
-                raise TypeError(f"hf_token must be a str or None, got {type(self.hf_token).__name__}")
+                raise TypeError(
+                    f"hf_token must be a str or None, got {type(self.hf_token).__name__}"
+                )
             token = self.hf_token.strip()
             object.__setattr__(self, "hf_token", token or None)
 

@@ -91,6 +91,8 @@ def _as_bytes_view(data: bytes | bytearray | memoryview) -> bytes | bytearray | 
     if type(data) is memoryview and (data.itemsize != 1 or data.ndim != 1 or data.format != "B"):
         return data.cast("B") if data.c_contiguous else data.tobytes()
     return data
+
+
 _SKIP = MlCompressionDecision.Skip
 _LIGHT = MlCompressionDecision.Light
 _AGGRESSIVE = MlCompressionDecision.Aggressive
@@ -149,11 +151,22 @@ class _SharedParts:
     @classmethod
     def build(cls, config: EngineConfig) -> _SharedParts:
         burst = BurstLossConfig.default()
-        burst_fec = BurstFecPolicy(BurstFecConfig(
-            burst.severity, REPAIR_PRICE, k_data_packets=config.fec.k_data_packets,
-            max_redundancy_ratio=config.fec.max_redundancy_ratio))
-        return cls(FecPolicy(config.fec), burst, burst_fec, HeuristicCompressionOracle(),
-                   PacketCodec(), BbrConfig())
+        burst_fec = BurstFecPolicy(
+            BurstFecConfig(
+                burst.severity,
+                REPAIR_PRICE,
+                k_data_packets=config.fec.k_data_packets,
+                max_redundancy_ratio=config.fec.max_redundancy_ratio,
+            )
+        )
+        return cls(
+            FecPolicy(config.fec),
+            burst,
+            burst_fec,
+            HeuristicCompressionOracle(),
+            PacketCodec(),
+            BbrConfig(),
+        )
 
     def fork_config(self, config: EngineConfig) -> EngineConfig:
         forked = self.fork_configs.get(config)
@@ -223,7 +236,8 @@ class MlEngine:
         # fork's memory. Loading a learned selector replaces both.
         self._paths_obj: PathPolicy | None = None
         self._path_factory: Callable[[], PathPolicy] = functools.partial(
-            MlPathSelector, seed=config.seed)
+            MlPathSelector, seed=config.seed
+        )
         self._loaded: dict[str, str] = {}
         # -- connection state
         self._cwnd = config.limits.initial_cwnd
@@ -417,7 +431,8 @@ class MlEngine:
             else:
                 if obs.cwnd_bytes != self._cwnd:
                     obs = CongestionObservation(
-                        features=obs.features, throughput_bps=obs.throughput_bps,
+                        features=obs.features,
+                        throughput_bps=obs.throughput_bps,
                         cwnd_bytes=self._cwnd,
                     )
                 action = cc.predict_one(obs, now=t)
@@ -442,8 +457,11 @@ class MlEngine:
         costs less than compressing the packet with lz4 (see `oxidize-ml bench`).
         """
         tp = type(data)
-        if tp is not bytes and tp is not bytearray and tp is not memoryview and not isinstance(
-            data, _BYTES_LIKE
+        if (
+            tp is not bytes
+            and tp is not bytearray
+            and tp is not memoryview
+            and not isinstance(data, _BYTES_LIKE)
         ):
             raise TypeError(f"data must be bytes-like, got {tp.__name__}")
         if tp is memoryview and (data.itemsize != 1 or data.ndim != 1):  # type: ignore[union-attr]
@@ -499,8 +517,12 @@ class MlEngine:
             if tel is not None:
                 t = self._advance_clock(_wall() if t is None else t)
                 tel.record_compression(
-                    feature_vector(data), decision, size=size,
-                    compressed_size=len(frame), encode_ns=encode_ns, now=t,
+                    feature_vector(data),
+                    decision,
+                    size=size,
+                    compressed_size=len(frame),
+                    encode_ns=encode_ns,
+                    now=t,
                 )
         return frame
 
@@ -586,8 +608,9 @@ class MlEngine:
                     selector.update_metrics(metrics, now=t)
         self._paths_obj = selector
         fork = getattr(selector, "fork", None)
-        self._path_factory = fork if fork is not None else functools.partial(
-            MlPathSelector, seed=self.config.seed)
+        self._path_factory = (
+            fork if fork is not None else functools.partial(MlPathSelector, seed=self.config.seed)
+        )
         if selector.is_learned:
             self._loaded["path_selector"] = version
         else:
@@ -626,7 +649,8 @@ class MlEngine:
         )
         status = dict(result.status)
         selector, status["path_selector"] = load_learned_selector(
-            Path(directory), seed=self.config.seed, only_default_enabled=only_default_enabled)
+            Path(directory), seed=self.config.seed, only_default_enabled=only_default_enabled
+        )
         with self._lock:
             if selector is not None:
                 self._install_path_selector(selector, str(selector.version))
@@ -642,8 +666,9 @@ class MlEngine:
         for name, why in status.items():
             quiet = only_default_enabled and (why == "not default" or why.startswith("missing"))
             if why != "loaded" and not quiet:
-                log.warning("model %s not loaded from %s: %s; using the heuristic",
-                            name, directory, why)
+                log.warning(
+                    "model %s not loaded from %s: %s; using the heuristic", name, directory, why
+                )
         return status
 
     def replace_policy(self, component: str, policy: Any, *, version: str = "custom") -> None:
@@ -658,13 +683,13 @@ class MlEngine:
         """
         protocol = _PROTOCOLS.get(component)
         if protocol is None:
-            raise ValueError(
-                f"unknown component {component!r}; choose from {sorted(_PROTOCOLS)}")
+            raise ValueError(f"unknown component {component!r}; choose from {sorted(_PROTOCOLS)}")
         if not isinstance(policy, protocol):
             missing = [a for a in _members(protocol) if not hasattr(policy, a)]
             raise TypeError(
                 f"policy for {component} must satisfy oxidize_ml.policy.{protocol.__name__}; "
-                f"it lacks {missing}")
+                f"it lacks {missing}"
+            )
         with self._lock:
             # isinstance(policy, protocol) above checked the member set.
             if component == "loss_predictor":
@@ -692,9 +717,12 @@ class MlEngine:
     def policy(self, component: str) -> Any:
         """The policy currently deciding for ``component`` (read-only use)."""
         with self._lock:
-            return {"loss_predictor": self._loss, "congestion_controller": self._cc,
-                    "compression_oracle": self._compression,
-                    "path_selector": self._paths}[component]
+            return {
+                "loss_predictor": self._loss,
+                "congestion_controller": self._cc,
+                "compression_oracle": self._compression,
+                "path_selector": self._paths,
+            }[component]
 
     def fork(self) -> MlEngine:
         """A new engine for another connection: same configuration and learned models
@@ -710,8 +738,11 @@ class MlEngine:
         new = MlEngine(config, settings=self.settings, _shared=self._shared)
         with self._lock:
             loaded = dict(self._loaded)
-            policies = {"loss_predictor": self._loss, "congestion_controller": self._cc,
-                        "compression_oracle": self._compression}
+            policies = {
+                "loss_predictor": self._loss,
+                "congestion_controller": self._cc,
+                "compression_oracle": self._compression,
+            }
             path_factory = self._path_factory
             collecting = self._telemetry is not None
         if "path_selector" in loaded:
@@ -792,8 +823,9 @@ class MlEngine:
             totals = [sum(col) for col in zip(*self._comp_counters.values(), strict=True)]
             totals = totals or [0] * 7
             n_comp, n_comp_model = totals[0], totals[1]
-            comp_counts = dict(zip(("Skip", "Light", "Aggressive", "RohcOnly"), totals[2:6],
-                                   strict=True))
+            comp_counts = dict(
+                zip(("Skip", "Light", "Aggressive", "RohcOnly"), totals[2:6], strict=True)
+            )
             skipped = comp_counts["Skip"]
             path_stats = self._paths.stats()
             return EngineStats(
@@ -820,8 +852,9 @@ class MlEngine:
                     epsilon=None if epsilon is None else float(epsilon),
                     cwnd=self._cwnd,
                     last_action=None if self._last_action is None else self._last_action.name,
-                    action_counts={a.name: n for a, n in zip(DrlAction, self._cc_actions,
-                                                             strict=True) if n},
+                    action_counts={
+                        a.name: n for a, n in zip(DrlAction, self._cc_actions, strict=True) if n
+                    },
                     latency=lat["cc"],
                     controller=cc_detail,
                 ),

@@ -174,7 +174,11 @@ class IntervalStats:
 
     # ---- once per interval -------------------------------------------------------------
     def snapshot_values(
-        self, *, now: float, cwnd_bytes: float, inflight_packets: float,
+        self,
+        *,
+        now: float,
+        cwnd_bytes: float,
+        inflight_packets: float,
         buffer_occupancy: float = 0.0,
     ) -> tuple[float, float, float, float, float, float, float, float, float, float, float]:
         """Like `snapshot` but returns plain floats and skips building `NetworkFeatures`.
@@ -183,14 +187,35 @@ class IntervalStats:
         by the interval's throughput (bits/s). Also starts a new interval.
         """
         return self.snapshot_totals(
-            now, cwnd_bytes, inflight_packets, buffer_occupancy, 0, 0, 0, now, 0.0, 0.0, 0.0,
-            0.0, 0.0,
+            now,
+            cwnd_bytes,
+            inflight_packets,
+            buffer_occupancy,
+            0,
+            0,
+            0,
+            now,
+            0.0,
+            0.0,
+            0.0,
+            0.0,
+            0.0,
         )
 
     def snapshot_totals(
-        self, now: float, cwnd_bytes: float, inflight_packets: float, buffer_occupancy: float,
-        acked_bytes: int, acked_packets: int, lost_packets: int, last_loss_s: float,
-        rate_max_bps: float, latest_rtt_s: float, smoothed_rtt_s: float, rttvar_s: float,
+        self,
+        now: float,
+        cwnd_bytes: float,
+        inflight_packets: float,
+        buffer_occupancy: float,
+        acked_bytes: int,
+        acked_packets: int,
+        lost_packets: int,
+        last_loss_s: float,
+        rate_max_bps: float,
+        latest_rtt_s: float,
+        smoothed_rtt_s: float,
+        rttvar_s: float,
         min_rtt_s: float,
     ) -> tuple[float, float, float, float, float, float, float, float, float, float, float]:
         """`snapshot_values` for a caller that counted the interval's events itself.
@@ -251,7 +276,11 @@ class IntervalStats:
         )
 
     def snapshot(
-        self, *, now: float, cwnd_bytes: float, inflight_packets: float,
+        self,
+        *,
+        now: float,
+        cwnd_bytes: float,
+        inflight_packets: float,
         buffer_occupancy: float = 0.0,
     ) -> tuple[NetworkFeatures, float]:
         """Close the interval ending at ``now``: its features and throughput (bits/s).
@@ -268,7 +297,9 @@ class IntervalStats:
             Bottleneck queue fill in [0, 1] (clipped); see the module docs.
         """
         v = self.snapshot_values(
-            now=now, cwnd_bytes=cwnd_bytes, inflight_packets=inflight_packets,
+            now=now,
+            cwnd_bytes=cwnd_bytes,
+            inflight_packets=inflight_packets,
             buffer_occupancy=buffer_occupancy,
         )
         return NetworkFeatures(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9]), v[10]

@@ -26,8 +26,17 @@ class LatencySampler:
     Not thread-safe on its own: the engine calls it under its lock.
     """
 
-    __slots__ = ("_buckets", "_count", "_filled", "_pos", "_ring", "_size", "_sum_ns", "_tick",
-                 "sample_every")
+    __slots__ = (
+        "_buckets",
+        "_count",
+        "_filled",
+        "_pos",
+        "_ring",
+        "_size",
+        "_sum_ns",
+        "_tick",
+        "sample_every",
+    )
 
     def __init__(self, size: int = 512, sample_every: int = 8) -> None:
         if size < 1:
@@ -77,8 +86,15 @@ class LatencySampler:
             buckets.append((bound / 1e9, cum))
         count, sum_s, hist = self._count, self._sum_ns / 1e9, tuple(buckets)
         if self._filled == 0:
-            return LatencySummary(samples=0, p50_us=None, p99_us=None, max_us=None,
-                                  count=count, sum_s=sum_s, buckets=hist)
+            return LatencySummary(
+                samples=0,
+                p50_us=None,
+                p99_us=None,
+                max_us=None,
+                count=count,
+                sum_s=sum_s,
+                buckets=hist,
+            )
         assert self._ring is not None  # filled > 0
         vals = sorted(self._ring[: self._filled])
         n = len(vals)
@@ -87,7 +103,9 @@ class LatencySampler:
             p50_us=vals[n // 2] / 1000.0,
             p99_us=vals[min(n - 1, int(0.99 * n))] / 1000.0,
             max_us=vals[-1] / 1000.0,
-            count=count, sum_s=sum_s, buckets=hist,
+            count=count,
+            sum_s=sum_s,
+            buckets=hist,
         )
 
 

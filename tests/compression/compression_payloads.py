@@ -151,7 +151,16 @@ def tcp_ipv4(payload: bytes, *, ident: int = 1) -> bytes:
     tcp = struct.pack(">HHIIBBHHH", 443, 50000, 1000, 2000, 0x50, 0x10, 65535, 0, 0) + payload
     total = 20 + len(tcp)
     ip = struct.pack(
-        ">BBHHHBBH4s4s", 0x45, 0, total, ident, 0x4000, 64, 6, 0, b"\x0a\x00\x00\x01",
+        ">BBHHHBBH4s4s",
+        0x45,
+        0,
+        total,
+        ident,
+        0x4000,
+        64,
+        6,
+        0,
+        b"\x0a\x00\x00\x01",
         b"\x0a\x00\x00\x02",
     )
     return ip + tcp

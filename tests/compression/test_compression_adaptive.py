@@ -17,13 +17,18 @@ from oxidize_ml.types import MlCompressionDecision as D
 # Light saves 30 % for 2 x 2 us of CPU, Aggressive 50 % for 2 x 10 us: Aggressive
 # wins on slow links, Light in the middle, Skip on fast ones.
 SAVED = {D.Skip: -0.001, D.RohcOnly: -0.001, D.Light: 0.30, D.Aggressive: 0.50}
-LOG_US = {D.Skip: math.log(0.1), D.RohcOnly: math.log(0.1), D.Light: math.log(2.0),
-          D.Aggressive: math.log(10.0)}
+LOG_US = {
+    D.Skip: math.log(0.1),
+    D.RohcOnly: math.log(0.1),
+    D.Light: math.log(2.0),
+    D.Aggressive: math.log(10.0),
+}
 
 
 def _oracle() -> RateBucketOracle:
-    return RateBucketOracle(LearnedCompressionOracle(hand_model(SAVED, LOG_US),
-                                                     link_rate_bps=100e6))
+    return RateBucketOracle(
+        LearnedCompressionOracle(hand_model(SAVED, LOG_US), link_rate_bps=100e6)
+    )
 
 
 def test_buckets_are_a_log_series_and_nearest_is_chosen() -> None:
@@ -97,7 +102,9 @@ def test_concurrent_rate_changes_and_decisions() -> None:
         for i in range(300):
             oracle.set_link_rate_bps(RATE_BUCKETS_BPS[i % len(RATE_BUCKETS_BPS)])
 
-    threads = [threading.Thread(target=decide) for _ in range(3)] + [threading.Thread(target=switch)]
+    threads = [threading.Thread(target=decide) for _ in range(3)] + [
+        threading.Thread(target=switch)
+    ]
     for t in threads:
         t.start()
     for t in threads:

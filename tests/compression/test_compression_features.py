@@ -251,8 +251,13 @@ def _kind_from_parse(data: bytes) -> HeaderKind:
 
 def test_inlined_header_kind_agrees_with_parse_ip() -> None:
     rng = random.Random(11)
-    seeds = [udp_ipv4_rtp(random_bytes(60)), udp_ipv6(random_bytes(100)),
-             udp_ipv6(rtp_packet(bytes(40))), tcp_ipv4(bytes(80)), rtp_packet(bytes(50))]
+    seeds = [
+        udp_ipv4_rtp(random_bytes(60)),
+        udp_ipv6(random_bytes(100)),
+        udp_ipv6(rtp_packet(bytes(40))),
+        tcp_ipv4(bytes(80)),
+        rtp_packet(bytes(50)),
+    ]
     checked = 0
     for _ in range(20_000):
         pkt = bytearray(rng.choice(seeds))

@@ -45,8 +45,10 @@ CFG = CompressionMlpConfig(n_inputs=N_INPUTS, n_outputs=N_OUTPUTS, hidden=16)
 
 def random_model(seed: int, scale: float = 1.0) -> MlpModel:
     rng = np.random.default_rng(seed)
-    tensors = {k: (rng.standard_normal(s) * scale).astype(np.float32)
-               for k, s in expected_tensors(CFG).items()}
+    tensors = {
+        k: (rng.standard_normal(s) * scale).astype(np.float32)
+        for k, s in expected_tensors(CFG).items()
+    }
     return MlpModel.from_tensors(tensors, CFG)
 
 
@@ -85,9 +87,14 @@ def corpus_like_packets(seed: int) -> list[bytes]:
     out += [json_records(n, seed) for n in (100, 500, 1400)]
     out += [random_bytes(n, seed) for n in (20, 128, 129, 900, 1400, 70_000)]
     out += [tls_application_data(300), tls_application_data(1400), quic_initial(1200)]
-    out += [rtp_packet(random_bytes(160, seed)), rtp_packet(bytes(60)),
-            udp_ipv4_rtp(random_bytes(120, seed)), udp_ipv6(bytes(100)), png_file(),
-            *compressed_outputs().values()]
+    out += [
+        rtp_packet(random_bytes(160, seed)),
+        rtp_packet(bytes(60)),
+        udp_ipv4_rtp(random_bytes(120, seed)),
+        udp_ipv6(bytes(100)),
+        png_file(),
+        *compressed_outputs().values(),
+    ]
     out += [bytes(rng.randrange(4) for _ in range(rng.randrange(1, 2000))) for _ in range(40)]
     out += [rng.randbytes(rng.randrange(1, 300)) for _ in range(60)]
     return out
@@ -128,11 +135,22 @@ def test_inline_magic_detection_matches_features() -> None:
     oracle = LearnedCompressionOracle(magic_model(), link_rate_bps=1e6)
     # The model wants RohcOnly for encrypted records, but those are not IP/UDP
     # packets: the table never gives header compression to them (Skip wins the tie).
-    expected = {MagicKind.NONE: D.Light, MagicKind.COMPRESSED: D.Skip,
-                MagicKind.MEDIA: D.Aggressive, MagicKind.ENCRYPTED: D.Skip}
-    packets = [english(900), png_file(), tls_application_data(500), quic_initial(1200),
-               *compressed_outputs().values(), b"RIFF\x00\x00\x00\x00WEBPVP8 " + bytes(300),
-               b"\x00\x00\x00\x18ftypmp42" + bytes(300), b"\xff" + bytes(600)]
+    expected = {
+        MagicKind.NONE: D.Light,
+        MagicKind.COMPRESSED: D.Skip,
+        MagicKind.MEDIA: D.Aggressive,
+        MagicKind.ENCRYPTED: D.Skip,
+    }
+    packets = [
+        english(900),
+        png_file(),
+        tls_application_data(500),
+        quic_initial(1200),
+        *compressed_outputs().values(),
+        b"RIFF\x00\x00\x00\x00WEBPVP8 " + bytes(300),
+        b"\x00\x00\x00\x18ftypmp42" + bytes(300),
+        b"\xff" + bytes(600),
+    ]
     kinds = set()
     for p in packets:
         kind = magic_kind(p[:16])[0]
@@ -166,8 +184,12 @@ def test_input_vector_layout() -> None:
 def test_link_rate_enters_as_the_cost_model_says() -> None:
     # Light saves 30 % for 2 x 2 us of CPU, Aggressive 50 % for 2 x 10 us.
     saved = {D.Skip: -0.001, D.RohcOnly: -0.001, D.Light: 0.30, D.Aggressive: 0.50}
-    log_us = {D.Skip: math.log(0.1), D.RohcOnly: math.log(0.1), D.Light: math.log(2.0),
-              D.Aggressive: math.log(10.0)}
+    log_us = {
+        D.Skip: math.log(0.1),
+        D.RohcOnly: math.log(0.1),
+        D.Light: math.log(2.0),
+        D.Aggressive: math.log(10.0),
+    }
     model = hand_model(saved, log_us)
     pkt = english(1400)
     n = representative_size(quantize(pkt).size_bucket)
@@ -192,14 +214,21 @@ def test_cpu_weights_change_the_choice() -> None:
     # 0.1 x 1400 B at 100 Mbit/s saves ~11 us, against 10 us of CPU: compress...
     assert LearnedCompressionOracle(model, link_rate_bps=100e6).decide(pkt) == D.Light
     # ...unless CPU time counts double.
-    heavy = LearnedCompressionOracle(model, link_rate_bps=100e6, encode_cpu_weight=2.0,
-                                     decode_cpu_weight=2.0)
+    heavy = LearnedCompressionOracle(
+        model, link_rate_bps=100e6, encode_cpu_weight=2.0, decode_cpu_weight=2.0
+    )
     assert heavy.decide(pkt) == D.Skip
 
 
 def test_choose_tie_break_least_work_first() -> None:
-    u = np.array([[1.0, 1.0, 1.0, 1.0], [0.0, 2.0, 2.0 + 1e-9, 0.0], [0.0, 1.0, 3.0, 0.0],
-                  [0.5, 0.0, 0.0, 0.5]])
+    u = np.array(
+        [
+            [1.0, 1.0, 1.0, 1.0],
+            [0.0, 2.0, 2.0 + 1e-9, 0.0],
+            [0.0, 1.0, 3.0, 0.0],
+            [0.5, 0.0, 0.0, 0.5],
+        ]
+    )
     got = [DECISIONS[i] for i in choose(u, 1e-6)]
     assert got == [D.Skip, D.Light, D.Aggressive, D.Skip]
 
@@ -207,13 +236,20 @@ def test_choose_tie_break_least_work_first() -> None:
 def test_rejects_wrong_models() -> None:
     rng = np.random.default_rng(0)
     dqn_cfg = DqnMlpConfig()
-    dqn = MlpModel.from_tensors({k: rng.standard_normal(s).astype(np.float32)
-                                 for k, s in expected_tensors(dqn_cfg).items()}, dqn_cfg)
+    dqn = MlpModel.from_tensors(
+        {
+            k: rng.standard_normal(s).astype(np.float32)
+            for k, s in expected_tensors(dqn_cfg).items()
+        },
+        dqn_cfg,
+    )
     with pytest.raises(TypeError, match="compression_mlp"):
         LearnedCompressionOracle(dqn, link_rate_bps=1e6)
     other = CompressionMlpConfig(n_inputs=13, n_outputs=4)
-    m = MlpModel.from_tensors({k: rng.standard_normal(s).astype(np.float32)
-                               for k, s in expected_tensors(other).items()}, other)
+    m = MlpModel.from_tensors(
+        {k: rng.standard_normal(s).astype(np.float32) for k, s in expected_tensors(other).items()},
+        other,
+    )
     with pytest.raises(ValueError, match="9 / 12"):
         check_model(m)
     with pytest.raises(ValueError, match="link_rate_bps"):

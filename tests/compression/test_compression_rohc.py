@@ -23,31 +23,64 @@ def _ip4_checksum(hdr: bytes) -> int:
 
 
 def ip_udp(
-    payload: bytes, *, v6: bool = False, sport: int = 50000, ipid: int = 0, csum: int = 0,
+    payload: bytes,
+    *,
+    v6: bool = False,
+    sport: int = 50000,
+    ipid: int = 0,
+    csum: int = 0,
     good_checksum: bool = True,
 ) -> bytes:
     udp = struct.pack(">HHHH", sport, 5004, 8 + len(payload), csum) + payload
     if v6:
-        return struct.pack(
-            ">IHBB16s16s", 0x6000ABCD, len(udp), 17, 64, b"\x20\x01" + bytes(14),
-            b"\x20\x01" + bytes(13) + b"\x01",
-        ) + udp
-    hdr = bytearray(struct.pack(
-        ">BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), ipid & 0xFFFF, 0x4000, 64, 17, 0,
-        b"\x0a\x00\x00\x01", b"\x0a\x00\x00\x02",
-    ))
+        return (
+            struct.pack(
+                ">IHBB16s16s",
+                0x6000ABCD,
+                len(udp),
+                17,
+                64,
+                b"\x20\x01" + bytes(14),
+                b"\x20\x01" + bytes(13) + b"\x01",
+            )
+            + udp
+        )
+    hdr = bytearray(
+        struct.pack(
+            ">BBHHHBBH4s4s",
+            0x45,
+            0,
+            20 + len(udp),
+            ipid & 0xFFFF,
+            0x4000,
+            64,
+            17,
+            0,
+            b"\x0a\x00\x00\x01",
+            b"\x0a\x00\x00\x02",
+        )
+    )
     c = _ip4_checksum(bytes(hdr))
     hdr[10:12] = struct.pack(">H", c if good_checksum else c ^ 0x5A5A)
     return bytes(hdr) + udp
 
 
-def rtp(seq: int, ts: int, payload: bytes, *, marker: bool = False, ssrc: int = 0x1234ABCD) -> bytes:
+def rtp(
+    seq: int, ts: int, payload: bytes, *, marker: bool = False, ssrc: int = 0x1234ABCD
+) -> bytes:
     b1 = (0x80 if marker else 0) | 111
     return struct.pack(">BBHII", 0x80, b1, seq & 0xFFFF, ts & 0xFFFFFFFF, ssrc) + payload
 
 
-def rtp_flow(n: int, *, v6: bool = False, seed: int = 0, payload_bytes: int = 60,
-             csum: bool = True, sport: int = 50000) -> list[bytes]:
+def rtp_flow(
+    n: int,
+    *,
+    v6: bool = False,
+    seed: int = 0,
+    payload_bytes: int = 60,
+    csum: bool = True,
+    sport: int = 50000,
+) -> list[bytes]:
     """An audio-like RTP flow: SN +1, TS +160, IP-ID +1, a talk spurt gap every 50 packets."""
     rng = random.Random(seed)
     out = []
@@ -57,8 +90,11 @@ def rtp_flow(n: int, *, v6: bool = False, seed: int = 0, payload_bytes: int = 60
             ts += 160 * rng.randrange(5, 40)  # silence: TS jumps, SN does not
         ts += 160
         body = rtp(1000 + i, ts, rng.randbytes(payload_bytes), marker=(i % 50 == 0))
-        out.append(ip_udp(body, v6=v6, sport=sport, ipid=7 + i,
-                          csum=rng.randrange(1, 65536) if csum else 0))
+        out.append(
+            ip_udp(
+                body, v6=v6, sport=sport, ipid=7 + i, csum=rng.randrange(1, 65536) if csum else 0
+            )
+        )
     return out
 
 
@@ -66,8 +102,12 @@ def udp_flow(n: int, *, v6: bool = False, seed: int = 0, random_ipid: bool = Fal
     rng = random.Random(seed)
     return [
         # first byte 0x17: a payload that does not look like RTP (see rtp_flow)
-        ip_udp(b"\x17" + rng.randbytes(rng.randrange(20, 120)), v6=v6,
-               ipid=rng.randrange(1 << 16) if random_ipid else 300 + i, csum=0)
+        ip_udp(
+            b"\x17" + rng.randbytes(rng.randrange(20, 120)),
+            v6=v6,
+            ipid=rng.randrange(1 << 16) if random_ipid else 300 + i,
+            csum=0,
+        )
         for i in range(n)
     ]
 
@@ -109,7 +149,9 @@ def test_packets_outside_the_model_are_exact() -> None:
         assert frame_method(frame) is CodecMethod.RAW and PacketCodec().decode(frame) == pkt
 
 
-def _lossy_run(packets: list[bytes], loss: float, reorder: float, seed: int) -> tuple[int, int, int]:
+def _lossy_run(
+    packets: list[bytes], loss: float, reorder: float, seed: int
+) -> tuple[int, int, int]:
     """(delivered, decode errors, wrong packets) through a lossy, reordering channel."""
     rng = random.Random(seed)
     tx, rx = PacketCodec(), PacketCodec()

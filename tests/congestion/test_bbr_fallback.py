@@ -191,8 +191,9 @@ def test_no_rtt_sample_means_no_rounds() -> None:
     assert ctrl.stats()["min_rtt_us"] is None
 
 
-def _settle(ctrl: BbrFallback, cwnd: int, seconds: float, *, t0: float = 0.0,
-            rtt_us: float = 40_000.0) -> tuple[float, list[tuple[float, DrlAction]]]:
+def _settle(
+    ctrl: BbrFallback, cwnd: int, seconds: float, *, t0: float = 0.0, rtt_us: float = 40_000.0
+) -> tuple[float, list[tuple[float, DrlAction]]]:
     """Feed a path whose RTT never drops below ``rtt_us``; collect the actions."""
     limits = ctrl.limits
     out = []
@@ -296,14 +297,23 @@ def test_app_limited_rounds_do_not_lower_the_bandwidth_estimate() -> None:
 def test_predict_matches_nearest_action_toward_the_target() -> None:
     """predict_one inlines nearest_action; the two must agree everywhere."""
     rng = random.Random(0)
-    for limits in (CwndLimits(), CwndLimits(mss=1, initial_cwnd_packets=10, min_cwnd_packets=2,
-                                            max_cwnd_bytes=100)):
+    for limits in (
+        CwndLimits(),
+        CwndLimits(mss=1, initial_cwnd_packets=10, min_cwnd_packets=2, max_cwnd_bytes=100),
+    ):
         ctrl = BbrFallback(limits=limits)
         hi = limits.max_cwnd_bytes
         for _ in range(20_000):
             c = rng.choice((rng.randint(0, 300), rng.randint(0, 200_000), rng.randint(0, 2 * hi)))
-            t = rng.choice((c * rng.uniform(0.7, 1.3), rng.uniform(1e-3, 3e5),
-                            float(int(c * 1.05)), float(int(c * 0.95)), float(limits.min_cwnd)))
+            t = rng.choice(
+                (
+                    c * rng.uniform(0.7, 1.3),
+                    rng.uniform(1e-3, 3e5),
+                    float(int(c * 1.05)),
+                    float(int(c * 0.95)),
+                    float(limits.min_cwnd),
+                )
+            )
             if t <= 0.0:
                 continue
             ctrl._target = t  # white-box: the decision is a function of the target
@@ -351,10 +361,18 @@ def test_default_config_is_bbr_v3() -> None:
     assert c.startup_pacing_gain == pytest.approx(4 * math.log(2), abs=0.005)
     assert (c.startup_cwnd_gain, c.cwnd_gain) == (2.0, 2.0)
     assert (c.probe_up_gain, c.probe_down_gain, c.probe_cruise_gain, c.probe_refill_gain) == (
-        1.25, 0.90, 1.0, 1.0)
+        1.25,
+        0.90,
+        1.0,
+        1.0,
+    )
     assert (c.loss_threshold, c.beta, c.headroom) == (0.02, 0.7, 0.15)
     assert (c.bw_filter_rounds, c.min_rtt_window_s) == (10, 10.0)
-    assert (c.probe_rtt_interval_s, c.probe_rtt_duration_s, c.probe_rtt_cwnd_gain) == (5.0, 0.2, 0.5)
+    assert (c.probe_rtt_interval_s, c.probe_rtt_duration_s, c.probe_rtt_cwnd_gain) == (
+        5.0,
+        0.2,
+        0.5,
+    )
     assert c.min_inflight_packets == 4
     assert (c.full_bw_growth, c.full_bw_rounds) == (1.25, 3)
     assert (c.probe_wait_min_s, c.probe_wait_max_s) == (2.0, 3.0)
@@ -503,8 +521,16 @@ def test_stats_are_json_and_complete() -> None:
     ctrl = BbrFallback()
     t, _ = _settle(ctrl, 15_000, 3.0)
     s = json.loads(json.dumps(ctrl.stats(), allow_nan=False))
-    for key in ("phase", "max_bw_bps", "min_rtt_us", "target_cwnd_bytes", "pacing_gain",
-                "cwnd_gain", "inflight_hi_bytes", "rounds"):
+    for key in (
+        "phase",
+        "max_bw_bps",
+        "min_rtt_us",
+        "target_cwnd_bytes",
+        "pacing_gain",
+        "cwnd_gain",
+        "inflight_hi_bytes",
+        "rounds",
+    ):
         assert key in s
     assert s["phase"] in {p.value for p in BbrPhase}
     assert s["min_rtt_us"] == pytest.approx(40_000.0)

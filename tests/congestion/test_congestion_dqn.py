@@ -36,8 +36,9 @@ def random_model(n_inputs: int = 24, seed: int = 0) -> MlpModel:
     tensors = {}
     for k in range(3):
         fan_in = widths[k]
-        tensors[f"layers.{k}.weight"] = (rng.standard_normal((widths[k + 1], fan_in))
-                                         * np.sqrt(2.0 / fan_in)).astype(np.float32)
+        tensors[f"layers.{k}.weight"] = (
+            rng.standard_normal((widths[k + 1], fan_in)) * np.sqrt(2.0 / fan_in)
+        ).astype(np.float32)
         tensors[f"layers.{k}.bias"] = (0.1 * rng.standard_normal(widths[k + 1])).astype(np.float32)
     return MlpModel.from_tensors(tensors, cfg)
 
@@ -48,11 +49,11 @@ def observations() -> list[tuple[float, CongestionObservation]]:
     out = []
 
     def hook(now, i, features, thr, cwnd):
-        out.append((now, CongestionObservation(features=features, throughput_bps=thr,
-                                               cwnd_bytes=cwnd)))
+        out.append(
+            (now, CongestionObservation(features=features, throughput_bps=thr, cwnd_bytes=cwnd))
+        )
 
-    simulate("wired-clean", "cubic", seed=0, duration_s=1.0, on_interval=hook,
-             record_series=False)
+    simulate("wired-clean", "cubic", seed=0, duration_s=1.0, on_interval=hook, record_series=False)
     return out
 
 
@@ -280,8 +281,15 @@ def test_online_exploration_follows_the_schedule_per_decision(observations) -> N
 
 def test_online_trainer_publishes_weights_and_stops(observations) -> None:
     pytest.importorskip("torch")
-    cfg = OnlineConfig(min_replay=50, batch_size=16, train_interval_s=0.001, updates_per_wake=2,
-                       publish_every_updates=3, target_sync_updates=5, learning_rate=1e-3)
+    cfg = OnlineConfig(
+        min_replay=50,
+        batch_size=16,
+        train_interval_s=0.001,
+        updates_per_wake=2,
+        publish_every_updates=3,
+        target_sync_updates=5,
+        learning_rate=1e-3,
+    )
     model = random_model()
     policy = DqnCwndPolicy(model, online=cfg, trainer=_trainer())
     first_weights = model.weights

@@ -43,5 +43,9 @@ def test_same_seed_same_interval_and_bad_shapes() -> None:
     with pytest.raises(ValueError, match="n_units"):
         bootstrap_indices(0, 10, np.random.default_rng(0))
     # a reference that is zero everywhere has no defined ratio
-    assert all(math.isnan(v) for v in paired_ratio_ci(
-        x, np.zeros(10), bootstrap_indices(10, 100, np.random.default_rng(0))))
+    assert all(
+        math.isnan(v)
+        for v in paired_ratio_ci(
+            x, np.zeros(10), bootstrap_indices(10, 100, np.random.default_rng(0))
+        )
+    )

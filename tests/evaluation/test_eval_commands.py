@@ -16,8 +16,12 @@ from oxidize_ml.evaluation.plots import matplotlib_available
 
 runner = CliRunner()
 
-CONGESTION_KEYS = {"goodput_ratio_vs_cubic", "queue_delay_ratio_vs_cubic",
-                   "worst_goodput_ratio_vs_cubic", "max_loss"}
+CONGESTION_KEYS = {
+    "goodput_ratio_vs_cubic",
+    "queue_delay_ratio_vs_cubic",
+    "worst_goodput_ratio_vs_cubic",
+    "max_loss",
+}
 
 
 def write_trace(path: Path, stamps: list[int] | range) -> Path:
@@ -39,9 +43,26 @@ def traces(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def congestion_args(traces: dict[str, Path], out: Path, *extra: str) -> list[str]:
-    return ["evaluate", "congestion", "--trace", str(traces["steady"]), "--trace",
-            str(traces["silent"]), "--duration", "1.5", "--windows", "2", "--bootstrap", "200",
-            "--controllers", "cubic,bbr,engine", "--json", str(out), "--no-progress", *extra]
+    return [
+        "evaluate",
+        "congestion",
+        "--trace",
+        str(traces["steady"]),
+        "--trace",
+        str(traces["silent"]),
+        "--duration",
+        "1.5",
+        "--windows",
+        "2",
+        "--bootstrap",
+        "200",
+        "--controllers",
+        "cubic,bbr,engine",
+        "--json",
+        str(out),
+        "--no-progress",
+        *extra,
+    ]
 
 
 def test_congestion_end_to_end_with_report(traces: dict[str, Path], tmp_path: Path) -> None:
@@ -79,47 +100,77 @@ def test_congestion_same_seed_same_json(traces: dict[str, Path], tmp_path: Path)
     assert a.read_bytes() == b.read_bytes()
     assert runner.invoke(app, congestion_args(traces, c, "--seed", "4")).exit_code == 0
     assert json.loads(c.read_text())["seed"] == 4
-    assert json.loads(c.read_text())["units"][0]["seed"] != json.loads(a.read_text())[
-        "units"][0]["seed"]
+    assert (
+        json.loads(c.read_text())["units"][0]["seed"]
+        != json.loads(a.read_text())["units"][0]["seed"]
+    )
 
 
-@pytest.mark.parametrize(("content", "match"), [
-    (None, "no such file"),
-    ("", "is empty"),
-    ("1\n2\nthree\n", "line 3"),
-    ("5\n3\n", "non-decreasing"),
-    ("0\n", "lasts 0 ms"),
-])
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        (None, "no such file"),
+        ("", "is empty"),
+        ("1\n2\nthree\n", "line 3"),
+        ("5\n3\n", "non-decreasing"),
+        ("0\n", "lasts 0 ms"),
+    ],
+)
 def test_congestion_names_the_bad_trace(tmp_path: Path, content: str | None, match: str) -> None:
     bad = tmp_path / "user.up"
     if content is not None:
         bad.write_text(content)
-    res = runner.invoke(app, ["evaluate", "congestion", "--trace", str(bad), "--json",
-                              str(tmp_path / "o.json"), "--no-progress"])
+    res = runner.invoke(
+        app,
+        [
+            "evaluate",
+            "congestion",
+            "--trace",
+            str(bad),
+            "--json",
+            str(tmp_path / "o.json"),
+            "--no-progress",
+        ],
+    )
     assert res.exit_code == 2
     assert "user.up" in res.output and match in res.output.replace("\n", " ")
     assert not (tmp_path / "o.json").exists()
 
 
-@pytest.mark.parametrize(("args", "match"), [
-    (["--rtt-ms", "40,abc"], "not a number"),
-    (["--rtt-ms", "0"], "out of range"),
-    (["--rtt-ms", "40,40"], "twice"),
-    (["--rtt-ms", ""], "comma-separated"),
-    (["--duration", "0"], "--duration must be > 0"),
-    (["--duration", "nan"], "--duration"),
-    (["--windows", "0"], "--windows must be >= 1"),
-    (["--buffer-bdp", "-1"], "--buffer-bdp"),
-    (["--bootstrap", "5"], "--bootstrap"),
-    (["--controllers", "cubic,vegas"], "unknown controller"),
-    (["--controllers", "cubic,cubic"], "twice"),
-    (["--seed", "-1"], "--seed"),
-    (["--heldout"], "not both"),
-])
-def test_congestion_validates_options(traces: dict[str, Path], tmp_path: Path,
-                                      args: list[str], match: str) -> None:
-    res = runner.invoke(app, ["evaluate", "congestion", "--trace", str(traces["steady"]),
-                              "--json", str(tmp_path / "o.json"), "--no-progress", *args])
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        (["--rtt-ms", "40,abc"], "not a number"),
+        (["--rtt-ms", "0"], "out of range"),
+        (["--rtt-ms", "40,40"], "twice"),
+        (["--rtt-ms", ""], "comma-separated"),
+        (["--duration", "0"], "--duration must be > 0"),
+        (["--duration", "nan"], "--duration"),
+        (["--windows", "0"], "--windows must be >= 1"),
+        (["--buffer-bdp", "-1"], "--buffer-bdp"),
+        (["--bootstrap", "5"], "--bootstrap"),
+        (["--controllers", "cubic,vegas"], "unknown controller"),
+        (["--controllers", "cubic,cubic"], "twice"),
+        (["--seed", "-1"], "--seed"),
+        (["--heldout"], "not both"),
+    ],
+)
+def test_congestion_validates_options(
+    traces: dict[str, Path], tmp_path: Path, args: list[str], match: str
+) -> None:
+    res = runner.invoke(
+        app,
+        [
+            "evaluate",
+            "congestion",
+            "--trace",
+            str(traces["steady"]),
+            "--json",
+            str(tmp_path / "o.json"),
+            "--no-progress",
+            *args,
+        ],
+    )
     assert res.exit_code == 2, res.output
     assert match in res.output.replace("\n", " ")
 
@@ -127,8 +178,10 @@ def test_congestion_validates_options(traces: dict[str, Path], tmp_path: Path,
 def test_congestion_needs_a_trace(tmp_path: Path) -> None:
     res = runner.invoke(app, ["evaluate", "congestion", "--json", str(tmp_path / "o.json")])
     assert res.exit_code == 2 and "--trace" in res.output
-    res = runner.invoke(app, ["evaluate", "congestion", "--trace", str(tmp_path), "--json",
-                              str(tmp_path / "o.json")])
+    res = runner.invoke(
+        app,
+        ["evaluate", "congestion", "--trace", str(tmp_path), "--json", str(tmp_path / "o.json")],
+    )
     assert res.exit_code == 2 and "not a regular file" in res.output
 
 
@@ -139,17 +192,27 @@ def _has(module: str, name: str) -> bool:
     return callable(getattr(importlib.import_module(module), name, None))
 
 
-@pytest.mark.parametrize(("command", "module", "name", "flag"), [
-    ("fec", "oxidize_ml.evaluation.fec", "evaluate_fec_traces", "--trace"),
-    ("compression", "oxidize_ml.evaluation.compression", "evaluate_pcaps", "--pcap"),
-    ("paths", "oxidize_ml.evaluation.paths", "evaluate_path_traces", "--trace"),
-])
+@pytest.mark.parametrize(
+    ("command", "module", "name", "flag"),
+    [
+        ("fec", "oxidize_ml.evaluation.fec", "evaluate_fec_traces", "--trace"),
+        ("compression", "oxidize_ml.evaluation.compression", "evaluate_pcaps", "--pcap"),
+        ("paths", "oxidize_ml.evaluation.paths", "evaluate_path_traces", "--trace"),
+    ],
+)
 def test_missing_evaluation_says_not_available(
-        traces: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        command: str, module: str, name: str, flag: str) -> None:
+    traces: dict[str, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    command: str,
+    module: str,
+    name: str,
+    flag: str,
+) -> None:
     monkeypatch.delattr(importlib.import_module(module), name, raising=False)
-    res = runner.invoke(app, ["evaluate", command, flag, str(traces["steady"]), "--json",
-                              str(tmp_path / "o.json")])
+    res = runner.invoke(
+        app, ["evaluate", command, flag, str(traces["steady"]), "--json", str(tmp_path / "o.json")]
+    )
     assert res.exit_code == 2
     assert "not available in this version" in res.output and name in res.output
     assert not (tmp_path / "o.json").exists()
@@ -158,23 +221,52 @@ def test_missing_evaluation_says_not_available(
 def test_other_commands_check_their_files_first(tmp_path: Path) -> None:
     for command, flag in (("fec", "--trace"), ("compression", "--pcap"), ("paths", "--trace")):
         missing = tmp_path / f"missing-{command}"
-        res = runner.invoke(app, ["evaluate", command, flag, str(missing), "--json",
-                                  str(tmp_path / "o.json")])
+        res = runner.invoke(
+            app, ["evaluate", command, flag, str(missing), "--json", str(tmp_path / "o.json")]
+        )
         assert res.exit_code == 2 and f"missing-{command}" in res.output
         res = runner.invoke(app, ["evaluate", command, "--json", str(tmp_path / "o.json")])
         assert res.exit_code == 2 and flag in res.output
-    res = runner.invoke(app, ["evaluate", "compression", "--pcap", str(tmp_path), "--rates-mbps",
-                              "5,x", "--json", str(tmp_path / "o.json")])
+    res = runner.invoke(
+        app,
+        [
+            "evaluate",
+            "compression",
+            "--pcap",
+            str(tmp_path),
+            "--rates-mbps",
+            "5,x",
+            "--json",
+            str(tmp_path / "o.json"),
+        ],
+    )
     assert res.exit_code == 2
 
 
-@pytest.mark.skipif(not _has("oxidize_ml.evaluation.fec", "evaluate_fec_traces"),
-                    reason="evaluate_fec_traces is not in this build yet")
+@pytest.mark.skipif(
+    not _has("oxidize_ml.evaluation.fec", "evaluate_fec_traces"),
+    reason="evaluate_fec_traces is not in this build yet",
+)
 def test_fec_end_to_end(traces: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "fec.json"
-    res = runner.invoke(app, ["evaluate", "fec", "--trace", str(traces["bursty"]), "--trace",
-                              str(traces["steady"]), "--rtt-ms", "40", "--duration", "2",
-                              "--json", str(out), "--no-progress"])
+    res = runner.invoke(
+        app,
+        [
+            "evaluate",
+            "fec",
+            "--trace",
+            str(traces["bursty"]),
+            "--trace",
+            str(traces["steady"]),
+            "--rtt-ms",
+            "40",
+            "--duration",
+            "2",
+            "--json",
+            str(out),
+            "--no-progress",
+        ],
+    )
     assert res.exit_code == 0, res.output
     s = json.loads(out.read_text())["summary"]
     assert set(s) == {"default", "predictors"}
@@ -196,23 +288,55 @@ def write_pcap(path: Path, n: int = 60, seed: int = 0) -> Path:
         else:
             payload = (b'{"user": "%d", "event": "click", "items": [1, 2, 3]} ' % i) * 12
         udp = struct.pack("!HHHH", 40000 + i % 7, 443, 8 + len(payload), 0) + payload
-        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), i, 0, 64, 17, 0,
-                         bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2])) + udp
+        ip = (
+            struct.pack(
+                "!BBHHHBBH4s4s",
+                0x45,
+                0,
+                20 + len(udp),
+                i,
+                0,
+                64,
+                17,
+                0,
+                bytes([10, 0, 0, 1]),
+                bytes([10, 0, 0, 2]),
+            )
+            + udp
+        )
         frame = b"\x02" * 6 + b"\x04" * 6 + b"\x08\x00" + ip
-        records.append(struct.pack("<IIII", 1_700_000_000 + i // 10, (i % 10) * 100_000,
-                                   len(frame), len(frame)) + frame)
+        records.append(
+            struct.pack(
+                "<IIII", 1_700_000_000 + i // 10, (i % 10) * 100_000, len(frame), len(frame)
+            )
+            + frame
+        )
     header = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
     path.write_bytes(header + b"".join(records))
     return path
 
 
-@pytest.mark.skipif(not _has("oxidize_ml.evaluation.compression", "evaluate_pcaps"),
-                    reason="evaluate_pcaps is not in this build yet")
+@pytest.mark.skipif(
+    not _has("oxidize_ml.evaluation.compression", "evaluate_pcaps"),
+    reason="evaluate_pcaps is not in this build yet",
+)
 def test_compression_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "comp.json"
     cap = write_pcap(tmp_path / "user.pcap")
-    res = runner.invoke(app, ["evaluate", "compression", "--pcap", str(cap), "--rates-mbps",
-                              "5,20,100", "--json", str(out), "--no-progress"])
+    res = runner.invoke(
+        app,
+        [
+            "evaluate",
+            "compression",
+            "--pcap",
+            str(cap),
+            "--rates-mbps",
+            "5,20,100",
+            "--json",
+            str(out),
+            "--no-progress",
+        ],
+    )
     assert res.exit_code == 0, res.output
     s = json.loads(out.read_text())["summary"]
     assert set(s) == {"oracles", "rohc_only_non_udp"}
@@ -224,26 +348,54 @@ def test_compression_end_to_end(tmp_path: Path) -> None:
     assert res.exit_code == 2 and "junk.pcap" in res.output
 
 
-@pytest.mark.skipif(not _has("oxidize_ml.evaluation.paths", "evaluate_path_traces"),
-                    reason="evaluate_path_traces is not in this build yet")
+@pytest.mark.skipif(
+    not _has("oxidize_ml.evaluation.paths", "evaluate_path_traces"),
+    reason="evaluate_path_traces is not in this build yet",
+)
 def test_paths_end_to_end(traces: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "paths.json"
-    res = runner.invoke(app, ["evaluate", "paths", "--trace", str(traces["steady"]), "--trace",
-                              str(traces["bursty"]), "--steps", "20", "--episodes", "1",
-                              "--json", str(out), "--no-progress"])
+    res = runner.invoke(
+        app,
+        [
+            "evaluate",
+            "paths",
+            "--trace",
+            str(traces["steady"]),
+            "--trace",
+            str(traces["bursty"]),
+            "--steps",
+            "20",
+            "--episodes",
+            "1",
+            "--json",
+            str(out),
+            "--no-progress",
+        ],
+    )
     assert res.exit_code == 0, res.output
     s = json.loads(out.read_text())["summary"]
     assert set(s) == {"selectors"}
     for name in ("ucb1", "ucb1_stationary", "min_rtt", "round_robin", "learned", "default"):
         assert set(s["selectors"][name]) == {"regret_per_step"}
     # one trace is not a choice of paths
-    res = runner.invoke(app, ["evaluate", "paths", "--trace", str(traces["steady"]),
-                              "--json", str(out), "--no-progress"])
+    res = runner.invoke(
+        app,
+        [
+            "evaluate",
+            "paths",
+            "--trace",
+            str(traces["steady"]),
+            "--json",
+            str(out),
+            "--no-progress",
+        ],
+    )
     assert res.exit_code == 2
 
 
 def test_demo_runs_the_held_out_windows_from_the_trace_folder(
-        traces: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    traces: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from oxidize_ml.evaluation.splits import ENV_TRACE_DIR, HELDOUT_TRACES
 
     folder = tmp_path / "mahimahi"
@@ -253,8 +405,23 @@ def test_demo_runs_the_held_out_windows_from_the_trace_folder(
         (folder / name).write_text(traces[src].read_text())
     monkeypatch.setenv(ENV_TRACE_DIR, str(folder))
     out = tmp_path / "report"
-    res = runner.invoke(app, ["demo", "--quick", "--only", "congestion", "--duration", "0.5",
-                              "--windows", "1", "--no-models", "--no-progress", "--out", str(out)])
+    res = runner.invoke(
+        app,
+        [
+            "demo",
+            "--quick",
+            "--only",
+            "congestion",
+            "--duration",
+            "0.5",
+            "--windows",
+            "1",
+            "--no-models",
+            "--no-progress",
+            "--out",
+            str(out),
+        ],
+    )
     assert res.exit_code == 0, res.output
     sec = json.loads((out / "results.json").read_text())["sections"]["congestion"]
     held = sec["result"]["heldout_windows"]

@@ -18,9 +18,14 @@ from oxidize_ml.types import MlCompressionDecision
 def mixed(tmp_path_factory):
     # generated content only (an empty source folder): independent of this machine's files
     empty = tmp_path_factory.mktemp("no-files")
-    return ce.run(seed=0, quick=True, n_packets=180, repeats=1,
-                  sources=CorpusSources.under(empty),
-                  oracles={"always_light": _AlwaysLight})
+    return ce.run(
+        seed=0,
+        quick=True,
+        n_packets=180,
+        repeats=1,
+        sources=CorpusSources.under(empty),
+        oracles={"always_light": _AlwaysLight},
+    )
 
 
 class _AlwaysLight:
@@ -36,8 +41,10 @@ def test_measurements_agree_with_the_cost_model():
     best = meas.hindsight(model)
     for i in (0, 5, 11):
         # rebuild the packet's outcomes from the stored arrays and ask the model
-        outcomes = {d: Outcome(int(meas.out_bytes[i, j]), meas.encode_s[i, j], meas.decode_s[i, j])
-                    for j, d in enumerate(DECISION_PREFERENCE)}
+        outcomes = {
+            d: Outcome(int(meas.out_bytes[i, j]), meas.encode_s[i, j], meas.decode_s[i, j])
+            for j, d in enumerate(DECISION_PREFERENCE)
+        }
         size = len(corpus[i].data)
         for j, d in enumerate(DECISION_PREFERENCE):
             assert util[i, j] == pytest.approx(model.utility(outcomes[d], size), abs=1e-15)
@@ -74,8 +81,13 @@ def test_passed_in_oracle_is_scored_like_the_equivalent_baseline(mixed):
 
 
 def test_heuristic_beats_always_zstd_on_random_heavy_data():
-    res = ce.run(seed=2, quick=True, n_packets=120, repeats=1,
-                 categories=["random", "tls", "compressed", "text"])
+    res = ce.run(
+        seed=2,
+        quick=True,
+        n_packets=120,
+        repeats=1,
+        categories=["random", "tls", "compressed", "text"],
+    )
     fast = max(res.link_rates_bps)
     h = res.score(ce.HEURISTIC, fast)
     z = res.score("zstd", fast)

@@ -20,8 +20,11 @@ TRACES = Path(__file__).resolve().parents[2] / ".." / "shared" / "traces" / "mah
 @pytest.fixture(scope="module")
 def small() -> congestion.CongestionEvalResult:
     return congestion.run(
-        seed=0, controllers=("reno", "bbr"), scenarios=["wired-clean", "step-change"],
-        duration_s=3.0, include_traces=False,
+        seed=0,
+        controllers=("reno", "bbr"),
+        scenarios=["wired-clean", "step-change"],
+        duration_s=3.0,
+        include_traces=False,
     )
 
 
@@ -62,13 +65,17 @@ def test_metrics_are_consistent(small: congestion.CongestionEvalResult) -> None:
         rows = small.scenario_rows(sc)
         assert small.row(sc, w[sc]["power"]).power == max(x.power for x in rows)
         assert small.row(sc, w[sc]["throughput"]).throughput_mbps == max(
-            x.throughput_mbps for x in rows)
+            x.throughput_mbps for x in rows
+        )
 
 
 def test_same_seed_same_numbers(small: congestion.CongestionEvalResult) -> None:
     again = congestion.run(
-        seed=0, controllers=("reno", "bbr"), scenarios=["wired-clean", "step-change"],
-        duration_s=3.0, include_traces=False,
+        seed=0,
+        controllers=("reno", "bbr"),
+        scenarios=["wired-clean", "step-change"],
+        duration_s=3.0,
+        include_traces=False,
     )
     assert _strip_wall(again.to_dict()) == _strip_wall(small.to_dict())
 
@@ -79,9 +86,13 @@ def test_random_scenarios_run_several_seeds_and_extra_controllers_plug_in() -> N
 
     seen = []
     res = congestion.run(
-        seed=1, controllers=("cubic", ("reno-iw2", small_window)),
-        scenarios=["random-loss", "competing-flows"], duration_s=6.0, n_seeds=2,
-        include_traces=False, progress=lambda done, total, label: seen.append((done, total)),
+        seed=1,
+        controllers=("cubic", ("reno-iw2", small_window)),
+        scenarios=["random-loss", "competing-flows"],
+        duration_s=6.0,
+        n_seeds=2,
+        include_traces=False,
+        progress=lambda done, total, label: seen.append((done, total)),
     )
     assert res.controllers == ("cubic", "reno-iw2")
     runs = [r for r in res.runs if r.scenario == "random-loss"]

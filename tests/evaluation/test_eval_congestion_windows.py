@@ -29,20 +29,24 @@ def traces(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         # issue 10)
         "silent": write_trace(d / "silent.up", range(800, 4001)),
         # 12 Mbit/s with a 1.2-s outage in the middle (2.0-3.2 s) of a 5-s trace
-        "outage": write_trace(d / "outage.down",
-                              [*range(1, 2001), *range(3200, 5001)]),
+        "outage": write_trace(d / "outage.down", [*range(1, 2001), *range(3200, 5001)]),
     }
 
 
 @pytest.fixture(scope="module")
 def small(traces: dict[str, Path]) -> cw.WindowEvalResult:
     cfg = cw.WindowConfig(duration_s=1.5, n_windows=2, bootstrap_rounds=300)
-    return cw.run_windows([traces["steady"], traces["silent"], traces["outage"]], seed=0,
-                          config=cfg, controllers=["cubic", "reno", "bbr", "engine"])
+    return cw.run_windows(
+        [traces["steady"], traces["silent"], traces["outage"]],
+        seed=0,
+        config=cfg,
+        controllers=["cubic", "reno", "bbr", "engine"],
+    )
 
 
 def test_windows_start_inside_the_trace_and_silences_are_flagged(
-        small: cw.WindowEvalResult) -> None:
+    small: cw.WindowEvalResult,
+) -> None:
     got = [(w.trace, w.start_s, w.kind, w.silent_start, w.outage) for w in small.windows]
     assert got == [
         ("steady.down", 0.0, "even", False, False),
@@ -106,24 +110,42 @@ def test_per_window_metrics_catch_a_silent_start(small: cw.WindowEvalResult) -> 
             assert r.stranded <= r.packets_sent
     # a flow starting into 800 ms of silence delivers nothing at first: under the capacity
     # of its window, and never more than the link offered
-    ui = next(i for i, u in enumerate(small.units)
-              if small.windows[u.window].trace == "silent.up" and small.windows[u.window].silent_start)
-    assert small.run_of(ui, "cubic").goodput_mbps < small.windows[small.units[ui].window].capacity_mbps
+    ui = next(
+        i
+        for i, u in enumerate(small.units)
+        if small.windows[u.window].trace == "silent.up" and small.windows[u.window].silent_start
+    )
+    assert (
+        small.run_of(ui, "cubic").goodput_mbps < small.windows[small.units[ui].window].capacity_mbps
+    )
 
 
 def test_summary_has_exactly_the_issue_keys_and_json_is_deterministic(
-        small: cw.WindowEvalResult, traces: dict[str, Path]) -> None:
+    small: cw.WindowEvalResult, traces: dict[str, Path]
+) -> None:
     s = small.summary()
     assert set(s) == {"default", "controllers"} and s["default"] == "engine"
     for v in s["controllers"].values():
-        assert set(v) == {"goodput_ratio_vs_cubic", "queue_delay_ratio_vs_cubic",
-                          "worst_goodput_ratio_vs_cubic", "max_loss"}
+        assert set(v) == {
+            "goodput_ratio_vs_cubic",
+            "queue_delay_ratio_vs_cubic",
+            "worst_goodput_ratio_vs_cubic",
+            "max_loss",
+        }
     text = json.dumps(small.to_dict(), allow_nan=False)
-    again = cw.run_windows([traces["steady"], traces["silent"], traces["outage"]], seed=0,
-                           config=small.config, controllers=["cubic", "reno", "bbr", "engine"])
+    again = cw.run_windows(
+        [traces["steady"], traces["silent"], traces["outage"]],
+        seed=0,
+        config=small.config,
+        controllers=["cubic", "reno", "bbr", "engine"],
+    )
     assert json.dumps(again.to_dict(), allow_nan=False) == text
-    other = cw.run_windows([traces["steady"], traces["silent"], traces["outage"]], seed=1,
-                           config=small.config, controllers=["cubic", "reno", "bbr", "engine"])
+    other = cw.run_windows(
+        [traces["steady"], traces["silent"], traces["outage"]],
+        seed=1,
+        config=small.config,
+        controllers=["cubic", "reno", "bbr", "engine"],
+    )
     # another seed: other run seeds and other bootstrap resamples
     assert other.units[0].seed != small.units[0].seed
     assert other.aggregate("bbr").goodput_ratio_ci != small.aggregate("bbr").goodput_ratio_ci
@@ -136,15 +158,20 @@ def test_markdown_and_targets(small: cw.WindowEvalResult) -> None:
     assert "| SO |" in md and "**engine** (default)" in md
     t = small.targets()
     assert set(t) == {"engine"}
-    assert t["engine"]["loss_violations"]["met"] == (
-        small.aggregate("engine").loss_violations == 0)
+    assert t["engine"]["loss_violations"]["met"] == (small.aggregate("engine").loss_violations == 0)
     assert small.headline() and "vs CUBIC" in small.headline()[0]
 
 
-def test_cubic_is_added_and_arguments_are_checked(traces: dict[str, Path], tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    cfg = cw.WindowConfig(duration_s=0.5, n_windows=1, rtts_ms=(40.0,), bootstrap_rounds=100,
-                          silent_start_windows=False)
+def test_cubic_is_added_and_arguments_are_checked(
+    traces: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = cw.WindowConfig(
+        duration_s=0.5,
+        n_windows=1,
+        rtts_ms=(40.0,),
+        bootstrap_rounds=100,
+        silent_start_windows=False,
+    )
     res = cw.run_windows([traces["steady"]], config=cfg, controllers=["reno"])
     assert res.controllers == ("cubic", "reno") and res.default is None
     assert any("cubic was added" in n for n in res.notes)
@@ -189,9 +216,17 @@ def test_loss_violation_bound() -> None:
 
 
 def test_congestion_section_runs_the_windows(traces: dict[str, Path], tmp_path: Path) -> None:
-    res = congestion.run(seed=0, controllers=("cubic", "bbr"), include_traces=True,
-                         scenarios=None, duration_s=1.0, windows=1,
-                         heldout_traces=[traces["outage"]], n_seeds=1, quick=True)
+    res = congestion.run(
+        seed=0,
+        controllers=("cubic", "bbr"),
+        include_traces=True,
+        scenarios=None,
+        duration_s=1.0,
+        windows=1,
+        heldout_traces=[traces["outage"]],
+        n_seeds=1,
+        quick=True,
+    )
     assert res.heldout is not None
     assert [w.start_s for w in res.heldout.windows] == [0.0, 2.001]
     assert all(s.kind == "builtin" for s in res.scenarios)
@@ -204,6 +239,11 @@ def test_congestion_section_runs_the_windows(traces: dict[str, Path], tmp_path: 
         names = [p.name for p in congestion.plot(res, tmp_path)]
         assert "congestion-windows.png" in names
     # naming scenarios runs only those
-    only = congestion.run(seed=0, controllers=("cubic",), scenarios=["wired-clean"],
-                          duration_s=0.5, heldout_traces=[traces["outage"]])
+    only = congestion.run(
+        seed=0,
+        controllers=("cubic",),
+        scenarios=["wired-clean"],
+        duration_s=0.5,
+        heldout_traces=[traces["outage"]],
+    )
     assert only.heldout is None

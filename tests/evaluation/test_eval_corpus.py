@@ -140,8 +140,9 @@ def test_bad_arguments_raise():
 
 
 def test_generated_png_is_a_valid_png(tmp_path):
-    corpus = build_corpus(seed=0, max_packets=30, categories=["image"],
-                          sources=CorpusSources.under(tmp_path))
+    corpus = build_corpus(
+        seed=0, max_packets=30, categories=["image"], sources=CorpusSources.under(tmp_path)
+    )
     # The first packet of the first generated image starts at a seeded offset, so rebuild
     # the stream from consecutive packets of one image and check it parses as PNG chunks.
     stream = b"".join(p.data for p in corpus)

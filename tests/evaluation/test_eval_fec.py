@@ -17,8 +17,9 @@ from oxidize_ml.loss import EwmaLossPredictor, residual_loss
 @pytest.fixture(scope="module")
 def small_result():
     # one random-loss run with CUBIC, 6 simulated seconds: ~600 labelled intervals
-    return fec.run(seed=0, quick=True, scenarios=["random-loss"], controllers=["cubic"],
-                   duration_s=6.0)
+    return fec.run(
+        seed=0, quick=True, scenarios=["random-loss"], controllers=["cubic"], duration_s=6.0
+    )
 
 
 def test_expected_residual_matches_residual_loss_and_time_shares():
@@ -139,8 +140,15 @@ class _Recorder:
 
 
 def _features(loss: float) -> NetworkFeatures:
-    return NetworkFeatures(rtt_us=40_000, rtt_var_us=2_000, bandwidth_bps=12e6, loss_rate=loss,
-                           loss_trend=0.0, inflight=10, cwnd=15_000)
+    return NetworkFeatures(
+        rtt_us=40_000,
+        rtt_var_us=2_000,
+        bandwidth_bps=12e6,
+        loss_rate=loss,
+        loss_trend=0.0,
+        inflight=10,
+        cwnd=15_000,
+    )
 
 
 def test_predict_run_learns_then_predicts():
@@ -154,8 +162,14 @@ def test_predict_run_learns_then_predicts():
 
 
 def test_passed_in_predictors_are_evaluated_and_checked():
-    res = fec.run(seed=0, quick=True, scenarios=["burst-loss"], controllers=["bbr"],
-                  duration_s=3.0, predictors={"copy": _Recorder})
+    res = fec.run(
+        seed=0,
+        quick=True,
+        scenarios=["burst-loss"],
+        controllers=["bbr"],
+        duration_s=3.0,
+        predictors={"copy": _Recorder},
+    )
     names = [p.name for p in res.predictors]
     assert names == [fec.HEURISTIC, "copy"]
     assert "copy" in res.equal_overhead
@@ -166,8 +180,14 @@ def test_passed_in_predictors_are_evaluated_and_checked():
             return 1.5
 
     with pytest.raises(ValueError, match="'bad'.*not a probability"):
-        fec.run(seed=0, quick=True, scenarios=["burst-loss"], controllers=["bbr"],
-                duration_s=1.0, predictors={"bad": Bad})
+        fec.run(
+            seed=0,
+            quick=True,
+            scenarios=["burst-loss"],
+            controllers=["bbr"],
+            duration_s=1.0,
+            predictors={"bad": Bad},
+        )
     with pytest.raises(ValueError, match="reserved"):
         fec.run(seed=0, quick=True, predictors={"ewma": EwmaLossPredictor})
     with pytest.raises(ValueError, match="unknown scenarios"):

@@ -61,15 +61,22 @@ def test_min_rtt_selector_follows_lowest_available_rtt():
     sel.update_metrics(PathMetrics(path_id=PathId.Secondary, rtt_us=20_000), now=0.0)
     assert sel.select(TrafficContext.Gaming, now=0.0) is PathId.Secondary
     # the fast path goes down: the next best available path is chosen
-    sel.update_metrics(PathMetrics(path_id=PathId.Secondary, rtt_us=20_000, availability=0.0),
-                       now=1.0)
+    sel.update_metrics(
+        PathMetrics(path_id=PathId.Secondary, rtt_us=20_000, availability=0.0), now=1.0
+    )
     assert sel.select(TrafficContext.Gaming, now=1.0) is PathId.Primary
 
 
 def test_passed_in_selectors_and_name_checks():
-    res = paths.run(seed=1, quick=True, scenarios=["stable"], n_seeds=1, episode_steps=30,
-                    selectors={"rr2": lambda seed: RoundRobinPathSelector(seed=seed)},
-                    include_oracle=False)
+    res = paths.run(
+        seed=1,
+        quick=True,
+        scenarios=["stable"],
+        n_seeds=1,
+        episode_steps=30,
+        selectors={"rr2": lambda seed: RoundRobinPathSelector(seed=seed)},
+        include_oracle=False,
+    )
     assert res.selectors == (*paths.BUILTIN, "rr2")
     # paired episodes: the same selector type on the same episode scores identically
     mine = dataclasses.replace(res.score("stable", "rr2"), selector="round_robin")

@@ -35,15 +35,19 @@ def _trace(path: Path, gap_ms: list[int], length_ms: int = 2000) -> Path:
 @pytest.fixture(scope="module")
 def traces(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     d = tmp_path_factory.mktemp("traces")
-    return [_trace(d / "fast.trace", [1]), _trace(d / "bursty.trace", [1, 1, 1, 30]),
-            _trace(d / "slow.trace", [6])]
+    return [
+        _trace(d / "fast.trace", [1]),
+        _trace(d / "bursty.trace", [1, 1, 1, 30]),
+        _trace(d / "slow.trace", [6]),
+    ]
 
 
 @pytest.fixture(scope="module")
 def result(traces: list[Path], tmp_path_factory: pytest.TempPathFactory) -> dict:
     empty = tmp_path_factory.mktemp("no-model")  # no path_selector model: learned is None
-    return paths.evaluate_path_traces(traces, steps=40, seeds=2, seed=0, progress=False,
-                                      model_dir=empty)
+    return paths.evaluate_path_traces(
+        traces, steps=40, seeds=2, seed=0, progress=False, model_dir=empty
+    )
 
 
 def test_summary_has_exactly_the_agreed_shape(result: dict) -> None:
@@ -80,22 +84,23 @@ def test_same_seed_same_result_and_extra_selectors(traces: list[Path], tmp_path:
     kw = {"steps": 25, "seeds": 1, "seed": 3, "progress": False, "model_dir": tmp_path}
     a = paths.evaluate_path_traces(traces[:2], **kw)
     b = paths.evaluate_path_traces(
-        traces[:2], **kw, extra_selectors={"rr2": lambda s: RoundRobinPathSelector(seed=s)})
+        traces[:2], **kw, extra_selectors={"rr2": lambda s: RoundRobinPathSelector(seed=s)}
+    )
     assert a["summary"] == b["summary"]
     # paired episodes: a copy of round-robin scores exactly like round-robin
-    assert b["selectors"]["rr2"]["regret_per_step"] == b["selectors"]["round_robin"][
-        "regret_per_step"]
+    assert (
+        b["selectors"]["rr2"]["regret_per_step"] == b["selectors"]["round_robin"]["regret_per_step"]
+    )
     assert "rr2" not in b["summary"]["selectors"]
     with pytest.raises(ValueError, match="taken"):
-        paths.evaluate_path_traces(traces[:2], **kw,
-                                   extra_selectors={"min_rtt": lambda s: None})
+        paths.evaluate_path_traces(traces[:2], **kw, extra_selectors={"min_rtt": lambda s: None})
 
 
 class MetricPrior:
     """Stand-in prior: the reward the latest metrics would give."""
 
     def forward_batch(self, xs: np.ndarray) -> np.ndarray:
-        return np.asarray(xs)[:, MR:MR + 1]
+        return np.asarray(xs)[:, MR : MR + 1]
 
 
 def _model_dir(d: Path) -> Path:
@@ -104,16 +109,30 @@ def _model_dir(d: Path) -> Path:
     cfg = PathMlpConfig(n_inputs=N_INPUTS, hidden=1, n_hidden_layers=1)
     w0 = np.zeros((1, N_INPUTS), dtype=np.float32)
     w0[0, MR] = 1.0
-    tensors = {"layers.0.weight": w0, "layers.0.bias": np.zeros(1, np.float32),
-               "layers.1.weight": np.ones((1, 1), np.float32),
-               "layers.1.bias": np.zeros(1, np.float32)}
+    tensors = {
+        "layers.0.weight": w0,
+        "layers.0.bias": np.zeros(1, np.float32),
+        "layers.1.weight": np.ones((1, 1), np.float32),
+        "layers.1.bias": np.zeros(1, np.float32),
+    }
     (d / "path_selector.safetensors").write_bytes(encode_weights(tensors, cfg))
-    write_manifest(d, {"path_selector": {
-        "version": "t1", "kind": "path_mlp", "files": {"safetensors": "path_selector.safetensors"},
-        "inputs": list(INPUT_NAMES), "training": {"path_feature_version": FEATURE_VERSION},
-        "metrics": {"default_enabled": True,
-                    "probe_outputs": verify_prior(MetricPrior()).tolist()},
-    }}, package_version="test")
+    write_manifest(
+        d,
+        {
+            "path_selector": {
+                "version": "t1",
+                "kind": "path_mlp",
+                "files": {"safetensors": "path_selector.safetensors"},
+                "inputs": list(INPUT_NAMES),
+                "training": {"path_feature_version": FEATURE_VERSION},
+                "metrics": {
+                    "default_enabled": True,
+                    "probe_outputs": verify_prior(MetricPrior()).tolist(),
+                },
+            }
+        },
+        package_version="test",
+    )
     return d
 
 
@@ -170,15 +189,22 @@ def test_paired_bootstrap_and_default_rule() -> None:
         paths.paired_bootstrap([], [], seed=0)
 
     def sel(eps: list[float], ctx: dict[str, float], fam: dict[str, float]) -> dict:
-        return {"episode_regret_per_step": eps, "per_traffic_type": ctx, "per_family": fam,
-                "regret_per_step": float(np.mean(eps))}
+        return {
+            "episode_regret_per_step": eps,
+            "per_traffic_type": ctx,
+            "per_family": fam,
+            "regret_per_step": float(np.mean(eps)),
+        }
 
-    res = {"config": {"seed": 0}, "selectors": {
-        "cur": sel(a, {"Gaming": 0.05, "Bulk": 0.05}, {"f": 0.05}),
-        "good": sel(b, {"Gaming": 0.03, "Bulk": 0.03}, {"f": 0.03}),
-        # better overall, but much worse on Bulk: the rule refuses it
-        "lopsided": sel(b, {"Gaming": 0.01, "Bulk": 0.06}, {"f": 0.03}),
-    }}
+    res = {
+        "config": {"seed": 0},
+        "selectors": {
+            "cur": sel(a, {"Gaming": 0.05, "Bulk": 0.05}, {"f": 0.05}),
+            "good": sel(b, {"Gaming": 0.03, "Bulk": 0.03}, {"f": 0.03}),
+            # better overall, but much worse on Bulk: the rule refuses it
+            "lopsided": sel(b, {"Gaming": 0.01, "Bulk": 0.06}, {"f": 0.03}),
+        },
+    }
     assert paths.qualifies_as_default(res, candidate="good", current="cur")["qualifies"]
     lop = paths.qualifies_as_default(res, candidate="lopsided", current="cur")
     assert lop["confident"] and not lop["qualifies"]
@@ -188,17 +214,18 @@ def test_paired_bootstrap_and_default_rule() -> None:
 
 def test_river_linucb_runs_on_the_same_episodes(traces: list[Path], tmp_path: Path) -> None:
     if paths.river_available() is not None:
-        res = paths.evaluate_path_traces(traces[:2], steps=10, seeds=1, progress=False,
-                                         model_dir=tmp_path)
+        res = paths.evaluate_path_traces(
+            traces[:2], steps=10, seeds=1, progress=False, model_dir=tmp_path
+        )
         assert paths.RIVER_NAME not in res["selectors"]
         assert any(n.startswith(paths.RIVER_NAME) for n in res["notes"])
         pytest.skip("river is not installed (the bandits extra)")
-    res = paths.evaluate_path_traces(traces, steps=40, seeds=1, progress=False,
-                                     model_dir=tmp_path)
+    res = paths.evaluate_path_traces(traces, steps=40, seeds=1, progress=False, model_dir=tmp_path)
     r = res["selectors"][paths.RIVER_NAME]["regret_per_step"]
     assert r >= 0.0 and paths.RIVER_NAME not in res["summary"]["selectors"]
-    off = paths.evaluate_path_traces(traces, steps=40, seeds=1, progress=False,
-                                     model_dir=tmp_path, library_bandit=False)
+    off = paths.evaluate_path_traces(
+        traces, steps=40, seeds=1, progress=False, model_dir=tmp_path, library_bandit=False
+    )
     assert paths.RIVER_NAME not in off["selectors"]
     assert off["summary"] == res["summary"]  # the comparison does not disturb the others
 
@@ -209,8 +236,9 @@ def test_river_adapter_skips_unavailable_paths() -> None:
 
     sel = paths.RiverLinUcbPathSelector(seed=0)
     assert sel.select(TrafficContext.Web, now=0.0) is PathId.Primary  # nothing known yet
-    sel.update_metrics(PathMetrics(path_id=PathId.Primary, rtt_us=20_000, availability=0.0),
-                       now=0.0)
+    sel.update_metrics(
+        PathMetrics(path_id=PathId.Primary, rtt_us=20_000, availability=0.0), now=0.0
+    )
     sel.update_metrics(PathMetrics(path_id=PathId.Secondary, rtt_us=50_000), now=0.0)
     for t in range(20):
         p = sel.select(TrafficContext.Web, now=float(t))

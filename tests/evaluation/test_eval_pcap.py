@@ -25,8 +25,21 @@ from oxidize_ml.evaluation.pcapfile import read_ip_packets
 
 
 def _ip4(proto: int, payload: bytes, ident: int) -> bytes:
-    hdr = bytearray(struct.pack(">BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), ident & 0xFFFF,
-                                0x4000, 64, proto, 0, b"\x0a\0\0\x01", b"\x0a\0\0\x02"))
+    hdr = bytearray(
+        struct.pack(
+            ">BBHHHBBH4s4s",
+            0x45,
+            0,
+            20 + len(payload),
+            ident & 0xFFFF,
+            0x4000,
+            64,
+            proto,
+            0,
+            b"\x0a\0\0\x01",
+            b"\x0a\0\0\x02",
+        )
+    )
     s = sum(struct.unpack(">10H", hdr))
     s = (s & 0xFFFF) + (s >> 16)
     s = (s & 0xFFFF) + (s >> 16)
@@ -36,16 +49,22 @@ def _ip4(proto: int, payload: bytes, ident: int) -> bytes:
 
 def _ip6_udp(payload: bytes, sport: int) -> bytes:
     udp = struct.pack(">HHHH", sport, 443, 8 + len(payload), 0x1234) + payload
-    return struct.pack(">IHBB16s16s", 0x60000000, len(udp), 17, 64, bytes(15) + b"\x01",
-                       bytes(15) + b"\x02") + udp
+    return (
+        struct.pack(
+            ">IHBB16s16s", 0x60000000, len(udp), 17, 64, bytes(15) + b"\x01", bytes(15) + b"\x02"
+        )
+        + udp
+    )
 
 
 def ip_packets(n: int, seed: int) -> list[bytes]:
     """A mix a tunnel carries: an RTP call, IPv6 UDP, TCP text, TCP random, ICMP."""
     rng = random.Random(seed)
     out = []
-    text = (b"GET /api/v1/items?page=3 HTTP/1.1\r\nHost: example.com\r\nAccept: "
-            b"application/json\r\n\r\n" + b'{"id": 1, "name": "widget", "ok": true} ' * 30)
+    text = (
+        b"GET /api/v1/items?page=3 HTTP/1.1\r\nHost: example.com\r\nAccept: "
+        b"application/json\r\n\r\n" + b'{"id": 1, "name": "widget", "ok": true} ' * 30
+    )
     for i in range(n):
         k = i % 5
         if k == 0:
@@ -65,8 +84,15 @@ def ip_packets(n: int, seed: int) -> list[bytes]:
     return out
 
 
-ARP = (b"\xff" * 6 + b"\x02\x00\x00\x00\x00\x01" + b"\x08\x06"
-       + bytes.fromhex("0001080006040001") + b"\x02\0\0\0\0\x01" + b"\x0a\0\0\x01" + bytes(10))
+ARP = (
+    b"\xff" * 6
+    + b"\x02\x00\x00\x00\x00\x01"
+    + b"\x08\x06"
+    + bytes.fromhex("0001080006040001")
+    + b"\x02\0\0\0\0\x01"
+    + b"\x0a\0\0\x01"
+    + bytes(10)
+)
 
 
 def frame(ip: bytes, linktype: int) -> bytes:
@@ -81,8 +107,9 @@ def frame(ip: bytes, linktype: int) -> bytes:
     return ip
 
 
-def write_capture(path: Path, packets: list[bytes], linktype: int, *, ng: bool,
-                  arp: bool = False) -> Path:
+def write_capture(
+    path: Path, packets: list[bytes], linktype: int, *, ng: bool, arp: bool = False
+) -> Path:
     with open(path, "wb") as f:
         w = (dpkt.pcapng.Writer if ng else dpkt.pcap.Writer)(f, snaplen=65535, linktype=linktype)
         for i, ip in enumerate(packets):
@@ -94,7 +121,8 @@ def write_capture(path: Path, packets: list[bytes], linktype: int, *, ng: bool,
 
 @pytest.mark.parametrize("ng", [False, True], ids=["pcap", "pcapng"])
 @pytest.mark.parametrize(
-    "linktype", [LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2, LINKTYPE_RAW],
+    "linktype",
+    [LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2, LINKTYPE_RAW],
     ids=["ethernet", "sll", "sll2", "raw"],
 )
 def test_read_ip_packets_strips_the_link_layer(tmp_path: Path, linktype: int, ng: bool) -> None:
@@ -111,7 +139,7 @@ def test_read_ip_packets_strips_the_link_layer(tmp_path: Path, linktype: int, ng
 
 def test_strip_link_layer_cases() -> None:
     ip = ip_packets(1, seed=2)[0]
-    vlan = (b"\x02\0\0\0\0\x02\x02\0\0\0\0\x01" + b"\x81\x00\x00\x05" + b"\x08\x00" + ip)
+    vlan = b"\x02\0\0\0\0\x02\x02\0\0\0\0\x01" + b"\x81\x00\x00\x05" + b"\x08\x00" + ip
     assert strip_link_layer(vlan, LINKTYPE_ETHERNET) == ip
     assert strip_link_layer(ARP, LINKTYPE_ETHERNET) is None
     assert strip_link_layer(b"\x01\x02", LINKTYPE_ETHERNET) is None
@@ -122,8 +150,9 @@ def test_strip_link_layer_cases() -> None:
 
 
 def test_evaluate_pcaps_summary(tmp_path: Path) -> None:
-    a = write_capture(tmp_path / "a.pcap", ip_packets(60, seed=3), LINKTYPE_ETHERNET, ng=False,
-                      arp=True)
+    a = write_capture(
+        tmp_path / "a.pcap", ip_packets(60, seed=3), LINKTYPE_ETHERNET, ng=False, arp=True
+    )
     b = write_capture(tmp_path / "b.pcapng", ip_packets(40, seed=4), LINKTYPE_LINUX_SLL, ng=True)
     res = evaluate_pcaps([a, b], rates_mbps=(5, 20, 100), seed=0, progress=False)
     summary = res["summary"]

@@ -12,8 +12,14 @@ import pytest
 from oxidize_ml.evaluation import report
 from oxidize_ml.evaluation.plots import matplotlib_available
 
-TINY = {"congestion": {"scenarios": ["wired-clean"], "duration_s": 1.0,
-                       "controllers": ("reno", "bbr"), "include_traces": False}}
+TINY = {
+    "congestion": {
+        "scenarios": ["wired-clean"],
+        "duration_s": 1.0,
+        "controllers": ("reno", "bbr"),
+        "include_traces": False,
+    }
+}
 
 
 def test_quick_report_writes_markdown_json_and_figures(tmp_path: Path) -> None:
@@ -21,8 +27,16 @@ def test_quick_report_writes_markdown_json_and_figures(tmp_path: Path) -> None:
 
     out = tmp_path / "rep"
     console = Console(file=io.StringIO(), width=120)
-    path = report.build_report(out, seed=3, quick=True, progress=True, sections=["congestion"],
-                               options=TINY, strict=True, console=console)
+    path = report.build_report(
+        out,
+        seed=3,
+        quick=True,
+        progress=True,
+        sections=["congestion"],
+        options=TINY,
+        strict=True,
+        console=console,
+    )
     assert path == out / "report.md"
     md = path.read_text()
     data = json.loads((out / "results.json").read_text())
@@ -39,8 +53,10 @@ def test_quick_report_writes_markdown_json_and_figures(tmp_path: Path) -> None:
     assert sec["headline"][0] in md
     assert "## 1. Congestion control" in md
     if matplotlib_available():
-        assert sec["figures"] == ["figures/congestion-pantheon.png",
-                                  "figures/congestion-timeseries.png"]
+        assert sec["figures"] == [
+            "figures/congestion-pantheon.png",
+            "figures/congestion-timeseries.png",
+        ]
         for f in sec["figures"]:
             assert (out / f).is_file()
             assert f"]({f})" in md
@@ -78,8 +94,7 @@ def test_missing_and_failing_sections_are_reported(tmp_path: Path, monkeypatch) 
     monkeypatch.setattr(report, "SECTIONS", sections)
     rep = report.build_report_full(tmp_path / "r", progress=False)
     status = {o.section.key: o.status for o in rep.outcomes}
-    assert status == {"ok": "ok", "broken": "failed", "skip": "skipped",
-                      "absent": "not available"}
+    assert status == {"ok": "ok", "broken": "failed", "skip": "skipped", "absent": "not available"}
     assert "boom 0" in rep.outcome("broken").error
     data = json.loads(rep.results_path.read_text())
     assert data["sections"]["ok"]["result"] == {"x": None, "y": 2}

@@ -78,8 +78,11 @@ def test_source_owned_by_another_user_is_refused(tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", ["loss_predictor.safetensors", "manifest.json", POINTER_NAME])
 def test_fifo_in_source_does_not_hang_pull_nor_keep_the_lock(tmp_path: Path, name: str) -> None:
     hub, version = published_store(tmp_path)
-    target = (tmp_path / "store" / POINTER_NAME if name == POINTER_NAME
-              else tmp_path / "store" / VERSIONS_DIR / version / name)
+    target = (
+        tmp_path / "store" / POINTER_NAME
+        if name == POINTER_NAME
+        else tmp_path / "store" / VERSIONS_DIR / version / name
+    )
     target.unlink()
     os.mkfifo(target, 0o600)
     dest = tmp_path / "dest"

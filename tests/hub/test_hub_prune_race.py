@@ -24,8 +24,10 @@ def hub_for(tmp_path: Path, **changes) -> ModelHub:  # type: ignore[no-untyped-d
 def test_sync_with_keep_one_never_prunes_what_a_reader_is_loading(tmp_path: Path) -> None:
     n_versions, n_readers = 12, 3
     (tmp_path / "src").mkdir()
-    dirs = [make_model_dir(tmp_path / "src", day=1 + k, seed=k, default_enabled=True)
-            for k in range(n_versions)]
+    dirs = [
+        make_model_dir(tmp_path / "src", day=1 + k, seed=k, default_enabled=True)
+        for k in range(n_versions)
+    ]
     publisher = hub_for(tmp_path, keep_versions=n_versions + 1)
     syncer = hub_for(tmp_path, keep_versions=1)  # the default grace period applies
     dest = tmp_path / "dest"
@@ -68,8 +70,9 @@ def test_sync_with_keep_one_never_prunes_what_a_reader_is_loading(tmp_path: Path
 
 def test_prune_spares_recently_retired_versions_then_deletes_them(tmp_path: Path) -> None:
     publisher = hub_for(tmp_path, keep_versions=10)
-    names = [publisher.upload_models(make_model_dir(tmp_path, day=d, seed=d)).version
-             for d in (2, 3, 4)]
+    names = [
+        publisher.upload_models(make_model_dir(tmp_path, day=d, seed=d)).version for d in (2, 3, 4)
+    ]
     store = Store(tmp_path / "store")
     assert store.current() == names[2]
     # Just retired: kept despite keep=1, for the grace period.

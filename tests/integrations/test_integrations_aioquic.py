@@ -35,8 +35,14 @@ def _engine(**kw: Any) -> MlEngine:
 
 def _packet(pn: int, t: float, size: int = MSS, epoch: Epoch = Epoch.ONE_RTT) -> QuicSentPacket:
     return QuicSentPacket(
-        epoch=epoch, in_flight=True, is_ack_eliciting=True, is_crypto_packet=False,
-        packet_number=pn, packet_type=QuicPacketType.ONE_RTT, sent_time=t, sent_bytes=size,
+        epoch=epoch,
+        in_flight=True,
+        is_ack_eliciting=True,
+        is_crypto_packet=False,
+        packet_number=pn,
+        packet_type=QuicPacketType.ONE_RTT,
+        sent_time=t,
+        sent_bytes=size,
     )
 
 
@@ -68,8 +74,7 @@ class ScriptedEngine:
     """Returns a fixed sequence of windows (to check clamping and application)."""
 
     def __init__(self, windows: list[int], limits: CwndLimits) -> None:
-        self.config = EngineConfig(limits=limits, load_default_models=False,
-                                   collect_training=False)
+        self.config = EngineConfig(limits=limits, load_default_models=False, collect_training=False)
         self.cwnd = limits.initial_cwnd
         self._windows = deque(windows)
         self.observed: list[Any] = []
@@ -90,8 +95,11 @@ def test_register_and_aioquic_creates_one_engine_per_connection() -> None:
 
     register_oxidize(factory, name="oxidize-test-reg")
     cc1 = create_congestion_control("oxidize-test-reg", max_datagram_size=MSS)
-    conn = QuicConnection(configuration=QuicConfiguration(
-        is_client=True, congestion_control_algorithm="oxidize-test-reg"))
+    conn = QuicConnection(
+        configuration=QuicConfiguration(
+            is_client=True, congestion_control_algorithm="oxidize-test-reg"
+        )
+    )
     cc2 = controller_of(conn)
     assert isinstance(cc1, OxidizeCongestionControl)
     assert isinstance(cc2, OxidizeCongestionControl)
@@ -169,8 +177,12 @@ def test_window_is_the_engines_clamped_and_only_moves_at_decisions() -> None:
     limits = CwndLimits(mss=MSS)
     script = [5 * MSS, 1, 10**12, 30 * MSS]
     eng = ScriptedEngine(script, limits)
-    cc = OxidizeCongestionControl(max_datagram_size=MSS, engine=eng,  # type: ignore[arg-type]
-                                  decision_interval_s=0.01, time_offset_s=100.0)
+    cc = OxidizeCongestionControl(
+        max_datagram_size=MSS,
+        engine=eng,  # type: ignore[arg-type]
+        decision_interval_s=0.01,
+        time_offset_s=100.0,
+    )
     windows = []
     for step in range(45):  # 1 ms apart: 45 ms -> decisions at 10, 20, 30, 40 ms
         t = step * 0.001
@@ -178,20 +190,32 @@ def test_window_is_the_engines_clamped_and_only_moves_at_decisions() -> None:
         cc.on_packet_sent(packet=_packet(step, t))
         if cc.congestion_window != before:
             windows.append((round(t, 3), cc.congestion_window))
-    assert windows == [(0.01, 5 * MSS), (0.02, limits.min_cwnd), (0.03, limits.max_cwnd_bytes),
-                       (0.04, 30 * MSS)]
+    assert windows == [
+        (0.01, 5 * MSS),
+        (0.02, limits.min_cwnd),
+        (0.03, limits.max_cwnd_bytes),
+        (0.04, 30 * MSS),
+    ]
     # The engine saw Unix-offset times and the window in force.
     assert [round(o[0], 3) for o in eng.observed] == [100.01, 100.02, 100.03, 100.04]
-    assert [o[1].cwnd for o in eng.observed] == [10 * MSS, 5 * MSS, limits.min_cwnd,
-                                                  limits.max_cwnd_bytes]
+    assert [o[1].cwnd for o in eng.observed] == [
+        10 * MSS,
+        5 * MSS,
+        limits.min_cwnd,
+        limits.max_cwnd_bytes,
+    ]
     # Ten packets sent per interval, none acked: inflight grows by ten each time.
     assert [o[1].inflight for o in eng.observed] == [10, 20, 30, 40]
 
 
 def test_features_follow_the_events_of_the_interval() -> None:
     eng = ScriptedEngine([12_000] * 10, CwndLimits(mss=MSS))
-    cc = OxidizeCongestionControl(max_datagram_size=MSS, engine=eng,  # type: ignore[arg-type]
-                                  decision_interval_s=0.05, time_offset_s=0.0)
+    cc = OxidizeCongestionControl(
+        max_datagram_size=MSS,
+        engine=eng,  # type: ignore[arg-type]
+        decision_interval_s=0.05,
+        time_offset_s=0.0,
+    )
     pkts = [_packet(i, 0.0) for i in range(10)]
     for p in pkts:
         cc.on_packet_sent(packet=p)
@@ -201,7 +225,7 @@ def test_features_follow_the_events_of_the_interval() -> None:
     cc.on_packets_lost(now=0.041, packets=pkts[6:8])
     # The next event past the decision time closes the interval [0, 0.05).
     cc.on_packet_sent(packet=_packet(10, 0.050))
-    (now, f, thr), = eng.observed
+    ((now, f, thr),) = eng.observed
     assert now == pytest.approx(0.050)
     assert f.loss_rate == pytest.approx(2 / 8)
     assert f.recent_retx == 2
@@ -212,8 +236,14 @@ def test_features_follow_the_events_of_the_interval() -> None:
     assert f.buffer_occupancy == 0.0
 
 
-def _fluid_run(cc: OxidizeCongestionControl, *, rate_bps: float, rtt_s: float,
-               duration_s: float, loss_every: int = 0) -> dict[str, float]:
+def _fluid_run(
+    cc: OxidizeCongestionControl,
+    *,
+    rate_bps: float,
+    rtt_s: float,
+    duration_s: float,
+    loss_every: int = 0,
+) -> dict[str, float]:
     """A bottleneck of ``rate_bps`` with base RTT ``rtt_s`` and a deep buffer, 1 ms steps."""
     tx = MSS * 8 / rate_bps
     inflight: deque[tuple[float, QuicSentPacket]] = deque()  # (ack time, packet)
@@ -250,8 +280,11 @@ def _fluid_run(cc: OxidizeCongestionControl, *, rate_bps: float, rtt_s: float,
 def test_closed_loop_windows_follow_engine_actions_within_limits() -> None:
     limits = CwndLimits(mss=MSS)
     spy = SpyEngine(_engine(limits=limits))
-    cc = OxidizeCongestionControl(max_datagram_size=MSS, engine=spy,  # type: ignore[arg-type]
-                                  time_offset_s=0.0)
+    cc = OxidizeCongestionControl(
+        max_datagram_size=MSS,
+        engine=spy,  # type: ignore[arg-type]
+        time_offset_s=0.0,
+    )
     out = _fluid_run(cc, rate_bps=12e6, rtt_s=0.040, duration_s=3.0)
     assert len(spy.decisions) >= 250  # ~ one per 10 ms over 3 s
     for _, before, action, new in spy.decisions:
@@ -274,8 +307,11 @@ def test_losses_reach_the_engine_and_telemetry_exports(tmp_path: Any) -> None:
     engine = _engine()
     engine.enable_training_collection()
     spy = SpyEngine(engine)
-    cc = OxidizeCongestionControl(max_datagram_size=MSS, engine=spy,  # type: ignore[arg-type]
-                                  time_offset_s=0.0)
+    cc = OxidizeCongestionControl(
+        max_datagram_size=MSS,
+        engine=spy,  # type: ignore[arg-type]
+        time_offset_s=0.0,
+    )
     _fluid_run(cc, rate_bps=8e6, rtt_s=0.030, duration_s=1.0, loss_every=20)
     losses = [f.loss_rate for _, f, _ in spy.observed]
     assert max(losses) > 0.0

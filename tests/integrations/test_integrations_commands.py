@@ -23,9 +23,24 @@ def test_commands_are_registered() -> None:
 
 def test_emulate_runs_for_a_duration_and_reports(tmp_path: Path) -> None:
     js = tmp_path / "emu.json"
-    out = runner.invoke(app, ["emulate", "--listen", "0", "--target", "127.0.0.1:9",
-                              "--rate-mbps", "4", "--delay-ms", "5", "--duration", "0.2",
-                              "--json", str(js)])
+    out = runner.invoke(
+        app,
+        [
+            "emulate",
+            "--listen",
+            "0",
+            "--target",
+            "127.0.0.1:9",
+            "--rate-mbps",
+            "4",
+            "--delay-ms",
+            "5",
+            "--duration",
+            "0.2",
+            "--json",
+            str(js),
+        ],
+    )
     assert out.exit_code == 0, out.output
     assert "link emulator report" in out.output
     data = json.loads(js.read_text())
@@ -39,8 +54,10 @@ def test_emulate_runs_for_a_duration_and_reports(tmp_path: Path) -> None:
         (["--target", "10.1.2.3:9", "--rate-mbps", "1"], "loopback"),
         (["--target", "nonsense", "--rate-mbps", "1"], "HOST:PORT"),
         (["--target", "127.0.0.1:9", "--trace", "/nonexistent.down"], "does not exist"),
-        (["--target", "127.0.0.1:9", "--rate-mbps", "1", "--client-idle-s", "0"],
-         "client_idle_timeout_s"),
+        (
+            ["--target", "127.0.0.1:9", "--rate-mbps", "1", "--client-idle-s", "0"],
+            "client_idle_timeout_s",
+        ),
         (["--target", "127.0.0.1:9", "--rate-mbps", "1", "--max-clients", "0"], "max_clients"),
     ],
 )
@@ -52,9 +69,24 @@ def test_emulate_errors_are_clear(args: list[str], message: str) -> None:
 
 def test_e2e_small_run_writes_json(tmp_path: Path) -> None:
     pytest.importorskip("aioquic")
-    out = runner.invoke(app, ["e2e", "--rate-mbps", "6", "--delay-ms", "10", "--bytes", "100000",
-                              "--controllers", "oxidize", "--no-sim", "--no-plot",
-                              "--out", str(tmp_path)])
+    out = runner.invoke(
+        app,
+        [
+            "e2e",
+            "--rate-mbps",
+            "6",
+            "--delay-ms",
+            "10",
+            "--bytes",
+            "100000",
+            "--controllers",
+            "oxidize",
+            "--no-sim",
+            "--no-plot",
+            "--out",
+            str(tmp_path),
+        ],
+    )
     assert out.exit_code == 0, out.output
     data = json.loads((tmp_path / "e2e.json").read_text())
     (row,) = data["results"]

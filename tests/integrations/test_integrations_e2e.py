@@ -63,8 +63,16 @@ SIM_QDELAY_CELLULAR_S = 0.020
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> E2eReport:
     tel = tmp_path_factory.mktemp("telemetry")
-    return run_e2e(E2eConfig(rate_bps=RATE_BPS, delay_s=0.020, transfer_bytes=300_000,
-                             seed=0, timeout_s=30.0, collect_dir=str(tel)))
+    return run_e2e(
+        E2eConfig(
+            rate_bps=RATE_BPS,
+            delay_s=0.020,
+            transfer_bytes=300_000,
+            seed=0,
+            timeout_s=30.0,
+            collect_dir=str(tel),
+        )
+    )
 
 
 def test_every_controller_completes(report: E2eReport) -> None:
@@ -121,8 +129,10 @@ def test_agrees_with_the_simulator_on_a_constant_link(report: E2eReport) -> None
             continue  # the engine's own fidelity gap: reported in docs/e2e.md, not bounded
         lo, hi = SIM_CLASSIC_CONSTANT
         assert lo <= r.goodput_vs_sim <= hi, (r.controller, r.goodput_vs_sim)
-        assert abs(r.qdelay_p95_diff_s) <= SIM_QDELAY_CONSTANT_S, (r.controller,
-                                                                  r.qdelay_p95_diff_s)
+        assert abs(r.qdelay_p95_diff_s) <= SIM_QDELAY_CONSTANT_S, (
+            r.controller,
+            r.qdelay_p95_diff_s,
+        )
 
 
 def test_the_emulator_ran_in_its_own_process(report: E2eReport) -> None:
@@ -144,13 +154,19 @@ def test_synthetic_cellular_trace_against_the_simulator(tmp_path: Path) -> None:
     up to three attempts; every attempt must complete within the link capacity.
     """
     trace = synthetic_cellular_trace(
-        tmp_path / "cell.down", seed=2, duration_s=30.0,
-        config=CellularConfig(state_rates_bps=(2e6, 4e6, 6e6, 8e6)))
+        tmp_path / "cell.down",
+        seed=2,
+        duration_s=30.0,
+        config=CellularConfig(state_rates_bps=(2e6, 4e6, 6e6, 8e6)),
+    )
     lo, hi = SIM_CLASSIC_CELLULAR
     misses = []
     for _attempt in range(3):
-        rep = run_e2e(E2eConfig(trace=str(trace), delay_s=0.020, transfer_bytes=400_000,
-                                seed=2, timeout_s=30.0))
+        rep = run_e2e(
+            E2eConfig(
+                trace=str(trace), delay_s=0.020, transfer_bytes=400_000, seed=2, timeout_s=30.0
+            )
+        )
         assert [r.controller for r in rep.results] == ["reno", "cubic", "oxidize"]
         assert "from where each e2e transfer started" in rep.sim_note
         miss = []
@@ -160,8 +176,9 @@ def test_synthetic_cellular_trace_against_the_simulator(tmp_path: Path) -> None:
             assert r.sim is not None and r.sim.completed
             if r.controller == "oxidize":
                 continue  # the engine's own fidelity gap: reported in docs/e2e.md, not bounded
-            if not (lo <= r.goodput_vs_sim <= hi
-                    and abs(r.qdelay_p95_diff_s) <= SIM_QDELAY_CELLULAR_S):
+            if not (
+                lo <= r.goodput_vs_sim <= hi and abs(r.qdelay_p95_diff_s) <= SIM_QDELAY_CELLULAR_S
+            ):
                 miss.append((r.controller, r.goodput_vs_sim, r.qdelay_p95_diff_s))
         if not miss:
             return
@@ -193,8 +210,16 @@ def test_report_files(report: E2eReport, tmp_path: Path) -> None:
 
 def test_a_run_that_cannot_finish_is_reported_not_hung() -> None:
     # 300 KB at 1 Mbit/s needs > 2.4 s; the bound is 0.8 s.
-    rep = run_e2e(E2eConfig(rate_bps=1e6, delay_s=0.010, transfer_bytes=300_000,
-                            controllers=("reno",), timeout_s=0.8, simulate=False))
+    rep = run_e2e(
+        E2eConfig(
+            rate_bps=1e6,
+            delay_s=0.010,
+            transfer_bytes=300_000,
+            controllers=("reno",),
+            timeout_s=0.8,
+            simulate=False,
+        )
+    )
     (r,) = rep.results
     assert not r.completed and r.transfer_s is None
     assert r.error is not None and "not completed" in r.error
@@ -204,9 +229,16 @@ def test_a_run_that_cannot_finish_is_reported_not_hung() -> None:
 
 @pytest.mark.skipif(not TRACES.is_dir(), reason="shared Mahimahi traces not present")
 def test_mahimahi_trace_short_transfer() -> None:
-    rep = run_e2e(E2eConfig(trace=str(TRACES / "ATT-LTE-driving-2016.down"), delay_s=0.020,
-                            transfer_bytes=200_000, controllers=("cubic", "oxidize"),
-                            timeout_s=30.0, simulate=False))
+    rep = run_e2e(
+        E2eConfig(
+            trace=str(TRACES / "ATT-LTE-driving-2016.down"),
+            delay_s=0.020,
+            transfer_bytes=200_000,
+            controllers=("cubic", "oxidize"),
+            timeout_s=30.0,
+            simulate=False,
+        )
+    )
     for r in rep.results:
         assert r.completed, (r.controller, r.error)
         assert r.goodput_bps <= r.capacity_bps * CAPACITY_SLACK
@@ -222,8 +254,15 @@ def test_a_broken_engine_factory_is_reported_at_once(monkeypatch: pytest.MonkeyP
         return make
 
     monkeypatch.setattr(e2e, "_oxidize_engine_factory", broken)
-    rep = run_e2e(E2eConfig(rate_bps=4e6, transfer_bytes=10_000, controllers=("oxidize",),
-                            timeout_s=30.0, simulate=False))
+    rep = run_e2e(
+        E2eConfig(
+            rate_bps=4e6,
+            transfer_bytes=10_000,
+            controllers=("oxidize",),
+            timeout_s=30.0,
+            simulate=False,
+        )
+    )
     (r,) = rep.results
     assert not r.completed
     assert r.error is not None and "no engine today" in r.error

@@ -108,8 +108,9 @@ def test_burst_is_cut_to_the_queue_and_paced_at_the_capacity() -> None:
 
 def test_seeded_bernoulli_loss_matches_the_simulator_sampler() -> None:
     p = 0.2
-    link = LinkConfig(ConstantLink(40e6), delay_s=0.0, queue_bytes=400 * 1500,
-                      loss=BernoulliLoss(p))
+    link = LinkConfig(
+        ConstantLink(40e6), delay_s=0.0, queue_bytes=400 * 1500, loss=BernoulliLoss(p)
+    )
     emu, sink, _ = asyncio.run(_burst(link, 120, 0.15, seed=7))
     rep = emu.report().uplink
     assert rep.dropped_queue == 0
@@ -123,8 +124,11 @@ def test_seeded_bernoulli_loss_matches_the_simulator_sampler() -> None:
 
 
 def test_gilbert_elliott_loss_drops_in_bursts() -> None:
-    link = LinkConfig(ConstantLink(40e6), queue_bytes=400 * 1500,
-                      loss=GilbertElliottLoss(p=0.05, r=0.3, k=1.0, h=0.0))
+    link = LinkConfig(
+        ConstantLink(40e6),
+        queue_bytes=400 * 1500,
+        loss=GilbertElliottLoss(p=0.05, r=0.3, k=1.0, h=0.0),
+    )
     emu, sink, _ = asyncio.run(_burst(link, 120, 0.15, seed=3))
     rep = emu.report().uplink
     assert rep.dropped_loss > 0 and rep.delivered + rep.dropped_loss == 120
@@ -335,16 +339,29 @@ def test_emulate_writes_its_json_report_on_sigterm(tmp_path: Path) -> None:
     js = tmp_path / "report.json"
     env = {k: v for k, v in os.environ.items() if not k.startswith("OXIDIZE_")}
     env["PYTHONUNBUFFERED"] = "1"
-    cmd = [sys.executable, "-m", "oxidize_ml.cli", "emulate", "--listen", "0",
-           "--target", f"127.0.0.1:{sink.getsockname()[1]}", "--rate-mbps", "20",
-           "--delay-ms", "2", "--json", str(js)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env)
+    cmd = [
+        sys.executable,
+        "-m",
+        "oxidize_ml.cli",
+        "emulate",
+        "--listen",
+        "0",
+        "--target",
+        f"127.0.0.1:{sink.getsockname()[1]}",
+        "--rate-mbps",
+        "20",
+        "--delay-ms",
+        "2",
+        "--json",
+        str(js),
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
-        assert line.startswith("relaying 127.0.0.1:"), line + (proc.stderr.read() if
-                                                              proc.poll() is not None else "")
+        assert line.startswith("relaying 127.0.0.1:"), line + (
+            proc.stderr.read() if proc.poll() is not None else ""
+        )
         port = int(line.split()[1].rsplit(":", 1)[1])
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
             for i in range(5):

@@ -34,11 +34,22 @@ def _trace(tmp_path: Path) -> Path:
 def test_config_round_trips_through_json(tmp_path: Path) -> None:
     cfg = EmulatorConfig(
         target=("127.0.0.1", 4433),
-        downlink=LinkConfig(TraceLink(str(_trace(tmp_path))), delay_s=0.03, queue_bytes=9000,
-                            loss=GilbertElliottLoss(p=0.01, r=0.3, k=0.9, h=0.1)),
-        uplink=LinkConfig(StepLink(((0.0, 1e6), (2.0, 3e6))), delay_s=0.01,
-                          loss=BernoulliLoss(0.02), horizon_s=10.0),
-        seed=5, max_clients=3, client_idle_timeout_s=2.5, max_pipe_bytes=123_456,
+        downlink=LinkConfig(
+            TraceLink(str(_trace(tmp_path))),
+            delay_s=0.03,
+            queue_bytes=9000,
+            loss=GilbertElliottLoss(p=0.01, r=0.3, k=0.9, h=0.1),
+        ),
+        uplink=LinkConfig(
+            StepLink(((0.0, 1e6), (2.0, 3e6))),
+            delay_s=0.01,
+            loss=BernoulliLoss(0.02),
+            horizon_s=10.0,
+        ),
+        seed=5,
+        max_clients=3,
+        client_idle_timeout_s=2.5,
+        max_pipe_bytes=123_456,
         max_datagram_bytes=1500,
     )
     back = config_from_json(json.loads(json.dumps(config_to_json(cfg))))
@@ -60,12 +71,17 @@ def test_config_errors_name_the_field() -> None:
     with pytest.raises(TypeError, match="config"):
         config_from_json([])
     with pytest.raises(ValueError, match="file first"):
-        config_to_json(EmulatorConfig(target=("127.0.0.1", 9), uplink=link,
-                                      downlink=LinkConfig(CellularLink())))
+        config_to_json(
+            EmulatorConfig(
+                target=("127.0.0.1", 9), uplink=link, downlink=LinkConfig(CellularLink())
+            )
+        )
 
 
 def test_child_rejects_a_bad_config_line() -> None:
-    out = subprocess.run(CHILD, check=False, input=b'{"target": 7}\n', capture_output=True, timeout=60)
+    out = subprocess.run(
+        CHILD, check=False, input=b'{"target": 7}\n', capture_output=True, timeout=60
+    )
     assert out.returncode == 2
     assert b"bad emulator config" in out.stderr and out.stdout == b""
     out = subprocess.run(CHILD, check=False, input=b"x" * 70_000, capture_output=True, timeout=60)
@@ -79,8 +95,9 @@ def test_relays_from_another_process_and_reports(tmp_path: Path) -> None:
         sink.bind(("127.0.0.1", 0))
         sink.setblocking(False)
         link = LinkConfig(ConstantLink(12e6), delay_s=0.005)  # one opportunity per ms
-        cfg = EmulatorConfig(target=("127.0.0.1", sink.getsockname()[1]), uplink=link,
-                             downlink=link)
+        cfg = EmulatorConfig(
+            target=("127.0.0.1", sink.getsockname()[1]), uplink=link, downlink=link
+        )
         client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
             async with EmulatorProcess(cfg) as emu:
@@ -116,10 +133,15 @@ def test_schedule_is_rebuilt_identically_in_the_parent(tmp_path: Path) -> None:
 def test_child_exits_when_its_parent_goes_away() -> None:
     """An orphan must not linger: EOF on stdin stops the child with its report."""
     link = LinkConfig(ConstantLink(1e6))
-    line = json.dumps(config_to_json(
-        EmulatorConfig(target=("127.0.0.1", 9), uplink=link, downlink=link))) + "\n"
-    proc = subprocess.Popen(CHILD, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
+    line = (
+        json.dumps(
+            config_to_json(EmulatorConfig(target=("127.0.0.1", 9), uplink=link, downlink=link))
+        )
+        + "\n"
+    )
+    proc = subprocess.Popen(
+        CHILD, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     try:
         assert proc.stdin is not None and proc.stdout is not None
         proc.stdin.write(line.encode())

@@ -20,8 +20,10 @@ TOL = 1e-5
 def _tensors(seed: int = 0) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     # Wide enough weights that the output moves with the input (not a constant).
-    return {k: rng.normal(0.0, 0.4, s).astype(np.float32)
-            for k, s in expected_tensors(LossLstmConfig()).items()}
+    return {
+        k: rng.normal(0.0, 0.4, s).astype(np.float32)
+        for k, s in expected_tensors(LossLstmConfig()).items()
+    }
 
 
 def _model(seed: int = 0) -> LstmLossModel:
@@ -32,18 +34,20 @@ def _features(n: int, seed: int = 1) -> list[NetworkFeatures]:
     rng = np.random.default_rng(seed)
     out = []
     for _ in range(n):
-        out.append(NetworkFeatures(
-            rtt_us=float(rng.uniform(10_000, 300_000)),
-            rtt_var_us=float(rng.uniform(0, 50_000)),
-            bandwidth_bps=float(rng.uniform(1e6, 1e8)),
-            loss_rate=float(rng.choice([0.0, 0.0, 0.0, rng.uniform(0, 0.3)])),
-            loss_trend=float(rng.uniform(-0.2, 0.2)),
-            inflight=float(rng.integers(1, 500)),
-            cwnd=float(rng.integers(3_000, 800_000)),
-            time_since_loss_ms=float(rng.uniform(0, 2000)),
-            buffer_occupancy=float(rng.uniform(0, 1)),
-            recent_retx=float(rng.integers(0, 5)),
-        ))
+        out.append(
+            NetworkFeatures(
+                rtt_us=float(rng.uniform(10_000, 300_000)),
+                rtt_var_us=float(rng.uniform(0, 50_000)),
+                bandwidth_bps=float(rng.uniform(1e6, 1e8)),
+                loss_rate=float(rng.choice([0.0, 0.0, 0.0, rng.uniform(0, 0.3)])),
+                loss_trend=float(rng.uniform(-0.2, 0.2)),
+                inflight=float(rng.integers(1, 500)),
+                cwnd=float(rng.integers(3_000, 800_000)),
+                time_since_loss_ms=float(rng.uniform(0, 2000)),
+                buffer_occupancy=float(rng.uniform(0, 1)),
+                recent_retx=float(rng.integers(0, 5)),
+            )
+        )
     return out
 
 

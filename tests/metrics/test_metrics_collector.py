@@ -163,8 +163,11 @@ def test_values_match_engine_stats(driven_engine: MlEngine) -> None:
         inf = fams[hist]["samples"][(hist + "_bucket", (("component", comp), ("le", "+Inf")))]
         assert inf == lat.count > 0
         assert value(fams, hist + "_count", component=comp) == lat.count
-        buckets = [v for (n, labels), v in fams[hist]["samples"].items()
-                   if n == hist + "_bucket" and labels[0] == ("component", comp)]
+        buckets = [
+            v
+            for (n, labels), v in fams[hist]["samples"].items()
+            if n == hist + "_bucket" and labels[0] == ("component", comp)
+        ]
         assert buckets == sorted(buckets)  # cumulative
     assert value(fams, "oxidize_ml_build_info", version="9.9.9", feature_schema="1") == 1
     assert value(fams, "oxidize_ml_training_collection_enabled") == 1

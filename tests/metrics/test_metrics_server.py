@@ -215,7 +215,8 @@ def test_name_filter_and_openmetrics_negotiation() -> None:
         fams = families(scrape(url)[1])
         assert set(fams) == {"oxidize_ml_cwnd_bytes", "oxidize_ml_observations"}
         req = urllib.request.Request(
-            server.url, headers={"Accept": "application/openmetrics-text; version=1.0.0"})
+            server.url, headers={"Accept": "application/openmetrics-text; version=1.0.0"}
+        )
         with urllib.request.urlopen(req, timeout=10) as resp:
             ctype = resp.headers["Content-Type"]
             text = resp.read().decode("utf-8")

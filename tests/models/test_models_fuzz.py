@@ -35,10 +35,16 @@ from oxidize_ml.types import DrlAction, MlCompressionDecision
 
 STATE = StateConfig()
 # OXIDIZE_FUZZ_EXAMPLES raises the bound for a longer hunt; CI keeps the default.
-FUZZ = settings(max_examples=int(os.environ.get("OXIDIZE_FUZZ_EXAMPLES", "40")), deadline=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-FIELDS = {"loss_predictor": "loss", "congestion_controller": "congestion",
-          "compression_oracle": "compression"}
+FUZZ = settings(
+    max_examples=int(os.environ.get("OXIDIZE_FUZZ_EXAMPLES", "40")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+FIELDS = {
+    "loss_predictor": "loss",
+    "congestion_controller": "congestion",
+    "compression_oracle": "compression",
+}
 _BASES: list[Path] = []
 
 
@@ -101,10 +107,14 @@ def mutate_header(data: bytes, how: str, pick: int, value: int) -> bytes:
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False)
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=False)
     | st.text(max_size=12),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
-                                                                max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
     max_leaves=12,
 )
 
@@ -113,14 +123,19 @@ mutations = st.one_of(
     st.tuples(st.just("flip"), st.integers(0, 2**20), st.floats(0.0, 1.0), st.integers(1, 255)),
     st.tuples(st.just("garbage"), st.integers(0, 2**20), st.binary(max_size=300)),
     st.tuples(st.just("delete"), st.integers(0, 2**20)),
-    st.tuples(st.just("header"), st.integers(0, 2**20),
-              st.sampled_from(["dtype", "shape", "huge_shape", "huge_offsets", "metadata",
-                               "header_len"]),
-              st.integers(0, 1000), st.integers(0, 1000)),
-    st.tuples(st.just("manifest"), st.sampled_from(MODEL_NAMES),
-              st.sampled_from(["config", "files", "kind", "inputs", "version", "metrics",
-                               "training"]),
-              json_values),
+    st.tuples(
+        st.just("header"),
+        st.integers(0, 2**20),
+        st.sampled_from(["dtype", "shape", "huge_shape", "huge_offsets", "metadata", "header_len"]),
+        st.integers(0, 1000),
+        st.integers(0, 1000),
+    ),
+    st.tuples(
+        st.just("manifest"),
+        st.sampled_from(MODEL_NAMES),
+        st.sampled_from(["config", "files", "kind", "inputs", "version", "metrics", "training"]),
+        json_values,
+    ),
 )
 
 
@@ -173,9 +188,16 @@ def resign(d: Path) -> None:
 
 def _features(i: int) -> NetworkFeatures:
     return NetworkFeatures(
-        rtt_us=30_000 + 900 * (i % 9), rtt_var_us=3_000 * (i % 3), bandwidth_bps=20e6 * (1 + i % 4),
-        loss_rate=0.03 * (i % 3), loss_trend=0.0, inflight=60 + i, cwnd=90_000,
-        time_since_loss_ms=100.0 * (i % 5), buffer_occupancy=0.1 * (i % 10), recent_retx=i % 2,
+        rtt_us=30_000 + 900 * (i % 9),
+        rtt_var_us=3_000 * (i % 3),
+        bandwidth_bps=20e6 * (1 + i % 4),
+        loss_rate=0.03 * (i % 3),
+        loss_trend=0.0,
+        inflight=60 + i,
+        cwnd=90_000,
+        time_since_loss_ms=100.0 * (i % 5),
+        buffer_occupancy=0.1 * (i % 10),
+        recent_retx=i % 2,
     )
 
 
@@ -187,8 +209,9 @@ def exercise(res: Any) -> None:
             assert 0.0 <= res.loss.predict_one(_features(i), now=0.01 * i) <= 1.0
     if res.congestion is not None:
         for i in range(25):
-            obs = CongestionObservation(features=_features(i), throughput_bps=15e6,
-                                        cwnd_bytes=90_000)
+            obs = CongestionObservation(
+                features=_features(i), throughput_bps=15e6, cwnd_bytes=90_000
+            )
             res.congestion.learn_one(obs, 0.0, now=0.01 * i)
             assert isinstance(res.congestion.predict_one(obs, now=0.01 * i), DrlAction)
     if res.compression is not None:
@@ -203,8 +226,10 @@ def check(d: Path, bad_file: str | None, resigned: bool, changed: set[str]) -> N
         # onnxruntime (the numpy runtime never reads it, so it cannot make it misbehave),
         # and the compression oracle always tabulates on numpy.
         bad_model = None if bad_file is None else owner(bad_file)
-        if bad_file is not None and bad_file.endswith(".onnx") and (
-            backend == "numpy" or bad_model == "compression_oracle"
+        if (
+            bad_file is not None
+            and bad_file.endswith(".onnx")
+            and (backend == "numpy" or bad_model == "compression_oracle")
         ):
             bad_model = None
         assert set(res.status) == set(MODEL_NAMES)

@@ -74,9 +74,7 @@ def make_model_dir(
 
 
 def _load(d: Path, **kw: object) -> object:
-    return load_policies(
-        d, backend="numpy", limits=CwndLimits(), state_config=STATE, seed=0, **kw
-    )
+    return load_policies(d, backend="numpy", limits=CwndLimits(), state_config=STATE, seed=0, **kw)
 
 
 def test_all_models_load(tmp_path: Path) -> None:
@@ -87,7 +85,8 @@ def test_all_models_load(tmp_path: Path) -> None:
     assert isinstance(res.compression, RateBucketOracle)  # a LearnedCompressionOracle per rate
     assert res.compression.link_rate_bps == 20e6  # from the manifest's metrics
     assert res.versions == {
-        "loss_predictor": "test-0", "congestion_controller": "test-1",
+        "loss_predictor": "test-0",
+        "congestion_controller": "test-1",
         "compression_oracle": "test-2",
     }
 
@@ -184,8 +183,9 @@ def test_wrong_kind_under_a_name(tmp_path: Path) -> None:
 
 def test_dqn_trained_for_another_state_config(tmp_path: Path) -> None:
     d = make_model_dir(tmp_path / "m")
-    res = load_policies(d, backend="numpy", limits=CwndLimits(),
-                        state_config=StateConfig(history=2), seed=0)
+    res = load_policies(
+        d, backend="numpy", limits=CwndLimits(), state_config=StateConfig(history=2), seed=0
+    )
     assert res.status["congestion_controller"].startswith("invalid")
     assert res.status["loss_predictor"] == "loaded"
 
@@ -215,8 +215,16 @@ def test_unknown_or_absent_onnx_backend_reports(tmp_path: Path, backend: str) ->
 
 def _features(loss: float) -> NetworkFeatures:
     return NetworkFeatures(
-        rtt_us=40_000, rtt_var_us=4_000, bandwidth_bps=50e6, loss_rate=loss, loss_trend=0.0,
-        inflight=80, cwnd=120_000, time_since_loss_ms=500, buffer_occupancy=0.2, recent_retx=0,
+        rtt_us=40_000,
+        rtt_var_us=4_000,
+        bandwidth_bps=50e6,
+        loss_rate=loss,
+        loss_trend=0.0,
+        inflight=80,
+        cwnd=120_000,
+        time_since_loss_ms=500,
+        buffer_occupancy=0.2,
+        recent_retx=0,
     )
 
 

@@ -50,8 +50,7 @@ Transform = Callable[[str, dict[str, np.ndarray]], dict[str, np.ndarray]]
 
 def _random(cfg: object, seed: int) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
-    return {k: rng.normal(0.0, 0.2, s).astype(np.float32)
-            for k, s in expected_tensors(cfg).items()}  # type: ignore[arg-type]
+    return {k: rng.normal(0.0, 0.2, s).astype(np.float32) for k, s in expected_tensors(cfg).items()}  # type: ignore[arg-type]
 
 
 def model_dir(d: Path, transform: Transform | None = None) -> Path:
@@ -63,9 +62,12 @@ def model_dir(d: Path, transform: Transform | None = None) -> Path:
         if transform is not None:
             t = transform(name, t)
         (d / f"{name}.safetensors").write_bytes(encode_weights(t, cfg))
-        entry: dict = {"version": f"t{i}", "kind": cfg.kind,
-                       "files": {"safetensors": f"{name}.safetensors"},
-                       "metrics": {"default_enabled": True}}
+        entry: dict = {
+            "version": f"t{i}",
+            "kind": cfg.kind,
+            "files": {"safetensors": f"{name}.safetensors"},
+            "metrics": {"default_enabled": True},
+        }
         if inputs is not None:
             entry["inputs"] = inputs
         entries[name] = entry
@@ -79,9 +81,16 @@ def _load(d: Path) -> object:
 
 def _features(i: int) -> NetworkFeatures:
     return NetworkFeatures(
-        rtt_us=40_000 + 500 * (i % 7), rtt_var_us=4_000, bandwidth_bps=50e6,
-        loss_rate=0.01 * (i % 3), loss_trend=0.0, inflight=80, cwnd=120_000,
-        time_since_loss_ms=500, buffer_occupancy=0.2, recent_retx=0,
+        rtt_us=40_000 + 500 * (i % 7),
+        rtt_var_us=4_000,
+        bandwidth_bps=50e6,
+        loss_rate=0.01 * (i % 3),
+        loss_trend=0.0,
+        inflight=80,
+        cwnd=120_000,
+        time_since_loss_ms=500,
+        buffer_occupancy=0.2,
+        recent_retx=0,
     )
 
 

@@ -22,9 +22,16 @@ STATE = StateConfig()
 
 def _features(i: int) -> NetworkFeatures:
     return NetworkFeatures(
-        rtt_us=40_000 + 700 * (i % 5), rtt_var_us=4_000, bandwidth_bps=50e6,
-        loss_rate=0.02 * (i % 4), loss_trend=0.0, inflight=80, cwnd=120_000,
-        time_since_loss_ms=500, buffer_occupancy=0.2, recent_retx=i % 2,
+        rtt_us=40_000 + 700 * (i % 5),
+        rtt_var_us=4_000,
+        bandwidth_bps=50e6,
+        loss_rate=0.02 * (i % 4),
+        loss_trend=0.0,
+        inflight=80,
+        cwnd=120_000,
+        time_since_loss_ms=500,
+        buffer_occupancy=0.2,
+        recent_retx=i % 2,
     )
 
 

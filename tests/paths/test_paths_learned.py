@@ -33,13 +33,20 @@ class MetricPrior:
     """Stand-in prior: the reward the latest metrics would give (a correct ranking)."""
 
     def forward_batch(self, xs: np.ndarray) -> np.ndarray:
-        return np.asarray(xs)[:, MR:MR + 1]
+        return np.asarray(xs)[:, MR : MR + 1]
 
 
-def _m(path: PathId, rtt_ms: float, *, mbps: float = 20.0, loss: float = 0.0,
-       avail: float = 1.0) -> PathMetrics:
-    return PathMetrics(path_id=path, rtt_us=rtt_ms * 1000, rtt_var_us=1000,
-                       bandwidth_bps=mbps * 1e6, loss_rate=loss, availability=avail)
+def _m(
+    path: PathId, rtt_ms: float, *, mbps: float = 20.0, loss: float = 0.0, avail: float = 1.0
+) -> PathMetrics:
+    return PathMetrics(
+        path_id=path,
+        rtt_us=rtt_ms * 1000,
+        rtt_var_us=1000,
+        bandwidth_bps=mbps * 1e6,
+        loss_rate=loss,
+        availability=avail,
+    )
 
 
 def test_feature_rows_layout_and_metrics_reward() -> None:
@@ -47,7 +54,7 @@ def test_feature_rows_layout_and_metrics_reward() -> None:
     m = _m(PathId.Secondary, 30, mbps=40, loss=0.01)
     rows = st.update(m)
     assert rows.shape == (5, N_INPUTS) and rows.dtype == np.float32
-    onehot = rows[:, INPUT_NAMES.index("ctx_gaming"):INPUT_NAMES.index("ctx_web") + 1]
+    onehot = rows[:, INPUT_NAMES.index("ctx_gaming") : INPUT_NAMES.index("ctx_web") + 1]
     assert np.array_equal(onehot, np.eye(5))
     for c in TrafficContext:
         want = calculate_path_reward(c, m.rtt_us, m.loss_rate, m.bandwidth_bps / 1e6)
@@ -73,7 +80,7 @@ def test_verify_prior_refuses_bad_models() -> None:
 
     class Inverted:
         def forward_batch(self, xs: np.ndarray) -> np.ndarray:
-            return 1.0 - np.asarray(xs)[:, MR:MR + 1]
+            return 1.0 - np.asarray(xs)[:, MR : MR + 1]
 
     class NaNs:
         def forward_batch(self, xs: np.ndarray) -> np.ndarray:
@@ -121,8 +128,9 @@ def test_selects_by_prior_per_traffic_type_and_skips_unavailable() -> None:
 def test_online_correction_overrides_a_wrong_prior() -> None:
     """Metrics make Primary look best, but the rewards fed back say it is useless: the
     discounted correction moves the traffic to Secondary and keeps it there."""
-    sel = LearnedPathSelector(MetricPrior(), LearnedPathConfig(prior_strength=5.0,
-                                                                exploration_alpha=0.02))
+    sel = LearnedPathSelector(
+        MetricPrior(), LearnedPathConfig(prior_strength=5.0, exploration_alpha=0.02)
+    )
     ctx = TrafficContext.VoIP
     sel.update_metrics(_m(PathId.Primary, 10), now=0.0)
     sel.update_metrics(_m(PathId.Secondary, 60), now=0.0)
@@ -145,8 +153,10 @@ def test_same_seed_same_choices() -> None:
         out = []
         for t in range(60):
             for p in (PathId.Primary, PathId.Secondary, PathId.Tertiary):
-                sel.update_metrics(_m(p, float(rng.uniform(10, 100)),
-                                      mbps=float(rng.uniform(1, 100))), now=float(t))
+                sel.update_metrics(
+                    _m(p, float(rng.uniform(10, 100)), mbps=float(rng.uniform(1, 100))),
+                    now=float(t),
+                )
             c = TrafficContext(int(rng.integers(0, 5)))
             path = sel.select(c, now=float(t))
             out.append(path)
@@ -163,33 +173,53 @@ def _metric_weights() -> dict[str, np.ndarray]:
     """A one-unit MLP computing relu(metrics_reward): a valid prior in weight-file form."""
     w0 = np.zeros((1, N_INPUTS), dtype=np.float32)
     w0[0, MR] = 1.0
-    return {"layers.0.weight": w0, "layers.0.bias": np.zeros(1, np.float32),
-            "layers.1.weight": np.ones((1, 1), np.float32),
-            "layers.1.bias": np.zeros(1, np.float32)}
+    return {
+        "layers.0.weight": w0,
+        "layers.0.bias": np.zeros(1, np.float32),
+        "layers.1.weight": np.ones((1, 1), np.float32),
+        "layers.1.bias": np.zeros(1, np.float32),
+    }
 
 
-def make_path_model_dir(d: Path, *, default_enabled: bool = True,
-                        inputs: list[str] | None = None, probes: list[float] | None = None,
-                        online: dict[str, float] | None = None) -> Path:
+def make_path_model_dir(
+    d: Path,
+    *,
+    default_enabled: bool = True,
+    inputs: list[str] | None = None,
+    probes: list[float] | None = None,
+    online: dict[str, float] | None = None,
+) -> Path:
     d.mkdir(parents=True)
     cfg = PathMlpConfig(n_inputs=N_INPUTS, hidden=1, n_hidden_layers=1)
     (d / "path_selector.safetensors").write_bytes(encode_weights(_metric_weights(), cfg))
-    metrics: dict[str, object] = {"default_enabled": default_enabled,
-                                  "online_config": online or {"exploration_alpha": 0.0}}
+    metrics: dict[str, object] = {
+        "default_enabled": default_enabled,
+        "online_config": online or {"exploration_alpha": 0.0},
+    }
     if probes is not None:
         metrics["probe_outputs"] = probes
-    write_manifest(d, {"path_selector": {
-        "version": "t1", "kind": "path_mlp", "files": {"safetensors": "path_selector.safetensors"},
-        "inputs": inputs if inputs is not None else list(INPUT_NAMES),
-        "training": {"path_feature_version": FEATURE_VERSION}, "metrics": metrics,
-    }}, package_version="test")
+    write_manifest(
+        d,
+        {
+            "path_selector": {
+                "version": "t1",
+                "kind": "path_mlp",
+                "files": {"safetensors": "path_selector.safetensors"},
+                "inputs": inputs if inputs is not None else list(INPUT_NAMES),
+                "training": {"path_feature_version": FEATURE_VERSION},
+                "metrics": metrics,
+            }
+        },
+        package_version="test",
+    )
     return d
 
 
 def test_load_from_model_dir_with_probes_and_online_config(tmp_path: Path) -> None:
     probes = verify_prior(MetricPrior()).tolist()
-    d = make_path_model_dir(tmp_path / "m", probes=probes,
-                            online={"exploration_alpha": 0.0, "prior_strength": 7.0})
+    d = make_path_model_dir(
+        tmp_path / "m", probes=probes, online={"exploration_alpha": 0.0, "prior_strength": 7.0}
+    )
     sel, why = load_learned_selector(d, seed=1)
     assert why == "loaded" and isinstance(sel, LearnedPathSelector)
     assert sel.version == "t1"  # the manifest's, for the engine's loaded-models list
@@ -276,4 +306,8 @@ def test_fallbacks_without_available_paths() -> None:
     sel.update_metrics(_m(PathId.Primary, 80), now=2.0)  # back up
     assert sel.select(TrafficContext.Web, now=2.0) is PathId.Primary
     assert sel.stats()["per_context"]["Web"]["selections"] == {
-        "Primary": 2, "Secondary": 0, "Tertiary": 2, "Quaternary": 0}
+        "Primary": 2,
+        "Secondary": 0,
+        "Tertiary": 2,
+        "Quaternary": 0,
+    }

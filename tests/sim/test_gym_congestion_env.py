@@ -133,7 +133,8 @@ def test_sender_view_replaces_the_true_queue_fill() -> None:
     f = view_env.last_observation.features
     agent = view_env._agent
     assert f.buffer_occupancy == pytest.approx(
-        estimate_buffer_occupancy(f.rtt_us * 1e-6, agent.min_rtt_s))
+        estimate_buffer_occupancy(f.rtt_us * 1e-6, agent.min_rtt_s)
+    )
     assert true_env.last_observation.features.buffer_occupancy != f.buffer_occupancy
 
 
@@ -230,8 +231,9 @@ def _random_dqn(seed: int = 0):
     widths = [24, 128, 128, 6]
     tensors = {}
     for k in range(3):
-        tensors[f"layers.{k}.weight"] = (rng.standard_normal((widths[k + 1], widths[k]))
-                                         / np.sqrt(widths[k])).astype(np.float32)
+        tensors[f"layers.{k}.weight"] = (
+            rng.standard_normal((widths[k + 1], widths[k])) / np.sqrt(widths[k])
+        ).astype(np.float32)
         tensors[f"layers.{k}.bias"] = np.zeros(widths[k + 1], np.float32)
     return MlpModel.from_tensors(tensors, DqnMlpConfig(n_inputs=24))
 
@@ -244,8 +246,9 @@ def test_dqn_factory_runs_beside_the_baselines() -> None:
     model = _random_dqn()
     registry = default_registry()
     registry.register("dqn", dqn_factory(model))
-    res = simulate("competing-flows", "dqn", seed=0, duration_s=1.0, registry=registry,
-                   record_series=False)
+    res = simulate(
+        "competing-flows", "dqn", seed=0, duration_s=1.0, registry=registry, record_series=False
+    )
     assert res.controllers == ("dqn", "dqn", "dqn")
     ctrl = make_dqn_controller(model)
     assert isinstance(ctrl, SenderViewPolicyController) and ctrl.policy.name == "dqn"
@@ -255,6 +258,10 @@ def test_dqn_factory_runs_beside_the_baselines() -> None:
     trunc = False
     while not trunc:
         obs, _, _, trunc, _ = env.step(model.argmax(obs))
-    ref = simulate(get_scenario("wired-clean").with_duration(1.0), ctrl,
-                   seed=env.simulation.seed, record_series=False)
+    ref = simulate(
+        get_scenario("wired-clean").with_duration(1.0),
+        ctrl,
+        seed=env.simulation.seed,
+        record_series=False,
+    )
     assert ref.flows[0].bytes_acked == env.simulation.result().flows[0].bytes_acked

@@ -78,8 +78,12 @@ def test_reward_is_the_selector_reward_of_the_chosen_path_and_oracle_is_the_max(
         _, reward, terminated, truncated, info = env.step(action)
         row = k + 1
         expected = [
-            calculate_path_reward(ctx, truth["rtt_s"][row, i] * 1e6, truth["loss"][row, i],
-                                  truth["throughput_bps"][row, i] / 1e6)
+            calculate_path_reward(
+                ctx,
+                truth["rtt_s"][row, i] * 1e6,
+                truth["loss"][row, i],
+                truth["throughput_bps"][row, i] / 1e6,
+            )
             for i in range(env.n_paths)
         ]
         assert reward == pytest.approx(expected[action])
@@ -122,10 +126,18 @@ def test_outage_makes_a_path_unavailable_and_worthless() -> None:
 
 
 def test_degradation_ramps_rtt_loss_and_capacity() -> None:
-    deg = Degradation(start_s=10.0, ramp_s=10.0, extra_rtt_s=0.1, extra_loss=0.2,
-                      capacity_factor=0.5)
-    spec = PathSpec("p", ConstantLink(20e6), base_rtt_s=0.02, cross_load=0.0, cross_sigma=0.0,
-                    jitter_s=0.0, degradations=(deg,))
+    deg = Degradation(
+        start_s=10.0, ramp_s=10.0, extra_rtt_s=0.1, extra_loss=0.2, capacity_factor=0.5
+    )
+    spec = PathSpec(
+        "p",
+        ConstantLink(20e6),
+        base_rtt_s=0.02,
+        cross_load=0.0,
+        cross_sigma=0.0,
+        jitter_s=0.0,
+        degradations=(deg,),
+    )
     other = PathSpec("q", StepLink(((0.0, 10e6), (15.0, 5e6))), base_rtt_s=0.03)
     env = PathSelectionEnv(PathScenario("t", (spec, other), episode_steps=30))
     env.reset(seed=0)
@@ -156,8 +168,10 @@ def test_bad_arguments_name_the_problem() -> None:
 def test_registration_is_idempotent_and_make_works() -> None:
     assert sim_gym.PATH_ENV_ID in gymnasium.envs.registry
     assert sim_gym.CONGESTION_ENV_ID in gymnasium.envs.registry
-    assert (gymnasium.envs.registry[sim_gym.PATH_ENV_ID].entry_point
-            == "oxidize_ml.sim.gym.path_env:PathSelectionEnv")
+    assert (
+        gymnasium.envs.registry[sim_gym.PATH_ENV_ID].entry_point
+        == "oxidize_ml.sim.gym.path_env:PathSelectionEnv"
+    )
     for spec_id in (sim_gym.PATH_ENV_ID, sim_gym.CONGESTION_ENV_ID):  # entry points resolve
         entry = gymnasium.envs.registry[spec_id].entry_point
         assert isinstance(gymnasium.envs.registration.load_env_creator(entry), type)
@@ -179,8 +193,9 @@ def test_trace_scenarios_use_the_split_traces() -> None:
 
 
 def _write_trace(path: Path, gap_ms: int, length_ms: int = 1000) -> Path:
-    path.write_text("\n".join(str(t) for t in range(gap_ms, length_ms + 1, gap_ms)) + "\n",
-                    encoding="ascii")
+    path.write_text(
+        "\n".join(str(t) for t in range(gap_ms, length_ms + 1, gap_ms)) + "\n", encoding="ascii"
+    )
     return path
 
 
@@ -197,7 +212,8 @@ def test_trace_path_families(tmp_path: Path) -> None:
     base = fams["traces"]
     assert [p.base_rtt_s for p in base.paths] == list(TRACE_RTT_LADDER_S[:3])
     assert [p.base_rtt_s for p in fams["traces-rtt-reversed"].paths] == list(
-        TRACE_RTT_LADDER_S[:3][::-1])
+        TRACE_RTT_LADDER_S[:3][::-1]
+    )
     assert fams["traces-outage"].paths[0].outages == ((15.0, 25.0),)
     assert fams["traces-degrading"].paths[0].degradations[0].start_s == 15.0
     assert all(sc.episode_steps == 50 for sc in fams.values())

@@ -34,8 +34,21 @@ def test_scenarios_lists_the_suite() -> None:
 
 def test_simulate_writes_readable_telemetry_and_a_plot(tmp_path: Path) -> None:
     tel = tmp_path / "tel"
-    args = ["simulate", "--scenario", "wired-clean", "--controller", "cubic", "--duration", "1.5",
-            "--seed", "2", "--telemetry", str(tel), "--json", str(tmp_path / "run.json")]
+    args = [
+        "simulate",
+        "--scenario",
+        "wired-clean",
+        "--controller",
+        "cubic",
+        "--duration",
+        "1.5",
+        "--seed",
+        "2",
+        "--telemetry",
+        str(tel),
+        "--json",
+        str(tmp_path / "run.json"),
+    ]
     if matplotlib_available():
         args += ["--plot", str(tmp_path / "run.png")]
     res = runner.invoke(app, args)
@@ -52,8 +65,7 @@ def test_simulate_writes_readable_telemetry_and_a_plot(tmp_path: Path) -> None:
     assert all(len(s) == StateConfig().size for s in cong["state"])
     assert all(-1.0 <= r <= 1.0 for r in cong["reward"])
     assert not any(cong["done"])
-    assert set(tables["congestion"].column("source").to_pylist()) == {
-        "sim-wired-clean-cubic-s2-f0"}
+    assert set(tables["congestion"].column("source").to_pylist()) == {"sim-wired-clean-cubic-s2-f0"}
     summary = json.loads((tmp_path / "run.json").read_text())
     assert summary["scenario"] == "wired-clean" and summary["seed"] == 2
     if matplotlib_available():
@@ -83,7 +95,8 @@ def test_per_ack_controllers_get_the_nearest_table_action(tmp_path: Path) -> Non
     from oxidize_ml.sim.commands import simulate_with_telemetry
 
     result, manifests = simulate_with_telemetry(
-        get_scenario("high-bdp"), "reno", seed=0, duration_s=0.6, telemetry_dir=tmp_path)
+        get_scenario("high-bdp"), "reno", seed=0, duration_s=0.6, telemetry_dir=tmp_path
+    )
     assert len(manifests) == 1
     actions = read_exports(tmp_path)["congestion"].column("action").to_pylist()
     cwnd = result.flows[0].series.cwnd_bytes
@@ -109,8 +122,18 @@ def test_simulate_argument_errors(tmp_path: Path) -> None:
 def test_simulate_engine_on_a_trace() -> None:
     if not TRACES.is_dir():
         pytest.skip("shared Mahimahi traces are not present")
-    res = runner.invoke(app, ["simulate", "--trace", str(TRACES / "Verizon-LTE-short.down"),
-                              "--controller", "engine", "--duration", "1"])
+    res = runner.invoke(
+        app,
+        [
+            "simulate",
+            "--trace",
+            str(TRACES / "Verizon-LTE-short.down"),
+            "--controller",
+            "engine",
+            "--duration",
+            "1",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "engine" in res.output
 
@@ -130,27 +153,78 @@ def test_dqn_model_runs_in_simulate_and_demo(tmp_path: Path) -> None:
     model_dir.mkdir()
     # random weights: this checks the plumbing, not the policy
     (model_dir / "congestion_controller.safetensors").write_bytes(encode_weights(tensors, cfg))
-    res = runner.invoke(app, ["simulate", "--scenario", "wired-clean", "--controller", "dqn",
-                              "--model", str(model_dir), "--duration", "1"])
+    res = runner.invoke(
+        app,
+        [
+            "simulate",
+            "--scenario",
+            "wired-clean",
+            "--controller",
+            "dqn",
+            "--model",
+            str(model_dir),
+            "--duration",
+            "1",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "dqn" in res.output
     out = tmp_path / "rep"
-    res = runner.invoke(app, ["demo", "--out", str(out), "--only", "congestion", "--scenario",
-                              "wired-clean", "--duration", "1", "--dqn-model", str(model_dir),
-                              "--no-progress"])
+    res = runner.invoke(
+        app,
+        [
+            "demo",
+            "--out",
+            str(out),
+            "--only",
+            "congestion",
+            "--scenario",
+            "wired-clean",
+            "--duration",
+            "1",
+            "--dqn-model",
+            str(model_dir),
+            "--no-progress",
+        ],
+    )
     assert res.exit_code == 0, res.output
     data = json.loads((out / "results.json").read_text())
     assert "dqn" in data["sections"]["congestion"]["result"]["controllers"]
-    res = runner.invoke(app, ["simulate", "--scenario", "wired-clean", "--controller", "dqn",
-                              "--model", str(tmp_path / "missing")])
+    res = runner.invoke(
+        app,
+        [
+            "simulate",
+            "--scenario",
+            "wired-clean",
+            "--controller",
+            "dqn",
+            "--model",
+            str(tmp_path / "missing"),
+        ],
+    )
     assert res.exit_code == 2
 
 
 def test_demo_quick_writes_the_report(tmp_path: Path) -> None:
     out = tmp_path / "report"
-    res = runner.invoke(app, ["demo", "--quick", "--out", str(out), "--only", "congestion",
-                              "--scenario", "wired-clean", "--scenario", "shallow-buffer",
-                              "--duration", "1", "--no-progress"])
+    res = runner.invoke(
+        app,
+        [
+            "demo",
+            "--quick",
+            "--out",
+            str(out),
+            "--only",
+            "congestion",
+            "--scenario",
+            "wired-clean",
+            "--scenario",
+            "shallow-buffer",
+            "--duration",
+            "1",
+            "--no-progress",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert (out / "report.md").is_file() and (out / "results.json").is_file()
     assert "Who wins where" in res.output
@@ -158,6 +232,8 @@ def test_demo_quick_writes_the_report(tmp_path: Path) -> None:
     assert str(out / "report.md") in res.output.replace("\n", "")
     data = json.loads((out / "results.json").read_text())
     assert [s["name"] for s in data["sections"]["congestion"]["result"]["scenarios"]] == [
-        "wired-clean", "shallow-buffer"]
+        "wired-clean",
+        "shallow-buffer",
+    ]
     res = runner.invoke(app, ["demo", "--out", str(out), "--only", "nope", "--no-progress"])
     assert res.exit_code == 2

@@ -27,8 +27,15 @@ MSS = 1500
 
 
 def feats(**kw: float) -> NetworkFeatures:
-    base = {"rtt_us": 40_000.0, "rtt_var_us": 1_000.0, "bandwidth_bps": 12e6, "loss_rate": 0.0,
-                "loss_trend": 0.0, "inflight": 10.0, "cwnd": 15_000.0}
+    base = {
+        "rtt_us": 40_000.0,
+        "rtt_var_us": 1_000.0,
+        "bandwidth_bps": 12e6,
+        "loss_rate": 0.0,
+        "loss_trend": 0.0,
+        "inflight": 10.0,
+        "cwnd": 15_000.0,
+    }
     base.update(kw)
     return NetworkFeatures(**base)  # type: ignore[arg-type]
 
@@ -63,8 +70,9 @@ def test_reno_slow_start_and_congestion_avoidance() -> None:
 def test_reno_minimum_and_persistent_congestion() -> None:
     r = RenoController()
     for k in range(10):
-        r.on_packets_lost(now=float(k + 1), lost_bytes=MSS, lost_packets=1,
-                          largest_sent_time=float(k) + 0.5)
+        r.on_packets_lost(
+            now=float(k + 1), lost_bytes=MSS, lost_packets=1, largest_sent_time=float(k) + 0.5
+        )
     assert r.cwnd == 2 * MSS
     r.cwnd = 50 * MSS
     r.on_persistent_congestion(now=20.0)
@@ -114,11 +122,13 @@ def test_cubic_window_follows_the_cubic_curve() -> None:
     # at t = K the window is back near W_max (concave approach), then grows past it (convex)
     assert near_k[1] == pytest.approx(200.0, rel=0.05)
     assert trace[-1][1] > 230.0
+
     # growth slows near W_max: the increase per second around K is small vs. after K + 3 s
     def rate(t: float) -> float:
         a = min(trace, key=lambda p: abs(p[0] - t))
         b = min(trace, key=lambda p: abs(p[0] - (t + 1.0)))
         return b[1] - a[1]
+
     assert rate(k - 0.5) < rate(k + 3.0)
     assert rate(0.5) > rate(k - 0.5)
 
@@ -177,15 +187,27 @@ def test_policy_controller_learns_then_predicts_then_applies() -> None:
     (kind1, obs1, reward), (kind2, obs2, _now) = pol.calls
     assert (kind1, kind2) == ("learn", "predict") and obs1 is obs2
     assert obs1.features is f and obs1.throughput_bps == 6e6 and obs1.cwnd_bytes == 15_000
-    assert reward == pytest.approx(congestion_reward(
-        throughput_bps=6e6, max_throughput_bps=6e6, rtt_us=50_000.0, min_rtt_us=50_000.0,
-        loss_rate=0.1))
+    assert reward == pytest.approx(
+        congestion_reward(
+            throughput_bps=6e6,
+            max_throughput_bps=6e6,
+            rtt_us=50_000.0,
+            min_rtt_us=50_000.0,
+            loss_rate=0.1,
+        )
+    )
     assert pc.cwnd == apply_action(DrlAction.Increase10, 15_000, CwndLimits())
     # windowed max / min: a later, worse interval is judged against the earlier best
     pc.on_interval(now=0.02, features=feats(rtt_us=100_000.0), throughput_bps=3e6)
-    assert pol.calls[2][2] == pytest.approx(congestion_reward(
-        throughput_bps=3e6, max_throughput_bps=6e6, rtt_us=100_000.0, min_rtt_us=50_000.0,
-        loss_rate=0.0))
+    assert pol.calls[2][2] == pytest.approx(
+        congestion_reward(
+            throughput_bps=3e6,
+            max_throughput_bps=6e6,
+            rtt_us=100_000.0,
+            min_rtt_us=50_000.0,
+            loss_rate=0.0,
+        )
+    )
 
 
 def test_policy_controller_rejects_non_policies() -> None:

@@ -44,10 +44,20 @@ def run_both(sc: Scenario, ctrl: str, seed: int = 1, **kw):  # type: ignore[no-u
         (get_scenario("shallow-buffer"), "cubic"),
         (get_scenario("step-change"), "reno"),
         (get_scenario("cellular-synthetic"), "cubic"),
-        (Scenario("finite", ConstantLink(12e6), (FlowSpec(0.02, size_bytes=3_000_000),),
-                  loss=BernoulliLoss(0.005), duration_s=8.0), "reno"),
-        (Scenario("late", ConstantLink(8e6), (FlowSpec(0.01, start_s=1.234),), duration_s=4.0),
-         "cubic"),
+        (
+            Scenario(
+                "finite",
+                ConstantLink(12e6),
+                (FlowSpec(0.02, size_bytes=3_000_000),),
+                loss=BernoulliLoss(0.005),
+                duration_s=8.0,
+            ),
+            "reno",
+        ),
+        (
+            Scenario("late", ConstantLink(8e6), (FlowSpec(0.01, start_s=1.234),), duration_s=4.0),
+            "cubic",
+        ),
     ],
 )
 def test_single_flow_fast_loop_equals_general_loop(scenario: Scenario, ctrl: str) -> None:
@@ -58,8 +68,11 @@ def test_single_flow_fast_loop_equals_general_loop(scenario: Scenario, ctrl: str
 
 
 def test_same_seed_same_result_and_seed_matters_only_for_random_scenarios() -> None:
-    for name, random in (("random-loss", True), ("cellular-synthetic", True),
-                         ("wired-clean", False)):
+    for name, random in (
+        ("random-loss", True),
+        ("cellular-synthetic", True),
+        ("wired-clean", False),
+    ):
         a = simulate(name, "reno", seed=7, duration_s=4.0)
         b = simulate(name, "reno", seed=7, duration_s=4.0)
         c = simulate(name, "reno", seed=8, duration_s=4.0)
@@ -85,8 +98,9 @@ def test_result_is_json_serialisable_and_consistent() -> None:
 
 
 def test_whole_window_dropped_recovers_through_the_probe_timeout() -> None:
-    sc = Scenario("blackhole", ConstantLink(12e6), (FlowSpec(0.02),), BufferSpec(bdp=4.0),
-                  duration_s=10.0)
+    sc = Scenario(
+        "blackhole", ConstantLink(12e6), (FlowSpec(0.02),), BufferSpec(bdp=4.0), duration_s=10.0
+    )
     results = []
     for force in (False, True):
         sim = Simulation(sc, "reno", seed=0)
@@ -131,8 +145,13 @@ def test_outage_then_recovery() -> None:
 
 def test_finite_flow_completes_once() -> None:
     size = 2_000_000
-    sc = Scenario("fct", ConstantLink(12e6), (FlowSpec(0.02, size_bytes=size, start_s=0.5),),
-                  loss=BernoulliLoss(0.01), duration_s=10.0)
+    sc = Scenario(
+        "fct",
+        ConstantLink(12e6),
+        (FlowSpec(0.02, size_bytes=size, start_s=0.5),),
+        loss=BernoulliLoss(0.01),
+        duration_s=10.0,
+    )
     r = simulate(sc, "cubic", seed=3)
     f = r.flows[0]
     assert f.completion_time_s is not None and 0.5 + size * 8 / 12e6 < f.completion_time_s < 6.0
@@ -174,8 +193,9 @@ def test_on_interval_hook_sees_every_interval_of_every_active_flow() -> None:
         assert isinstance(f, NetworkFeatures) and f.cwnd >= 3000
         calls.append((now, i, thr, cwnd))
 
-    sc = Scenario("two", ConstantLink(12e6), (FlowSpec(0.02), FlowSpec(0.03, start_s=1.0)),
-                  duration_s=2.0)
+    sc = Scenario(
+        "two", ConstantLink(12e6), (FlowSpec(0.02), FlowSpec(0.03, start_s=1.0)), duration_s=2.0
+    )
     r = simulate(sc, "reno", seed=0, on_interval=hook)
     first = [c for c in calls if c[1] == 0]
     second = [c for c in calls if c[1] == 1]
@@ -187,8 +207,9 @@ def test_on_interval_hook_sees_every_interval_of_every_active_flow() -> None:
 
 
 def test_two_equal_reno_flows_share_fairly() -> None:
-    sc = Scenario("pair", ConstantLink(24e6), (FlowSpec(0.02), FlowSpec(0.02, start_s=0.2)),
-                  duration_s=15.0)
+    sc = Scenario(
+        "pair", ConstantLink(24e6), (FlowSpec(0.02), FlowSpec(0.02, start_s=0.2)), duration_s=15.0
+    )
     r = simulate(sc, "reno", seed=0, record_series=False)
     assert r.jain_index > 0.9
     assert r.utilisation > 0.9
@@ -214,8 +235,9 @@ class _Fixed(RenoController):
 
 
 def test_memory_stays_bounded_and_delay_samples_are_decimated() -> None:
-    sim = Simulation(get_scenario("high-bdp"), "reno", seed=0, duration_s=6.0,
-                     max_delay_samples=5000)
+    sim = Simulation(
+        get_scenario("high-bdp"), "reno", seed=0, duration_s=6.0, max_delay_samples=5000
+    )
     r = sim.run()
     assert r.packets_sent > 40_000
     # trimmed every 64 ticks: at most 4096 departed entries + 64 intervals of packets + queue
@@ -263,8 +285,9 @@ def test_bad_inputs_raise_clear_errors(tmp_path) -> None:  # type: ignore[no-unt
 
 def test_gilbert_elliott_in_the_simulator() -> None:
     ge = GilbertElliottLoss(p=0.01, r=0.2, k=1.0, h=0.3)
-    sc = Scenario("ge", ConstantLink(12e6), (FlowSpec(0.01),), BufferSpec(bdp=8.0), loss=ge,
-                  duration_s=60.0)
+    sc = Scenario(
+        "ge", ConstantLink(12e6), (FlowSpec(0.01),), BufferSpec(bdp=8.0), loss=ge, duration_s=60.0
+    )
     sim = Simulation(sc, [_Fixed(40)], seed=2, record_series=False)
     r = sim.run()
     f = r.flows[0]
@@ -276,16 +299,32 @@ def test_random_configurations_fast_equals_general() -> None:
     rng = np.random.default_rng(2024)
     for k in range(6):
         rate = float(rng.uniform(2e6, 40e6))
-        link = (ConstantLink(rate) if k % 2 == 0 else
-                StepLink(((0.0, rate), (1.0, rate / 4), (2.0, rate * 1.5))))
-        loss = [None, BernoulliLoss(float(rng.uniform(0, 0.03))),
-                GilbertElliottLoss(p=0.01, r=0.3, h=0.2)][k % 3]
+        link = (
+            ConstantLink(rate)
+            if k % 2 == 0
+            else StepLink(((0.0, rate), (1.0, rate / 4), (2.0, rate * 1.5)))
+        )
+        loss = [
+            None,
+            BernoulliLoss(float(rng.uniform(0, 0.03))),
+            GilbertElliottLoss(p=0.01, r=0.3, h=0.2),
+        ][k % 3]
         size = None if k < 4 else int(rng.integers(200_000, 2_000_000))
-        sc = Scenario(f"rand{k}", link, (FlowSpec(float(rng.uniform(0.002, 0.15)),
-                                                   float(rng.uniform(0.002, 0.15)),
-                                                   start_s=float(rng.uniform(0, 0.5)),
-                                                   size_bytes=size),),
-                      BufferSpec(bdp=float(rng.uniform(0.05, 3.0))), loss=loss, duration_s=3.0)
+        sc = Scenario(
+            f"rand{k}",
+            link,
+            (
+                FlowSpec(
+                    float(rng.uniform(0.002, 0.15)),
+                    float(rng.uniform(0.002, 0.15)),
+                    start_s=float(rng.uniform(0, 0.5)),
+                    size_bytes=size,
+                ),
+            ),
+            BufferSpec(bdp=float(rng.uniform(0.05, 3.0))),
+            loss=loss,
+            duration_s=3.0,
+        )
         ctrl = ["reno", "cubic"][k % 2]
         fast, general = run_both(sc, ctrl, seed=k)
         assert fast == general, sc
@@ -296,10 +335,14 @@ def test_multi_flow_bottleneck_is_fifo_in_arrival_order(monkeypatch: pytest.Monk
 
     monkeypatch.setattr(core, "QUEUE_COMPACT_ENTRIES", 10**9)
     # a short-delay flow sending later must still reach the bottleneck first
-    sc = Scenario("mix", ConstantLink(20e6),
-                  (FlowSpec(0.08, 0.01), FlowSpec(0.005, 0.05, start_s=0.3),
-                   FlowSpec(0.03, start_s=0.7)),
-                  BufferSpec(bdp=1.0), loss=BernoulliLoss(0.005), duration_s=4.0)
+    sc = Scenario(
+        "mix",
+        ConstantLink(20e6),
+        (FlowSpec(0.08, 0.01), FlowSpec(0.005, 0.05, start_s=0.3), FlowSpec(0.03, start_s=0.7)),
+        BufferSpec(bdp=1.0),
+        loss=BernoulliLoss(0.005),
+        duration_s=4.0,
+    )
     sim = Simulation(sc, "cubic", seed=0)
     r = sim.run()
     arr = np.asarray(sim._q_arr)
@@ -314,9 +357,12 @@ def test_multi_flow_bottleneck_is_fifo_in_arrival_order(monkeypatch: pytest.Monk
 
 
 def test_finite_flow_among_bulk_flows() -> None:
-    sc = Scenario("mice", ConstantLink(24e6),
-                  (FlowSpec(0.02), FlowSpec(0.03, size_bytes=1_500_000, start_s=1.0)),
-                  duration_s=8.0)
+    sc = Scenario(
+        "mice",
+        ConstantLink(24e6),
+        (FlowSpec(0.02), FlowSpec(0.03, size_bytes=1_500_000, start_s=1.0)),
+        duration_s=8.0,
+    )
     r = simulate(sc, "cubic", seed=0)
     bulk, mouse = r.flows
     assert mouse.completion_time_s is not None and 1.0 < mouse.completion_time_s < 6.0

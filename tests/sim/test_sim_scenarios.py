@@ -24,8 +24,15 @@ CONTROLLERS = ["reno", "cubic"] + (["bbr"] if HAVE_BBR else [])
 
 def test_suite_names() -> None:
     assert list_scenarios() == [
-        "wired-clean", "high-bdp", "shallow-buffer", "step-change", "random-loss",
-        "burst-loss", "cellular-synthetic", "satellite", "competing-flows",
+        "wired-clean",
+        "high-bdp",
+        "shallow-buffer",
+        "step-change",
+        "random-loss",
+        "burst-loss",
+        "cellular-synthetic",
+        "satellite",
+        "competing-flows",
     ]
     for name in list_scenarios():
         sc = get_scenario(name)

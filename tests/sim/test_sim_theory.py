@@ -24,14 +24,21 @@ TRACES = Path(__file__).resolve().parents[2] / ".." / "shared" / "traces" / "mah
 MSS_BITS = 1500 * 8
 
 
-@pytest.mark.parametrize(("p", "duration_s"), [(0.001, 120.0), (0.005, 60.0), (0.01, 60.0),
-                                                (0.02, 60.0)])
+@pytest.mark.parametrize(
+    ("p", "duration_s"), [(0.001, 120.0), (0.005, 60.0), (0.01, 60.0), (0.02, 60.0)]
+)
 def test_reno_matches_mathis_under_random_loss(p: float, duration_s: float) -> None:
     # 50 Mbit/s, 100 ms RTT, 2-BDP buffer: the Mathis rate (at most 4.6 Mbit/s) is far below
     # capacity, so the flow is loss-limited and the queue stays nearly empty.
     rtt = 0.1
-    sc = Scenario("mathis", ConstantLink(50e6), (FlowSpec(rtt / 2),), BufferSpec(bdp=2.0),
-                  loss=BernoulliLoss(p), duration_s=duration_s)
+    sc = Scenario(
+        "mathis",
+        ConstantLink(50e6),
+        (FlowSpec(rtt / 2),),
+        BufferSpec(bdp=2.0),
+        loss=BernoulliLoss(p),
+        duration_s=duration_s,
+    )
     r = simulate(sc, "reno", seed=1)
     f = r.flows[0]
     assert f.dropped_queue == 0
@@ -41,12 +48,15 @@ def test_reno_matches_mathis_under_random_loss(p: float, duration_s: float) -> N
 
 
 @pytest.mark.parametrize("ctrl", ["reno", "cubic"])
-@pytest.mark.parametrize(("rate", "rtt", "bdp"), [(12e6, 0.04, 1.0), (48e6, 0.06, 1.0),
-                                                   (12e6, 0.04, 0.1)])
-def test_constant_link_utilisation_and_queueing_bound(ctrl: str, rate: float, rtt: float,
-                                                      bdp: float) -> None:
-    sc = Scenario("wired", ConstantLink(rate), (FlowSpec(rtt / 2),), BufferSpec(bdp=bdp),
-                  duration_s=20.0)
+@pytest.mark.parametrize(
+    ("rate", "rtt", "bdp"), [(12e6, 0.04, 1.0), (48e6, 0.06, 1.0), (12e6, 0.04, 0.1)]
+)
+def test_constant_link_utilisation_and_queueing_bound(
+    ctrl: str, rate: float, rtt: float, bdp: float
+) -> None:
+    sc = Scenario(
+        "wired", ConstantLink(rate), (FlowSpec(rtt / 2),), BufferSpec(bdp=bdp), duration_s=20.0
+    )
     sim = Simulation(sc, ctrl, seed=0)
     r = sim.run()
     f = r.flows[0]
@@ -91,11 +101,17 @@ def bursty_trace(path: Path, seed: int = 0) -> Path:
 
 
 @pytest.mark.parametrize("ctrl", ["reno", "cubic"])
-def test_trace_link_never_exceeds_its_opportunities(ctrl: str, tmp_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_trace_link_never_exceeds_its_opportunities(
+    ctrl: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(core, "QUEUE_COMPACT_ENTRIES", 10**9)  # keep every departure
-    sc = Scenario("bursty", TraceLink(str(bursty_trace(tmp_path / "b.down"))),
-                  (FlowSpec(0.03),), BufferSpec(bdp=2.0), duration_s=8.0)
+    sc = Scenario(
+        "bursty",
+        TraceLink(str(bursty_trace(tmp_path / "b.down"))),
+        (FlowSpec(0.03),),
+        BufferSpec(bdp=2.0),
+        duration_s=8.0,
+    )
     sim = Simulation(sc, ctrl, seed=0)
     r = sim.run()
     check_departures_within_opportunities(sim)
@@ -105,8 +121,9 @@ def test_trace_link_never_exceeds_its_opportunities(ctrl: str, tmp_path: Path,
 
 @pytest.mark.skipif(not TRACES.is_dir(), reason="shared Mahimahi traces missing")
 @pytest.mark.parametrize("trace", ["Verizon-LTE-short.down", "TMobile-LTE-short.up"])
-def test_shared_trace_never_exceeds_its_opportunities(trace: str,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_shared_trace_never_exceeds_its_opportunities(
+    trace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(core, "QUEUE_COMPACT_ENTRIES", 10**9)
     sc = Scenario("lte", TraceLink(str(TRACES / trace)), (FlowSpec(0.02),), duration_s=5.0)
     sim = Simulation(sc, "cubic", seed=0)

@@ -36,8 +36,9 @@ def test_window_schedule_is_the_trace_seen_from_its_start(start_ms: int) -> None
 
 def test_window_schedule_zero_is_the_trace_and_bad_starts_raise() -> None:
     ms = np.array([0, 4, 9])
-    np.testing.assert_array_equal(trace_window_schedule(ms, 0).times_s,
-                                  OpportunitySchedule.from_mahimahi_ms(ms).times_s)
+    np.testing.assert_array_equal(
+        trace_window_schedule(ms, 0).times_s, OpportunitySchedule.from_mahimahi_ms(ms).times_s
+    )
     with pytest.raises(ValueError, match="start_ms"):
         trace_window_schedule(ms, -1)
     with pytest.raises(TypeError, match="start_ms"):
@@ -51,8 +52,9 @@ def test_trace_window_link_starts_the_run_inside_the_trace(tmp_path: Path) -> No
     p = write(tmp_path, "\n".join(str(t) for t in range(1000, 3001)) + "\n")
     at_start = scenario_from_trace(p, rtt_s=0.04, duration_s=1.0)
     later = scenario_from_trace(p, rtt_s=0.04, duration_s=1.0, start_s=1.5)
-    assert isinstance(later.link, TraceWindowLink) and not isinstance(at_start.link,
-                                                                       TraceWindowLink)
+    assert isinstance(later.link, TraceWindowLink) and not isinstance(
+        at_start.link, TraceWindowLink
+    )
     assert later.name == "trace-t.down@1.5s" and "from 1.5 s" in later.description
     assert later.link.to_dict()["start_s"] == 1.5
     silent = simulate(at_start, "cubic", seed=0, record_series=False)
@@ -60,8 +62,9 @@ def test_trace_window_link_starts_the_run_inside_the_trace(tmp_path: Path) -> No
     assert silent.flows[0].bytes_acked == 0  # the first second delivers nothing
     assert busy.flows[0].bytes_acked > 100 * 1500
     # the buffer is sized from the whole trace's mean rate, the same for every window
-    again = scenario_from_trace(p, rtt_s=0.04, buffer=BufferSpec(bdp=2.0), start_s=2.0,
-                                link=later.link)
+    again = scenario_from_trace(
+        p, rtt_s=0.04, buffer=BufferSpec(bdp=2.0), start_s=2.0, link=later.link
+    )
     assert again.link.path == later.link.path and again.link.start_ms == 2000
 
 
@@ -75,8 +78,7 @@ def test_scenario_from_trace_validates(tmp_path: Path) -> None:
         scenario_from_trace(p, start_s="1")  # type: ignore[arg-type]
 
 
-def test_loader_bounds_size_and_timestamps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-                                           ) -> None:
+def test_loader_bounds_size_and_timestamps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ValueError, match="beyond the largest"):
         load_mahimahi(write(tmp_path, f"1\n{traces.MAX_TRACE_MS + 1}\n"))
     with pytest.raises(ValueError, match="beyond the largest"):

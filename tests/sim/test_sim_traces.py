@@ -140,8 +140,9 @@ def test_synthetic_cellular_is_seeded_and_plausible() -> None:
 
 
 def test_synthetic_cellular_outages_and_states() -> None:
-    cfg = CellularConfig(outage_rate_per_s=1.0, mean_outage_s=0.2, sigma=0.0,
-                         state_rates_bps=(5e6,))
+    cfg = CellularConfig(
+        outage_rate_per_s=1.0, mean_outage_s=0.2, sigma=0.0, state_rates_bps=(5e6,)
+    )
     _, rates = synthetic_cellular_rates(cfg, 100.0, np.random.default_rng(0))
     zero = np.mean(rates == 0.0)
     # outage share ~ 0.2 / (1 + 0.2) = 17 %, slots rounding up make it a bit more
@@ -158,8 +159,11 @@ def test_cellular_config_validates() -> None:
 
 @needs_traces
 def test_shared_traces_load_with_documented_means() -> None:
-    expected = {"Verizon-LTE-short.down": 5.0, "TMobile-LTE-short.down": 16.7,
-                "ATT-LTE-driving-2016.down": 4.6}
+    expected = {
+        "Verizon-LTE-short.down": 5.0,
+        "TMobile-LTE-short.down": 16.7,
+        "ATT-LTE-driving-2016.down": 4.6,
+    }
     for name, mbit in expected.items():
         s = OpportunitySchedule.from_file(TRACES / name)
         assert s.mean_rate_bps / 1e6 == pytest.approx(mbit, rel=0.05)

@@ -40,8 +40,30 @@ def loss_rows(c: TelemetryCollector) -> dict[str, np.ndarray]:
 # Observations every 10 ms. Sample k's window (t + 0.05, t + 0.10] holds
 # observations k+6 .. k+10: k+5 sits exactly on the open lower bound (out),
 # k+10 exactly on the closed upper bound (in).
-RATES = [0.0, 0.1, 0.0, 0.2, 0.0, 0.0, 0.3, 0.0, 0.0, 0.0, 0.5, 0.0, 0.0, 0.0, 0.0, 0.0,
-         0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+RATES = [
+    0.0,
+    0.1,
+    0.0,
+    0.2,
+    0.0,
+    0.0,
+    0.3,
+    0.0,
+    0.0,
+    0.0,
+    0.5,
+    0.0,
+    0.0,
+    0.0,
+    0.0,
+    0.0,
+    0.0,
+    0.0,
+    0.0,
+    0.0,
+    0.0,
+    0.0,
+]
 
 
 def test_loss_labels_on_regular_grid() -> None:
@@ -144,10 +166,17 @@ def test_tables_are_bounded_and_count_drops() -> None:
 def test_record_methods_store_values() -> None:
     c = TelemetryCollector(TelemetryConfig(source="srv-7"))
     c.record_transition(np.ones(10), DrlAction.Decrease5, -1.5, [0.5, 0.25], now=BASE_S, done=True)
-    c.record_compression([0.9, 0.1], "rohc_only", size=60, compressed_size=20, encode_ns=900,
-                         now=BASE_S + 1)
-    c.record_path(TrafficContext.VoIP, PathMetrics(PathId.Secondary, rtt_us=30_000,
-                  bandwidth_bps=5e6, loss_rate=0.02, availability=0.9), 0.75, now=BASE_S + 2)
+    c.record_compression(
+        [0.9, 0.1], "rohc_only", size=60, compressed_size=20, encode_ns=900, now=BASE_S + 1
+    )
+    c.record_path(
+        TrafficContext.VoIP,
+        PathMetrics(
+            PathId.Secondary, rtt_us=30_000, bandwidth_bps=5e6, loss_rate=0.02, availability=0.9
+        ),
+        0.75,
+        now=BASE_S + 2,
+    )
     cc = c._rings["congestion"].begin_export().columns
     assert cc["source"].tolist() == ["srv-7"]  # type: ignore[union-attr]
     assert cc["action"].tolist() == [3] and cc["done"].tolist() == [True]  # type: ignore[union-attr]
@@ -175,14 +204,30 @@ def test_record_methods_store_values() -> None:
         (lambda c: c.record_transition([1.0], 0, float("inf"), [1.0], now=BASE_S), "reward"),
         (lambda c: c.record_transition([1.0], 0, 0.0, [1.0], now=-1.0), "now"),
         (lambda c: c.record_transition([1.0], 0, 0.0, [1.0], now=BASE_S, done=1), "done"),
-        (lambda c: c.record_compression([1.0], "zip", size=1, compressed_size=1, encode_ns=1,
-                                        now=BASE_S), "decision"),
-        (lambda c: c.record_compression([1.0], "skip", size=-1, compressed_size=1, encode_ns=1,
-                                        now=BASE_S), "size"),
-        (lambda c: c.record_compression([1.0], "skip", size=2**31, compressed_size=1, encode_ns=1,
-                                        now=BASE_S), "size"),
-        (lambda c: c.record_path("Gaming", PathMetrics(PathId.Primary, rtt_us=1.0), 0.0,
-                                 now=BASE_S), "context"),
+        (
+            lambda c: c.record_compression(
+                [1.0], "zip", size=1, compressed_size=1, encode_ns=1, now=BASE_S
+            ),
+            "decision",
+        ),
+        (
+            lambda c: c.record_compression(
+                [1.0], "skip", size=-1, compressed_size=1, encode_ns=1, now=BASE_S
+            ),
+            "size",
+        ),
+        (
+            lambda c: c.record_compression(
+                [1.0], "skip", size=2**31, compressed_size=1, encode_ns=1, now=BASE_S
+            ),
+            "size",
+        ),
+        (
+            lambda c: c.record_path(
+                "Gaming", PathMetrics(PathId.Primary, rtt_us=1.0), 0.0, now=BASE_S
+            ),
+            "context",
+        ),
         (lambda c: c.record_path(TrafficContext.Web, {"rtt_us": 1.0}, 0.0, now=BASE_S), "metrics"),
         (lambda c: c.record_observation({"rtt_us": 1.0}, now=BASE_S), "features"),
         (lambda c: c.record_observation(feats(0.0), now=float("nan")), "now"),
@@ -198,8 +243,14 @@ def test_invalid_records_raise_and_store_nothing(call, match) -> None:  # type: 
 
 def test_decision_enum_and_numpy_ints_accepted() -> None:
     c = TelemetryCollector()
-    c.record_compression(np.zeros(4), MlCompressionDecision.Aggressive, size=1400,
-                         compressed_size=500, encode_ns=10, now=BASE_S)
+    c.record_compression(
+        np.zeros(4),
+        MlCompressionDecision.Aggressive,
+        size=1400,
+        compressed_size=500,
+        encode_ns=10,
+        now=BASE_S,
+    )
     c.record_transition([1.0], np.int64(5), np.float32(0.5), [1.0], now=BASE_S, done=np.bool_(True))
     assert c.stats()["tables"]["compression"]["rows"] == 1
     assert c.stats()["tables"]["congestion"]["rows"] == 1
@@ -253,8 +304,9 @@ def test_thread_stress_counters_consistent() -> None:
     def compressions() -> None:
         start.wait()
         for i in range(n_per_thread):
-            c.record_compression(state, "light", size=100, compressed_size=50, encode_ns=i,
-                                 now=BASE_S + i)
+            c.record_compression(
+                state, "light", size=100, compressed_size=50, encode_ns=i, now=BASE_S + i
+            )
 
     def paths() -> None:
         start.wait()

@@ -30,8 +30,16 @@ BASE_S = 1_700_000_000.0
 
 
 def feats(loss_rate: float) -> NetworkFeatures:
-    return NetworkFeatures(rtt_us=40_000, rtt_var_us=4_000, bandwidth_bps=2e8, loss_rate=loss_rate,
-                           loss_trend=-0.01, inflight=80, cwnd=120_000, buffer_occupancy=0.5)
+    return NetworkFeatures(
+        rtt_us=40_000,
+        rtt_var_us=4_000,
+        bandwidth_bps=2e8,
+        loss_rate=loss_rate,
+        loss_trend=-0.01,
+        inflight=80,
+        cwnd=120_000,
+        buffer_occupancy=0.5,
+    )
 
 
 def filled(source: str = "local", t0: float = BASE_S) -> TelemetryCollector:
@@ -41,12 +49,20 @@ def filled(source: str = "local", t0: float = BASE_S) -> TelemetryCollector:
         c.record_observation(feats(0.05 if k % 4 == 0 else 0.0), now=t0 + k * 0.01)
     c.record_transition([0.5] * 8, DrlAction.Increase10, 1.25, [0.25] * 12, now=t0 + 1.0)
     c.record_transition(np.arange(3), DrlAction.SlowStart, -2.0, [1.0], now=t0 + 2.0, done=True)
-    c.record_compression([0.1, 0.2, 0.3], "skip", size=1400, compressed_size=1400,
-                         encode_ns=0, now=t0 + 3.0)
-    c.record_compression([0.4], "aggressive", size=1400, compressed_size=300,
-                         encode_ns=25_000, now=t0 + 4.0)
-    c.record_path(TrafficContext.Streaming, PathMetrics(PathId.Tertiary, rtt_us=80_000,
-                  bandwidth_bps=5e7, loss_rate=0.01, availability=0.95), 0.6, now=t0 + 5.0)
+    c.record_compression(
+        [0.1, 0.2, 0.3], "skip", size=1400, compressed_size=1400, encode_ns=0, now=t0 + 3.0
+    )
+    c.record_compression(
+        [0.4], "aggressive", size=1400, compressed_size=300, encode_ns=25_000, now=t0 + 4.0
+    )
+    c.record_path(
+        TrafficContext.Streaming,
+        PathMetrics(
+            PathId.Tertiary, rtt_us=80_000, bandwidth_bps=5e7, loss_rate=0.01, availability=0.95
+        ),
+        0.6,
+        now=t0 + 5.0,
+    )
     return c
 
 
@@ -55,8 +71,14 @@ def test_round_trip_types_and_values(tmp_path: Path) -> None:
     manifest = c.export(tmp_path, source_version="9.9.9")
     # Read the files back with plain pyarrow, not through our reader.
     loss = pq.read_table(manifest.path / "loss.parquet")
-    assert loss.column_names == ["timestamp", "source", *[f"f_{n}" for n in FEATURE_NAMES],
-                                 "loss_rate", "future_loss", "future_loss_any"]
+    assert loss.column_names == [
+        "timestamp",
+        "source",
+        *[f"f_{n}" for n in FEATURE_NAMES],
+        "loss_rate",
+        "future_loss",
+        "future_loss_any",
+    ]
     assert loss.schema.field("timestamp").type == pa.float64()
     assert loss.schema.field("f_rtt").type == pa.float32()
     assert loss.schema.field("future_loss_any").type == pa.bool_()
@@ -88,11 +110,19 @@ def test_round_trip_types_and_values(tmp_path: Path) -> None:
     assert comp.column("compressed_size").to_pylist() == [1400, 300]
 
     path = pq.read_table(manifest.path / "path.parquet")
-    assert path.to_pylist() == [{
-        "timestamp": BASE_S + 5.0, "source": "srv-a", "context": "Streaming", "path": "Tertiary",
-        "reward": pytest.approx(0.6), "rtt_us": 80_000.0, "loss_rate": 0.01,
-        "bandwidth_bps": 5e7, "availability": 0.95,
-    }]
+    assert path.to_pylist() == [
+        {
+            "timestamp": BASE_S + 5.0,
+            "source": "srv-a",
+            "context": "Streaming",
+            "path": "Tertiary",
+            "reward": pytest.approx(0.6),
+            "rtt_us": 80_000.0,
+            "loss_rate": 0.01,
+            "bandwidth_bps": 5e7,
+            "availability": 0.95,
+        }
+    ]
 
     # Our reader returns the same data with the same explicit schema.
     tables = read_export(manifest.path)
@@ -112,11 +142,19 @@ def test_manifest_contents(tmp_path: Path) -> None:
     assert data["created_at_utc"] == "2023-11-14T22:15:00+00:00"
     assert data["export_id"] == m.path.name and m.path.name.startswith("20231114T221500.000000Z-")
     assert data["loss_horizon_s"] == [0.05, 0.10]
-    assert data["loss_labels"] == {"unlabeled_dropped": 0, "pending_overflow": 0,
-                                   "clock_resets": 0, "pending": 11}
+    assert data["loss_labels"] == {
+        "unlabeled_dropped": 0,
+        "pending_overflow": 0,
+        "clock_resets": 0,
+        "pending": 11,
+    }
     t = data["tables"]
-    assert {k: v["rows"] for k, v in t.items()} == {"loss": 9, "congestion": 2, "compression": 2,
-                                                    "path": 1}
+    assert {k: v["rows"] for k, v in t.items()} == {
+        "loss": 9,
+        "congestion": 2,
+        "compression": 2,
+        "path": 1,
+    }
     assert t["loss"]["time_min"] == BASE_S and t["loss"]["time_max"] == BASE_S + 0.08
     assert (t["congestion"]["time_min"], t["congestion"]["time_max"]) == (BASE_S + 1, BASE_S + 2)
     for name, entry in t.items():
@@ -159,8 +197,14 @@ def test_empty_collector_writes_manifest_with_zero_rows(tmp_path: Path) -> None:
     assert [p.name for p in m.path.iterdir()] == ["manifest.json"]
     data = json.loads((m.path / "manifest.json").read_text())
     for entry in data["tables"].values():
-        assert entry == {"rows": 0, "file": None, "sha256": None, "time_min": None,
-                         "time_max": None, "dropped": 0}
+        assert entry == {
+            "rows": 0,
+            "file": None,
+            "sha256": None,
+            "time_min": None,
+            "time_max": None,
+            "dropped": 0,
+        }
     tables = read_export(m.path)
     assert all(t.num_rows == 0 for t in tables.values())
     assert tables["congestion"].schema.field("state").type == pa.list_(pa.float32())
@@ -304,7 +348,8 @@ def test_wrong_column_type_detected(tmp_path: Path) -> None:
     pq.write_table(bad, m.path / "path.parquet")
     data = json.loads((m.path / "manifest.json").read_text())
     data["tables"]["path"]["sha256"] = hashlib.sha256(
-        (m.path / "path.parquet").read_bytes()).hexdigest()
+        (m.path / "path.parquet").read_bytes()
+    ).hexdigest()
     (m.path / "manifest.json").write_text(json.dumps(data))
     with pytest.raises(ValueError, match="types do not match"):
         read_export(m.path)
@@ -323,11 +368,20 @@ def test_summarize_export(tmp_path: Path) -> None:
     # Windows k+6..k+10 hold one loss observation, two for k = 2 and 6: 11 x 0.01 / 9.
     assert one["loss"]["mean_future_loss"] == pytest.approx(0.11 / 9)
     assert one["congestion"]["action_histogram"] == {
-        "Increase5": 0, "Increase10": 1, "Maintain": 0, "Decrease5": 0, "Decrease10": 0,
-        "SlowStart": 1}
+        "Increase5": 0,
+        "Increase10": 1,
+        "Maintain": 0,
+        "Decrease5": 0,
+        "Decrease10": 0,
+        "SlowStart": 1,
+    }
     assert one["congestion"]["done"] == 1
-    assert one["compression"]["decision_histogram"] == {"skip": 1, "light": 0, "aggressive": 1,
-                                                        "rohc_only": 0}
+    assert one["compression"]["decision_histogram"] == {
+        "skip": 1,
+        "light": 0,
+        "aggressive": 1,
+        "rohc_only": 0,
+    }
     assert one["compression"]["bytes_out"] == 1700
     assert one["path"]["context_histogram"]["Streaming"] == 1
     both = summarize_export(tmp_path)

@@ -46,8 +46,14 @@ def sawtooth(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 def features(buffer: float, loss: float) -> NetworkFeatures:
     return NetworkFeatures(
-        rtt_us=30_000 + 40_000 * buffer, rtt_var_us=2_000, bandwidth_bps=20e6, loss_rate=loss,
-        loss_trend=0.0, inflight=50, cwnd=60_000, buffer_occupancy=buffer,
+        rtt_us=30_000 + 40_000 * buffer,
+        rtt_var_us=2_000,
+        bandwidth_bps=20e6,
+        loss_rate=loss,
+        loss_trend=0.0,
+        inflight=50,
+        cwnd=60_000,
+        buffer_occupancy=buffer,
     )
 
 
@@ -82,8 +88,16 @@ class FutureOracle:
 
 
 CFG = BackgroundTrainerConfig(
-    isolation="thread", min_new_samples=1, hidden=16, max_epochs=4, patience=2,
-    segment_steps=100, batch_size=8, min_heldout_positives=5, warmup_rows=50, seed=1,
+    isolation="thread",
+    min_new_samples=1,
+    hidden=16,
+    max_epochs=4,
+    patience=2,
+    segment_steps=100,
+    batch_size=8,
+    min_heldout_positives=5,
+    warmup_rows=50,
+    seed=1,
 )
 
 
@@ -145,9 +159,13 @@ def test_waits_for_enough_new_rows_and_stays_bounded() -> None:
 
 def test_thread_lifecycle(tmp_path: Path) -> None:
     engine = MlEngine(EngineConfig(load_default_models=False))
-    cfg = BackgroundTrainerConfig(isolation="thread", poll_interval_s=0.02,
-                                  min_new_samples=10**9, export_dir=tmp_path / "spool",
-                                  keep_exports=2)
+    cfg = BackgroundTrainerConfig(
+        isolation="thread",
+        poll_interval_s=0.02,
+        min_new_samples=10**9,
+        export_dir=tmp_path / "spool",
+        keep_exports=2,
+    )
     with BackgroundTrainer(engine, cfg) as trainer:
         assert trainer.running
         assert engine.stats().training_collection  # start() enabled collection
@@ -178,8 +196,14 @@ def test_process_isolation_fits_in_a_worker() -> None:
     engine = _engine()
     feed(engine, 4_000, seed=7)
     cfg = BackgroundTrainerConfig(
-        isolation="process", min_new_samples=1, hidden=16, max_epochs=2, segment_steps=100,
-        batch_size=8, min_heldout_positives=5, seed=2,
+        isolation="process",
+        min_new_samples=1,
+        hidden=16,
+        max_epochs=2,
+        segment_steps=100,
+        batch_size=8,
+        min_heldout_positives=5,
+        seed=2,
     )
     report = BackgroundTrainer(engine, cfg).run_once()
     assert report is not None and report.candidate is not None, report
@@ -196,12 +220,14 @@ def test_bootstrap_bound_separates_noise_from_a_real_gain() -> None:
     t = T0 + DT * np.arange(n)
     y = np.where(rng.random(n) < 0.05, 0.2, 0.0)
     noise_a, noise_b = rng.random(n), rng.random(n)  # two useless predictors
-    bound = bootstrap_gain_bound(y, noise_a, noise_b, t, block_s=1.0, rounds=200,
-                                 quantile=0.05, seed=1)
+    bound = bootstrap_gain_bound(
+        y, noise_a, noise_b, t, block_s=1.0, rounds=200, quantile=0.05, seed=1
+    )
     assert bound < 0.0  # an apparent gain between them would be noise
     informed = np.clip(y * 3 + 0.3 * rng.random(n), 0, 1)  # ranks the losses first
-    bound = bootstrap_gain_bound(y, informed, noise_a, t, block_s=1.0, rounds=200,
-                                 quantile=0.05, seed=1)
+    bound = bootstrap_gain_bound(
+        y, informed, noise_a, t, block_s=1.0, rounds=200, quantile=0.05, seed=1
+    )
     assert bound > 0.5
     good = {"pr_auc": 0.9, "brier": 0.01}
     base = {"pr_auc": 0.5, "brier": 0.01}

@@ -65,8 +65,7 @@ def test_corpus_sides_share_no_file() -> None:
     # Every category keeps its quota (files allowing), so the split does not starve any.
     for counts in (train_counts, held_counts):
         assert sum(counts["per_category"].values()) == counts["kept"]
-        assert all(v == 10 for c, v in counts["per_category"].items()
-                   if c not in FILE_CATEGORIES)
+        assert all(v == 10 for c, v in counts["per_category"].items() if c not in FILE_CATEGORIES)
 
 
 def test_labels_are_the_measured_outcomes() -> None:
@@ -108,7 +107,8 @@ def test_share_of_optimum() -> None:
     data = _hand_set()
     rows = evaluate_oracles(
         {"skip": _Always(D.Skip), "light": _Always(D.Light), "aggr": _Always(D.Aggressive)},
-        data, [1e6],
+        data,
+        [1e6],
     )
     (row,) = rows
     # At 1 Mbit/s the best is Aggressive on packet 0 and Skip on packet 1.
@@ -126,6 +126,7 @@ def test_judge_rule() -> None:
         {"model_share": 0.99, "heuristic_share": 0.97},
         {"model_share": 0.90, "heuristic_share": 0.905},
     ]
+
     def cost(ratio: float, learned_us: float = 1.0, heuristic_us: float = 1.0) -> dict:
         return {"learned_over_lz4": ratio, "learned_us": learned_us, "heuristic_us": heuristic_us}
 
@@ -137,8 +138,10 @@ def test_judge_rule() -> None:
     slower_than_heuristic = {"text": cost(0.6, 1.3, 1.0), "random": cost(0.9)}
     beats, why = judge(TINY, per_rate, slower_than_heuristic)
     assert beats is False and why["no_slower_than_heuristic"] is False
-    worse = [{"model_share": 0.99, "heuristic_share": 0.97},
-             {"model_share": 0.85, "heuristic_share": 0.90}]
+    worse = [
+        {"model_share": 0.99, "heuristic_share": 0.97},
+        {"model_share": 0.85, "heuristic_share": 0.90},
+    ]
     assert judge(TINY, worse, cost_ok)[0] is False
     equal = [{"model_share": 0.9, "heuristic_share": 0.9}]
     assert judge(TINY, equal, cost_ok)[0] is False  # no gain is not a win
@@ -152,8 +155,13 @@ def _telemetry_export(root: Path, packets: list[bytes]) -> None:
 
 
 def test_telemetry_rows_match_quantize(tmp_path: Path) -> None:
-    packets = [b"hello world " * 100, bytes(range(256)) * 5, b"\x17\x03\x03\x01\x00" + bytes(256),
-               bytes([0x80, 0, 0, 1]) + bytes(150), b"zz"]
+    packets = [
+        b"hello world " * 100,
+        bytes(range(256)) * 5,
+        b"\x17\x03\x03\x01\x00" + bytes(256),
+        bytes([0x80, 0, 0, 1]) + bytes(150),
+        b"zz",
+    ]
     _telemetry_export(tmp_path / "tel", packets)
     data, counts = telemetry_rows(tmp_path / "tel")
     assert counts["used"] == len(packets)
@@ -183,8 +191,9 @@ def test_train_writes_a_loadable_model(trained: tuple[Path, object]) -> None:
     assert data["train_packets"] > 200 and data["heldout_packets"] > 100
     write_manifest(out, {NAME: result.manifest_entry()}, package_version="test")
     assert verify_model_dir(out).ok
-    loaded = load_policies(out, backend="numpy", limits=CwndLimits(), state_config=StateConfig(),
-                           seed=0)
+    loaded = load_policies(
+        out, backend="numpy", limits=CwndLimits(), state_config=StateConfig(), seed=0
+    )
     assert loaded.status[NAME] == "loaded"
     oracle = loaded.compression
     # load_policies wraps the learned oracle so the engine can re-target it per link rate.
@@ -229,8 +238,9 @@ def test_compare_with_current(trained: tuple[Path, object]) -> None:
     vs_itself = compare_with_current(candidate, candidate, TINY, seed=0, heldout=held)
     assert vs_itself["candidate_mean_share"] == pytest.approx(vs_itself["current_mean_share"])
     assert vs_itself["better"] is False  # no gain is not an improvement
-    vs_heuristic = compare_with_current(candidate, HeuristicCompressionOracle(), TINY, seed=0,
-                                        heldout=held)
+    vs_heuristic = compare_with_current(
+        candidate, HeuristicCompressionOracle(), TINY, seed=0, heldout=held
+    )
     assert vs_heuristic["current"] == "heuristic"
     gain = vs_heuristic["candidate_mean_share"] - vs_heuristic["current_mean_share"]
     worst = min(r["candidate_share"] - r["current_share"] for r in vs_heuristic["per_rate"])

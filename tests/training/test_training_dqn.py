@@ -29,8 +29,9 @@ from oxidize_ml.training.dqn import (
 )
 from oxidize_ml.training.models import DqnMlp
 
-TINY = dataclasses.replace(DqnTrainConfig.quick(), demo_steps=200, total_steps=300,
-                           pretrain_updates=10, learning_starts=50)
+TINY = dataclasses.replace(
+    DqnTrainConfig.quick(), demo_steps=200, total_steps=300, pretrain_updates=10, learning_starts=50
+)
 
 
 def _torchscript_export(real_export):
@@ -59,15 +60,22 @@ def trained(tmp_path_factory: pytest.TempPathFactory):
     tel.export(root / "telemetry", source_version="test")
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(torch.onnx, "export", _torchscript_export(torch.onnx.export))
-        result = train(DqnTrainConfig.quick(), seed=0, out_dir=root / "model",
-                       telemetry_root=root / "telemetry", progress=False)
+        result = train(
+            DqnTrainConfig.quick(),
+            seed=0,
+            out_dir=root / "model",
+            telemetry_root=root / "telemetry",
+            progress=False,
+        )
     return root / "model", result
 
 
 def test_training_writes_loadable_model_files(trained) -> None:
     out, result = trained
-    assert result.files == {"safetensors": "congestion_controller.safetensors",
-                            "onnx": "congestion_controller.onnx"}
+    assert result.files == {
+        "safetensors": "congestion_controller.safetensors",
+        "onnx": "congestion_controller.onnx",
+    }
     m_np = load_mlp(out, backend="numpy")
     m_ort = load_mlp(out, backend="onnxruntime")
     assert m_np.config.n_inputs == 24 and m_ort.config.n_inputs == 24
@@ -89,8 +97,11 @@ def test_train_result_reports_the_heldout_comparison(trained) -> None:
         assert set(row) == {"dqn", "bbr", "cubic", "reno"}
         for figures in row.values():
             assert figures["throughput_mbps"] >= 0.0 and figures["queue_delay_p95_ms"] >= 0.0
-    assert set(held["checks"]) == {"throughput_vs_cubic", "queue_delay_vs_cubic",
-                                   "worst_scenario_throughput_vs_cubic"}
+    assert set(held["checks"]) == {
+        "throughput_vs_cubic",
+        "queue_delay_vs_cubic",
+        "worst_scenario_throughput_vs_cubic",
+    }
     assert isinstance(result.beats_heuristic, bool) and "CUBIC" in result.target
     phases = result.training["phases"]
     assert phases["telemetry"] == {"root": phases["telemetry"]["root"], "rows": 41, "used": 40}
@@ -116,8 +127,10 @@ def test_n_step_returns_and_truncation() -> None:
     for t in range(5):
         acc.push(s[t], t, 1.0, s[t + 1], truncated=(t == 4))
     b = buf.sample(1000)
-    rows = {int(x): (r, n, int(nx)) for x, r, n, nx in
-            zip(b.states[:, 0], b.rewards, b.steps, b.next_states[:, 0], strict=True)}
+    rows = {
+        int(x): (r, n, int(nx))
+        for x, r, n, nx in zip(b.states[:, 0], b.rewards, b.steps, b.next_states[:, 0], strict=True)
+    }
     assert rows[0] == (1.75, 3, 3) and rows[1] == (1.75, 3, 4) and rows[2] == (1.75, 3, 5)
     assert rows[3] == (1.5, 2, 5) and rows[4] == (1.0, 1, 5)  # flushed at truncation
     assert len(buf) == 5 and not b.dones.any()
@@ -131,11 +144,18 @@ def test_margin_loss_makes_demonstrated_actions_greedy() -> None:
     rng = np.random.default_rng(0)
     states = rng.random((64, 8)).astype(np.float32)
     actions = (states[:, 0] * 6).astype(np.int64)  # an action that depends on the state
-    batch = ReplayBatch(states, actions, np.zeros(64, np.float32), states,
-                        np.zeros(64, np.float32), np.ones(64, np.int64))
+    batch = ReplayBatch(
+        states,
+        actions,
+        np.zeros(64, np.float32),
+        states,
+        np.zeros(64, np.float32),
+        np.ones(64, np.int64),
+    )
     for _ in range(300):
-        dqn_update(net, tgt, opt, batch, gamma=0.9, demo=np.ones(64, bool), margin=0.8,
-                   margin_weight=1.0)
+        dqn_update(
+            net, tgt, opt, batch, gamma=0.9, demo=np.ones(64, bool), margin=0.8, margin_weight=1.0
+        )
     with torch.no_grad():
         greedy = net(torch.from_numpy(states)).argmax(1).numpy()
     assert np.mean(greedy == actions) > 0.9
@@ -151,9 +171,14 @@ def test_double_dqn_target_uses_the_online_argmax_and_target_values() -> None:
         m.load_state_dict(sd)
     # Q_online(s', .) picks action 1, whose target value is 2 (not the target's max 9).
     opt = torch.optim.SGD(net.parameters(), lr=0.0)
-    batch = ReplayBatch(np.zeros((1, 8), np.float32), np.array([0]), np.array([1.0], np.float32),
-                        np.zeros((1, 8), np.float32), np.zeros(1, np.float32),
-                        np.array([2]))
+    batch = ReplayBatch(
+        np.zeros((1, 8), np.float32),
+        np.array([0]),
+        np.array([1.0], np.float32),
+        np.zeros((1, 8), np.float32),
+        np.zeros(1, np.float32),
+        np.array([2]),
+    )
     loss = dqn_update(net, tgt, opt, batch, gamma=0.5, huber_delta=100.0)
     y = 1.0 + 0.5**2 * 2.0
     assert loss == pytest.approx(0.5 * (0.0 - y) ** 2)
@@ -167,8 +192,7 @@ def test_weights_round_trip_between_torch_and_the_runtime() -> None:
     x = torch.rand(5, 24)
     with torch.no_grad():
         np.testing.assert_allclose(back(x).numpy(), net(x).numpy(), atol=1e-6)
-        np.testing.assert_allclose(MlpModel(w).forward_batch(x.numpy()), net(x).numpy(),
-                                   atol=1e-5)
+        np.testing.assert_allclose(MlpModel(w).forward_batch(x.numpy()), net(x).numpy(), atol=1e-5)
 
 
 def test_mixed_batch_flags_demonstrations() -> None:
@@ -203,8 +227,11 @@ def test_dueling_network_merges_exactly_into_the_plain_mlp() -> None:
     x = torch.randn(64, 24)
     with torch.no_grad():
         np.testing.assert_allclose(plain(x).numpy(), duel(x).numpy(), atol=1e-5)
-    np.testing.assert_allclose(MlpModel(weights_from_torch(duel)).forward_batch(x.numpy()),
-                               duel(x).detach().numpy(), atol=1e-5)
+    np.testing.assert_allclose(
+        MlpModel(weights_from_torch(duel)).forward_batch(x.numpy()),
+        duel(x).detach().numpy(),
+        atol=1e-5,
+    )
 
 
 def test_onnx_export_of_return_sized_q_values(tmp_path, monkeypatch) -> None:

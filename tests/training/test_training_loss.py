@@ -49,9 +49,16 @@ def test_labels_match_the_telemetry_collector(tmp_path: Path) -> None:
     for i in range(300):
         now = 1_700_000_000.0 + 0.01 * (i + 1)
         lr = float(rng.uniform(0, 0.3)) if rng.uniform() < 0.1 else 0.0
-        f = NetworkFeatures(rtt_us=40_000, rtt_var_us=2_000, bandwidth_bps=1e7, loss_rate=lr,
-                            loss_trend=0.0, inflight=20, cwnd=30_000,
-                            buffer_occupancy=float(rng.uniform()))
+        f = NetworkFeatures(
+            rtt_us=40_000,
+            rtt_var_us=2_000,
+            bandwidth_bps=1e7,
+            loss_rate=lr,
+            loss_trend=0.0,
+            inflight=20,
+            cwnd=30_000,
+            buffer_occupancy=float(rng.uniform()),
+        )
         col.record_observation(f, now=now)
         ts.append(now)
         lrs.append(lr)
@@ -99,13 +106,21 @@ def test_recorder_replaces_queue_fill_by_sender_estimate() -> None:
 
     sc = get_scenario("wired-clean")
     true_fill = []
-    simulate(sc, "cubic", seed=0, duration_s=3.0, record_series=False,
-             on_interval=lambda now, i, f, thr, cwnd: true_fill.append(f.buffer_occupancy))
+    simulate(
+        sc,
+        "cubic",
+        seed=0,
+        duration_s=3.0,
+        record_series=False,
+        on_interval=lambda now, i, f, thr, cwnd: true_fill.append(f.buffer_occupancy),
+    )
     (seq,) = simulate_sequences(RunSpec(sc, "cubic", 0, "test", 3.0))
     srtt = seq.x[:, 0].astype(np.float64)  # rtt / 1e6, the divisor cancels in the ratio
     running_min = np.minimum.accumulate(np.where(srtt > 0, srtt, np.inf))
-    est = [estimate_buffer_occupancy(a, b) if np.isfinite(b) else 0.0
-           for a, b in zip(srtt, running_min, strict=True)]
+    est = [
+        estimate_buffer_occupancy(a, b) if np.isfinite(b) else 0.0
+        for a, b in zip(srtt, running_min, strict=True)
+    ]
     np.testing.assert_allclose(seq.x[:, 7], est, atol=1e-6)
     assert np.max(np.abs(seq.x[:, 7] - np.array(true_fill))) > 0.1  # not the simulator's queue
     assert np.all(np.diff(seq.t) > 0) and len(seq) == len(true_fill)
@@ -122,8 +137,11 @@ def _toy_sequences(n_runs: int, length: int, seed: int) -> list[LossSequence]:
         lr = burst * rng.uniform(0, 0.3, length)
         x[:, 3] = lr
         for flow in range(1 + k % 2):
-            out.append(LossSequence(f"sim:toy{k}/flow{flow}", "toy", t, x.copy(), lr,
-                                    horizon_labels(t, lr)))
+            out.append(
+                LossSequence(
+                    f"sim:toy{k}/flow{flow}", "toy", t, x.copy(), lr, horizon_labels(t, lr)
+                )
+            )
     return out
 
 
@@ -137,8 +155,9 @@ def test_split_by_run_keeps_runs_whole() -> None:
 
 
 def _small_config() -> LossTrainConfig:
-    return dataclasses.replace(LossTrainConfig.quick(), segment_steps=60, batch_size=4,
-                               max_epochs=2, patience=2)
+    return dataclasses.replace(
+        LossTrainConfig.quick(), segment_steps=60, batch_size=4, max_epochs=2, patience=2
+    )
 
 
 def test_fit_is_deterministic_for_a_seed() -> None:
@@ -190,10 +209,15 @@ def test_train_writes_loadable_files(trained) -> None:
     a, b = LstmLossPredictor(np_model), LstmLossPredictor(ort_model)
     for i in range(100):
         f = NetworkFeatures(
-            rtt_us=float(rng.uniform(2e4, 2e5)), rtt_var_us=float(rng.uniform(0, 3e4)),
-            bandwidth_bps=float(rng.uniform(1e6, 5e7)), loss_rate=float(rng.choice([0.0, 0.05])),
-            loss_trend=0.0, inflight=float(rng.integers(1, 200)),
-            cwnd=float(rng.integers(3000, 300_000)), buffer_occupancy=float(rng.uniform()))
+            rtt_us=float(rng.uniform(2e4, 2e5)),
+            rtt_var_us=float(rng.uniform(0, 3e4)),
+            bandwidth_bps=float(rng.uniform(1e6, 5e7)),
+            loss_rate=float(rng.choice([0.0, 0.05])),
+            loss_trend=0.0,
+            inflight=float(rng.integers(1, 200)),
+            cwnd=float(rng.integers(3000, 300_000)),
+            buffer_occupancy=float(rng.uniform()),
+        )
         a.learn_one(f, f.loss_rate, now=0.01 * i)
         b.learn_one(f, f.loss_rate, now=0.01 * i)
         assert abs(a.predict_one(f, now=0.01 * i) - b.predict_one(f, now=0.01 * i)) <= 1e-5
@@ -212,13 +236,21 @@ def test_manifest_entry_verifies(trained) -> None:
 def test_result_reports_heldout_figures(trained) -> None:
     _, result = trained
     m = result.metrics
-    for key in ("pr_auc_lstm", "pr_auc_ewma", "brier_lstm", "brier_ewma", "fec_overhead",
-                "fec_residual_lstm", "fec_residual_ewma"):
+    for key in (
+        "pr_auc_lstm",
+        "pr_auc_ewma",
+        "brier_lstm",
+        "brier_ewma",
+        "fec_overhead",
+        "fec_residual_lstm",
+        "fec_residual_ewma",
+    ):
         assert math.isfinite(m[key]), key
     assert m["pr_auc_gain"] == pytest.approx(m["pr_auc_lstm"] - m["pr_auc_ewma"])
     assert result.beats_heuristic == meets_target(m["heldout"])
-    assert result.beats_heuristic == (m["pr_auc_gain"] >= PR_AUC_MARGIN
-                                      and m["fec_residual_ratio"] <= RESIDUAL_RATIO_MAX)
+    assert result.beats_heuristic == (
+        m["pr_auc_gain"] >= PR_AUC_MARGIN and m["fec_residual_ratio"] <= RESIDUAL_RATIO_MAX
+    )
     held = result.training["heldout_sets"]["primary"]
     assert held and all("step-change" in s for s in held)  # the quick config's held-out set
     data = result.training["data"]["train"]

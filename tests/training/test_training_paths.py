@@ -36,8 +36,12 @@ def test_episode_rows_label_the_next_step_and_are_reproducible() -> None:
     arr = env.episode_arrays()
     # row (step 0, path 1, Bulk): target = Bulk's reward on path 1 in step 1
     r = 1 * 5 + int(TrafficContext.Bulk)
-    want = calculate_path_reward(TrafficContext.Bulk, arr["rtt_s"][1, 1] * 1e6,
-                                 arr["loss"][1, 1], arr["throughput_bps"][1, 1] / 1e6)
+    want = calculate_path_reward(
+        TrafficContext.Bulk,
+        arr["rtt_s"][1, 1] * 1e6,
+        arr["loss"][1, 1],
+        arr["throughput_bps"][1, 1] / 1e6,
+    )
     assert y1[r] == pytest.approx(want, abs=1e-6)
 
 
@@ -59,8 +63,9 @@ def test_quick_train_writes_a_loadable_verified_model(tmp_path: Path) -> None:
     assert m["probe_numpy_vs_torch"] < 1e-5
     assert m["fit"]["train_episodes"] > 0 and m["fit"]["val_episodes"] > 0
     assert m["default_rule_met"] == res.beats_heuristic
-    sel = LearnedPathSelector.from_weights(tmp_path / res.files["safetensors"],
-                                           probe_outputs=m["probe_outputs"])
+    sel = LearnedPathSelector.from_weights(
+        tmp_path / res.files["safetensors"], probe_outputs=m["probe_outputs"]
+    )
     assert sel.is_learned
     entry = res.manifest_entry()
     assert entry["metrics"]["default_enabled"] == res.beats_heuristic

@@ -39,8 +39,10 @@ SPECS: dict[str, tuple[Any, list[str] | None]] = {
         DqnMlpConfig(n_inputs=STATE.size),
         list(FEATURE_NAMES) + [f"d{i}" for i in range(STATE.size - len(FEATURE_NAMES))],
     ),
-    "compression_oracle": (CompressionMlpConfig(n_inputs=N_INPUTS, n_outputs=N_OUTPUTS),
-                           list(INPUT_NAMES)),
+    "compression_oracle": (
+        CompressionMlpConfig(n_inputs=N_INPUTS, n_outputs=N_OUTPUTS),
+        list(INPUT_NAMES),
+    ),
     "path_selector": (PathMlpConfig(), list(PATH_INPUT_NAMES)),
 }
 
@@ -48,34 +50,51 @@ SPECS: dict[str, tuple[Any, list[str] | None]] = {
 def fake_trainer(name: str, *, beats: bool = True, fail: bool = False) -> Any:
     """A trainer with the real signature writing real (random-init) weight files."""
 
-    def train(config: Any, *, seed: int, out_dir: Path, telemetry_root: Path | None = None,
-              progress: bool = True) -> TrainResult:
+    def train(
+        config: Any,
+        *,
+        seed: int,
+        out_dir: Path,
+        telemetry_root: Path | None = None,
+        progress: bool = True,
+    ) -> TrainResult:
         cfg, inputs = SPECS[name]
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         rng = np.random.default_rng(seed + len(name))
-        tensors = {k: rng.normal(0, 0.2, s).astype(np.float32)
-                   for k, s in expected_tensors(cfg).items()}
+        tensors = {
+            k: rng.normal(0, 0.2, s).astype(np.float32) for k, s in expected_tensors(cfg).items()
+        }
         (out_dir / f"{name}.safetensors").write_bytes(encode_weights(tensors, cfg))
         if fail:
             raise RuntimeError(f"{name} diverged")
         return TrainResult(
-            name=name, kind=cfg.kind, files={"safetensors": f"{name}.safetensors"},
-            version="1", inputs=inputs,
+            name=name,
+            kind=cfg.kind,
+            files={"safetensors": f"{name}.safetensors"},
+            version="1",
+            inputs=inputs,
             training={"seed": seed, "telemetry_root": str(telemetry_root)},
             metrics={"score": float("nan"), "engine_link_rate_bps": 20e6},
-            beats_heuristic=beats, target="a test target",
+            beats_heuristic=beats,
+            target="a test target",
         )
 
     return train
 
 
 def comparator(better: bool) -> Any:
-    def compare(result: TrainResult, staging: Path, current: Path | None, config: Any,
-                seed: int) -> dict[str, Any]:
+    def compare(
+        result: TrainResult, staging: Path, current: Path | None, config: Any, seed: int
+    ) -> dict[str, Any]:
         assert (staging / result.files["safetensors"]).is_file()  # judged before it moves
-        return {"candidate": {"score": 2.0}, "current": {"score": 1.0}, "better": better,
-                "current_is": str(current), "rule": "test"}
+        return {
+            "candidate": {"score": 2.0},
+            "current": {"score": 1.0},
+            "better": better,
+            "current_is": str(current),
+            "rule": "test",
+        }
 
     return compare
 
@@ -122,8 +141,9 @@ def test_fresh_run_writes_a_versioned_directory(tmp_path: Path) -> None:
 
 
 def test_missing_trainer_module_is_skipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(pipeline.TRAINER_MODULES, "congestion_controller",
-                        "oxidize_ml.training.no_such_trainer")
+    monkeypatch.setitem(
+        pipeline.TRAINER_MODULES, "congestion_controller", "oxidize_ml.training.no_such_trainer"
+    )
     trainers = {n: t for n, t in ALL.items() if n != "congestion_controller"}
     res = _run(tmp_path, trainers=trainers)
     c = res.components["congestion_controller"]
@@ -155,16 +175,26 @@ def test_retraining_loop_per_component(tmp_path: Path) -> None:
     data = _telemetry(tmp_path / "tel")
     later = datetime(2026, 1, 3, tzinfo=UTC)
     res = _run(
-        tmp_path / "models", seed=2, data=data, current=current, now=later,
-        comparators={"loss_predictor": comparator(True),
-                     "congestion_controller": comparator(False),
-                     "compression_oracle": comparator(False),
-                     "path_selector": comparator(False)},
+        tmp_path / "models",
+        seed=2,
+        data=data,
+        current=current,
+        now=later,
+        comparators={
+            "loss_predictor": comparator(True),
+            "congestion_controller": comparator(False),
+            "compression_oracle": comparator(False),
+            "path_selector": comparator(False),
+        },
     )
     assert res.compared
     dec = {n: c.decision for n, c in res.components.items()}
-    assert dec == {"loss_predictor": "new", "congestion_controller": "kept current",
-                   "compression_oracle": "kept current", "path_selector": "kept current"}
+    assert dec == {
+        "loss_predictor": "new",
+        "congestion_controller": "kept current",
+        "compression_oracle": "kept current",
+        "path_selector": "kept current",
+    }
     d = res.directory
     assert d is not None and d != current and verify_model_dir(d).ok
     manifest = json.loads((d / "manifest.json").read_text())
@@ -173,9 +203,11 @@ def test_retraining_loop_per_component(tmp_path: Path) -> None:
     # Carried-over models are byte-identical copies; the new one differs (other seed).
     for name in ("congestion_controller", "compression_oracle"):
         assert (d / f"{name}.safetensors").read_bytes() == (
-            current / f"{name}.safetensors").read_bytes()
+            current / f"{name}.safetensors"
+        ).read_bytes()
     assert (d / "loss_predictor.safetensors").read_bytes() != (
-        current / "loss_predictor.safetensors").read_bytes()
+        current / "loss_predictor.safetensors"
+    ).read_bytes()
     assert manifest["models"]["loss_predictor"]["training"]["telemetry_root"] == str(data)
     report = json.loads((d / pipeline.REPORT_NAME).read_text())
     assert report["components"]["congestion_controller"]["comparison"]["better"] is False
@@ -183,9 +215,14 @@ def test_retraining_loop_per_component(tmp_path: Path) -> None:
 
 def test_retraining_loop_nothing_better_writes_nothing(tmp_path: Path) -> None:
     current = _run(tmp_path / "models", seed=1).directory
-    res = _run(tmp_path / "models", seed=2, data=_telemetry(tmp_path / "tel"), current=current,
-               now=datetime(2026, 1, 3, tzinfo=UTC),
-               comparators=dict.fromkeys(pipeline.COMPONENTS, comparator(False)))
+    res = _run(
+        tmp_path / "models",
+        seed=2,
+        data=_telemetry(tmp_path / "tel"),
+        current=current,
+        now=datetime(2026, 1, 3, tzinfo=UTC),
+        comparators=dict.fromkeys(pipeline.COMPONENTS, comparator(False)),
+    )
     assert res.directory is None
     assert sorted(p.name for p in (tmp_path / "models").iterdir()) == [current.name]
 
@@ -193,19 +230,29 @@ def test_retraining_loop_nothing_better_writes_nothing(tmp_path: Path) -> None:
 def test_against_heuristics_only_better_candidates_ship(tmp_path: Path) -> None:
     empty = tmp_path / "no_models"
     empty.mkdir()
-    res = _run(tmp_path / "models", data=_telemetry(tmp_path / "tel"), current=empty,
-               comparators={"loss_predictor": comparator(False),
-                            "congestion_controller": comparator(True),
-                            "compression_oracle": comparator(False),
-                            "path_selector": comparator(False)})
+    res = _run(
+        tmp_path / "models",
+        data=_telemetry(tmp_path / "tel"),
+        current=empty,
+        comparators={
+            "loss_predictor": comparator(False),
+            "congestion_controller": comparator(True),
+            "compression_oracle": comparator(False),
+            "path_selector": comparator(False),
+        },
+    )
     assert res.components["loss_predictor"].decision == "kept heuristic"
     manifest = json.loads((res.directory / "manifest.json").read_text())
     assert set(manifest["models"]) == {"congestion_controller"}
 
 
 def test_no_sim_skips_the_dqn(tmp_path: Path) -> None:
-    res = _run(tmp_path / "m", data=_telemetry(tmp_path / "tel"), include_sim=False,
-               comparators=dict.fromkeys(pipeline.COMPONENTS, comparator(True)))
+    res = _run(
+        tmp_path / "m",
+        data=_telemetry(tmp_path / "tel"),
+        include_sim=False,
+        comparators=dict.fromkeys(pipeline.COMPONENTS, comparator(True)),
+    )
     assert res.components["congestion_controller"].status == "skipped"
     assert "simulator" in res.components["congestion_controller"].message
 
@@ -228,10 +275,19 @@ def test_make_config_applies_no_sim() -> None:
 
 def test_builtin_comparison_rules_against_heuristics() -> None:
     loss = TrainResult(
-        name="loss_predictor", kind="lstm_loss", files={}, version="1", inputs=None,
-        training={}, beats_heuristic=True,
-        metrics={"pr_auc_lstm": 0.50, "pr_auc_ewma": 0.40, "brier_lstm": 0.0104,
-                 "brier_ewma": 0.0100},
+        name="loss_predictor",
+        kind="lstm_loss",
+        files={},
+        version="1",
+        inputs=None,
+        training={},
+        beats_heuristic=True,
+        metrics={
+            "pr_auc_lstm": 0.50,
+            "pr_auc_ewma": 0.40,
+            "brier_lstm": 0.0104,
+            "brier_ewma": 0.0100,
+        },
     )
     out = pipeline._compare_loss(loss, Path("."), None, None, 0)
     assert out["better"] is True and out["current_is"].startswith("heuristic")
@@ -239,11 +295,20 @@ def test_builtin_comparison_rules_against_heuristics() -> None:
     assert pipeline._compare_loss(worse_brier, Path("."), None, None, 0)["better"] is False
 
     def cc(dqn: tuple[float, float]) -> TrainResult:
-        summary = {"dqn": {"throughput_mbps_sum": dqn[0], "delay_p95_ms_mean": dqn[1]},
-                   "bbr": {"throughput_mbps_sum": 100.0, "delay_p95_ms_mean": 50.0}}
-        return TrainResult(name="congestion_controller", kind="dqn", files={}, version="1",
-                           inputs=None, training={}, beats_heuristic=False,
-                           metrics={"heldout": {"summary": summary}})
+        summary = {
+            "dqn": {"throughput_mbps_sum": dqn[0], "delay_p95_ms_mean": dqn[1]},
+            "bbr": {"throughput_mbps_sum": 100.0, "delay_p95_ms_mean": 50.0},
+        }
+        return TrainResult(
+            name="congestion_controller",
+            kind="dqn",
+            files={},
+            version="1",
+            inputs=None,
+            training={},
+            beats_heuristic=False,
+            metrics={"heldout": {"summary": summary}},
+        )
 
     assert pipeline._compare_congestion(cc((100.0, 40.0)), Path("."), None, None, 0)["better"]
     assert not pipeline._compare_congestion(cc((80.0, 20.0)), Path("."), None, None, 0)["better"]
@@ -277,8 +342,11 @@ def test_cli_argument_errors(tmp_path: Path) -> None:
 
 def test_cli_names_the_train_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     real = pipeline.importlib.util.find_spec
-    monkeypatch.setattr(pipeline.importlib.util, "find_spec",
-                        lambda name, *a: None if name == "torch" else real(name, *a))
+    monkeypatch.setattr(
+        pipeline.importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "torch" else real(name, *a),
+    )
     r = runner.invoke(app, ["train", "--quick", "--out", str(tmp_path)])
     assert r.exit_code == 3
     assert "oxidize-ml[train]" in r.output and "torch" in r.output
@@ -290,12 +358,30 @@ def test_cli_prints_tables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
 
     def fake_train_all(out: Path, **kw: Any) -> pipeline.PipelineResult:
         seen.update(kw)
-        return real(out, seed=kw["seed"], components=kw["components"], trainers=ALL,
-                    configs=CONFIGS, progress=False)
+        return real(
+            out,
+            seed=kw["seed"],
+            components=kw["components"],
+            trainers=ALL,
+            configs=CONFIGS,
+            progress=False,
+        )
 
     monkeypatch.setattr(pipeline, "train_all", fake_train_all)
-    r = runner.invoke(app, ["train", "--quick", "--seed", "3", "--components",
-                            "compression_oracle", "--out", str(tmp_path / "m"), "--no-progress"])
+    r = runner.invoke(
+        app,
+        [
+            "train",
+            "--quick",
+            "--seed",
+            "3",
+            "--components",
+            "compression_oracle",
+            "--out",
+            str(tmp_path / "m"),
+            "--no-progress",
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert seen["quick"] is True and seen["components"] == ("compression_oracle",)
     assert "compression_oracle" in r.output and "a test target" in r.output

@@ -39,9 +39,7 @@ RATE_BUCKETS_BPS: Final[tuple[float, ...]] = tuple(
     m * 10.0**e for e in range(6, 10) for m in (1.0, 2.0, 5.0)
 ) + (10e9,)
 """rates a table is built for, bits per second (1 Mbit/s ... 10 Gbit/s, 1-2-5 steps)"""
-_EDGES: Final = tuple(
-    math.sqrt(a * b) for a, b in itertools.pairwise(RATE_BUCKETS_BPS)
-)
+_EDGES: Final = tuple(math.sqrt(a * b) for a, b in itertools.pairwise(RATE_BUCKETS_BPS))
 
 
 def rate_bucket(link_rate_bps: float) -> int:
@@ -99,7 +97,10 @@ class RateBucketOracle(DecidePolicy):
     __slots__ = ("_active", "_bucket", "_cache", "decide")
 
     def __init__(
-        self, base: LearnedCompressionOracle, *, link_rate_bps: float | None = None,
+        self,
+        base: LearnedCompressionOracle,
+        *,
+        link_rate_bps: float | None = None,
         _cache: _TableCache | None = None,
     ) -> None:
         if not isinstance(base, LearnedCompressionOracle):
@@ -166,4 +167,3 @@ class RateBucketOracle(DecidePolicy):
         new.decide = self._active.decide
         new._bucket = self._bucket
         return new
-

@@ -99,8 +99,9 @@ def decision_cost(
     oracle = HeuristicCompressionOracle()
     out: dict[str, BenchRow] = {}
     for name, pkt in packets.items():
-        samples = interleaved_us(pkt, {"decide": oracle.decide, "features": feature_vector},
-                                 rounds=rounds, number=number)
+        samples = interleaved_us(
+            pkt, {"decide": oracle.decide, "features": feature_vector}, rounds=rounds, number=number
+        )
         ratios = [d / c for d, c in zip(samples["decide"], samples["lz4"], strict=True)]
         out[name] = BenchRow(
             lz4_us=statistics.median(samples["lz4"]),

@@ -226,7 +226,11 @@ def magic_kind(head: bytes) -> tuple[MagicKind, str]:
 
 
 _NONE, _RTP, _IPV4, _IPV6, _UDP = (
-    HeaderKind.NONE, HeaderKind.RTP, HeaderKind.IPV4, HeaderKind.IPV6, HeaderKind.UDP,
+    HeaderKind.NONE,
+    HeaderKind.RTP,
+    HeaderKind.IPV4,
+    HeaderKind.IPV6,
+    HeaderKind.UDP,
 )
 
 

@@ -172,10 +172,14 @@ def _size_bucket(n: int) -> int:
     return min(int(math.log2(1.0 + n) * SIZE_STEPS_PER_OCTAVE), N_SIZE_BUCKETS - 1)
 
 
-_SIZE_BUCKET_TABLE: Final = np.minimum(
-    (np.log2(1.0 + np.arange(_SIZE_TABLE_BYTES)) * SIZE_STEPS_PER_OCTAVE).astype(np.int64),
-    N_SIZE_BUCKETS - 1,
-).astype(np.uint8).tobytes()
+_SIZE_BUCKET_TABLE: Final = (
+    np.minimum(
+        (np.log2(1.0 + np.arange(_SIZE_TABLE_BYTES)) * SIZE_STEPS_PER_OCTAVE).astype(np.int64),
+        N_SIZE_BUCKETS - 1,
+    )
+    .astype(np.uint8)
+    .tobytes()
+)
 """``_SIZE_BUCKET_TABLE[n]``: size bucket of an ``n``-byte packet, n < 65536"""
 HEADER_MAX_BUCKET: Final = _size_bucket(HEADER_MAX_BYTES)
 """largest size bucket in which header flags can be set"""
@@ -285,8 +289,11 @@ def input_matrix(packets: list[bytes] | tuple[bytes, ...]) -> np.ndarray:
 def check_model(model: Any) -> None:
     """Raise ``TypeError``/``ValueError`` unless ``model`` is a compression MLP of this layout."""
     config = getattr(model, "config", None)
-    if (config is None or getattr(config, "kind", None) != KIND_COMPRESSION_MLP
-            or not hasattr(model, "weights")):
+    if (
+        config is None
+        or getattr(config, "kind", None) != KIND_COMPRESSION_MLP
+        or not hasattr(model, "weights")
+    ):
         raise TypeError(
             "model must be a numpy runtime MlpModel of kind 'compression_mlp' "
             f"(oxidize_ml.runtime.MlpModel), got {type(model).__name__}"
@@ -314,8 +321,10 @@ def outputs_to_utilities(
 
 _PREFERENCE_COLUMNS: Final = tuple(DECISIONS.index(d) for d in DECISION_PREFERENCE)
 _ROHC_COLUMN: Final = DECISIONS.index(MlCompressionDecision.RohcOnly)
-_CODEC_COLUMNS: Final = [DECISIONS.index(MlCompressionDecision.Light),
-                         DECISIONS.index(MlCompressionDecision.Aggressive)]
+_CODEC_COLUMNS: Final = [
+    DECISIONS.index(MlCompressionDecision.Light),
+    DECISIONS.index(MlCompressionDecision.Aggressive),
+]
 _ENCRYPTED: Final = int(MagicKind.ENCRYPTED)
 _ROHC_HEADERS: Final = frozenset((int(HeaderKind.RTP), int(HeaderKind.UDP)))
 _SKIP_COLUMN: Final = DECISIONS.index(_SKIP)
@@ -429,9 +438,7 @@ class LearnedCompressionOracle(DecidePolicy):
             ((s.ravel() + 0.5) / N_SIZE_BUCKETS, e.ravel() / (N_ENTROPY_LEVELS - 1)), axis=1
         ).astype(np.float32)  # [buckets * levels, 2], table order
         base = grid @ w0[:2] + w0[-1]  # [cells per combo, H]
-        sizes = np.repeat(
-            [representative_size(b) for b in range(N_SIZE_BUCKETS)], N_ENTROPY_LEVELS
-        )
+        sizes = np.repeat([representative_size(b) for b in range(N_SIZE_BUCKETS)], N_ENTROPY_LEVELS)
         per_combo = N_SIZE_BUCKETS * N_ENTROPY_LEVELS
         small = (HEADER_MAX_BUCKET + 1) * N_ENTROPY_LEVELS
         table = np.full(TABLE_CELLS, _SKIP_COLUMN, dtype=np.uint8)  # unreachable cells: Skip
@@ -545,4 +552,3 @@ class LearnedCompressionOracle(DecidePolicy):
         if q.magic is MagicKind.ENCRYPTED:
             util[:, _CODEC_COLUMNS] = -np.inf
         return DECISIONS[int(choose(util, self.cost_model.tie_tolerance_s)[0])]
-

@@ -234,4 +234,3 @@ class HeuristicCompressionOracle(DecidePolicy):
         ):
             return _AGGRESSIVE
         return _LIGHT
-

@@ -195,9 +195,7 @@ def strip_link_layer(frame: bytes | bytearray | memoryview, linktype: int) -> by
         if len(buf) < 4:
             return None
         return _trim_ip(buf[4:])
-    raise ValueError(
-        f"linktype {linktype} is not supported; known: {sorted(SUPPORTED_LINKTYPES)}"
-    )
+    raise ValueError(f"linktype {linktype} is not supported; known: {sorted(SUPPORTED_LINKTYPES)}")
 
 
 def _ip_by_ethertype(ethertype: int, payload: bytes) -> bytes | None:

@@ -129,8 +129,12 @@ class _Layout:
 
 
 _LAYOUTS: Final = {
-    (v4, cc): _Layout(v4, 20 if v4 else 40, (28 if v4 else 48) if cc >= 0 else -1,
-                      (28 if v4 else 48) + (12 + 4 * cc if cc >= 0 else 0))
+    (v4, cc): _Layout(
+        v4,
+        20 if v4 else 40,
+        (28 if v4 else 48) if cc >= 0 else -1,
+        (28 if v4 else 48) + (12 + 4 * cc if cc >= 0 else 0),
+    )
     for v4 in (True, False)
     for cc in range(-1, 16)
 }
@@ -182,7 +186,13 @@ def _ipv4_checksum(hdr: bytearray) -> int:
 
 
 def _rebuild(
-    template: bytes, lay: _Layout, total: int, msn: int, ts: int, ipid: int, marker: int,
+    template: bytes,
+    lay: _Layout,
+    total: int,
+    msn: int,
+    ts: int,
+    ipid: int,
+    marker: int,
     csum: int,
 ) -> bytearray:
     """The header of a ``total``-byte packet from a context template and dynamic fields."""
@@ -248,8 +258,21 @@ class _Linear:
 
 class _TxContext:
     __slots__ = (
-        "cid", "id_left", "ipid", "ir_left", "key", "last_id", "last_msn", "last_ts", "lay",
-        "msn", "refs", "since_ir", "template", "ts", "ts_left",
+        "cid",
+        "id_left",
+        "ipid",
+        "ir_left",
+        "key",
+        "last_id",
+        "last_msn",
+        "last_ts",
+        "lay",
+        "msn",
+        "refs",
+        "since_ir",
+        "template",
+        "ts",
+        "ts_left",
     )
 
     def __init__(self, cid: int, key: bytes, lay: _Layout) -> None:
@@ -366,8 +389,7 @@ class RohcCompressor:
         # Strides follow the previous packet of the flow; a model only changes
         # when a packet does not fit it (then it is re-anchored on this packet).
         ts_stride = 0 if first else _new_stride(ctx.ts, ts, ctx.last_ts, msn, ctx.last_msn, 32)
-        id_stride = 0 if first else _new_stride(ctx.ipid, ipid, ctx.last_id, msn, ctx.last_msn,
-                                                16)
+        id_stride = 0 if first else _new_stride(ctx.ipid, ipid, ctx.last_id, msn, ctx.last_msn, 16)
         ctx.last_msn, ctx.last_ts, ctx.last_id = msn, ts, ipid
         ctx.since_ir += 1
         if ctx.ir_left > 0 or ctx.since_ir >= cfg.refresh_interval or first:
@@ -409,10 +431,9 @@ class RohcCompressor:
         # of the recent references (between them for a monotonic sequence;
         # anything else is caught by the CRC).
         refs = ctx.refs
-        short = (
-            ((msn - refs[0] + MSN_WINDOW_BACK) & 0xFFFF) < _LSB_SPAN
-            and ((msn - refs[-1] + MSN_WINDOW_BACK) & 0xFFFF) < _LSB_SPAN
-        )
+        short = ((msn - refs[0] + MSN_WINDOW_BACK) & 0xFFFF) < _LSB_SPAN and (
+            (msn - refs[-1] + MSN_WINDOW_BACK) & 0xFFFF
+        ) < _LSB_SPAN
         refs.append(msn)
         if short:
             msn_bytes = bytes((msn & 0xFF,))
@@ -425,8 +446,16 @@ class RohcCompressor:
         return b"".join((bytes((flags, ctx.cid)), msn_bytes, *parts, packet[lay.hdr_len :]))
 
     def _ir(
-        self, ctx: _TxContext, packet: bytes, hdr: bytes, lay: _Layout, msn: int, ts: int,
-        ipid: int, ts_stride: int, id_stride: int,
+        self,
+        ctx: _TxContext,
+        packet: bytes,
+        hdr: bytes,
+        lay: _Layout,
+        msn: int,
+        ts: int,
+        ipid: int,
+        ts_stride: int,
+        id_stride: int,
     ) -> bytes:
         ctx.template = hdr
         ctx.since_ir = 0
@@ -457,8 +486,7 @@ class RohcCompressor:
 class _RxContext:
     __slots__ = ("csum", "ipid", "lay", "prev_ipid", "prev_ts", "ref", "template", "ts")
 
-    def __init__(self, template: bytes, lay: _Layout, msn: int, ts: _Linear,
-                 ipid: _Linear) -> None:
+    def __init__(self, template: bytes, lay: _Layout, msn: int, ts: _Linear, ipid: _Linear) -> None:
         self.template = template
         self.lay = lay
         self.ref = msn

@@ -660,9 +660,7 @@ class BbrFallback:
 
     # -- Policy ----------------------------------------------------------------
 
-    def learn_one(
-        self, obs: CongestionObservation, feedback: float = 0.0, *, now: float
-    ) -> None:
+    def learn_one(self, obs: CongestionObservation, feedback: float = 0.0, *, now: float) -> None:
         """Feed one decision interval's observation.
 
         Parameters
@@ -894,8 +892,7 @@ class BbrFallback:
                     self._probe_rtt_done_stamp = now + self._prt_duration
                     self._probe_rtt_round_start = now
             elif (
-                now >= self._probe_rtt_done_stamp
-                and now - self._probe_rtt_round_start >= min_rtt_s
+                now >= self._probe_rtt_done_stamp and now - self._probe_rtt_round_start >= min_rtt_s
             ):
                 self._exit_probe_rtt(now)
 
@@ -959,8 +956,7 @@ class BbrFallback:
         if (
             loss > self._thr
             and phase != _PROBE_RTT
-            and (loss / (1.0 - loss) if loss < 1.0 else _INF) * delivered
-            >= self._min_lost_bytes
+            and (loss / (1.0 - loss) if loss < 1.0 else _INF) * delivered >= self._min_lost_bytes
         ):
             self._n_lossy_rounds += 1
             if phase == _STARTUP or phase == _UP or phase == _REFILL:

@@ -129,8 +129,13 @@ class ReplayBatch:
     __slots__ = ("actions", "dones", "next_states", "rewards", "states", "steps")
 
     def __init__(
-        self, states: np.ndarray, actions: np.ndarray, rewards: np.ndarray,
-        next_states: np.ndarray, dones: np.ndarray, steps: np.ndarray,
+        self,
+        states: np.ndarray,
+        actions: np.ndarray,
+        rewards: np.ndarray,
+        next_states: np.ndarray,
+        dones: np.ndarray,
+        steps: np.ndarray,
     ) -> None:
         self.states = states  # float32 [B, S]
         self.actions = actions  # int64 [B]
@@ -183,8 +188,14 @@ class ReplayBuffer:
         return self._added
 
     def add(
-        self, state: np.ndarray, action: int, reward: float, next_state: np.ndarray,
-        done: bool = False, *, steps: int = 1,
+        self,
+        state: np.ndarray,
+        action: int,
+        reward: float,
+        next_state: np.ndarray,
+        done: bool = False,
+        *,
+        steps: int = 1,
     ) -> None:
         """Store one transition (overwrites the oldest when full).
 
@@ -205,8 +216,12 @@ class ReplayBuffer:
             self._added += 1
 
     def add_batch(
-        self, states: np.ndarray, actions: np.ndarray, rewards: np.ndarray,
-        next_states: np.ndarray, dones: np.ndarray | None = None,
+        self,
+        states: np.ndarray,
+        actions: np.ndarray,
+        rewards: np.ndarray,
+        next_states: np.ndarray,
+        dones: np.ndarray | None = None,
     ) -> None:
         """Store many transitions (e.g. telemetry); rows beyond ``capacity`` keep the newest."""
         states = np.asarray(states, dtype=np.float32)
@@ -234,8 +249,12 @@ class ReplayBuffer:
                 raise ValueError("cannot sample from an empty replay buffer")
             idx = self._rng.integers(0, self._size, size=batch_size)
             return ReplayBatch(
-                self._states[idx], self._actions[idx], self._rewards[idx], self._next[idx],
-                self._dones[idx], self._steps[idx],
+                self._states[idx],
+                self._actions[idx],
+                self._rewards[idx],
+                self._next[idx],
+                self._dones[idx],
+                self._steps[idx],
             )
 
 
@@ -277,7 +296,9 @@ class OnlineConfig:
 
     def __post_init__(self) -> None:
         if not isinstance(self.epsilon, EpsilonSchedule):
-            raise TypeError(f"epsilon must be an EpsilonSchedule, got {type(self.epsilon).__name__}")
+            raise TypeError(
+                f"epsilon must be an EpsilonSchedule, got {type(self.epsilon).__name__}"
+            )
         check_int("replay_capacity", self.replay_capacity, lo=1)
         check_int("batch_size", self.batch_size, lo=1)
         check_number("gamma", self.gamma, hi=1.0)
@@ -311,14 +332,16 @@ class OnlineLearner:
     The loop itself is injected (`OnlineTrainLoop`), so inference stays numpy-only.
     """
 
-    def __init__(self, weights: MlpWeights, config: OnlineConfig,
-                 train_loop: OnlineTrainLoop) -> None:
+    def __init__(
+        self, weights: MlpWeights, config: OnlineConfig, train_loop: OnlineTrainLoop
+    ) -> None:
         if not callable(train_loop):
             raise TypeError(f"train_loop must be callable, got {type(train_loop).__name__}")
         self.config = config
         self.weights = weights  # replaced (one reference store) on publication
-        self.replay = ReplayBuffer(config.replay_capacity, weights.config.n_inputs,
-                                   seed=config.seed)
+        self.replay = ReplayBuffer(
+            config.replay_capacity, weights.config.n_inputs, seed=config.seed
+        )
         self.decisions = itertools.count()  # next() is atomic in CPython
         self.updates = 0
         self.publications = 0
@@ -443,10 +466,15 @@ class DqnCwndPolicy:
         fallback: Any = None,
     ) -> None:
         if not isinstance(state_config, StateConfig):
-            raise TypeError(f"state_config must be a StateConfig, got {type(state_config).__name__}")
+            raise TypeError(
+                f"state_config must be a StateConfig, got {type(state_config).__name__}"
+            )
         cfg = getattr(model, "config", None)
-        if (cfg is None or getattr(cfg, "kind", None) != "dqn"
-                or not callable(getattr(model, "forward", None))):
+        if (
+            cfg is None
+            or getattr(cfg, "kind", None) != "dqn"
+            or not callable(getattr(model, "forward", None))
+        ):
             raise TypeError("model must be a 'dqn' MlpModel or OrtMlpModel (runtime.load_mlp)")
         if cfg.n_inputs != state_config.size:
             raise ValueError(
@@ -478,7 +506,8 @@ class DqnCwndPolicy:
             if trainer is None:
                 raise TypeError(
                     "online learning needs trainer=, the training loop (e.g. "
-                    "oxidize_ml.training.dqn_online.torch_online_trainer, extra 'train')")
+                    "oxidize_ml.training.dqn_online.torch_online_trainer, extra 'train')"
+                )
             self._learner = OnlineLearner(model.weights, online, trainer)
             self._learner.start()
         self._init_connection_state()
@@ -508,11 +537,18 @@ class DqnCwndPolicy:
         st = p / f"{MODEL_FILE_STEMS[KIND_DQN]}.safetensors" if p.is_dir() else p
         state_config = StateConfig()
         if st.suffix == ".safetensors" and st.is_file():
-            state_config = state_config_from_metadata(read_weight_file(st, expected_kind=KIND_DQN)
-                                                      .metadata)
+            state_config = state_config_from_metadata(
+                read_weight_file(st, expected_kind=KIND_DQN).metadata
+            )
         model = load_mlp(p, kind=KIND_DQN, backend=backend)  # type: ignore[arg-type]
-        return cls(model, state_config=state_config, epsilon=epsilon, online=online,
-                   trainer=trainer, seed=seed)
+        return cls(
+            model,
+            state_config=state_config,
+            epsilon=epsilon,
+            online=online,
+            trainer=trainer,
+            seed=seed,
+        )
 
     def _init_connection_state(self) -> None:
         self._encoder = CongestionStateEncoder(self.state_config)
@@ -524,8 +560,11 @@ class DqnCwndPolicy:
         lr = self._learner
         self._explore = lr is not None and lr.config.explore
         self._schedule = lr.config.epsilon if lr is not None else None
-        self._eps = (self._schedule(0) if self._explore and self._schedule is not None
-                     else self._epsilon_const)
+        self._eps = (
+            self._schedule(0)
+            if self._explore and self._schedule is not None
+            else self._epsilon_const
+        )
 
     # ------------------------------------------------------------------ Policy
     def learn_one(self, obs: CongestionObservation, feedback: float, *, now: float) -> None:
@@ -689,5 +728,7 @@ class DqnCwndPolicy:
         self.close()
 
     def __repr__(self) -> str:
-        return (f"DqnCwndPolicy(inputs={self.state_config.size}, epsilon={self._eps:.3g}, "
-                f"online={self._learner is not None})")
+        return (
+            f"DqnCwndPolicy(inputs={self.state_config.size}, epsilon={self._eps:.3g}, "
+            f"online={self._learner is not None})"
+        )

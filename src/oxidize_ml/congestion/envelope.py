@@ -278,8 +278,11 @@ class DeliveryEnvelope:
                 self._restore_until = self._last_now + 2.0 * rtt + 0.2
             return proposed
         allowed = cwnd + self._budget
-        if (self._restore_to > allowed and self._last_now is not None
-                and self._last_now <= self._restore_until):
+        if (
+            self._restore_to > allowed
+            and self._last_now is not None
+            and self._last_now <= self._restore_until
+        ):
             allowed = self._restore_to
         if allowed > self._cap:  # noqa: PLR1730 (hot path: no call)
             allowed = self._cap

@@ -16,8 +16,12 @@ DELAY_TOLERANCE = 1.25
 
 
 def congestion_reward(
-    *, throughput_bps: float, max_throughput_bps: float, rtt_us: float, min_rtt_us: float,
-    loss_rate: float
+    *,
+    throughput_bps: float,
+    max_throughput_bps: float,
+    rtt_us: float,
+    min_rtt_us: float,
+    loss_rate: float,
 ) -> float:
     u = throughput_bps / max_throughput_bps if max_throughput_bps > 0.0 else 0.0
     u = min(u, 1.0)

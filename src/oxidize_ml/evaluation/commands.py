@@ -42,7 +42,7 @@ err_console = Console(stderr=True)
 
 evaluate_app = typer.Typer(
     help="Run the project's evaluations on your own traces and packet captures; each writes "
-         "a JSON file with a \"summary\" object (and congestion a Markdown report).",
+    'a JSON file with a "summary" object (and congestion a Markdown report).',
     no_args_is_help=True,
 )
 
@@ -52,8 +52,13 @@ JSON_FILE_MODE = 0o644
 """results are meant to be read and shared"""
 
 ProgressFn = Callable[[int, int, str], None]
-_OPTION_OF_FIELD = {"rtts_ms": "--rtt-ms", "duration_s": "--duration", "n_windows": "--windows",
-                    "buffer_bdp": "--buffer-bdp", "bootstrap_rounds": "--bootstrap"}
+_OPTION_OF_FIELD = {
+    "rtts_ms": "--rtt-ms",
+    "duration_s": "--duration",
+    "n_windows": "--windows",
+    "buffer_bdp": "--buffer-bdp",
+    "bootstrap_rounds": "--bootstrap",
+}
 """`WindowConfig` field -> the option that sets it (errors name what the user typed)"""
 
 
@@ -64,6 +69,7 @@ def register(app: typer.Typer) -> None:
 
 # ---------------------------------------------------------------- helpers
 
+
 def _fail(message: str) -> typer.Exit:
     """Print ``message`` as an error (file names may hold brackets: no markup) -> exit 2."""
     from rich.markup import escape
@@ -72,16 +78,22 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(2)
 
 
-def parse_floats(text: str, *, option: str, lo_exclusive: float = 0.0,
-                 hi: float | None = None, max_items: int = 10) -> tuple[float, ...]:
+def parse_floats(
+    text: str,
+    *,
+    option: str,
+    lo_exclusive: float = 0.0,
+    hi: float | None = None,
+    max_items: int = 10,
+) -> tuple[float, ...]:
     """``"40,100"`` -> ``(40.0, 100.0)``; `typer.BadParameter` naming ``option`` otherwise."""
     parts = [p.strip() for p in text.split(",")]
     if not text.strip() or any(not p for p in parts):
-        raise typer.BadParameter(f"expected comma-separated numbers, got {text!r}",
-                                 param_hint=option)
+        raise typer.BadParameter(
+            f"expected comma-separated numbers, got {text!r}", param_hint=option
+        )
     if len(parts) > max_items:
-        raise typer.BadParameter(f"at most {max_items} values, got {len(parts)}",
-                                 param_hint=option)
+        raise typer.BadParameter(f"at most {max_items} values, got {len(parts)}", param_hint=option)
     out: list[float] = []
     for p in parts:
         try:
@@ -118,8 +130,9 @@ def write_json(path: Path, data: dict[str, Any]) -> Path:
     from oxidize_ml._atomic import atomic_write_text
     from oxidize_ml.evaluation.report import jsonable
 
-    return atomic_write_text(path, json.dumps(jsonable(data), indent=2, allow_nan=False) + "\n",
-                             mode=JSON_FILE_MODE)
+    return atomic_write_text(
+        path, json.dumps(jsonable(data), indent=2, allow_nan=False) + "\n", mode=JSON_FILE_MODE
+    )
 
 
 @contextmanager
@@ -137,9 +150,15 @@ def _progress_bar(enabled: bool, title: str) -> Iterator[ProgressFn | None]:
         TimeRemainingColumn,
     )
 
-    with Progress(TextColumn("{task.description:<48}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), TimeRemainingColumn(), console=err_console,
-                  transient=False) as bar:
+    with Progress(
+        TextColumn("{task.description:<48}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=False,
+    ) as bar:
         task = bar.add_task(title, total=None)
 
         def tick(done: int, total: int, label: str) -> None:
@@ -154,19 +173,26 @@ def _optional(module: str, name: str, command: str) -> Callable[..., dict[str, A
         mod = importlib.import_module(module)
     except ModuleNotFoundError as exc:
         if exc.name and module.startswith(exc.name):
-            raise _fail(f"`oxidize-ml evaluate {command}` is not available in this version "
-                        f"({module} is missing)") from None
+            raise _fail(
+                f"`oxidize-ml evaluate {command}` is not available in this version "
+                f"({module} is missing)"
+            ) from None
         raise
     fn = getattr(mod, name, None)
     if not callable(fn):
-        raise _fail(f"`oxidize-ml evaluate {command}` is not available in this version "
-                    f"({module}.{name} is missing)")
+        raise _fail(
+            f"`oxidize-ml evaluate {command}` is not available in this version "
+            f"({module}.{name} is missing)"
+        )
     # getattr gives Any; the evaluations all return their JSON summary.
     return cast(Callable[..., dict[str, Any]], fn)
 
 
-def _call(fn: Callable[..., dict[str, Any]], files: list[Path],
-          options: dict[str, tuple[tuple[str, ...], Any, bool]]) -> dict[str, Any]:
+def _call(
+    fn: Callable[..., dict[str, Any]],
+    files: list[Path],
+    options: dict[str, tuple[tuple[str, ...], Any, bool]],
+) -> dict[str, Any]:
     """Call an area's evaluation with the options its signature takes.
 
     ``options[label] = (accepted parameter names, value, given_by_user)``: the
@@ -182,8 +208,9 @@ def _call(fn: Callable[..., dict[str, Any]], files: list[Path],
         name = next((n for n in names if n in params), None)
         if name is None:
             if given:
-                raise _fail(f"{label} is not supported by this version's "
-                            f"{fn.__module__}.{fn.__name__}")
+                raise _fail(
+                    f"{label} is not supported by this version's {fn.__module__}.{fn.__name__}"
+                )
             continue
         kwargs[name] = value
     try:
@@ -226,6 +253,7 @@ def _meta(command: str) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- congestion
 
+
 def _dqn_factory(model: Path | None, *, required: bool) -> Any:
     """The DQN controller factory of ``model`` (default: the shipped one); None when not
     ``required`` and the package ships none."""
@@ -237,8 +265,10 @@ def _dqn_factory(model: Path | None, *, required: bool) -> Any:
         model = default_model_dir()
         if model is None:
             if required:
-                raise _fail("this package ships no trained DQN; pass --dqn-model DIR or drop "
-                            "dqn from --controllers")
+                raise _fail(
+                    "this package ships no trained DQN; pass --dqn-model DIR or drop "
+                    "dqn from --controllers"
+                )
             return None
     try:
         factory = dqn_factory(model)
@@ -255,16 +285,19 @@ def _controllers(text: str, dqn_model: Path | None, *, explicit: bool) -> list[A
 
     names = [n.strip() for n in text.split(",")]
     if not text.strip() or any(not n for n in names):
-        raise typer.BadParameter(f"expected comma-separated names, got {text!r}",
-                                 param_hint="--controllers")
+        raise typer.BadParameter(
+            f"expected comma-separated names, got {text!r}", param_hint="--controllers"
+        )
     known = [*default_registry().names(), "engine", "dqn"]
     unknown = [n for n in names if n not in known]
     if unknown:
-        raise typer.BadParameter(f"unknown controller(s) {unknown}; choose from {known}",
-                                 param_hint="--controllers")
+        raise typer.BadParameter(
+            f"unknown controller(s) {unknown}; choose from {known}", param_hint="--controllers"
+        )
     if len(set(names)) != len(names):
-        raise typer.BadParameter(f"a controller is listed twice: {names}",
-                                 param_hint="--controllers")
+        raise typer.BadParameter(
+            f"a controller is listed twice: {names}", param_hint="--controllers"
+        )
     out: list[Any] = []
     for n in names:
         if n == "dqn":
@@ -279,10 +312,20 @@ def _controllers(text: str, dqn_model: Path | None, *, explicit: bool) -> list[A
 
 
 def _print_congestion(result: WindowEvalResult) -> None:
-    t = Table(title=f"Held-out windows vs CUBIC ({len(result.units)} window x RTT runs; "
-                    "95 % paired bootstrap intervals)")
-    for col in ("controller", "goodput x CUBIC", "95 % CI", "p95 queueing x CUBIC", "95 % CI",
-                "worst window", "max loss", "loss violations"):
+    t = Table(
+        title=f"Held-out windows vs CUBIC ({len(result.units)} window x RTT runs; "
+        "95 % paired bootstrap intervals)"
+    )
+    for col in (
+        "controller",
+        "goodput x CUBIC",
+        "95 % CI",
+        "p95 queueing x CUBIC",
+        "95 % CI",
+        "worst window",
+        "max loss",
+        "loss violations",
+    ):
         t.add_column(col, justify="left" if col == "controller" else "right")
 
     def ci(v: tuple[float, float]) -> str:
@@ -291,23 +334,31 @@ def _print_congestion(result: WindowEvalResult) -> None:
 
     for a in result.aggregates:
         name = f"{a.controller} (default)" if a.controller == result.default else a.controller
-        t.add_row(name, _cell(a.goodput_ratio_vs_cubic), ci(a.goodput_ratio_ci),
-                  _cell(a.queue_delay_ratio_vs_cubic), ci(a.queue_delay_ratio_ci),
-                  _cell(a.worst_goodput_ratio_vs_cubic),
-                  f"{a.max_loss * 100:.1f} %" if math.isfinite(a.max_loss) else "-",
-                  str(a.loss_violations))
+        t.add_row(
+            name,
+            _cell(a.goodput_ratio_vs_cubic),
+            ci(a.goodput_ratio_ci),
+            _cell(a.queue_delay_ratio_vs_cubic),
+            ci(a.queue_delay_ratio_ci),
+            _cell(a.worst_goodput_ratio_vs_cubic),
+            f"{a.max_loss * 100:.1f} %" if math.isfinite(a.max_loss) else "-",
+            str(a.loss_violations),
+        )
     console.print(t)
     flagged = [w for w in result.windows if w.silent_start or w.outage]
     if flagged:
-        console.print(f"{len(flagged)} of {len(result.windows)} windows start in a silence or "
-                      f"contain an outage (>= {result.config.silence_ms} ms): see the JSON "
-                      "'windows' and the report's per-window table.")
+        console.print(
+            f"{len(flagged)} of {len(result.windows)} windows start in a silence or "
+            f"contain an outage (>= {result.config.silence_ms} ms): see the JSON "
+            "'windows' and the report's per-window table."
+        )
     for note in result.notes:
         console.print(f"[dim]note: {note}[/]")
 
 
-def write_congestion_report(result: WindowEvalResult, out_dir: Path, traces: list[Path]
-                            ) -> list[Path]:
+def write_congestion_report(
+    result: WindowEvalResult, out_dir: Path, traces: list[Path]
+) -> list[Path]:
     """``out_dir/report.md`` (summary, targets, per-window table) and its figure."""
     from oxidize_ml._atomic import atomic_write_text
     from oxidize_ml.evaluation.congestion_windows import plot_windows
@@ -321,49 +372,86 @@ def write_congestion_report(result: WindowEvalResult, out_dir: Path, traces: lis
         figures = plot_windows(result, out_dir / "figures")
     else:
         fig_note = "Figures not drawn: matplotlib is not installed (pip install 'oxidize-ml[sim]')."
-    lines = ["# oxidize-ml evaluate congestion", "",
-             "Traces: " + ", ".join(f"`{p}`" for p in traces), "",
-             result.markdown().rstrip()]
+    lines = [
+        "# oxidize-ml evaluate congestion",
+        "",
+        "Traces: " + ", ".join(f"`{p}`" for p in traces),
+        "",
+        result.markdown().rstrip(),
+    ]
     for f in figures:
         lines += ["", f"![{f.stem}](figures/{f.name})"]
     if fig_note:
         lines += ["", fig_note]
     written += figures
-    written.append(atomic_write_text(out_dir / "report.md", "\n".join(lines) + "\n",
-                                     mode=REPORT_FILE_MODE))
+    written.append(
+        atomic_write_text(out_dir / "report.md", "\n".join(lines) + "\n", mode=REPORT_FILE_MODE)
+    )
     return written
 
 
 @evaluate_app.command("congestion")
 def congestion_cmd(
     json_out: Annotated[Path, typer.Option("--json", help="write the results here (JSON)")],
-    trace: Annotated[list[Path] | None, typer.Option(
-        "--trace", help="a Mahimahi trace file (repeatable); each gives several windows")] = None,
-    heldout: Annotated[bool, typer.Option(
-        "--heldout", help="use the project's held-out traces (oxidize_ml.evaluation.splits) "
-        "instead of --trace")] = False,
-    rtt_ms: Annotated[str, typer.Option(
-        "--rtt-ms", help="base round-trip times, ms, comma-separated")] = "40,100",
-    duration: Annotated[float, typer.Option(
-        "--duration", help="seconds per window (simulated)")] = 30.0,
-    windows: Annotated[int, typer.Option(
-        "--windows", help="evenly spaced windows per trace (from 0, 1/N, 2/N ... of it)")] = 3,
-    buffer_bdp: Annotated[float, typer.Option(
-        "--buffer-bdp", help="bottleneck buffer in BDPs of the trace's mean rate x RTT")] = 2.0,
-    silent_starts: Annotated[bool, typer.Option(
-        "--silent-starts/--no-silent-starts", help="also start a window into each trace's "
-        "longest silence of >= 500 ms")] = True,
-    controllers: Annotated[str | None, typer.Option(
-        "--controllers", help=f"comma-separated: reno, cubic, bbr, engine (MlEngine() as "
-        f"shipped), dqn (the shipped DQN or --dqn-model); default {DEFAULT_CONTROLLERS} (dqn "
-        "only when a model is shipped)")] = None,
-    dqn_model: Annotated[Path | None, typer.Option(
-        "--dqn-model", help="model directory of the dqn controller")] = None,
+    trace: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--trace", help="a Mahimahi trace file (repeatable); each gives several windows"
+        ),
+    ] = None,
+    heldout: Annotated[
+        bool,
+        typer.Option(
+            "--heldout",
+            help="use the project's held-out traces (oxidize_ml.evaluation.splits) "
+            "instead of --trace",
+        ),
+    ] = False,
+    rtt_ms: Annotated[
+        str, typer.Option("--rtt-ms", help="base round-trip times, ms, comma-separated")
+    ] = "40,100",
+    duration: Annotated[
+        float, typer.Option("--duration", help="seconds per window (simulated)")
+    ] = 30.0,
+    windows: Annotated[
+        int,
+        typer.Option(
+            "--windows", help="evenly spaced windows per trace (from 0, 1/N, 2/N ... of it)"
+        ),
+    ] = 3,
+    buffer_bdp: Annotated[
+        float,
+        typer.Option(
+            "--buffer-bdp", help="bottleneck buffer in BDPs of the trace's mean rate x RTT"
+        ),
+    ] = 2.0,
+    silent_starts: Annotated[
+        bool,
+        typer.Option(
+            "--silent-starts/--no-silent-starts",
+            help="also start a window into each trace's longest silence of >= 500 ms",
+        ),
+    ] = True,
+    controllers: Annotated[
+        str | None,
+        typer.Option(
+            "--controllers",
+            help=f"comma-separated: reno, cubic, bbr, engine (MlEngine() as "
+            f"shipped), dqn (the shipped DQN or --dqn-model); default {DEFAULT_CONTROLLERS} (dqn "
+            "only when a model is shipped)",
+        ),
+    ] = None,
+    dqn_model: Annotated[
+        Path | None, typer.Option("--dqn-model", help="model directory of the dqn controller")
+    ] = None,
     seed: Annotated[int, typer.Option(help="seed of the runs and the bootstrap")] = 0,
-    bootstrap: Annotated[int, typer.Option(
-        "--bootstrap", help="bootstrap replicates of the confidence intervals")] = 2000,
-    report: Annotated[Path | None, typer.Option(
-        "--report", help="also write report.md and figures into this directory")] = None,
+    bootstrap: Annotated[
+        int, typer.Option("--bootstrap", help="bootstrap replicates of the confidence intervals")
+    ] = 2000,
+    report: Annotated[
+        Path | None,
+        typer.Option("--report", help="also write report.md and figures into this directory"),
+    ] = None,
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
 ) -> None:
     """Every controller on windows of your traces, as ratios to CUBIC on the same windows."""
@@ -376,32 +464,39 @@ def congestion_cmd(
 
         files = trace_paths(HELDOUT_TRACES)
         if not files:
-            raise _fail(f"the held-out traces were not found (set {ENV_TRACE_DIR} to the folder "
-                        f"holding {', '.join(HELDOUT_TRACES)})")
+            raise _fail(
+                f"the held-out traces were not found (set {ENV_TRACE_DIR} to the folder "
+                f"holding {', '.join(HELDOUT_TRACES)})"
+            )
     else:
         files = _check_files(trace, "--trace")
     rtts = parse_floats(rtt_ms, option="--rtt-ms", hi=10_000.0)
     if seed < 0:
         raise typer.BadParameter(f"must be >= 0, got {seed}", param_hint="--seed")
     try:
-        cfg = WindowConfig(rtts_ms=rtts, duration_s=duration, n_windows=windows,
-                           buffer_bdp=buffer_bdp, silent_start_windows=silent_starts,
-                           bootstrap_rounds=bootstrap)
+        cfg = WindowConfig(
+            rtts_ms=rtts,
+            duration_s=duration,
+            n_windows=windows,
+            buffer_bdp=buffer_bdp,
+            silent_start_windows=silent_starts,
+            bootstrap_rounds=bootstrap,
+        )
     except (ValueError, TypeError) as exc:
         msg = str(exc)
         for field, option in _OPTION_OF_FIELD.items():
             msg = msg.replace(field, option)
         raise _fail(msg) from None
-    ctrls = _controllers(controllers or DEFAULT_CONTROLLERS, dqn_model,
-                         explicit=controllers is not None)
+    ctrls = _controllers(
+        controllers or DEFAULT_CONTROLLERS, dqn_model, explicit=controllers is not None
+    )
     try:
         plan = plan_run(files, seed=seed, config=cfg, controllers=ctrls)
     except ValueError as exc:
         raise _fail(str(exc)) from None
     with _progress_bar(progress, "congestion") as tick:
         result = run_windows(plan, progress=tick)
-    data = {**result.to_dict(), **_meta("congestion"),
-            "traces": [str(p) for p in files]}
+    data = {**result.to_dict(), **_meta("congestion"), "traces": [str(p) for p in files]}
     write_json(json_out, data)
     _print_congestion(result)
     console.print(f"json: {json_out}")
@@ -412,15 +507,21 @@ def congestion_cmd(
 
 # ---------------------------------------------------------------- fec, compression, paths
 
+
 @evaluate_app.command("fec")
 def fec_cmd(
     json_out: Annotated[Path, typer.Option("--json", help="write the results here (JSON)")],
-    trace: Annotated[list[Path] | None, typer.Option(
-        "--trace", help="a Mahimahi trace file (repeatable)")] = None,
-    rtt_ms: Annotated[str | None, typer.Option(
-        "--rtt-ms", help="base round-trip times, ms, comma-separated; default 40,100")] = None,
-    duration: Annotated[float | None, typer.Option(
-        "--duration", help="simulated seconds per run; default: the evaluation's")] = None,
+    trace: Annotated[
+        list[Path] | None, typer.Option("--trace", help="a Mahimahi trace file (repeatable)")
+    ] = None,
+    rtt_ms: Annotated[
+        str | None,
+        typer.Option("--rtt-ms", help="base round-trip times, ms, comma-separated; default 40,100"),
+    ] = None,
+    duration: Annotated[
+        float | None,
+        typer.Option("--duration", help="simulated seconds per run; default: the evaluation's"),
+    ] = None,
     seed: Annotated[int, typer.Option(min=0, help="seed of every run")] = 0,
     progress: Annotated[bool, typer.Option(help="show progress")] = True,
 ) -> None:
@@ -428,31 +529,43 @@ def fec_cmd(
     files = _check_files(trace, "--trace")
     rtts = parse_floats(rtt_ms or "40,100", option="--rtt-ms", hi=10_000.0)
     if duration is not None and not (math.isfinite(duration) and 0.0 < duration <= 3600.0):
-        raise typer.BadParameter(f"must be > 0 and <= 3600, got {duration}",
-                                 param_hint="--duration")
+        raise typer.BadParameter(
+            f"must be > 0 and <= 3600, got {duration}", param_hint="--duration"
+        )
     fn = _optional("oxidize_ml.evaluation.fec", "evaluate_fec_traces", "fec")
-    result = _call(fn, files, {
-        "--rtt-ms": (("rtts_ms", "rtt_ms"), rtts, rtt_ms is not None),
-        "--duration": (("duration_s", "duration"), duration, duration is not None),
-        "--seed": (("seed",), seed, seed != 0),
-        "--progress": (("progress",), progress, False),
-    })
+    result = _call(
+        fn,
+        files,
+        {
+            "--rtt-ms": (("rtts_ms", "rtt_ms"), rtts, rtt_ms is not None),
+            "--duration": (("duration_s", "duration"), duration, duration is not None),
+            "--seed": (("seed",), seed, seed != 0),
+            "--progress": (("progress",), progress, False),
+        },
+    )
     write_json(json_out, {**result, **_meta("fec"), "traces": [str(p) for p in files]})
     preds = result["summary"].get("predictors")
     if isinstance(preds, dict):
-        console.print(_summary_table(
-            f"Loss predictors (default: {result['summary'].get('default')})", preds))
+        console.print(
+            _summary_table(f"Loss predictors (default: {result['summary'].get('default')})", preds)
+        )
     console.print(f"json: {json_out}")
 
 
 @evaluate_app.command("compression")
 def compression_cmd(
     json_out: Annotated[Path, typer.Option("--json", help="write the results here (JSON)")],
-    pcap: Annotated[list[Path] | None, typer.Option(
-        "--pcap", help="a packet capture, pcap or pcapng (repeatable)")] = None,
-    rates_mbps: Annotated[str | None, typer.Option(
-        "--rates-mbps", help="link rates the decisions are judged at, Mbit/s, comma-separated "
-        "default 5,20,100")] = None,
+    pcap: Annotated[
+        list[Path] | None,
+        typer.Option("--pcap", help="a packet capture, pcap or pcapng (repeatable)"),
+    ] = None,
+    rates_mbps: Annotated[
+        str | None,
+        typer.Option(
+            "--rates-mbps",
+            help="link rates the decisions are judged at, Mbit/s, comma-separated default 5,20,100",
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(min=0, help="seed")] = 0,
     progress: Annotated[bool, typer.Option(help="show progress")] = True,
 ) -> None:
@@ -460,16 +573,23 @@ def compression_cmd(
     files = _check_files(pcap, "--pcap")
     rates = parse_floats(rates_mbps or "5,20,100", option="--rates-mbps", hi=1_000_000.0)
     fn = _optional("oxidize_ml.evaluation.compression", "evaluate_pcaps", "compression")
-    result = _call(fn, files, {
-        "--rates-mbps": (("rates_mbps",), rates, rates_mbps is not None),
-        "--seed": (("seed",), seed, seed != 0),
-        "--progress": (("progress",), progress, False),
-    })
+    result = _call(
+        fn,
+        files,
+        {
+            "--rates-mbps": (("rates_mbps",), rates, rates_mbps is not None),
+            "--seed": (("seed",), seed, seed != 0),
+            "--progress": (("progress",), progress, False),
+        },
+    )
     write_json(json_out, {**result, **_meta("compression"), "pcaps": [str(p) for p in files]})
     oracles = result["summary"].get("oracles")
     if isinstance(oracles, dict):
-        rows = {n: {f"{k} Mbit/s": v for k, v in (o.get("net_share") or {}).items()}
-                for n, o in oracles.items() if isinstance(o, dict)}
+        rows = {
+            n: {f"{k} Mbit/s": v for k, v in (o.get("net_share") or {}).items()}
+            for n, o in oracles.items()
+            if isinstance(o, dict)
+        }
         console.print(_summary_table("Share of the hindsight gain, net of decision time", rows))
     console.print(f"json: {json_out}")
 
@@ -477,26 +597,44 @@ def compression_cmd(
 @evaluate_app.command("paths")
 def paths_cmd(
     json_out: Annotated[Path, typer.Option("--json", help="write the results here (JSON)")],
-    trace: Annotated[list[Path] | None, typer.Option(
-        "--trace", help="a Mahimahi trace file, one per path (repeatable)")] = None,
-    steps: Annotated[int | None, typer.Option(
-        "--steps", min=1, max=100_000, help="flows (one per simulated second) per episode; "
-        "default: the evaluation's")] = None,
-    episodes: Annotated[int | None, typer.Option(
-        "--episodes", min=1, max=10_000, help="episodes per scenario family; default: the "
-        "evaluation's")] = None,
+    trace: Annotated[
+        list[Path] | None,
+        typer.Option("--trace", help="a Mahimahi trace file, one per path (repeatable)"),
+    ] = None,
+    steps: Annotated[
+        int | None,
+        typer.Option(
+            "--steps",
+            min=1,
+            max=100_000,
+            help="flows (one per simulated second) per episode; default: the evaluation's",
+        ),
+    ] = None,
+    episodes: Annotated[
+        int | None,
+        typer.Option(
+            "--episodes",
+            min=1,
+            max=10_000,
+            help="episodes per scenario family; default: the evaluation's",
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(min=0, help="seed of the episodes")] = 0,
     progress: Annotated[bool, typer.Option(help="show progress")] = True,
 ) -> None:
     """Path selectors on paths driven by your traces (regret per step vs hindsight)."""
     files = _check_files(trace, "--trace")
     fn = _optional("oxidize_ml.evaluation.paths", "evaluate_path_traces", "paths")
-    result = _call(fn, files, {
-        "--steps": (("steps",), steps, steps is not None),
-        "--episodes": (("seeds", "episodes"), episodes, episodes is not None),
-        "--seed": (("seed",), seed, seed != 0),
-        "--progress": (("progress",), progress, False),
-    })
+    result = _call(
+        fn,
+        files,
+        {
+            "--steps": (("steps",), steps, steps is not None),
+            "--episodes": (("seeds", "episodes"), episodes, episodes is not None),
+            "--seed": (("seed",), seed, seed != 0),
+            "--progress": (("progress",), progress, False),
+        },
+    )
     write_json(json_out, {**result, **_meta("paths"), "traces": [str(p) for p in files]})
     sels = result["summary"].get("selectors")
     if isinstance(sels, dict):

@@ -143,8 +143,9 @@ class Measurements:
     def utilities(self, model: CompressionCostModel) -> np.ndarray:
         """`CompressionCostModel.utility` of every (packet, decision), seconds ``[n, 4]``."""
         saved = (self.sizes[:, None] - self.out_bytes) * 8.0 / model.link_rate_bps
-        return saved - (model.encode_cpu_weight * self.encode_s
-                        + model.decode_cpu_weight * self.decode_s)
+        return saved - (
+            model.encode_cpu_weight * self.encode_s + model.decode_cpu_weight * self.decode_s
+        )
 
     def hindsight(self, model: CompressionCostModel) -> np.ndarray:
         """Column of `CompressionCostModel.best` per packet ``[n]`` (ties: least work)."""
@@ -162,8 +163,13 @@ def measure_corpus(
     progress: ProgressFn | None = None,
 ) -> Measurements:
     """`measure_stream` over the corpus in its order (RohcOnly sees the flows), as arrays."""
-    return measure_packets([p.data for p in corpus], [p.category for p in corpus],
-                           codec=codec, repeats=repeats, progress=progress)
+    return measure_packets(
+        [p.data for p in corpus],
+        [p.category for p in corpus],
+        codec=codec,
+        repeats=repeats,
+        progress=progress,
+    )
 
 
 def measure_packets(
@@ -196,13 +202,16 @@ def measure_packets(
             dec[i, j] = o.decode_s
     return Measurements(
         sizes=np.array([len(d) for d in datas], dtype=np.float64),
-        out_bytes=out, encode_s=enc, decode_s=dec,
+        out_bytes=out,
+        encode_s=enc,
+        decode_s=dec,
         categories=np.array(list(categories), dtype=object),
     )
 
 
-def time_decisions(decide: Callable[[bytes], Any], datas: Sequence[bytes],
-                   rounds: int = DECISION_TIMING_ROUNDS) -> float:
+def time_decisions(
+    decide: Callable[[bytes], Any], datas: Sequence[bytes], rounds: int = DECISION_TIMING_ROUNDS
+) -> float:
     """Median over ``rounds`` passes of the mean seconds per ``decide(data)`` call."""
     clock = time.perf_counter_ns
     per_pass = []
@@ -237,13 +246,16 @@ class MethodScore:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "method": self.method, "link_rate_bps": self.link_rate_bps,
+            "method": self.method,
+            "link_rate_bps": self.link_rate_bps,
             "utility_share": _num(self.utility_share),
             "utility_share_net": _num(self.utility_share_net),
-            "regret_us": _num(self.regret_us), "regret_net_us": _num(self.regret_net_us),
+            "regret_us": _num(self.regret_us),
+            "regret_net_us": _num(self.regret_net_us),
             "agreement": _num(self.agreement),
-            "per_category": {c: {k: _num(v) for k, v in d.items()}
-                             for c, d in self.per_category.items()},
+            "per_category": {
+                c: {k: _num(v) for k, v in d.items()} for c, d in self.per_category.items()
+            },
         }
 
 
@@ -263,10 +275,13 @@ class MethodCost:
     """decision -> share of packets"""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"method": self.method, "bytes_saved_share": _num(self.bytes_saved_share),
-                "cpu_us_per_packet": _num(self.cpu_us_per_packet),
-                "decision_us_per_packet": _num(self.decision_us_per_packet),
-                "decision_mix": dict(self.decision_mix)}
+        return {
+            "method": self.method,
+            "bytes_saved_share": _num(self.bytes_saved_share),
+            "cpu_us_per_packet": _num(self.cpu_us_per_packet),
+            "decision_us_per_packet": _num(self.decision_us_per_packet),
+            "decision_mix": dict(self.decision_mix),
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,75 +320,105 @@ class CompressionEvalResult:
         for m in self.methods:
             if m in (HINDSIGHT, "never"):
                 continue
-            shares = ", ".join(_pct(self.score(m, r).utility_share_net)
-                               for r in self.link_rates_bps)
+            shares = ", ".join(
+                _pct(self.score(m, r).utility_share_net) for r in self.link_rates_bps
+            )
             out.append(f"{m} {shares}")
-        return [f"Compression: share of the hindsight-best gain, net of decision time, at "
-                f"{rates} Mbit/s: " + "; ".join(out) + "."]
+        return [
+            f"Compression: share of the hindsight-best gain, net of decision time, at "
+            f"{rates} Mbit/s: " + "; ".join(out) + "."
+        ]
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "seed": self.seed, "quick": self.quick, "n_packets": self.n_packets,
-            "corpus": self.corpus, "link_rates_bps": list(self.link_rates_bps),
-            "methods": list(self.methods), "repeats": self.repeats,
+            "seed": self.seed,
+            "quick": self.quick,
+            "n_packets": self.n_packets,
+            "corpus": self.corpus,
+            "link_rates_bps": list(self.link_rates_bps),
+            "methods": list(self.methods),
+            "repeats": self.repeats,
             "scores": [s.to_dict() for s in self.scores],
             "costs": [c.to_dict() for c in self.costs],
-            "wall_s": self.wall_s, "measure_s": self.measure_s,
+            "wall_s": self.wall_s,
+            "measure_s": self.measure_s,
         }
 
     def markdown(self) -> str:
         cats = [c for c in CATEGORIES if c in self.corpus.get("packets", {})]
         pk, by, ff = (self.corpus.get(k, {}) for k in ("packets", "bytes", "from_files"))
         lines = [
-            (f"{self.n_packets} packets ({'quick' if self.quick else 'full'} mode, seed "
-             f"{self.seed}), each encoded and decoded with every decision ({self.repeats} timed "
-             f"runs, median). Utility = link time saved - CPU time (CompressionCostModel); "
-             "share = gain over never compressing / hindsight gain; regret = hindsight - "
-             "method utility per packet; *net* charges the method's own decision time."),
+            (
+                f"{self.n_packets} packets ({'quick' if self.quick else 'full'} mode, seed "
+                f"{self.seed}), each encoded and decoded with every decision ({self.repeats} timed "
+                f"runs, median). Utility = link time saved - CPU time (CompressionCostModel); "
+                "share = gain over never compressing / hindsight gain; regret = hindsight - "
+                "method utility per packet; *net* charges the method's own decision time."
+            ),
             "",
             "| category | packets | KiB | from files on this machine |",
             "|---|---:|---:|---:|",
         ]
         for c in cats:
-            lines.append(f"| {c} | {pk.get(c, 0)} | {by.get(c, 0) / 1024:.0f} | "
-                         f"{ff.get(c, 0)} |")
+            lines.append(f"| {c} | {pk.get(c, 0)} | {by.get(c, 0) / 1024:.0f} | {ff.get(c, 0)} |")
         lines += [
             "",
-            ("| method | bytes saved | CPU µs/packet | decision µs/packet | Skip / Light / "
-            "Aggressive / RohcOnly |"),
+            (
+                "| method | bytes saved | CPU µs/packet | decision µs/packet | Skip / Light / "
+                "Aggressive / RohcOnly |"
+            ),
             "|---|---:|---:|---:|---|",
         ]
         for cost in self.costs:
-            mix = " / ".join(f"{cost.decision_mix.get(d.name, 0.0):.0%}" for d in (
-                MlCompressionDecision.Skip, MlCompressionDecision.Light,
-                MlCompressionDecision.Aggressive, MlCompressionDecision.RohcOnly))
-            lines.append(f"| {cost.method} | {cost.bytes_saved_share:.1%} | "
-                         f"{cost.cpu_us_per_packet:.2f} | {cost.decision_us_per_packet:.2f} | "
-                         f"{mix} |")
+            mix = " / ".join(
+                f"{cost.decision_mix.get(d.name, 0.0):.0%}"
+                for d in (
+                    MlCompressionDecision.Skip,
+                    MlCompressionDecision.Light,
+                    MlCompressionDecision.Aggressive,
+                    MlCompressionDecision.RohcOnly,
+                )
+            )
+            lines.append(
+                f"| {cost.method} | {cost.bytes_saved_share:.1%} | "
+                f"{cost.cpu_us_per_packet:.2f} | {cost.decision_us_per_packet:.2f} | "
+                f"{mix} |"
+            )
         for r in self.link_rates_bps:
             lines += [
                 "",
                 f"**{r / 1e6:g} Mbit/s**",
                 "",
-                ("| method | utility share | share (net) | regret µs/pkt | regret net µs/pkt "
-                "| agreement |"),
+                (
+                    "| method | utility share | share (net) | regret µs/pkt | regret net µs/pkt "
+                    "| agreement |"
+                ),
                 "|---|---:|---:|---:|---:|---:|",
             ]
             for m in self.methods:
                 s = self.score(m, r)
-                lines.append(f"| {m} | {_pct(s.utility_share)} | {_pct(s.utility_share_net)} | "
-                             f"{s.regret_us:.3f} | {s.regret_net_us:.3f} | {s.agreement:.1%} |")
+                lines.append(
+                    f"| {m} | {_pct(s.utility_share)} | {_pct(s.utility_share_net)} | "
+                    f"{s.regret_us:.3f} | {s.regret_net_us:.3f} | {s.agreement:.1%} |"
+                )
         mid = self.link_rates_bps[len(self.link_rates_bps) // 2]
-        lines += ["", (f"Per category at {mid / 1e6:g} Mbit/s: utility share (regret µs/packet); "
-                  "n/a where no compression gains anything."), "",
-                  "| category | " + " | ".join(self.methods) + " |",
-                  "|---|" + "---|" * len(self.methods)]
+        lines += [
+            "",
+            (
+                f"Per category at {mid / 1e6:g} Mbit/s: utility share (regret µs/packet); "
+                "n/a where no compression gains anything."
+            ),
+            "",
+            "| category | " + " | ".join(self.methods) + " |",
+            "|---|" + "---|" * len(self.methods),
+        ]
         for c in cats:
             cells = []
             for m in self.methods:
                 d = self.score(m, mid).per_category.get(c, {})
-                cells.append(f"{_pct(d.get('utility_share', math.nan))} "
-                             f"({d.get('regret_us', math.nan):.2f})")
+                cells.append(
+                    f"{_pct(d.get('utility_share', math.nan))} ({d.get('regret_us', math.nan):.2f})"
+                )
             lines.append(f"| {c} | " + " | ".join(cells) + " |")
         return "\n".join(lines) + "\n"
 
@@ -399,7 +444,10 @@ def _share(gain: np.ndarray, best_gain: np.ndarray) -> float:
 
 
 def score_method(
-    name: str, cols: np.ndarray, meas: Measurements, model: CompressionCostModel,
+    name: str,
+    cols: np.ndarray,
+    meas: Measurements,
+    model: CompressionCostModel,
     decision_s: float = 0.0,
 ) -> MethodScore:
     """Scores of decisions ``cols`` (column indices per packet) at ``model``'s link rate."""
@@ -412,8 +460,10 @@ def score_method(
     net = u_m - model.encode_cpu_weight * decision_s
     agree = cols == best
     per = {}
-    for c in sorted(set(meas.categories.tolist()), key=lambda x: CATEGORIES.index(x)
-                    if x in CATEGORIES else len(CATEGORIES)):
+    for c in sorted(
+        set(meas.categories.tolist()),
+        key=lambda x: CATEGORIES.index(x) if x in CATEGORIES else len(CATEGORIES),
+    ):
         m = meas.categories == c
         per[c] = {
             "utility_share": _share(u_m[m] - u_0[m], u_b[m] - u_0[m]),
@@ -421,7 +471,8 @@ def score_method(
             "agreement": float(agree[m].mean()),
         }
     return MethodScore(
-        method=name, link_rate_bps=model.link_rate_bps,
+        method=name,
+        link_rate_bps=model.link_rate_bps,
         utility_share=_share(u_m - u_0, u_b - u_0),
         utility_share_net=_share(net - u_0, u_b - u_0),
         regret_us=float((u_b - u_m).mean()) * 1e6,
@@ -490,8 +541,9 @@ def run(
         if name in taken:
             raise ValueError(f"oracle name {name!r} is taken; built-in: {sorted(taken)}")
         if not callable(f):
-            raise TypeError(f"oracle {name!r} must be a zero-argument factory, "
-                            f"got {type(f).__name__}")
+            raise TypeError(
+                f"oracle {name!r} must be a zero-argument factory, got {type(f).__name__}"
+            )
     base_model = cost_model if cost_model is not None else CompressionCostModel(link_rate_bps=1e6)
 
     corpus = build_corpus(seed=seed, max_packets=n, categories=categories, sources=sources)
@@ -505,7 +557,8 @@ def run(
         name: (np.full(len(corpus), _COL[d]), 0.0) for name, d in BASELINES.items()
     }
     deciders: dict[str, Callable[[bytes], MlCompressionDecision]] = {
-        HEURISTIC: HeuristicCompressionOracle().decide}
+        HEURISTIC: HeuristicCompressionOracle().decide
+    }
     for name, f in extra.items():
         deciders[name] = _decider(f(), name)
     for name, decide in deciders.items():
@@ -520,22 +573,35 @@ def run(
     scores: list[MethodScore] = []
     for r in rates:
         model = CompressionCostModel(
-            link_rate_bps=r, encode_cpu_weight=base_model.encode_cpu_weight,
+            link_rate_bps=r,
+            encode_cpu_weight=base_model.encode_cpu_weight,
             decode_cpu_weight=base_model.decode_cpu_weight,
-            tie_tolerance_s=base_model.tie_tolerance_s)
+            tie_tolerance_s=base_model.tie_tolerance_s,
+        )
         for name, (cols, dsec) in decisions.items():
             scores.append(score_method(name, cols, meas, model, dsec))
         scores.append(score_method(HINDSIGHT, meas.hindsight(model), meas, model))
     mid = rates[len(rates) // 2]
     mid_model = CompressionCostModel(
-        link_rate_bps=mid, encode_cpu_weight=base_model.encode_cpu_weight,
-        decode_cpu_weight=base_model.decode_cpu_weight, tie_tolerance_s=base_model.tie_tolerance_s)
+        link_rate_bps=mid,
+        encode_cpu_weight=base_model.encode_cpu_weight,
+        decode_cpu_weight=base_model.decode_cpu_weight,
+        tie_tolerance_s=base_model.tie_tolerance_s,
+    )
     costs = [_cost(name, cols, meas, dsec) for name, (cols, dsec) in decisions.items()]
     costs.append(_cost(HINDSIGHT, meas.hindsight(mid_model), meas, 0.0))
     return CompressionEvalResult(
-        seed=seed, quick=quick, n_packets=len(corpus), corpus=summarize(corpus).to_dict(),
-        link_rates_bps=rates, methods=(*decisions, HINDSIGHT), scores=tuple(scores),
-        costs=tuple(costs), repeats=reps, wall_s=time.perf_counter() - t0, measure_s=measure_s,
+        seed=seed,
+        quick=quick,
+        n_packets=len(corpus),
+        corpus=summarize(corpus).to_dict(),
+        link_rates_bps=rates,
+        methods=(*decisions, HINDSIGHT),
+        scores=tuple(scores),
+        costs=tuple(costs),
+        repeats=reps,
+        wall_s=time.perf_counter() - t0,
+        measure_s=measure_s,
     )
 
 
@@ -572,14 +638,20 @@ def plot(result: CompressionEvalResult, out_dir: str | Path) -> list[Path]:
     x = np.arange(len(rates))
     for i, m in enumerate(shown):
         vals = [result.score(m, r).utility_share_net for r in rates]
-        bars = ax.bar(x + (i - (len(shown) - 1) / 2) * width,
-                      [v if math.isfinite(v) else 0.0 for v in vals], width, color=color(m))
+        bars = ax.bar(
+            x + (i - (len(shown) - 1) / 2) * width,
+            [v if math.isfinite(v) else 0.0 for v in vals],
+            width,
+            color=color(m),
+        )
         handles.setdefault(m, bars)
     ax.axhline(0.0, color="black", linewidth=0.8)
     ax.set_xticks(x, [f"{r / 1e6:g} Mbit/s" for r in rates])
     ax.set_ylabel("share of hindsight gain, net")
-    ax.set_title("Utility share per method, net of decision time\n"
-                 "(1 = hindsight best, 0 = never compress)", fontsize=9)
+    ax.set_title(
+        "Utility share per method, net of decision time\n(1 = hindsight best, 0 = never compress)",
+        fontsize=9,
+    )
     ax.grid(True, axis="y", alpha=0.3)
 
     shown = [m for m in result.methods if m != HINDSIGHT]  # hindsight's regret is 0
@@ -594,8 +666,11 @@ def plot(result: CompressionEvalResult, out_dir: str | Path) -> list[Path]:
         ax.set_xticks(xc, cats, rotation=30, fontsize=8)
         ax.set_ylabel("regret (µs per packet)")
         ax.set_yscale("symlog", linthresh=0.1)
-        ax.set_title(f"Regret against hindsight per category at {r / 1e6:g} Mbit/s\n"
-                     "(lower is better; decision time not charged)", fontsize=9)
+        ax.set_title(
+            f"Regret against hindsight per category at {r / 1e6:g} Mbit/s\n"
+            "(lower is better; decision time not charged)",
+            fontsize=9,
+        )
         ax.grid(True, axis="y", alpha=0.3)
     plots.legend_below(fig, list(handles.values()), list(handles))
     plots.tidy(fig, top_in=0.55, bottom_in=1.0, hspace=0.75, wspace=0.22)
@@ -605,7 +680,12 @@ def plot(result: CompressionEvalResult, out_dir: str | Path) -> list[Path]:
 # ---------------------------------------------------------------- captures
 
 PCAP_ORACLES: tuple[str, ...] = (
-    "heuristic", "learned", "default", "always_lz4", "always_zstd", "never",
+    "heuristic",
+    "learned",
+    "default",
+    "always_lz4",
+    "always_zstd",
+    "never",
 )
 """oracle names in `evaluate_pcaps`'s summary"""
 MAX_PCAP_PACKETS = 50_000
@@ -616,7 +696,11 @@ _FIXED = {
     "never": MlCompressionDecision.Skip,
 }
 _HEADER_CATEGORY = {
-    "RTP": "udp_rtp", "UDP": "udp", "IPV4": "other_ipv4", "IPV6": "other_ipv6", "NONE": "not_ip",
+    "RTP": "udp_rtp",
+    "UDP": "udp",
+    "IPV4": "other_ipv4",
+    "IPV6": "other_ipv6",
+    "NONE": "not_ip",
 }
 
 
@@ -639,8 +723,14 @@ def _shipped_learned() -> tuple[Any, bool, str]:
     except (OSError, ValueError, KeyError, AttributeError) as exc:
         return None, False, f"manifest unreadable: {exc}"
     if version is not None and version != LEARNED_FEATURE_VERSION:
-        return None, False, (f"shipped model has learned-feature version {version!r}, "
-                             f"this package computes {LEARNED_FEATURE_VERSION}")
+        return (
+            None,
+            False,
+            (
+                f"shipped model has learned-feature version {version!r}, "
+                f"this package computes {LEARNED_FEATURE_VERSION}"
+            ),
+        )
     return model, enabled, "ok"
 
 
@@ -771,6 +861,7 @@ def evaluate_packets(
 
         def report(done: int, total: int, label: str) -> None:
             bar.update(task, completed=done)
+
     try:
         meas = measure_packets(packets, categories, progress=report if bar else None)
     finally:
@@ -798,8 +889,10 @@ def evaluate_packets(
         for rate in rates:
             per_learned[f"{rate:g}"] = o = learned.fork()
             o.set_link_rate_bps(rate * 1e6)
-    timed = {"heuristic": heuristic.decide,
-             **{f"learned@{k}": o.decide for k, o in per_learned.items()}}
+    timed = {
+        "heuristic": heuristic.decide,
+        **{f"learned@{k}": o.decide for k, o in per_learned.items()},
+    }
     passes: dict[str, list[float]] = {k: [] for k in timed}
     for _ in range(DECISION_TIMING_ROUNDS + 2):
         for k, decide in timed.items():
@@ -844,8 +937,12 @@ def evaluate_packets(
             row[name]["decision_mix"] = {d.name: float((cols == j).mean()) for d, j in col.items()}
             net_gains[name] = net_gain
         # Paired differences of net share (same resampled packets on both sides).
-        for a, b in (("learned", "heuristic"), ("learned", "always_lz4"),
-                     ("learned", "always_zstd"), ("heuristic", "always_zstd")):
+        for a, b in (
+            ("learned", "heuristic"),
+            ("learned", "always_lz4"),
+            ("learned", "always_zstd"),
+            ("heuristic", "always_zstd"),
+        ):
             if a in net_gains and b in net_gains:
                 lo, hi = paired_ratio_ci(net_gains[a] - net_gains[b], best_gain, boot)
                 row[f"{a}_minus_{b}_ci95"] = [_num(lo), _num(hi)]
@@ -864,15 +961,18 @@ def evaluate_packets(
     ) * (2 if default_enabled else 1)
     return {
         "summary": {
-            "oracles": {name: {"net_share": dict(summary[name]["net_share"])}
-                        for name in PCAP_ORACLES},
+            "oracles": {
+                name: {"net_share": dict(summary[name]["net_share"])} for name in PCAP_ORACLES
+            },
             "rohc_only_non_udp": int(rohc_total),
         },
         "seed": seed,
         "rates_mbps": list(rates),
-        "packets": {"evaluated": len(packets),
-                    "per_kind": {c: categories.count(c) for c in sorted(set(categories))},
-                    "bytes": int(sum(len(p) for p in packets))},
+        "packets": {
+            "evaluated": len(packets),
+            "per_kind": {c: categories.count(c) for c in sorted(set(categories))},
+            "bytes": int(sum(len(p) for p in packets)),
+        },
         "default_oracle": default_name,
         "learned_model": "loaded" if learned is not None else why,
         "rohc_only_non_udp_per_oracle": rohc_non_udp,

@@ -111,6 +111,7 @@ ProgressFn = Callable[[int, int, str], None]
 
 # ---------------------------------------------------------------- result types
 
+
 @dataclass(frozen=True, slots=True)
 class ScenarioInfo:
     """What a scenario of the comparison is."""
@@ -135,10 +136,16 @@ class ScenarioInfo:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "name": self.name, "kind": self.kind, "held_out": self.held_out,
-            "link_mbps": self.link_mbps, "base_rtt_ms": self.base_rtt_ms,
-            "buffer_kb": self.buffer_kb, "loss": self.loss, "n_flows": self.n_flows,
-            "duration_s": self.duration_s, "seeds": list(self.seeds),
+            "name": self.name,
+            "kind": self.kind,
+            "held_out": self.held_out,
+            "link_mbps": self.link_mbps,
+            "base_rtt_ms": self.base_rtt_ms,
+            "buffer_kb": self.buffer_kb,
+            "loss": self.loss,
+            "n_flows": self.n_flows,
+            "duration_s": self.duration_s,
+            "seeds": list(self.seeds),
             "description": self.description,
         }
 
@@ -261,8 +268,9 @@ class CongestionEvalResult:
             }
         return out
 
-    def win_counts(self, criterion: str = "power", *, held_out: bool | None = None
-                   ) -> dict[str, int]:
+    def win_counts(
+        self, criterion: str = "power", *, held_out: bool | None = None
+    ) -> dict[str, int]:
         """How many scenarios each controller wins on ``criterion`` (optionally one split)."""
         held = {s.name: s.held_out for s in self.scenarios}
         counts = dict.fromkeys(self.controllers, 0)
@@ -277,10 +285,17 @@ class CongestionEvalResult:
             return ["No congestion-control runs."]
         n = len(self.scenarios)
         lines = []
-        for crit, label in (("power", "best throughput/delay trade-off (power)"),
-                            ("throughput", "highest throughput"),
-                            ("queue_delay", ("lowest p95 queueing delay at >= "
-                             f"{QUEUE_WIN_MIN_THROUGHPUT:.0%} of the best throughput"))):
+        for crit, label in (
+            ("power", "best throughput/delay trade-off (power)"),
+            ("throughput", "highest throughput"),
+            (
+                "queue_delay",
+                (
+                    "lowest p95 queueing delay at >= "
+                    f"{QUEUE_WIN_MIN_THROUGHPUT:.0%} of the best throughput"
+                ),
+            ),
+        ):
             counts = self.win_counts(crit)
             best = max(counts.values())
             leaders = [c for c, k in counts.items() if k == best]
@@ -328,8 +343,10 @@ class CongestionEvalResult:
         lines.append("")
         lines.append("Scenarios:")
         lines.append("")
-        lines.append("| scenario | split | link (Mbit/s) | base RTT (ms) | buffer (kB) | "
-                     "random loss | flows | duration (s) | runs |")
+        lines.append(
+            "| scenario | split | link (Mbit/s) | base RTT (ms) | buffer (kB) | "
+            "random loss | flows | duration (s) | runs |"
+        )
         lines.append("|---|---|---:|---:|---:|---|---:|---:|---:|")
         for s in self.scenarios:
             lines.append(
@@ -340,19 +357,25 @@ class CongestionEvalResult:
         lines.append("")
         lines.append("Winners per scenario (power = throughput / p95 one-way delay):")
         lines.append("")
-        lines.append("| scenario | split | best power | most throughput | lowest p95 queueing "
-                     f"delay (>= {QUEUE_WIN_MIN_THROUGHPUT:.0%} of best throughput) | "
-                     "best reward |")
+        lines.append(
+            "| scenario | split | best power | most throughput | lowest p95 queueing "
+            f"delay (>= {QUEUE_WIN_MIN_THROUGHPUT:.0%} of best throughput) | "
+            "best reward |"
+        )
         lines.append("|---|---|---|---|---|---|")
         held = {s.name: s.held_out for s in self.scenarios}
         for sc, w in self.winners().items():
-            lines.append(f"| {sc} | {'held out' if held[sc] else 'train'} | {w['power']} | "
-                         f"{w['throughput']} | {w['queue_delay']} | {w['reward']} |")
+            lines.append(
+                f"| {sc} | {'held out' if held[sc] else 'train'} | {w['power']} | "
+                f"{w['throughput']} | {w['queue_delay']} | {w['reward']} |"
+            )
         lines.append("")
         lines.append("All results (mean over the scenario's runs; **bold**: best power):")
         lines.append("")
-        lines.append("| scenario | controller | throughput (Mbit/s) | utilisation | "
-                     "p95 delay (ms) | p95 queueing (ms) | loss | Jain | reward |")
+        lines.append(
+            "| scenario | controller | throughput (Mbit/s) | utilisation | "
+            "p95 delay (ms) | p95 queueing (ms) | loss | Jain | reward |"
+        )
         lines.append("|---|---|---:|---:|---:|---:|---:|---:|---:|")
         winners = self.winners()
         for s in self.scenarios:
@@ -371,8 +394,12 @@ class CongestionEvalResult:
             for note in self.notes:
                 lines.append(f"- {note}")
         if self.heldout is not None:
-            lines += ["", "### Held-out Mahimahi trace windows, ratios to CUBIC", "",
-                      self.heldout.markdown()]
+            lines += [
+                "",
+                "### Held-out Mahimahi trace windows, ratios to CUBIC",
+                "",
+                self.heldout.markdown(),
+            ]
         return "\n".join(lines)
 
 
@@ -394,6 +421,7 @@ def _nan_big(x: float) -> float:
 
 # ---------------------------------------------------------------- scenarios
 
+
 def suite(*, include_traces: bool = True) -> list[tuple[Any, bool, str]]:
     """``(Scenario, held_out, kind)`` of the comparison: the built-in suite, then the
     held-out Mahimahi traces (when the trace folder exists)."""
@@ -406,8 +434,12 @@ def suite(*, include_traces: bool = True) -> list[tuple[Any, bool, str]]:
     ]
     if include_traces:
         for p in trace_paths(HELDOUT_TRACES):
-            sc = scenario_from_trace(p, rtt_s=TRACE_RTT_S, buffer=BufferSpec(bdp=TRACE_BUFFER_BDP),
-                                     duration_s=TRACE_DURATION_S)
+            sc = scenario_from_trace(
+                p,
+                rtt_s=TRACE_RTT_S,
+                buffer=BufferSpec(bdp=TRACE_BUFFER_BDP),
+                duration_s=TRACE_DURATION_S,
+            )
             out.append((sc, True, "trace"))
     return out
 
@@ -421,6 +453,7 @@ def _loss_label(loss: Any) -> str:
 
 
 # ---------------------------------------------------------------- running
+
 
 class _RewardMeter:
     """Mean `congestion_reward` per flow, fed by the simulator's interval hook."""
@@ -445,28 +478,39 @@ class _RewardMeter:
 
 
 def _queue_delay_p95_s(result: Any, scenario: Any) -> float:
-    parts = [
-        f.delays_s - scenario.flows[f.index].delay_s for f in result.flows if f.delays_s.size
-    ]
+    parts = [f.delays_s - scenario.flows[f.index].delay_s for f in result.flows if f.delays_s.size]
     if not parts:
         return math.nan
     return float(np.percentile(np.concatenate(parts), 95.0))
 
 
 def run_one(
-    scenario: Any, name: str, factory: ControllerFactory, *, seed: int,
-    duration_s: float | None = None, record_series: bool = False,
+    scenario: Any,
+    name: str,
+    factory: ControllerFactory,
+    *,
+    seed: int,
+    duration_s: float | None = None,
+    record_series: bool = False,
 ) -> tuple[RunMetrics, Any]:
     """One simulation; returns the metrics and the `RunResult`."""
     from oxidize_ml.sim.runner import simulate
 
     meter = _RewardMeter(len(scenario.flows))
     t0 = time.perf_counter()
-    res = simulate(scenario, factory, seed=seed, duration_s=duration_s,
-                   record_series=record_series, on_interval=meter)
+    res = simulate(
+        scenario,
+        factory,
+        seed=seed,
+        duration_s=duration_s,
+        record_series=record_series,
+        on_interval=meter,
+    )
     wall = time.perf_counter() - t0
     m = RunMetrics(
-        scenario=scenario.name, controller=name, seed=seed,
+        scenario=scenario.name,
+        controller=name,
+        seed=seed,
         throughput_mbps=res.throughput_bps / 1e6,
         utilisation=res.utilisation,
         delay_p95_ms=res.delay_p95_s * 1000.0,
@@ -487,7 +531,10 @@ def _mean(xs: list[float]) -> float:
 def _aggregate(runs: list[RunMetrics], held_out: bool) -> CongestionRow:
     r0 = runs[0]
     return CongestionRow(
-        scenario=r0.scenario, controller=r0.controller, held_out=held_out, n_runs=len(runs),
+        scenario=r0.scenario,
+        controller=r0.controller,
+        held_out=held_out,
+        n_runs=len(runs),
         throughput_mbps=_mean([r.throughput_mbps for r in runs]),
         utilisation=_mean([r.utilisation for r in runs]),
         delay_p95_ms=_mean([r.delay_p95_ms for r in runs]),
@@ -583,9 +630,15 @@ def run(
     base = EVAL_SEED_BASE + SEED_STRIDE * seed
     plan: list[tuple[Any, bool, str, float, tuple[int, ...]]] = []
     for sc, held, kind in all_sc:
-        dur = duration_s if duration_s is not None else (
-            max(QUICK_MIN_DURATION_S, sc.duration_s * QUICK_DURATION_FACTOR) if quick
-            else sc.duration_s)
+        dur = (
+            duration_s
+            if duration_s is not None
+            else (
+                max(QUICK_MIN_DURATION_S, sc.duration_s * QUICK_DURATION_FACTOR)
+                if quick
+                else sc.duration_s
+            )
+        )
         dur = min(dur, sc.duration_s) if duration_s is None else dur
         k = seeds_random if sc.is_random else 1
         plan.append((sc, held, kind, dur, tuple(base + i for i in range(k))))
@@ -596,8 +649,7 @@ def run(
     if include_traces and scenarios is None:
         from oxidize_ml.evaluation.splits import HELDOUT_TRACES, trace_paths
 
-        files = list(heldout_traces) if heldout_traces is not None else trace_paths(
-            HELDOUT_TRACES)
+        files = list(heldout_traces) if heldout_traces is not None else trace_paths(HELDOUT_TRACES)
         if files:
             wcfg = window_config if window_config is not None else WindowConfig()
             if quick and window_config is None:
@@ -630,49 +682,75 @@ def run(
                 if res.duration_s > 0.0:
                     # the capacity this run actually had (a trace's first seconds, one
                     # realisation of a random link), not the long-run mean of the model
-                    link_rates.append(res.link_opportunities * BITS_PER_OPPORTUNITY / res.duration_s)
+                    link_rates.append(
+                        res.link_opportunities * BITS_PER_OPPORTUNITY / res.duration_s
+                    )
                 buffers.append(res.buffer_bytes)
                 if keep:
                     for f in res.flows:
                         if f.series is not None:
-                            traces.append(FlowTrace(
-                                controller=name, flow=f.index, time_s=f.series.time_s,
-                                cwnd_bytes=f.series.cwnd_bytes, queue_bytes=f.series.queue_bytes,
-                                throughput_bps=f.series.throughput_bps,
-                            ))
+                            traces.append(
+                                FlowTrace(
+                                    controller=name,
+                                    flow=f.index,
+                                    time_s=f.series.time_s,
+                                    cwnd_bytes=f.series.cwnd_bytes,
+                                    queue_bytes=f.series.queue_bytes,
+                                    throughput_bps=f.series.throughput_bps,
+                                )
+                            )
                 done += 1
                 if progress is not None:
                     progress(done, total, f"{sc.name} / {name}")
             all_runs.extend(runs)
             rows.append(_aggregate(runs, held))
-        infos.append(ScenarioInfo(
-            name=sc.name, kind=kind, held_out=held,
-            link_mbps=_mean(link_rates) / 1e6 if link_rates else math.nan,
-            base_rtt_ms=sc.flows[0].base_rtt_s * 1000.0,
-            buffer_kb=_mean([float(b) for b in buffers]) / 1000.0 if buffers else math.nan,
-            loss=_loss_label(sc.loss), n_flows=len(sc.flows), duration_s=dur, seeds=seeds,
-            description=sc.description,
-        ))
+        infos.append(
+            ScenarioInfo(
+                name=sc.name,
+                kind=kind,
+                held_out=held,
+                link_mbps=_mean(link_rates) / 1e6 if link_rates else math.nan,
+                base_rtt_ms=sc.flows[0].base_rtt_s * 1000.0,
+                buffer_kb=_mean([float(b) for b in buffers]) / 1000.0 if buffers else math.nan,
+                loss=_loss_label(sc.loss),
+                n_flows=len(sc.flows),
+                duration_s=dur,
+                seeds=seeds,
+                description=sc.description,
+            )
+        )
     notes = []
     heldout = None
     if window_plan is not None:
+
         def tick(d: int, _t: int, label: str) -> None:
             if progress is not None:
                 progress(n_builtin + d, total, label)
 
         heldout = run_windows(window_plan, progress=tick)
     elif include_traces and scenarios is None:
-        notes.append("The Mahimahi trace folder was not found: held-out traces were skipped "
-                     "(set OXIDIZE_TRACE_DIR).")
+        notes.append(
+            "The Mahimahi trace folder was not found: held-out traces were skipped "
+            "(set OXIDIZE_TRACE_DIR)."
+        )
     return CongestionEvalResult(
-        seed=seed, quick=quick, controllers=tuple(n for n, _ in ctrls), scenarios=tuple(infos),
-        rows=tuple(rows), runs=tuple(all_runs), representative=rep, traces=tuple(traces),
-        capacity=capacity, wall_s=time.perf_counter() - t_start, notes=tuple(notes),
+        seed=seed,
+        quick=quick,
+        controllers=tuple(n for n, _ in ctrls),
+        scenarios=tuple(infos),
+        rows=tuple(rows),
+        runs=tuple(all_runs),
+        representative=rep,
+        traces=tuple(traces),
+        capacity=capacity,
+        wall_s=time.perf_counter() - t_start,
+        notes=tuple(notes),
         heldout=heldout,
     )
 
 
 # ---------------------------------------------------------------- plots
+
 
 def plot(result: CongestionEvalResult, out_dir: str | Path) -> list[Path]:
     """Pantheon throughput-delay panels per scenario, cwnd/queue over time, and the
@@ -695,22 +773,39 @@ def plot(result: CongestionEvalResult, out_dir: str | Path) -> list[Path]:
                 xs = [r.delay_p95_ms for r in pts if math.isfinite(r.delay_p95_ms)]
                 ys = [r.throughput_mbps for r in pts if math.isfinite(r.delay_p95_ms)]
                 if len(xs) > 1:  # every run small, the mean large (Pantheon's style)
-                    ax.scatter(xs, ys, s=12, alpha=0.35, color=style["color"],
-                               marker=style["marker"], linewidths=0)
+                    ax.scatter(
+                        xs,
+                        ys,
+                        s=12,
+                        alpha=0.35,
+                        color=style["color"],
+                        marker=style["marker"],
+                        linewidths=0,
+                    )
                 row = result.row(sc.name, ctrl)
                 if math.isfinite(row.delay_p95_ms):
-                    h = ax.scatter([row.delay_p95_ms], [row.throughput_mbps], s=70,
-                                   color=style["color"], marker=style["marker"],
-                                   edgecolors="black", linewidths=0.6, label=ctrl)
+                    h = ax.scatter(
+                        [row.delay_p95_ms],
+                        [row.throughput_mbps],
+                        s=70,
+                        color=style["color"],
+                        marker=style["marker"],
+                        edgecolors="black",
+                        linewidths=0.6,
+                        label=ctrl,
+                    )
                     handles.setdefault(ctrl, h)
             delays = [r.delay_p95_ms for r in result.runs if r.scenario == sc.name]
-            plots.pantheon_axes(ax, title=f"{sc.name}{' (held out)' if sc.held_out else ''}",
-                                delays_ms=delays)
+            plots.pantheon_axes(
+                ax, title=f"{sc.name}{' (held out)' if sc.held_out else ''}", delays_ms=delays
+            )
             ax.axhline(sc.link_mbps, color="grey", lw=0.8, ls=":")
             ax.set_ylim(bottom=0.0, top=max(sc.link_mbps * 1.1, ax.get_ylim()[1]))
         plots.legend_below(fig, list(handles.values()), list(handles))
-        fig.suptitle("Throughput vs 95th-percentile one-way delay (up and right is better; "
-                     "dotted: mean link capacity)")
+        fig.suptitle(
+            "Throughput vs 95th-percentile one-way delay (up and right is better; "
+            "dotted: mean link capacity)"
+        )
         plots.tidy(fig, top_in=0.8, bottom_in=0.95, hspace=0.6)
         paths.append(plots.save_figure(fig, out / "congestion-pantheon.png"))
     if result.traces:
@@ -720,15 +815,29 @@ def plot(result: CongestionEvalResult, out_dir: str | Path) -> list[Path]:
             for tr in (t for t in result.traces if t.controller == ctrl):
                 label = ctrl if tr.flow == 0 else None
                 ls = "-" if tr.flow == 0 else "--"
-                axes[0].plot(tr.time_s, tr.cwnd_bytes / 1500.0, color=style["color"], lw=1.0,
-                             ls=ls, label=label)
-                axes[1].plot(tr.time_s, tr.queue_bytes / 1000.0, color=style["color"], lw=1.0,
-                             ls=ls)
-                axes[2].plot(tr.time_s, smooth(tr.throughput_bps) / 1e6, color=style["color"],
-                             lw=1.0, ls=ls)
+                axes[0].plot(
+                    tr.time_s,
+                    tr.cwnd_bytes / 1500.0,
+                    color=style["color"],
+                    lw=1.0,
+                    ls=ls,
+                    label=label,
+                )
+                axes[1].plot(
+                    tr.time_s, tr.queue_bytes / 1000.0, color=style["color"], lw=1.0, ls=ls
+                )
+                axes[2].plot(
+                    tr.time_s, smooth(tr.throughput_bps) / 1e6, color=style["color"], lw=1.0, ls=ls
+                )
         if result.capacity is not None:
-            axes[2].plot(result.capacity[0], result.capacity[1] / 1e6, color="grey", lw=1.2,
-                         ls=":", label="link capacity")
+            axes[2].plot(
+                result.capacity[0],
+                result.capacity[1] / 1e6,
+                color="grey",
+                lw=1.2,
+                ls=":",
+                label="link capacity",
+            )
             axes[2].legend(loc="upper right", frameon=False, fontsize=8)
         axes[0].set_ylabel("cwnd (packets)")
         axes[1].set_ylabel("queue (kB)")
@@ -736,8 +845,7 @@ def plot(result: CongestionEvalResult, out_dir: str | Path) -> list[Path]:
         axes[2].set_xlabel("time (s)")
         for ax in axes:
             ax.grid(True, alpha=0.3)
-        axes[0].legend(loc="upper right", frameon=False, fontsize=8,
-                       ncols=len(result.controllers))
+        axes[0].legend(loc="upper right", frameon=False, fontsize=8, ncols=len(result.controllers))
         fig.suptitle(f"{result.representative}: window, bottleneck queue and goodput over time")
         plots.tidy(fig, left_in=0.9, bottom_in=0.6, hspace=0.15)
         paths.append(plots.save_figure(fig, out / "congestion-timeseries.png"))

@@ -42,19 +42,28 @@ def engine_controller_factory(
             super().__init__(engine)
             self.min_rtt_s = 0.0
 
-        def on_rtt_measurement(self, *, now: float, latest_rtt: float, smoothed_rtt: float,
-                               min_rtt: float) -> None:
+        def on_rtt_measurement(
+            self, *, now: float, latest_rtt: float, smoothed_rtt: float, min_rtt: float
+        ) -> None:
             self.min_rtt_s = min_rtt
 
         def on_interval(self, *, now: float, features: Any, throughput_bps: float) -> None:
-            super().on_interval(now=now, features=sender_view_features(features, self.min_rtt_s),
-                                throughput_bps=throughput_bps)
+            super().on_interval(
+                now=now,
+                features=sender_view_features(features, self.min_rtt_s),
+                throughput_bps=throughput_bps,
+            )
 
     cls = SenderViewEngineController if sender_view else EngineController
 
     def factory(*, flow_index: int, seed: int) -> EngineController:
-        engine = MlEngine(EngineConfig(seed=int(seed) & 0x7FFFFFFF, collect_training=False,
-                                       load_default_models=load_default_models))
+        engine = MlEngine(
+            EngineConfig(
+                seed=int(seed) & 0x7FFFFFFF,
+                collect_training=False,
+                load_default_models=load_default_models,
+            )
+        )
         return cls(engine)
 
     return factory

@@ -121,6 +121,7 @@ ProgressFn = Callable[[int, int, str], None]
 
 # ---------------------------------------------------------------- configuration
 
+
 @dataclass(frozen=True, slots=True)
 class WindowConfig:
     """What the held-out window evaluation runs."""
@@ -159,8 +160,10 @@ class WindowConfig:
         if check_number("buffer_bdp", self.buffer_bdp, hi=100.0) <= 0.0:
             raise ValueError(f"buffer_bdp must be > 0, got {self.buffer_bdp!r}")
         if not isinstance(self.silent_start_windows, bool):
-            raise TypeError("silent_start_windows must be a bool, got "
-                            f"{type(self.silent_start_windows).__name__}")
+            raise TypeError(
+                "silent_start_windows must be a bool, got "
+                f"{type(self.silent_start_windows).__name__}"
+            )
         check_int("silence_ms", self.silence_ms, lo=1, hi=3_600_000)
         check_int("bootstrap_rounds", self.bootstrap_rounds, lo=100, hi=100_000)
 
@@ -171,6 +174,7 @@ class WindowConfig:
 
 
 # ---------------------------------------------------------------- windows
+
 
 @dataclass(frozen=True, slots=True)
 class TraceWindow:
@@ -211,8 +215,15 @@ def _longest_silence(ms: np.ndarray) -> tuple[int, int]:
     return int(ms[i]) + 1, int(gaps[i])
 
 
-def describe_window(trace: str, path: str, ms: np.ndarray, start_ms: int, duration_s: float,
-                    kind: str, silence_ms: int) -> TraceWindow:
+def describe_window(
+    trace: str,
+    path: str,
+    ms: np.ndarray,
+    start_ms: int,
+    duration_s: float,
+    kind: str,
+    silence_ms: int,
+) -> TraceWindow:
     """Flags and capacity of the window of ``ms`` starting at ``start_ms``."""
     sched = trace_window_schedule(ms, start_ms)
     dur_ms = round(duration_s * 1000.0)
@@ -231,15 +242,20 @@ def describe_window(trace: str, path: str, ms: np.ndarray, start_ms: int, durati
         longest = max(first, _longest_silence(ms)[1])
     n_opp = sched.count_between(-1.0, duration_s)
     return TraceWindow(
-        trace=trace, path=path, start_s=start_ms / 1000.0, duration_s=duration_s, kind=kind,
-        first_opportunity_ms=first, longest_gap_ms=longest,
+        trace=trace,
+        path=path,
+        start_s=start_ms / 1000.0,
+        duration_s=duration_s,
+        kind=kind,
+        first_opportunity_ms=first,
+        longest_gap_ms=longest,
         capacity_mbps=n_opp * BITS_PER_OPPORTUNITY / duration_s / 1e6,
-        silent_start=first >= silence_ms, outage=longest >= silence_ms,
+        silent_start=first >= silence_ms,
+        outage=longest >= silence_ms,
     )
 
 
-def plan_windows(trace: str, path: str, ms: np.ndarray, config: WindowConfig
-                 ) -> list[TraceWindow]:
+def plan_windows(trace: str, path: str, ms: np.ndarray, config: WindowConfig) -> list[TraceWindow]:
     """The windows of one trace (see the module docstring)."""
     period_ms = int(ms[-1])
     starts: list[tuple[int, str]] = []
@@ -252,11 +268,14 @@ def plan_windows(trace: str, path: str, ms: np.ndarray, config: WindowConfig
         s = at % period_ms
         if length >= config.silence_ms and all(s != x for x, _ in starts):
             starts.append((s, "silent-start"))
-    return [describe_window(trace, path, ms, s, config.duration_s, kind, config.silence_ms)
-            for s, kind in starts]
+    return [
+        describe_window(trace, path, ms, s, config.duration_s, kind, config.silence_ms)
+        for s, kind in starts
+    ]
 
 
 # ---------------------------------------------------------------- results
+
 
 @dataclass(frozen=True, slots=True)
 class WindowRun:
@@ -372,20 +391,26 @@ class WindowEvalResult:
     # -- output --------------------------------------------------------------------
     def summary(self) -> dict[str, Any]:
         """``{"default": NAME, "controllers": {NAME: {four ratios}}}`` (issue 11)."""
-        return {"default": self.default,
-                "controllers": {a.controller: a.summary() for a in self.aggregates}}
+        return {
+            "default": self.default,
+            "controllers": {a.controller: a.summary() for a in self.aggregates},
+        }
 
     def targets(self) -> dict[str, Any]:
         """Issue 10's targets, met or not, for the default and each learned controller."""
         out: dict[str, Any] = {}
         for a in self.aggregates:
             if a.controller == self.default:
-                goals = {"goodput_ratio_vs_cubic": (">=", 0.95),
-                         "queue_delay_ratio_vs_cubic": ("<=", 0.70)}
+                goals = {
+                    "goodput_ratio_vs_cubic": (">=", 0.95),
+                    "queue_delay_ratio_vs_cubic": ("<=", 0.70),
+                }
             elif a.controller not in ("reno", REFERENCE, FALLBACK, "engine"):
-                goals = {"goodput_ratio_vs_cubic": (">=", 1.00),
-                         "queue_delay_ratio_vs_cubic": ("<=", 0.60),
-                         "power_wins_vs_fallback": (">=", 0.60)}
+                goals = {
+                    "goodput_ratio_vs_cubic": (">=", 1.00),
+                    "queue_delay_ratio_vs_cubic": ("<=", 0.60),
+                    "power_wins_vs_fallback": (">=", 0.60),
+                }
             else:
                 continue
             goals["worst_goodput_ratio_vs_cubic"] = (">=", WORST_RATIO)
@@ -393,8 +418,11 @@ class WindowEvalResult:
             rows = {}
             for key, (op, bound) in goals.items():
                 v = getattr(a, key)
-                ok = v is not None and math.isfinite(v) and (v >= bound if op == ">=" else
-                                                             v <= bound)
+                ok = (
+                    v is not None
+                    and math.isfinite(v)
+                    and (v >= bound if op == ">=" else v <= bound)
+                )
                 rows[key] = {"value": _num(v), "target": f"{op} {bound:g}", "met": bool(ok)}
             out[a.controller] = rows
         return out
@@ -411,8 +439,16 @@ class WindowEvalResult:
             "aggregates": {a.controller: a.to_dict() for a in self.aggregates},
             "targets": self.targets(),
             "windows": [w.to_dict() for w in self.windows],
-            "units": [{"unit": i, "window": u.window, "rtt_ms": u.rtt_ms, "seed": u.seed,
-                       "label": self.unit_label(i)} for i, u in enumerate(self.units)],
+            "units": [
+                {
+                    "unit": i,
+                    "window": u.window,
+                    "rtt_ms": u.rtt_ms,
+                    "seed": u.seed,
+                    "label": self.unit_label(i),
+                }
+                for i, u in enumerate(self.units)
+            ],
             "runs": [r.to_dict() for r in self.runs],
             "notes": list(self.notes),
         }
@@ -430,25 +466,31 @@ class WindowEvalResult:
                 f"{a.controller} {_fmt(a.goodput_ratio_vs_cubic, 2)}x goodput, "
                 f"{_fmt(a.queue_delay_ratio_vs_cubic, 2)}x queueing delay, worst "
                 f"{_fmt(a.worst_goodput_ratio_vs_cubic, 2)}x, "
-                f"{a.loss_violations} loss violation{'s' if a.loss_violations != 1 else ''}")
+                f"{a.loss_violations} loss violation{'s' if a.loss_violations != 1 else ''}"
+            )
         flagged = sum(1 for u in self.units if self.windows[u.window].outage)
-        return [f"Congestion, held-out trace windows ({n} window x RTT runs, {flagged} with a "
-                f"silence or outage >= {self.config.silence_ms} ms) vs CUBIC: "
-                + "; ".join(parts) + "."]
+        return [
+            f"Congestion, held-out trace windows ({n} window x RTT runs, {flagged} with a "
+            f"silence or outage >= {self.config.silence_ms} ms) vs CUBIC: " + "; ".join(parts) + "."
+        ]
 
     def markdown(self) -> str:
         c = self.config
         lines = [
-            (f"{len(self.windows)} windows of {len({w.trace for w in self.windows})} traces x "
-            f"RTT {', '.join(f'{r:g}' for r in c.rtts_ms)} ms = {len(self.units)} runs per "
-            f"controller, {c.duration_s:g} s each, buffer {c.buffer_bdp:g} BDP; every ratio is "
-            f"to CUBIC on the same windows (95 % paired bootstrap intervals over the "
-            f"{len(self.units)} runs, {c.bootstrap_rounds} replicates, seed {self.seed}). "
-            f"`MlEngine()` runs the {self.engine_policy} policy by default."),
+            (
+                f"{len(self.windows)} windows of {len({w.trace for w in self.windows})} traces x "
+                f"RTT {', '.join(f'{r:g}' for r in c.rtts_ms)} ms = {len(self.units)} runs per "
+                f"controller, {c.duration_s:g} s each, buffer {c.buffer_bdp:g} BDP; every ratio is "
+                f"to CUBIC on the same windows (95 % paired bootstrap intervals over the "
+                f"{len(self.units)} runs, {c.bootstrap_rounds} replicates, seed {self.seed}). "
+                f"`MlEngine()` runs the {self.engine_policy} policy by default."
+            ),
             "",
-            ("| controller | goodput vs CUBIC [95 % CI] | p95 queueing delay vs CUBIC [95 % CI] | "
-            f"worst window | max loss | loss > max(10 %, 2x CUBIC) | windows < "
-            f"{WORST_RATIO:g}x | power beats {FALLBACK} | power vs default [95 % CI] |"),
+            (
+                "| controller | goodput vs CUBIC [95 % CI] | p95 queueing delay vs CUBIC [95 % CI] | "
+                f"worst window | max loss | loss > max(10 %, 2x CUBIC) | windows < "
+                f"{WORST_RATIO:g}x | power beats {FALLBACK} | power vs default [95 % CI] |"
+            ),
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for a in self.aggregates:
@@ -459,28 +501,42 @@ class WindowEvalResult:
                 f"{_fmt(a.queue_delay_ratio_vs_cubic, 2)}x {_ci(a.queue_delay_ratio_ci)} | "
                 f"{_fmt(a.worst_goodput_ratio_vs_cubic, 2)}x | {_pct(a.max_loss)} | "
                 f"{a.loss_violations} | {a.windows_below} | {pw} | "
-                f"{_fmt(a.power_ratio_vs_default, 2)}x {_ci(a.power_ratio_vs_default_ci)} |")
+                f"{_fmt(a.power_ratio_vs_default, 2)}x {_ci(a.power_ratio_vs_default_ci)} |"
+            )
         tg = self.targets()
         if tg:
             lines += ["", "Targets (issue 10):", ""]
             for ctrl, rows in tg.items():
-                parts = [f"{k} {_fmt(v['value'], 0 if isinstance(v['value'], int) else 2)} "
-                         f"({v['target']}: "
-                         f"{'met' if v['met'] else 'not met'})" for k, v in rows.items()]
+                parts = [
+                    f"{k} {_fmt(v['value'], 0 if isinstance(v['value'], int) else 2)} "
+                    f"({v['target']}: "
+                    f"{'met' if v['met'] else 'not met'})"
+                    for k, v in rows.items()
+                ]
                 lines.append(f"- {ctrl}: " + "; ".join(parts))
-        lines += ["", ("Per window (goodput x CUBIC / p95 queueing delay x CUBIC / loss; "
-                  "CUBIC's own goodput in Mbit/s, queueing delay in ms and loss; "
-                  "flags: S silent start, O outage):"), ""]
+        lines += [
+            "",
+            (
+                "Per window (goodput x CUBIC / p95 queueing delay x CUBIC / loss; "
+                "CUBIC's own goodput in Mbit/s, queueing delay in ms and loss; "
+                "flags: S silent start, O outage):"
+            ),
+            "",
+        ]
         others = [x for x in self.controllers if x != REFERENCE]
-        lines.append("| trace | start (s) | RTT (ms) | capacity (Mbit/s) | flags | cubic | "
-                     + " | ".join(others) + " |")
+        lines.append(
+            "| trace | start (s) | RTT (ms) | capacity (Mbit/s) | flags | cubic | "
+            + " | ".join(others)
+            + " |"
+        )
         lines.append("|---|---:|---:|---:|---|---:|" + "---:|" * len(others))
         for i, u in enumerate(self.units):
             w = self.windows[u.window]
             flags = ("S" if w.silent_start else "") + ("O" if w.outage else "")
             ref = self.run_of(i, REFERENCE)
-            cells = [(f"{ref.goodput_mbps:.2f} / {_fmt(ref.queue_delay_p95_ms, 0)} / "
-                     f"{_pct(ref.loss)}")]
+            cells = [
+                (f"{ref.goodput_mbps:.2f} / {_fmt(ref.queue_delay_p95_ms, 0)} / {_pct(ref.loss)}")
+            ]
             for ctrl in others:
                 r = self.run_of(i, ctrl)
                 g = _safe_ratio(r.goodput_mbps, ref.goodput_mbps)
@@ -488,8 +544,10 @@ class WindowEvalResult:
                 bad = _violates(r.loss, ref.loss)
                 loss = f"**{_pct(r.loss)}**" if bad else _pct(r.loss)
                 cells.append(f"{_fmt(g, 2)} / {_fmt(q, 2)} / {loss}")
-            lines.append(f"| {w.trace} | {w.start_s:g} | {u.rtt_ms:g} | {w.capacity_mbps:.2f} | "
-                         f"{flags or '-'} | " + " | ".join(cells) + " |")
+            lines.append(
+                f"| {w.trace} | {w.start_s:g} | {u.rtt_ms:g} | {w.capacity_mbps:.2f} | "
+                f"{flags or '-'} | " + " | ".join(cells) + " |"
+            )
         lines.append("")
         lines.append("Bold loss: above max(10 %, 2x CUBIC's) on that window.")
         for note in self.notes:
@@ -530,6 +588,7 @@ def _violates(loss: float, ref_loss: float) -> bool:
 
 # ---------------------------------------------------------------- running
 
+
 def _unique_labels(paths: Sequence[Path]) -> list[str]:
     names = [p.name for p in paths]
     return [n if names.count(n) == 1 else f"{n}#{i}" for i, n in enumerate(names)]
@@ -561,17 +620,31 @@ def _measure(res: Any, scenario: Any, controller: str, unit: int, seed: int) -> 
         loss = (f.packets_lost + stranded) / f.packets_sent if f.packets_sent else 0.0
     goodput = f.bytes_acked * 8.0 / res.duration_s / 1e6 if res.duration_s > 0 else 0.0
     power = goodput / (d95 / 1000.0) if math.isfinite(d95) and d95 > 0.0 else 0.0
-    return WindowRun(unit=unit, controller=controller, seed=seed, goodput_mbps=goodput,
-                     queue_delay_p95_ms=qd, delay_p95_ms=d95, loss=loss,
-                     declared_loss=declared, stranded=stranded,
-                     packets_sent=int(f.packets_sent), power=power)
+    return WindowRun(
+        unit=unit,
+        controller=controller,
+        seed=seed,
+        goodput_mbps=goodput,
+        queue_delay_p95_ms=qd,
+        delay_p95_ms=d95,
+        loss=loss,
+        declared_loss=declared,
+        stranded=stranded,
+        packets_sent=int(f.packets_sent),
+        power=power,
+    )
 
 
-def _aggregate(name: str, runs: dict[tuple[int, str], WindowRun], n_units: int,
-               idx: np.ndarray, has_fallback: bool, default: str | None) -> ControllerAggregate:
+def _aggregate(
+    name: str,
+    runs: dict[tuple[int, str], WindowRun],
+    n_units: int,
+    idx: np.ndarray,
+    has_fallback: bool,
+    default: str | None,
+) -> ControllerAggregate:
     def col(ctrl: str, attr: str) -> np.ndarray:
-        return np.array([getattr(runs[(u, ctrl)], attr) for u in range(n_units)],
-                        dtype=np.float64)
+        return np.array([getattr(runs[(u, ctrl)], attr) for u in range(n_units)], dtype=np.float64)
 
     g, g_ref = col(name, "goodput_mbps"), col(REFERENCE, "goodput_mbps")
     q, q_ref = col(name, "queue_delay_p95_ms"), col(REFERENCE, "queue_delay_p95_ms")
@@ -599,10 +672,16 @@ def _aggregate(name: str, runs: dict[tuple[int, str], WindowRun], n_units: int,
         loss_violations=int(sum(_violates(a, b) for a, b in zip(loss, loss_ref, strict=True))),
         windows_below=int(np.sum(np.isfinite(per) & (per < WORST_RATIO))),
         power_wins_vs_fallback=power_share,
-        power_ratio_vs_default=(ratio_of_means(col(name, "power"), col(default, "power"))
-                                if default is not None else math.nan),
-        power_ratio_vs_default_ci=(paired_ratio_ci(col(name, "power"), col(default, "power"), idx)
-                                   if default is not None else (math.nan, math.nan)),
+        power_ratio_vs_default=(
+            ratio_of_means(col(name, "power"), col(default, "power"))
+            if default is not None
+            else math.nan
+        ),
+        power_ratio_vs_default_ci=(
+            paired_ratio_ci(col(name, "power"), col(default, "power"), idx)
+            if default is not None
+            else (math.nan, math.nan)
+        ),
     )
 
 
@@ -650,10 +729,14 @@ def plan_run(
         raise ValueError(f"at most {MAX_TRACES} traces per run, got {len(paths)}")
     links = [TraceLink(str(p)) for p in paths]  # ValueError names the bad file
     names: list[str | tuple[str, ControllerFactory]] = (
-        ["reno", REFERENCE, FALLBACK, "engine"] if controllers is None else list(controllers))
+        ["reno", REFERENCE, FALLBACK, "engine"] if controllers is None else list(controllers)
+    )
     notes: list[str] = []
-    listed = [c if isinstance(c, str) else c[0] for c in names
-              if isinstance(c, str) or (isinstance(c, tuple) and c)]
+    listed = [
+        c if isinstance(c, str) else c[0]
+        for c in names
+        if isinstance(c, str) or (isinstance(c, tuple) and c)
+    ]
     if REFERENCE not in listed:
         names.insert(0, REFERENCE)
         notes.append("cubic was added: every ratio is to CUBIC on the same windows.")
@@ -668,16 +751,24 @@ def plan_run(
             raise ValueError(
                 f"trace {w.path!r}: a {w.duration_s:g}-s window from {w.start_s:g} s offers "
                 f"{packets:,.0f} packets ({w.capacity_mbps:,.0f} Mbit/s), more than "
-                f"{MAX_PACKETS_PER_WINDOW:,}; shorten the windows (duration_s) or check the trace")
+                f"{MAX_PACKETS_PER_WINDOW:,}; shorten the windows (duration_s) or check the trace"
+            )
     if cfg.silent_start_windows and not any(w.silent_start for w in windows):
-        notes.append(f"No trace has a silence of >= {cfg.silence_ms} ms: no silent-start "
-                     "window was added.")
+        notes.append(
+            f"No trace has a silence of >= {cfg.silence_ms} ms: no silent-start window was added."
+        )
     base = EVAL_SEED_BASE + SEED_STRIDE * seed
     pairs = [(wi, rtt) for wi in range(len(windows)) for rtt in cfg.rtts_ms]
     units = [Unit(window=wi, rtt_ms=rtt, seed=base + i) for i, (wi, rtt) in enumerate(pairs)]
-    return WindowPlan(seed=seed, config=cfg, controllers=tuple(ctrls),
-                      links={str(p): link for p, link in zip(paths, links, strict=True)},
-                      windows=tuple(windows), units=tuple(units), notes=tuple(notes))
+    return WindowPlan(
+        seed=seed,
+        config=cfg,
+        controllers=tuple(ctrls),
+        links={str(p): link for p, link in zip(paths, links, strict=True)},
+        windows=tuple(windows),
+        units=tuple(units),
+        notes=tuple(notes),
+    )
 
 
 def run_windows(
@@ -715,22 +806,29 @@ def run_windows(
     from oxidize_ml.sim.scenarios import scenario_from_trace
 
     t0 = time.perf_counter()
-    plan = traces if isinstance(traces, WindowPlan) else plan_run(
-        traces, seed=seed, config=config, controllers=controllers, registry=registry)
+    plan = (
+        traces
+        if isinstance(traces, WindowPlan)
+        else plan_run(traces, seed=seed, config=config, controllers=controllers, registry=registry)
+    )
     cfg, units, windows = plan.config, plan.units, plan.windows
     ctrl_names = tuple(n for n, _ in plan.controllers)
     policy = engine_default_policy()
-    default = ("engine" if "engine" in ctrl_names
-               else policy if policy in ctrl_names else None)
+    default = "engine" if "engine" in ctrl_names else policy if policy in ctrl_names else None
     total = plan.total_runs
     done = 0
     runs: dict[tuple[int, str], WindowRun] = {}
     for ui, u in enumerate(units):
         w = windows[u.window]
         sc = scenario_from_trace(
-            w.path, link=plan.links[w.path], start_s=w.start_s, rtt_s=u.rtt_ms / 1000.0,
-            buffer=BufferSpec(bdp=cfg.buffer_bdp), duration_s=cfg.duration_s,
-            name=f"{w.trace}@{w.start_s:g}s/{u.rtt_ms:g}ms")
+            w.path,
+            link=plan.links[w.path],
+            start_s=w.start_s,
+            rtt_s=u.rtt_ms / 1000.0,
+            buffer=BufferSpec(bdp=cfg.buffer_bdp),
+            duration_s=cfg.duration_s,
+            name=f"{w.trace}@{w.start_s:g}s/{u.rtt_ms:g}ms",
+        )
         for name, factory in plan.controllers:
             res = simulate(sc, factory, seed=u.seed, record_series=False)
             runs[(ui, name)] = _measure(res, sc, name, ui, u.seed)
@@ -739,20 +837,31 @@ def run_windows(
                 progress(done, total, f"{w.trace} @{w.start_s:g}s {u.rtt_ms:g}ms {name}")
 
     idx = bootstrap_indices(len(units), cfg.bootstrap_rounds, np.random.default_rng(plan.seed))
-    aggs = tuple(_aggregate(n, runs, len(units), idx, FALLBACK in ctrl_names, default)
-                 for n in ctrl_names)
+    aggs = tuple(
+        _aggregate(n, runs, len(units), idx, FALLBACK in ctrl_names, default) for n in ctrl_names
+    )
     ordered = tuple(runs[(ui, n)] for ui in range(len(units)) for n in ctrl_names)
     return WindowEvalResult(
-        seed=plan.seed, config=cfg, controllers=ctrl_names, default=default,
-        engine_policy=policy, windows=windows, units=units, runs=ordered, aggregates=aggs,
-        wall_s=time.perf_counter() - t0, notes=plan.notes,
+        seed=plan.seed,
+        config=cfg,
+        controllers=ctrl_names,
+        default=default,
+        engine_policy=policy,
+        windows=windows,
+        units=units,
+        runs=ordered,
+        aggregates=aggs,
+        wall_s=time.perf_counter() - t0,
+        notes=plan.notes,
     )
 
 
 # ---------------------------------------------------------------- plots
 
-def plot_windows(result: WindowEvalResult, out_dir: str | PathLike[str],
-                 *, name: str = "congestion-windows.png") -> list[Path]:
+
+def plot_windows(
+    result: WindowEvalResult, out_dir: str | PathLike[str], *, name: str = "congestion-windows.png"
+) -> list[Path]:
     """Per window: goodput ratio against queueing-delay ratio (one marker per controller),
     and loss per window against the bound. Returns the PNG written."""
     from oxidize_ml.evaluation import plots
@@ -773,16 +882,33 @@ def plot_windows(result: WindowEvalResult, out_dir: str | PathLike[str],
             ys.append(_safe_ratio(r.goodput_mbps, ref.goodput_mbps))
             ls.append(r.loss * 100.0)
         if ctrl != REFERENCE:
-            pts = [(x, y) for x, y in zip(xs, ys, strict=True)
-                   if math.isfinite(x) and math.isfinite(y) and x > 0.0]
+            pts = [
+                (x, y)
+                for x, y in zip(xs, ys, strict=True)
+                if math.isfinite(x) and math.isfinite(y) and x > 0.0
+            ]
             if pts:
-                h = ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=28, alpha=0.8,
-                               color=style["color"], marker=style["marker"], label=ctrl,
-                               edgecolors="black", linewidths=0.3)
+                h = ax.scatter(
+                    [p[0] for p in pts],
+                    [p[1] for p in pts],
+                    s=28,
+                    alpha=0.8,
+                    color=style["color"],
+                    marker=style["marker"],
+                    label=ctrl,
+                    edgecolors="black",
+                    linewidths=0.3,
+                )
                 handles.setdefault(ctrl, h)
         jitter = (ci - (len(result.controllers) - 1) / 2.0) * 0.12
-        h2 = ax_loss.scatter(np.arange(n) + jitter, ls, s=18, color=style["color"],
-                             marker=style["marker"], label=ctrl)
+        h2 = ax_loss.scatter(
+            np.arange(n) + jitter,
+            ls,
+            s=18,
+            color=style["color"],
+            marker=style["marker"],
+            label=ctrl,
+        )
         handles.setdefault(ctrl, h2)
     ax.axhline(1.0, color="grey", lw=0.8, ls=":")
     ax.axvline(1.0, color="grey", lw=0.8, ls=":")

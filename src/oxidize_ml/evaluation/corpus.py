@@ -223,9 +223,36 @@ def draw_packet_size(rng: random.Random) -> int:
 # ---------------------------------------------------------------------------- file search
 
 _TEXT_SKIP_SUFFIXES = frozenset(
-    {".gz", ".bz2", ".xz", ".zst", ".zip", ".whl", ".png", ".jpg", ".jpeg", ".gif", ".ico",
-     ".svg", ".pdf", ".so", ".pyc", ".npz", ".npy", ".dat", ".ima", ".ttf", ".otf", ".afm",
-     ".pfb", ".woff", ".woff2", ".mo", ".db", ".bin"}
+    {
+        ".gz",
+        ".bz2",
+        ".xz",
+        ".zst",
+        ".zip",
+        ".whl",
+        ".png",
+        ".jpg",
+        ".jpeg",
+        ".gif",
+        ".ico",
+        ".svg",
+        ".pdf",
+        ".so",
+        ".pyc",
+        ".npz",
+        ".npy",
+        ".dat",
+        ".ima",
+        ".ttf",
+        ".otf",
+        ".afm",
+        ".pfb",
+        ".woff",
+        ".woff2",
+        ".mo",
+        ".db",
+        ".bin",
+    }
 )
 
 
@@ -430,22 +457,155 @@ def _from_files(
 # ---------------------------------------------------------------------------- generators
 
 _WORDS: tuple[str, ...] = (
-    "the", "of", "and", "to", "in", "is", "that", "for", "it", "as", "with", "was", "on", "be",
-    "by", "this", "are", "from", "at", "or", "an", "which", "network", "packet", "sender",
-    "receiver", "queue", "delay", "loss", "window", "congestion", "link", "path", "route",
-    "server", "client", "request", "response", "header", "payload", "buffer", "stream",
-    "connection", "protocol", "data", "file", "system", "user", "process", "memory", "kernel",
-    "device", "driver", "config", "option", "value", "error", "warning", "message", "time",
-    "rate", "bandwidth", "latency", "jitter", "throughput", "measure", "report", "license",
-    "software", "copyright", "permission", "notice", "warranty", "condition", "source", "binary",
-    "distribution", "modify", "redistribute", "provided", "without", "limitation", "implied",
-    "fitness", "purpose", "merchantability", "liability", "damages", "contract", "tort",
-    "otherwise", "arising", "function", "return", "class", "import", "module", "object", "string",
-    "number", "list", "table", "index", "key", "first", "second", "next", "last", "each", "every",
-    "some", "many", "more", "most", "few", "other", "same", "different", "can", "may", "must",
-    "should", "will", "would", "could", "not", "only", "also", "very", "much", "well", "still",
-    "even", "new", "old", "large", "small", "high", "low", "fast", "slow", "good", "bad", "long",
-    "short", "early", "late", "open", "close",
+    "the",
+    "of",
+    "and",
+    "to",
+    "in",
+    "is",
+    "that",
+    "for",
+    "it",
+    "as",
+    "with",
+    "was",
+    "on",
+    "be",
+    "by",
+    "this",
+    "are",
+    "from",
+    "at",
+    "or",
+    "an",
+    "which",
+    "network",
+    "packet",
+    "sender",
+    "receiver",
+    "queue",
+    "delay",
+    "loss",
+    "window",
+    "congestion",
+    "link",
+    "path",
+    "route",
+    "server",
+    "client",
+    "request",
+    "response",
+    "header",
+    "payload",
+    "buffer",
+    "stream",
+    "connection",
+    "protocol",
+    "data",
+    "file",
+    "system",
+    "user",
+    "process",
+    "memory",
+    "kernel",
+    "device",
+    "driver",
+    "config",
+    "option",
+    "value",
+    "error",
+    "warning",
+    "message",
+    "time",
+    "rate",
+    "bandwidth",
+    "latency",
+    "jitter",
+    "throughput",
+    "measure",
+    "report",
+    "license",
+    "software",
+    "copyright",
+    "permission",
+    "notice",
+    "warranty",
+    "condition",
+    "source",
+    "binary",
+    "distribution",
+    "modify",
+    "redistribute",
+    "provided",
+    "without",
+    "limitation",
+    "implied",
+    "fitness",
+    "purpose",
+    "merchantability",
+    "liability",
+    "damages",
+    "contract",
+    "tort",
+    "otherwise",
+    "arising",
+    "function",
+    "return",
+    "class",
+    "import",
+    "module",
+    "object",
+    "string",
+    "number",
+    "list",
+    "table",
+    "index",
+    "key",
+    "first",
+    "second",
+    "next",
+    "last",
+    "each",
+    "every",
+    "some",
+    "many",
+    "more",
+    "most",
+    "few",
+    "other",
+    "same",
+    "different",
+    "can",
+    "may",
+    "must",
+    "should",
+    "will",
+    "would",
+    "could",
+    "not",
+    "only",
+    "also",
+    "very",
+    "much",
+    "well",
+    "still",
+    "even",
+    "new",
+    "old",
+    "large",
+    "small",
+    "high",
+    "low",
+    "fast",
+    "slow",
+    "good",
+    "bad",
+    "long",
+    "short",
+    "early",
+    "late",
+    "open",
+    "close",
 )
 
 
@@ -456,7 +616,9 @@ def _prose(rng: random.Random, nbytes: int) -> bytes:
     while total < nbytes:
         if rng.random() < 0.15:
             name = rng.choice(_WORDS)
-            line = f"    {name}_{rng.randrange(100)} = {rng.choice(_WORDS)}({rng.randrange(1000)})\n"
+            line = (
+                f"    {name}_{rng.randrange(100)} = {rng.choice(_WORDS)}({rng.randrange(1000)})\n"
+            )
         else:
             words = [rng.choice(_WORDS) for _ in range(rng.randint(6, 18))]
             words[0] = words[0].capitalize()
@@ -474,15 +636,46 @@ def _gen_binary(rng: random.Random, n: int) -> list[CorpusPacket]:
     """An ELF-like image: real 64-byte ELF header, code-like bytes, zero runs, a string table."""
 
     def image() -> bytes:
-        hdr = b"\x7fELF\x02\x01\x01" + bytes(9) + struct.pack(
-            "<HHIQQQIHHHHHH", 3, 0x3E, 1, 0x1000 + rng.randrange(1 << 12), 64, 0, 0, 64, 56,
-            rng.randint(4, 12), 64, rng.randint(20, 30), rng.randint(18, 29),
+        hdr = (
+            b"\x7fELF\x02\x01\x01"
+            + bytes(9)
+            + struct.pack(
+                "<HHIQQQIHHHHHH",
+                3,
+                0x3E,
+                1,
+                0x1000 + rng.randrange(1 << 12),
+                64,
+                0,
+                0,
+                64,
+                56,
+                rng.randint(4, 12),
+                64,
+                rng.randint(20, 30),
+                rng.randint(18, 29),
+            )
         )
         body = bytearray(hdr)
         # x86-64-like instruction fragments with random immediates and displacements
-        ops = (b"\x48\x89\xe5", b"\x48\x83\xec", b"\xe8", b"\x48\x8b\x45", b"\x89\x7d",
-               b"\x0f\x1f\x44\x00\x00", b"\xc3", b"\x55", b"\x5d", b"\x48\x8d\x3d", b"\x74",
-               b"\x75", b"\xeb", b"\x31\xc0", b"\x48\x85\xc0", b"\xff\x15")
+        ops = (
+            b"\x48\x89\xe5",
+            b"\x48\x83\xec",
+            b"\xe8",
+            b"\x48\x8b\x45",
+            b"\x89\x7d",
+            b"\x0f\x1f\x44\x00\x00",
+            b"\xc3",
+            b"\x55",
+            b"\x5d",
+            b"\x48\x8d\x3d",
+            b"\x74",
+            b"\x75",
+            b"\xeb",
+            b"\x31\xc0",
+            b"\x48\x85\xc0",
+            b"\xff\x15",
+        )
         while len(body) < 12 * 1024:
             r = rng.random()
             if r < 0.75:
@@ -515,15 +708,22 @@ def _png(width: int, height: int, pixels: bytes) -> bytes:
     """A real RGB PNG (filter 0 scanlines, one zlib IDAT chunk)."""
 
     def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(
-            ">I", zlib.crc32(kind + body) & 0xFFFFFFFF
+        return (
+            struct.pack(">I", len(body))
+            + kind
+            + body
+            + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
         )
 
     row = width * 3
     raw = b"".join(b"\x00" + pixels[y * row : (y + 1) * row] for y in range(height))
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw, 6))
-            + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(raw, 6))
+        + chunk(b"IEND", b"")
+    )
 
 
 def _gen_image(rng: random.Random, n: int) -> list[CorpusPacket]:
@@ -586,9 +786,9 @@ def _gen_json(rng: random.Random, n: int) -> list[CorpusPacket]:
 def _html(rng: random.Random, nbytes: int) -> bytes:
     title = " ".join(rng.choice(_WORDS) for _ in range(4)).title()
     head = (
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-        f"<title>{title}</title>\n<link rel=\"stylesheet\" href=\"/static/site.css\">\n"
-        "</head>\n<body>\n<div class=\"container\">\n"
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f'<title>{title}</title>\n<link rel="stylesheet" href="/static/site.css">\n'
+        '</head>\n<body>\n<div class="container">\n'
     )
     parts = [head]
     total = len(parts[0])
@@ -596,20 +796,20 @@ def _html(rng: random.Random, nbytes: int) -> bytes:
         r = rng.random()
         if r < 0.4:
             words = " ".join(rng.choice(_WORDS) for _ in range(rng.randint(10, 40)))
-            s = f"  <p class=\"text-{rng.choice(('body', 'muted', 'lead'))}\">{words}.</p>\n"
+            s = f'  <p class="text-{rng.choice(("body", "muted", "lead"))}">{words}.</p>\n'
         elif r < 0.7:
             items = "".join(
-                f"    <li><a href=\"/{rng.choice(_WORDS)}/{rng.randrange(1000)}\">"
+                f'    <li><a href="/{rng.choice(_WORDS)}/{rng.randrange(1000)}">'
                 f"{rng.choice(_WORDS).title()} {rng.choice(_WORDS)}</a></li>\n"
                 for _ in range(rng.randint(3, 8))
             )
-            s = f"  <ul class=\"nav nav-{rng.choice(('pills', 'tabs'))}\">\n{items}  </ul>\n"
+            s = f'  <ul class="nav nav-{rng.choice(("pills", "tabs"))}">\n{items}  </ul>\n'
         else:
             cells = "".join(
                 f"<td>{rng.randrange(10**5)}</td><td>{rng.choice(_WORDS)}</td>"
                 for _ in range(rng.randint(2, 4))
             )
-            s = f"  <table class=\"table\"><tr>{cells}</tr></table>\n"
+            s = f'  <table class="table"><tr>{cells}</tr></table>\n'
         parts.append(s)
         total += len(s)
     parts.append("</div>\n</body>\n</html>\n")
@@ -634,8 +834,9 @@ def _gen_tls(rng: random.Random, n: int) -> list[CorpusPacket]:
         size = max(draw_packet_size(rng), 5 + 17)  # at least a 16-byte tag and 1 byte
         body = rng.randbytes(size - 5)
         out.append(
-            CorpusPacket("tls", b"\x17\x03\x03" + struct.pack(">H", len(body)) + body,
-                         "generated:tls-record")
+            CorpusPacket(
+                "tls", b"\x17\x03\x03" + struct.pack(">H", len(body)) + body, "generated:tls-record"
+            )
         )
     return out
 
@@ -652,9 +853,7 @@ _V6_SRC = bytes.fromhex("20010db8000000000000000000000002")
 _V6_DST = bytes.fromhex("20010db8000000000000000000000001")
 
 
-def _ip_udp(
-    payload: bytes, *, v6: bool, sport: int, dport: int, ipid: int, checksum: int
-) -> bytes:
+def _ip_udp(payload: bytes, *, v6: bool, sport: int, dport: int, ipid: int, checksum: int) -> bytes:
     """``payload`` in UDP in IPv4 (DF, TTL 64, valid header checksum) or IPv6 (hop limit 64).
 
     The UDP checksum is a stand-in value (what the transport computed is opaque
@@ -663,8 +862,21 @@ def _ip_udp(
     udp = struct.pack(">HHHH", sport, dport, 8 + len(payload), checksum) + payload
     if v6:
         return struct.pack(">IHBB16s16s", 0x60000000, len(udp), 17, 64, _V6_SRC, _V6_DST) + udp
-    hdr = bytearray(struct.pack(">BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), ipid & 0xFFFF, 0x4000,
-                                64, 17, 0, _V4_SRC, _V4_DST))
+    hdr = bytearray(
+        struct.pack(
+            ">BBHHHBBH4s4s",
+            0x45,
+            0,
+            20 + len(udp),
+            ipid & 0xFFFF,
+            0x4000,
+            64,
+            17,
+            0,
+            _V4_SRC,
+            _V4_DST,
+        )
+    )
     total = sum(struct.unpack(">10H", hdr))
     total = (total & 0xFFFF) + (total >> 16)
     total = (total & 0xFFFF) + (total >> 16)
@@ -683,15 +895,39 @@ def _gen_rtp(rng: random.Random, n: int) -> list[CorpusPacket]:
     """
     out: list[CorpusPacket] = []
     streams = [
-        {"pt": 0, "ssrc": rng.getrandbits(32), "seq": rng.getrandbits(16),
-         "ts": rng.getrandbits(32), "step": 160, "phase": 0.0, "v6": False,
-         "sport": rng.randrange(10_000, 60_000, 2), "ipid": rng.getrandbits(16)},
-        {"pt": 111, "ssrc": rng.getrandbits(32), "seq": rng.getrandbits(16),
-         "ts": rng.getrandbits(32), "step": 960, "phase": 0.0, "v6": False,
-         "sport": rng.randrange(10_000, 60_000, 2), "ipid": rng.getrandbits(16)},
-        {"pt": 96, "ssrc": rng.getrandbits(32), "seq": rng.getrandbits(16),
-         "ts": rng.getrandbits(32), "step": 3000, "phase": 0.0, "v6": True,
-         "sport": rng.randrange(10_000, 60_000, 2), "ipid": 0},
+        {
+            "pt": 0,
+            "ssrc": rng.getrandbits(32),
+            "seq": rng.getrandbits(16),
+            "ts": rng.getrandbits(32),
+            "step": 160,
+            "phase": 0.0,
+            "v6": False,
+            "sport": rng.randrange(10_000, 60_000, 2),
+            "ipid": rng.getrandbits(16),
+        },
+        {
+            "pt": 111,
+            "ssrc": rng.getrandbits(32),
+            "seq": rng.getrandbits(16),
+            "ts": rng.getrandbits(32),
+            "step": 960,
+            "phase": 0.0,
+            "v6": False,
+            "sport": rng.randrange(10_000, 60_000, 2),
+            "ipid": rng.getrandbits(16),
+        },
+        {
+            "pt": 96,
+            "ssrc": rng.getrandbits(32),
+            "seq": rng.getrandbits(16),
+            "ts": rng.getrandbits(32),
+            "step": 3000,
+            "phase": 0.0,
+            "v6": True,
+            "sport": rng.randrange(10_000, 60_000, 2),
+            "ipid": 0,
+        },
     ]
     # Two UDP flows without RTP: game state (small structs) over IPv4 and a
     # QUIC-like flow (short header, encrypted payload) over IPv6.
@@ -704,27 +940,53 @@ def _gen_rtp(rng: random.Random, n: int) -> list[CorpusPacket]:
             game["tick"] = int(game["tick"]) + 1
             game["ipid"] = int(game["ipid"]) + 1
             body = b"\x01" + b"".join(  # message type, then one struct per entity
-                struct.pack("<IHhhhB", int(game["tick"]), e, rng.randrange(-300, 300),
-                            rng.randrange(-300, 300), rng.randrange(-50, 50), rng.randrange(4))
+                struct.pack(
+                    "<IHhhhB",
+                    int(game["tick"]),
+                    e,
+                    rng.randrange(-300, 300),
+                    rng.randrange(-300, 300),
+                    rng.randrange(-50, 50),
+                    rng.randrange(4),
+                )
                 for e in range(rng.randint(2, 8))
             )
-            packet = _ip_udp(body, v6=False, sport=int(game["sport"]), dport=27015,
-                             ipid=int(game["ipid"]), checksum=rng.randrange(1, 1 << 16))
+            packet = _ip_udp(
+                body,
+                v6=False,
+                sport=int(game["sport"]),
+                dport=27015,
+                ipid=int(game["ipid"]),
+                checksum=rng.randrange(1, 1 << 16),
+            )
             out.append(CorpusPacket("rtp", packet, "generated:udp-game"))
             continue
         if which == 4:
-            body = (bytes((0x40 | rng.getrandbits(6),)) + quic_dcid
-                    + rng.randbytes(rng.choice((rng.randint(30, 120), rng.randint(1000, 1300)))))
-            packet = _ip_udp(body, v6=True, sport=quic_sport, dport=443, ipid=0,
-                             checksum=rng.randrange(1, 1 << 16))
+            body = (
+                bytes((0x40 | rng.getrandbits(6),))
+                + quic_dcid
+                + rng.randbytes(rng.choice((rng.randint(30, 120), rng.randint(1000, 1300))))
+            )
+            packet = _ip_udp(
+                body,
+                v6=True,
+                sport=quic_sport,
+                dport=443,
+                ipid=0,
+                checksum=rng.randrange(1, 1 << 16),
+            )
             out.append(CorpusPacket("rtp", packet, "generated:udp-quic"))
             continue
         st = streams[which]
         pt = int(st["pt"])
         marker = pt == 96 and rng.random() < 0.1
         hdr = struct.pack(
-            ">BBHII", 0x80, (0x80 if marker else 0) | pt, int(st["seq"]) & 0xFFFF,
-            int(st["ts"]) & 0xFFFFFFFF, int(st["ssrc"]),
+            ">BBHII",
+            0x80,
+            (0x80 if marker else 0) | pt,
+            int(st["seq"]) & 0xFFFF,
+            int(st["ts"]) & 0xFFFFFFFF,
+            int(st["ssrc"]),
         )
         if pt == 0:  # 160 mu-law samples of a tone plus noise
             ph = float(st["phase"])
@@ -741,8 +1003,12 @@ def _gen_rtp(rng: random.Random, n: int) -> list[CorpusPacket]:
         st["ts"] = int(st["ts"]) + int(st["step"])
         st["ipid"] = int(st["ipid"]) + 1
         packet = _ip_udp(
-            hdr + payload, v6=bool(st["v6"]), sport=int(st["sport"]), dport=5004 + 2 * pt % 64,
-            ipid=int(st["ipid"]), checksum=rng.randrange(1, 1 << 16),
+            hdr + payload,
+            v6=bool(st["v6"]),
+            sport=int(st["sport"]),
+            dport=5004 + 2 * pt % 64,
+            ipid=int(st["ipid"]),
+            checksum=rng.randrange(1, 1 << 16),
         )
         out.append(CorpusPacket("rtp", packet, f"generated:rtp-pt{pt}"))
     return out
@@ -790,8 +1056,12 @@ class CorpusSummary:
     """distinct files used per category"""
 
     def to_dict(self) -> dict[str, dict[str, int]]:
-        return {"packets": dict(self.packets), "bytes": dict(self.bytes),
-                "from_files": dict(self.from_files), "files": dict(self.files)}
+        return {
+            "packets": dict(self.packets),
+            "bytes": dict(self.bytes),
+            "from_files": dict(self.from_files),
+            "files": dict(self.files),
+        }
 
 
 def summarize(corpus: Sequence[CorpusPacket]) -> CorpusSummary:

@@ -265,7 +265,7 @@ def _residual_int(p: np.ndarray, r: int, k: int) -> np.ndarray:
     lost = np.arange(r + 1, n + 1, dtype=np.float64)  # [m]
     comb = np.array([math.comb(n, int(v)) for v in lost], dtype=np.float64)  # [m]
     pc = p[:, None]  # [s, 1]
-    pmf = comb[None, :] * pc**lost[None, :] * (1.0 - pc) ** (n - lost)[None, :]  # [s, m]
+    pmf = comb[None, :] * pc ** lost[None, :] * (1.0 - pc) ** (n - lost)[None, :]  # [s, m]
     return pmf @ (lost / n)  # [s]
 
 
@@ -371,8 +371,13 @@ def horizon_labels(times: np.ndarray, loss_rate: np.ndarray) -> np.ndarray:
 
 
 def _plan(
-    *, seed: int, quick: bool, scenarios: Sequence[str] | None, include_traces: bool,
-    duration_s: float | None, n_seeds: int | None,
+    *,
+    seed: int,
+    quick: bool,
+    scenarios: Sequence[str] | None,
+    include_traces: bool,
+    duration_s: float | None,
+    n_seeds: int | None,
 ) -> list[tuple[Any, bool, float, tuple[int, ...]]]:
     """(scenario, held_out, duration, run seeds) for every scenario to run."""
     from oxidize_ml.evaluation.splits import (
@@ -386,9 +391,17 @@ def _plan(
     cands: list[tuple[Any, bool]] = [(get_scenario(n), True) for n in HELDOUT_SCENARIOS]
     if include_traces:
         for p in trace_paths(HELDOUT_TRACES):
-            cands.append((scenario_from_trace(
-                p, rtt_s=TRACE_RTT_S, buffer=BufferSpec(bdp=TRACE_BUFFER_BDP),
-                duration_s=TRACE_DURATION_S), True))
+            cands.append(
+                (
+                    scenario_from_trace(
+                        p,
+                        rtt_s=TRACE_RTT_S,
+                        buffer=BufferSpec(bdp=TRACE_BUFFER_BDP),
+                        duration_s=TRACE_DURATION_S,
+                    ),
+                    True,
+                )
+            )
     cands += [(get_scenario(n), False) for n in RANDOM_SCENARIOS]
     if scenarios is not None:
         known = [s.name for s, _ in cands]
@@ -434,8 +447,14 @@ def collect_runs(
     check_int("seed", seed)
     if isinstance(controllers, str) or not controllers:
         raise ValueError(f"controllers must be a non-empty sequence of names, got {controllers!r}")
-    plan = _plan(seed=seed, quick=quick, scenarios=scenarios, include_traces=include_traces,
-                 duration_s=duration_s, n_seeds=n_seeds)
+    plan = _plan(
+        seed=seed,
+        quick=quick,
+        scenarios=scenarios,
+        include_traces=include_traces,
+        duration_s=duration_s,
+        n_seeds=n_seeds,
+    )
     total = sum(len(seeds) for *_, seeds in plan) * len(controllers)
     done = 0
     out: list[LossRun] = []
@@ -445,8 +464,15 @@ def collect_runs(
                 times: list[float] = []
                 feats: list[NetworkFeatures] = []
 
-                def hook(now: float, flow: int, f: NetworkFeatures, _thr: float, _cwnd: int,
-                         _t: list[float] = times, _f: list[NetworkFeatures] = feats) -> None:
+                def hook(
+                    now: float,
+                    flow: int,
+                    f: NetworkFeatures,
+                    _thr: float,
+                    _cwnd: int,
+                    _t: list[float] = times,
+                    _f: list[NetworkFeatures] = feats,
+                ) -> None:
                     if flow == 0:
                         _t.append(now)
                         _f.append(f)
@@ -495,9 +521,12 @@ def webrtc_rates(run: LossRun) -> np.ndarray:
     """`webrtc_fec_rate` at every interval of ``run`` (last second's loss, delivery rate, RTT)."""
     loss = measured_loss(run)
     return np.fromiter(
-        (webrtc_fec_rate(min(1.0, float(lv)), f.bandwidth_bps, f.rtt_us / 1000.0)
-         for lv, f in zip(loss.tolist(), run.features, strict=True)),
-        dtype=np.float64, count=loss.size,
+        (
+            webrtc_fec_rate(min(1.0, float(lv)), f.bandwidth_bps, f.rtt_us / 1000.0)
+            for lv, f in zip(loss.tolist(), run.features, strict=True)
+        ),
+        dtype=np.float64,
+        count=loss.size,
     )
 
 
@@ -527,12 +556,18 @@ class PredictorScores:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "name": self.name, "pr_auc": _num(self.pr_auc), "roc_auc": _num(self.roc_auc),
-            "brier": _num(self.brier), "mean_prediction": _num(self.mean_prediction),
-            "mean_label": _num(self.mean_label), "base_rate": _num(self.base_rate), "n": self.n,
+            "name": self.name,
+            "pr_auc": _num(self.pr_auc),
+            "roc_auc": _num(self.roc_auc),
+            "brier": _num(self.brier),
+            "mean_prediction": _num(self.mean_prediction),
+            "mean_label": _num(self.mean_label),
+            "base_rate": _num(self.base_rate),
+            "n": self.n,
             "held_out": {k: _num(v) for k, v in self.held_out.items()},
-            "per_scenario": {k: {a: _num(b) for a, b in v.items()}
-                             for k, v in self.per_scenario.items()},
+            "per_scenario": {
+                k: {a: _num(b) for a, b in v.items()} for k, v in self.per_scenario.items()
+            },
         }
 
 
@@ -554,10 +589,14 @@ class FecMethodResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "name": self.name, "kind": self.kind, "overhead": _num(self.overhead),
-            "residual": _num(self.residual), "protected_share": _num(self.protected_share),
-            "per_scenario": {k: {a: _num(b) for a, b in v.items()}
-                             for k, v in self.per_scenario.items()},
+            "name": self.name,
+            "kind": self.kind,
+            "overhead": _num(self.overhead),
+            "residual": _num(self.residual),
+            "protected_share": _num(self.protected_share),
+            "per_scenario": {
+                k: {a: _num(b) for a, b in v.items()} for k, v in self.per_scenario.items()
+            },
         }
 
 
@@ -577,9 +616,12 @@ class FecCurve:
         return interpolate_at(self.overhead, self.residual, overhead)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "scales": list(self.scales),
-                "overhead": [_num(x) for x in self.overhead],
-                "residual": [_num(x) for x in self.residual]}
+        return {
+            "name": self.name,
+            "scales": list(self.scales),
+            "overhead": [_num(x) for x in self.overhead],
+            "residual": [_num(x) for x in self.residual],
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -595,9 +637,15 @@ class RunSummary:
     """share of intervals with label > 0"""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"scenario": self.scenario, "controller": self.controller, "seed": self.seed,
-                "held_out": self.held_out, "n": self.n, "mean_loss": _num(self.mean_loss),
-                "loss_share": _num(self.loss_share)}
+        return {
+            "scenario": self.scenario,
+            "controller": self.controller,
+            "seed": self.seed,
+            "held_out": self.held_out,
+            "n": self.n,
+            "mean_loss": _num(self.mean_loss),
+            "loss_share": _num(self.loss_share),
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -652,20 +700,27 @@ class FecEvalResult:
         h = self.scores(HEURISTIC)
         ew = self.method(HEURISTIC)
         lines = [
-            (f"Loss/FEC: raw loss {self.raw_loss:.2%}; the EWMA heuristic's FEC leaves "
-            f"{ew.residual:.3%} at {ew.overhead:.1%} overhead (PR-AUC {_fmt(h.pr_auc, 3)}, "
-            f"base rate {h.base_rate:.3f}); fixed 10 % leaves {self.method('fixed').residual:.3%}.")
+            (
+                f"Loss/FEC: raw loss {self.raw_loss:.2%}; the EWMA heuristic's FEC leaves "
+                f"{ew.residual:.3%} at {ew.overhead:.1%} overhead (PR-AUC {_fmt(h.pr_auc, 3)}, "
+                f"base rate {h.base_rate:.3f}); fixed 10 % leaves {self.method('fixed').residual:.3%}."
+            )
         ]
         for p in self.predictors:
             if p.name == HEURISTIC:
                 continue
             ratio = self.ratio_vs_heuristic(p.name)
-            verdict = ("n/a" if not math.isfinite(ratio)
-                       else f"{ratio:.2f}x the heuristic's residual at equal overhead "
-                       f"({'meets' if ratio <= 0.7 else 'misses'} the 0.7x target)")
-            lines.append(f"Loss/FEC: {p.name}: PR-AUC {_fmt(p.pr_auc, 3)} vs "
-                         f"{_fmt(h.pr_auc, 3)}, Brier {_fmt(p.brier, 5)} vs {_fmt(h.brier, 5)}, "
-                         f"{verdict}.")
+            verdict = (
+                "n/a"
+                if not math.isfinite(ratio)
+                else f"{ratio:.2f}x the heuristic's residual at equal overhead "
+                f"({'meets' if ratio <= 0.7 else 'misses'} the 0.7x target)"
+            )
+            lines.append(
+                f"Loss/FEC: {p.name}: PR-AUC {_fmt(p.pr_auc, 3)} vs "
+                f"{_fmt(h.pr_auc, 3)}, Brier {_fmt(p.brier, 5)} vs {_fmt(h.brier, 5)}, "
+                f"{verdict}."
+            )
         return lines
 
     def to_dict(self) -> dict[str, Any]:
@@ -676,15 +731,17 @@ class FecEvalResult:
             "raw_loss": _num(self.raw_loss),
             "reference_overhead": _num(self.reference_overhead),
             "equal_overhead": {k: _num(v) for k, v in self.equal_overhead.items()},
-            "ratio_vs_heuristic": {k: _num(self.ratio_vs_heuristic(k))
-                                   for k in self.equal_overhead},
+            "ratio_vs_heuristic": {
+                k: _num(self.ratio_vs_heuristic(k)) for k in self.equal_overhead
+            },
             "predictors": [p.to_dict() for p in self.predictors],
             "methods": [m.to_dict() for m in self.methods],
             "curves": [c.to_dict() for c in self.curves],
             "runs": [r.to_dict() for r in self.runs],
-            "pr_curves": {k: {"recall": [_num(x) for x in v[0]],
-                              "precision": [_num(x) for x in v[1]]}
-                          for k, v in self.pr_curves.items()},
+            "pr_curves": {
+                k: {"recall": [_num(x) for x in v[0]], "precision": [_num(x) for x in v[1]]}
+                for k, v in self.pr_curves.items()
+            },
             "wall_s": self.wall_s,
             "notes": list(self.notes),
         }
@@ -694,17 +751,21 @@ class FecEvalResult:
         scen = sorted({r.scenario for r in self.runs})
         ctrls = sorted({r.controller for r in self.runs})
         lines = [
-            (f"{n} labelled 10-ms intervals from {len(self.runs)} simulator runs "
-            f"({', '.join(scen)}; controllers {', '.join(ctrls)}; "
-            f"{'quick' if self.quick else 'full'} mode, seed {self.seed}). "
-            f"Label: mean loss rate 50-100 ms ahead; raw loss {self.raw_loss:.3%}. "
-            f"FEC blocks of k = {self.k_data_packets} data packets; overhead = repair share "
-            "of sent packets; residual = share of data packets left unrecovered."),
+            (
+                f"{n} labelled 10-ms intervals from {len(self.runs)} simulator runs "
+                f"({', '.join(scen)}; controllers {', '.join(ctrls)}; "
+                f"{'quick' if self.quick else 'full'} mode, seed {self.seed}). "
+                f"Label: mean loss rate 50-100 ms ahead; raw loss {self.raw_loss:.3%}. "
+                f"FEC blocks of k = {self.k_data_packets} data packets; overhead = repair share "
+                "of sent packets; residual = share of data packets left unrecovered."
+            ),
             "",
             "**Prediction** (pooled over all runs; a random predictor's PR-AUC is the base rate)",
             "",
-            ("| predictor | PR-AUC | ROC-AUC | Brier | mean p | mean label | base rate "
-             "| PR-AUC held-out only | Brier held-out only |"),
+            (
+                "| predictor | PR-AUC | ROC-AUC | Brier | mean p | mean label | base rate "
+                "| PR-AUC held-out only | Brier held-out only |"
+            ),
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for p in self.predictors:
@@ -713,7 +774,8 @@ class FecEvalResult:
                 f"| {p.name} | {_fmt(p.pr_auc, 3)} | {_fmt(p.roc_auc, 3)} | {_fmt(p.brier, 5)} "
                 f"| {p.mean_prediction:.4f} | {p.mean_label:.4f} | {p.base_rate:.3f} "
                 f"| {_fmt(ho.get('pr_auc', math.nan), 3)} "
-                f"| {_fmt(ho.get('brier', math.nan), 5)} |")
+                f"| {_fmt(ho.get('brier', math.nan), 5)} |"
+            )
         lines += [
             "",
             "**FEC operating points**",
@@ -723,13 +785,17 @@ class FecEvalResult:
         ]
         for m in self.methods:
             rel = m.residual / self.raw_loss if self.raw_loss > 0 else math.nan
-            lines.append(f"| {m.name} | {m.overhead:.2%} | {m.residual:.4%} | {_fmt(rel, 3)} | "
-                         f"{m.protected_share:.1%} |")
+            lines.append(
+                f"| {m.name} | {m.overhead:.2%} | {m.residual:.4%} | {_fmt(rel, 3)} | "
+                f"{m.protected_share:.1%} |"
+            )
         lines += [
             "",
-            (f"**At equal overhead** ({self.reference_overhead:.2%}, the heuristic's): residual "
-            "loss read off each method's scaled curve; ratio < 1 beats the heuristic "
-            "(issue 4's target for a learned predictor: <= 0.7)."),
+            (
+                f"**At equal overhead** ({self.reference_overhead:.2%}, the heuristic's): residual "
+                "loss read off each method's scaled curve; ratio < 1 beats the heuristic "
+                "(issue 4's target for a learned predictor: <= 0.7)."
+            ),
             "",
             "| method | residual at equal overhead | ratio to heuristic |",
             "|---|---:|---:|",
@@ -747,13 +813,18 @@ class FecEvalResult:
                 v = m.per_scenario.get(s, {}).get("residual", math.nan)
                 cells.append("n/a" if not math.isfinite(v) else f"{v:.3%}")
             lines.append(f"| {s} | " + " | ".join(cells) + " |")
-        lines += ["", "PR-AUC per scenario:", "",
-                  "| scenario | base rate | " + " | ".join(p.name for p in self.predictors) + " |",
-                  "|---|---:|" + "---:|" * len(self.predictors)]
+        lines += [
+            "",
+            "PR-AUC per scenario:",
+            "",
+            "| scenario | base rate | " + " | ".join(p.name for p in self.predictors) + " |",
+            "|---|---:|" + "---:|" * len(self.predictors),
+        ]
         for s in scen:
             base = self.predictors[0].per_scenario.get(s, {}).get("base_rate", math.nan)
-            cells = [_fmt(p.per_scenario.get(s, {}).get("pr_auc", math.nan), 3)
-                     for p in self.predictors]
+            cells = [
+                _fmt(p.per_scenario.get(s, {}).get("pr_auc", math.nan), 3) for p in self.predictors
+            ]
             lines.append(f"| {s} | {_fmt(base, 3)} | " + " | ".join(cells) + " |")
         for note in self.notes:
             lines += ["", f"Note: {note}"]
@@ -832,20 +903,32 @@ def run(
         raise ValueError(f"predictor names {HEURISTIC!r} and {HINDSIGHT!r} are reserved")
     for name, f in extra.items():
         if not callable(f):
-            raise TypeError(f"predictor {name!r} must be a zero-argument factory, "
-                            f"got {type(f).__name__}")
+            raise TypeError(
+                f"predictor {name!r} must be a zero-argument factory, got {type(f).__name__}"
+            )
     factories: dict[str, PredictorFactory] = {HEURISTIC: EwmaLossPredictor, **extra}
     cfg = fec_config if fec_config is not None else FecConfig()
     k = cfg.k_data_packets
-    runs = collect_runs(seed=seed, quick=quick, controllers=controllers, scenarios=scenarios,
-                        include_traces=include_traces, duration_s=duration_s, n_seeds=n_seeds,
-                        progress=progress)
+    runs = collect_runs(
+        seed=seed,
+        quick=quick,
+        controllers=controllers,
+        scenarios=scenarios,
+        include_traces=include_traces,
+        duration_s=duration_s,
+        n_seeds=n_seeds,
+        progress=progress,
+    )
     notes: list[str] = []
-    if include_traces and not any(r.scenario.startswith("trace-") for r in runs) and (
-        scenarios is None
+    if (
+        include_traces
+        and not any(r.scenario.startswith("trace-") for r in runs)
+        and (scenarios is None)
     ):
-        notes.append("The Mahimahi trace folder was not found: held-out traces were skipped "
-                     "(set OXIDIZE_TRACE_DIR).")
+        notes.append(
+            "The Mahimahi trace folder was not found: held-out traces were skipped "
+            "(set OXIDIZE_TRACE_DIR)."
+        )
     # Pool every labelled interval; remember which scenario each came from.
     labels_l, scen_l, web_l, held_l = [], [], [], []
     preds_l: dict[str, list[np.ndarray]] = {n: [] for n in factories}
@@ -859,10 +942,17 @@ def run(
         for name, f in factories.items():
             preds_l[name].append(predict_run(f, r, name=name)[v])
         lab = r.labels[v]
-        summaries.append(RunSummary(
-            r.scenario, r.controller, r.seed, r.held_out, int(v.sum()),
-            float(lab.mean()) if lab.size else math.nan,
-            float((lab > 0).mean()) if lab.size else math.nan))
+        summaries.append(
+            RunSummary(
+                r.scenario,
+                r.controller,
+                r.seed,
+                r.held_out,
+                int(v.sum()),
+                float(lab.mean()) if lab.size else math.nan,
+                float((lab > 0).mean()) if lab.size else math.nan,
+            )
+        )
     labels = np.concatenate(labels_l) if labels_l else np.empty(0)
     if labels.size == 0:
         raise ValueError("no labelled intervals: runs too short for the 100-ms horizon")
@@ -876,15 +966,34 @@ def run(
 
     scores = []
     for name, p in preds.items():
-        per = {s: {"pr_auc": pr_auc(y[m], p[m]), "brier": brier(p[m], labels[m]),
-                   "base_rate": float(y[m].mean())} for s, m in masks.items()}
-        ho = {"pr_auc": pr_auc(y[held], p[held]), "brier": brier(p[held], labels[held]),
-              "base_rate": float(y[held].mean()) if held.any() else math.nan,
-              "n": int(held.sum())}
-        scores.append(PredictorScores(
-            name=name, pr_auc=pr_auc(y, p), roc_auc=roc_auc(y, p), brier=brier(p, labels),
-            mean_prediction=float(p.mean()), mean_label=float(labels.mean()),
-            base_rate=float(y.mean()), n=int(labels.size), per_scenario=per, held_out=ho))
+        per = {
+            s: {
+                "pr_auc": pr_auc(y[m], p[m]),
+                "brier": brier(p[m], labels[m]),
+                "base_rate": float(y[m].mean()),
+            }
+            for s, m in masks.items()
+        }
+        ho = {
+            "pr_auc": pr_auc(y[held], p[held]),
+            "brier": brier(p[held], labels[held]),
+            "base_rate": float(y[held].mean()) if held.any() else math.nan,
+            "n": int(held.sum()),
+        }
+        scores.append(
+            PredictorScores(
+                name=name,
+                pr_auc=pr_auc(y, p),
+                roc_auc=roc_auc(y, p),
+                brier=brier(p, labels),
+                mean_prediction=float(p.mean()),
+                mean_label=float(labels.mean()),
+                base_rate=float(y.mean()),
+                n=int(labels.size),
+                per_scenario=per,
+                held_out=ho,
+            )
+        )
 
     table = _RepairTable(FecPolicy(cfg))
 
@@ -925,10 +1034,19 @@ def run(
     equal = {c.name: c.residual_at(ref) for c in curves}
     pr_curves = {name: _downsample_pr(y, p) for name, p in preds.items()}
     return FecEvalResult(
-        seed=seed, quick=quick, k_data_packets=k, predictors=tuple(scores),
-        methods=tuple(methods), curves=tuple(curves), reference_overhead=ref,
-        equal_overhead=equal, runs=tuple(summaries), raw_loss=float(labels.mean()),
-        pr_curves=pr_curves, wall_s=time.perf_counter() - t0, notes=tuple(notes),
+        seed=seed,
+        quick=quick,
+        k_data_packets=k,
+        predictors=tuple(scores),
+        methods=tuple(methods),
+        curves=tuple(curves),
+        reference_overhead=ref,
+        equal_overhead=equal,
+        runs=tuple(summaries),
+        raw_loss=float(labels.mean()),
+        pr_curves=pr_curves,
+        wall_s=time.perf_counter() - t0,
+        notes=tuple(notes),
     )
 
 
@@ -963,26 +1081,45 @@ def plot(result: FecEvalResult, out_dir: str | Path) -> list[Path]:
     for c in result.curves:
         st = style(c.name)
         dashed = c.name in ("fixed", "webrtc", HINDSIGHT)
-        ax.plot(np.asarray(c.overhead, dtype=float) * 100.0,
-                np.maximum(np.asarray(c.residual, dtype=float), floor) * 100.0,
-                color=st["color"], linestyle="--" if dashed else "-", linewidth=1.3,
-                label=c.name + (" (bound)" if c.name == HINDSIGHT else ""))
+        ax.plot(
+            np.asarray(c.overhead, dtype=float) * 100.0,
+            np.maximum(np.asarray(c.residual, dtype=float), floor) * 100.0,
+            color=st["color"],
+            linestyle="--" if dashed else "-",
+            linewidth=1.3,
+            label=c.name + (" (bound)" if c.name == HINDSIGHT else ""),
+        )
     top = 0.0
     for m in result.methods:
         if m.kind == "none":
-            ax.axhline(max(m.residual, floor) * 100.0, color="0.5", linewidth=0.8,
-                       linestyle=":", label="no FEC")
+            ax.axhline(
+                max(m.residual, floor) * 100.0,
+                color="0.5",
+                linewidth=0.8,
+                linestyle=":",
+                label="no FEC",
+            )
             continue
         st = style(m.name)
         top = max(top, m.overhead)
-        ax.plot([m.overhead * 100.0], [max(m.residual, floor) * 100.0], marker=st["marker"],
-                color=st["color"], markersize=7, markeredgecolor="black", linestyle="none")
+        ax.plot(
+            [m.overhead * 100.0],
+            [max(m.residual, floor) * 100.0],
+            marker=st["marker"],
+            color=st["color"],
+            markersize=7,
+            markeredgecolor="black",
+            linestyle="none",
+        )
     ax.axvline(result.reference_overhead * 100.0, color="0.6", linewidth=0.8, linestyle="-.")
     ax.set_yscale("log")
     ax.set_xlabel("FEC overhead (% of sent packets)")
     ax.set_ylabel("residual loss (% of data packets)")
-    ax.set_title("Residual loss vs overhead (markers: operating points;\n"
-                 "dash-dot: the heuristic's overhead)", fontsize=9)
+    ax.set_title(
+        "Residual loss vs overhead (markers: operating points;\n"
+        "dash-dot: the heuristic's overhead)",
+        fontsize=9,
+    )
     ax.set_xlim(0.0, min(60.0, max(20.0, 200.0 * top)))
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8, loc="upper right")
@@ -992,11 +1129,17 @@ def plot(result: FecEvalResult, out_dir: str | Path) -> list[Path]:
     for p in result.predictors:
         rec, prec = result.pr_curves.get(p.name, ((), ()))
         if rec:
-            ax.step(rec, prec, where="pre", color=style(p.name)["color"],
-                    label=f"{p.name} (AP {_fmt(p.pr_auc, 3)})")
+            ax.step(
+                rec,
+                prec,
+                where="pre",
+                color=style(p.name)["color"],
+                label=f"{p.name} (AP {_fmt(p.pr_auc, 3)})",
+            )
     if math.isfinite(base):
-        ax.axhline(base, color="0.5", linestyle=":", linewidth=0.8,
-                   label=f"random (base rate {base:.3f})")
+        ax.axhline(
+            base, color="0.5", linestyle=":", linewidth=0.8, label=f"random (base rate {base:.3f})"
+        )
     ax.set_xlim(0.0, 1.0)
     ax.set_ylim(0.0, 1.02)
     ax.set_xlabel("recall (loss in the next 50-100 ms)")
@@ -1047,8 +1190,9 @@ def shipped_lstm_factory() -> tuple[PredictorFactory | None, str]:
     directory = default_model_dir()
     if directory is None:
         return None, "no shipped models"
-    loaded = load_policies(Path(directory), backend="numpy", limits=CwndLimits(),
-                           state_config=StateConfig(), seed=0)
+    loaded = load_policies(
+        Path(directory), backend="numpy", limits=CwndLimits(), state_config=StateConfig(), seed=0
+    )
     if loaded.loss is None:
         return None, str(loaded.status.get("loss_predictor", "not loaded"))
     lstm: Any = loaded.loss  # an LstmLossPredictor: fork() gives a fresh state per run
@@ -1056,8 +1200,14 @@ def shipped_lstm_factory() -> tuple[PredictorFactory | None, str]:
 
 
 def _trace_runs(
-    paths: Sequence[Path], *, rtts_s: Sequence[float], duration_s: float, n_windows: int,
-    controllers: Sequence[str], seed: int, progress: ProgressFn | None,
+    paths: Sequence[Path],
+    *,
+    rtts_s: Sequence[float],
+    duration_s: float,
+    n_windows: int,
+    controllers: Sequence[str],
+    seed: int,
+    progress: ProgressFn | None,
 ) -> list[LossRun]:
     """Simulate every (trace, window, RTT, controller); features as the sender sees them."""
     from oxidize_ml.evaluation.splits import EVAL_SEED_BASE
@@ -1083,31 +1233,49 @@ def _trace_runs(
         for w in range(n_windows):
             start_s = w * period_s / n_windows
             for rtt in rtts_s:
-                sc = scenario_from_trace(p, link=link, start_s=start_s, rtt_s=rtt,
-                                         buffer=BufferSpec(bdp=TRACE_BUFFER_BDP),
-                                         duration_s=duration_s)
+                sc = scenario_from_trace(
+                    p,
+                    link=link,
+                    start_s=start_s,
+                    rtt_s=rtt,
+                    buffer=BufferSpec(bdp=TRACE_BUFFER_BDP),
+                    duration_s=duration_s,
+                )
                 for ctrl in controllers:
                     view = SenderView()
                     times: list[float] = []
                     feats: list[NetworkFeatures] = []
 
-                    def hook(now: float, flow: int, f: NetworkFeatures, _thr: float,
-                             _cwnd: int, _t: list[float] = times,
-                             _f: list[NetworkFeatures] = feats, _v: SenderView = view) -> None:
+                    def hook(
+                        now: float,
+                        flow: int,
+                        f: NetworkFeatures,
+                        _thr: float,
+                        _cwnd: int,
+                        _t: list[float] = times,
+                        _f: list[NetworkFeatures] = feats,
+                        _v: SenderView = view,
+                    ) -> None:
                         if flow == 0:
                             _t.append(now)
                             _f.append(_v.view(f))
 
                     s = base + i
                     i += 1
-                    simulate(sc, ctrl, seed=s, duration_s=duration_s, record_series=False,
-                             on_interval=hook)
+                    simulate(
+                        sc,
+                        ctrl,
+                        seed=s,
+                        duration_s=duration_s,
+                        record_series=False,
+                        on_interval=hook,
+                    )
                     t = np.asarray(times, dtype=np.float64)
-                    lr = np.fromiter((f.loss_rate for f in feats), dtype=np.float64,
-                                     count=len(feats))
+                    lr = np.fromiter(
+                        (f.loss_rate for f in feats), dtype=np.float64, count=len(feats)
+                    )
                     name = f"{p.name}@{start_s:.0f}s/rtt{rtt * 1000:.0f}"
-                    out.append(LossRun(name, ctrl, s, True, t, tuple(feats),
-                                       horizon_labels(t, lr)))
+                    out.append(LossRun(name, ctrl, s, True, t, tuple(feats), horizon_labels(t, lr)))
                     if progress is not None:
                         progress(i, total, f"{name} / {ctrl}")
     return out
@@ -1219,8 +1387,10 @@ def evaluate_fec_traces(
         rtts.append(v)
     dur = check_number("duration_s", duration_s, hi=MAX_DURATION_S)
     if dur < 2.0 * HORIZON_END_S:
-        raise ValueError(f"duration_s must be >= {2.0 * HORIZON_END_S} s (a label needs "
-                         f"{HORIZON_END_S} s after the observation), got {duration_s!r}")
+        raise ValueError(
+            f"duration_s must be >= {2.0 * HORIZON_END_S} s (a label needs "
+            f"{HORIZON_END_S} s after the observation), got {duration_s!r}"
+        )
     check_int("seed", seed)
 
     bar = _rich_progress(progress)
@@ -1228,22 +1398,42 @@ def evaluate_fec_traces(
     with bar as prog:
         cb = None
         if prog is not None:
-            task = prog.add_task("FEC: simulating", total=len(paths) * TRACE_WINDOWS
-                                 * len(rtts) * len(CONTROLLERS))
+            task = prog.add_task(
+                "FEC: simulating", total=len(paths) * TRACE_WINDOWS * len(rtts) * len(CONTROLLERS)
+            )
 
             def cb(done: int, total: int, label: str) -> None:
                 prog.update(task, completed=done, description=f"FEC: {label}")
 
-        runs = _trace_runs(paths, rtts_s=[r / 1000.0 for r in rtts], duration_s=dur,
-                           n_windows=TRACE_WINDOWS, controllers=CONTROLLERS, seed=seed,
-                           progress=cb)
-        out = score_runs(runs, seed=seed, progress=prog,
-                         groups={"per_rtt": [r.scenario.rsplit("rtt", 1)[1] for r in runs],
-                                 "per_family": [trace_family(r.scenario) for r in runs]})
-    out["config"] = {"traces": [str(p) for p in paths], "rtt_ms": rtts, "duration_s": dur,
-                     "seed": seed, "windows_per_trace": TRACE_WINDOWS,
-                     "controllers": list(CONTROLLERS), "k_data_packets": out["k_data_packets"],
-                     "buffer_bdp": TRACE_BUFFER_BDP, "bootstrap_rounds": BOOTSTRAP_ROUNDS}
+        runs = _trace_runs(
+            paths,
+            rtts_s=[r / 1000.0 for r in rtts],
+            duration_s=dur,
+            n_windows=TRACE_WINDOWS,
+            controllers=CONTROLLERS,
+            seed=seed,
+            progress=cb,
+        )
+        out = score_runs(
+            runs,
+            seed=seed,
+            progress=prog,
+            groups={
+                "per_rtt": [r.scenario.rsplit("rtt", 1)[1] for r in runs],
+                "per_family": [trace_family(r.scenario) for r in runs],
+            },
+        )
+    out["config"] = {
+        "traces": [str(p) for p in paths],
+        "rtt_ms": rtts,
+        "duration_s": dur,
+        "seed": seed,
+        "windows_per_trace": TRACE_WINDOWS,
+        "controllers": list(CONTROLLERS),
+        "k_data_packets": out["k_data_packets"],
+        "buffer_bdp": TRACE_BUFFER_BDP,
+        "bootstrap_rounds": BOOTSTRAP_ROUNDS,
+    }
     out["notes"] = notes + out["notes"]
     out["wall_s"] = time.perf_counter() - t0
     return out
@@ -1331,8 +1521,9 @@ def score_runs(
     cfg = FecConfig()
     k = cfg.k_data_packets
     table = _RepairTable(FecPolicy(cfg))
-    burst_policies = [BurstFecPolicy(BurstFecConfig(SEVERITY, price, k_data_packets=k))
-                      for price in _BURST_PRICES]
+    burst_policies = [
+        BurstFecPolicy(BurstFecConfig(SEVERITY, price, k_data_packets=k)) for price in _BURST_PRICES
+    ]
     default_burst = BurstFecPolicy(BurstFecConfig(SEVERITY, REPAIR_PRICE, k_data_packets=k))
 
     def burst_repair(policy: BurstFecPolicy, q: np.ndarray, sc: np.ndarray) -> np.ndarray:
@@ -1341,8 +1532,11 @@ def score_runs(
         if q.size == 0:
             return np.zeros(0)
         uq, inv = np.unique(np.column_stack([q, sc]), axis=0, return_inverse=True)
-        vals = np.fromiter((policy.repair_for_block_probability(float(a), float(b))
-                            for a, b in uq), dtype=np.float64, count=uq.shape[0])
+        vals = np.fromiter(
+            (policy.repair_for_block_probability(float(a), float(b)) for a, b in uq),
+            dtype=np.float64,
+            count=uq.shape[0],
+        )
         return vals[np.asarray(inv).reshape(-1)]
 
     n_runs = len(runs)
@@ -1350,27 +1544,50 @@ def score_runs(
     op: dict[str, np.ndarray] = {}
     curves: dict[str, np.ndarray] = {}
     for name in factories:
-        op[name] = np.stack([_run_stats(y, table(p), k) for y, p in zip(labels, preds[name],
-                                                                       strict=True)])
-        curves[name] = np.stack([np.stack([_run_stats(y, table(np.minimum(1.0, s * p)), k)
-                                           for s in SCALES])
-                                 for y, p in zip(labels, preds[name], strict=True)])
+        op[name] = np.stack(
+            [_run_stats(y, table(p), k) for y, p in zip(labels, preds[name], strict=True)]
+        )
+        curves[name] = np.stack(
+            [
+                np.stack([_run_stats(y, table(np.minimum(1.0, s * p)), k) for s in SCALES])
+                for y, p in zip(labels, preds[name], strict=True)
+            ]
+        )
     # The burst model with its own policy: the combination this evaluation ships.
     bqs = list(zip(labels, burst_q, burst_scale, strict=True))
-    op[BURST + "_policy"] = np.stack([_run_stats(y, burst_repair(default_burst, q, sc), k)
-                                      for y, q, sc in bqs])
-    curves[BURST + "_policy"] = np.stack([
-        np.stack([_run_stats(y, burst_repair(pol, q, sc), k) for pol in burst_policies])
-        for y, q, sc in bqs])
-    curves[HINDSIGHT] = np.stack([np.stack([_run_stats(y, table(np.minimum(1.0, s * y)), k)
-                                            for s in SCALES]) for y in labels])
-    curves["fixed"] = np.stack([np.stack([_run_stats(
-        y, ratio_to_repair(np.full(y.size, min(0.9, s * FIXED_RATIO)), k), k)
-        for s in SCALES]) for y in labels])
+    op[BURST + "_policy"] = np.stack(
+        [_run_stats(y, burst_repair(default_burst, q, sc), k) for y, q, sc in bqs]
+    )
+    curves[BURST + "_policy"] = np.stack(
+        [
+            np.stack([_run_stats(y, burst_repair(pol, q, sc), k) for pol in burst_policies])
+            for y, q, sc in bqs
+        ]
+    )
+    curves[HINDSIGHT] = np.stack(
+        [
+            np.stack([_run_stats(y, table(np.minimum(1.0, s * y)), k) for s in SCALES])
+            for y in labels
+        ]
+    )
+    curves["fixed"] = np.stack(
+        [
+            np.stack(
+                [
+                    _run_stats(y, ratio_to_repair(np.full(y.size, min(0.9, s * FIXED_RATIO)), k), k)
+                    for s in SCALES
+                ]
+            )
+            for y in labels
+        ]
+    )
     web = [webrtc_rates(r)[r.valid] for r in runs]
-    curves["webrtc"] = np.stack([np.stack([_run_stats(
-        y, ratio_to_repair(np.minimum(0.9, s * w), k), k) for s in SCALES])
-        for y, w in zip(labels, web, strict=True)])
+    curves["webrtc"] = np.stack(
+        [
+            np.stack([_run_stats(y, ratio_to_repair(np.minimum(0.9, s * w), k), k) for s in SCALES])
+            for y, w in zip(labels, web, strict=True)
+        ]
+    )
     op["none"] = np.stack([_run_stats(y, np.zeros(y.size), k) for y in labels])
 
     # Which curve stands for each predictor in the summary: the burst model is judged
@@ -1391,17 +1608,26 @@ def score_runs(
             p = np.concatenate([preds[name][i] for i in np.flatnonzero(mask)])
             s_rank = np.concatenate([ranked[name][i] for i in np.flatnonzero(mask)])
             ratio = _ratio_at(curves[judged[name]][mask].sum(axis=0)[None], ref[None], k)[0]
-            out[name] = {"pr_auc": pr_auc(y > 0.0, s_rank), "brier": brier(p, y),
-                         "residual_ratio_vs_ewma": 1.0 if name == HEURISTIC else float(ratio)}
+            out[name] = {
+                "pr_auc": pr_auc(y > 0.0, s_rank),
+                "brier": brier(p, y),
+                "residual_ratio_vs_ewma": 1.0 if name == HEURISTIC else float(ratio),
+            }
             if name == BURST:
                 out[name]["pr_auc_of_p"] = pr_auc(y > 0.0, p)
         out[HEURISTIC]["residual_ratio_vs_ewma"] = 1.0 if _point(ref, k)[1] > 0 else math.nan
         out[BURST + "_binomial"] = {
-            "pr_auc": out[BURST]["pr_auc"], "brier": out[BURST]["brier"],
-            "residual_ratio_vs_ewma": float(_ratio_at(curves[BURST][mask].sum(axis=0)[None],
-                                                      ref[None], k)[0])}
-        out[HINDSIGHT] = {"residual_ratio_vs_ewma": float(_ratio_at(
-            curves[HINDSIGHT][mask].sum(axis=0)[None], ref[None], k)[0])}
+            "pr_auc": out[BURST]["pr_auc"],
+            "brier": out[BURST]["brier"],
+            "residual_ratio_vs_ewma": float(
+                _ratio_at(curves[BURST][mask].sum(axis=0)[None], ref[None], k)[0]
+            ),
+        }
+        out[HINDSIGHT] = {
+            "residual_ratio_vs_ewma": float(
+                _ratio_at(curves[HINDSIGHT][mask].sum(axis=0)[None], ref[None], k)[0]
+            )
+        }
         return out
 
     everything = np.ones(n_runs, dtype=bool)
@@ -1409,11 +1635,11 @@ def score_runs(
     breakdowns: dict[str, Any] = {}
     for gname, keys in (groups or {}).items():
         if len(keys) != n_runs:
-            raise ValueError(f"groups[{gname!r}] needs one key per run ({n_runs}), "
-                             f"got {len(keys)}")
+            raise ValueError(f"groups[{gname!r}] needs one key per run ({n_runs}), got {len(keys)}")
         key_arr = np.asarray(list(keys), dtype=object)
-        breakdowns[gname] = _json_nested({str(g): scores(key_arr == g)
-                                          for g in dict.fromkeys(keys)})
+        breakdowns[gname] = _json_nested(
+            {str(g): scores(key_arr == g) for g in dict.fromkeys(keys)}
+        )
 
     # Paired block bootstrap over runs: ratio of each predictor's residual at the
     # EWMA's overhead to the EWMA's, and PR-AUC gain over the EWMA.
@@ -1433,8 +1659,10 @@ def score_runs(
             y = np.concatenate([labels[i] for i in row])
             if not (y > 0).any():
                 continue
-            gains.append(pr_auc(y > 0, np.concatenate([ranked[name][i] for i in row]))
-                         - pr_auc(y > 0, np.concatenate([preds[HEURISTIC][i] for i in row])))
+            gains.append(
+                pr_auc(y > 0, np.concatenate([ranked[name][i] for i in row]))
+                - pr_auc(y > 0, np.concatenate([preds[HEURISTIC][i] for i in row]))
+            )
         ci[name] = {
             "residual_ratio_vs_ewma": _pct_interval(ok),
             "p_ratio_below_1": float((ok < 1.0).mean()) if ok.size else math.nan,
@@ -1443,8 +1671,11 @@ def score_runs(
 
     def curve_dict(name: str, knobs: Sequence[float]) -> dict[str, Any]:
         ov, res = _point(curves[name].sum(axis=0), k)
-        return {"knobs": list(knobs), "overhead": [_num(float(x)) for x in ov],
-                "residual": [_num(float(x)) for x in res]}
+        return {
+            "knobs": list(knobs),
+            "overhead": [_num(float(x)) for x in ov],
+            "residual": [_num(float(x)) for x in res],
+        }
 
     curve_out = {name: curve_dict(name, SCALES) for name in factories}
     curve_out[BURST + "_policy"] = curve_dict(BURST + "_policy", _BURST_PRICES)
@@ -1455,12 +1686,14 @@ def score_runs(
         o, q = _point(st.sum(axis=0), k)
         op_out[name] = {"overhead": _num(float(o)), "residual": _num(float(q))}
     default = engine_default_loss_predictor()
-    summary_preds = {name: {m: _num(pooled[name][m])
-                            for m in ("pr_auc", "brier", "residual_ratio_vs_ewma")}
-                     for name in factories}
+    summary_preds = {
+        name: {m: _num(pooled[name][m]) for m in ("pr_auc", "brier", "residual_ratio_vs_ewma")}
+        for name in factories
+    }
     if default not in summary_preds:
-        notes.append(f"the engine's default loss predictor {default!r} is not among the "
-                     "evaluated ones")
+        notes.append(
+            f"the engine's default loss predictor {default!r} is not among the evaluated ones"
+        )
     return {
         "summary": {"default": default, "predictors": summary_preds},
         "pooled": _json_nested(pooled),
@@ -1468,10 +1701,16 @@ def score_runs(
         "ci": _json_nested(ci),
         "curves": curve_out,
         "operating_points": op_out,
-        "runs": [{"scenario": r.scenario, "controller": r.controller, "seed": r.seed,
-                  "n": int(r.valid.sum()),
-                  "mean_loss": _num(float(r.labels[r.valid].mean()) if r.valid.any()
-                                    else math.nan)} for r in runs],
+        "runs": [
+            {
+                "scenario": r.scenario,
+                "controller": r.controller,
+                "seed": r.seed,
+                "n": int(r.valid.sum()),
+                "mean_loss": _num(float(r.labels[r.valid].mean()) if r.valid.any() else math.nan),
+            }
+            for r in runs
+        ],
         "k_data_packets": k,
         "notes": notes,
     }
@@ -1499,8 +1738,9 @@ def _rich_progress(enabled: bool) -> Any:
         return contextlib.nullcontext(None)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    transient=True)
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), transient=True
+    )
 
 
 # ---------------------------------------------------------------- traces: table and plot
@@ -1522,16 +1762,21 @@ def markdown_traces(result: Mapping[str, Any]) -> str:
     def cell(x: Any, digits: int = 3) -> str:
         return "n/a" if x is None or not math.isfinite(float(x)) else f"{float(x):.{digits}f}"
 
-    names = [n for n in (HEURISTIC, LSTM, BURST, BURST + "_binomial", HINDSIGHT)
-             if n in result.get("pooled", {})]
+    names = [
+        n
+        for n in (HEURISTIC, LSTM, BURST, BURST + "_binomial", HINDSIGHT)
+        if n in result.get("pooled", {})
+    ]
     cfg = result.get("config", {})
     lines = [
-        (f"{len(result.get('runs', []))} runs ({len(cfg.get('traces', []))} traces x "
-         f"{cfg.get('windows_per_trace')} windows x RTT {cfg.get('rtt_ms')} ms x "
-         f"{cfg.get('controllers')}); default loss predictor: "
-         f"{result['summary']['default']}. Residual ratio = residual loss at the EWMA's "
-         "overhead / the EWMA's residual (lower is better; burst = with BurstFecPolicy, "
-         "burst_binomial = through FecPolicy)."),
+        (
+            f"{len(result.get('runs', []))} runs ({len(cfg.get('traces', []))} traces x "
+            f"{cfg.get('windows_per_trace')} windows x RTT {cfg.get('rtt_ms')} ms x "
+            f"{cfg.get('controllers')}); default loss predictor: "
+            f"{result['summary']['default']}. Residual ratio = residual loss at the EWMA's "
+            "overhead / the EWMA's residual (lower is better; burst = with BurstFecPolicy, "
+            "burst_binomial = through FecPolicy)."
+        ),
         "",
         "| set | " + " | ".join(f"{n} PR-AUC | {n} ratio" for n in names) + " |",
         "|---|" + "---:|---:|" * len(names),
@@ -1552,9 +1797,11 @@ def markdown_traces(result: Mapping[str, Any]) -> str:
         for n, v in ci.items():
             lo, hi = v.get("residual_ratio_vs_ewma", [None, None])
             glo, ghi = v.get("pr_auc_gain", [None, None])
-            lines.append(f"- {n}: residual ratio [{cell(lo)}, {cell(hi)}], PR-AUC gain "
-                         f"[{cell(glo)}, {cell(ghi)}], P(ratio < 1) "
-                         f"{cell(v.get('p_ratio_below_1'), 2)}")
+            lines.append(
+                f"- {n}: residual ratio [{cell(lo)}, {cell(hi)}], PR-AUC gain "
+                f"[{cell(glo)}, {cell(ghi)}], P(ratio < 1) "
+                f"{cell(v.get('p_ratio_below_1'), 2)}"
+            )
     for note in result.get("notes", []):
         lines += ["", f"Note: {note}"]
     return "\n".join(lines) + "\n"
@@ -1575,26 +1822,43 @@ def plot_traces(result: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
         c = curves.get(name)
         if c is None:
             continue
-        pts = [(o, r) for o, r in zip(c["overhead"], c["residual"], strict=True)
-               if o is not None and r is not None]
+        pts = [
+            (o, r)
+            for o, r in zip(c["overhead"], c["residual"], strict=True)
+            if o is not None and r is not None
+        ]
         if not pts:
             continue
         pts.sort()
         st = plots.series_style(name, i)
-        ax.plot([o * 100.0 for o, _ in pts], [max(r, floor) * 100.0 for _, r in pts],
-                color=st.get("color"), linestyle="--" if name in ("fixed", "webrtc",
-                                                                  HINDSIGHT) else "-",
-                linewidth=1.3, label=label)
+        ax.plot(
+            [o * 100.0 for o, _ in pts],
+            [max(r, floor) * 100.0 for _, r in pts],
+            color=st.get("color"),
+            linestyle="--" if name in ("fixed", "webrtc", HINDSIGHT) else "-",
+            linewidth=1.3,
+            label=label,
+        )
         op = result.get("operating_points", {}).get(name)
         if op and op.get("overhead") is not None and op.get("residual") is not None:
             top = max(top, op["overhead"])
-            ax.plot([op["overhead"] * 100.0], [max(op["residual"], floor) * 100.0],
-                    marker="o", color=st.get("color"), markeredgecolor="black",
-                    linestyle="none")
+            ax.plot(
+                [op["overhead"] * 100.0],
+                [max(op["residual"], floor) * 100.0],
+                marker="o",
+                color=st.get("color"),
+                markeredgecolor="black",
+                linestyle="none",
+            )
     none = result.get("operating_points", {}).get("none")
     if none and none.get("residual") is not None:
-        ax.axhline(max(none["residual"], floor) * 100.0, color="0.5", linewidth=0.8,
-                   linestyle=":", label="no FEC")
+        ax.axhline(
+            max(none["residual"], floor) * 100.0,
+            color="0.5",
+            linewidth=0.8,
+            linestyle=":",
+            label="no FEC",
+        )
     ref = result.get("operating_points", {}).get(HEURISTIC, {}).get("overhead")
     if ref is not None:
         ax.axvline(ref * 100.0, color="0.6", linewidth=0.8, linestyle="-.")
@@ -1602,16 +1866,20 @@ def plot_traces(result: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
     ax.set_xlim(0.0, min(60.0, max(20.0, 300.0 * top)))
     ax.set_xlabel("FEC overhead (% of sent packets)")
     ax.set_ylabel("residual loss (% of data packets)")
-    ax.set_title("Residual loss vs overhead on the given traces (dots: default operating "
-                 "points;\ndash-dot: the EWMA's overhead)", fontsize=9)
+    ax.set_title(
+        "Residual loss vs overhead on the given traces (dots: default operating "
+        "points;\ndash-dot: the EWMA's overhead)",
+        fontsize=9,
+    )
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8, loc="upper right")
     plots.tidy(fig, top_in=0.55, bottom_in=0.55)
     return [plots.save_figure(fig, out / "fec-traces-overhead-residual.png")]
 
 
-def evaluate_fec_heldout(*, seed: int = 0, duration_s: float = 30.0,
-                         n_seeds: int = 2) -> dict[str, Any]:
+def evaluate_fec_heldout(
+    *, seed: int = 0, duration_s: float = 30.0, n_seeds: int = 2
+) -> dict[str, Any]:
     """The whole held-out split for the default-model rule: the held-out traces (when
     the folder exists) as in `evaluate_fec_traces` plus the held-out built-in
     scenarios (``n_seeds`` seeds each, their own RTTs; ``duration_s`` for every run:
@@ -1625,21 +1893,47 @@ def evaluate_fec_heldout(*, seed: int = 0, duration_s: float = 30.0,
     check_int("n_seeds", n_seeds, lo=1, hi=100)
     dur = check_number("duration_s", duration_s, hi=MAX_DURATION_S)
     paths = trace_paths(HELDOUT_TRACES)
-    runs = (_trace_runs(paths, rtts_s=[0.040, 0.100], duration_s=dur,
-                        n_windows=TRACE_WINDOWS, controllers=CONTROLLERS, seed=seed,
-                        progress=None) if paths else [])
+    runs = (
+        _trace_runs(
+            paths,
+            rtts_s=[0.040, 0.100],
+            duration_s=dur,
+            n_windows=TRACE_WINDOWS,
+            controllers=CONTROLLERS,
+            seed=seed,
+            progress=None,
+        )
+        if paths
+        else []
+    )
     family = [trace_family(r.scenario) for r in runs]
     rtt = [r.scenario.rsplit("rtt", 1)[1] for r in runs]
-    for r in collect_runs(seed=seed, scenarios=list(HELDOUT_SCENARIOS), include_traces=False,
-                          n_seeds=n_seeds, duration_s=dur):
+    for r in collect_runs(
+        seed=seed,
+        scenarios=list(HELDOUT_SCENARIOS),
+        include_traces=False,
+        n_seeds=n_seeds,
+        duration_s=dur,
+    ):
         view = SenderView()
-        runs.append(LossRun(r.scenario, r.controller, r.seed, True, r.times,
-                            tuple(view.view(f) for f in r.features), r.labels))
+        runs.append(
+            LossRun(
+                r.scenario,
+                r.controller,
+                r.seed,
+                True,
+                r.times,
+                tuple(view.view(f) for f in r.features),
+                r.labels,
+            )
+        )
         family.append(r.scenario)
         rtt.append("scenario")
     out = score_runs(runs, seed=seed, groups={"per_family": family, "per_rtt": rtt})
     out["traces"] = [str(p) for p in paths]
     if not paths:
-        out["notes"].append("the held-out traces were not found (set OXIDIZE_TRACE_DIR): "
-                            "built-in held-out scenarios only")
+        out["notes"].append(
+            "the held-out traces were not found (set OXIDIZE_TRACE_DIR): "
+            "built-in held-out scenarios only"
+        )
     return out

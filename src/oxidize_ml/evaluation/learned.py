@@ -34,9 +34,18 @@ class SenderView:
         if rtt_s > 0.0:
             self._min_rtt_s = min(self._min_rtt_s, rtt_s)
         occ = estimate_buffer_occupancy(rtt_s, self._min_rtt_s) if rtt_s > 0.0 else 0.0
-        return NetworkFeatures(f.rtt_us, f.rtt_var_us, f.bandwidth_bps, f.loss_rate,
-                               f.loss_trend, f.inflight, f.cwnd, f.time_since_loss_ms, occ,
-                               f.recent_retx)
+        return NetworkFeatures(
+            f.rtt_us,
+            f.rtt_var_us,
+            f.bandwidth_bps,
+            f.loss_rate,
+            f.loss_trend,
+            f.inflight,
+            f.cwnd,
+            f.time_since_loss_ms,
+            occ,
+            f.recent_retx,
+        )
 
     def learn_one(self, features: NetworkFeatures, feedback: float, *, now: float) -> None:
         self.inner.learn_one(self._view(features), feedback, now=now)
@@ -60,8 +69,9 @@ def shipped_model_options(model_dir: Path | None = None) -> tuple[dict[str, dict
     directory = model_dir if model_dir is not None else default_model_dir()
     if directory is None:
         return {}, "no trained models shipped: heuristics only"
-    loaded = load_policies(Path(directory), backend="numpy", limits=CwndLimits(),
-                           state_config=StateConfig(), seed=0)
+    loaded = load_policies(
+        Path(directory), backend="numpy", limits=CwndLimits(), state_config=StateConfig(), seed=0
+    )
     options: dict[str, dict[str, Any]] = {}
     added = []
     if loaded.loss is not None:

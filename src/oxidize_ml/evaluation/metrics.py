@@ -178,7 +178,9 @@ def mean_curve(curves: Sequence[ArrayLike]) -> tuple[np.ndarray, np.ndarray]:
     """Mean and standard deviation over runs of equal-length curves (``[runs, T]``)."""
     a = np.asarray([np.asarray(c, dtype=np.float64) for c in curves])
     if a.ndim != 2 or a.shape[0] == 0:
-        raise ValueError(f"curves must be a non-empty list of equal-length 1-D arrays, got {a.shape}")
+        raise ValueError(
+            f"curves must be a non-empty list of equal-length 1-D arrays, got {a.shape}"
+        )
     return a.mean(axis=0), a.std(axis=0)
 
 
@@ -193,7 +195,9 @@ def interpolate_at(x: ArrayLike, y: ArrayLike, x0: float) -> float:
     xa = np.asarray(x, dtype=np.float64)
     ya = np.asarray(y, dtype=np.float64)
     if xa.shape != ya.shape or xa.ndim != 1 or xa.size == 0:
-        raise ValueError(f"x and y must be non-empty 1-D of equal length, got {xa.shape}, {ya.shape}")
+        raise ValueError(
+            f"x and y must be non-empty 1-D of equal length, got {xa.shape}, {ya.shape}"
+        )
     order = np.lexsort((ya, xa))
     xs, ys = xa[order], ya[order]
     keep = np.concatenate(([True], np.diff(xs) > 0.0))

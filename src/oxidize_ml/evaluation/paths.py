@@ -173,7 +173,8 @@ class MetricsRewardPathSelector(BasePathSelector):
     def _on_metrics(self, i: int, metrics: PathMetrics) -> None:
         for c in TrafficContext:
             self._value[int(c)][i] = calculate_path_reward(
-                c, metrics.rtt_us, metrics.loss_rate, metrics.bandwidth_bps / 1e6)
+                c, metrics.rtt_us, metrics.loss_rate, metrics.bandwidth_bps / 1e6
+            )
 
     def _pull(self, c: int, avail: tuple[int, ...]) -> int:
         return argmax_available(self._value[c], avail)
@@ -200,14 +201,19 @@ class _HindsightSelector:
         row = self._k + 1
         self._k += 1
         rewards = [
-            calculate_path_reward(context, float(self._rtt[row, i]) * 1e6,
-                                  float(self._loss[row, i]), float(self._thr[row, i]) / 1e6)
+            calculate_path_reward(
+                context,
+                float(self._rtt[row, i]) * 1e6,
+                float(self._loss[row, i]),
+                float(self._thr[row, i]) / 1e6,
+            )
             for i in range(self._rtt.shape[1])
         ]
         return PathId(int(np.argmax(rewards)))
 
-    def update_reward(self, path: PathId, context: TrafficContext, reward: float, *,
-                      now: float) -> None:
+    def update_reward(
+        self, path: PathId, context: TrafficContext, reward: float, *, now: float
+    ) -> None:
         return None
 
 
@@ -262,8 +268,10 @@ def run_episode(env: Any, selector: PathSelectorLike) -> EpisodeRecord:
         path = selector.select(ctx, now=now)
         a = int(path)
         if not 0 <= a < n_paths:
-            raise ValueError(f"selector {getattr(selector, 'name', selector)!r} chose path {a}, "
-                             f"but the scenario has {n_paths} paths")
+            raise ValueError(
+                f"selector {getattr(selector, 'name', selector)!r} chose path {a}, "
+                f"but the scenario has {n_paths} paths"
+            )
         _obs, r, _term, trunc, info = env.step(a)
         selector.update_reward(PathId(a), ctx, float(r), now=now + step_s)
         reward[k] = r
@@ -274,8 +282,9 @@ def run_episode(env: Any, selector: PathSelectorLike) -> EpisodeRecord:
         if trunc:
             steps = k + 1
             break
-    return EpisodeRecord(reward[:steps], oracle[:steps], chosen[:steps], best[:steps],
-                         ctx_arr[:steps])
+    return EpisodeRecord(
+        reward[:steps], oracle[:steps], chosen[:steps], best[:steps], ctx_arr[:steps]
+    )
 
 
 # ---------------------------------------------------------------- result types
@@ -302,10 +311,14 @@ class SelectorScore:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "scenario": self.scenario, "selector": self.selector,
-            "mean_reward": self.mean_reward, "regret_per_step": self.regret_per_step,
-            "final_regret": self.final_regret, "final_regret_sd": self.final_regret_sd,
-            "best_share": self.best_share, "per_context_regret": dict(self.per_context_regret),
+            "scenario": self.scenario,
+            "selector": self.selector,
+            "mean_reward": self.mean_reward,
+            "regret_per_step": self.regret_per_step,
+            "final_regret": self.final_regret,
+            "final_regret_sd": self.final_regret_sd,
+            "best_share": self.best_share,
+            "per_context_regret": dict(self.per_context_regret),
         }
 
 
@@ -318,8 +331,13 @@ class ScenarioSummary:
     seeds: tuple[int, ...]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "description": self.description, "paths": list(self.paths),
-                "steps": self.steps, "seeds": list(self.seeds)}
+        return {
+            "name": self.name,
+            "description": self.description,
+            "paths": list(self.paths),
+            "steps": self.steps,
+            "seeds": list(self.seeds),
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -361,8 +379,12 @@ class PathsEvalResult:
             cands = [s for s in self.scores if s.scenario == sc.name and s.selector != ORACLE]
             if cands:
                 wins.append(f"{sc.name}: {min(cands, key=lambda s: s.final_regret).selector}")
-        return [(f"Paths: regret per step (lower is better, mean over scenarios): {parts}; "
-                 f"lowest cumulative regret per scenario: {'; '.join(wins)}.")]
+        return [
+            (
+                f"Paths: regret per step (lower is better, mean over scenarios): {parts}; "
+                f"lowest cumulative regret per scenario: {'; '.join(wins)}."
+            )
+        ]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -372,9 +394,10 @@ class PathsEvalResult:
             "scenarios": [s.to_dict() for s in self.scenarios],
             "scores": [s.to_dict() for s in self.scores],
             "overall_regret_per_step": self.overall(),
-            "regret_curves": {sc: {sel: {"mean": list(m), "sd": list(sd)}
-                                   for sel, (m, sd) in d.items()}
-                              for sc, d in self.regret_curves.items()},
+            "regret_curves": {
+                sc: {sel: {"mean": list(m), "sd": list(sd)} for sel, (m, sd) in d.items()}
+                for sc, d in self.regret_curves.items()
+            },
             "choices": {sc: {k: list(v) for k, v in d.items()} for sc, d in self.choices.items()},
             "wall_s": self.wall_s,
             "notes": list(self.notes),
@@ -383,11 +406,13 @@ class PathsEvalResult:
     def markdown(self) -> str:
         n_seeds = len(self.scenarios[0].seeds) if self.scenarios else 0
         lines = [
-            (f"{len(self.scenarios)} path scenarios x {n_seeds} seeds "
-             f"({'quick' if self.quick else 'full'} mode, seed {self.seed}); one flow per "
-             "simulated second, all five traffic types. Regret = hindsight-best path's reward "
-             "minus the chosen path's (rewards in [0, 1]); `oracle` reads the ground truth "
-             "and must show 0."),
+            (
+                f"{len(self.scenarios)} path scenarios x {n_seeds} seeds "
+                f"({'quick' if self.quick else 'full'} mode, seed {self.seed}); one flow per "
+                "simulated second, all five traffic types. Regret = hindsight-best path's reward "
+                "minus the chosen path's (rewards in [0, 1]); `oracle` reads the ground truth "
+                "and must show 0."
+            ),
             "",
             "| scenario | paths | steps |",
             "|---|---|---:|",
@@ -396,18 +421,25 @@ class PathsEvalResult:
             lines.append(f"| {sc.name} | {', '.join(sc.paths)} | {sc.steps} |")
         lines += [
             "",
-            ("| scenario | selector | cumulative regret (mean ± sd) | regret / step | "
-             "mean reward | on best path |"),
+            (
+                "| scenario | selector | cumulative regret (mean ± sd) | regret / step | "
+                "mean reward | on best path |"
+            ),
             "|---|---|---:|---:|---:|---:|",
         ]
         for s in self.scores:
             lines.append(
                 f"| {s.scenario} | {s.selector} | {s.final_regret:.2f} ± {s.final_regret_sd:.2f} "
-                f"| {s.regret_per_step:.4f} | {s.mean_reward:.4f} | {s.best_share:.1%} |")
+                f"| {s.regret_per_step:.4f} | {s.mean_reward:.4f} | {s.best_share:.1%} |"
+            )
         ctxs = [c.name for c in TrafficContext]
-        lines += ["", "Regret per step by traffic type (all scenarios pooled):", "",
-                  "| selector | " + " | ".join(ctxs) + " |",
-                  "|---|" + "---:|" * len(ctxs)]
+        lines += [
+            "",
+            "Regret per step by traffic type (all scenarios pooled):",
+            "",
+            "| selector | " + " | ".join(ctxs) + " |",
+            "|---|" + "---:|" * len(ctxs),
+        ]
         for sel in self.selectors:
             rows = [s for s in self.scores if s.selector == sel]
             cells = []
@@ -444,9 +476,13 @@ def _score(scenario: str, selector: str, recs: Sequence[EpisodeRecord]) -> Selec
         if m.any():
             per_ctx[c.name] = float((oracle[m] - reward[m]).mean())
     return SelectorScore(
-        scenario=scenario, selector=selector, mean_reward=float(reward.mean()),
-        regret_per_step=float((oracle - reward).mean()), final_regret=float(finals.mean()),
-        final_regret_sd=float(finals.std()), best_share=float(hit.mean()),
+        scenario=scenario,
+        selector=selector,
+        mean_reward=float(reward.mean()),
+        regret_per_step=float((oracle - reward).mean()),
+        final_regret=float(finals.mean()),
+        final_regret_sd=float(finals.std()),
+        best_share=float(hit.mean()),
         per_context_regret=per_ctx,
     )
 
@@ -496,8 +532,7 @@ def run(
     factories = builtin_factories()
     for name, f in dict(selectors or {}).items():
         if name in factories or name == ORACLE:
-            raise ValueError(f"selector name {name!r} is taken; built-in: "
-                             f"{[*factories, ORACLE]}")
+            raise ValueError(f"selector name {name!r} is taken; built-in: {[*factories, ORACLE]}")
         if not callable(f):
             raise TypeError(f"selector {name!r} must be a factory(seed), got {type(f).__name__}")
         factories[name] = f
@@ -507,8 +542,10 @@ def run(
         names = [n for n in SCENARIOS if n in have]
         missing = [n for n in SCENARIOS if n not in have]
         if missing:
-            notes.append(f"Scenarios {missing} need the Mahimahi trace folder, which was not "
-                         "found (set OXIDIZE_TRACE_DIR); they were skipped.")
+            notes.append(
+                f"Scenarios {missing} need the Mahimahi trace folder, which was not "
+                "found (set OXIDIZE_TRACE_DIR); they were skipped."
+            )
     else:
         names = list(scenarios)
         known = list_path_scenarios(include_unavailable=True)
@@ -537,16 +574,22 @@ def run(
             env0.reset(seed=ep_seed)
             for sel_name in sel_names:
                 env = copy.deepcopy(env0)  # the same realisation for every selector
-                selector: Any = (_HindsightSelector(env) if sel_name == ORACLE
-                                 else factories[sel_name](ep_seed))
+                selector: Any = (
+                    _HindsightSelector(env) if sel_name == ORACLE else factories[sel_name](ep_seed)
+                )
                 recs[sel_name].append(run_episode(env, selector))
             done += 1
             if progress is not None:
                 progress(done, total, f"{name} seed {ep_seed}")
-        summaries.append(ScenarioSummary(
-            name=sc.name, description=sc.description,
-            paths=tuple(p.name for p in sc.paths), steps=env0.scenario.episode_steps,
-            seeds=seeds))
+        summaries.append(
+            ScenarioSummary(
+                name=sc.name,
+                description=sc.description,
+                paths=tuple(p.name for p in sc.paths),
+                steps=env0.scenario.episode_steps,
+                seeds=seeds,
+            )
+        )
         curves[name] = {}
         for sel_name in sel_names:
             scores.append(_score(name, sel_name, recs[sel_name]))
@@ -557,9 +600,15 @@ def run(
         for sel_name in sel_names:
             choices[name][sel_name] = tuple(recs[sel_name][0].chosen.tolist())
     return PathsEvalResult(
-        seed=seed, quick=quick, selectors=tuple(sel_names), scenarios=tuple(summaries),
-        scores=tuple(scores), regret_curves=curves, choices=choices,
-        wall_s=time.perf_counter() - t0, notes=tuple(notes),
+        seed=seed,
+        quick=quick,
+        selectors=tuple(sel_names),
+        scenarios=tuple(summaries),
+        scores=tuple(scores),
+        regret_curves=curves,
+        choices=choices,
+        wall_s=time.perf_counter() - t0,
+        notes=tuple(notes),
     )
 
 
@@ -591,8 +640,9 @@ def plot(result: PathsEvalResult, out_dir: str | Path) -> list[Path]:
             mean, sd = (np.asarray(v) for v in result.regret_curves[sc][sel])
             x = np.arange(1, mean.size + 1)
             color = _color(sel, extra.index(sel) if sel in extra else 0)
-            (h,) = ax.plot(x, mean, color=color, linewidth=1.4,
-                           linestyle=":" if sel == ORACLE else "-")
+            (h,) = ax.plot(
+                x, mean, color=color, linewidth=1.4, linestyle=":" if sel == ORACLE else "-"
+            )
             ax.fill_between(x, mean - sd, mean + sd, color=color, alpha=0.15, linewidth=0)
             handles.setdefault(sel, h)
         ax.set_title(sc, fontsize=10)
@@ -612,16 +662,27 @@ def plot(result: PathsEvalResult, out_dir: str | Path) -> list[Path]:
         rows = ["best", *(s for s in result.selectors if s != ORACLE)]
         grid = np.array([result.choices[sc][r] for r in rows], dtype=float)
         n_paths = len(result.scenarios[names.index(sc)].paths)
-        ax.imshow(grid, aspect="auto", interpolation="nearest",
-                  cmap=ListedColormap(path_colors[:n_paths]), vmin=-0.5, vmax=n_paths - 0.5)
+        ax.imshow(
+            grid,
+            aspect="auto",
+            interpolation="nearest",
+            cmap=ListedColormap(path_colors[:n_paths]),
+            vmin=-0.5,
+            vmax=n_paths - 0.5,
+        )
         ax.set_yticks(range(len(rows)), rows, fontsize=8)
         ax.set_xlabel("step")
         summary = result.scenarios[names.index(sc)]
-        ax.set_title(f"{sc}: path chosen per step (first seed; top row: the hindsight-best path)",
-                     fontsize=9)
-        ax.legend(handles=[Patch(color=path_colors[i], label=p)
-                           for i, p in enumerate(summary.paths)],
-                  fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+        ax.set_title(
+            f"{sc}: path chosen per step (first seed; top row: the hindsight-best path)", fontsize=9
+        )
+        ax.legend(
+            handles=[Patch(color=path_colors[i], label=p) for i, p in enumerate(summary.paths)],
+            fontsize=7,
+            loc="upper left",
+            bbox_to_anchor=(1.0, 1.0),
+            frameon=False,
+        )
     plots.tidy(fig, top_in=0.35, bottom_in=0.5, left_in=1.3, right_in=2.3, hspace=0.7)
     paths_out.append(plots.save_figure(fig, out / "paths-choices.png"))
     return paths_out
@@ -630,7 +691,12 @@ def plot(result: PathsEvalResult, out_dir: str | Path) -> list[Path]:
 # ---------------------------------------------------------------- trace-driven evaluation
 
 TRACE_SELECTORS: tuple[str, ...] = (
-    "ucb1", "ucb1_stationary", "min_rtt", "round_robin", "learned", "default",
+    "ucb1",
+    "ucb1_stationary",
+    "min_rtt",
+    "round_robin",
+    "learned",
+    "default",
 )
 """selectors of `evaluate_path_traces`' summary, in order"""
 BASELINES: tuple[str, ...] = ("ucb1", "ucb1_stationary", "min_rtt", "round_robin")
@@ -655,7 +721,11 @@ def _episode_stats(rec: EpisodeRecord) -> dict[str, Any]:
 
 
 def paired_bootstrap(
-    a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray, *, rounds: int = BOOTSTRAP_ROUNDS, seed: int = 0
+    a: Sequence[float] | np.ndarray,
+    b: Sequence[float] | np.ndarray,
+    *,
+    rounds: int = BOOTSTRAP_ROUNDS,
+    seed: int = 0,
 ) -> dict[str, float]:
     """Mean of ``a - b`` over paired episodes and its 95 % bootstrap interval.
 
@@ -670,8 +740,12 @@ def paired_bootstrap(
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, x.size, size=(rounds, x.size))
     means = x[idx].mean(axis=1)
-    return {"mean": float(x.mean()), "low": float(np.quantile(means, 0.025)),
-            "high": float(np.quantile(means, 0.975)), "episodes": int(x.size)}
+    return {
+        "mean": float(x.mean()),
+        "low": float(np.quantile(means, 0.025)),
+        "high": float(np.quantile(means, 0.975)),
+        "episodes": int(x.size),
+    }
 
 
 def _learned_factory(model_dir: Path | None) -> tuple[SelectorFactory | None, str]:
@@ -771,8 +845,10 @@ def evaluate_path_traces(
     factories["learned"] = learned
     default_factory, default_name = default_path_selector_factory()
     factories["default"] = default_factory
-    notes.append(f"default: {default_name} (the shipped defaults' choice for MlEngine(), "
-                 "`oxidize_ml.paths.default_path_selector_factory`)")
+    notes.append(
+        f"default: {default_name} (the shipped defaults' choice for MlEngine(), "
+        "`oxidize_ml.paths.default_path_selector_factory`)"
+    )
     factories["metrics_reward"] = lambda s: MetricsRewardPathSelector(seed=s)
     if library_bandit:
         why_not = river_available()
@@ -807,8 +883,11 @@ def evaluate_path_traces(
                 eps[name].append(st)
             done += 1
             if progress:
-                print(f"paths: {done}/{total} episodes ({fname}, seed {ep_seed})",
-                      file=sys.stderr, flush=True)
+                print(
+                    f"paths: {done}/{total} episodes ({fname}, seed {ep_seed})",
+                    file=sys.stderr,
+                    flush=True,
+                )
     fam_arr = np.array(fam_of)
 
     def per_step(st_list: list[dict[str, Any]], mask: np.ndarray | None = None) -> float:
@@ -841,13 +920,16 @@ def evaluate_path_traces(
                 for f in families
             },
         }
-    summary = {"selectors": {
-        n: {"regret_per_step": detail[n]["regret_per_step"] if n in detail else None}
-        for n in TRACE_SELECTORS
-    }}
+    summary = {
+        "selectors": {
+            n: {"regret_per_step": detail[n]["regret_per_step"] if n in detail else None}
+            for n in TRACE_SELECTORS
+        }
+    }
     paired = {
         n: paired_bootstrap(ep_regret[n], ep_regret["default"], seed=seed)
-        for n in runnable if n != "default"
+        for n in runnable
+        if n != "default"
     }
     return {
         "summary": summary,
@@ -856,8 +938,13 @@ def evaluate_path_traces(
         "target": _target(detail),
         "families": {f: sc.description for f, sc in families.items()},
         "traces": [str(p) for p in paths_list],
-        "config": {"steps": steps, "seeds": n_seeds, "seed": seed,
-                   "episodes_per_selector": total, "bootstrap_rounds": BOOTSTRAP_ROUNDS},
+        "config": {
+            "steps": steps,
+            "seeds": n_seeds,
+            "seed": seed,
+            "episodes_per_selector": total,
+            "bootstrap_rounds": BOOTSTRAP_ROUNDS,
+        },
         "notes": notes,
         "wall_s": time.perf_counter() - t0,
     }
@@ -871,18 +958,32 @@ def _target(detail: Mapping[str, Any]) -> dict[str, Any]:
     met = True
     for c in TrafficContext:
         best_name, best = min(
-            ((b, detail[b]["per_traffic_type"][c.name]) for b in BASELINES
-             if detail[b]["per_traffic_type"][c.name] is not None),
-            key=lambda t: t[1], default=(None, None))
+            (
+                (b, detail[b]["per_traffic_type"][c.name])
+                for b in BASELINES
+                if detail[b]["per_traffic_type"][c.name] is not None
+            ),
+            key=lambda t: t[1],
+            default=(None, None),
+        )
         mine = detail["default"]["per_traffic_type"][c.name]
         if best is None or mine is None:
             continue
         ok = mine <= TARGET_RATIO * best
         met = met and ok
-        rows[c.name] = {"default": mine, "best_baseline": best_name, "best": best,
-                        "ratio": (mine / best) if best > 0 else math.inf, "met": ok}
-    return {"met": met, "rule": f"default regret/step <= {TARGET_RATIO} x the best of "
-            f"{list(BASELINES)} for every traffic type", "per_traffic_type": rows}
+        rows[c.name] = {
+            "default": mine,
+            "best_baseline": best_name,
+            "best": best,
+            "ratio": (mine / best) if best > 0 else math.inf,
+            "met": ok,
+        }
+    return {
+        "met": met,
+        "rule": f"default regret/step <= {TARGET_RATIO} x the best of "
+        f"{list(BASELINES)} for every traffic type",
+        "per_traffic_type": rows,
+    }
 
 
 def qualifies_as_default(
@@ -896,9 +997,11 @@ def qualifies_as_default(
         return {"qualifies": False, "reason": f"{candidate} or {current} did not run"}
     cand_ep = det[candidate]
     cur_ep = det[current]
-    paired = paired_bootstrap(cand_ep["episode_regret_per_step"],
-                              cur_ep["episode_regret_per_step"],
-                              seed=int(result["config"]["seed"]))
+    paired = paired_bootstrap(
+        cand_ep["episode_regret_per_step"],
+        cur_ep["episode_regret_per_step"],
+        seed=int(result["config"]["seed"]),
+    )
     confident = paired["high"] < 0.0
     worse = []
     for key in ("per_traffic_type", "per_family"):
@@ -906,10 +1009,14 @@ def qualifies_as_default(
             ref = cur_ep[key].get(k)
             if v is not None and ref is not None and v * NO_WORSE_RATIO > ref:
                 worse.append(f"{k}: {v:.4f} vs {ref:.4f}")
-    return {"qualifies": bool(confident and not worse), "confident": confident,
-            "paired": paired, "worse_than_allowed": worse,
-            "rule": f"lower regret with 95 % confidence (paired bootstrap over episodes) and "
-                    f"regret <= {current} / {NO_WORSE_RATIO} on every traffic type and family"}
+    return {
+        "qualifies": bool(confident and not worse),
+        "confident": confident,
+        "paired": paired,
+        "worse_than_allowed": worse,
+        "rule": f"lower regret with 95 % confidence (paired bootstrap over episodes) and "
+        f"regret <= {current} / {NO_WORSE_RATIO} on every traffic type and family",
+    }
 
 
 # ---------------------------------------------------------------- a library contextual bandit
@@ -965,8 +1072,15 @@ class RiverLinUcbPathSelector:
         x = {f"ctx_{c.name}": float(c == context) for c in TrafficContext}
         for i, m in self._metrics.items():
             lat, jit, loss_s, thr_s = metric_scores(m)
-            x.update({f"p{i}_lat": lat, f"p{i}_jit": jit, f"p{i}_loss": loss_s,
-                      f"p{i}_thr": thr_s, f"p{i}_avail": m.availability})
+            x.update(
+                {
+                    f"p{i}_lat": lat,
+                    f"p{i}_jit": jit,
+                    f"p{i}_loss": loss_s,
+                    f"p{i}_thr": thr_s,
+                    f"p{i}_avail": m.availability,
+                }
+            )
         return x
 
     def select(self, context: TrafficContext, *, now: float) -> PathId:

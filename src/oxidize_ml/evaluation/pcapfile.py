@@ -70,9 +70,15 @@ class CaptureStats:
     formats: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "linktype": self.linktype, "frames": self.frames,
-                "ip_packets": self.ip_packets, "non_ip_frames": self.non_ip_frames,
-                "kept": self.kept, "format": self.formats[0] if self.formats else ""}
+        return {
+            "path": self.path,
+            "linktype": self.linktype,
+            "frames": self.frames,
+            "ip_packets": self.ip_packets,
+            "non_ip_frames": self.non_ip_frames,
+            "kept": self.kept,
+            "format": self.formats[0] if self.formats else "",
+        }
 
 
 def read_ip_packets(path: str | Path, *, max_packets: int) -> tuple[list[bytes], CaptureStats]:

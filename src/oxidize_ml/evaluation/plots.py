@@ -58,7 +58,11 @@ MARKERS: tuple[str, ...] = ("o", "s", "^", "D", "v", "P", "X", "*")
 # Fixed styles for the names that appear in several evaluations, so one
 # controller has the same colour in every figure of the report.
 _KNOWN: dict[str, int] = {
-    "reno": 0, "cubic": 1, "bbr": 2, "dqn": 3, "engine": 4,
+    "reno": 0,
+    "cubic": 1,
+    "bbr": 2,
+    "dqn": 3,
+    "engine": 4,
 }
 
 
@@ -93,8 +97,12 @@ def new_figure(width_in: float, height_in: float) -> Figure:
 
 
 def subplot_grid(
-    n: int, *, ncols: int = 3, panel_size: tuple[float, float] = PANEL_SIZE_IN,
-    sharex: bool = False, sharey: bool = False,
+    n: int,
+    *,
+    ncols: int = 3,
+    panel_size: tuple[float, float] = PANEL_SIZE_IN,
+    sharex: bool = False,
+    sharey: bool = False,
 ) -> tuple[Figure, list[Axes]]:
     """A figure with ``n`` panels laid out ``ncols`` wide; unused panels are hidden.
 
@@ -119,7 +127,10 @@ def series_style(name: str, index: int = 0) -> dict[str, Any]:
 
 
 def pantheon_axes(
-    ax: Axes, *, title: str | None = None, delays_ms: Sequence[float] = (),
+    ax: Axes,
+    *,
+    title: str | None = None,
+    delays_ms: Sequence[float] = (),
 ) -> None:
     """Pantheon's throughput-delay axes: throughput up, delay decreasing to the right.
 
@@ -150,16 +161,29 @@ def pantheon_axes(
 def legend_below(fig: Figure, handles: Sequence[Any], labels: Sequence[str]) -> None:
     """One legend for the whole figure, centred at the bottom (leave room with `tidy`)."""
     if handles:
-        fig.legend(handles, labels, loc="lower center", ncols=min(len(labels), 6),
-                   frameon=False)
+        fig.legend(handles, labels, loc="lower center", ncols=min(len(labels), 6), frameon=False)
 
 
-def tidy(fig: Figure, *, top_in: float = 0.45, bottom_in: float = 0.55, left_in: float = 0.7,
-         right_in: float = 0.2, hspace: float = 0.55, wspace: float = 0.3) -> None:
+def tidy(
+    fig: Figure,
+    *,
+    top_in: float = 0.45,
+    bottom_in: float = 0.55,
+    left_in: float = 0.7,
+    right_in: float = 0.2,
+    hspace: float = 0.55,
+    wspace: float = 0.3,
+) -> None:
     """Fixed margins in inches (room for a suptitle and a bottom legend), cheap to draw."""
     w, h = fig.get_size_inches()
-    fig.subplots_adjust(left=left_in / w, right=1.0 - right_in / w, bottom=bottom_in / h,
-                        top=1.0 - top_in / h, hspace=hspace, wspace=wspace)
+    fig.subplots_adjust(
+        left=left_in / w,
+        right=1.0 - right_in / w,
+        bottom=bottom_in / h,
+        top=1.0 - top_in / h,
+        hspace=hspace,
+        wspace=wspace,
+    )
 
 
 def save_figure(fig: Figure, path: str | os.PathLike[str], *, dpi: int = FIGURE_DPI) -> Path:

@@ -67,7 +67,8 @@ class Section:
 
 SECTIONS: tuple[Section, ...] = (
     Section(
-        "congestion", "Congestion control",
+        "congestion",
+        "Congestion control",
         "oxidize_ml.evaluation.congestion",
         "Every controller on every simulator scenario, compared the Pantheon way (throughput "
         "against 95th-percentile one-way delay), then on windows of the held-out Mahimahi "
@@ -75,17 +76,23 @@ SECTIONS: tuple[Section, ...] = (
         "buffers) as ratios to CUBIC with paired bootstrap confidence intervals.",
     ),
     Section(
-        "fec", "Loss prediction and FEC", "oxidize_ml.evaluation.fec",
+        "fec",
+        "Loss prediction and FEC",
+        "oxidize_ml.evaluation.fec",
         "Loss predictors turned into forward error correction: overhead spent against loss "
         "left unrecovered.",
     ),
     Section(
-        "paths", "Path selection", "oxidize_ml.evaluation.paths",
+        "paths",
+        "Path selection",
+        "oxidize_ml.evaluation.paths",
         "Path selectors per traffic type on paths that fail and degrade: reward and regret "
         "against the hindsight-best path.",
     ),
     Section(
-        "compression", "Compression decisions", "oxidize_ml.evaluation.compression",
+        "compression",
+        "Compression decisions",
+        "oxidize_ml.evaluation.compression",
         "Per-packet compress/skip decisions on a corpus of real payloads: bytes saved against "
         "CPU time spent.",
     ),
@@ -236,8 +243,9 @@ def _load(section: Section) -> tuple[Any, str | None]:
     return module, None
 
 
-def _call_run(module: Any, *, seed: int, quick: bool, progress: ProgressFn | None,
-              options: Mapping[str, Any]) -> Any:
+def _call_run(
+    module: Any, *, seed: int, quick: bool, progress: ProgressFn | None, options: Mapping[str, Any]
+) -> Any:
     params = inspect.signature(module.run).parameters
     kwargs: dict[str, Any] = {"seed": seed, "quick": quick, **options}
     accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
@@ -250,8 +258,13 @@ def _call_run(module: Any, *, seed: int, quick: bool, progress: ProgressFn | Non
 
 
 def run_section(
-    section: Section, *, seed: int, quick: bool, figures_dir: Path,
-    progress: ProgressFn | None = None, options: Mapping[str, Any] | None = None,
+    section: Section,
+    *,
+    seed: int,
+    quick: bool,
+    figures_dir: Path,
+    progress: ProgressFn | None = None,
+    options: Mapping[str, Any] | None = None,
 ) -> SectionOutcome:
     """Run one section and plot it; never raises for the section's own errors."""
     t0 = time.perf_counter()
@@ -264,11 +277,11 @@ def run_section(
             why = avail()
             if why:
                 return SectionOutcome(section, "skipped", error=str(why))
-        result = _call_run(module, seed=seed, quick=quick, progress=progress,
-                           options=options or {})
+        result = _call_run(module, seed=seed, quick=quick, progress=progress, options=options or {})
     except Exception as exc:  # noqa: BLE001 - recorded in the report; strict mode re-raises
-        return SectionOutcome(section, "failed", wall_s=time.perf_counter() - t0,
-                              error=_describe(exc))
+        return SectionOutcome(
+            section, "failed", wall_s=time.perf_counter() - t0, error=_describe(exc)
+        )
     out = SectionOutcome(section, "ok", wall_s=time.perf_counter() - t0, result=result)
     if matplotlib_available():
         t1 = time.perf_counter()
@@ -326,9 +339,16 @@ def build_report(
     Path
         ``out_dir/report.md``.
     """
-    return build_report_full(out_dir, seed=seed, quick=quick, progress=progress,
-                             sections=sections, options=options, strict=strict,
-                             console=console).report_path
+    return build_report_full(
+        out_dir,
+        seed=seed,
+        quick=quick,
+        progress=progress,
+        sections=sections,
+        options=options,
+        strict=strict,
+        console=console,
+    ).report_path
 
 
 def build_report_full(
@@ -372,29 +392,50 @@ def build_report_full(
             TimeElapsedColumn,
         )
 
-        with Progress(SpinnerColumn(), TextColumn("{task.description:<44}"), BarColumn(),
-                      MofNCompleteColumn(), TimeElapsedColumn(), console=console,
-                      transient=False) as bar:
+        with Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description:<44}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+        ) as bar:
             tasks = {s.key: bar.add_task(s.title, total=None, start=False) for s in chosen}
             for s in chosen:
                 task = tasks[s.key]
                 bar.start_task(task)
 
-                def tick(done: int, total: int, label: str, _task: Any = task,
-                         _title: str = s.title) -> None:
-                    bar.update(_task, completed=done, total=total,
-                               description=f"{_title}: {label}"[:44])
+                def tick(
+                    done: int, total: int, label: str, _task: Any = task, _title: str = s.title
+                ) -> None:
+                    bar.update(
+                        _task, completed=done, total=total, description=f"{_title}: {label}"[:44]
+                    )
 
-                o = run_section(s, seed=seed, quick=quick, figures_dir=figures_dir,
-                                progress=tick, options=opts.get(s.key))
+                o = run_section(
+                    s,
+                    seed=seed,
+                    quick=quick,
+                    figures_dir=figures_dir,
+                    progress=tick,
+                    options=opts.get(s.key),
+                )
                 outcomes.append(o)
                 total = bar.tasks[task].total or 1
-                bar.update(task, total=total, completed=total,
-                           description=f"{s.title}: {o.status} ({o.wall_s:.1f} s)"[:44])
+                bar.update(
+                    task,
+                    total=total,
+                    completed=total,
+                    description=f"{s.title}: {o.status} ({o.wall_s:.1f} s)"[:44],
+                )
     else:
         for s in chosen:
-            outcomes.append(run_section(s, seed=seed, quick=quick, figures_dir=figures_dir,
-                                        options=opts.get(s.key)))
+            outcomes.append(
+                run_section(
+                    s, seed=seed, quick=quick, figures_dir=figures_dir, options=opts.get(s.key)
+                )
+            )
     wall = time.perf_counter() - t0
     meta = {
         "schema_version": RESULTS_SCHEMA_VERSION,
@@ -407,15 +448,18 @@ def build_report_full(
         "machine": machine_info(),
         "command": f"oxidize-ml demo --seed {seed}{' --quick' if quick else ''}",
     }
-    report = Report(out_dir=out, seed=seed, quick=quick, outcomes=outcomes, meta=meta,
-                    wall_s=wall)
-    atomic_write_text(report.results_path,
-                      json.dumps(_results_json(report), indent=2, allow_nan=False) + "\n",
-                      mode=REPORT_FILE_MODE)
+    report = Report(out_dir=out, seed=seed, quick=quick, outcomes=outcomes, meta=meta, wall_s=wall)
+    atomic_write_text(
+        report.results_path,
+        json.dumps(_results_json(report), indent=2, allow_nan=False) + "\n",
+        mode=REPORT_FILE_MODE,
+    )
     atomic_write_text(report.report_path, render_markdown(report), mode=REPORT_FILE_MODE)
     if strict and report.failed:
-        raise RuntimeError("report sections failed: " + "; ".join(
-            f"{o.section.key}: {o.error}" for o in report.failed))
+        raise RuntimeError(
+            "report sections failed: "
+            + "; ".join(f"{o.section.key}: {o.error}" for o in report.failed)
+        )
     return report
 
 
@@ -455,16 +499,20 @@ def render_markdown(report: Report) -> str:
     lines = [
         "# oxidize-ml evaluation report",
         "",
-        (f"oxidize-ml {m['version']} · seed {report.seed} · "
-         f"{'quick' if report.quick else 'full'} mode · generated {m['started_utc']} · "
-         f"wall time {report.wall_s:.1f} s"),
+        (
+            f"oxidize-ml {m['version']} · seed {report.seed} · "
+            f"{'quick' if report.quick else 'full'} mode · generated {m['started_utc']} · "
+            f"wall time {report.wall_s:.1f} s"
+        ),
         "",
         f"Machine: {mach['cpu']}, {mach['cores']} cores"
         + (f", {mach['memory_gib']} GiB" if mach.get("memory_gib") else "")
         + f", Python {mach['python']}, {mach['platform']}.",
         "",
-        (f"Reproduce with `{m['command']}`; every number below is also in "
-         f"[`{RESULTS_NAME}`]({RESULTS_NAME})."),
+        (
+            f"Reproduce with `{m['command']}`; every number below is also in "
+            f"[`{RESULTS_NAME}`]({RESULTS_NAME})."
+        ),
         "",
         "## Summary: who wins where",
         "",
@@ -482,8 +530,10 @@ def render_markdown(report: Report) -> str:
         lines.append("- No section produced a summary.")
     lines += ["", "| section | status | run (s) | figures (s) |", "|---|---|---:|---:|"]
     for o in report.outcomes:
-        lines.append(f"| [{o.section.title}](#{o.section.key}) | {o.status} | {o.wall_s:.1f} | "
-                     f"{o.plot_s:.1f} |")
+        lines.append(
+            f"| [{o.section.title}](#{o.section.key}) | {o.status} | {o.wall_s:.1f} | "
+            f"{o.plot_s:.1f} |"
+        )
     for i, o in enumerate(report.outcomes, start=1):
         lines += ["", f'<a id="{o.section.key}"></a>', "", f"## {i}. {o.section.title}", ""]
         if o.section.intro:

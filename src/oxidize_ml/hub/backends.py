@@ -281,4 +281,3 @@ class HfSource:
         oid = getattr(commit, "oid", None)
         log.info("published %s to %s (commit %s)", version, cfg.location(), oid)
         return Published(version=version, location=cfg.location(), commit=oid)
-

@@ -197,11 +197,15 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Serve an engine's statistics as Prometheus metrics at http://HOST:PORT/metrics."""
         from oxidize_ml.engine import EngineConfig, MlEngine
+
         try:
             from oxidize_ml.metrics import start_metrics_server
         except ImportError as e:  # prometheus_client lives in the `metrics` extra
-            typer.echo(f"error: serve-metrics needs the metrics extra "
-                       f"(pip install 'oxidize-ml[metrics]'): {e}", err=True)
+            typer.echo(
+                f"error: serve-metrics needs the metrics extra "
+                f"(pip install 'oxidize-ml[metrics]'): {e}",
+                err=True,
+            )
             raise typer.Exit(2) from None
         from oxidize_ml.metrics.demo import DemoConfig, DemoDriver
 

@@ -94,7 +94,6 @@ class HubError(RuntimeError):
     """
 
 
-
 def _plain_name(name: object) -> str | None:
     """``name`` if it is a bare, visible file name (no paths, no ..), else None."""
     if not isinstance(name, str) or not name or name.startswith("."):
@@ -244,7 +243,6 @@ def _file_lock(path: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # closing releases the lock
-
 
 
 class Store:

@@ -173,8 +173,9 @@ class OxidizeCongestionControl(QuicCongestionControl):
         self.engine = engine
         config = getattr(engine, "config", None)
         limits = getattr(config, "limits", None)
-        self.limits: CwndLimits = limits if isinstance(limits, CwndLimits) else CwndLimits(
-            mss=max_datagram_size)
+        self.limits: CwndLimits = (
+            limits if isinstance(limits, CwndLimits) else CwndLimits(mss=max_datagram_size)
+        )
         self.max_datagram_size = max_datagram_size
         self.decision_interval_s = interval
         if time_offset_s is None:
@@ -263,7 +264,8 @@ class OxidizeCongestionControl(QuicCongestionControl):
         self._i_rate_max = 0.0
         try:
             features, thr = st.snapshot(
-                now=now, cwnd_bytes=self.congestion_window,
+                now=now,
+                cwnd_bytes=self.congestion_window,
                 inflight_packets=self.packets_in_flight,
                 buffer_occupancy=estimate_buffer_occupancy(self._srtt, self._min_rtt),
             )
@@ -276,8 +278,9 @@ class OxidizeCongestionControl(QuicCongestionControl):
             # window, count the failure (tests assert there are none).
             self.decision_errors += 1
             if self.decision_errors == 1:
-                log.exception("oxidize congestion decision failed; keeping cwnd=%d",
-                              self.congestion_window)
+                log.exception(
+                    "oxidize congestion decision failed; keeping cwnd=%d", self.congestion_window
+                )
             return
         self.decisions += 1
         self.last_action = action
@@ -459,9 +462,7 @@ def register_oxidize(
         raise TypeError(f"engine_factory must be callable or None, got {engine_factory!r}")
 
     def factory(*, max_datagram_size: int) -> OxidizeCongestionControl:
-        engine = (
-            _default_engine(max_datagram_size) if engine_factory is None else engine_factory()
-        )
+        engine = _default_engine(max_datagram_size) if engine_factory is None else engine_factory()
         return OxidizeCongestionControl(
             max_datagram_size=max_datagram_size, engine=engine, decision_interval_s=interval
         )

@@ -56,17 +56,35 @@ def _capacity(trace: Path | None, rate_mbps: float | None, what: str) -> Any:
 
 
 def _link_table(report: Any) -> Table:
-    table = Table(title=f"link emulator report ({report.elapsed_s:.1f} s, "
-                        f"{report.clients} client(s))")
-    cols = ("direction", "received", "delivered", "dropped queue", "dropped loss",
-            "MB delivered", "queue delay p50 ms", "p95 ms", "late mean ms", "capacity Mbit/s")
+    table = Table(
+        title=f"link emulator report ({report.elapsed_s:.1f} s, {report.clients} client(s))"
+    )
+    cols = (
+        "direction",
+        "received",
+        "delivered",
+        "dropped queue",
+        "dropped loss",
+        "MB delivered",
+        "queue delay p50 ms",
+        "p95 ms",
+        "late mean ms",
+        "capacity Mbit/s",
+    )
     for c in cols:
         table.add_column(c, justify="left" if c == "direction" else "right")
     for d in (report.uplink, report.downlink):
         table.add_row(
-            d.name, str(d.received), str(d.delivered), str(d.dropped_queue),
-            str(d.dropped_loss), f"{d.bytes_delivered / 1e6:.3f}", _ms(d.queue_delay_p50_s),
-            _ms(d.queue_delay_p95_s), _ms(d.late_mean_s), _mbps(d.mean_capacity_bps),
+            d.name,
+            str(d.received),
+            str(d.delivered),
+            str(d.dropped_queue),
+            str(d.dropped_loss),
+            f"{d.bytes_delivered / 1e6:.3f}",
+            _ms(d.queue_delay_p50_s),
+            _ms(d.queue_delay_p95_s),
+            _ms(d.late_mean_s),
+            _mbps(d.mean_capacity_bps),
         )
     return table
 
@@ -75,17 +93,35 @@ def e2e_table(report: Any) -> Table:
     """The e2e report as a rich table (emulated run beside the simulator)."""
     cfg = report.config
     link = f"trace {Path(cfg.trace).name}" if cfg.trace else f"{(cfg.rate_bps or 0) / 1e6:g} Mbit/s"
-    table = Table(title=(
-        f"e2e: {link} (mean {report.mean_capacity_bps / 1e6:.2f} Mbit/s), "
-        f"{cfg.delay_s * 1e3:g} ms one-way, queue {report.queue_bytes} B, "
-        f"{cfg.transfer_bytes} B, loss {cfg.loss:g}, seed {cfg.seed}"),
+    table = Table(
+        title=(
+            f"e2e: {link} (mean {report.mean_capacity_bps / 1e6:.2f} Mbit/s), "
+            f"{cfg.delay_s * 1e3:g} ms one-way, queue {report.queue_bytes} B, "
+            f"{cfg.transfer_bytes} B, loss {cfg.loss:g}, seed {cfg.seed}"
+        ),
         caption="rates in Mbit/s, delays in ms; qdelay = bottleneck queueing delay per packet; "
-                "cpu = endpoints' process / emulator process")
+        "cpu = endpoints' process / emulator process",
+    )
     # Units: Mbit/s for rates, ms for delays (the caption says so; narrow headers).
-    cols = ("ctrl", "done", "time s", "goodput", "capacity", "srtt p50", "srtt p95",
-            "qdelay p95", "drops q/l", "cpu ep/emu", "sim time s", "sim goodput",
-            "sim srtt p95", "sim qdelay p95", "sim drops", "goodput e2e/sim",
-            "qdelay p95 e2e-sim")
+    cols = (
+        "ctrl",
+        "done",
+        "time s",
+        "goodput",
+        "capacity",
+        "srtt p50",
+        "srtt p95",
+        "qdelay p95",
+        "drops q/l",
+        "cpu ep/emu",
+        "sim time s",
+        "sim goodput",
+        "sim srtt p95",
+        "sim qdelay p95",
+        "sim drops",
+        "goodput e2e/sim",
+        "qdelay p95 e2e-sim",
+    )
     for c in cols:
         table.add_column(c, justify="left" if c == "ctrl" else "right")
     for r in report.results:
@@ -94,7 +130,10 @@ def e2e_table(report: Any) -> Table:
             r.controller,
             "[green]yes[/]" if r.completed else f"[red]no[/] ({r.error})",
             "-" if r.transfer_s is None else f"{r.transfer_s:.2f}",
-            _mbps(r.goodput_bps), _mbps(r.capacity_bps), _ms(r.srtt_p50_s), _ms(r.srtt_p95_s),
+            _mbps(r.goodput_bps),
+            _mbps(r.capacity_bps),
+            _ms(r.srtt_p50_s),
+            _ms(r.srtt_p95_s),
             _ms(r.queue_delay_p95_s),
             f"{r.dropped_queue}/{r.dropped_loss}",
             f"{r.cpu_share:.0%}/{_pct(r.emulator_cpu_share)}",
@@ -139,9 +178,11 @@ async def _relay_until_stopped(emulator: Any, target: str, duration: float | Non
     try:
         await emulator.start()
         h, p = emulator.listen_address
-        console.print(f"relaying {h}:{p} -> {target} "
-                      f"({'until Ctrl-C or SIGTERM' if duration is None else f'{duration:g} s'})",
-                      highlight=False)
+        console.print(
+            f"relaying {h}:{p} -> {target} "
+            f"({'until Ctrl-C or SIGTERM' if duration is None else f'{duration:g} s'})",
+            highlight=False,
+        )
         try:
             async with asyncio.timeout(duration):
                 await stopped.wait()
@@ -161,31 +202,55 @@ def register(app: typer.Typer) -> None:
     def emulate(
         listen: Annotated[int, typer.Option("--listen", help="UDP port on 127.0.0.1 to listen on")],
         target: Annotated[str, typer.Option("--target", help="HOST:PORT to relay to (loopback)")],
-        trace: Annotated[Path | None, typer.Option(
-            "--trace", help="Mahimahi trace for both directions (see --uplink-*)")] = None,
-        rate_mbps: Annotated[float | None, typer.Option(
-            "--rate-mbps", help="constant rate for both directions, Mbit/s")] = None,
-        uplink_trace: Annotated[Path | None, typer.Option(
-            "--uplink-trace", help="separate Mahimahi trace for client -> target")] = None,
-        uplink_rate_mbps: Annotated[float | None, typer.Option(
-            "--uplink-rate-mbps", help="separate constant rate for client -> target")] = None,
-        delay_ms: Annotated[float, typer.Option(
-            "--delay-ms", help="one-way propagation delay of each direction, ms")] = 0.0,
-        queue_packets: Annotated[int, typer.Option(
-            "--queue-packets", help="drop-tail queue per direction, 1500-byte packets")] = 100,
-        loss: Annotated[float, typer.Option(
-            "--loss", help="Bernoulli loss probability per direction")] = 0.0,
-        duration: Annotated[float | None, typer.Option(
-            "--duration", help="stop after this many seconds (default: until Ctrl-C or SIGTERM)"
-        )] = None,
+        trace: Annotated[
+            Path | None,
+            typer.Option("--trace", help="Mahimahi trace for both directions (see --uplink-*)"),
+        ] = None,
+        rate_mbps: Annotated[
+            float | None,
+            typer.Option("--rate-mbps", help="constant rate for both directions, Mbit/s"),
+        ] = None,
+        uplink_trace: Annotated[
+            Path | None,
+            typer.Option("--uplink-trace", help="separate Mahimahi trace for client -> target"),
+        ] = None,
+        uplink_rate_mbps: Annotated[
+            float | None,
+            typer.Option("--uplink-rate-mbps", help="separate constant rate for client -> target"),
+        ] = None,
+        delay_ms: Annotated[
+            float,
+            typer.Option("--delay-ms", help="one-way propagation delay of each direction, ms"),
+        ] = 0.0,
+        queue_packets: Annotated[
+            int,
+            typer.Option(
+                "--queue-packets", help="drop-tail queue per direction, 1500-byte packets"
+            ),
+        ] = 100,
+        loss: Annotated[
+            float, typer.Option("--loss", help="Bernoulli loss probability per direction")
+        ] = 0.0,
+        duration: Annotated[
+            float | None,
+            typer.Option(
+                "--duration", help="stop after this many seconds (default: until Ctrl-C or SIGTERM)"
+            ),
+        ] = None,
         seed: Annotated[int, typer.Option("--seed", help="seed of the loss processes")] = 0,
-        json_out: Annotated[Path | None, typer.Option(
-            "--json", help="also write the report as JSON")] = None,
-        max_clients: Annotated[int, typer.Option(
-            "--max-clients", help="client addresses relayed at once; a new one evicts the "
-            "least recently active")] = 64,
-        client_idle_s: Annotated[float, typer.Option(
-            "--client-idle-s", help="forget a client silent this long, seconds")] = 30.0,
+        json_out: Annotated[
+            Path | None, typer.Option("--json", help="also write the report as JSON")
+        ] = None,
+        max_clients: Annotated[
+            int,
+            typer.Option(
+                "--max-clients",
+                help="client addresses relayed at once; a new one evicts the least recently active",
+            ),
+        ] = 64,
+        client_idle_s: Annotated[
+            float, typer.Option("--client-idle-s", help="forget a client silent this long, seconds")
+        ] = 30.0,
     ) -> None:
         """Relay UDP on 127.0.0.1 through an emulated bottleneck until Ctrl-C or SIGTERM.
 
@@ -209,13 +274,20 @@ def register(app: typer.Typer) -> None:
             host_port = parse_host_port(target)
             loss_model = BernoulliLoss(loss) if loss > 0.0 else None
             links = [
-                LinkConfig(cap, delay_s=delay_ms / 1e3, queue_bytes=queue_packets * 1500,
-                           loss=loss_model)
+                LinkConfig(
+                    cap, delay_s=delay_ms / 1e3, queue_bytes=queue_packets * 1500, loss=loss_model
+                )
                 for cap in (down, up)
             ]
-            config = EmulatorConfig(target=host_port, downlink=links[0], uplink=links[1],
-                                    listen_port=listen, seed=seed, max_clients=max_clients,
-                                    client_idle_timeout_s=client_idle_s)
+            config = EmulatorConfig(
+                target=host_port,
+                downlink=links[0],
+                uplink=links[1],
+                listen_port=listen,
+                seed=seed,
+                max_clients=max_clients,
+                client_idle_timeout_s=client_idle_s,
+            )
             emulator = LinkEmulator(config)
         except (ValueError, TypeError) as exc:
             raise _fail(str(exc)) from None
@@ -237,29 +309,42 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def e2e(
-        trace: Annotated[Path | None, typer.Option(
-            "--trace", help="Mahimahi trace for the data direction")] = None,
-        rate_mbps: Annotated[float | None, typer.Option(
-            "--rate-mbps", help="constant data-direction rate, Mbit/s (default 4)")] = None,
-        delay_ms: Annotated[float, typer.Option(
-            "--delay-ms", help="one-way delay of each direction, ms (RTT = 2x)")] = 20.0,
-        nbytes: Annotated[int, typer.Option("--bytes", help="bytes to transfer")] = 1_000_000,
-        controllers: Annotated[str, typer.Option(
-            "--controllers", help="comma-separated: reno,cubic,oxidize")] = "reno,cubic,oxidize",
-        out: Annotated[Path, typer.Option("--out", help="directory for e2e.json / e2e.png")] = Path(
-            "e2e-out"),
-        seed: Annotated[int, typer.Option("--seed")] = 0,
-        queue_packets: Annotated[int | None, typer.Option(
-            "--queue-packets", help="data-direction queue, 1500-byte packets (default 1 BDP)")
+        trace: Annotated[
+            Path | None, typer.Option("--trace", help="Mahimahi trace for the data direction")
         ] = None,
-        loss: Annotated[float, typer.Option(
-            "--loss", help="Bernoulli loss on the data direction")] = 0.0,
-        timeout: Annotated[float, typer.Option(
-            "--timeout", help="per-controller bound, seconds")] = 60.0,
+        rate_mbps: Annotated[
+            float | None,
+            typer.Option("--rate-mbps", help="constant data-direction rate, Mbit/s (default 4)"),
+        ] = None,
+        delay_ms: Annotated[
+            float, typer.Option("--delay-ms", help="one-way delay of each direction, ms (RTT = 2x)")
+        ] = 20.0,
+        nbytes: Annotated[int, typer.Option("--bytes", help="bytes to transfer")] = 1_000_000,
+        controllers: Annotated[
+            str, typer.Option("--controllers", help="comma-separated: reno,cubic,oxidize")
+        ] = "reno,cubic,oxidize",
+        out: Annotated[Path, typer.Option("--out", help="directory for e2e.json / e2e.png")] = Path(
+            "e2e-out"
+        ),
+        seed: Annotated[int, typer.Option("--seed")] = 0,
+        queue_packets: Annotated[
+            int | None,
+            typer.Option(
+                "--queue-packets", help="data-direction queue, 1500-byte packets (default 1 BDP)"
+            ),
+        ] = None,
+        loss: Annotated[
+            float, typer.Option("--loss", help="Bernoulli loss on the data direction")
+        ] = 0.0,
+        timeout: Annotated[
+            float, typer.Option("--timeout", help="per-controller bound, seconds")
+        ] = 60.0,
         sim: Annotated[bool, typer.Option(help="also run the simulator's equivalent")] = True,
         plot: Annotated[bool, typer.Option(help="write e2e.png (needs matplotlib)")] = True,
-        collect: Annotated[Path | None, typer.Option(
-            "--collect", help="export the oxidize engine's training telemetry here")] = None,
+        collect: Annotated[
+            Path | None,
+            typer.Option("--collect", help="export the oxidize engine's training telemetry here"),
+        ] = None,
     ) -> None:
         """Move a file over aioquic through the link emulator with each controller.
 
@@ -276,10 +361,14 @@ def register(app: typer.Typer) -> None:
             config = E2eConfig(
                 rate_bps=(4.0 if rate_mbps is None else rate_mbps) * 1e6,
                 trace=None if trace is None else str(trace),
-                delay_s=delay_ms / 1e3, transfer_bytes=nbytes,
+                delay_s=delay_ms / 1e3,
+                transfer_bytes=nbytes,
                 controllers=tuple(c.strip() for c in controllers.split(",") if c.strip()),
                 queue_bytes=None if queue_packets is None else queue_packets * 1500,
-                loss=loss, seed=seed, timeout_s=timeout, simulate=sim,
+                loss=loss,
+                seed=seed,
+                timeout_s=timeout,
+                simulate=sim,
                 collect_dir=None if collect is None else str(collect),
             )
         except (ValueError, TypeError) as exc:
@@ -289,9 +378,11 @@ def register(app: typer.Typer) -> None:
         console.print(e2e_table(report))
         console.print(f"simulator: {report.sim_note}")
         if any(r.cpu_share > 0.8 for r in report.results):
-            console.print("[yellow]note:[/] the event loop running aioquic's server and client "
-                          "was near saturation (cpu column): RTTs include processing backlog; "
-                          "use a lower rate or a less loaded machine")
+            console.print(
+                "[yellow]note:[/] the event loop running aioquic's server and client "
+                "was near saturation (cpu column): RTTs include processing backlog; "
+                "use a lower rate or a less loaded machine"
+            )
         for r in report.results:
             if r.telemetry_export:
                 console.print(f"telemetry of {r.controller}: {r.telemetry_export}")
@@ -300,8 +391,7 @@ def register(app: typer.Typer) -> None:
             try:
                 import matplotlib  # noqa: F401
             except ImportError:
-                console.print("[yellow]matplotlib is missing (install the 'sim' extra): "
-                              "no plot[/]")
+                console.print("[yellow]matplotlib is missing (install the 'sim' extra): no plot[/]")
                 want_plot = False
         report = report.write(out, plot=want_plot)
         for f in report.files:

@@ -341,8 +341,10 @@ class TransferResult:
         }
         if include_series:
             d["series"] = {
-                "t_s": list(self.series_t), "bytes": list(self.series_bytes),
-                "srtt_s": list(self.series_srtt), "cwnd": list(self.series_cwnd),
+                "t_s": list(self.series_t),
+                "bytes": list(self.series_bytes),
+                "srtt_s": list(self.series_srtt),
+                "cwnd": list(self.series_cwnd),
             }
         return d
 
@@ -380,8 +382,13 @@ class E2eReport:
 
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
-        files = [str(atomic_write_text(
-            out / "e2e.json", json.dumps(self.to_dict(include_series=True), indent=2)))]
+        files = [
+            str(
+                atomic_write_text(
+                    out / "e2e.json", json.dumps(self.to_dict(include_series=True), indent=2)
+                )
+            )
+        ]
         if plot:
             files.append(str(_plot(self, out / "e2e.png")))
         return replace(self, files=tuple(files))
@@ -405,7 +412,10 @@ def _pcts(values: Sequence[float]) -> tuple[float, float]:
 
 # ---- synthetic trace ---------------------------------------------------------------------
 def synthetic_cellular_trace(
-    path: str | os.PathLike[str], *, seed: int, duration_s: float = 30.0,
+    path: str | os.PathLike[str],
+    *,
+    seed: int,
+    duration_s: float = 30.0,
     config: CellularConfig | None = None,
 ) -> Path:
     """Write one realisation of the simulator's synthetic cellular model as a Mahimahi trace.
@@ -464,7 +474,8 @@ def make_self_signed_cert(directory: str | os.PathLike[str]) -> tuple[Path, Path
     key_path = atomic_write_bytes(
         d / "key.pem",
         key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         ),
         mode=0o600,
@@ -535,7 +546,9 @@ class _ClientProtocol(QuicConnectionProtocol):
 
 # ---- one run -----------------------------------------------------------------------------
 async def _sample(
-    server: list[_ServerProtocol], client: _ClientProtocol, t0: float,
+    server: list[_ServerProtocol],
+    client: _ClientProtocol,
+    t0: float,
     out: dict[str, list[Any]],
 ) -> None:
     loop = asyncio.get_running_loop()
@@ -556,10 +569,13 @@ def _oxidize_engine_factory(cfg: E2eConfig, engines: list[Any]) -> Any:
     from oxidize_ml.engine import EngineConfig, MlEngine
 
     def make() -> MlEngine:
-        engine = MlEngine(EngineConfig(
-            limits=CwndLimits(mss=DATAGRAM_BYTES), seed=cfg.seed,
-            collect_training=cfg.collect_dir is not None,
-        ))
+        engine = MlEngine(
+            EngineConfig(
+                limits=CwndLimits(mss=DATAGRAM_BYTES),
+                seed=cfg.seed,
+                collect_training=cfg.collect_dir is not None,
+            )
+        )
         engines.append(engine)
         return engine
 
@@ -567,8 +583,12 @@ def _oxidize_engine_factory(cfg: E2eConfig, engines: list[Any]) -> Any:
 
 
 async def _run_one(
-    controller: str, cfg: E2eConfig, capacity: ConstantLink | TraceLink, queue_bytes: int,
-    cert: Path, key: Path,
+    controller: str,
+    cfg: E2eConfig,
+    capacity: ConstantLink | TraceLink,
+    queue_bytes: int,
+    cert: Path,
+    key: Path,
 ) -> TransferResult:
     loop = asyncio.get_running_loop()
     engines: list[Any] = []
@@ -580,18 +600,23 @@ async def _run_one(
         # instead of inside aioquic's packet handler, where it would stall the run.
         create_congestion_control(controller, max_datagram_size=DATAGRAM_BYTES)
     except Exception as exc:  # noqa: BLE001 - reported in the row, the other runs go on
-        return _failed(controller, f"controller could not be created: "
-                                   f"{type(exc).__name__}: {exc}")
+        return _failed(controller, f"controller could not be created: {type(exc).__name__}: {exc}")
     engines.clear()
     server_cfg = QuicConfiguration(
-        is_client=False, alpn_protocols=[ALPN], congestion_control_algorithm=controller,
+        is_client=False,
+        alpn_protocols=[ALPN],
+        congestion_control_algorithm=controller,
         max_datagram_size=DATAGRAM_BYTES,
     )
     server_cfg.load_cert_chain(str(cert), str(key))
     client_cfg = QuicConfiguration(
-        is_client=True, alpn_protocols=[ALPN], congestion_control_algorithm="reno",
-        max_datagram_size=DATAGRAM_BYTES, server_name="localhost",
-        max_data=FLOW_CONTROL_BYTES, max_stream_data=FLOW_CONTROL_BYTES,
+        is_client=True,
+        alpn_protocols=[ALPN],
+        congestion_control_algorithm="reno",
+        max_datagram_size=DATAGRAM_BYTES,
+        server_name="localhost",
+        max_data=FLOW_CONTROL_BYTES,
+        max_stream_data=FLOW_CONTROL_BYTES,
     )
     client_cfg.load_verify_locations(cafile=str(cert))
     client_cfg.verify_mode = ssl.CERT_REQUIRED
@@ -617,13 +642,20 @@ async def _run_one(
         transport = server._transport
         assert transport is not None  # serve() returns a bound server
         port = transport.get_extra_info("sockname")[1]
-        emu = EmulatorProcess(EmulatorConfig(
-            target=("127.0.0.1", port),
-            downlink=LinkConfig(capacity, delay_s=cfg.delay_s, queue_bytes=queue_bytes, loss=loss),
-            uplink=LinkConfig(ConstantLink(ACK_LINK_RATE_BPS), delay_s=cfg.delay_s,
-                              queue_bytes=ACK_LINK_QUEUE_BYTES),
-            seed=cfg.seed,
-        ))
+        emu = EmulatorProcess(
+            EmulatorConfig(
+                target=("127.0.0.1", port),
+                downlink=LinkConfig(
+                    capacity, delay_s=cfg.delay_s, queue_bytes=queue_bytes, loss=loss
+                ),
+                uplink=LinkConfig(
+                    ConstantLink(ACK_LINK_RATE_BPS),
+                    delay_s=cfg.delay_s,
+                    queue_bytes=ACK_LINK_QUEUE_BYTES,
+                ),
+                seed=cfg.seed,
+            )
+        )
         try:
             await emu.start()
         except RuntimeError as exc:
@@ -633,13 +665,13 @@ async def _run_one(
         try:
             async with asyncio.timeout(cfg.timeout_s):
                 t_connect = loop.time()
-                async with connect(host, eport, configuration=client_cfg,
-                                   create_protocol=_ClientProtocol) as proto:
+                async with connect(
+                    host, eport, configuration=client_cfg, create_protocol=_ClientProtocol
+                ) as proto:
                     assert isinstance(proto, _ClientProtocol)  # create_protocol above
                     client = proto
                     t_connected = loop.time()
-                    sampler = asyncio.create_task(
-                        _sample(servers, client, t_connected, samples))
+                    sampler = asyncio.create_task(_sample(servers, client, t_connected, samples))
                     await client.fetch(cfg.transfer_bytes)
                     sampler.cancel()
         except TimeoutError:
@@ -697,36 +729,64 @@ async def _run_one(
                 export = str(manifest.path)
     down = report.get("downlink", {})
     return TransferResult(
-        controller=controller, completed=completed, error=error, bytes_received=received,
+        controller=controller,
+        completed=completed,
+        error=error,
+        bytes_received=received,
         handshake_s=None if t_connected is None else t_connected - t_connect,
-        transfer_s=transfer_s, goodput_bps=goodput, capacity_bps=capacity_bps,
-        srtt_p50_s=s50, srtt_p95_s=s95, latest_rtt_p50_s=l50, latest_rtt_p95_s=l95,
+        transfer_s=transfer_s,
+        goodput_bps=goodput,
+        capacity_bps=capacity_bps,
+        srtt_p50_s=s50,
+        srtt_p95_s=s95,
+        latest_rtt_p50_s=l50,
+        latest_rtt_p95_s=l95,
         dropped_queue=int(down.get("dropped_queue", 0)),
         dropped_loss=int(down.get("dropped_loss", 0)),
-        queue_delay_p95_s=_float(down.get("queue_delay_p95_s")), cpu_share=cpu_share,
-        emulator_cpu_share=emu_cpu, link=report,
+        queue_delay_p95_s=_float(down.get("queue_delay_p95_s")),
+        cpu_share=cpu_share,
+        emulator_cpu_share=emu_cpu,
+        link=report,
         link_offset_s=math.nan if t_req is None else t_req + cfg.delay_s - emu.start_time,
-        controller_stats=cc_stats, telemetry_export=export,
+        controller_stats=cc_stats,
+        telemetry_export=export,
         series_t=tuple(samples["t"][i] - t_off for i in keep),
         series_bytes=tuple(samples["bytes"][i] for i in keep),
-        series_srtt=tuple(srtt), series_cwnd=tuple(samples["cwnd"][i] for i in keep),
+        series_srtt=tuple(srtt),
+        series_cwnd=tuple(samples["cwnd"][i] for i in keep),
     )
 
 
 def _failed(controller: str, error: str) -> TransferResult:
     nan = math.nan
     return TransferResult(
-        controller=controller, completed=False, error=error, bytes_received=0,
-        handshake_s=None, transfer_s=None, goodput_bps=0.0, capacity_bps=nan,
-        srtt_p50_s=nan, srtt_p95_s=nan, latest_rtt_p50_s=nan, latest_rtt_p95_s=nan,
-        dropped_queue=0, dropped_loss=0, queue_delay_p95_s=nan, cpu_share=0.0, link={},
-        controller_stats=None, telemetry_export=None,
+        controller=controller,
+        completed=False,
+        error=error,
+        bytes_received=0,
+        handshake_s=None,
+        transfer_s=None,
+        goodput_bps=0.0,
+        capacity_bps=nan,
+        srtt_p50_s=nan,
+        srtt_p95_s=nan,
+        latest_rtt_p50_s=nan,
+        latest_rtt_p95_s=nan,
+        dropped_queue=0,
+        dropped_loss=0,
+        queue_delay_p95_s=nan,
+        cpu_share=0.0,
+        link={},
+        controller_stats=None,
+        telemetry_export=None,
     )
 
 
 # ---- simulator ---------------------------------------------------------------------------
 def _simulate(
-    cfg: E2eConfig, capacity: ConstantLink | TraceLink, queue_bytes: int,
+    cfg: E2eConfig,
+    capacity: ConstantLink | TraceLink,
+    queue_bytes: int,
     offsets: dict[str, float],
 ) -> tuple[dict[str, SimNumbers], str]:
     try:
@@ -748,7 +808,8 @@ def _simulate(
             # same file from its first line.
             link = TraceWindowLink(capacity.path, capacity._ms, start_s=max(offset, 0.0))
         return Scenario(
-            name="e2e-equivalent", link=link,
+            name="e2e-equivalent",
+            link=link,
             flows=(FlowSpec(delay_s=cfg.delay_s, size_bytes=cfg.transfer_bytes),),
             buffer=BufferSpec(bytes=queue_bytes),
             loss=BernoulliLoss(cfg.loss) if cfg.loss > 0.0 else None,
@@ -760,8 +821,9 @@ def _simulate(
     for name in cfg.controllers:
         ctrl: Any = name
         if name == OXIDIZE_NAME:
-            ctrl = engine_factory(lambda i, s: MlEngine(EngineConfig(
-                seed=cfg.seed, collect_training=False)))
+            ctrl = engine_factory(
+                lambda i, s: MlEngine(EngineConfig(seed=cfg.seed, collect_training=False))
+            )
         try:
             res = simulate(scenario(name), ctrl, seed=cfg.seed)
         except Exception as exc:  # noqa: BLE001 - a comparison column: report, do not abort
@@ -773,26 +835,38 @@ def _simulate(
         cum: tuple[float, ...] = ()
         if f.series is not None:
             end = f.completion_time_s if f.completion_time_s is not None else res.duration_s
-            m = (f.series.time_s <= end + 1e-9)
+            m = f.series.time_s <= end + 1e-9
             srtt = [x for x in f.series.rtt_s[m].tolist() if x > 0.0]
             t = tuple(f.series.time_s[m].tolist())
             cum = tuple(np.cumsum(f.series.throughput_bps[m] * res.interval_s / 8.0).tolist())
         s50, s95 = _pcts(srtt)
         out[name] = SimNumbers(
-            completed=f.completion_time_s is not None, completion_s=f.completion_time_s,
-            goodput_bps=f.throughput_bps, srtt_p50_s=s50, srtt_p95_s=s95,
-            dropped_queue=f.dropped_queue, dropped_random=f.dropped_random,
-            packets_lost=f.packets_lost, queue_delay_p95_s=f.delay_p95_s - cfg.delay_s,
+            completed=f.completion_time_s is not None,
+            completion_s=f.completion_time_s,
+            goodput_bps=f.throughput_bps,
+            srtt_p50_s=s50,
+            srtt_p95_s=s95,
+            dropped_queue=f.dropped_queue,
+            dropped_random=f.dropped_random,
+            packets_lost=f.packets_lost,
+            queue_delay_p95_s=f.delay_p95_s - cfg.delay_s,
             utilisation=f.utilisation,
-            series_t=t, series_bytes=cum,
+            series_t=t,
+            series_bytes=cum,
             # 0 before the first RTT sample: NaN so plots leave it out.
             series_srtt=tuple(x if x > 0.0 else math.nan for x in f.series.rtt_s[: len(t)].tolist())
-            if f.series is not None else (),
+            if f.series is not None
+            else (),
         )
-    note = ("oxidize_ml.sim on the equivalent scenario (no handshake, 1500-byte packets, "
-            "oxidize = MlEngine behind EngineController"
-            + (", the trace from where each e2e transfer started)"
-               if isinstance(capacity, TraceLink) else ")"))
+    note = (
+        "oxidize_ml.sim on the equivalent scenario (no handshake, 1500-byte packets, "
+        "oxidize = MlEngine behind EngineController"
+        + (
+            ", the trace from where each e2e transfer started)"
+            if isinstance(capacity, TraceLink)
+            else ")"
+        )
+    )
     if failures:
         note += "; simulator failed for " + "; ".join(failures)
     return out, note
@@ -815,8 +889,11 @@ async def run_e2e_async(config: E2eConfig) -> E2eReport:
         sims, note = _simulate(config, capacity, queue_bytes, offsets)
         results = [replace(r, sim=sims.get(r.controller)) for r in results]
     return E2eReport(
-        config=config, queue_bytes=queue_bytes, mean_capacity_bps=capacity.mean_rate_bps(1.0),
-        results=tuple(results), sim_note=note,
+        config=config,
+        queue_bytes=queue_bytes,
+        mean_capacity_bps=capacity.mean_rate_bps(1.0),
+        results=tuple(results),
+        sim_note=note,
     )
 
 
@@ -845,11 +922,23 @@ def _plot(report: E2eReport, path: Path) -> Path:
     sims = [r.sim.goodput_bps / 1e6 if r.sim is not None else 0.0 for r in rows]
     if any(r.sim is not None for r in rows):
         ax.bar(x + 0.2, sims, 0.4, label="simulator")
-    ax.axhline(report.mean_capacity_bps / 1e6, color="k", ls="--", lw=1,
-               label="mean capacity (whole trace)" if report.config.trace else "capacity")
+    ax.axhline(
+        report.mean_capacity_bps / 1e6,
+        color="k",
+        ls="--",
+        lw=1,
+        label="mean capacity (whole trace)" if report.config.trace else "capacity",
+    )
     if report.config.trace:
-        ax.scatter(x - 0.2, [r.capacity_bps / 1e6 for r in rows], marker="_", s=400, color="k",
-                   zorder=3, label="capacity during the transfer")
+        ax.scatter(
+            x - 0.2,
+            [r.capacity_bps / 1e6 for r in rows],
+            marker="_",
+            s=400,
+            color="k",
+            zorder=3,
+            label="capacity during the transfer",
+        )
     ax.set_xticks(x, names)
     ax.set_ylabel("goodput, Mbit/s")
     ax.set_title("goodput")
@@ -861,10 +950,20 @@ def _plot(report: E2eReport, path: Path) -> Path:
             axes[1].plot(r.series_t, np.asarray(r.series_bytes) / 1e6, color=c, label=r.controller)
             axes[2].plot(r.series_t, np.asarray(r.series_srtt) * 1e3, color=c, label=r.controller)
         if r.sim is not None and r.sim.series_t:
-            axes[1].plot(r.sim.series_t, np.asarray(r.sim.series_bytes) / 1e6, color=c, ls=":",
-                         label=f"{r.controller} (sim)")
-            axes[2].plot(r.sim.series_t, np.asarray(r.sim.series_srtt) * 1e3, color=c, ls=":",
-                         label=f"{r.controller} (sim)")
+            axes[1].plot(
+                r.sim.series_t,
+                np.asarray(r.sim.series_bytes) / 1e6,
+                color=c,
+                ls=":",
+                label=f"{r.controller} (sim)",
+            )
+            axes[2].plot(
+                r.sim.series_t,
+                np.asarray(r.sim.series_srtt) * 1e3,
+                color=c,
+                ls=":",
+                label=f"{r.controller} (sim)",
+            )
     axes[1].set_xlabel("time since request, s")
     axes[1].set_ylabel("MB delivered")
     axes[1].set_title("progress")
@@ -874,10 +973,11 @@ def _plot(report: E2eReport, path: Path) -> Path:
     for ax in axes[1:]:
         ax.legend(fontsize=7)
     cfg = report.config
-    link = (f"trace {Path(cfg.trace).name}" if cfg.trace else
-            f"{(cfg.rate_bps or 0) / 1e6:g} Mbit/s")
-    fig.suptitle(f"oxidize-ml e2e: {link}, {cfg.delay_s * 1e3:g} ms one-way, "
-                 f"queue {report.queue_bytes} B, {cfg.transfer_bytes} B, seed {cfg.seed}")
+    link = f"trace {Path(cfg.trace).name}" if cfg.trace else f"{(cfg.rate_bps or 0) / 1e6:g} Mbit/s"
+    fig.suptitle(
+        f"oxidize-ml e2e: {link}, {cfg.delay_s * 1e3:g} ms one-way, "
+        f"queue {report.queue_bytes} B, {cfg.transfer_bytes} B, seed {cfg.seed}"
+    )
     fig.tight_layout()
 
     def write(tmp: Path) -> None:

@@ -309,18 +309,61 @@ class _Direction:
     """One direction's delay line, drop-tail queue, opportunities, loss and sender."""
 
     __slots__ = (
-        "_credit", "_d_cnt", "_d_stride", "_delays", "_g", "_header", "_late_max", "_late_n",
-        "_late_sum", "_loop", "_loss", "_loss_flags", "_loss_pos", "_max_datagram", "_max_delays",
-        "_max_pipe", "_max_pipe_bytes", "_n", "_occ", "_period", "_pipe", "_pipe_bytes", "_q",
-        "_send", "_t0", "_timer", "_times", "bytes_delivered", "bytes_received", "delay_s",
-        "delivered", "dropped_loss", "dropped_overflow", "dropped_oversize", "dropped_queue",
-        "dropped_send", "limit", "max_pending_bytes", "mean_capacity_bps", "name", "received",
+        "_credit",
+        "_d_cnt",
+        "_d_stride",
+        "_delays",
+        "_g",
+        "_header",
+        "_late_max",
+        "_late_n",
+        "_late_sum",
+        "_loop",
+        "_loss",
+        "_loss_flags",
+        "_loss_pos",
+        "_max_datagram",
+        "_max_delays",
+        "_max_pipe",
+        "_max_pipe_bytes",
+        "_n",
+        "_occ",
+        "_period",
+        "_pipe",
+        "_pipe_bytes",
+        "_q",
+        "_send",
+        "_t0",
+        "_timer",
+        "_times",
+        "bytes_delivered",
+        "bytes_received",
+        "delay_s",
+        "delivered",
+        "dropped_loss",
+        "dropped_overflow",
+        "dropped_oversize",
+        "dropped_queue",
+        "dropped_send",
+        "limit",
+        "max_pending_bytes",
+        "mean_capacity_bps",
+        "name",
+        "received",
         "schedule",
     )
 
     def __init__(
-        self, name: str, cfg: LinkConfig, *, rng: np.random.Generator, header_bytes: int,
-        max_pipe: int, max_pipe_bytes: int, max_datagram: int, max_delays: int,
+        self,
+        name: str,
+        cfg: LinkConfig,
+        *,
+        rng: np.random.Generator,
+        header_bytes: int,
+        max_pipe: int,
+        max_pipe_bytes: int,
+        max_datagram: int,
+        max_delays: int,
         loop: asyncio.AbstractEventLoop,
     ) -> None:
         self.name = name
@@ -483,16 +526,25 @@ class _Direction:
             p50, p95 = (float(x) for x in np.percentile(d, [50.0, 95.0]))
             mx = float(d.max())
         return LinkReport(
-            name=self.name, received=self.received, delivered=self.delivered,
-            dropped_queue=self.dropped_queue, dropped_loss=self.dropped_loss,
-            dropped_overflow=self.dropped_overflow, dropped_send=self.dropped_send,
-            pending=len(self._pipe), bytes_received=self.bytes_received,
-            bytes_delivered=self.bytes_delivered, queue_delay_p50_s=p50,
-            queue_delay_p95_s=p95, queue_delay_max_s=mx,
+            name=self.name,
+            received=self.received,
+            delivered=self.delivered,
+            dropped_queue=self.dropped_queue,
+            dropped_loss=self.dropped_loss,
+            dropped_overflow=self.dropped_overflow,
+            dropped_send=self.dropped_send,
+            pending=len(self._pipe),
+            bytes_received=self.bytes_received,
+            bytes_delivered=self.bytes_delivered,
+            queue_delay_p50_s=p50,
+            queue_delay_p95_s=p95,
+            queue_delay_max_s=mx,
             late_mean_s=self._late_sum / self._late_n if self._late_n else math.nan,
             late_max_s=self._late_max if self._late_n else math.nan,
-            mean_capacity_bps=self.mean_capacity_bps, dropped_oversize=self.dropped_oversize,
-            pending_bytes=self._pipe_bytes, max_pending_bytes=self.max_pending_bytes,
+            mean_capacity_bps=self.mean_capacity_bps,
+            dropped_oversize=self.dropped_oversize,
+            pending_bytes=self._pipe_bytes,
+            max_pending_bytes=self.max_pending_bytes,
         )
 
 
@@ -571,12 +623,21 @@ class LinkEmulator:
         cfg = self.config
         rng_up, rng_down = direction_rng(cfg.seed, "uplink"), direction_rng(cfg.seed, "downlink")
         self._up, self._down = (
-            _Direction(name, link, rng=rng, header_bytes=cfg.header_bytes,
-                       max_pipe=cfg.max_pipe_packets, max_pipe_bytes=cfg.max_pipe_bytes,
-                       max_datagram=cfg.max_datagram_bytes, max_delays=cfg.max_delay_samples,
-                       loop=loop)
-            for name, link, rng in (("uplink", cfg.uplink, rng_up),
-                                    ("downlink", cfg.downlink, rng_down))
+            _Direction(
+                name,
+                link,
+                rng=rng,
+                header_bytes=cfg.header_bytes,
+                max_pipe=cfg.max_pipe_packets,
+                max_pipe_bytes=cfg.max_pipe_bytes,
+                max_datagram=cfg.max_datagram_bytes,
+                max_delays=cfg.max_delay_samples,
+                loop=loop,
+            )
+            for name, link, rng in (
+                ("uplink", cfg.uplink, rng_up),
+                ("downlink", cfg.downlink, rng_down),
+            )
         )
         sock = _udp_socket()
         try:

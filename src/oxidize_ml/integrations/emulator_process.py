@@ -109,8 +109,12 @@ def _loss_from_json(d: Any) -> BernoulliLoss | GilbertElliottLoss | None:
     if model == "bernoulli":
         return BernoulliLoss(_number(d, "p", "loss"))
     if model == "gilbert-elliott":
-        return GilbertElliottLoss(_number(d, "p", "loss"), _number(d, "r", "loss"),
-                                  _number(d, "k", "loss", 1.0), _number(d, "h", "loss", 0.0))
+        return GilbertElliottLoss(
+            _number(d, "p", "loss"),
+            _number(d, "r", "loss"),
+            _number(d, "k", "loss", 1.0),
+            _number(d, "h", "loss", 0.0),
+        )
     raise ValueError(f"loss.model must be bernoulli or gilbert-elliott, got {model!r}")
 
 
@@ -137,8 +141,15 @@ def _link_from_json(d: Any, name: str) -> LinkConfig:
 
 
 _SCALARS: Final = (
-    "listen_port", "seed", "header_bytes", "max_clients", "client_idle_timeout_s",
-    "max_pipe_packets", "max_pipe_bytes", "max_datagram_bytes", "max_delay_samples",
+    "listen_port",
+    "seed",
+    "header_bytes",
+    "max_clients",
+    "client_idle_timeout_s",
+    "max_pipe_packets",
+    "max_pipe_bytes",
+    "max_datagram_bytes",
+    "max_delay_samples",
 )
 
 
@@ -216,9 +227,13 @@ class EmulatorProcess:
         if self._proc is not None:
             raise RuntimeError("EmulatorProcess.start was already called")
         self._proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "oxidize_ml.integrations.emulator_process",
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE, limit=MAX_REPLY_BYTES,
+            sys.executable,
+            "-m",
+            "oxidize_ml.integrations.emulator_process",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            limit=MAX_REPLY_BYTES,
         )
         assert self._proc.stdin is not None
         self._proc.stdin.write(self._line)
@@ -228,8 +243,7 @@ class EmulatorProcess:
                 msg = await self._read()
         except TimeoutError:
             await self._kill()
-            raise RuntimeError(f"emulator process not ready within {READY_TIMEOUT_S:g} s"
-                               ) from None
+            raise RuntimeError(f"emulator process not ready within {READY_TIMEOUT_S:g} s") from None
         ready = _object(msg, "ready")
         if ready is None:
             err = await self._kill()
@@ -241,8 +255,7 @@ class EmulatorProcess:
             self.pid = int(ready["pid"])
         except (KeyError, TypeError, ValueError):
             await self._kill()
-            raise RuntimeError(f"emulator process sent a malformed ready line: {ready}"
-                               ) from None
+            raise RuntimeError(f"emulator process sent a malformed ready line: {ready}") from None
 
     async def _read(self) -> dict[str, Any] | None:
         assert self._proc is not None and self._proc.stdout is not None
@@ -345,8 +358,10 @@ async def _child(config: EmulatorConfig) -> dict[str, Any]:
         await stopped.wait()
     finally:
         await emu.stop()
-    return {"report": emu.report(stop_reason="stopped").to_dict(),
-            "cpu_s": time.process_time() - cpu0}
+    return {
+        "report": emu.report(stop_reason="stopped").to_dict(),
+        "cpu_s": time.process_time() - cpu0,
+    }
 
 
 def main() -> int:

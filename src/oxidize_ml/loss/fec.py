@@ -334,8 +334,10 @@ class BurstFecConfig:
             raise ValueError(f"k_data_packets must be < {MAX_BLOCK_PACKETS}, got {k}")
         m = check_number("max_redundancy_ratio", self.max_redundancy_ratio, hi=1.0)
         if not 0.0 < m < 1.0 or _max_repair(k, m) < 1:
-            raise ValueError(f"max_redundancy_ratio must be in (0, 1) and allow one repair "
-                             f"packet for k_data_packets={k}, got {self.max_redundancy_ratio!r}")
+            raise ValueError(
+                f"max_redundancy_ratio must be in (0, 1) and allow one repair "
+                f"packet for k_data_packets={k}, got {self.max_redundancy_ratio!r}"
+            )
 
     @property
     def mean_severity(self) -> float:
@@ -353,8 +355,9 @@ def _scale_index(scale: float) -> int:
     return min(max(i, 0), len(SEVERITY_SCALE_GRID) - 1)
 
 
-def _hull_table(gains: list[float], r_max: int, price: float
-                ) -> tuple[tuple[float, ...], tuple[int, ...]]:
+def _hull_table(
+    gains: list[float], r_max: int, price: float
+) -> tuple[tuple[float, ...], tuple[int, ...]]:
     """(q thresholds, r steps) maximising q G(r) - price r (see `BurstFecPolicy`)."""
     # Upper concave hull of (r, G(r)) from r = 0 (G is nondecreasing in r).
     hull = [0]
@@ -403,8 +406,17 @@ class BurstFecPolicy:
     at scale 1, exact only for a predictor whose p is q x the fitted mean.
     """
 
-    __slots__ = ("_gains", "_k", "_mean_sev", "_memo", "_q_thresholds", "_r_max",
-                 "_r_steps", "_scaled", "config")
+    __slots__ = (
+        "_gains",
+        "_k",
+        "_mean_sev",
+        "_memo",
+        "_q_thresholds",
+        "_r_max",
+        "_r_steps",
+        "_scaled",
+        "config",
+    )
 
     def __init__(self, config: BurstFecConfig) -> None:
         if not isinstance(config, BurstFecConfig):
@@ -417,17 +429,19 @@ class BurstFecPolicy:
         base = [residual_loss(s, 0, k) for s in sev]
         gains = []
         for r in range(self._r_max + 1):
-            gains.append(math.fsum(b - residual_loss(s, r, k) for s, b in zip(sev, base,
-                                                                               strict=True))
-                         / len(sev))
+            gains.append(
+                math.fsum(b - residual_loss(s, r, k) for s, b in zip(sev, base, strict=True))
+                / len(sev)
+            )
         self._gains = tuple(gains)
         self._mean_sev = config.mean_severity
         self._q_thresholds, self._r_steps = _hull_table(gains, self._r_max, config.repair_price)
         # One table per severity scale on a log grid (the scale is the connection's own
         # severity over the fitted one, `BurstLossPredictor.severity_scale`), built on
         # first use: most connections visit a few scales.
-        self._scaled: list[tuple[tuple[float, ...], tuple[int, ...]] | None] = (
-            [None] * len(SEVERITY_SCALE_GRID))
+        self._scaled: list[tuple[tuple[float, ...], tuple[int, ...]] | None] = [None] * len(
+            SEVERITY_SCALE_GRID
+        )
         self._memo = (-1.0, FecDecision(0.0, 0.0, False))  # one attribute: see FecPolicy
 
     @property
@@ -468,8 +482,10 @@ class BurstFecPolicy:
         k = self._k
         sev = [min(1.0, x * scale) for x in self.config.severity]
         base = [residual_loss(x, 0, k) for x in sev]
-        gains = [math.fsum(b - residual_loss(x, r, k) for x, b in zip(sev, base, strict=True))
-                 / len(sev) for r in range(self._r_max + 1)]
+        gains = [
+            math.fsum(b - residual_loss(x, r, k) for x, b in zip(sev, base, strict=True)) / len(sev)
+            for r in range(self._r_max + 1)
+        ]
         return _hull_table(gains, self._r_max, self.config.repair_price)
 
     def decide_block(self, q: float, severity_scale: float = 1.0) -> FecDecision:

@@ -88,17 +88,23 @@ class LstmLossPredictor:
     is_learned = True
 
     __slots__ = (
-        "_fallback", "_last_now", "_model", "_n_updates", "_p", "_step", "nonfinite_fallbacks",
+        "_fallback",
+        "_last_now",
+        "_model",
+        "_n_updates",
+        "_p",
+        "_step",
+        "nonfinite_fallbacks",
     )
 
     def __init__(
         self, model: LstmLossModel | OrtLstmLossModel, *, fallback: EwmaLossPredictor | None = None
     ) -> None:
-        if not (hasattr(model, "step") and hasattr(model, "fork")
-                and hasattr(model, "reset_state")):
+        if not (
+            hasattr(model, "step") and hasattr(model, "fork") and hasattr(model, "reset_state")
+        ):
             raise TypeError(
-                "model must be an LstmLossModel or OrtLstmLossModel, got "
-                f"{type(model).__name__}"
+                f"model must be an LstmLossModel or OrtLstmLossModel, got {type(model).__name__}"
             )
         if fallback is not None and not isinstance(fallback, EwmaLossPredictor):
             raise TypeError(
@@ -225,12 +231,20 @@ class LstmLossPredictor:
     def state(self) -> dict[str, Any]:
         """Copies of the carried (h, c) and the counters (for debugging and tests)."""
         h, c = self._model.clone_state()
-        return {"h": h, "c": c, "p": self._p, "last_now": self._last_now,
-                "n_updates": self._n_updates, "nonfinite_fallbacks": self.nonfinite_fallbacks}
+        return {
+            "h": h,
+            "c": c,
+            "p": self._p,
+            "last_now": self._last_now,
+            "n_updates": self._n_updates,
+            "nonfinite_fallbacks": self.nonfinite_fallbacks,
+        }
 
     def __repr__(self) -> str:
-        return (f"LstmLossPredictor(p={self._p:.4g}, n_updates={self._n_updates}, "
-                f"model={type(self._model).__name__})")
+        return (
+            f"LstmLossPredictor(p={self._p:.4g}, n_updates={self._n_updates}, "
+            f"model={type(self._model).__name__})"
+        )
 
 
 __all__ = ["LstmLossPredictor"]

@@ -69,12 +69,12 @@ def render_metrics(engine: Any, sync: Any | None = None) -> str:
     """The text exposition (0.0.4) a scrape returns: the engine's stats and a sync's."""
     from oxidize_ml import __version__
 
-    return generate_latest(make_registry(engine, sync, package_version=__version__)).decode(
-        "utf-8"
-    )
+    return generate_latest(make_registry(engine, sync, package_version=__version__)).decode("utf-8")
 
 
-def _metrics_app(registry: CollectorRegistry) -> Callable[[_Environ, _StartResponse], Iterable[bytes]]:
+def _metrics_app(
+    registry: CollectorRegistry,
+) -> Callable[[_Environ, _StartResponse], Iterable[bytes]]:
     """prometheus_client's WSGI app at ``/metrics``, a hint at ``/``, 404 elsewhere."""
     prom = make_wsgi_app(registry)
 
@@ -90,8 +90,10 @@ def _metrics_app(registry: CollectorRegistry) -> Callable[[_Environ, _StartRespo
                 body = b"rendering metrics failed; see the server log\n"
                 start_response(
                     "500 Internal Server Error",
-                    [("Content-Type", "text/plain; charset=utf-8"),
-                     ("Content-Length", str(len(body)))],
+                    [
+                        ("Content-Type", "text/plain; charset=utf-8"),
+                        ("Content-Length", str(len(body))),
+                    ],
                 )
                 return [body]
         if path == "/":

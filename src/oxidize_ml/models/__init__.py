@@ -103,9 +103,7 @@ class _SchemaMismatch(ValueError):
     """A model whose inputs are not what this package computes."""
 
 
-def _wrap_compression(
-    model: Any, entry: dict[str, Any], ctx: dict[str, Any]
-) -> CompressionPolicy:
+def _wrap_compression(model: Any, entry: dict[str, Any], ctx: dict[str, Any]) -> CompressionPolicy:
     from oxidize_ml.compression.learned import (
         INPUT_NAMES,
         LEARNED_FEATURE_VERSION,

@@ -70,13 +70,28 @@ class ProbeResult:
 
 
 def _features(
-    rtt_ms: float, var_ms: float, bw_mbps: float, loss: float, trend: float, inflight: float,
-    cwnd: float, since_loss_ms: float, buffer: float, retx: float,
+    rtt_ms: float,
+    var_ms: float,
+    bw_mbps: float,
+    loss: float,
+    trend: float,
+    inflight: float,
+    cwnd: float,
+    since_loss_ms: float,
+    buffer: float,
+    retx: float,
 ) -> NetworkFeatures:
     return NetworkFeatures(
-        rtt_us=rtt_ms * 1e3, rtt_var_us=var_ms * 1e3, bandwidth_bps=bw_mbps * 1e6,
-        loss_rate=loss, loss_trend=trend, inflight=inflight, cwnd=cwnd,
-        time_since_loss_ms=since_loss_ms, buffer_occupancy=buffer, recent_retx=retx,
+        rtt_us=rtt_ms * 1e3,
+        rtt_var_us=var_ms * 1e3,
+        bandwidth_bps=bw_mbps * 1e6,
+        loss_rate=loss,
+        loss_trend=trend,
+        inflight=inflight,
+        cwnd=cwnd,
+        time_since_loss_ms=since_loss_ms,
+        buffer_occupancy=buffer,
+        recent_retx=retx,
     )
 
 
@@ -86,28 +101,81 @@ def probe_connections() -> list[list[tuple[NetworkFeatures, float]]]:
     conns: list[list[tuple[NetworkFeatures, float]]] = []
     n = PROBE_STEPS
     # Clean wired link, slowly filling the window.
-    conns.append([(_features(20, 1, 100, 0.0, 0.0, 50 + 5 * i, 65_535 + 4_000 * i,
-                             5_000 + 10 * i, 0.05, 0), 95e6) for i in range(n)])
+    conns.append(
+        [
+            (
+                _features(
+                    20, 1, 100, 0.0, 0.0, 50 + 5 * i, 65_535 + 4_000 * i, 5_000 + 10 * i, 0.05, 0
+                ),
+                95e6,
+            )
+            for i in range(n)
+        ]
+    )
     # Lossy Wi-Fi-like link: random loss bursts, jittery RTT.
     wifi = []
     for i in range(n):
         loss = float(rng.choice([0.0, 0.0, 0.02, 0.08]))
-        wifi.append((_features(35 + 10 * rng.random(), 8 + 6 * rng.random(), 40,
-                               loss, float(np.clip(loss - 0.02, -1, 1)), 120, 180_000,
-                               0.0 if loss else 200.0, 0.3, 2 if loss else 0), 30e6 * (1 - loss)))
+        wifi.append(
+            (
+                _features(
+                    35 + 10 * rng.random(),
+                    8 + 6 * rng.random(),
+                    40,
+                    loss,
+                    float(np.clip(loss - 0.02, -1, 1)),
+                    120,
+                    180_000,
+                    0.0 if loss else 200.0,
+                    0.3,
+                    2 if loss else 0,
+                ),
+                30e6 * (1 - loss),
+            )
+        )
     conns.append(wifi)
     # Congested, bufferbloated link: RTT and loss climbing, buffer full.
-    conns.append([(_features(50 + 20 * i, 5 + i, 10, min(0.3, 0.015 * i), 0.015, 400 + 30 * i,
-                             600_000, max(0.0, 300 - 15 * i), min(1.0, 0.5 + 0.03 * i), i),
-                   8e6 - 2e5 * i) for i in range(n)])
+    conns.append(
+        [
+            (
+                _features(
+                    50 + 20 * i,
+                    5 + i,
+                    10,
+                    min(0.3, 0.015 * i),
+                    0.015,
+                    400 + 30 * i,
+                    600_000,
+                    max(0.0, 300 - 15 * i),
+                    min(1.0, 0.5 + 0.03 * i),
+                    i,
+                ),
+                8e6 - 2e5 * i,
+            )
+            for i in range(n)
+        ]
+    )
     # Cellular-like: bandwidth swings by an order of magnitude.
     cell = []
     for _ in range(n):
         bw = float(2 + 48 * rng.random())
-        cell.append((_features(60 + 80 * rng.random(), 20 * rng.random(), bw,
-                               float(rng.choice([0.0, 0.01, 0.05])), 0.0, 60 + 200 * rng.random(),
-                               200_000, 1_000 * rng.random(), rng.random(), float(rng.integers(4))),
-                     bw * 1e6 * 0.9))
+        cell.append(
+            (
+                _features(
+                    60 + 80 * rng.random(),
+                    20 * rng.random(),
+                    bw,
+                    float(rng.choice([0.0, 0.01, 0.05])),
+                    0.0,
+                    60 + 200 * rng.random(),
+                    200_000,
+                    1_000 * rng.random(),
+                    rng.random(),
+                    float(rng.integers(4)),
+                ),
+                bw * 1e6 * 0.9,
+            )
+        )
     conns.append(cell)
     # Edge cases: the zero observation, total loss, everything beyond its clip.
     zero = _features(0, 0, 0, 0.0, 0.0, 0, 0, 0, 0.0, 0)
@@ -125,8 +193,17 @@ def probe_packets() -> list[bytes]:
     json = b'{"user": "alice", "id": 12345, "items": [1, 2, 3], "ok": true} ' * 30
     rand = rng.integers(0, 256, 1400, dtype=np.uint8).tobytes()
     pkts = [
-        b"x", text[:40], text[:300], text, json[:120], json, rand[:64], rand,
-        bytes(64), bytes(1400), rand[:200] + bytes(200),
+        b"x",
+        text[:40],
+        text[:300],
+        text,
+        json[:120],
+        json,
+        rand[:64],
+        rand,
+        bytes(64),
+        bytes(1400),
+        rand[:200] + bytes(200),
         b"\x16\x03\x03\x00\x40" + rand[:64],  # TLS record
         b"\xc3\x00\x00\x00\x01" + rand[:200],  # QUIC long header, version 1
         b"\x80\x60\x00\x01" + rand[:160],  # RTP v2
@@ -187,12 +264,15 @@ def judge_outputs(outputs: np.ndarray) -> ProbeResult:
     if peak > MAX_ABS_OUTPUT:
         return ProbeResult(
             STATUS_DEGENERATE,
-            f"output magnitude {peak:.3g} on the probes exceeds {MAX_ABS_OUTPUT:g}", n)
+            f"output magnitude {peak:.3g} on the probes exceeds {MAX_ABS_OUTPUT:g}",
+            n,
+        )
     spread = y.max(axis=0) - y.min(axis=0)
     scale = 1.0 + np.abs(y.mean(axis=0))
     if n > 1 and bool((spread <= CONSTANT_TOLERANCE * scale).all()):
         return ProbeResult(
-            STATUS_DEGENERATE, f"outputs are the same for all {n} probes (input ignored)", n)
+            STATUS_DEGENERATE, f"outputs are the same for all {n} probes (input ignored)", n
+        )
     return ProbeResult("ok", "ok", n)
 
 

@@ -78,12 +78,26 @@ from oxidize_ml.types import PathId, PathMetrics, TrafficContext
 _CONTEXTS: tuple[TrafficContext, ...] = tuple(TrafficContext)
 
 INPUT_NAMES: Final[tuple[str, ...]] = (
-    "latency_score", "jitter_score", "loss_score", "throughput_score", "availability",
-    "rtt_s", "loss_rate",
-    "d_latency_score", "d_loss_score", "d_throughput_score",
-    "ewma_latency_score", "ewma_loss_score", "ewma_throughput_score",
-    "ctx_gaming", "ctx_voip", "ctx_streaming", "ctx_bulk", "ctx_web",
-    "metrics_reward", "ewma_metrics_reward",
+    "latency_score",
+    "jitter_score",
+    "loss_score",
+    "throughput_score",
+    "availability",
+    "rtt_s",
+    "loss_rate",
+    "d_latency_score",
+    "d_loss_score",
+    "d_throughput_score",
+    "ewma_latency_score",
+    "ewma_loss_score",
+    "ewma_throughput_score",
+    "ctx_gaming",
+    "ctx_voip",
+    "ctx_streaming",
+    "ctx_bulk",
+    "ctx_web",
+    "metrics_reward",
+    "ewma_metrics_reward",
 )
 """inputs of the prior MLP, in order (one row per path and traffic type)"""
 N_INPUTS: Final = len(INPUT_NAMES)
@@ -95,7 +109,7 @@ packets is noisy (sd 0.7 % at 1 %), and 0.3 averages about 5 updates"""
 _CTX_OFFSET: Final = 13
 _W_LIST: Final = tuple(REWARD_WEIGHTS[c] for c in _CONTEXTS)
 _ROW_TEMPLATE: Final[np.ndarray] = np.zeros((N_CONTEXTS, N_INPUTS), dtype=np.float32)
-_ROW_TEMPLATE[:, _CTX_OFFSET:_CTX_OFFSET + N_CONTEXTS] = np.eye(N_CONTEXTS)
+_ROW_TEMPLATE[:, _CTX_OFFSET : _CTX_OFFSET + N_CONTEXTS] = np.eye(N_CONTEXTS)
 
 
 class PriorModel(Protocol):
@@ -153,10 +167,19 @@ class PathFeatureState:
         # rows with repeat/eye/matmul (this runs on every metrics update).
         rows = _ROW_TEMPLATE.copy()
         rows[:, :_CTX_OFFSET] = (
-            lat, jit, loss_s, thr_s, metrics.availability,
-            min(metrics.rtt_us / 1e6, 1.0), metrics.loss_rate,
-            lat - prev[0], loss_s - prev[1], thr_s - prev[2],
-            ew[0], ew[1], ew[2],
+            lat,
+            jit,
+            loss_s,
+            thr_s,
+            metrics.availability,
+            min(metrics.rtt_us / 1e6, 1.0),
+            metrics.loss_rate,
+            lat - prev[0],
+            loss_s - prev[1],
+            thr_s - prev[2],
+            ew[0],
+            ew[1],
+            ew[2],
         )
         rows[:, -2] = [a * lat + b * loss_s + c * thr_s for a, b, c in _W_LIST]
         rows[:, -1] = [a * ew[0] + b * ew[1] + c * ew[2] for a, b, c in _W_LIST]
@@ -197,10 +220,22 @@ class LearnedPathConfig:
 
 # ------------------------------------------------------------------ verification
 
-_PROBE_GOOD = PathMetrics(path_id=PathId.Primary, rtt_us=20_000, rtt_var_us=2_000,
-                          bandwidth_bps=50e6, loss_rate=0.0, availability=1.0)
-_PROBE_BAD = PathMetrics(path_id=PathId.Secondary, rtt_us=1_000_000, rtt_var_us=200_000,
-                         bandwidth_bps=0.0, loss_rate=1.0, availability=0.0)
+_PROBE_GOOD = PathMetrics(
+    path_id=PathId.Primary,
+    rtt_us=20_000,
+    rtt_var_us=2_000,
+    bandwidth_bps=50e6,
+    loss_rate=0.0,
+    availability=1.0,
+)
+_PROBE_BAD = PathMetrics(
+    path_id=PathId.Secondary,
+    rtt_us=1_000_000,
+    rtt_var_us=200_000,
+    bandwidth_bps=0.0,
+    loss_rate=1.0,
+    availability=0.0,
+)
 
 
 def probe_inputs() -> np.ndarray:
@@ -210,12 +245,27 @@ def probe_inputs() -> np.ndarray:
     """
     st = PathFeatureState()
     rows = [st.update(_PROBE_GOOD), st.update(_PROBE_BAD)]
-    mid = PathMetrics(path_id=PathId.Tertiary, rtt_us=80_000, rtt_var_us=15_000,
-                      bandwidth_bps=8e6, loss_rate=0.02, availability=0.9)
+    mid = PathMetrics(
+        path_id=PathId.Tertiary,
+        rtt_us=80_000,
+        rtt_var_us=15_000,
+        bandwidth_bps=8e6,
+        loss_rate=0.02,
+        availability=0.9,
+    )
     rows.append(st.update(mid))
-    rows.append(st.update(PathMetrics(path_id=PathId.Tertiary, rtt_us=60_000,
-                                      rtt_var_us=10_000, bandwidth_bps=12e6, loss_rate=0.01,
-                                      availability=1.0)))
+    rows.append(
+        st.update(
+            PathMetrics(
+                path_id=PathId.Tertiary,
+                rtt_us=60_000,
+                rtt_var_us=10_000,
+                bandwidth_bps=12e6,
+                loss_rate=0.01,
+                availability=1.0,
+            )
+        )
+    )
     return np.concatenate(rows, axis=0)
 
 
@@ -245,17 +295,20 @@ def verify_prior(model: PriorModel, expected: Sequence[float] | None = None) -> 
     if expected is not None:
         exp = np.asarray(expected, dtype=np.float64)
         if exp.shape != out.shape:
-            raise ValueError(f"recorded probe outputs have shape {exp.shape}, expected "
-                             f"{out.shape}")
+            raise ValueError(f"recorded probe outputs have shape {exp.shape}, expected {out.shape}")
         err = float(np.max(np.abs(exp - out)))
         if not err <= PROBE_TOLERANCE:
-            raise ValueError(f"path prior model differs from its recorded probe outputs by "
-                             f"{err:.3g} > {PROBE_TOLERANCE}")
-    good, bad = out[:N_CONTEXTS], out[N_CONTEXTS:2 * N_CONTEXTS]
+            raise ValueError(
+                f"path prior model differs from its recorded probe outputs by "
+                f"{err:.3g} > {PROBE_TOLERANCE}"
+            )
+    good, bad = out[:N_CONTEXTS], out[N_CONTEXTS : 2 * N_CONTEXTS]
     if not np.all(good > bad):
-        raise ValueError("path prior model does not rank a clean 20 ms path above a failed "
-                         f"one for every traffic type (good {good.round(3).tolist()}, "
-                         f"failed {bad.round(3).tolist()})")
+        raise ValueError(
+            "path prior model does not rank a clean 20 ms path above a failed "
+            f"one for every traffic type (good {good.round(3).tolist()}, "
+            f"failed {bad.round(3).tolist()})"
+        )
     return out
 
 
@@ -335,8 +388,7 @@ class LearnedPathSelector(BasePathSelector):
     def fork(self) -> LearnedPathSelector:
         """A fresh selector (no metrics, no rewards) sharing this one's verified prior
         model: one per connection engine (`MlEngine.fork`) without re-verifying."""
-        new = LearnedPathSelector(self._model, self.learned_config, seed=self.seed,
-                                  _verified=True)
+        new = LearnedPathSelector(self._model, self.learned_config, seed=self.seed, _verified=True)
         new.version = self.version
         return new
 
@@ -409,8 +461,7 @@ class LearnedPathSelector(BasePathSelector):
         w1 = (a22 * b1 - a12 * b2) / det
         w2 = (a11 * b2 - a12 * b1) / det
         var = (a22 - 2.0 * a12 * f + a11 * f * f) / det
-        self._scores[c][i] = (w1 + w2 * f + self._alpha * math.sqrt(max(var, 0.0))
-                              + self._tie[c][i])
+        self._scores[c][i] = w1 + w2 * f + self._alpha * math.sqrt(max(var, 0.0)) + self._tie[c][i]
 
     def _pull(self, c: int, avail: tuple[int, ...]) -> int:
         return argmax_available(self._scores[c], avail)
@@ -420,21 +471,24 @@ class LearnedPathSelector(BasePathSelector):
     def prior(self, context: TrafficContext) -> dict[str, float]:
         """The MLP's predicted reward per known path for ``context``."""
         c = int(TrafficContext(context))
-        return {PathId(i).name: self._prior[c][i]
-                for i, m in enumerate(self._metrics) if m is not None}
+        return {
+            PathId(i).name: self._prior[c][i] for i, m in enumerate(self._metrics) if m is not None
+        }
 
     def scores(self, context: TrafficContext) -> dict[str, float]:
         """Current scores (prior + correction + bonus) per known path for ``context``."""
         c = int(TrafficContext(context))
-        return {PathId(i).name: self._scores[c][i]
-                for i, m in enumerate(self._metrics) if m is not None}
+        return {
+            PathId(i).name: self._scores[c][i] for i, m in enumerate(self._metrics) if m is not None
+        }
 
     def stats(self) -> dict[str, Any]:
         out = super().stats()
         out["learned_config"] = self.learned_config.to_dict()
         for c, ctx in enumerate(_CONTEXTS):
             out["per_context"][ctx.name]["prior"] = {
-                PathId(i).name: self._prior[c][i] for i in range(N_PATHS)
+                PathId(i).name: self._prior[c][i]
+                for i in range(N_PATHS)
                 if self._metrics[i] is not None
             }
         return out
@@ -468,11 +522,15 @@ class LearnedPathSelector(BasePathSelector):
 def check_model_inputs(n_inputs: int, feature_version: object) -> None:
     """Raise ``ValueError`` unless a model takes this package's `INPUT_NAMES`."""
     if n_inputs != N_INPUTS:
-        raise ValueError(f"path prior model takes {n_inputs} inputs, this package computes "
-                         f"{N_INPUTS} ({', '.join(INPUT_NAMES)})")
+        raise ValueError(
+            f"path prior model takes {n_inputs} inputs, this package computes "
+            f"{N_INPUTS} ({', '.join(INPUT_NAMES)})"
+        )
     if feature_version is not None and str(feature_version) != str(FEATURE_VERSION):
-        raise ValueError(f"path prior model was trained for feature version "
-                         f"{feature_version!r}, this package computes {FEATURE_VERSION}")
+        raise ValueError(
+            f"path prior model was trained for feature version "
+            f"{feature_version!r}, this package computes {FEATURE_VERSION}"
+        )
 
 
 MODEL_NAME: Final = "path_selector"
@@ -545,8 +603,10 @@ def load_learned_selector(
     if only_default_enabled and metrics.get("default_enabled") is not True:
         return None, "not default"
     if entry.get("inputs") != list(INPUT_NAMES):
-        return None, (f"schema_mismatch: inputs {entry.get('inputs')!r} are not this "
-                      f"package's path features {list(INPUT_NAMES)}")
+        return None, (
+            f"schema_mismatch: inputs {entry.get('inputs')!r} are not this "
+            f"package's path features {list(INPUT_NAMES)}"
+        )
     training = entry.get("training") if isinstance(entry.get("training"), dict) else {}
     assert isinstance(training, dict)
     try:
@@ -563,7 +623,9 @@ def load_learned_selector(
     try:
         cfg = config if config is not None else _online_config(metrics)
         sel = LearnedPathSelector(
-            model, cfg, seed=seed,
+            model,
+            cfg,
+            seed=seed,
             probe_outputs=probes if isinstance(probes, list) else None,
         )
     except (TypeError, ValueError) as exc:
@@ -588,7 +650,8 @@ def default_path_selector_factory() -> tuple[Any, str]:
         sel, why = load_learned_selector(d, only_default_enabled=True)
         if sel is not None:
             return (lambda seed: load_learned_selector(d, seed=seed)[0]), (
-                f"learned ({d / 'path_selector.safetensors'})")
+                f"learned ({d / 'path_selector.safetensors'})"
+            )
     else:
         why = "no shipped model directory"
     return (lambda seed: MlPathSelector(seed=seed)), f"ucb1 (learned not default: {why})"

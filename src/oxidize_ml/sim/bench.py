@@ -17,8 +17,12 @@ from oxidize_ml.sim.scenarios import get_scenario
 
 
 def measure_packets_per_second(
-    seconds_simulated: float = 30.0, seed: int = 0, *, repeats: int = 5,
-    controller: str = "reno", scenario: str = "wired-clean",
+    seconds_simulated: float = 30.0,
+    seed: int = 0,
+    *,
+    repeats: int = 5,
+    controller: str = "reno",
+    scenario: str = "wired-clean",
 ) -> float:
     """Median over ``repeats`` runs of packets sent / wall-clock seconds.
 

@@ -97,8 +97,14 @@ class SimTelemetry:
             if limits is not None and i == 0:
                 self._limits = limits
 
-    def __call__(self, now: float, flow_index: int, features: NetworkFeatures,
-                 throughput_bps: float, cwnd: int) -> None:
+    def __call__(
+        self,
+        now: float,
+        flow_index: int,
+        features: NetworkFeatures,
+        throughput_bps: float,
+        cwnd: int,
+    ) -> None:
         from oxidize_ml.congestion.actions import nearest_action
 
         t = SIM_EPOCH_S + now
@@ -109,8 +115,9 @@ class SimTelemetry:
         prev = self._prev[flow_index]
         if prev is not None:
             p_state, p_cwnd, p_action = prev
-            action = p_action if p_action is not None else nearest_action(
-                p_cwnd, cwnd, self._limits)
+            action = (
+                p_action if p_action is not None else nearest_action(p_cwnd, cwnd, self._limits)
+            )
             col.record_transition(p_state, int(action), reward, state, now=t)
             self.transitions += 1
         ctrl = self._controllers[flow_index]
@@ -125,8 +132,13 @@ class SimTelemetry:
 
 
 def simulate_with_telemetry(
-    scenario: Scenario, controller: Any, *, seed: int, duration_s: float | None = None,
-    telemetry_dir: str | os.PathLike[str] | None = None, record_series: bool = True,
+    scenario: Scenario,
+    controller: Any,
+    *,
+    seed: int,
+    duration_s: float | None = None,
+    telemetry_dir: str | os.PathLike[str] | None = None,
+    record_series: bool = True,
 ) -> tuple[RunResult, list[ExportManifest]]:
     """Run ``scenario`` and, with ``telemetry_dir``, export its telemetry there."""
     from oxidize_ml.sim.core import Simulation
@@ -134,12 +146,19 @@ def simulate_with_telemetry(
     if telemetry_dir is None:
         from oxidize_ml.sim.runner import simulate
 
-        return simulate(scenario, controller, seed=seed, duration_s=duration_s,
-                        record_series=record_series), []
+        return simulate(
+            scenario, controller, seed=seed, duration_s=duration_s, record_series=record_series
+        ), []
     name = controller if isinstance(controller, str) else getattr(controller, "name", "custom")
     tel = SimTelemetry(len(scenario.flows), source=f"sim-{scenario.name}-{name}-s{seed}")
-    sim = Simulation(scenario, controller, seed=seed, duration_s=duration_s,
-                     record_series=record_series, on_interval=tel)
+    sim = Simulation(
+        scenario,
+        controller,
+        seed=seed,
+        duration_s=duration_s,
+        record_series=record_series,
+        on_interval=tel,
+    )
     tel.bind(sim.controllers)
     result = sim.run()
     return result, tel.export(telemetry_dir)
@@ -164,7 +183,8 @@ def _controller(name: str, model: Path | None = None) -> Any:
     raise typer.BadParameter(
         f"unknown controller {name!r}; choose from {reg.names() + ['dqn', 'engine']}"
         + (" (--model only applies to dqn)" if model is not None else ""),
-        param_hint="--controller")
+        param_hint="--controller",
+    )
 
 
 def _dqn(model: Path | None) -> Any:
@@ -176,15 +196,19 @@ def _dqn(model: Path | None) -> Any:
 
         model = default_model_dir()
         if model is None:
-            raise typer.BadParameter("this package ships no trained DQN; pass --model DIR "
-                                     "(a model directory from training)", param_hint="--model")
+            raise typer.BadParameter(
+                "this package ships no trained DQN; pass --model DIR "
+                "(a model directory from training)",
+                param_hint="--model",
+            )
     try:
         factory = dqn_factory(model)
         factory(flow_index=0, seed=0)  # a model of another state size fails here, not mid-run
         return factory
     except (ValueError, OSError) as exc:
-        raise typer.BadParameter(f"cannot load the DQN from {model}: {exc}",
-                                 param_hint="--model") from None
+        raise typer.BadParameter(
+            f"cannot load the DQN from {model}: {exc}", param_hint="--model"
+        ) from None
 
 
 def _pct(x: float) -> str:
@@ -197,19 +221,43 @@ def _ms(x: float | None) -> str:
 
 def _run_table(result: RunResult, title: str) -> Table:
     t = Table(title=title)
-    for col in ("flow", "controller", "goodput (Mbit/s)", "utilisation", "p50 delay (ms)",
-                "p95 delay (ms)", "loss", "stranded", "packets sent"):
+    for col in (
+        "flow",
+        "controller",
+        "goodput (Mbit/s)",
+        "utilisation",
+        "p50 delay (ms)",
+        "p95 delay (ms)",
+        "loss",
+        "stranded",
+        "packets sent",
+    ):
         t.add_column(col, justify="left" if col in ("flow", "controller") else "right")
     for f in result.flows:
-        t.add_row(str(f.index), f.controller, f"{f.throughput_bps / 1e6:.2f}",
-                  _pct(f.utilisation), _ms(f.delay_p50_s), _ms(f.delay_p95_s),
-                  _pct(f.loss_rate), _pct(f.stranded_rate), f"{f.packets_sent:,}")
+        t.add_row(
+            str(f.index),
+            f.controller,
+            f"{f.throughput_bps / 1e6:.2f}",
+            _pct(f.utilisation),
+            _ms(f.delay_p50_s),
+            _ms(f.delay_p95_s),
+            _pct(f.loss_rate),
+            _pct(f.stranded_rate),
+            f"{f.packets_sent:,}",
+        )
     if len(result.flows) > 1:
-        t.add_row("all", "", f"{result.throughput_bps / 1e6:.2f}", _pct(result.utilisation),
-                  _ms(result.delay_p50_s), _ms(result.delay_p95_s), _pct(result.loss_rate),
-                  _pct(result.packets_stranded / result.packets_sent if result.packets_sent
-                       else 0.0),
-                  f"{result.packets_sent:,}", style="bold")
+        t.add_row(
+            "all",
+            "",
+            f"{result.throughput_bps / 1e6:.2f}",
+            _pct(result.utilisation),
+            _ms(result.delay_p50_s),
+            _ms(result.delay_p95_s),
+            _pct(result.loss_rate),
+            _pct(result.packets_stranded / result.packets_sent if result.packets_sent else 0.0),
+            f"{result.packets_sent:,}",
+            style="bold",
+        )
     return t
 
 
@@ -241,8 +289,9 @@ def _plot_run(result: RunResult, scenario: Scenario, path: Path) -> Path:
 
 
 def _print_congestion(result: CongestionEvalResult) -> None:
-    table = Table(title="Congestion control: goodput (Mbit/s) / p95 one-way delay (ms); "
-                        "best power in bold")
+    table = Table(
+        title="Congestion control: goodput (Mbit/s) / p95 one-way delay (ms); best power in bold"
+    )
     table.add_column("scenario", overflow="fold")
     table.add_column("split")
     for c in result.controllers:
@@ -267,8 +316,13 @@ def _print_summary(report: Report) -> None:
         status.add_column(col, justify="right" if col.endswith("(s)") else "left")
     colour = {"ok": "green", "failed": "red", "skipped": "yellow", "not available": "dim"}
     for o in report.outcomes:
-        status.add_row(o.section.title, f"[{colour.get(o.status, 'white')}]{o.status}[/]",
-                       f"{o.wall_s:.1f}", str(len(o.figures)), f"{o.plot_s:.1f}")
+        status.add_row(
+            o.section.title,
+            f"[{colour.get(o.status, 'white')}]{o.status}[/]",
+            f"{o.wall_s:.1f}",
+            str(len(o.figures)),
+            f"{o.plot_s:.1f}",
+        )
     console.print(status)
     cong = next((o for o in report.outcomes if o.section.key == "congestion"), None)
     if cong is not None and cong.status == "ok":
@@ -296,30 +350,60 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def demo(
         out: Annotated[Path, typer.Option("--out", help="report directory")] = Path(
-            DEFAULT_REPORT_DIR),
+            DEFAULT_REPORT_DIR
+        ),
         seed: Annotated[int, typer.Option(min=0, help="seed of every evaluation")] = 0,
-        quick: Annotated[bool, typer.Option(
-            "--quick/--full", help="quick: shorter runs (e.g. half-length congestion "
-            "scenarios, one run each), about a third of the time; full (the default, about "
-            "1.5 minutes on 2 busy cores): every evaluation at full length with several seeds")
+        quick: Annotated[
+            bool,
+            typer.Option(
+                "--quick/--full",
+                help="quick: shorter runs (e.g. half-length congestion "
+                "scenarios, one run each), about a third of the time; full (the default, about "
+                "1.5 minutes on 2 busy cores): every evaluation at full length with several seeds",
+            ),
         ] = False,
-        only: Annotated[list[str] | None, typer.Option(
-            "--only", help="run only this section (repeatable): congestion, fec, paths, "
-            "compression")] = None,
-        scenario: Annotated[list[str] | None, typer.Option(
-            "--scenario", help="congestion: only this scenario (repeatable)")] = None,
-        duration: Annotated[float | None, typer.Option(
-            "--duration", min=0.1, help="congestion: simulated seconds per run")] = None,
-        windows: Annotated[int | None, typer.Option(
-            "--windows", min=1, max=100, help="congestion: windows per held-out trace (default "
-            "3, quick 2; each adds about 3 s)")] = None,
-        dqn_model: Annotated[Path | None, typer.Option(
-            "--dqn-model", help="congestion: also run the DQN of this model directory "
-            "(e.g. a candidate before it is shipped)")] = None,
+        only: Annotated[
+            list[str] | None,
+            typer.Option(
+                "--only",
+                help="run only this section (repeatable): congestion, fec, paths, compression",
+            ),
+        ] = None,
+        scenario: Annotated[
+            list[str] | None,
+            typer.Option("--scenario", help="congestion: only this scenario (repeatable)"),
+        ] = None,
+        duration: Annotated[
+            float | None,
+            typer.Option("--duration", min=0.1, help="congestion: simulated seconds per run"),
+        ] = None,
+        windows: Annotated[
+            int | None,
+            typer.Option(
+                "--windows",
+                min=1,
+                max=100,
+                help="congestion: windows per held-out trace (default "
+                "3, quick 2; each adds about 3 s)",
+            ),
+        ] = None,
+        dqn_model: Annotated[
+            Path | None,
+            typer.Option(
+                "--dqn-model",
+                help="congestion: also run the DQN of this model directory "
+                "(e.g. a candidate before it is shipped)",
+            ),
+        ] = None,
         progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
-        models: Annotated[bool, typer.Option(
-            "--models/--no-models", help="also evaluate the shipped learned models (LSTM in "
-            "fec, MLP in compression, DQN in congestion) beside their heuristics")] = True,
+        models: Annotated[
+            bool,
+            typer.Option(
+                "--models/--no-models",
+                help="also evaluate the shipped learned models (LSTM in "
+                "fec, MLP in compression, DQN in congestion) beside their heuristics",
+            ),
+        ] = True,
     ) -> None:
         """Run every evaluation, write the report (report.md, results.json, figures), and
         print who wins where."""
@@ -346,41 +430,75 @@ def register(app: typer.Typer) -> None:
         if only:
             options = {k: v for k, v in options.items() if k in only}
         try:
-            report = build_report_full(out, seed=seed, quick=quick, progress=progress,
-                                       sections=only or None, options=options, console=console)
+            report = build_report_full(
+                out,
+                seed=seed,
+                quick=quick,
+                progress=progress,
+                sections=only or None,
+                options=options,
+                console=console,
+            )
         except ValueError as exc:
             console.print(f"[red]error:[/] {exc}")
             raise typer.Exit(2) from None
         _print_summary(report)
-        console.print(f"Report: [bold]{report.report_path}[/] (data: {report.results_path}, "
-                      f"wall time {report.wall_s:.1f} s)")
+        console.print(
+            f"Report: [bold]{report.report_path}[/] (data: {report.results_path}, "
+            f"wall time {report.wall_s:.1f} s)"
+        )
         if report.failed:
             raise typer.Exit(1)
 
     @app.command()
     def simulate(
-        scenario: Annotated[str | None, typer.Option(
-            "--scenario", help="built-in scenario name (see `oxidize-ml scenarios`)")] = None,
-        trace: Annotated[Path | None, typer.Option(
-            "--trace", help="a Mahimahi trace file as the bottleneck link")] = None,
-        controller: Annotated[str, typer.Option(
-            "--controller", help="reno, cubic, bbr, engine (MlEngine with the shipped models) "
-            "or dqn (with --model)")] = "reno",
-        model: Annotated[Path | None, typer.Option(
-            "--model", help="with --controller dqn: a trained model directory or weight file "
-            "(default: the model shipped in the package)")] = None,
-        seed: Annotated[int, typer.Option(min=0, help="seed of every random stream")] = 0,
-        duration: Annotated[float | None, typer.Option(
-            "--duration", min=0.01, help="simulated seconds (default: the scenario's)")] = None,
-        rtt_ms: Annotated[float, typer.Option(
-            "--rtt-ms", min=0.1, help="with --trace: base round-trip time, ms")] = 60.0,
-        telemetry: Annotated[Path | None, typer.Option(
-            "--telemetry", help="export training telemetry (engine format) into this root")
+        scenario: Annotated[
+            str | None,
+            typer.Option("--scenario", help="built-in scenario name (see `oxidize-ml scenarios`)"),
         ] = None,
-        plot: Annotated[Path | None, typer.Option(
-            "--plot", help="write cwnd / RTT / goodput over time to this PNG")] = None,
-        json_out: Annotated[Path | None, typer.Option(
-            "--json", help="write the run summary as JSON")] = None,
+        trace: Annotated[
+            Path | None,
+            typer.Option("--trace", help="a Mahimahi trace file as the bottleneck link"),
+        ] = None,
+        controller: Annotated[
+            str,
+            typer.Option(
+                "--controller",
+                help="reno, cubic, bbr, engine (MlEngine with the shipped models) "
+                "or dqn (with --model)",
+            ),
+        ] = "reno",
+        model: Annotated[
+            Path | None,
+            typer.Option(
+                "--model",
+                help="with --controller dqn: a trained model directory or weight file "
+                "(default: the model shipped in the package)",
+            ),
+        ] = None,
+        seed: Annotated[int, typer.Option(min=0, help="seed of every random stream")] = 0,
+        duration: Annotated[
+            float | None,
+            typer.Option(
+                "--duration", min=0.01, help="simulated seconds (default: the scenario's)"
+            ),
+        ] = None,
+        rtt_ms: Annotated[
+            float, typer.Option("--rtt-ms", min=0.1, help="with --trace: base round-trip time, ms")
+        ] = 60.0,
+        telemetry: Annotated[
+            Path | None,
+            typer.Option(
+                "--telemetry", help="export training telemetry (engine format) into this root"
+            ),
+        ] = None,
+        plot: Annotated[
+            Path | None,
+            typer.Option("--plot", help="write cwnd / RTT / goodput over time to this PNG"),
+        ] = None,
+        json_out: Annotated[
+            Path | None, typer.Option("--json", help="write the run summary as JSON")
+        ] = None,
     ) -> None:
         """Simulate one scenario with one controller and print its metrics."""
         from oxidize_ml.sim.scenarios import get_scenario
@@ -394,8 +512,9 @@ def register(app: typer.Typer) -> None:
                 from oxidize_ml.sim.links import BufferSpec
                 from oxidize_ml.sim.scenarios import scenario_from_trace
 
-                sc = scenario_from_trace(trace, rtt_s=rtt_ms / 1000.0,
-                                         buffer=BufferSpec(bdp=TRACE_BUFFER_BDP))
+                sc = scenario_from_trace(
+                    trace, rtt_s=rtt_ms / 1000.0, buffer=BufferSpec(bdp=TRACE_BUFFER_BDP)
+                )
             else:
                 assert scenario is not None
                 sc = get_scenario(scenario)
@@ -405,10 +524,19 @@ def register(app: typer.Typer) -> None:
         ctrl = _controller(controller, model)
         with console.status(f"simulating {sc.name} with {controller}..."):
             result, manifests = simulate_with_telemetry(
-                sc, ctrl, seed=seed, duration_s=duration, telemetry_dir=telemetry,
-                record_series=plot is not None)
-        console.print(_run_table(result, f"{sc.name} / {controller} / seed {seed} / "
-                                         f"{result.duration_s:g} s simulated"))
+                sc,
+                ctrl,
+                seed=seed,
+                duration_s=duration,
+                telemetry_dir=telemetry,
+                record_series=plot is not None,
+            )
+        console.print(
+            _run_table(
+                result,
+                f"{sc.name} / {controller} / seed {seed} / {result.duration_s:g} s simulated",
+            )
+        )
         if manifests:
             rows = sum(m.tables["loss"].rows + m.tables["congestion"].rows for m in manifests)
             console.print(f"telemetry: {len(manifests)} export(s), {rows:,} rows -> {telemetry}")
@@ -417,8 +545,7 @@ def register(app: typer.Typer) -> None:
         if json_out is not None:
             from oxidize_ml._atomic import atomic_write_text
 
-            atomic_write_text(json_out, json.dumps(result.to_dict(), indent=2) + "\n",
-                              mode=0o644)
+            atomic_write_text(json_out, json.dumps(result.to_dict(), indent=2) + "\n", mode=0o644)
             console.print(f"json: {json_out}")
 
     @app.command()
@@ -429,24 +556,39 @@ def register(app: typer.Typer) -> None:
         from oxidize_ml.sim.traces import load_mahimahi
 
         table = Table(title="Simulator scenarios (oxidize-ml simulate --scenario NAME)")
-        for col in ("name", "link", "RTT (ms)", "buffer", "random loss", "flows",
-                    "duration (s)", "split"):
-            table.add_column(col, justify="right" if col in ("RTT (ms)", "flows",
-                                                             "duration (s)") else "left")
+        for col in (
+            "name",
+            "link",
+            "RTT (ms)",
+            "buffer",
+            "random loss",
+            "flows",
+            "duration (s)",
+            "split",
+        ):
+            table.add_column(
+                col, justify="right" if col in ("RTT (ms)", "flows", "duration (s)") else "left"
+            )
         for name in list_scenarios():
             sc = get_scenario(name)
-            table.add_row(name, _link_text(sc.link.to_dict()),
-                          ", ".join(f"{f.base_rtt_s * 1000:g}" for f in sc.flows[:1])
-                          + (f" (x{len(sc.flows)})" if len(sc.flows) > 1 else ""),
-                          _buffer_text(sc.buffer.to_dict()),
-                          "none" if sc.loss is None else _loss_text(sc.loss.to_dict()),
-                          str(len(sc.flows)), f"{sc.duration_s:g}",
-                          "held out" if name in HELDOUT_SCENARIOS else "train")
+            table.add_row(
+                name,
+                _link_text(sc.link.to_dict()),
+                ", ".join(f"{f.base_rtt_s * 1000:g}" for f in sc.flows[:1])
+                + (f" (x{len(sc.flows)})" if len(sc.flows) > 1 else ""),
+                _buffer_text(sc.buffer.to_dict()),
+                "none" if sc.loss is None else _loss_text(sc.loss.to_dict()),
+                str(len(sc.flows)),
+                f"{sc.duration_s:g}",
+                "held out" if name in HELDOUT_SCENARIOS else "train",
+            )
         console.print(table)
         d = trace_dir()
         if d is None:
-            console.print("Mahimahi traces: none found (set OXIDIZE_TRACE_DIR to a folder of "
-                          "*.down / *.up files)")
+            console.print(
+                "Mahimahi traces: none found (set OXIDIZE_TRACE_DIR to a folder of "
+                "*.down / *.up files)"
+            )
             return
         tt = Table(title=f"Mahimahi traces in {d} (oxidize-ml simulate --trace FILE)")
         for col in ("file", "duration (s)", "mean capacity (Mbit/s)", "split"):
@@ -460,8 +602,12 @@ def register(app: typer.Typer) -> None:
                 tt.add_row(p.name, "-", "-", f"[red]unreadable: {exc}[/]")
                 continue
             dur = float(ms[-1]) / 1000.0
-            tt.add_row(p.name, f"{dur:.0f}", f"{ms.size * 12000 / dur / 1e6:.2f}",
-                       "held out" if p.name in HELDOUT_TRACES else "train")
+            tt.add_row(
+                p.name,
+                f"{dur:.0f}",
+                f"{ms.size * 12000 / dur / 1e6:.2f}",
+                "held out" if p.name in HELDOUT_TRACES else "train",
+            )
         console.print(tt)
 
 

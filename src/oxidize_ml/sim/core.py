@@ -289,8 +289,10 @@ def _make_controllers(
     registry: ControllerRegistry | None,
 ) -> list[CongestionController]:
     n = len(scenario.flows)
-    if isinstance(controllers, str) or callable(controllers) and not isinstance(
-        controllers, CongestionController
+    if (
+        isinstance(controllers, str)
+        or callable(controllers)
+        and not isinstance(controllers, CongestionController)
     ):
         items: list[Any] = [controllers] * n
     elif isinstance(controllers, Sequence):
@@ -416,19 +418,22 @@ class Simulation:
         )
         self._loss_sampler = (
             scenario.loss.sampler(np.random.default_rng(children[1]))
-            if scenario.loss is not None else None
+            if scenario.loss is not None
+            else None
         )
         ctrl_seeds = [int(c.generate_state(1)[0]) for c in children[2:]]
         ctrls = _make_controllers(scenario, controllers, ctrl_seeds, registry)
         self.controllers: list[CongestionController] = ctrls
-        self._flows = [_Flow(i, f, c) for i, (f, c) in enumerate(zip(scenario.flows, ctrls,
-                                                                         strict=True))]
+        self._flows = [
+            _Flow(i, f, c) for i, (f, c) in enumerate(zip(scenario.flows, ctrls, strict=True))
+        ]
         self._mss = MTU_BYTES
         for c in ctrls:
             lim = getattr(c, "limits", None)
             if lim is not None and lim.mss != MTU_BYTES:
-                raise ValueError(f"controllers must use mss={MTU_BYTES} (one opportunity), got "
-                                 f"{lim.mss}")
+                raise ValueError(
+                    f"controllers must use mss={MTU_BYTES} (one opportunity), got {lim.mss}"
+                )
         self._d_min = min(f.delay for f in self._flows)
         self._single = n == 1
         self._starts = sorted(self._flows, key=lambda f: (f.start, f.index))
@@ -689,16 +694,77 @@ class Simulation:
         size = fl.size
         observe = self._observe
         start_t = inf if fl.started else fl.start
-        (bif, pif, next_pn, dlv_t, fst, srtt, rttvar, min_rtt, latest, has_rtt, pto_base,
-         pto_count, largest, acked_b, acked_p, sent_b, sent_p, i_acked_b, i_acked_p, i_rate_max,
-         last_send, timer, d_cnt, qh, q_total, last_c, last_i, flags, lpos, n_total, tick_index,
-         next_tick, d_stride, delays_append) = (
-            fl.bif, fl.pif, fl.next_pn, fl.delivered_time, fl.first_sent_time, fl.srtt, fl.rttvar,
-            fl.min_rtt, fl.latest_rtt, fl.has_rtt, fl.pto_base, fl.pto_count, fl.largest_acked,
-            fl.acked_bytes, fl.acked_packets, fl.sent_bytes, fl.sent_packets, fl.i_acked_b,
-            fl.i_acked_p, fl.i_rate_max, fl.last_send, fl.timer, fl.d_cnt, self._q_head,
-            self._q_total, self._last_c, self._last_i, self._loss_flags, self._loss_pos,
-            self.packets_sent, self._tick_index, self._next_tick, fl.d_stride, fl.delays.append)
+        (
+            bif,
+            pif,
+            next_pn,
+            dlv_t,
+            fst,
+            srtt,
+            rttvar,
+            min_rtt,
+            latest,
+            has_rtt,
+            pto_base,
+            pto_count,
+            largest,
+            acked_b,
+            acked_p,
+            sent_b,
+            sent_p,
+            i_acked_b,
+            i_acked_p,
+            i_rate_max,
+            last_send,
+            timer,
+            d_cnt,
+            qh,
+            q_total,
+            last_c,
+            last_i,
+            flags,
+            lpos,
+            n_total,
+            tick_index,
+            next_tick,
+            d_stride,
+            delays_append,
+        ) = (
+            fl.bif,
+            fl.pif,
+            fl.next_pn,
+            fl.delivered_time,
+            fl.first_sent_time,
+            fl.srtt,
+            fl.rttvar,
+            fl.min_rtt,
+            fl.latest_rtt,
+            fl.has_rtt,
+            fl.pto_base,
+            fl.pto_count,
+            fl.largest_acked,
+            fl.acked_bytes,
+            fl.acked_packets,
+            fl.sent_bytes,
+            fl.sent_packets,
+            fl.i_acked_b,
+            fl.i_acked_p,
+            fl.i_rate_max,
+            fl.last_send,
+            fl.timer,
+            fl.d_cnt,
+            self._q_head,
+            self._q_total,
+            self._last_c,
+            self._last_i,
+            self._loss_flags,
+            self._loss_pos,
+            self.packets_sent,
+            self._tick_index,
+            self._next_tick,
+            fl.d_stride,
+            fl.delays.append,
+        )
         flowing = fl.started and not fl.finished
         while True:
             # ---- next event: ack, decision tick, timer or flow start
@@ -767,17 +833,73 @@ class Simulation:
                     cb_rtt(now=now, latest_rtt=latest, smoothed_rtt=srtt, min_rtt=min_rtt)
                 if suspects or (size is not None and acked_b >= size):
                     # rare: losses to declare or a finite flow completing -> shared methods
-                    (fl.bif, fl.pif, fl.next_pn, fl.delivered_time, fl.first_sent_time, fl.srtt,
-                     fl.rttvar, fl.min_rtt, fl.latest_rtt, fl.has_rtt, fl.pto_base, fl.pto_count,
-                     fl.largest_acked, fl.acked_bytes, fl.acked_packets, fl.sent_bytes,
-                     fl.sent_packets, fl.i_acked_b, fl.i_acked_p, fl.i_rate_max, fl.last_send,
-                     fl.timer, fl.d_cnt, self._q_head, self._q_total, self._last_c, self._last_i,
-                     self._loss_flags, self._loss_pos, self.packets_sent, self._tick_index,
-                     self._next_tick) = (
-                        bif, pif, next_pn, dlv_t, fst, srtt, rttvar, min_rtt, latest, has_rtt,
-                        pto_base, pto_count, largest, acked_b, acked_p, sent_b, sent_p, i_acked_b,
-                        i_acked_p, i_rate_max, last_send, timer, d_cnt, qh, q_total, last_c,
-                        last_i, flags, lpos, n_total, tick_index, next_tick)
+                    (
+                        fl.bif,
+                        fl.pif,
+                        fl.next_pn,
+                        fl.delivered_time,
+                        fl.first_sent_time,
+                        fl.srtt,
+                        fl.rttvar,
+                        fl.min_rtt,
+                        fl.latest_rtt,
+                        fl.has_rtt,
+                        fl.pto_base,
+                        fl.pto_count,
+                        fl.largest_acked,
+                        fl.acked_bytes,
+                        fl.acked_packets,
+                        fl.sent_bytes,
+                        fl.sent_packets,
+                        fl.i_acked_b,
+                        fl.i_acked_p,
+                        fl.i_rate_max,
+                        fl.last_send,
+                        fl.timer,
+                        fl.d_cnt,
+                        self._q_head,
+                        self._q_total,
+                        self._last_c,
+                        self._last_i,
+                        self._loss_flags,
+                        self._loss_pos,
+                        self.packets_sent,
+                        self._tick_index,
+                        self._next_tick,
+                    ) = (
+                        bif,
+                        pif,
+                        next_pn,
+                        dlv_t,
+                        fst,
+                        srtt,
+                        rttvar,
+                        min_rtt,
+                        latest,
+                        has_rtt,
+                        pto_base,
+                        pto_count,
+                        largest,
+                        acked_b,
+                        acked_p,
+                        sent_b,
+                        sent_p,
+                        i_acked_b,
+                        i_acked_p,
+                        i_rate_max,
+                        last_send,
+                        timer,
+                        d_cnt,
+                        qh,
+                        q_total,
+                        last_c,
+                        last_i,
+                        flags,
+                        lpos,
+                        n_total,
+                        tick_index,
+                        next_tick,
+                    )
                     if suspects:
                         self._detect_losses(fl, now)
                     if cb_acked is not None:
@@ -786,18 +908,77 @@ class Simulation:
                         self._finish(fl, now)
                     else:
                         self._send(fl, now)
-                    (bif, pif, next_pn, dlv_t, fst, srtt, rttvar, min_rtt, latest, has_rtt,
-                     pto_base, pto_count, largest, acked_b, acked_p, sent_b, sent_p, i_acked_b,
-                     i_acked_p, i_rate_max, last_send, timer, d_cnt, qh, q_total, last_c, last_i,
-                     flags, lpos, n_total, tick_index, next_tick, d_stride, delays_append) = (
-                        fl.bif, fl.pif, fl.next_pn, fl.delivered_time, fl.first_sent_time, fl.srtt,
-                        fl.rttvar, fl.min_rtt, fl.latest_rtt, fl.has_rtt, fl.pto_base,
-                        fl.pto_count, fl.largest_acked, fl.acked_bytes, fl.acked_packets,
-                        fl.sent_bytes, fl.sent_packets, fl.i_acked_b, fl.i_acked_p, fl.i_rate_max,
-                        fl.last_send, fl.timer, fl.d_cnt, self._q_head, self._q_total,
-                        self._last_c, self._last_i, self._loss_flags, self._loss_pos,
-                        self.packets_sent, self._tick_index, self._next_tick, fl.d_stride,
-                        fl.delays.append)
+                    (
+                        bif,
+                        pif,
+                        next_pn,
+                        dlv_t,
+                        fst,
+                        srtt,
+                        rttvar,
+                        min_rtt,
+                        latest,
+                        has_rtt,
+                        pto_base,
+                        pto_count,
+                        largest,
+                        acked_b,
+                        acked_p,
+                        sent_b,
+                        sent_p,
+                        i_acked_b,
+                        i_acked_p,
+                        i_rate_max,
+                        last_send,
+                        timer,
+                        d_cnt,
+                        qh,
+                        q_total,
+                        last_c,
+                        last_i,
+                        flags,
+                        lpos,
+                        n_total,
+                        tick_index,
+                        next_tick,
+                        d_stride,
+                        delays_append,
+                    ) = (
+                        fl.bif,
+                        fl.pif,
+                        fl.next_pn,
+                        fl.delivered_time,
+                        fl.first_sent_time,
+                        fl.srtt,
+                        fl.rttvar,
+                        fl.min_rtt,
+                        fl.latest_rtt,
+                        fl.has_rtt,
+                        fl.pto_base,
+                        fl.pto_count,
+                        fl.largest_acked,
+                        fl.acked_bytes,
+                        fl.acked_packets,
+                        fl.sent_bytes,
+                        fl.sent_packets,
+                        fl.i_acked_b,
+                        fl.i_acked_p,
+                        fl.i_rate_max,
+                        fl.last_send,
+                        fl.timer,
+                        fl.d_cnt,
+                        self._q_head,
+                        self._q_total,
+                        self._last_c,
+                        self._last_i,
+                        self._loss_flags,
+                        self._loss_pos,
+                        self.packets_sent,
+                        self._tick_index,
+                        self._next_tick,
+                        fl.d_stride,
+                        fl.delays.append,
+                    )
                     flowing = fl.started and not fl.finished
                     continue
                 if cb_acked is not None:
@@ -811,8 +992,20 @@ class Simulation:
                 else:
                     qbytes = 0
                 if flowing:
-                    observe(fl, now, qbytes, pif, i_acked_b, i_acked_p, i_rate_max, has_rtt,
-                            latest, srtt, rttvar, min_rtt)
+                    observe(
+                        fl,
+                        now,
+                        qbytes,
+                        pif,
+                        i_acked_b,
+                        i_acked_p,
+                        i_rate_max,
+                        has_rtt,
+                        latest,
+                        srtt,
+                        rttvar,
+                        min_rtt,
+                    )
                     i_acked_b = i_acked_p = 0
                     i_rate_max = 0.0
                     if fl.d_stride != d_stride:
@@ -831,33 +1024,149 @@ class Simulation:
                     continue
             else:
                 # ---- rare: timer, flow start -> shared methods
-                (fl.bif, fl.pif, fl.next_pn, fl.delivered_time, fl.first_sent_time, fl.srtt,
-                 fl.rttvar, fl.min_rtt, fl.latest_rtt, fl.has_rtt, fl.pto_base, fl.pto_count,
-                 fl.largest_acked, fl.acked_bytes, fl.acked_packets, fl.sent_bytes,
-                 fl.sent_packets, fl.i_acked_b, fl.i_acked_p, fl.i_rate_max, fl.last_send,
-                 fl.timer, fl.d_cnt, self._q_head, self._q_total, self._last_c, self._last_i,
-                 self._loss_flags, self._loss_pos, self.packets_sent, self._tick_index,
-                 self._next_tick) = (
-                    bif, pif, next_pn, dlv_t, fst, srtt, rttvar, min_rtt, latest, has_rtt,
-                    pto_base, pto_count, largest, acked_b, acked_p, sent_b, sent_p, i_acked_b,
-                    i_acked_p, i_rate_max, last_send, timer, d_cnt, qh, q_total, last_c, last_i,
-                    flags, lpos, n_total, tick_index, next_tick)
+                (
+                    fl.bif,
+                    fl.pif,
+                    fl.next_pn,
+                    fl.delivered_time,
+                    fl.first_sent_time,
+                    fl.srtt,
+                    fl.rttvar,
+                    fl.min_rtt,
+                    fl.latest_rtt,
+                    fl.has_rtt,
+                    fl.pto_base,
+                    fl.pto_count,
+                    fl.largest_acked,
+                    fl.acked_bytes,
+                    fl.acked_packets,
+                    fl.sent_bytes,
+                    fl.sent_packets,
+                    fl.i_acked_b,
+                    fl.i_acked_p,
+                    fl.i_rate_max,
+                    fl.last_send,
+                    fl.timer,
+                    fl.d_cnt,
+                    self._q_head,
+                    self._q_total,
+                    self._last_c,
+                    self._last_i,
+                    self._loss_flags,
+                    self._loss_pos,
+                    self.packets_sent,
+                    self._tick_index,
+                    self._next_tick,
+                ) = (
+                    bif,
+                    pif,
+                    next_pn,
+                    dlv_t,
+                    fst,
+                    srtt,
+                    rttvar,
+                    min_rtt,
+                    latest,
+                    has_rtt,
+                    pto_base,
+                    pto_count,
+                    largest,
+                    acked_b,
+                    acked_p,
+                    sent_b,
+                    sent_p,
+                    i_acked_b,
+                    i_acked_p,
+                    i_rate_max,
+                    last_send,
+                    timer,
+                    d_cnt,
+                    qh,
+                    q_total,
+                    last_c,
+                    last_i,
+                    flags,
+                    lpos,
+                    n_total,
+                    tick_index,
+                    next_tick,
+                )
                 if ev == 2:
                     self._on_timer(fl, now)
                 else:
                     start_t = inf
                     self._start_flow(fl, now)
-                (bif, pif, next_pn, dlv_t, fst, srtt, rttvar, min_rtt, latest, has_rtt, pto_base,
-                 pto_count, largest, acked_b, acked_p, sent_b, sent_p, i_acked_b, i_acked_p,
-                 i_rate_max, last_send, timer, d_cnt, qh, q_total, last_c, last_i, flags, lpos,
-                 n_total, tick_index, next_tick, d_stride, delays_append) = (
-                    fl.bif, fl.pif, fl.next_pn, fl.delivered_time, fl.first_sent_time, fl.srtt,
-                    fl.rttvar, fl.min_rtt, fl.latest_rtt, fl.has_rtt, fl.pto_base, fl.pto_count,
-                    fl.largest_acked, fl.acked_bytes, fl.acked_packets, fl.sent_bytes,
-                    fl.sent_packets, fl.i_acked_b, fl.i_acked_p, fl.i_rate_max, fl.last_send,
-                    fl.timer, fl.d_cnt, self._q_head, self._q_total, self._last_c, self._last_i,
-                    self._loss_flags, self._loss_pos, self.packets_sent, self._tick_index,
-                    self._next_tick, fl.d_stride, fl.delays.append)
+                (
+                    bif,
+                    pif,
+                    next_pn,
+                    dlv_t,
+                    fst,
+                    srtt,
+                    rttvar,
+                    min_rtt,
+                    latest,
+                    has_rtt,
+                    pto_base,
+                    pto_count,
+                    largest,
+                    acked_b,
+                    acked_p,
+                    sent_b,
+                    sent_p,
+                    i_acked_b,
+                    i_acked_p,
+                    i_rate_max,
+                    last_send,
+                    timer,
+                    d_cnt,
+                    qh,
+                    q_total,
+                    last_c,
+                    last_i,
+                    flags,
+                    lpos,
+                    n_total,
+                    tick_index,
+                    next_tick,
+                    d_stride,
+                    delays_append,
+                ) = (
+                    fl.bif,
+                    fl.pif,
+                    fl.next_pn,
+                    fl.delivered_time,
+                    fl.first_sent_time,
+                    fl.srtt,
+                    fl.rttvar,
+                    fl.min_rtt,
+                    fl.latest_rtt,
+                    fl.has_rtt,
+                    fl.pto_base,
+                    fl.pto_count,
+                    fl.largest_acked,
+                    fl.acked_bytes,
+                    fl.acked_packets,
+                    fl.sent_bytes,
+                    fl.sent_packets,
+                    fl.i_acked_b,
+                    fl.i_acked_p,
+                    fl.i_rate_max,
+                    fl.last_send,
+                    fl.timer,
+                    fl.d_cnt,
+                    self._q_head,
+                    self._q_total,
+                    self._last_c,
+                    self._last_i,
+                    self._loss_flags,
+                    self._loss_pos,
+                    self.packets_sent,
+                    self._tick_index,
+                    self._next_tick,
+                    fl.d_stride,
+                    fl.delays.append,
+                )
                 flowing = fl.started and not fl.finished
                 continue
             # ---- send while the window allows (mirrors _send + _bottleneck) -----------------
@@ -956,16 +1265,73 @@ class Simulation:
                 timer = last_send + (pto if pto < K_MAX_PTO_S else K_MAX_PTO_S)
             else:
                 timer = inf
-        (fl.bif, fl.pif, fl.next_pn, fl.delivered_time, fl.first_sent_time, fl.srtt, fl.rttvar,
-         fl.min_rtt, fl.latest_rtt, fl.has_rtt, fl.pto_base, fl.pto_count, fl.largest_acked,
-         fl.acked_bytes, fl.acked_packets, fl.sent_bytes, fl.sent_packets, fl.i_acked_b,
-         fl.i_acked_p, fl.i_rate_max, fl.last_send, fl.timer, fl.d_cnt, self._q_head,
-         self._q_total, self._last_c, self._last_i, self._loss_flags, self._loss_pos,
-         self.packets_sent, self._tick_index, self._next_tick) = (
-            bif, pif, next_pn, dlv_t, fst, srtt, rttvar, min_rtt, latest, has_rtt, pto_base,
-            pto_count, largest, acked_b, acked_p, sent_b, sent_p, i_acked_b, i_acked_p, i_rate_max,
-            last_send, timer, d_cnt, qh, q_total, last_c, last_i, flags, lpos, n_total, tick_index,
-            next_tick)
+        (
+            fl.bif,
+            fl.pif,
+            fl.next_pn,
+            fl.delivered_time,
+            fl.first_sent_time,
+            fl.srtt,
+            fl.rttvar,
+            fl.min_rtt,
+            fl.latest_rtt,
+            fl.has_rtt,
+            fl.pto_base,
+            fl.pto_count,
+            fl.largest_acked,
+            fl.acked_bytes,
+            fl.acked_packets,
+            fl.sent_bytes,
+            fl.sent_packets,
+            fl.i_acked_b,
+            fl.i_acked_p,
+            fl.i_rate_max,
+            fl.last_send,
+            fl.timer,
+            fl.d_cnt,
+            self._q_head,
+            self._q_total,
+            self._last_c,
+            self._last_i,
+            self._loss_flags,
+            self._loss_pos,
+            self.packets_sent,
+            self._tick_index,
+            self._next_tick,
+        ) = (
+            bif,
+            pif,
+            next_pn,
+            dlv_t,
+            fst,
+            srtt,
+            rttvar,
+            min_rtt,
+            latest,
+            has_rtt,
+            pto_base,
+            pto_count,
+            largest,
+            acked_b,
+            acked_p,
+            sent_b,
+            sent_p,
+            i_acked_b,
+            i_acked_p,
+            i_rate_max,
+            last_send,
+            timer,
+            d_cnt,
+            qh,
+            q_total,
+            last_c,
+            last_i,
+            flags,
+            lpos,
+            n_total,
+            tick_index,
+            next_tick,
+        )
         self.now = until
 
     # ------------------------------------------------------------------ sender
@@ -1369,14 +1735,36 @@ class Simulation:
     def _observe_flow(self, fl: _Flow, now: float, qbytes: int | None = None) -> None:
         if qbytes is None:
             qbytes = self._queue_bytes_at(now)
-        self._observe(fl, now, qbytes, fl.pif, fl.i_acked_b, fl.i_acked_p, fl.i_rate_max,
-                      fl.has_rtt, fl.latest_rtt, fl.srtt, fl.rttvar, fl.min_rtt)
+        self._observe(
+            fl,
+            now,
+            qbytes,
+            fl.pif,
+            fl.i_acked_b,
+            fl.i_acked_p,
+            fl.i_rate_max,
+            fl.has_rtt,
+            fl.latest_rtt,
+            fl.srtt,
+            fl.rttvar,
+            fl.min_rtt,
+        )
         fl.i_acked_b = fl.i_acked_p = 0
         fl.i_rate_max = 0.0
 
     def _observe(
-        self, fl: _Flow, now: float, qbytes: int, pif: int, i_acked_b: int, i_acked_p: int,
-        i_rate_max: float, has_rtt: bool, latest: float, srtt: float, rttvar: float,
+        self,
+        fl: _Flow,
+        now: float,
+        qbytes: int,
+        pif: int,
+        i_acked_b: int,
+        i_acked_p: int,
+        i_rate_max: float,
+        has_rtt: bool,
+        latest: float,
+        srtt: float,
+        rttvar: float,
         min_rtt: float,
     ) -> None:
         """Close one flow's interval: stats, controller decision, hook, series."""
@@ -1384,8 +1772,19 @@ class Simulation:
         assert st is not None
         ctrl = fl.ctrl
         v = st.snapshot_totals(
-            now, ctrl.cwnd, pif, qbytes / self.buffer_bytes, i_acked_b, i_acked_p, fl.i_lost_p,
-            fl.i_last_loss, i_rate_max, latest, srtt if has_rtt else 0.0, rttvar, min_rtt,
+            now,
+            ctrl.cwnd,
+            pif,
+            qbytes / self.buffer_bytes,
+            i_acked_b,
+            i_acked_p,
+            fl.i_lost_p,
+            fl.i_last_loss,
+            i_rate_max,
+            latest,
+            srtt if has_rtt else 0.0,
+            rttvar,
+            min_rtt,
         )
         fl.i_lost_b = fl.i_lost_p = 0
         thr = v[10]

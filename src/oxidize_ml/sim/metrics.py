@@ -46,8 +46,15 @@ from oxidize_ml.sim.traces import MTU_BYTES
 if TYPE_CHECKING:  # the simulator imports this module: types only here, no cycle
     from oxidize_ml.sim.core import Simulation
 
-SERIES_COLUMNS = ("time_s", "cwnd_bytes", "queue_bytes", "throughput_bps", "rtt_s", "loss_rate",
-                  "inflight_packets")
+SERIES_COLUMNS = (
+    "time_s",
+    "cwnd_bytes",
+    "queue_bytes",
+    "throughput_bps",
+    "rtt_s",
+    "loss_rate",
+    "inflight_packets",
+)
 """the per-interval series, in the order the simulator records them"""
 
 

@@ -55,7 +55,12 @@ def simulate(
     if isinstance(scenario, str):
         scenario = get_scenario(scenario)
     sim = Simulation(
-        scenario, controller, seed=seed, duration_s=duration_s, record_series=record_series,
-        on_interval=on_interval, registry=registry,
+        scenario,
+        controller,
+        seed=seed,
+        duration_s=duration_s,
+        record_series=record_series,
+        on_interval=on_interval,
+        registry=registry,
     )
     return sim.run()

@@ -70,8 +70,10 @@ class FlowSpec:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "delay_s": self.delay_s, "reverse_delay_s": self.ack_delay_s,
-            "start_s": self.start_s, "size_bytes": self.size_bytes,
+            "delay_s": self.delay_s,
+            "reverse_delay_s": self.ack_delay_s,
+            "start_s": self.start_s,
+            "size_bytes": self.size_bytes,
         }
 
 
@@ -182,33 +184,86 @@ def _rtt(rtt_s: float) -> FlowSpec:
 
 def _builtin() -> dict[str, Scenario]:
     s = [
-        Scenario("wired-clean", ConstantLink(12e6), (_rtt(0.040),), BufferSpec(bdp=1.0),
-                 duration_s=20.0, description="constant 12 Mbit/s, 40 ms RTT, 1 BDP buffer"),
-        Scenario("high-bdp", ConstantLink(100e6), (_rtt(0.100),), BufferSpec(bdp=1.0),
-                 duration_s=20.0, description="constant 100 Mbit/s, 100 ms RTT, 1 BDP buffer"),
-        Scenario("shallow-buffer", ConstantLink(12e6), (_rtt(0.040),), BufferSpec(bdp=0.1),
-                 duration_s=20.0, description="12 Mbit/s, 40 ms RTT, 0.1 BDP buffer"),
-        Scenario("step-change", StepLink(((0.0, 24e6), (10.0, 6e6), (20.0, 18e6))),
-                 (_rtt(0.040),), BufferSpec(bdp=1.0), duration_s=30.0,
-                 description="24 -> 6 -> 18 Mbit/s every 10 s, 40 ms RTT, 1 BDP of the mean"),
-        Scenario("random-loss", ConstantLink(12e6), (_rtt(0.040),), BufferSpec(bdp=1.0),
-                 loss=BernoulliLoss(0.01), duration_s=20.0,
-                 description="12 Mbit/s, 40 ms RTT, 1 % Bernoulli loss (not congestion)"),
-        Scenario("burst-loss", ConstantLink(12e6), (_rtt(0.040),), BufferSpec(bdp=1.0),
-                 loss=GilbertElliottLoss(p=0.005, r=0.25, k=1.0, h=0.5), duration_s=20.0,
-                 description="12 Mbit/s, 40 ms RTT, Gilbert-Elliott loss: bursts of 4 packets "
-                 "on average losing half of them, about 1 % mean loss"),
-        Scenario("cellular-synthetic", CellularLink(CellularConfig()), (_rtt(0.060),),
-                 BufferSpec(bdp=2.0), duration_s=30.0,
-                 description="synthetic cellular capacity (Markov states 2-20 Mbit/s, log-normal "
-                 "fading, outages), 60 ms RTT, 2 BDP of the mean (cellular queues are deep)"),
-        Scenario("satellite", ConstantLink(20e6), (_rtt(0.600),), BufferSpec(bdp=1.0),
-                 duration_s=30.0, description="constant 20 Mbit/s, 600 ms RTT, 1 BDP buffer"),
-        Scenario("competing-flows", ConstantLink(24e6),
-                 (FlowSpec(0.020, start_s=0.0), FlowSpec(0.020, start_s=5.0),
-                  FlowSpec(0.020, start_s=10.0)),
-                 BufferSpec(bdp=1.0), duration_s=30.0,
-                 description="3 flows, 40 ms RTT each, starting at 0, 5 and 10 s, on 24 Mbit/s"),
+        Scenario(
+            "wired-clean",
+            ConstantLink(12e6),
+            (_rtt(0.040),),
+            BufferSpec(bdp=1.0),
+            duration_s=20.0,
+            description="constant 12 Mbit/s, 40 ms RTT, 1 BDP buffer",
+        ),
+        Scenario(
+            "high-bdp",
+            ConstantLink(100e6),
+            (_rtt(0.100),),
+            BufferSpec(bdp=1.0),
+            duration_s=20.0,
+            description="constant 100 Mbit/s, 100 ms RTT, 1 BDP buffer",
+        ),
+        Scenario(
+            "shallow-buffer",
+            ConstantLink(12e6),
+            (_rtt(0.040),),
+            BufferSpec(bdp=0.1),
+            duration_s=20.0,
+            description="12 Mbit/s, 40 ms RTT, 0.1 BDP buffer",
+        ),
+        Scenario(
+            "step-change",
+            StepLink(((0.0, 24e6), (10.0, 6e6), (20.0, 18e6))),
+            (_rtt(0.040),),
+            BufferSpec(bdp=1.0),
+            duration_s=30.0,
+            description="24 -> 6 -> 18 Mbit/s every 10 s, 40 ms RTT, 1 BDP of the mean",
+        ),
+        Scenario(
+            "random-loss",
+            ConstantLink(12e6),
+            (_rtt(0.040),),
+            BufferSpec(bdp=1.0),
+            loss=BernoulliLoss(0.01),
+            duration_s=20.0,
+            description="12 Mbit/s, 40 ms RTT, 1 % Bernoulli loss (not congestion)",
+        ),
+        Scenario(
+            "burst-loss",
+            ConstantLink(12e6),
+            (_rtt(0.040),),
+            BufferSpec(bdp=1.0),
+            loss=GilbertElliottLoss(p=0.005, r=0.25, k=1.0, h=0.5),
+            duration_s=20.0,
+            description="12 Mbit/s, 40 ms RTT, Gilbert-Elliott loss: bursts of 4 packets "
+            "on average losing half of them, about 1 % mean loss",
+        ),
+        Scenario(
+            "cellular-synthetic",
+            CellularLink(CellularConfig()),
+            (_rtt(0.060),),
+            BufferSpec(bdp=2.0),
+            duration_s=30.0,
+            description="synthetic cellular capacity (Markov states 2-20 Mbit/s, log-normal "
+            "fading, outages), 60 ms RTT, 2 BDP of the mean (cellular queues are deep)",
+        ),
+        Scenario(
+            "satellite",
+            ConstantLink(20e6),
+            (_rtt(0.600),),
+            BufferSpec(bdp=1.0),
+            duration_s=30.0,
+            description="constant 20 Mbit/s, 600 ms RTT, 1 BDP buffer",
+        ),
+        Scenario(
+            "competing-flows",
+            ConstantLink(24e6),
+            (
+                FlowSpec(0.020, start_s=0.0),
+                FlowSpec(0.020, start_s=5.0),
+                FlowSpec(0.020, start_s=10.0),
+            ),
+            BufferSpec(bdp=1.0),
+            duration_s=30.0,
+            description="3 flows, 40 ms RTT each, starting at 0, 5 and 10 s, on 24 Mbit/s",
+        ),
     ]
     return {x.name: x for x in s}
 
@@ -272,9 +327,7 @@ def scenario_from_trace(
     )
 
 
-def mahimahi_scenarios(
-    directory: str | PathLike[str], **kwargs: Any
-) -> dict[str, Scenario]:
+def mahimahi_scenarios(directory: str | PathLike[str], **kwargs: Any) -> dict[str, Scenario]:
     """One scenario per ``*.down`` / ``*.up`` trace in ``directory`` (empty if it is missing).
 
     Names are ``trace-<file name>``; ``kwargs`` go to `scenario_from_trace`.
@@ -293,4 +346,3 @@ def mahimahi_scenarios(
 def base_rtt_s(scenario: Scenario) -> float:
     """The base RTT used to size the buffer: the first flow's."""
     return scenario.flows[0].base_rtt_s
-

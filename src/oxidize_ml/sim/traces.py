@@ -70,8 +70,9 @@ def load_mahimahi(path: str | PathLike[str]) -> np.ndarray:
     except IsADirectoryError:
         raise ValueError(f"Mahimahi trace {str(p)!r} is a directory, not a file") from None
     except OSError as exc:
-        raise ValueError(f"Mahimahi trace {str(p)!r} cannot be read: {exc.strerror or exc}"
-                         ) from None
+        raise ValueError(
+            f"Mahimahi trace {str(p)!r} cannot be read: {exc.strerror or exc}"
+        ) from None
     if len(raw) > MAX_TRACE_FILE_BYTES:
         raise ValueError(
             f"Mahimahi trace {str(p)!r} is larger than {MAX_TRACE_FILE_BYTES // 2**20} MiB; "
@@ -178,7 +179,9 @@ class OpportunitySchedule:
 
     @classmethod
     def from_rates(
-        cls, starts_s: Sequence[float] | np.ndarray, rates_bps: Sequence[float] | np.ndarray,
+        cls,
+        starts_s: Sequence[float] | np.ndarray,
+        rates_bps: Sequence[float] | np.ndarray,
         horizon_s: float,
     ) -> OpportunitySchedule:
         """A piecewise-constant rate: ``rates_bps[i]`` from ``starts_s[i]`` to the next start.

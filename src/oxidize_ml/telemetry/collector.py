@@ -104,7 +104,9 @@ def _vector(name: str, value: object, max_len: int) -> np.ndarray:
     try:
         arr = np.asarray(value, dtype=np.float32)
     except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a sequence of numbers, got {type(value).__name__}") from None
+        raise TypeError(
+            f"{name} must be a sequence of numbers, got {type(value).__name__}"
+        ) from None
     if arr.ndim != 1 or not 1 <= arr.shape[0] <= max_len:
         raise ValueError(f"{name} must be 1-D with 1 to {max_len} values, got shape {arr.shape}")
     # A Python loop over <= max_len floats beats np.isfinite(arr).all() (~4 us

@@ -277,8 +277,9 @@ def _export_warnings(
     if len(empty) == len(tables):
         pending = int(loss_counters.get("pending", 0))
         hint = (
-            f" ({pending} loss samples still await their 50-100 ms label)" if pending else
-            " (feed observations with observe() or fec_decision(features), decide with "
+            f" ({pending} loss samples still await their 50-100 ms label)"
+            if pending
+            else " (feed observations with observe() or fec_decision(features), decide with "
             "congestion_action(), compress with compress())"
         )
         return (f"export has zero rows in every table{hint}",)
@@ -366,7 +367,9 @@ def read_manifest(path: str | os.PathLike[str]) -> ExportManifest:
     raw_tables = data.get("tables")
     if not isinstance(raw_tables, dict) or set(raw_tables) != set(TABLE_NAMES):
         got = sorted(raw_tables) if isinstance(raw_tables, dict) else raw_tables
-        raise ValueError(f"{manifest_path}: tables must be exactly {list(TABLE_NAMES)}, got {got!r}")
+        raise ValueError(
+            f"{manifest_path}: tables must be exactly {list(TABLE_NAMES)}, got {got!r}"
+        )
     tables: dict[str, TableManifest] = {}
     for name in TABLE_NAMES:
         entry = raw_tables[name]
@@ -424,7 +427,9 @@ def _read_table(manifest: ExportManifest, table: str) -> pa.Table:
     file_path = manifest.path / entry.file
     digest = _sha256(file_path)
     if digest != entry.sha256:
-        raise ValueError(f"{file_path}: SHA-256 {digest} does not match the manifest's {entry.sha256}")
+        raise ValueError(
+            f"{file_path}: SHA-256 {digest} does not match the manifest's {entry.sha256}"
+        )
     data = pq.read_table(file_path)
     expected = arrow_schema(table)
     if tuple(data.column_names) != column_names(table):

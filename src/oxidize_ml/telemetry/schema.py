@@ -141,4 +141,6 @@ def _columns(table: str) -> tuple[ColumnSpec, ...]:
     try:
         return TABLE_COLUMNS[table]
     except KeyError:
-        raise ValueError(f"unknown telemetry table {table!r}; choose from {list(TABLE_NAMES)}") from None
+        raise ValueError(
+            f"unknown telemetry table {table!r}; choose from {list(TABLE_NAMES)}"
+        ) from None

@@ -181,8 +181,9 @@ class BackgroundTrainer:
             raise RuntimeError("the background trainer is already running")
         self.engine.enable_training_collection()
         self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="oxidize-background-trainer",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name="oxidize-background-trainer", daemon=True
+        )
         self._thread.start()
 
     def stop(self, timeout: float | None = 30.0) -> None:
@@ -255,8 +256,10 @@ class BackgroundTrainer:
         if n:
             from oxidize_ml.telemetry.schema import LOSS_FEATURE_COLUMNS
 
-            x = np.stack([table.column(c).to_numpy().astype(np.float32)
-                          for c in LOSS_FEATURE_COLUMNS], axis=1)
+            x = np.stack(
+                [table.column(c).to_numpy().astype(np.float32) for c in LOSS_FEATURE_COLUMNS],
+                axis=1,
+            )
             self._rows.extend(
                 table.column("timestamp").to_numpy().astype(np.float64),
                 np.asarray(table.column("source").to_pylist(), dtype=object),
@@ -303,10 +306,18 @@ class BackgroundTrainer:
         current = self.engine.policy(COMPONENT)
         # The no-decision report; each outcome below fills in what it learned.
         report = RoundReport(
-            round=k, started_at=started, rows=len(rows), train_rows=0, heldout_rows=0,
+            round=k,
+            started_at=started,
+            rows=len(rows),
+            train_rows=0,
+            heldout_rows=0,
             heldout_positives=0,
             current_policy=str(getattr(current, "name", type(current).__name__)),
-            candidate=None, current=None, swapped=False, reason="no labelled sequences yet")
+            candidate=None,
+            current=None,
+            swapped=False,
+            reason="no labelled sequences yet",
+        )
         seqs = split_sequences(rows.t, rows.source, rows.x, rows.loss_rate, rows.label)
         if not seqs:
             return report
@@ -319,16 +330,21 @@ class BackgroundTrainer:
         label_all = np.concatenate([s.label[s.t >= held_from] for s in seqs])
         positives = int((label_all > 0).sum())
         n_train = sum(s.t.size for s in train)
-        report = dataclasses.replace(report, train_rows=n_train,
-                                     heldout_rows=int(held_mask.sum()),
-                                     heldout_positives=positives)
+        report = dataclasses.replace(
+            report,
+            train_rows=n_train,
+            heldout_rows=int(held_mask.sum()),
+            heldout_positives=positives,
+        )
         val_pos = sum(int((s.label > 0).sum()) for s in val)
         why_not = None
         if n_train < cfg.min_train_rows:
             why_not = f"only {n_train} training rows (< {cfg.min_train_rows})"
         elif positives < cfg.min_heldout_positives:
-            why_not = (f"only {positives} lossy rows in the held-out slice "
-                       f"(< {cfg.min_heldout_positives}): no decision")
+            why_not = (
+                f"only {positives} lossy rows in the held-out slice "
+                f"(< {cfg.min_heldout_positives}): no decision"
+            )
         elif not val or val_pos == 0:
             why_not = "no loss in the validation slice: cannot early-stop or calibrate"
         if why_not is not None:
@@ -337,8 +353,9 @@ class BackgroundTrainer:
         model, info = self._fit(train, val, cfg.seed + k)
         fit_s = time.perf_counter() - t0
         if model is None:
-            return dataclasses.replace(report, reason=f"fit failed: {info.get('error')}",
-                                       fit_s=fit_s, fit_info=info)
+            return dataclasses.replace(
+                report, reason=f"fit failed: {info.get('error')}", fit_s=fit_s, fit_info=info
+            )
         from oxidize_ml.loss.lstm import LstmLossPredictor
 
         t1 = time.perf_counter()
@@ -346,8 +363,14 @@ class BackgroundTrainer:
         p_cur, _, _ = heldout_predictions(current, seqs, held_from, cfg.yield_every)
         cand_scores, cur_scores = scores(p_cand, y), scores(p_cur, y)
         bound = bootstrap_gain_bound(
-            y, p_cand, p_cur, t_held, block_s=cfg.bootstrap_block_s,
-            rounds=cfg.bootstrap_rounds, quantile=1.0 - cfg.confidence, seed=cfg.seed + k,
+            y,
+            p_cand,
+            p_cur,
+            t_held,
+            block_s=cfg.bootstrap_block_s,
+            rounds=cfg.bootstrap_rounds,
+            quantile=1.0 - cfg.confidence,
+            seed=cfg.seed + k,
         )
         cand_scores["pr_auc_gain_lower_bound"] = bound
         eval_s = time.perf_counter() - t1
@@ -355,18 +378,26 @@ class BackgroundTrainer:
         if better:
             predictor = LstmLossPredictor(model.fork())
             newest = max(seqs, key=lambda s: s.t[-1])
-            for xv in newest.x[-cfg.warmup_rows:] if cfg.warmup_rows else ():
+            for xv in newest.x[-cfg.warmup_rows :] if cfg.warmup_rows else ():
                 predictor.model.step(xv)  # warm the carried state, as after that history
             self.engine.replace_policy(COMPONENT, predictor, version=f"background-{k}")
             reason = "candidate better: swapped in"
         else:
             reason = "candidate not better: current kept"
-        return dataclasses.replace(report, candidate=cand_scores, current=cur_scores,
-                                   swapped=better, reason=reason, fit_s=fit_s, eval_s=eval_s,
-                                   fit_info=info)
+        return dataclasses.replace(
+            report,
+            candidate=cand_scores,
+            current=cur_scores,
+            swapped=better,
+            reason=reason,
+            fit_s=fit_s,
+            eval_s=eval_s,
+            fit_info=info,
+        )
 
-    def _fit(self, train: list[RowSequence], val: list[RowSequence],
-             seed: int) -> tuple[Any, dict[str, Any]]:
+    def _fit(
+        self, train: list[RowSequence], val: list[RowSequence], seed: int
+    ) -> tuple[Any, dict[str, Any]]:
         if self.config.isolation == "thread":
             try:
                 return fit_in_process(train, val, self.config, seed)
@@ -375,8 +406,9 @@ class BackgroundTrainer:
                 return None, {"error": f"{type(exc).__name__}: {exc}"}
         return self._fit_in_worker(train, val, seed)
 
-    def _fit_in_worker(self, train: list[RowSequence], val: list[RowSequence],
-                       seed: int) -> tuple[Any, dict[str, Any]]:
+    def _fit_in_worker(
+        self, train: list[RowSequence], val: list[RowSequence], seed: int
+    ) -> tuple[Any, dict[str, Any]]:
         from oxidize_ml.runtime.models import LstmLossModel
         from oxidize_ml.runtime.weights import ModelLoadError
 
@@ -388,8 +420,15 @@ class BackgroundTrainer:
             cfg = dataclasses.asdict(self.config)
             cfg["export_dir"] = None
             (work / "config.json").write_text(json.dumps(cfg), "utf-8")
-            cmd = [sys.executable, "-m", "oxidize_ml.training.background_worker",
-                   str(work / "data.npz"), str(work), str(work / "config.json"), str(seed)]
+            cmd = [
+                sys.executable,
+                "-m",
+                "oxidize_ml.training.background_worker",
+                str(work / "data.npz"),
+                str(work),
+                str(work / "config.json"),
+                str(seed),
+            ]
             with (work / "worker.log").open("wb") as logf:
                 proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT)
                 self._proc = proc

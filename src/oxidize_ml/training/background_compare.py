@@ -30,8 +30,11 @@ def _policy_predictions(policy: Any, seq: RowSequence, yield_every: int) -> np.n
             if i % yield_every == 0:
                 sleep(0)  # let decision threads take the GIL
         return out
-    p = policy.fork() if hasattr(policy, "fork") else (
-        policy.clone() if hasattr(policy, "clone") else copy.deepcopy(policy))
+    p = (
+        policy.fork()
+        if hasattr(policy, "fork")
+        else (policy.clone() if hasattr(policy, "clone") else copy.deepcopy(policy))
+    )
     for i in range(seq.t.size):
         f = features_from_vector(seq.x[i], float(seq.loss_rate[i]))
         now = float(seq.t[i])
@@ -42,8 +45,9 @@ def _policy_predictions(policy: Any, seq: RowSequence, yield_every: int) -> np.n
     return out
 
 
-def heldout_predictions(policy: Any, seqs: Sequence[RowSequence], heldout_from: float,
-                        yield_every: int = 8) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def heldout_predictions(
+    policy: Any, seqs: Sequence[RowSequence], heldout_from: float, yield_every: int = 8
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(p, label, t) of ``policy`` on the rows at or after ``heldout_from``.
 
     Each sequence is run from its start (state carried into the slice as in
@@ -72,16 +76,24 @@ def scores(p: np.ndarray, y: np.ndarray) -> dict[str, float]:
     return {"pr_auc": pr_auc(y > 0.0, p), "brier": brier(p, y), "rows": int(y.size)}
 
 
-def score(policy: Any, seqs: Sequence[RowSequence], heldout_from: float,
-          yield_every: int = 8) -> dict[str, float]:
+def score(
+    policy: Any, seqs: Sequence[RowSequence], heldout_from: float, yield_every: int = 8
+) -> dict[str, float]:
     """`scores` of ``policy`` on the held-out rows (see `heldout_predictions`)."""
     p, y, _ = heldout_predictions(policy, seqs, heldout_from, yield_every)
     return scores(p, y)
 
 
 def bootstrap_gain_bound(
-    y: np.ndarray, p_candidate: np.ndarray, p_current: np.ndarray, t: np.ndarray, *,
-    block_s: float, rounds: int, quantile: float, seed: int,
+    y: np.ndarray,
+    p_candidate: np.ndarray,
+    p_current: np.ndarray,
+    t: np.ndarray,
+    *,
+    block_s: float,
+    rounds: int,
+    quantile: float,
+    seed: int,
 ) -> float:
     """Lower ``quantile`` of the candidate's PR-AUC gain over a paired block bootstrap.
 
@@ -109,8 +121,12 @@ def bootstrap_gain_bound(
     return float(np.quantile(gains, quantile)) if gains else math.nan
 
 
-def is_better(candidate: dict[str, float], current: dict[str, float],
-              config: BackgroundTrainerConfig, gain_bound: float | None = None) -> bool:
+def is_better(
+    candidate: dict[str, float],
+    current: dict[str, float],
+    config: BackgroundTrainerConfig,
+    gain_bound: float | None = None,
+) -> bool:
     """The swap rule (module docstring); ``gain_bound`` from `bootstrap_gain_bound`."""
     c_ap, k_ap = candidate["pr_auc"], current["pr_auc"]
     c_b, k_b = candidate["brier"], current["brier"]

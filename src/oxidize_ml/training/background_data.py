@@ -32,8 +32,14 @@ class RowBuffer:
     def __len__(self) -> int:
         return int(self.t.size)
 
-    def extend(self, t: np.ndarray, source: np.ndarray, x: np.ndarray, loss_rate: np.ndarray,
-               label: np.ndarray) -> None:
+    def extend(
+        self,
+        t: np.ndarray,
+        source: np.ndarray,
+        x: np.ndarray,
+        loss_rate: np.ndarray,
+        label: np.ndarray,
+    ) -> None:
         keep = slice(-self.capacity, None)
         self.t = np.concatenate((self.t, t))[keep]
         self.source = np.concatenate((self.source, source))[keep]
@@ -52,8 +58,9 @@ class RowSequence:
     label: np.ndarray
 
 
-def split_sequences(t: np.ndarray, source: np.ndarray, x: np.ndarray, loss_rate: np.ndarray,
-                    label: np.ndarray) -> list[RowSequence]:
+def split_sequences(
+    t: np.ndarray, source: np.ndarray, x: np.ndarray, loss_rate: np.ndarray, label: np.ndarray
+) -> list[RowSequence]:
     """Rows grouped per source in time order, cut at gaps longer than `GAP_S`."""
     out: list[RowSequence] = []
     for s in sorted(set(source.tolist()), key=str):
@@ -79,8 +86,10 @@ def window(seqs: Sequence[RowSequence], lo: float, hi: float) -> list[RowSequenc
 def to_loss_sequences(seqs: Sequence[RowSequence], group: str) -> list[Any]:
     from oxidize_ml.training.loss import LossSequence
 
-    return [LossSequence(f"background:{group}/{i}", group, s.t, s.x, s.loss_rate, s.label)
-            for i, s in enumerate(seqs)]
+    return [
+        LossSequence(f"background:{group}/{i}", group, s.t, s.x, s.loss_rate, s.label)
+        for i, s in enumerate(seqs)
+    ]
 
 
 def pack(seqs: Sequence[RowSequence]) -> dict[str, np.ndarray]:
@@ -88,8 +97,9 @@ def pack(seqs: Sequence[RowSequence]) -> dict[str, np.ndarray]:
     lengths = [s.t.size for s in seqs]
     return {
         "t": np.concatenate([s.t for s in seqs]) if seqs else np.zeros(0),
-        "x": (np.concatenate([s.x for s in seqs]) if seqs
-              else np.zeros((0, N_FEATURES), np.float32)),
+        "x": (
+            np.concatenate([s.x for s in seqs]) if seqs else np.zeros((0, N_FEATURES), np.float32)
+        ),
         "loss_rate": np.concatenate([s.loss_rate for s in seqs]) if seqs else np.zeros(0),
         "label": np.concatenate([s.label for s in seqs]) if seqs else np.zeros(0),
         "offsets": np.concatenate(([0], np.cumsum(lengths))).astype(np.int64),
@@ -110,8 +120,12 @@ def features_from_vector(x: np.ndarray, loss_rate: float) -> NetworkFeatures:
     """
     v = [float(a) for a in x]
     return NetworkFeatures(
-        rtt_us=max(v[0], 0.0) * 1e6, rtt_var_us=max(v[1], 0.0) * 5e5,
-        bandwidth_bps=max(v[2], 0.0) * 1e10, loss_rate=min(max(loss_rate, 0.0), 1.0),
-        loss_trend=v[4], inflight=max(v[5], 0.0) * 1e4, cwnd=max(v[6], 0.0) * 1e6,
+        rtt_us=max(v[0], 0.0) * 1e6,
+        rtt_var_us=max(v[1], 0.0) * 5e5,
+        bandwidth_bps=max(v[2], 0.0) * 1e10,
+        loss_rate=min(max(loss_rate, 0.0), 1.0),
+        loss_trend=v[4],
+        inflight=max(v[5], 0.0) * 1e4,
+        cwnd=max(v[6], 0.0) * 1e6,
         buffer_occupancy=min(max(v[7], 0.0), 1.0),
     )

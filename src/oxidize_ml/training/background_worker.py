@@ -23,20 +23,36 @@ from oxidize_ml.training.background_config import BackgroundTrainerConfig
 from oxidize_ml.training.background_data import RowSequence, to_loss_sequences, unpack
 
 
-def _fit(train: Sequence[RowSequence], val: Sequence[RowSequence],
-         config: BackgroundTrainerConfig, seed: int) -> tuple[Any, dict[str, Any]]:
+def _fit(
+    train: Sequence[RowSequence],
+    val: Sequence[RowSequence],
+    config: BackgroundTrainerConfig,
+    seed: int,
+) -> tuple[Any, dict[str, Any]]:
     """(`fit_lstm` result, info): the fit both isolations run."""
     from oxidize_ml.training.loss import fit_lstm
 
-    fit = fit_lstm(to_loss_sequences(train, "train"), to_loss_sequences(val, "val"),
-                   config.loss_train_config(), seed=seed)
-    info = {"epochs": fit.epochs, "best_epoch": fit.best_epoch,
-            "val_pr_auc": fit.val_pr_auc, "val_brier": fit.val_brier}
+    fit = fit_lstm(
+        to_loss_sequences(train, "train"),
+        to_loss_sequences(val, "val"),
+        config.loss_train_config(),
+        seed=seed,
+    )
+    info = {
+        "epochs": fit.epochs,
+        "best_epoch": fit.best_epoch,
+        "val_pr_auc": fit.val_pr_auc,
+        "val_brier": fit.val_brier,
+    }
     return fit, info
 
 
-def fit_in_process(train: Sequence[RowSequence], val: Sequence[RowSequence],
-                   config: BackgroundTrainerConfig, seed: int) -> tuple[Any, dict[str, Any]]:
+def fit_in_process(
+    train: Sequence[RowSequence],
+    val: Sequence[RowSequence],
+    config: BackgroundTrainerConfig,
+    seed: int,
+) -> tuple[Any, dict[str, Any]]:
     """fit_lstm here; returns (numpy LstmLossModel, info)."""
     from oxidize_ml.runtime.models import LstmLossModel
 

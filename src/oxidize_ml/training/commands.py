@@ -61,8 +61,14 @@ def comparison_table(result: PipelineResult) -> Table:
             "kept current": "kept current",
             "kept heuristic": "kept heuristic",
         }.get(c.decision, c.status)
-        table.add_row(name, cand, cur, escape(str(comp.get("current_is", "-"))), decision,
-                      escape(str(comp.get("rule", c.message or "-"))))
+        table.add_row(
+            name,
+            cand,
+            cur,
+            escape(str(comp.get("current_is", "-"))),
+            decision,
+            escape(str(comp.get("rule", c.message or "-"))),
+        )
     return table
 
 
@@ -75,28 +81,60 @@ def register(app: typer.Typer) -> None:
 
     @app.command("train")
     def train_cmd(
-        out: Annotated[Path | None, typer.Option(
-            "--out", help="parent of the versioned model directories (default: "
-            "$OXIDIZE_MODEL_DIR or ~/.cache/oxidize-ml/models)")] = None,
+        out: Annotated[
+            Path | None,
+            typer.Option(
+                "--out",
+                help="parent of the versioned model directories (default: "
+                "$OXIDIZE_MODEL_DIR or ~/.cache/oxidize-ml/models)",
+            ),
+        ] = None,
         seed: Annotated[int, typer.Option(min=0, help="seed of every trainer")] = 0,
-        quick: Annotated[bool, typer.Option(
-            "--quick", help="tiny budgets: a smoke test in about a minute, not useful models")
+        quick: Annotated[
+            bool,
+            typer.Option(
+                "--quick", help="tiny budgets: a smoke test in about a minute, not useful models"
+            ),
         ] = False,
-        data: Annotated[Path | None, typer.Option(
-            "--data", help="root of exported telemetry to train on; candidates are then "
-            "compared with the current models and written only where better")] = None,
-        no_sim: Annotated[bool, typer.Option(
-            "--no-sim", help="train on --data only: no simulator or corpus training data "
-            "(the DQN, which learns in the simulator, is skipped)")] = False,
-        components: Annotated[list[str] | None, typer.Option(
-            "--components", help="train only these (repeatable): loss_predictor, "
-            "congestion_controller, compression_oracle")] = None,
-        current: Annotated[Path | None, typer.Option(
-            "--current", help="model directory to compare with (default with --data: the "
-            "package defaults)")] = None,
-        install_defaults: Annotated[bool, typer.Option(
-            "--install-defaults", help="copy the new model directory into the package's "
-            "shipped defaults (src/oxidize_ml/models/default)")] = False,
+        data: Annotated[
+            Path | None,
+            typer.Option(
+                "--data",
+                help="root of exported telemetry to train on; candidates are then "
+                "compared with the current models and written only where better",
+            ),
+        ] = None,
+        no_sim: Annotated[
+            bool,
+            typer.Option(
+                "--no-sim",
+                help="train on --data only: no simulator or corpus training data "
+                "(the DQN, which learns in the simulator, is skipped)",
+            ),
+        ] = False,
+        components: Annotated[
+            list[str] | None,
+            typer.Option(
+                "--components",
+                help="train only these (repeatable): loss_predictor, "
+                "congestion_controller, compression_oracle",
+            ),
+        ] = None,
+        current: Annotated[
+            Path | None,
+            typer.Option(
+                "--current",
+                help="model directory to compare with (default with --data: the package defaults)",
+            ),
+        ] = None,
+        install_defaults: Annotated[
+            bool,
+            typer.Option(
+                "--install-defaults",
+                help="copy the new model directory into the package's "
+                "shipped defaults (src/oxidize_ml/models/default)",
+            ),
+        ] = False,
         progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
     ) -> None:
         """Train the loss predictor, the DQN and the compression oracle; write
@@ -105,21 +143,31 @@ def register(app: typer.Typer) -> None:
         from oxidize_ml.training import pipeline
 
         if no_sim and data is None:
-            console.print("[red]error:[/] --no-sim needs --data (there would be nothing to "
-                          "train on)")
+            console.print(
+                "[red]error:[/] --no-sim needs --data (there would be nothing to train on)"
+            )
             raise typer.Exit(2)
         names = tuple(components) if components else pipeline.COMPONENTS
         bad = sorted(set(names) - set(pipeline.COMPONENTS))
         if bad:
-            console.print(f"[red]error:[/] unknown components {bad}; choose from "
-                          f"{list(pipeline.COMPONENTS)}")
+            console.print(
+                f"[red]error:[/] unknown components {bad}; choose from {list(pipeline.COMPONENTS)}"
+            )
             raise typer.Exit(2)
         try:
             pipeline.check_training_dependencies()
-            parent = ensure_private_dir(out if out is not None else EnvSettings.from_env().model_dir)
+            parent = ensure_private_dir(
+                out if out is not None else EnvSettings.from_env().model_dir
+            )
             result = pipeline.train_all(
-                parent, seed=seed, quick=quick, data=data, include_sim=not no_sim,
-                components=names, progress=progress, current=current,
+                parent,
+                seed=seed,
+                quick=quick,
+                data=data,
+                include_sim=not no_sim,
+                components=names,
+                progress=progress,
+                current=current,
                 on_event=lambda msg: console.print(f"[bold]{escape(msg)}[/]"),
             )
         except pipeline.MissingTrainingDependency as exc:
@@ -133,9 +181,14 @@ def register(app: typer.Typer) -> None:
             console.print(comparison_table(result))
         minutes = result.wall_time_s / 60.0
         if result.directory is None:
-            console.print(f"no new model directory written ({minutes:.1f} min): "
-                          + ("no candidate beat the current models" if result.compared
-                             else "nothing was trained"))
+            console.print(
+                f"no new model directory written ({minutes:.1f} min): "
+                + (
+                    "no candidate beat the current models"
+                    if result.compared
+                    else "nothing was trained"
+                )
+            )
         else:
             console.print(f"wrote [bold]{result.directory}[/] ({minutes:.1f} min)")
             if install_defaults:

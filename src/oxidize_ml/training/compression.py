@@ -426,22 +426,34 @@ def _quantized_from_feature_vector(f: Sequence[float], size: int) -> QuantizedFe
     if not 0.0 <= bits <= 8.0:
         return None
     magic = MagicKind.NONE
-    for kind, name in ((MagicKind.COMPRESSED, "compressed_magic"), (MagicKind.MEDIA, "media_magic"),
-                       (MagicKind.ENCRYPTED, "encrypted_record")):
+    for kind, name in (
+        (MagicKind.COMPRESSED, "compressed_magic"),
+        (MagicKind.MEDIA, "media_magic"),
+        (MagicKind.ENCRYPTED, "encrypted_record"),
+    ):
         if f[idx[name]] >= 0.5:
             magic = kind
     header = HeaderKind.NONE
     if size <= HEADER_MAX_BYTES:
-        for hkind, name in ((HeaderKind.RTP, "rtp_header"), (HeaderKind.IPV4, "ipv4_header"),
-                            (HeaderKind.IPV6, "ipv6_header"), (HeaderKind.UDP, "udp_header")):
+        for hkind, name in (
+            (HeaderKind.RTP, "rtp_header"),
+            (HeaderKind.IPV4, "ipv4_header"),
+            (HeaderKind.IPV6, "ipv6_header"),
+            (HeaderKind.UDP, "udp_header"),
+        ):
             if f[idx[name]] >= 0.5:
                 header = hkind
                 break
     # The feature stores the table's float; round it to the eighth-bit level exactly
     # as `_ENTROPY_LEVEL` does (its rows hold int(bits * 8 + 0.5)).
     level = int(bits * ENTROPY_STEPS_PER_BIT + 0.5)  # the rule of `_ENTROPY_LEVEL`
-    return QuantizedFeatures(size_bytes=size, size_bucket=_size_bucket(size),
-                             entropy_level=level, magic=magic, header=header)
+    return QuantizedFeatures(
+        size_bytes=size,
+        size_bucket=_size_bucket(size),
+        entropy_level=level,
+        magic=magic,
+        header=header,
+    )
 
 
 def _empty_set() -> LabelledPackets:
@@ -484,8 +496,10 @@ def build_datasets(
     heldout = _empty_set()
     for packets, held in sides:
         labelled = label_packets(
-            [p.data for p in packets], [p.category for p in packets],
-            repeats=config.timing_repeats, codec=codec,
+            [p.data for p in packets],
+            [p.category for p in packets],
+            repeats=config.timing_repeats,
+            codec=codec,
             on_packet=None if task is None else (lambda: progress.advance(task)),
         )
         if held:
@@ -540,7 +554,9 @@ def fit(config: CompressionTrainConfig, data: LabelledPackets, *, seed: int) -> 
     with _torch_threads(config.torch_threads), torch.random.fork_rng():
         torch.manual_seed(seed)
         model = CompressionMlp(
-            n_inputs=N_INPUTS, n_outputs=N_OUTPUTS, hidden=config.hidden,
+            n_inputs=N_INPUTS,
+            n_outputs=N_OUTPUTS,
+            hidden=config.hidden,
             n_hidden_layers=config.n_hidden_layers,
         )
         x = torch.from_numpy(data.inputs)
@@ -622,8 +638,10 @@ def evaluate_oracles(
             "skip_utility_us_per_packet": float(util[:, _SKIP_COL].mean() * 1e6),
         }
         for name, o in oracles.items():
-            chosen = fixed[name] if name in fixed else np.array(
-                [col[d] for d in _decide_all(o(rate), heldout.packets)]
+            chosen = (
+                fixed[name]
+                if name in fixed
+                else np.array([col[d] for d in _decide_all(o(rate), heldout.packets)])
             )
             row[f"{name}_share"] = share_of_optimum(util, chosen, best)
             row[f"{name}_utility_us_per_packet"] = float(util[rows, chosen].mean() * 1e6)
@@ -659,8 +677,12 @@ def measure_decision_cost(
     heuristic = HeuristicCompressionOracle()
     out: dict[str, Any] = {}
     for name, pkt in standard_packets(1400).items():
-        samples = interleaved_us(pkt, {"heuristic": heuristic.decide, "learned": learned.decide},
-                                 rounds=rounds, number=number)
+        samples = interleaved_us(
+            pkt,
+            {"heuristic": heuristic.decide, "learned": learned.decide},
+            rounds=rounds,
+            number=number,
+        )
         # What running the MLP per packet would cost instead of the table.
         mlp_path = timeit.Timer(
             "forward(features(pkt))",
@@ -687,21 +709,24 @@ def judge(
     """Apply the target (module docstring); returns (beats_heuristic, the reasons)."""
     model = [r["model_share"] for r in per_rate]
     heur = [r["heuristic_share"] for r in per_rate]
-    comparable = [(m, h) for m, h in zip(model, heur, strict=True) if m is not None and h is not None]
+    comparable = [
+        (m, h) for m, h in zip(model, heur, strict=True) if m is not None and h is not None
+    ]
     tol = config.max_share_loss_per_rate
     every_rate = bool(comparable) and all(m >= h - tol for m, h in comparable)
     mean_model = float(np.mean([m for m, _ in comparable])) if comparable else None
     mean_heur = float(np.mean([h for _, h in comparable])) if comparable else None
-    mean_gain = (
-        None if mean_model is None or mean_heur is None else mean_model - mean_heur
-    )
+    mean_gain = None if mean_model is None or mean_heur is None else mean_model - mean_heur
     worst_ratio = max(c["learned_over_lz4"] for c in cost.values())
     fast_enough = worst_ratio <= config.max_cost_ratio
     worst_vs_heuristic = max(c["learned_us"] / c["heuristic_us"] for c in cost.values())
     no_slower = worst_vs_heuristic <= config.max_cost_vs_heuristic
     beats = (
-        every_rate and mean_gain is not None and mean_gain > config.min_mean_share_gain
-        and fast_enough and no_slower
+        every_rate
+        and mean_gain is not None
+        and mean_gain > config.min_mean_share_gain
+        and fast_enough
+        and no_slower
     )
     return beats, {
         "share_within_tolerance_every_rate": every_rate,
@@ -731,11 +756,14 @@ def target_text(config: CompressionTrainConfig) -> str:
 def heldout_set(config: CompressionTrainConfig, *, seed: int) -> LabelledPackets:
     """The held-out corpus of `build_datasets`, labelled afresh (same packets, new timings)."""
     packets, _ = corpus_side(
-        seed=EVAL_SEED_BASE + seed, max_packets=config.heldout_packets, heldout=True,
+        seed=EVAL_SEED_BASE + seed,
+        max_packets=config.heldout_packets,
+        heldout=True,
         file_share=config.heldout_file_share,
     )
-    return label_packets([p.data for p in packets], [p.category for p in packets],
-                         repeats=config.timing_repeats)
+    return label_packets(
+        [p.data for p in packets], [p.category for p in packets], repeats=config.timing_repeats
+    )
 
 
 def _mean_share(rows: list[dict[str, Any]], key: str) -> float | None:
@@ -772,13 +800,16 @@ def compare_with_current(
     cand_mean, cur_mean = _mean_share(rows, "candidate_share"), _mean_share(rows, "current_share")
     tol = config.max_share_loss_per_rate
     nowhere_worse = all(
-        r["candidate_share"] is None or r["current_share"] is None
+        r["candidate_share"] is None
+        or r["current_share"] is None
         or r["candidate_share"] >= r["current_share"] - tol
         for r in rows
     )
     better = (
-        cand_mean is not None and cur_mean is not None
-        and cand_mean > cur_mean + REPLACE_MIN_GAIN and nowhere_worse
+        cand_mean is not None
+        and cur_mean is not None
+        and cand_mean > cur_mean + REPLACE_MIN_GAIN
+        and nowhere_worse
     )
     return {
         "candidate_mean_share": cand_mean,
@@ -803,8 +834,11 @@ def _progress(enabled: bool) -> contextlib.AbstractContextManager[Any]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     return Progress(
-        "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-        TimeElapsedColumn(), transient=True,
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        transient=True,
     )
 
 
@@ -862,8 +896,9 @@ def train(
         heldout,
         config.eval_link_rates_bps,
     )
-    cost = measure_decision_cost(engine_oracle, rounds=config.cost_rounds,
-                                 number=config.cost_number)
+    cost = measure_decision_cost(
+        engine_oracle, rounds=config.cost_rounds, number=config.cost_number
+    )
     beats, reasons = judge(config, per_rate, cost)
     wall = time.perf_counter() - t0
     metrics: dict[str, Any] = {

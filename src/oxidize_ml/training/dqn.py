@@ -230,9 +230,10 @@ class DqnTrainConfig:
         if self.episode_s is not None and check_number("episode_s", self.episode_s) <= 0.0:
             raise ValueError(f"episode_s must be > 0, got {self.episode_s!r}")
         check_int("eval_seeds", self.eval_seeds, lo=1)
-        if self.eval_duration_s is not None and check_number(
-            "eval_duration_s", self.eval_duration_s
-        ) <= 0.0:
+        if (
+            self.eval_duration_s is not None
+            and check_number("eval_duration_s", self.eval_duration_s) <= 0.0
+        ):
             raise ValueError(f"eval_duration_s must be > 0, got {self.eval_duration_s!r}")
         check_int("torch_threads", self.torch_threads, lo=1)
 
@@ -240,10 +241,20 @@ class DqnTrainConfig:
     def quick(cls) -> DqnTrainConfig:
         """A tiny budget for smoke tests (seconds, not minutes; not a useful model)."""
         return cls(
-            total_steps=600, demo_steps=400, pretrain_updates=20, batch_size=32,
-            buffer_size=2_000, learning_starts=100, train_frequency=8,
-            target_sync_updates=20, actor_sync_updates=10, episode_s=2.0, eval_seeds=1,
-            eval_duration_s=2.0, eval_train_split=False, use_traces=False,
+            total_steps=600,
+            demo_steps=400,
+            pretrain_updates=20,
+            batch_size=32,
+            buffer_size=2_000,
+            learning_starts=100,
+            train_frequency=8,
+            target_sync_updates=20,
+            actor_sync_updates=10,
+            episode_s=2.0,
+            eval_seeds=1,
+            eval_duration_s=2.0,
+            eval_train_split=False,
+            use_traces=False,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -413,8 +424,11 @@ def make_training_env(config: DqnTrainConfig) -> CongestionEnv:
 
     traces = trace_paths(TRAIN_TRACES) if config.use_traces else []
     return CongestionEnv(
-        scenarios=TRAIN_SCENARIOS, traces=traces, random_links=True,
-        random_link=config.random_link or RandomLinkConfig(), episode_s=config.episode_s,
+        scenarios=TRAIN_SCENARIOS,
+        traces=traces,
+        random_links=True,
+        random_link=config.random_link or RandomLinkConfig(),
+        episode_s=config.episode_s,
         state_config=config.state,
     )
 
@@ -452,8 +466,12 @@ def collect_demonstrations(
                 progress.update(task, completed=done_steps, info=f"{episodes} episodes")
     if task is not None:
         progress.update(task, completed=n_steps, info=f"{episodes} episodes")
-    return {"steps": n_steps, "episodes": episodes, "mean_reward": rewards / max(1, n_steps),
-            "action_share": (counts / max(1, counts.sum())).round(4).tolist()}
+    return {
+        "steps": n_steps,
+        "episodes": episodes,
+        "mean_reward": rewards / max(1, n_steps),
+        "action_share": (counts / max(1, counts.sum())).round(4).tolist(),
+    }
 
 
 def telemetry_transitions(root: str | Path, state_size: int) -> dict[str, np.ndarray]:
@@ -463,8 +481,11 @@ def telemetry_transitions(root: str | Path, state_size: int) -> dict[str, np.nda
     table = read_exports(root)["congestion"]
     states = table.column("state").to_pylist()
     nexts = table.column("next_state").to_pylist()
-    keep = [i for i, (s, n) in enumerate(zip(states, nexts, strict=True))
-            if len(s) == state_size and len(n) == state_size]
+    keep = [
+        i
+        for i, (s, n) in enumerate(zip(states, nexts, strict=True))
+        if len(s) == state_size and len(n) == state_size
+    ]
     actions = np.asarray(table.column("action").to_numpy(zero_copy_only=False), dtype=np.int64)
     rewards = np.asarray(table.column("reward").to_numpy(zero_copy_only=False), dtype=np.float32)
     dones = np.asarray(table.column("done").to_numpy(zero_copy_only=False), dtype=np.float32)
@@ -473,8 +494,7 @@ def telemetry_transitions(root: str | Path, state_size: int) -> dict[str, np.nda
         "states": np.array([states[i] for i in keep], dtype=np.float32).reshape(-1, state_size),
         "actions": actions[idx],
         "rewards": rewards[idx],
-        "next_states": np.array([nexts[i] for i in keep], dtype=np.float32).reshape(
-            -1, state_size),
+        "next_states": np.array([nexts[i] for i in keep], dtype=np.float32).reshape(-1, state_size),
         "dones": dones[idx],
         "rows": np.array(table.num_rows),
     }
@@ -488,8 +508,14 @@ def heldout_suite() -> list[Scenario]:
 
     out = [get_scenario(n) for n in HELDOUT_SCENARIOS]
     for p in trace_paths(HELDOUT_TRACES):
-        out.append(scenario_from_trace(p, rtt_s=TRACE_RTT_S, buffer=BufferSpec(bdp=TRACE_BUFFER_BDP),
-                                       duration_s=TRACE_DURATION_S))
+        out.append(
+            scenario_from_trace(
+                p,
+                rtt_s=TRACE_RTT_S,
+                buffer=BufferSpec(bdp=TRACE_BUFFER_BDP),
+                duration_s=TRACE_DURATION_S,
+            )
+        )
     return out
 
 
@@ -500,14 +526,23 @@ def train_suite() -> list[Scenario]:
 
     out = [get_scenario(n) for n in TRAIN_SCENARIOS]
     for p in trace_paths(TRAIN_TRACES):
-        out.append(scenario_from_trace(p, rtt_s=TRACE_RTT_S, buffer=BufferSpec(bdp=TRACE_BUFFER_BDP),
-                                       duration_s=TRACE_DURATION_S))
+        out.append(
+            scenario_from_trace(
+                p,
+                rtt_s=TRACE_RTT_S,
+                buffer=BufferSpec(bdp=TRACE_BUFFER_BDP),
+                duration_s=TRACE_DURATION_S,
+            )
+        )
     return out
 
 
 def _queue_delay_p95_s(result: Any, scenario: Scenario) -> float:
-    parts = [f.delays_s - spec.delay_s for f, spec in zip(result.flows, scenario.flows, strict=True)
-             if f.delays_s.size]
+    parts = [
+        f.delays_s - spec.delay_s
+        for f, spec in zip(result.flows, scenario.flows, strict=True)
+        if f.delays_s.size
+    ]
     if not parts:
         return math.nan
     return float(np.percentile(np.concatenate(parts), 95.0))
@@ -536,8 +571,11 @@ def evaluate_congestion(
     registry = default_registry()
     registry.register("dqn", dqn_factory(model_path, state_config=state_config))
     controllers = ("dqn", *BASELINES)
-    task = (progress.add_task(label, total=len(scenarios) * len(controllers), info="")
-            if progress else None)
+    task = (
+        progress.add_task(label, total=len(scenarios) * len(controllers), info="")
+        if progress
+        else None
+    )
     per: dict[str, dict[str, dict[str, float]]] = {}
     for sc in scenarios:
         n = seeds if sc.is_random else 1
@@ -545,15 +583,23 @@ def evaluate_congestion(
         for ctrl in controllers:
             runs = []
             for i in range(n):
-                res = simulate(sc, ctrl, seed=EVAL_SEED_BASE + i, duration_s=duration_s,
-                               record_series=False, registry=registry)
-                runs.append({
-                    "throughput_mbps": res.throughput_bps / 1e6,
-                    "delay_p95_ms": res.delay_p95_s * 1e3,
-                    "queue_delay_p95_ms": _queue_delay_p95_s(res, sc) * 1e3,
-                    "loss_rate": res.loss_rate,
-                    "utilisation": res.utilisation,
-                })
+                res = simulate(
+                    sc,
+                    ctrl,
+                    seed=EVAL_SEED_BASE + i,
+                    duration_s=duration_s,
+                    record_series=False,
+                    registry=registry,
+                )
+                runs.append(
+                    {
+                        "throughput_mbps": res.throughput_bps / 1e6,
+                        "delay_p95_ms": res.delay_p95_s * 1e3,
+                        "queue_delay_p95_ms": _queue_delay_p95_s(res, sc) * 1e3,
+                        "loss_rate": res.loss_rate,
+                        "utilisation": res.utilisation,
+                    }
+                )
             per[sc.name][ctrl] = {k: float(np.mean([r[k] for r in runs])) for k in runs[0]}
             per[sc.name][ctrl]["runs"] = n
             if task is not None:
@@ -569,15 +615,24 @@ def evaluate_congestion(
             "delay_p95_ms_mean": float(np.nanmean(d)),
         }
     dqn, cubic = summary["dqn"], summary["cubic"]
-    worst = min((per[s]["dqn"]["throughput_mbps"] / per[s]["cubic"]["throughput_mbps"]
-                 if per[s]["cubic"]["throughput_mbps"] > 0 else math.inf) for s in per)
+    worst = min(
+        (
+            per[s]["dqn"]["throughput_mbps"] / per[s]["cubic"]["throughput_mbps"]
+            if per[s]["cubic"]["throughput_mbps"] > 0
+            else math.inf
+        )
+        for s in per
+    )
     checks = {
         "throughput_vs_cubic": dqn["throughput_mbps_sum"] / cubic["throughput_mbps_sum"],
         "queue_delay_vs_cubic": dqn["queue_delay_p95_ms_mean"] / cubic["queue_delay_p95_ms_mean"],
         "worst_scenario_throughput_vs_cubic": worst,
     }
-    beats = (checks["throughput_vs_cubic"] >= 1.0 and checks["queue_delay_vs_cubic"] <= 0.5
-             and worst >= 0.5)
+    beats = (
+        checks["throughput_vs_cubic"] >= 1.0
+        and checks["queue_delay_vs_cubic"] <= 0.5
+        and worst >= 0.5
+    )
     return {"scenarios": per, "summary": summary, "checks": checks, "beats_heuristic": beats}
 
 
@@ -589,8 +644,13 @@ def _progress(enabled: bool) -> Iterator[Any]:
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("{task.fields[info]}"), TimeElapsedColumn()) as p:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+    ) as p:
         yield p
 
 
@@ -609,9 +669,12 @@ def _mixed_batch(
     if len(parts) == 1:
         b = parts[0]
     else:
-        b = ReplayBatch(*(np.concatenate([getattr(p, f) for p in parts])
-                          for f in ("states", "actions", "rewards", "next_states", "dones",
-                                    "steps")))
+        b = ReplayBatch(
+            *(
+                np.concatenate([getattr(p, f) for p in parts])
+                for f in ("states", "actions", "rewards", "next_states", "dones", "steps")
+            )
+        )
     flags = np.zeros(batch_size, dtype=bool)
     flags[:n_demo] = True
     return b, flags
@@ -649,13 +712,18 @@ def export_dqn_onnx(model: DqnMlp, path: Path, *, seed: int = 0, n: int = 64) ->
     export_onnx(model, tmp, verify_n=0, seed=seed)
     try:
         err = verify_onnx(model, tmp, n=n, seed=seed)
-        x = torch.from_numpy(np.random.default_rng(seed).standard_normal(
-            (n, model.config.n_inputs)).astype(np.float32))
+        x = torch.from_numpy(
+            np.random.default_rng(seed)
+            .standard_normal((n, model.config.n_inputs))
+            .astype(np.float32)
+        )
         with torch.no_grad():
             scale = max(1.0, float(model(x).abs().max()))
         if not err <= ONNX_TOLERANCE * scale:
-            raise ValueError(f"onnxruntime output differs from torch by {err:.3g} > "
-                             f"{ONNX_TOLERANCE} x {scale:.3g}; not written")
+            raise ValueError(
+                f"onnxruntime output differs from torch by {err:.3g} > "
+                f"{ONNX_TOLERANCE} x {scale:.3g}; not written"
+            )
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -701,29 +769,49 @@ def fit_dqn(
     # ---- 1. demonstrations ----------------------------------------------------------------
     if config.demo_steps:
         summary["demonstrations"] = collect_demonstrations(
-            env, config.demo_steps, NStepAccumulator(config.n_step, config.gamma, demo_buf),
-            progress=prog)
+            env,
+            config.demo_steps,
+            NStepAccumulator(config.n_step, config.gamma, demo_buf),
+            progress=prog,
+        )
 
     # ---- telemetry pre-fill (optional) ---------------------------------------------------
     if telemetry_root is not None:
         tel = telemetry_transitions(telemetry_root, state_size)
-        agent_buf.add_batch(tel["states"], tel["actions"], tel["rewards"],
-                            tel["next_states"], tel["dones"])
-        summary["telemetry"] = {"root": str(telemetry_root), "rows": int(tel["rows"]),
-                                "used": len(tel["actions"])}
+        agent_buf.add_batch(
+            tel["states"], tel["actions"], tel["rewards"], tel["next_states"], tel["dones"]
+        )
+        summary["telemetry"] = {
+            "root": str(telemetry_root),
+            "rows": int(tel["rows"]),
+            "used": len(tel["actions"]),
+        }
 
     # ---- 2. warm start: TD (+ optional DQfD margin) on the demonstrations --------------
     updates = 0
     if config.pretrain_updates and len(demo_buf):
-        task = prog.add_task("warm start (BBR demonstrations)", total=config.pretrain_updates, info="") \
-            if prog else None
+        task = (
+            prog.add_task("warm start (BBR demonstrations)", total=config.pretrain_updates, info="")
+            if prog
+            else None
+        )
         all_demo = np.ones(config.batch_size, dtype=bool)
         for _ in range(config.pretrain_updates):
             b = demo_buf.sample(config.batch_size)
-            stats.losses.append(dqn_update(
-                q_net, target_net, optimizer, b, gamma=config.gamma,
-                huber_delta=config.huber_delta, max_grad_norm=config.max_grad_norm,
-                demo=all_demo, margin=config.margin, margin_weight=config.margin_weight))
+            stats.losses.append(
+                dqn_update(
+                    q_net,
+                    target_net,
+                    optimizer,
+                    b,
+                    gamma=config.gamma,
+                    huber_delta=config.huber_delta,
+                    max_grad_norm=config.max_grad_norm,
+                    demo=all_demo,
+                    margin=config.margin,
+                    margin_weight=config.margin_weight,
+                )
+            )
             updates += 1
             if updates % config.target_sync_updates == 0:
                 target_net.load_state_dict(q_net.state_dict())
@@ -731,10 +819,14 @@ def fit_dqn(
                 prog.update(task, completed=updates, info=f"loss {stats.mean_loss():.4f}")
         target_net.load_state_dict(q_net.state_dict())
         if task is not None:
-            prog.update(task, completed=config.pretrain_updates,
-                        info=f"loss {stats.mean_loss():.4f}")
-        summary["warm_start"] = {"updates": updates, "final_loss": stats.mean_loss(),
-                                 "demo_agreement": _agreement(q_net, demo_buf)}
+            prog.update(
+                task, completed=config.pretrain_updates, info=f"loss {stats.mean_loss():.4f}"
+            )
+        summary["warm_start"] = {
+            "updates": updates,
+            "final_loss": stats.mean_loss(),
+            "demo_agreement": _agreement(q_net, demo_buf),
+        }
 
     # ---- 3. DQN: epsilon-greedy in the environment ------------------------------------
     actor = MlpModel(weights_from_torch(q_net))
@@ -760,27 +852,46 @@ def fit_dqn(
             s, _ = env.reset()
             nstep.reset()
         if step >= config.learning_starts and step % config.train_frequency == 0:
-            batch, flags = _mixed_batch(demo_buf, agent_buf, config.batch_size,
-                                        config.demo_fraction)
-            stats.losses.append(dqn_update(
-                q_net, target_net, optimizer, batch, gamma=config.gamma,
-                huber_delta=config.huber_delta, max_grad_norm=config.max_grad_norm,
-                demo=flags, margin=config.margin, margin_weight=config.margin_weight))
+            batch, flags = _mixed_batch(
+                demo_buf, agent_buf, config.batch_size, config.demo_fraction
+            )
+            stats.losses.append(
+                dqn_update(
+                    q_net,
+                    target_net,
+                    optimizer,
+                    batch,
+                    gamma=config.gamma,
+                    huber_delta=config.huber_delta,
+                    max_grad_norm=config.max_grad_norm,
+                    demo=flags,
+                    margin=config.margin,
+                    margin_weight=config.margin_weight,
+                )
+            )
             updates += 1
             if updates % config.target_sync_updates == 0:
                 target_net.load_state_dict(q_net.state_dict())
             if updates % config.actor_sync_updates == 0:
                 actor = MlpModel(weights_from_torch(q_net))
         if task is not None and step % 1000 == 0:
-            prog.update(task, completed=step, info=(
-                f"eps {eps:.3f} loss {stats.mean_loss():.4f} "
-                f"reward/step {stats.mean_return():.3f}"))
+            prog.update(
+                task,
+                completed=step,
+                info=(
+                    f"eps {eps:.3f} loss {stats.mean_loss():.4f} "
+                    f"reward/step {stats.mean_return():.3f}"
+                ),
+            )
     if task is not None:
         prog.update(task, completed=config.total_steps)
     env.close()
     summary["dqn"] = {
-        "steps": config.total_steps, "episodes": episodes, "updates": updates,
-        "final_loss": stats.mean_loss(), "final_epsilon": config.epsilon(config.total_steps - 1),
+        "steps": config.total_steps,
+        "episodes": episodes,
+        "updates": updates,
+        "final_loss": stats.mean_loss(),
+        "final_epsilon": config.epsilon(config.total_steps - 1),
         "recent_reward_per_step": stats.mean_return(),
         "demo_agreement": _agreement(q_net, demo_buf),
     }
@@ -838,33 +949,49 @@ def train(
         # ---- 5. evaluation on the held-out split -----------------------------------------
         t_eval = time.perf_counter()
         heldout = evaluate_congestion(
-            st_path, heldout_suite(), state_config=config.state, seeds=config.eval_seeds,
-            duration_s=config.eval_duration_s, progress=prog)
+            st_path,
+            heldout_suite(),
+            state_config=config.state,
+            seeds=config.eval_seeds,
+            duration_s=config.eval_duration_s,
+            progress=prog,
+        )
         metrics: dict[str, Any] = {"heldout": heldout, "checks": heldout["checks"]}
         if config.eval_train_split:
             metrics["train_split"] = evaluate_congestion(
-                st_path, train_suite(), state_config=config.state, seeds=1,
-                duration_s=config.eval_duration_s, progress=prog,
-                label="training-split check")
+                st_path,
+                train_suite(),
+                state_config=config.state,
+                seeds=1,
+                duration_s=config.eval_duration_s,
+                progress=prog,
+                label="training-split check",
+            )
         eval_s = time.perf_counter() - t_eval
 
     training = {
         "algorithm": "TD warm start on BBR demonstrations, then n-step dueling Double DQN",
         "data": {
             "train_scenarios": list(TRAIN_SCENARIOS),
-            "train_traces": [p.name for p in trace_paths(TRAIN_TRACES)] if config.use_traces
+            "train_traces": [p.name for p in trace_paths(TRAIN_TRACES)]
+            if config.use_traces
             else [],
             "random_links": True,
             "seed_base": TRAIN_SEED_BASE,
         },
-        "heldout": {"scenarios": list(HELDOUT_SCENARIOS),
-                    "traces": [p.name for p in trace_paths(HELDOUT_TRACES)],
-                    "seed_base": EVAL_SEED_BASE},
+        "heldout": {
+            "scenarios": list(HELDOUT_SCENARIOS),
+            "traces": [p.name for p in trace_paths(HELDOUT_TRACES)],
+            "seed_base": EVAL_SEED_BASE,
+        },
         "seed": seed,
         "hyperparameters": config.to_dict(),
         "phases": summary,
-        "wall_time_s": {"training": round(train_s, 1), "evaluation": round(eval_s, 1),
-                        "total": round(time.perf_counter() - t_start, 1)},
+        "wall_time_s": {
+            "training": round(train_s, 1),
+            "evaluation": round(eval_s, 1),
+            "total": round(time.perf_counter() - t_start, 1),
+        },
         "torch_threads": config.torch_threads,
     }
     return TrainResult(

@@ -42,12 +42,18 @@ def torch_online_trainer(learner: OnlineLearner) -> None:
                 return
             batch = learner.replay.sample(cfg.batch_size)
             learner.last_loss = dqn_update(
-                online, target, opt, batch, gamma=cfg.gamma, huber_delta=cfg.huber_delta,
+                online,
+                target,
+                opt,
+                batch,
+                gamma=cfg.gamma,
+                huber_delta=cfg.huber_delta,
                 max_grad_norm=cfg.max_grad_norm,
             )
             learner.updates += 1
             if learner.updates % cfg.target_sync_updates == 0:
                 target.load_state_dict(online.state_dict())
             if learner.updates % cfg.publish_every_updates == 0:
-                learner.publish({k: v.detach().cpu().numpy().copy()
-                                 for k, v in online.state_dict().items()})
+                learner.publish(
+                    {k: v.detach().cpu().numpy().copy() for k, v in online.state_dict().items()}
+                )

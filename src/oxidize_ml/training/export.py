@@ -220,8 +220,14 @@ def _export_proto_bytes(
         warnings.simplefilter("ignore", DeprecationWarning)  # the legacy exporter says it is legacy
         # torch's annotation says str | PathLike, but the TorchScript exporter
         # documents and accepts a binary file object too; the wrong stub is torch's.
-        torch.onnx.export(graph, args, buf, dynamo=False,  # type: ignore[arg-type]
-                          input_names=inputs, output_names=outputs)
+        torch.onnx.export(
+            graph,
+            args,
+            buf,  # type: ignore[arg-type]
+            dynamo=False,
+            input_names=inputs,
+            output_names=outputs,
+        )
     return onnx.load_from_string(buf.getvalue()), "torchscript"
 
 

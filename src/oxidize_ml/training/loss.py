@@ -204,24 +204,31 @@ def train(
     with _progress(progress) as prog:
         seqs = build_training_data(config, telemetry_root=telemetry_root, progress=prog)
         t_data = time.perf_counter()
-        train_seqs, val_seqs = split_by_run(seqs, config.val_fraction,
-                                            np.random.default_rng([seed, 3]))
+        train_seqs, val_seqs = split_by_run(
+            seqs, config.val_fraction, np.random.default_rng([seed, 3])
+        )
         fit = fit_lstm(train_seqs, val_seqs, config, seed=seed, progress=prog)
         t_fit = time.perf_counter()
         with _torch_determinism(seed, config.torch_threads):
             st_path = export_safetensors(
-                fit.model, out / f"{STEM}.safetensors",
-                extra_metadata={"seed": str(seed), "target": config.target})
+                fit.model,
+                out / f"{STEM}.safetensors",
+                extra_metadata={"seed": str(seed), "target": config.target},
+            )
             export_onnx(fit.model, out / f"{STEM}.onnx", seed=seed)
         t_export = time.perf_counter()
         runtime_model = load_lstm(st_path)
         held = heldout_runs(config)
         primary_seqs = simulate_all(held["primary"], progress=prog, what="simulating (held out)")
-        random_seqs = simulate_all(held["random"], progress=prog,
-                                   what="simulating (held-out random)")
+        random_seqs = simulate_all(
+            held["random"], progress=prog, what="simulating (held-out random)"
+        )
         primary = compare(primary_seqs, runtime_model, fec=config.fec, scales=config.fec_scales)
-        secondary = (compare(random_seqs, runtime_model, fec=config.fec, scales=config.fec_scales)
-                     if random_seqs else None)
+        secondary = (
+            compare(random_seqs, runtime_model, fec=config.fec, scales=config.fec_scales)
+            if random_seqs
+            else None
+        )
     t_end = time.perf_counter()
     beats = meets_target(primary)
     metrics: dict[str, Any] = {
@@ -241,10 +248,13 @@ def train(
     training: dict[str, Any] = {
         "seed": seed,
         "config": config.to_dict(),
-        "label": ("mean loss_rate of the observations in (t + 0.05 s, t + 0.10 s]; "
-                  "positive = label > 0"),
-        "buffer_occupancy": ("sender-side estimate (srtt - min srtt) / srtt recomputed from "
-                             "the simulator's hook, not the simulator's true queue fill"),
+        "label": (
+            "mean loss_rate of the observations in (t + 0.05 s, t + 0.10 s]; positive = label > 0"
+        ),
+        "buffer_occupancy": (
+            "sender-side estimate (srtt - min srtt) / srtt recomputed from "
+            "the simulator's hook, not the simulator's true queue fill"
+        ),
         "data": {
             "train": summarize(train_seqs),
             "validation": summarize(val_seqs),
@@ -308,4 +318,3 @@ __all__ = [
     "train",
     "training_runs",
 ]
-

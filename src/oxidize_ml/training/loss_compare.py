@@ -69,10 +69,14 @@ def ewma_predictions(seq: LossSequence, predictor: EwmaLossPredictor | None = No
         # The EWMA reads rtt and rtt_var (its jitter term) and the fed loss rate;
         # the rest of the record is rebuilt for validation only.
         f = NetworkFeatures(
-            rtt_us=float(x[i, 0]) * 1e6, rtt_var_us=float(x[i, 1]) * 5e5,
-            bandwidth_bps=float(x[i, 2]) * 1e10, loss_rate=float(seq.loss_rate[i]),
-            loss_trend=float(x[i, 4]), inflight=float(x[i, 5]) * 1e4,
-            cwnd=float(x[i, 6]) * 1e6, buffer_occupancy=float(x[i, 7]),
+            rtt_us=float(x[i, 0]) * 1e6,
+            rtt_var_us=float(x[i, 1]) * 5e5,
+            bandwidth_bps=float(x[i, 2]) * 1e10,
+            loss_rate=float(seq.loss_rate[i]),
+            loss_trend=float(x[i, 4]),
+            inflight=float(x[i, 5]) * 1e4,
+            cwnd=float(x[i, 6]) * 1e6,
+            buffer_occupancy=float(x[i, 7]),
         )
         now = float(seq.t[i])
         pred.learn_one(f, f.loss_rate, now=now)
@@ -126,8 +130,11 @@ def compare(
     for lvl in (0.02, 0.05, 0.10, 0.20):
         re_ = interpolate_at(o_e, r_e, lvl)
         rl_ = interpolate_at(o_l, r_l, lvl)
-        levels[f"{lvl:.2f}"] = {"lstm": rl_, "ewma": re_,
-                                "ratio": rl_ / re_ if re_ > 0 else float("nan")}
+        levels[f"{lvl:.2f}"] = {
+            "lstm": rl_,
+            "ewma": re_,
+            "ratio": rl_ / re_ if re_ > 0 else float("nan"),
+        }
     out["fec"] = {
         "k_data_packets": fec.k_data_packets,
         "no_fec_residual": float(y.mean()),
@@ -139,18 +146,25 @@ def compare(
         # too), against the EWMA at that same overhead: reported, not the target.
         "lstm_operating_point": _operating_point(o_l[j], r_l[j], o_e, r_e),
         "at_overhead": levels,
-        "sweep": {"scales": list(map(float, scales)),
-                  "lstm": {"overhead": o_l.tolist(), "residual": r_l.tolist()},
-                  "ewma": {"overhead": o_e.tolist(), "residual": r_e.tolist()}},
+        "sweep": {
+            "scales": list(map(float, scales)),
+            "lstm": {"overhead": o_l.tolist(), "residual": r_l.tolist()},
+            "ewma": {"overhead": o_e.tolist(), "residual": r_e.tolist()},
+        },
     }
     return out
 
 
-def _operating_point(over: float, res: float, o_ref: np.ndarray,
-                     r_ref: np.ndarray) -> dict[str, float]:
+def _operating_point(
+    over: float, res: float, o_ref: np.ndarray, r_ref: np.ndarray
+) -> dict[str, float]:
     ref = interpolate_at(o_ref, r_ref, float(over))
-    return {"overhead": float(over), "residual_lstm": float(res), "residual_ewma": ref,
-            "ratio": float(res) / ref if ref > 0 else float("nan")}
+    return {
+        "overhead": float(over),
+        "residual_lstm": float(res),
+        "residual_ewma": ref,
+        "ratio": float(res) / ref if ref > 0 else float("nan"),
+    }
 
 
 def _json_safe(obj: Any) -> Any:
@@ -174,5 +188,3 @@ def meets_target(primary: dict[str, Any]) -> bool:
     if gain is None or ratio is None:  # undefined (no loss held out): not met
         return False
     return bool(gain >= PR_AUC_MARGIN and ratio <= RESIDUAL_RATIO_MAX)
-
-

@@ -30,7 +30,6 @@ TARGET: Final = (
 _DEFAULT_SCALES: Final = (0.0, *tuple(float(s) for s in np.geomspace(0.02, 200.0, 49)))
 
 
-
 # ---------------------------------------------------------------------------------- config
 @dataclass(frozen=True, slots=True)
 class LossTrainConfig:
@@ -225,5 +224,3 @@ class LossTrainConfig:
 def _check_positive(name: str, value: object) -> None:
     if check_number(name, value) <= 0.0:
         raise ValueError(f"{name} must be > 0, got {value!r}")
-
-

@@ -34,6 +34,7 @@ _TELEMETRY_GAP_S: Final = 1.0
 """a gap longer than this between two telemetry rows of one source starts a new
 sequence (a new connection or a restart): state must not be carried across it"""
 
+
 # ---------------------------------------------------------------------------------- data
 @dataclass(frozen=True, slots=True, eq=False)
 class LossSequence:
@@ -90,8 +91,7 @@ class _Recorder:
             t = np.array([r[0] for r in rows], dtype=np.float64)
             x = np.array([r[1] for r in rows], dtype=np.float32)
             lr = np.array([r[2] for r in rows], dtype=np.float64)
-            out.append(LossSequence(f"{source}/flow{flow}", group, t, x, lr,
-                                    horizon_labels(t, lr)))
+            out.append(LossSequence(f"{source}/flow{flow}", group, t, x, lr, horizon_labels(t, lr)))
         return out
 
 
@@ -116,8 +116,14 @@ def simulate_sequences(run: RunSpec) -> list[LossSequence]:
     from oxidize_ml.sim import simulate
 
     rec = _Recorder()
-    simulate(run.scenario, run.controller, seed=run.seed, duration_s=run.duration_s,
-             record_series=False, on_interval=rec)
+    simulate(
+        run.scenario,
+        run.controller,
+        seed=run.seed,
+        duration_s=run.duration_s,
+        record_series=False,
+        on_interval=rec,
+    )
     return rec.sequences(run.source, run.group)
 
 
@@ -158,13 +164,15 @@ def random_link_scenario(rng: np.random.Generator, *, name: str, duration_s: flo
         n = int(rng.integers(2, 5))
         times = np.sort(rng.uniform(0.5, duration_s, n - 1))
         rates = [rate * _log_uniform(rng, 0.25, 4.0) ** (i > 0) for i in range(n)]
-        link = StepLink(((0.0, rates[0]), *((float(t), r) for t, r in zip(times, rates[1:],
-                                                                            strict=True))))
+        link = StepLink(
+            ((0.0, rates[0]), *((float(t), r) for t, r in zip(times, rates[1:], strict=True)))
+        )
     else:
         base = CellularConfig()
         factor = rate / float(np.mean(base.state_rates_bps))
-        link = CellularLink(replace(base, state_rates_bps=tuple(r * factor
-                                                                for r in base.state_rates_bps)))
+        link = CellularLink(
+            replace(base, state_rates_bps=tuple(r * factor for r in base.state_rates_bps))
+        )
     bdp_packets = rate * rtt / 8.0 / 1500.0
     packets = max(2, round(_log_uniform(rng, 0.1, 4.0) * bdp_packets))
     u = rng.uniform()
@@ -173,16 +181,26 @@ def random_link_scenario(rng: np.random.Generator, *, name: str, duration_s: flo
     elif u < 0.65:
         loss = BernoulliLoss(_log_uniform(rng, 0.0005, 0.03))
     else:
-        loss = GilbertElliottLoss(p=_log_uniform(rng, 0.0005, 0.01),
-                                  r=1.0 / _log_uniform(rng, 2.0, 20.0),
-                                  k=1.0, h=float(rng.uniform(0.2, 0.9)))
+        loss = GilbertElliottLoss(
+            p=_log_uniform(rng, 0.0005, 0.01),
+            r=1.0 / _log_uniform(rng, 2.0, 20.0),
+            k=1.0,
+            h=float(rng.uniform(0.2, 0.9)),
+        )
     n_flows = 1 if rng.uniform() < 0.85 else int(rng.integers(2, 4))
     flows = tuple(
         FlowSpec(delay_s=rtt / 2.0, start_s=0.0 if i == 0 else float(rng.uniform(0.0, 5.0)))
         for i in range(n_flows)
     )
-    return Scenario(name, link, flows, BufferSpec(packets=packets), loss=loss,
-                    duration_s=duration_s, description="domain-randomised training link")
+    return Scenario(
+        name,
+        link,
+        flows,
+        BufferSpec(packets=packets),
+        loss=loss,
+        duration_s=duration_s,
+        description="domain-randomised training link",
+    )
 
 
 def _trace_scenario(path: Path, rng: np.random.Generator | None, *, duration_s: float) -> Any:
@@ -191,13 +209,18 @@ def _trace_scenario(path: Path, rng: np.random.Generator | None, *, duration_s: 
     from oxidize_ml.sim import BufferSpec, scenario_from_trace
 
     if rng is None:
-        return scenario_from_trace(path, rtt_s=TRACE_RTT_S, buffer=BufferSpec(bdp=TRACE_BUFFER_BDP),
-                                   duration_s=duration_s)
+        return scenario_from_trace(
+            path, rtt_s=TRACE_RTT_S, buffer=BufferSpec(bdp=TRACE_BUFFER_BDP), duration_s=duration_s
+        )
     rtt = _log_uniform(rng, 0.020, 0.200)
     bdp = _log_uniform(rng, 0.5, 3.0)
-    return scenario_from_trace(path, rtt_s=rtt, buffer=BufferSpec(bdp=bdp),
-                               duration_s=duration_s,
-                               name=f"trace-{path.name}-rtt{rtt * 1000:.0f}-bdp{bdp:.2f}")
+    return scenario_from_trace(
+        path,
+        rtt_s=rtt,
+        buffer=BufferSpec(bdp=bdp),
+        duration_s=duration_s,
+        name=f"trace-{path.name}-rtt{rtt * 1000:.0f}-bdp{bdp:.2f}",
+    )
 
 
 def training_runs(config: LossTrainConfig) -> list[RunSpec]:
@@ -219,8 +242,7 @@ def training_runs(config: LossTrainConfig) -> list[RunSpec]:
     for k in range(config.random_links):
         seed = TRAIN_SEED_BASE + i
         rng = np.random.default_rng([seed, 1])
-        sc = random_link_scenario(rng, name=f"random-{k}",
-                                  duration_s=config.random_link_duration_s)
+        sc = random_link_scenario(rng, name=f"random-{k}", duration_s=config.random_link_duration_s)
         ctrl = config.controllers[int(rng.integers(len(config.controllers)))]
         runs.append(RunSpec(sc, ctrl, seed, "random"))
         i += 1
@@ -229,8 +251,9 @@ def training_runs(config: LossTrainConfig) -> list[RunSpec]:
             for ctrl in config.controllers:
                 for _ in range(config.trace_variants):
                     seed = TRAIN_SEED_BASE + i
-                    sc = _trace_scenario(path, np.random.default_rng([seed, 2]),
-                                         duration_s=config.trace_duration_s)
+                    sc = _trace_scenario(
+                        path, np.random.default_rng([seed, 2]), duration_s=config.trace_duration_s
+                    )
                     runs.append(RunSpec(sc, ctrl, seed, f"trace:{path.name}"))
                     i += 1
     return runs
@@ -250,8 +273,11 @@ def heldout_runs(config: LossTrainConfig) -> dict[str, list[RunSpec]]:
         sc = get_scenario(name)
         for ctrl in config.eval_controllers:
             for _ in range(config.eval_seeds if sc.is_random else 1):
-                primary.append(RunSpec(sc, ctrl, EVAL_SEED_BASE + i, f"scenario:{name}",
-                                       config.eval_duration_s))
+                primary.append(
+                    RunSpec(
+                        sc, ctrl, EVAL_SEED_BASE + i, f"scenario:{name}", config.eval_duration_s
+                    )
+                )
                 i += 1
     if config.eval_traces:
         for path in trace_paths(HELDOUT_TRACES):
@@ -299,8 +325,11 @@ def telemetry_sequences(root: str | Path) -> list[LossSequence]:
         for k, part in enumerate(np.split(idx, cuts)):
             if part.size < 2:
                 continue
-            out.append(LossSequence(f"telemetry:{s}/{k}", "telemetry", ts[part], x[part],
-                                    lr[part], lab[part]))
+            out.append(
+                LossSequence(
+                    f"telemetry:{s}/{k}", "telemetry", ts[part], x[part], lr[part], lab[part]
+                )
+            )
     return out
 
 
@@ -315,12 +344,23 @@ def _progress(enabled: bool) -> Any:
         TimeElapsedColumn,
     )
 
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("{task.fields[info]}"), TimeElapsedColumn(), transient=False)
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        transient=False,
+    )
 
 
-def simulate_all(runs: Sequence[RunSpec], *, progress: Any = None, what: str = "simulating",
-                 max_rows: int | None = None) -> list[LossSequence]:
+def simulate_all(
+    runs: Sequence[RunSpec],
+    *,
+    progress: Any = None,
+    what: str = "simulating",
+    max_rows: int | None = None,
+) -> list[LossSequence]:
     """Simulate ``runs`` in order; stop adding runs once ``max_rows`` rows are held."""
     task = progress.add_task(what, total=len(runs), info="") if progress is not None else None
     out: list[LossSequence] = []
@@ -356,8 +396,9 @@ def summarize(seqs: Sequence[LossSequence]) -> dict[str, Any]:
     return out
 
 
-def split_by_run(seqs: Sequence[LossSequence], val_fraction: float,
-                 rng: np.random.Generator) -> tuple[list[LossSequence], list[LossSequence]]:
+def split_by_run(
+    seqs: Sequence[LossSequence], val_fraction: float, rng: np.random.Generator
+) -> tuple[list[LossSequence], list[LossSequence]]:
     """Validation = whole runs (all flows of a run together), ``val_fraction`` of them."""
     runs = sorted({s.source.rsplit("/flow", 1)[0] for s in seqs})
     n_val = max(1, round(val_fraction * len(runs)))
@@ -369,11 +410,16 @@ def split_by_run(seqs: Sequence[LossSequence], val_fraction: float,
     return train, val
 
 
-def build_training_data(config: LossTrainConfig, *, telemetry_root: str | Path | None = None,
-                        progress: Any = None) -> list[LossSequence]:
+def build_training_data(
+    config: LossTrainConfig, *, telemetry_root: str | Path | None = None, progress: Any = None
+) -> list[LossSequence]:
     """All training sequences: simulator runs of the training split, then telemetry."""
-    seqs = simulate_all(training_runs(config), progress=progress, what="simulating (train)",
-                        max_rows=config.max_rows)
+    seqs = simulate_all(
+        training_runs(config),
+        progress=progress,
+        what="simulating (train)",
+        max_rows=config.max_rows,
+    )
     if telemetry_root is not None:
         rows = sum(len(s) for s in seqs)
         for s in telemetry_sequences(telemetry_root):
@@ -382,5 +428,3 @@ def build_training_data(config: LossTrainConfig, *, telemetry_root: str | Path |
             seqs.append(s)
             rows += len(s)
     return [s for s in seqs if len(s) > 1 and not np.isnan(s.label).all()]
-
-

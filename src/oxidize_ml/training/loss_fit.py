@@ -87,8 +87,9 @@ def _pack(seqs: Sequence[LossSequence], mu: np.ndarray, sd: np.ndarray) -> _Pack
     )
 
 
-def _segments(packed: _Packed, seg: int, burn_in: int,
-              rng: np.random.Generator) -> list[tuple[int, int, bool]]:
+def _segments(
+    packed: _Packed, seg: int, burn_in: int, rng: np.random.Generator
+) -> list[tuple[int, int, bool]]:
     """(global start, length, starts a connection) for one epoch, random phase per sequence."""
     out = []
     for start, n in zip(packed.starts.tolist(), packed.lengths.tolist(), strict=True):
@@ -100,8 +101,9 @@ def _segments(packed: _Packed, seg: int, burn_in: int,
     return out
 
 
-def _batch_index(segs: Sequence[tuple[int, int, bool]], seg: int, pad: int,
-                 burn_in: int) -> tuple[np.ndarray, np.ndarray]:
+def _batch_index(
+    segs: Sequence[tuple[int, int, bool]], seg: int, pad: int, burn_in: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Row indices ``[B, seg]`` (padding -> ``pad``) and a burn-in keep mask ``[B, seg]``."""
     idx = np.full((len(segs), seg), pad, dtype=np.int64)
     keep = np.ones((len(segs), seg), dtype=np.float32)
@@ -245,22 +247,27 @@ def _fit(
     base = min(max(float(lab.mean()) if lab.size else 0.01, 1e-4), 0.5)
     with torch.no_grad():
         core.head.bias.fill_(math.log(base / (1.0 - base)))
-    opt = torch.optim.Adam(core.parameters(), lr=config.learning_rate,
-                           weight_decay=config.weight_decay)
+    opt = torch.optim.Adam(
+        core.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+    )
     seg, burn, chunk = config.segment_steps, config.burn_in_steps, config.model.seq_len
     pad = tr.x.shape[0] - 1
     pw = torch.tensor(pos_weight)
-    task = (progress.add_task("training LSTM", total=config.max_epochs, info="")
-            if progress is not None else None)
+    task = (
+        progress.add_task("training LSTM", total=config.max_epochs, info="")
+        if progress is not None
+        else None
+    )
     best_ap, best_epoch, best_state = -1.0, 0, None
     history: list[dict[str, float]] = []
     epochs = 0
     for epoch in range(1, config.max_epochs + 1):
         epochs = epoch
         frac = (epoch - 1) / max(config.max_epochs - 1, 1)
-        lr = config.learning_rate * (config.lr_final_fraction
-                                     + (1.0 - config.lr_final_fraction)
-                                     * 0.5 * (1.0 + math.cos(math.pi * frac)))
+        lr = config.learning_rate * (
+            config.lr_final_fraction
+            + (1.0 - config.lr_final_fraction) * 0.5 * (1.0 + math.cos(math.pi * frac))
+        )
         for group in opt.param_groups:
             group["lr"] = lr
         core.train()
@@ -275,15 +282,17 @@ def _fit(
             yb = (tr.y_bin if config.target == "binary" else tr.y_soft)[idx]
             mb = tr.valid[idx] * torch.from_numpy(keep_np)
             state = core.zero_state(len(batch))
-            for (xc, yc), (mc, _) in zip(iter_tbptt_chunks(xb, yb, chunk),
-                                         iter_tbptt_chunks(mb, mb, chunk), strict=True):
+            for (xc, yc), (mc, _) in zip(
+                iter_tbptt_chunks(xb, yb, chunk), iter_tbptt_chunks(mb, mb, chunk), strict=True
+            ):
                 if float(mc.sum()) == 0.0:
                     with torch.no_grad():
                         _, state = core.forward_logits(xc, state)
                     continue
                 z, state = core.forward_logits(xc, state)
-                loss_el = nnf.binary_cross_entropy_with_logits(z, yc, pos_weight=pw,
-                                                              reduction="none")
+                loss_el = nnf.binary_cross_entropy_with_logits(
+                    z, yc, pos_weight=pw, reduction="none"
+                )
                 # Normalised by the chunk size, not the valid count: padded and
                 # burn-in steps simply weigh nothing.
                 loss = (loss_el * mc).sum() / mc.numel()
@@ -296,14 +305,16 @@ def _fit(
                 count += int(mc.sum())
         core.eval()
         ap, bce = _val_scores(_sequence_logits(core, va), va)
-        history.append({"epoch": epoch, "train_loss": total / max(count, 1),
-                        "val_pr_auc": ap, "val_bce": bce})
+        history.append(
+            {"epoch": epoch, "train_loss": total / max(count, 1), "val_pr_auc": ap, "val_bce": bce}
+        )
         if ap > best_ap:
             best_ap, best_epoch = ap, epoch
             best_state = {k: v.detach().clone() for k, v in core.state_dict().items()}
         if progress is not None:
-            progress.update(task, advance=1,
-                            info=f"val PR-AUC {ap:.3f} (best {best_ap:.3f} @ {best_epoch})")
+            progress.update(
+                task, advance=1, info=f"val PR-AUC {ap:.3f} (best {best_ap:.3f} @ {best_epoch})"
+            )
         if epoch - best_epoch >= config.patience:
             break
     assert best_state is not None
@@ -327,5 +338,3 @@ def _fit(
         val_pr_auc=best_ap,
         val_brier=brier(p, y[valid]),
     )
-
-

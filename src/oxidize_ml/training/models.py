@@ -74,8 +74,8 @@ class LossLstm(nn.Module):
         # get_parameter, not attribute access: nn.Module's __getattr__ is typed
         # Tensor | Module, which the arithmetic below cannot take.
         w_ih, b_ih, w_hh, b_hh = (
-            self.lstm.get_parameter(n) for n in ("weight_ih_l0", "bias_ih_l0", "weight_hh_l0",
-                                                 "bias_hh_l0")
+            self.lstm.get_parameter(n)
+            for n in ("weight_ih_l0", "bias_ih_l0", "weight_hh_l0", "bias_hh_l0")
         )
         gates = x @ w_ih.T + b_ih + h @ w_hh.T + b_hh
         i, f, g, o = gates.chunk(4, dim=1)  # torch gate order
@@ -183,7 +183,9 @@ class PathMlp(_Mlp):
     ) -> None:
         super().__init__(
             PathMlpConfig(
-                n_inputs=n_inputs, n_outputs=n_outputs, hidden=hidden,
+                n_inputs=n_inputs,
+                n_outputs=n_outputs,
+                hidden=hidden,
                 n_hidden_layers=n_hidden_layers,
             )
         )

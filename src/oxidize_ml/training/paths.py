@@ -142,9 +142,18 @@ class PathTrainConfig:
     @classmethod
     def quick(cls) -> PathTrainConfig:
         """Seconds instead of minutes (for tests; not a useful model)."""
-        return cls(preset_episodes=1, random_episodes=4, trace_episodes=2, steps=60, epochs=3,
-                   alphas=(0.01,), prior_strengths=(20.0,), tune_seeds=1, eval_steps=60,
-                   eval_seeds=2)
+        return cls(
+            preset_episodes=1,
+            random_episodes=4,
+            trace_episodes=2,
+            steps=60,
+            epochs=3,
+            alphas=(0.01,),
+            prior_strengths=(20.0,),
+            tune_seeds=1,
+            eval_steps=60,
+            eval_seeds=2,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -194,8 +203,11 @@ def random_scenario(rng: np.random.Generator, steps: int) -> Any:
     dur = float(steps)
     paths = []
     for i in range(n):
-        link: Any = (CellularLink(CellularConfig()) if rng.random() < 0.35
-                     else ConstantLink(float(10 ** rng.uniform(6.3, 8.3))))
+        link: Any = (
+            CellularLink(CellularConfig())
+            if rng.random() < 0.35
+            else ConstantLink(float(10 ** rng.uniform(6.3, 8.3)))
+        )
         outages: tuple[tuple[float, float], ...] = ()
         if rng.random() < 0.3:
             a = float(rng.uniform(0.0, 0.8 * dur))
@@ -204,17 +216,32 @@ def random_scenario(rng: np.random.Generator, steps: int) -> Any:
         if rng.random() < 0.3:
             s = float(rng.uniform(0.0, 0.7 * dur))
             until = s + float(rng.uniform(0.1, 0.5) * dur) if rng.random() < 0.5 else None
-            degs = (Degradation(start_s=s, ramp_s=float(rng.uniform(0.0, 0.3 * dur)),
-                                until_s=until, extra_rtt_s=float(rng.uniform(0.0, 0.15)),
-                                extra_loss=float(rng.uniform(0.0, 0.08)),
-                                capacity_factor=float(rng.uniform(0.1, 1.0))),)
-        paths.append(PathSpec(
-            f"random-{i}", link, base_rtt_s=float(rng.uniform(0.008, 0.15)),
-            buffer_s=float(rng.uniform(0.01, 0.3)),
-            random_loss=float(10 ** rng.uniform(-4, -1.7)),
-            cross_load=float(rng.uniform(0.05, 0.9)), cross_sigma=float(rng.uniform(0.1, 0.7)),
-            cross_corr=float(rng.uniform(0.5, 0.97)), cross_flows=int(rng.integers(1, 9)),
-            jitter_s=float(rng.uniform(0.0005, 0.02)), outages=outages, degradations=degs))
+            degs = (
+                Degradation(
+                    start_s=s,
+                    ramp_s=float(rng.uniform(0.0, 0.3 * dur)),
+                    until_s=until,
+                    extra_rtt_s=float(rng.uniform(0.0, 0.15)),
+                    extra_loss=float(rng.uniform(0.0, 0.08)),
+                    capacity_factor=float(rng.uniform(0.1, 1.0)),
+                ),
+            )
+        paths.append(
+            PathSpec(
+                f"random-{i}",
+                link,
+                base_rtt_s=float(rng.uniform(0.008, 0.15)),
+                buffer_s=float(rng.uniform(0.01, 0.3)),
+                random_loss=float(10 ** rng.uniform(-4, -1.7)),
+                cross_load=float(rng.uniform(0.05, 0.9)),
+                cross_sigma=float(rng.uniform(0.1, 0.7)),
+                cross_corr=float(rng.uniform(0.5, 0.97)),
+                cross_flows=int(rng.integers(1, 9)),
+                jitter_s=float(rng.uniform(0.0005, 0.02)),
+                outages=outages,
+                degradations=degs,
+            )
+        )
     return PathScenario("random", tuple(paths), episode_steps=steps)
 
 
@@ -227,7 +254,9 @@ def _trace_subsets(rng: np.random.Generator, names: Sequence[Path], k: int) -> l
     return out
 
 
-def build_episodes(config: PathTrainConfig, *, seed: int) -> tuple[list[tuple[Any, int]], dict[str, Any]]:
+def build_episodes(
+    config: PathTrainConfig, *, seed: int
+) -> tuple[list[tuple[Any, int]], dict[str, Any]]:
     """(scenario, episode seed) pairs of the training split, and a summary of them."""
     from oxidize_ml.evaluation.splits import TRAIN_SEED_BASE, TRAIN_TRACES, trace_paths
     from oxidize_ml.sim.gym.path_env import get_path_scenario, trace_path_families
@@ -252,8 +281,7 @@ def build_episodes(config: PathTrainConfig, *, seed: int) -> tuple[list[tuple[An
             group = fams[j % len(fams)]
             eps.append((group[(j // len(fams)) % len(group)], base + len(eps)))
             counts["traces"] += 1
-    summary = {"episodes": counts, "training_traces": [p.name for p in traces],
-               "seed_base": base}
+    summary = {"episodes": counts, "training_traces": [p.name for p in traces], "seed_base": base}
     return eps, summary
 
 
@@ -267,8 +295,11 @@ def collect(
     for j, (sc, s) in enumerate(episodes):
         out.append(episode_rows(PathSelectionEnv(sc), s))
         if progress and (j + 1) % 25 == 0:
-            print(f"path_selector: labelled {j + 1}/{len(episodes)} episodes", file=sys.stderr,
-                  flush=True)
+            print(
+                f"path_selector: labelled {j + 1}/{len(episodes)} episodes",
+                file=sys.stderr,
+                flush=True,
+            )
     return out
 
 
@@ -276,7 +307,10 @@ def collect(
 
 
 def fit(
-    config: PathTrainConfig, data: Sequence[tuple[np.ndarray, np.ndarray]], *, seed: int,
+    config: PathTrainConfig,
+    data: Sequence[tuple[np.ndarray, np.ndarray]],
+    *,
+    seed: int,
     progress: bool = False,
 ) -> tuple[PathMlp, dict[str, Any]]:
     """Train the prior MLP with MSE; whole episodes split into train / validation."""
@@ -291,8 +325,7 @@ def fit(
     ytr = torch.from_numpy(np.concatenate([data[i][1] for i in tr_idx]))
     xva = torch.from_numpy(np.concatenate([data[i][0] for i in val_idx]))
     yva = torch.from_numpy(np.concatenate([data[i][1] for i in val_idx]))
-    model = PathMlp(n_inputs=N_INPUTS, hidden=config.hidden,
-                    n_hidden_layers=config.n_hidden_layers)
+    model = PathMlp(n_inputs=N_INPUTS, hidden=config.hidden, n_hidden_layers=config.n_hidden_layers)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     gen = torch.Generator().manual_seed(seed)
     best = math.inf
@@ -303,7 +336,7 @@ def fit(
         model.train()
         perm = torch.randperm(xtr.shape[0], generator=gen)
         for s in range(0, xtr.shape[0], config.batch_size):
-            b = perm[s:s + config.batch_size]
+            b = perm[s : s + config.batch_size]
             loss = torch.mean((model(xtr[b])[:, 0] - ytr[b]) ** 2)
             opt.zero_grad()
             loss.backward()
@@ -313,8 +346,11 @@ def fit(
             val = float(torch.mean((model(xva)[:, 0] - yva) ** 2))
         history.append(val)
         if progress:
-            print(f"path_selector: epoch {epoch + 1} validation MSE {val:.5f}", file=sys.stderr,
-                  flush=True)
+            print(
+                f"path_selector: epoch {epoch + 1} validation MSE {val:.5f}",
+                file=sys.stderr,
+                flush=True,
+            )
         if val < best - 1e-7:
             best, stale = val, 0
             best_state = {k: v.clone() for k, v in model.state_dict().items()}
@@ -326,10 +362,16 @@ def fit(
     model.eval()
     # The metrics' own reward as a predictor: what the MLP has to improve on.
     base = float(torch.mean((xva[:, INPUT_NAMES.index("metrics_reward")] - yva) ** 2))
-    return model, {"val_mse": best, "val_mse_metrics_reward": base, "epochs": len(history),
-                   "val_history": history, "train_rows": int(xtr.shape[0]),
-                   "val_rows": int(xva.shape[0]), "train_episodes": int(tr_idx.size),
-                   "val_episodes": int(val_idx.size)}
+    return model, {
+        "val_mse": best,
+        "val_mse_metrics_reward": base,
+        "epochs": len(history),
+        "val_history": history,
+        "train_rows": int(xtr.shape[0]),
+        "val_rows": int(xva.shape[0]),
+        "train_episodes": int(tr_idx.size),
+        "val_episodes": int(val_idx.size),
+    }
 
 
 class _NumpyPrior:
@@ -358,8 +400,10 @@ def tune_online(
         trace_path_families,
     )
 
-    scenarios = [replace(get_path_scenario(n), episode_steps=config.eval_steps)
-                 for n in ("primary-fails", "degrading")]
+    scenarios = [
+        replace(get_path_scenario(n), episode_steps=config.eval_steps)
+        for n in ("primary-fails", "degrading")
+    ]
     traces = trace_paths(TRAIN_TRACES)
     if len(traces) >= 3:
         scenarios += list(trace_path_families(traces[:3], steps=config.eval_steps).values())
@@ -377,8 +421,7 @@ def tune_online(
                     rec = run_episode(env, LearnedPathSelector(prior, cfg, seed=ep_seed))
                     regrets.append(float(np.mean(rec.oracle - rec.reward)))
             r = float(np.mean(regrets))
-            rows.append({"exploration_alpha": alpha, "prior_strength": lam,
-                         "regret_per_step": r})
+            rows.append({"exploration_alpha": alpha, "prior_strength": lam, "regret_per_step": r})
             configs.append((r, cfg))
     # In the environment the prior is nearly exact, so exploration and a weak
     # prior barely move the regret; on live traffic the fed-back reward may
@@ -395,7 +438,11 @@ def tune_online(
 
 
 def judge_heldout(
-    config: PathTrainConfig, prior: Any, online: LearnedPathConfig, *, seed: int,
+    config: PathTrainConfig,
+    prior: Any,
+    online: LearnedPathConfig,
+    *,
+    seed: int,
     progress: bool = False,
 ) -> dict[str, Any]:
     """The candidate on the held-out traces against the current default (see module doc)."""
@@ -404,8 +451,11 @@ def judge_heldout(
 
     held = trace_paths(HELDOUT_TRACES)
     if len(held) < len(HELDOUT_TRACES):
-        return {"judged": False, "reason": "held-out Mahimahi traces not found "
-                "(set OXIDIZE_TRACE_DIR); the model cannot be judged and is not default"}
+        return {
+            "judged": False,
+            "reason": "held-out Mahimahi traces not found "
+            "(set OXIDIZE_TRACE_DIR); the model cannot be judged and is not default",
+        }
     by_name = {p.name: p for p in held}
     sets = {
         "heldout-3": [by_name[HELDOUT_TRACES[i]] for i in (0, 2, 1)],
@@ -415,7 +465,11 @@ def judge_heldout(
     ok_all, target_all = True, True
     for name, tp in sets.items():
         res = evaluate_path_traces(
-            tp, steps=config.eval_steps, seeds=config.eval_seeds, seed=seed, progress=progress,
+            tp,
+            steps=config.eval_steps,
+            seeds=config.eval_seeds,
+            seed=seed,
+            progress=progress,
             model_dir=None,
             extra_selectors={"candidate": lambda s: LearnedPathSelector(prior, online, seed=s)},
         )
@@ -425,14 +479,21 @@ def judge_heldout(
         tgt = {}
         met = True
         for c in TrafficContext:
-            base = {b: det[b]["per_traffic_type"][c.name] for b in
-                    ("ucb1", "ucb1_stationary", "min_rtt", "round_robin")}
+            base = {
+                b: det[b]["per_traffic_type"][c.name]
+                for b in ("ucb1", "ucb1_stationary", "min_rtt", "round_robin")
+            }
             best_b = min(base, key=lambda b: base[b])
             mine = det["candidate"]["per_traffic_type"][c.name]
             ok = mine <= 0.9 * base[best_b]
             met = met and ok
-            tgt[c.name] = {"candidate": mine, "best_baseline": best_b, "best": base[best_b],
-                           "ratio": mine / base[best_b] if base[best_b] > 0 else None, "met": ok}
+            tgt[c.name] = {
+                "candidate": mine,
+                "best_baseline": best_b,
+                "best": base[best_b],
+                "ratio": mine / base[best_b] if base[best_b] > 0 else None,
+                "met": ok,
+            }
         out["sets"][name] = {
             "traces": [p.name for p in tp],
             "summary": res["summary"],
@@ -452,12 +513,14 @@ def judge_heldout(
 
 
 def target_text() -> str:
-    return ("default rule on held-out trace-driven paths (Verizon-LTE-short, ATT-LTE-driving-"
-            "2016; 3- and 4-path sets, 4 families x 8 seeds x 300 steps): lower regret than "
-            "the current default with 95 % confidence (paired bootstrap over episodes) and no "
-            "traffic type or family above current / 0.9; issue target (reported): regret <= "
-            "0.9 x the best of min-RTT, discounted UCB1, stationary UCB1, round-robin for "
-            "every traffic type")
+    return (
+        "default rule on held-out trace-driven paths (Verizon-LTE-short, ATT-LTE-driving-"
+        "2016; 3- and 4-path sets, 4 families x 8 seeds x 300 steps): lower regret than "
+        "the current default with 95 % confidence (paired bootstrap over episodes) and no "
+        "traffic type or family above current / 0.9; issue target (reported): regret <= "
+        "0.9 x the best of min-RTT, discounted UCB1, stationary UCB1, round-robin for "
+        "every traffic type"
+    )
 
 
 # ------------------------------------------------------------------ train
@@ -490,8 +553,7 @@ def train(
     model, fit_info = fit(config, data, seed=seed, progress=progress)
     t_fit = time.perf_counter() - t0 - t_data
     meta = {"path_feature_version": str(FEATURE_VERSION), "inputs": ",".join(INPUT_NAMES)}
-    st_path = export_safetensors(model, out_dir / f"{MODEL_NAME}.safetensors",
-                                 extra_metadata=meta)
+    st_path = export_safetensors(model, out_dir / f"{MODEL_NAME}.safetensors", extra_metadata=meta)
     onnx_path = export_onnx(model, out_dir / f"{MODEL_NAME}.onnx", seed=seed)
     prior = _NumpyPrior(st_path)
     probes = verify_prior(prior)
@@ -516,11 +578,12 @@ def train(
         "seed": seed,
         "data": data_summary,
         "split": "training: presets, randomised scenarios and TRAIN_TRACES families with "
-                 "TRAIN_SEED_BASE seeds; held out: HELDOUT_TRACES with EVAL_SEED_BASE seeds",
+        "TRAIN_SEED_BASE seeds; held out: HELDOUT_TRACES with EVAL_SEED_BASE seeds",
         "config": config.to_dict(),
         "path_feature_version": FEATURE_VERSION,
-        "model_config": PathMlpConfig(n_inputs=N_INPUTS, hidden=config.hidden,
-                                      n_hidden_layers=config.n_hidden_layers).to_dict(),
+        "model_config": PathMlpConfig(
+            n_inputs=N_INPUTS, hidden=config.hidden, n_hidden_layers=config.n_hidden_layers
+        ).to_dict(),
         "val_history": fit_info["val_history"],
         "wall_time_s": {"data": t_data, "fit": t_fit, "total": wall},
     }
@@ -538,7 +601,10 @@ def train(
 
 
 def compare_with_current(
-    result: TrainResult, staging: Path, current: Path | None, config: PathTrainConfig | None,
+    result: TrainResult,
+    staging: Path,
+    current: Path | None,
+    config: PathTrainConfig | None,
     seed: int,
 ) -> dict[str, Any]:
     """Retraining loop: the candidate against ``current``'s path selector (or, without
@@ -551,12 +617,19 @@ def compare_with_current(
     config = PathTrainConfig() if config is None else config
     prior = _NumpyPrior(staging / result.files["safetensors"])
     online = LearnedPathConfig(**result.metrics["online_config"])
-    cur_sel, why = (None, "no current model directory") if current is None else (
-        load_learned_selector(current, seed=0))
+    cur_sel, why = (
+        (None, "no current model directory")
+        if current is None
+        else (load_learned_selector(current, seed=0))
+    )
     held = trace_paths(HELDOUT_TRACES)
     if len(held) < len(HELDOUT_TRACES):
-        return {"better": False, "current_is": "unknown", "rule": target_text(),
-                "reason": "held-out traces not found; cannot judge"}
+        return {
+            "better": False,
+            "current_is": "unknown",
+            "rule": target_text(),
+            "reason": "held-out traces not found; cannot judge",
+        }
     cur_dir = current
 
     def cur_factory(s: int) -> Any:
@@ -565,10 +638,16 @@ def compare_with_current(
         return load_learned_selector(cur_dir, seed=s)[0]
 
     res = evaluate_path_traces(
-        held, steps=config.eval_steps, seeds=config.eval_seeds, seed=seed, progress=False,
+        held,
+        steps=config.eval_steps,
+        seeds=config.eval_seeds,
+        seed=seed,
+        progress=False,
         model_dir=None,
-        extra_selectors={"candidate": lambda s: LearnedPathSelector(prior, online, seed=s),
-                         "current": cur_factory},
+        extra_selectors={
+            "candidate": lambda s: LearnedPathSelector(prior, online, seed=s),
+            "current": cur_factory,
+        },
     )
     rule = qualifies_as_default(res, candidate="candidate", current="current")
     det = res["selectors"]
@@ -580,5 +659,5 @@ def compare_with_current(
         "better": bool(rule["qualifies"]),
         "detail": rule,
         "rule": "lower held-out regret than the current with 95 % confidence and no traffic "
-                "type or family above current / 0.9",
+        "type or family above current / 0.9",
     }

@@ -73,8 +73,12 @@ from oxidize_ml.training.result import TrainResult
 
 log = logging.getLogger(__name__)
 
-COMPONENTS: Final = ("loss_predictor", "congestion_controller", "compression_oracle",
-                      "path_selector")
+COMPONENTS: Final = (
+    "loss_predictor",
+    "congestion_controller",
+    "compression_oracle",
+    "path_selector",
+)
 TRAINER_MODULES: Final[dict[str, str]] = {
     "loss_predictor": "oxidize_ml.training.loss",
     "congestion_controller": "oxidize_ml.training.dqn",
@@ -176,7 +180,9 @@ class PipelineResult:
         comps = {}
         for n, c in self.components.items():
             comps[n] = {
-                "status": c.status, "message": c.message, "decision": c.decision,
+                "status": c.status,
+                "message": c.message,
+                "decision": c.decision,
                 "comparison": c.comparison,
                 "beats_heuristic": None if c.result is None else c.result.beats_heuristic,
                 "target": None if c.result is None else c.result.target,
@@ -251,12 +257,15 @@ def headline(result: TrainResult) -> str:
             )
         if result.name == "path_selector":
             sets = m.get("heldout", {}).get("sets", {})
-            return "; ".join(
-                f"{k}: regret/step {_f(v.get('candidate_regret_per_step'), 4)} vs default "
-                f"{_f(v['summary']['selectors']['default']['regret_per_step'], 4)}, min-RTT "
-                f"{_f(v['summary']['selectors']['min_rtt']['regret_per_step'], 4)}"
-                for k, v in sets.items()
-            ) or "not judged (no held-out traces)"
+            return (
+                "; ".join(
+                    f"{k}: regret/step {_f(v.get('candidate_regret_per_step'), 4)} vs default "
+                    f"{_f(v['summary']['selectors']['default']['regret_per_step'], 4)}, min-RTT "
+                    f"{_f(v['summary']['selectors']['min_rtt']['regret_per_step'], 4)}"
+                    for k, v in sets.items()
+                )
+                or "not judged (no held-out traces)"
+            )
     except (TypeError, KeyError, AttributeError) as exc:
         return f"(figures unreadable: {exc!r})"
     return ""
@@ -284,8 +293,9 @@ def _current_entry(current: Path | None, name: str) -> tuple[dict[str, Any] | No
         return None, f"unreadable manifest: {exc}"
 
 
-def _compare_loss(result: TrainResult, staging: Path, current: Path | None, config: Any,
-                  seed: int) -> dict[str, Any]:
+def _compare_loss(
+    result: TrainResult, staging: Path, current: Path | None, config: Any, seed: int
+) -> dict[str, Any]:
     from oxidize_ml.hub.manifest import load_verified
     from oxidize_ml.training import loss as L
 
@@ -305,8 +315,13 @@ def _compare_loss(result: TrainResult, staging: Path, current: Path | None, conf
         cand["pr_auc"] > cur["pr_auc"] + LOSS_MIN_PR_AUC_GAIN
         and cand["brier"] <= cur["brier"] * LOSS_MAX_BRIER_RATIO
     )
-    return {"candidate": cand, "current": cur, "current_is": cur_name, "better": bool(better),
-            "rule": COMPARISON_RULES["loss_predictor"]}
+    return {
+        "candidate": cand,
+        "current": cur,
+        "current_is": cur_name,
+        "better": bool(better),
+        "rule": COMPARISON_RULES["loss_predictor"],
+    }
 
 
 def _power(summary: Mapping[str, Any]) -> tuple[float, float]:
@@ -315,8 +330,9 @@ def _power(summary: Mapping[str, Any]) -> tuple[float, float]:
     return thr, (thr / delay if delay > 0 else math.inf)
 
 
-def _compare_congestion(result: TrainResult, staging: Path, current: Path | None, config: Any,
-                        seed: int) -> dict[str, Any]:
+def _compare_congestion(
+    result: TrainResult, staging: Path, current: Path | None, config: Any, seed: int
+) -> dict[str, Any]:
     from oxidize_ml.training import dqn as Q
 
     held = result.metrics["heldout"]
@@ -327,8 +343,10 @@ def _compare_congestion(result: TrainResult, staging: Path, current: Path | None
         cur_name = "heuristic (BBR fallback)"
     else:
         ev = Q.evaluate_congestion(
-            current / entry["files"]["safetensors"], Q.heldout_suite(),
-            state_config=config.state, seeds=config.eval_seeds,
+            current / entry["files"]["safetensors"],
+            Q.heldout_suite(),
+            state_config=config.state,
+            seeds=config.eval_seeds,
             duration_s=config.eval_duration_s,
         )
         cur_thr, cur_pow = _power(ev["summary"]["dqn"])
@@ -339,13 +357,15 @@ def _compare_congestion(result: TrainResult, staging: Path, current: Path | None
     return {
         "candidate": {"throughput_mbps_sum": cand_thr, "power": cand_pow},
         "current": {"throughput_mbps_sum": cur_thr, "power": cur_pow},
-        "current_is": cur_name, "better": bool(better),
+        "current_is": cur_name,
+        "better": bool(better),
         "rule": COMPARISON_RULES["congestion_controller"],
     }
 
 
-def _compare_compression(result: TrainResult, staging: Path, current: Path | None,
-                         config: Any, seed: int) -> dict[str, Any]:
+def _compare_compression(
+    result: TrainResult, staging: Path, current: Path | None, config: Any, seed: int
+) -> dict[str, Any]:
     from oxidize_ml.compression import HeuristicCompressionOracle
     from oxidize_ml.hub.manifest import load_verified
     from oxidize_ml.training import compression as C
@@ -361,8 +381,9 @@ def _compare_compression(result: TrainResult, staging: Path, current: Path | Non
     return out
 
 
-def _compare_paths(result: TrainResult, staging: Path, current: Path | None, config: Any,
-                   seed: int) -> dict[str, Any]:
+def _compare_paths(
+    result: TrainResult, staging: Path, current: Path | None, config: Any, seed: int
+) -> dict[str, Any]:
     from oxidize_ml.training import paths as P
 
     return P.compare_with_current(result, staging, current, config, seed)
@@ -484,9 +505,19 @@ def train_all(
     result = PipelineResult(version=version, directory=None, compared=compared, current=current)
     try:
         entries = _train_components(
-            result, staging, components, trainers, configs, comparators,
-            seed=seed, quick=quick, data=data, include_sim=include_sim, progress=progress,
-            current=current, on_event=on_event or (lambda _msg: None),
+            result,
+            staging,
+            components,
+            trainers,
+            configs,
+            comparators,
+            seed=seed,
+            quick=quick,
+            data=data,
+            include_sim=include_sim,
+            progress=progress,
+            current=current,
+            on_event=on_event or (lambda _msg: None),
         )
         if entries and (not compared or any(c.accepted for c in result.components.values())):
             write_manifest(staging, entries, package_version=__version__)
@@ -551,17 +582,14 @@ def _train_components(
             config = configs.get(name)
             if config is None:
                 config = make_config(name, quick=quick, include_sim=include_sim)
-            res = trainer(config, seed=seed, out_dir=work, telemetry_root=data,
-                          progress=progress)
+            res = trainer(config, seed=seed, out_dir=work, telemetry_root=data, progress=progress)
             if not isinstance(res, TrainResult) or res.name != name:
                 raise TypeError(f"trainer of {name!r} returned {res!r:.200}")
             outcome.status, outcome.result = "trained", res
             on_event(f"{name}: trained, beats its heuristic: {res.beats_heuristic}")
             if result.compared:
                 on_event(f"{name}: comparing with the current model on held-out data")
-                outcome.comparison = _jsonable(
-                    comparators[name](res, work, current, config, seed)
-                )
+                outcome.comparison = _jsonable(comparators[name](res, work, current, config, seed))
         except MissingTrainingDependency:
             raise
         except Exception as exc:  # one failing trainer must not sink the others
@@ -578,8 +606,11 @@ def _train_components(
             os.replace(work / fname, staging / fname)
         shutil.rmtree(work, ignore_errors=True)
         entry = res.manifest_entry()
-        entry["training"] = {**entry["training"], "trainer_version": res.version,
-                             "run_version": result.version}
+        entry["training"] = {
+            **entry["training"],
+            "trainer_version": res.version,
+            "run_version": result.version,
+        }
         entry["version"] = result.version
         entry["training"] = _jsonable(entry["training"])
         entry["metrics"] = _jsonable(entry["metrics"])
@@ -610,8 +641,13 @@ def _jsonable(obj: Any) -> Any:
     return str(obj)
 
 
-def _carry_current(outcome: ComponentOutcome, entries: dict[str, dict[str, Any]],
-                   staging: Path, current: Path | None, compared: bool) -> None:
+def _carry_current(
+    outcome: ComponentOutcome,
+    entries: dict[str, dict[str, Any]],
+    staging: Path,
+    current: Path | None,
+    compared: bool,
+) -> None:
     """Keep the current model of this component in the new directory (retraining loop)."""
     if not compared:
         return
@@ -623,8 +659,11 @@ def _carry_current(outcome: ComponentOutcome, entries: dict[str, dict[str, Any]]
         return
     for fname in entry["files"].values():
         shutil.copyfile(current / fname, staging / fname)
-    entries[outcome.name] = {k: entry[k] for k in entry if k in (
-        "version", "kind", "files", "config", "inputs", "training", "metrics")}
+    entries[outcome.name] = {
+        k: entry[k]
+        for k in entry
+        if k in ("version", "kind", "files", "config", "inputs", "training", "metrics")
+    }
     outcome.decision = "kept current"
 
 

@@ -65,8 +65,16 @@ def sender_view_features(features: NetworkFeatures, min_rtt_s: float) -> Network
     occ = estimate_buffer_occupancy(features.rtt_us * 1e-6, min_rtt_s)
     f = features
     return NetworkFeatures(
-        f.rtt_us, f.rtt_var_us, f.bandwidth_bps, f.loss_rate, f.loss_trend, f.inflight, f.cwnd,
-        f.time_since_loss_ms, occ, f.recent_retx,
+        f.rtt_us,
+        f.rtt_var_us,
+        f.bandwidth_bps,
+        f.loss_rate,
+        f.loss_trend,
+        f.inflight,
+        f.cwnd,
+        f.time_since_loss_ms,
+        occ,
+        f.recent_retx,
     )
 
 
@@ -78,7 +86,10 @@ class SenderViewPolicyController(PolicyController):
     """
 
     def __init__(
-        self, policy: Any, *, limits: CwndLimits | None = None,
+        self,
+        policy: Any,
+        *,
+        limits: CwndLimits | None = None,
         reward_window_s: float = REWARD_WINDOW_S,
     ) -> None:
         super().__init__(policy, limits=limits, reward_window_s=reward_window_s)
@@ -91,7 +102,8 @@ class SenderViewPolicyController(PolicyController):
 
     def on_interval(self, *, now: float, features: NetworkFeatures, throughput_bps: float) -> None:
         super().on_interval(
-            now=now, features=sender_view_features(features, self.min_rtt_s),
+            now=now,
+            features=sender_view_features(features, self.min_rtt_s),
             throughput_bps=throughput_bps,
         )
 
@@ -112,7 +124,8 @@ class SenderViewExternalController(ExternalCwndController):
 
 
 def _load_policy(
-    model: str | PathLike[str] | MlpModel | OrtMlpModel, backend: str,
+    model: str | PathLike[str] | MlpModel | OrtMlpModel,
+    backend: str,
     state_config: StateConfig | None,
 ) -> DqnCwndPolicy:
     """A template policy: paths load with the StateConfig stored beside the weights."""
@@ -121,8 +134,9 @@ def _load_policy(
     if isinstance(model, str | PathLike):
         policy = DqnCwndPolicy.load(model, backend=backend)
         if state_config is not None and state_config != policy.state_config:
-            raise ValueError(f"the model was trained with {policy.state_config}, not "
-                             f"{state_config}")
+            raise ValueError(
+                f"the model was trained with {policy.state_config}, not {state_config}"
+            )
         return policy
     return DqnCwndPolicy(model.fork(), state_config=state_config or StateConfig())
 
@@ -192,5 +206,6 @@ def _reseed(template: DqnCwndPolicy, seed: int) -> DqnCwndPolicy:
     """A fresh policy sharing ``template``'s weights, with its own buffers and ``seed``."""
     from oxidize_ml.congestion.dqn import DqnCwndPolicy
 
-    return DqnCwndPolicy(template.model.fork(), state_config=template.state_config,
-                         seed=seed & 0x7FFFFFFF)
+    return DqnCwndPolicy(
+        template.model.fork(), state_config=template.state_config, seed=seed & 0x7FFFFFFF
+    )

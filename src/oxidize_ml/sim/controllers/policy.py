@@ -76,8 +76,11 @@ class _RewardTracker:
         rtt = features.rtt_us
         min_rtt = self._min_rtt.update(rtt, now) if rtt > 0.0 else 0.0
         self.last_reward = congestion_reward(
-            throughput_bps=throughput_bps, max_throughput_bps=max_thr, rtt_us=rtt,
-            min_rtt_us=min_rtt, loss_rate=features.loss_rate,
+            throughput_bps=throughput_bps,
+            max_throughput_bps=max_thr,
+            rtt_us=rtt,
+            min_rtt_us=min_rtt,
+            loss_rate=features.loss_rate,
         )
         return self.last_reward
 
@@ -110,8 +113,12 @@ class PolicyController(CongestionController):
     """
 
     def __init__(
-        self, policy: Any, *, limits: CwndLimits | None = None,
-        reward_window_s: float = REWARD_WINDOW_S, pacing: bool = True,
+        self,
+        policy: Any,
+        *,
+        limits: CwndLimits | None = None,
+        reward_window_s: float = REWARD_WINDOW_S,
+        pacing: bool = True,
     ) -> None:
         super().__init__(limits=limits)
         self.pacing = bool(pacing)
@@ -187,7 +194,10 @@ class ExternalCwndController(CongestionController):
     name = "external"
 
     def __init__(
-        self, *, limits: CwndLimits | None = None, reward_window_s: float = REWARD_WINDOW_S,
+        self,
+        *,
+        limits: CwndLimits | None = None,
+        reward_window_s: float = REWARD_WINDOW_S,
         pacing: bool = True,
     ) -> None:
         super().__init__(limits=limits)
@@ -213,8 +223,9 @@ class ExternalCwndController(CongestionController):
         from oxidize_ml.congestion.observation import CongestionObservation
 
         self.envelope.update(
-            CongestionObservation(features=features, throughput_bps=throughput_bps,
-                                  cwnd_bytes=self.cwnd),
+            CongestionObservation(
+                features=features, throughput_bps=throughput_bps, cwnd_bytes=self.cwnd
+            ),
             now=now,
         )
 

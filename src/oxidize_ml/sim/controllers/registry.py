@@ -46,8 +46,9 @@ def bbr_factory(*, flow_index: int, seed: int) -> CongestionController:
     return PolicyController(BbrFallback(limits=limits), limits=limits)
 
 
-def policy_factory(make_policy: Callable[[int, int], object], *, limits: CwndLimits | None = None
-                   ) -> ControllerFactory:
+def policy_factory(
+    make_policy: Callable[[int, int], object], *, limits: CwndLimits | None = None
+) -> ControllerFactory:
     """A factory wrapping ``make_policy(flow_index, seed)`` in a `PolicyController`."""
 
     def factory(*, flow_index: int, seed: int) -> CongestionController:
@@ -56,8 +57,9 @@ def policy_factory(make_policy: Callable[[int, int], object], *, limits: CwndLim
     return factory
 
 
-def engine_factory(make_engine: Callable[[int, int], object], *, limits: CwndLimits | None = None
-                   ) -> ControllerFactory:
+def engine_factory(
+    make_engine: Callable[[int, int], object], *, limits: CwndLimits | None = None
+) -> ControllerFactory:
     """A factory wrapping ``make_engine(flow_index, seed)`` (an ``MlEngine``) in an
     `EngineController`."""
     from oxidize_ml.sim.controllers.policy import EngineController

@@ -222,18 +222,25 @@ class RandomLinkConfig:
             rates = [cap]
             for _ in range(n):
                 rates.append(min(hi, max(lo, rates[-1] * _log_uniform(rng, self.step_factor))))
-            link = StepLink(((0.0, cap), *((float(t), r) for t, r in zip(times, rates[1:],
-                                                                        strict=True))))
+            link = StepLink(
+                ((0.0, cap), *((float(t), r) for t, r in zip(times, rates[1:], strict=True)))
+            )
             shape = "steps"
         else:
             link = ConstantLink(cap)
             shape = "constant"
-        name = (f"random-{shape}-{cap / 1e6:.1f}mbps-{rtt * 1e3:.0f}ms-{bdp:.1f}bdp-"
-                f"{loss_p * 100:.2f}loss")
+        name = (
+            f"random-{shape}-{cap / 1e6:.1f}mbps-{rtt * 1e3:.0f}ms-{bdp:.1f}bdp-"
+            f"{loss_p * 100:.2f}loss"
+        )
         return Scenario(
-            name=name, link=link, flows=(FlowSpec(delay_s=rtt / 2.0),),
-            buffer=BufferSpec(bdp=bdp), loss=BernoulliLoss(loss_p) if loss_p > 0.0 else None,
-            duration_s=duration_s, description="random link (CongestionEnv domain randomisation)",
+            name=name,
+            link=link,
+            flows=(FlowSpec(delay_s=rtt / 2.0),),
+            buffer=BufferSpec(bdp=bdp),
+            loss=BernoulliLoss(loss_p) if loss_p > 0.0 else None,
+            duration_s=duration_s,
+            description="random link (CongestionEnv domain randomisation)",
         )
 
 
@@ -307,13 +314,16 @@ class CongestionEnv(gym.Env[np.ndarray, np.int64]):
         if not scen and not trc and not random_links:
             raise ValueError("give a scenario, a trace, or random_links=True")
         if not isinstance(random_link, RandomLinkConfig):
-            raise TypeError(f"random_link must be a RandomLinkConfig, got "
-                            f"{type(random_link).__name__}")
+            raise TypeError(
+                f"random_link must be a RandomLinkConfig, got {type(random_link).__name__}"
+            )
         if episode_s is not None and check_number("episode_s", episode_s) <= 0.0:
             raise ValueError(f"episode_s must be > 0, got {episode_s!r}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode must be None or one of "
-                             f"{self.metadata['render_modes']}, got {render_mode!r}")
+            raise ValueError(
+                f"render_mode must be None or one of "
+                f"{self.metadata['render_modes']}, got {render_mode!r}"
+            )
         competitors = tuple(competitors)
         if not competitors:
             raise ValueError("competitors must name at least one controller")
@@ -331,9 +341,15 @@ class CongestionEnv(gym.Env[np.ndarray, np.int64]):
         lo, hi = observation_bounds(state_config)
         self.observation_space = spaces.Box(lo, hi, dtype=np.float32)
         self.action_space = spaces.Discrete(N_ACTIONS)
-        self._kinds = [k for k, on in (("scenario", bool(self._scenarios)),
-                                       ("trace", bool(self._traces)),
-                                       ("random", self._random)) if on]
+        self._kinds = [
+            k
+            for k, on in (
+                ("scenario", bool(self._scenarios)),
+                ("trace", bool(self._traces)),
+                ("random", self._random),
+            )
+            if on
+        ]
         self._encoder = CongestionStateEncoder(state_config)
         self._sim: Simulation | None = None
         self._agent: ExternalCwndController | None = None
@@ -357,8 +373,9 @@ class CongestionEnv(gym.Env[np.ndarray, np.int64]):
                 return self._trace_episode(scenario_from_trace(fspath(options["trace"])), rng)
             if options.get("random"):
                 return self.random_link.sample(rng, self.episode_s or RANDOM_EPISODE_S)
-            raise ValueError(f"unknown reset options {sorted(options)}; use 'scenario', "
-                             "'trace' or 'random'")
+            raise ValueError(
+                f"unknown reset options {sorted(options)}; use 'scenario', 'trace' or 'random'"
+            )
         kind = self._kinds[int(rng.integers(len(self._kinds)))]
         if kind == "scenario":
             sc = self._scenarios[int(rng.integers(len(self._scenarios)))]
@@ -373,8 +390,11 @@ class CongestionEnv(gym.Env[np.ndarray, np.int64]):
         bdp = float(rng.uniform(*cfg.buffer_bdp))
         dur = self.episode_s if self.episode_s is not None else base.duration_s
         return replace(
-            base, name=f"{base.name}-{rtt * 1e3:.0f}ms-{bdp:.1f}bdp",
-            flows=(FlowSpec(delay_s=rtt / 2.0),), buffer=BufferSpec(bdp=bdp), duration_s=dur,
+            base,
+            name=f"{base.name}-{rtt * 1e3:.0f}ms-{bdp:.1f}bdp",
+            flows=(FlowSpec(delay_s=rtt / 2.0),),
+            buffer=BufferSpec(bdp=bdp),
+            duration_s=dur,
         )
 
     def reset(
@@ -384,7 +404,8 @@ class CongestionEnv(gym.Env[np.ndarray, np.int64]):
         rng = self.np_random
         sc = self._pick(options)
         agent: ExternalCwndController = (
-            SenderViewExternalController(limits=self.limits) if self.sender_view
+            SenderViewExternalController(limits=self.limits)
+            if self.sender_view
             else ExternalCwndController(limits=self.limits)
         )
         ctrls: list[Any] = [agent]
@@ -429,14 +450,17 @@ class CongestionEnv(gym.Env[np.ndarray, np.int64]):
                     state = np.zeros(shape, dtype=np.float32)
                 return state, 0.0
 
-    def _encode(self, now: float, features: NetworkFeatures, thr: float) -> tuple[np.ndarray,
-                                                                                   float]:
+    def _encode(
+        self, now: float, features: NetworkFeatures, thr: float
+    ) -> tuple[np.ndarray, float]:
         agent = self._agent
         if self.sender_view:
             features = sender_view_features(features, agent.min_rtt_s)  # type: ignore[union-attr]
         state, reward = self._encoder.update(features, thr, now=now)
         self.last_observation = CongestionObservation(
-            features=features, throughput_bps=thr, cwnd_bytes=agent.cwnd  # type: ignore[union-attr]
+            features=features,
+            throughput_bps=thr,
+            cwnd_bytes=agent.cwnd,  # type: ignore[union-attr]
         )
         self._state = state
         self.now = now
@@ -464,9 +488,11 @@ class CongestionEnv(gym.Env[np.ndarray, np.int64]):
         if obs is None:
             return "no episode"
         f = obs.features
-        return (f"t={self.now:7.2f}s cwnd={obs.cwnd_bytes / 1500:8.1f}pkt "
-                f"thr={obs.throughput_bps / 1e6:7.2f}Mbit/s rtt={f.rtt_us / 1e3:7.1f}ms "
-                f"loss={f.loss_rate:.3f}")
+        return (
+            f"t={self.now:7.2f}s cwnd={obs.cwnd_bytes / 1500:8.1f}pkt "
+            f"thr={obs.throughput_bps / 1e6:7.2f}Mbit/s rtt={f.rtt_us / 1e3:7.1f}ms "
+            f"loss={f.loss_rate:.3f}"
+        )
 
     def close(self) -> None:
         self._sim = None

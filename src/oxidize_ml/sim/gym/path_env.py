@@ -209,15 +209,26 @@ class PathSpec:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "name": self.name, "link": self.link.to_dict(), "base_rtt_s": self.base_rtt_s,
-            "buffer_s": self.buffer_s, "random_loss": self.random_loss,
-            "cross_load": self.cross_load, "cross_sigma": self.cross_sigma,
-            "cross_corr": self.cross_corr, "cross_flows": self.cross_flows,
-            "jitter_s": self.jitter_s, "outages": [list(o) for o in self.outages],
+            "name": self.name,
+            "link": self.link.to_dict(),
+            "base_rtt_s": self.base_rtt_s,
+            "buffer_s": self.buffer_s,
+            "random_loss": self.random_loss,
+            "cross_load": self.cross_load,
+            "cross_sigma": self.cross_sigma,
+            "cross_corr": self.cross_corr,
+            "cross_flows": self.cross_flows,
+            "jitter_s": self.jitter_s,
+            "outages": [list(o) for o in self.outages],
             "degradations": [
-                {"start_s": d.start_s, "ramp_s": d.ramp_s, "until_s": d.until_s,
-                 "extra_rtt_s": d.extra_rtt_s, "extra_loss": d.extra_loss,
-                 "capacity_factor": d.capacity_factor}
+                {
+                    "start_s": d.start_s,
+                    "ramp_s": d.ramp_s,
+                    "until_s": d.until_s,
+                    "extra_rtt_s": d.extra_rtt_s,
+                    "extra_loss": d.extra_loss,
+                    "capacity_factor": d.capacity_factor,
+                }
                 for d in self.degradations
             ],
             "cost_factor": self.cost_factor,
@@ -250,8 +261,9 @@ class PathScenario:
             raise ValueError(f"scenario name must be a non-empty string, got {self.name!r}")
         paths = tuple(self.paths)
         if not MIN_PATHS <= len(paths) <= MAX_PATHS:
-            raise ValueError(f"a path scenario needs {MIN_PATHS} to {MAX_PATHS} paths, "
-                             f"got {len(paths)}")
+            raise ValueError(
+                f"a path scenario needs {MIN_PATHS} to {MAX_PATHS} paths, got {len(paths)}"
+            )
         for p in paths:
             if not isinstance(p, PathSpec):
                 raise TypeError(f"paths must be PathSpec, got {type(p).__name__}")
@@ -259,11 +271,14 @@ class PathScenario:
         if check_number("step_s", self.step_s) <= 0.0:
             raise ValueError(f"step_s must be > 0, got {self.step_s!r}")
         check_int("episode_steps", self.episode_steps, lo=1)
-        mix = tuple(float(check_number(f"context_mix[{i}]", x)) for i, x in
-                    enumerate(self.context_mix))
+        mix = tuple(
+            float(check_number(f"context_mix[{i}]", x)) for i, x in enumerate(self.context_mix)
+        )
         if len(mix) != N_CONTEXTS or not math.isclose(sum(mix), 1.0, abs_tol=1e-9):
-            raise ValueError(f"context_mix must hold {N_CONTEXTS} probabilities summing to 1 "
-                             f"(Gaming, VoIP, Streaming, Bulk, Web), got {self.context_mix!r}")
+            raise ValueError(
+                f"context_mix must hold {N_CONTEXTS} probabilities summing to 1 "
+                f"(Gaming, VoIP, Streaming, Bulk, Web), got {self.context_mix!r}"
+            )
         object.__setattr__(self, "context_mix", mix)
         check_number("context_stickiness", self.context_stickiness, hi=1.0)
 
@@ -277,28 +292,55 @@ class PathScenario:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "name": self.name, "description": self.description,
-            "paths": [p.to_dict() for p in self.paths], "step_s": self.step_s,
-            "episode_steps": self.episode_steps, "context_mix": list(self.context_mix),
+            "name": self.name,
+            "description": self.description,
+            "paths": [p.to_dict() for p in self.paths],
+            "step_s": self.step_s,
+            "episode_steps": self.episode_steps,
+            "context_mix": list(self.context_mix),
             "context_stickiness": self.context_stickiness,
         }
 
 
 # ---------------------------------------------------------------- presets
 
+
 def _fibre(**kw: Any) -> PathSpec:
-    return PathSpec("fibre", ConstantLink(50e6), base_rtt_s=0.015, buffer_s=0.02,
-                    random_loss=0.0005, cross_load=0.5, jitter_s=0.001, **kw)
+    return PathSpec(
+        "fibre",
+        ConstantLink(50e6),
+        base_rtt_s=0.015,
+        buffer_s=0.02,
+        random_loss=0.0005,
+        cross_load=0.5,
+        jitter_s=0.001,
+        **kw,
+    )
 
 
 def _cable() -> PathSpec:
-    return PathSpec("cable", ConstantLink(150e6), base_rtt_s=0.045, buffer_s=0.05,
-                    random_loss=0.003, cross_load=0.4, jitter_s=0.005)
+    return PathSpec(
+        "cable",
+        ConstantLink(150e6),
+        base_rtt_s=0.045,
+        buffer_s=0.05,
+        random_loss=0.003,
+        cross_load=0.4,
+        jitter_s=0.005,
+    )
 
 
 def _lte() -> PathSpec:
-    return PathSpec("lte", CellularLink(CellularConfig()), base_rtt_s=0.060, buffer_s=0.2,
-                    random_loss=0.005, cross_load=0.2, jitter_s=0.010, cost_factor=2.0)
+    return PathSpec(
+        "lte",
+        CellularLink(CellularConfig()),
+        base_rtt_s=0.060,
+        buffer_s=0.2,
+        random_loss=0.005,
+        cross_load=0.2,
+        jitter_s=0.010,
+        cost_factor=2.0,
+    )
 
 
 def _trace_paths(names: Sequence[str], rtts_s: Sequence[float]) -> tuple[PathSpec, ...]:
@@ -313,9 +355,16 @@ def _trace_paths(names: Sequence[str], rtts_s: Sequence[float]) -> tuple[PathSpe
         )
     assert d is not None
     return tuple(
-        PathSpec(n.rsplit(".", 1)[0].lower() + "-" + n.rsplit(".", 1)[1], TraceLink(str(d / n)),
-                 base_rtt_s=rtt, buffer_s=0.25, random_loss=0.002, cross_load=0.2,
-                 jitter_s=0.008, cost_factor=2.0)
+        PathSpec(
+            n.rsplit(".", 1)[0].lower() + "-" + n.rsplit(".", 1)[1],
+            TraceLink(str(d / n)),
+            base_rtt_s=rtt,
+            buffer_s=0.25,
+            random_loss=0.002,
+            cross_load=0.2,
+            jitter_s=0.008,
+            cost_factor=2.0,
+        )
         for n, rtt in zip(names, rtts_s, strict=True)
     )
 
@@ -325,8 +374,12 @@ TRACE_RTT_LADDER_S: tuple[float, ...] = (0.040, 0.055, 0.070, 0.085)
 apart, so latency matters for interactive traffic without deciding every flow"""
 MAX_TRACE_BYTES = 64 * 1024 * 1024
 """largest trace file read (the shipped cellular traces are 0.1-3 MB)"""
-TRACE_FAMILIES: tuple[str, ...] = ("traces", "traces-rtt-reversed", "traces-outage",
-                                   "traces-degrading")
+TRACE_FAMILIES: tuple[str, ...] = (
+    "traces",
+    "traces-rtt-reversed",
+    "traces-outage",
+    "traces-degrading",
+)
 """scenario families `trace_path_families` builds from one set of traces"""
 
 
@@ -343,15 +396,21 @@ def trace_path_spec(path: str | Path, base_rtt_s: float, **kw: Any) -> PathSpec:
     except OSError as exc:
         raise ValueError(f"Mahimahi trace {str(p)!r} cannot be read: {exc}") from None
     if size > MAX_TRACE_BYTES:  # the reader holds the whole text and a list of ints
-        raise ValueError(f"Mahimahi trace {str(p)!r} is {size} bytes, more than the "
-                         f"{MAX_TRACE_BYTES} accepted")
+        raise ValueError(
+            f"Mahimahi trace {str(p)!r} is {size} bytes, more than the {MAX_TRACE_BYTES} accepted"
+        )
     try:
         link = TraceLink(str(p))
     except OSError as exc:  # a directory, no permission, ...
         raise ValueError(f"Mahimahi trace {str(p)!r} cannot be read: {exc}") from None
     stem = p.name.replace(".", "-").lower()
-    params: dict[str, Any] = {"buffer_s": 0.25, "random_loss": 0.002, "cross_load": 0.2,
-                              "jitter_s": 0.008, **kw}
+    params: dict[str, Any] = {
+        "buffer_s": 0.25,
+        "random_loss": 0.002,
+        "cross_load": 0.2,
+        "jitter_s": 0.008,
+        **kw,
+    }
     return PathSpec(stem, link, base_rtt_s=base_rtt_s, **params)
 
 
@@ -372,35 +431,51 @@ def trace_path_families(
     file that cannot be read as a Mahimahi trace.
     """
     if isinstance(trace_paths, str | Path) or not isinstance(trace_paths, Sequence):
-        raise TypeError("trace_paths must be a list of trace file paths, "
-                        f"got {type(trace_paths).__name__}")
+        raise TypeError(
+            f"trace_paths must be a list of trace file paths, got {type(trace_paths).__name__}"
+        )
     n = len(trace_paths)
     if not MIN_PATHS <= n <= MAX_PATHS:
-        raise ValueError(f"trace_paths must hold {MIN_PATHS} to {MAX_PATHS} traces "
-                         f"(one per path), got {n}")
+        raise ValueError(
+            f"trace_paths must hold {MIN_PATHS} to {MAX_PATHS} traces (one per path), got {n}"
+        )
     steps = check_int("steps", steps, lo=1)
     ladder = TRACE_RTT_LADDER_S[:n]
     dur = float(steps)  # step_s = 1
     base = tuple(trace_path_spec(p, r) for p, r in zip(trace_paths, ladder, strict=True))
     rev = tuple(replace(s, base_rtt_s=r) for s, r in zip(base, ladder[::-1], strict=True))
     outage = (replace(base[0], outages=((0.3 * dur, 0.5 * dur),)), *base[1:])
-    deg = Degradation(start_s=0.3 * dur, ramp_s=0.2 * dur, extra_rtt_s=0.080, extra_loss=0.03,
-                      capacity_factor=0.3)
+    deg = Degradation(
+        start_s=0.3 * dur, ramp_s=0.2 * dur, extra_rtt_s=0.080, extra_loss=0.03, capacity_factor=0.3
+    )
     degrading = (replace(base[0], degradations=(deg,)), *base[1:])
     names = ", ".join(Path(p).name for p in trace_paths)
     return {
-        "traces": PathScenario("traces", base, episode_steps=steps,
-                               description=f"traces {names}; base RTTs {list(ladder)} s"),
+        "traces": PathScenario(
+            "traces",
+            base,
+            episode_steps=steps,
+            description=f"traces {names}; base RTTs {list(ladder)} s",
+        ),
         "traces-rtt-reversed": PathScenario(
-            "traces-rtt-reversed", rev, episode_steps=steps,
-            description=f"traces {names}; base RTTs {list(ladder[::-1])} s"),
+            "traces-rtt-reversed",
+            rev,
+            episode_steps=steps,
+            description=f"traces {names}; base RTTs {list(ladder[::-1])} s",
+        ),
         "traces-outage": PathScenario(
-            "traces-outage", outage, episode_steps=steps,
-            description=f"traces {names}; path 0 down from 30 % to 50 % of the episode"),
+            "traces-outage",
+            outage,
+            episode_steps=steps,
+            description=f"traces {names}; path 0 down from 30 % to 50 % of the episode",
+        ),
         "traces-degrading": PathScenario(
-            "traces-degrading", degrading, episode_steps=steps,
+            "traces-degrading",
+            degrading,
+            episode_steps=steps,
             description=f"traces {names}; path 0 degrades from 30 % of the episode "
-            "(+80 ms, +3 % loss, 30 % capacity)"),
+            "(+80 ms, +3 % loss, 30 % capacity)",
+        ),
     }
 
 
@@ -408,36 +483,50 @@ def _presets() -> dict[str, Any]:
     """name -> zero-argument builder (trace scenarios read files, so build on demand)."""
 
     def stable() -> PathScenario:
-        return PathScenario("stable", (_fibre(), _cable(), _lte()),
-                            description="fibre 50 Mbit/s 15 ms, cable 150 Mbit/s 45 ms, "
-                            "synthetic LTE 2-20 Mbit/s 60 ms; nothing fails")
+        return PathScenario(
+            "stable",
+            (_fibre(), _cable(), _lte()),
+            description="fibre 50 Mbit/s 15 ms, cable 150 Mbit/s 45 ms, "
+            "synthetic LTE 2-20 Mbit/s 60 ms; nothing fails",
+        )
 
     def primary_fails() -> PathScenario:
-        return PathScenario("primary-fails",
-                            (_fibre(outages=((60.0, 120.0), (200.0, 215.0))), _cable(), _lte()),
-                            description="stable, but fibre is down 60-120 s and 200-215 s")
+        return PathScenario(
+            "primary-fails",
+            (_fibre(outages=((60.0, 120.0), (200.0, 215.0))), _cable(), _lte()),
+            description="stable, but fibre is down 60-120 s and 200-215 s",
+        )
 
     def degrading() -> PathScenario:
-        deg = Degradation(start_s=90.0, ramp_s=120.0, extra_rtt_s=0.080, extra_loss=0.03,
-                          capacity_factor=0.3)
-        return PathScenario("degrading", (_fibre(degradations=(deg,)), _cable(), _lte()),
-                            description="stable, but fibre degrades from 90 s to 210 s "
-                            "(+80 ms, +3 % loss, 30 % capacity) and stays bad")
+        deg = Degradation(
+            start_s=90.0, ramp_s=120.0, extra_rtt_s=0.080, extra_loss=0.03, capacity_factor=0.3
+        )
+        return PathScenario(
+            "degrading",
+            (_fibre(degradations=(deg,)), _cable(), _lte()),
+            description="stable, but fibre degrades from 90 s to 210 s "
+            "(+80 ms, +3 % loss, 30 % capacity) and stays bad",
+        )
 
     def cellular_traces() -> PathScenario:
         from oxidize_ml.evaluation.splits import TRAIN_TRACES
 
         names = (TRAIN_TRACES[0], TRAIN_TRACES[1], TRAIN_TRACES[2])
-        return PathScenario("cellular-traces", _trace_paths(names, (0.060, 0.040, 0.100)),
-                            description=f"Mahimahi traces {', '.join(names)} (training split)")
+        return PathScenario(
+            "cellular-traces",
+            _trace_paths(names, (0.060, 0.040, 0.100)),
+            description=f"Mahimahi traces {', '.join(names)} (training split)",
+        )
 
     def cellular_traces_heldout() -> PathScenario:
         from oxidize_ml.evaluation.splits import HELDOUT_TRACES
 
         names = (HELDOUT_TRACES[0], HELDOUT_TRACES[2], HELDOUT_TRACES[1])
-        return PathScenario("cellular-traces-heldout",
-                            _trace_paths(names, (0.040, 0.070, 0.055)),
-                            description=f"Mahimahi traces {', '.join(names)} (held-out split)")
+        return PathScenario(
+            "cellular-traces-heldout",
+            _trace_paths(names, (0.040, 0.070, 0.055)),
+            description=f"Mahimahi traces {', '.join(names)} (held-out split)",
+        )
 
     return {
         "stable": stable,
@@ -467,13 +556,12 @@ def get_path_scenario(name: str) -> PathScenario:
     try:
         builder = _PRESETS[name]
     except (KeyError, TypeError):
-        raise ValueError(
-            f"unknown path scenario {name!r}; choose from {list(_PRESETS)}"
-        ) from None
+        raise ValueError(f"unknown path scenario {name!r}; choose from {list(_PRESETS)}") from None
     return builder()
 
 
 # ---------------------------------------------------------------- model
+
 
 def _counts_until(schedule: OpportunitySchedule, t_s: np.ndarray) -> np.ndarray:
     """`OpportunitySchedule.count_until` vectorised over ``t_s >= 0`` (int64)."""
@@ -504,10 +592,12 @@ class _Episode:
         loss = self.loss.tolist()
         mbps = (self.throughput_bps / 1e6).tolist()
         ctx = [TrafficContext(int(c)) for c in self.contexts]
-        self.rewards = np.array([
-            [calc(ctx[k], rtt_us[k][i], loss[k][i], mbps[k][i]) for i in range(p)]
-            for k in range(rows)
-        ])
+        self.rewards = np.array(
+            [
+                [calc(ctx[k], rtt_us[k][i], loss[k][i], mbps[k][i]) for i in range(p)]
+                for k in range(rows)
+            ]
+        )
         m = np.empty((self.rtt_s.shape[0], p, PER_PATH_FEATURES), dtype=np.float64)
         m[:, :, 0] = np.minimum(self.rtt_s / RTT_SCALE_S, 1.0)
         m[:, :, 1] = self.loss
@@ -596,6 +686,7 @@ def _contexts(scenario: PathScenario, n: int, rng: np.random.Generator) -> np.nd
 
 # ---------------------------------------------------------------- environment
 
+
 class PathSelectionEnv(gym.Env[np.ndarray, np.int64]):
     """Pick a path for each arriving flow; reward = the spec's per-traffic-type path reward.
 
@@ -676,14 +767,17 @@ class PathSelectionEnv(gym.Env[np.ndarray, np.int64]):
         if isinstance(scenario, str):
             scenario = get_path_scenario(scenario)
         if not isinstance(scenario, PathScenario):
-            raise TypeError(f"scenario must be a PathScenario or a preset name, "
-                            f"got {type(scenario).__name__}")
+            raise TypeError(
+                f"scenario must be a PathScenario or a preset name, got {type(scenario).__name__}"
+            )
         if episode_steps is not None:
-            scenario = replace(scenario, episode_steps=check_int("episode_steps", episode_steps,
-                                                                  lo=1))
+            scenario = replace(
+                scenario, episode_steps=check_int("episode_steps", episode_steps, lo=1)
+            )
         if render_mode is not None:
-            raise ValueError(f"PathSelectionEnv renders nothing; render_mode must be None, "
-                             f"got {render_mode!r}")
+            raise ValueError(
+                f"PathSelectionEnv renders nothing; render_mode must be None, got {render_mode!r}"
+            )
         self.render_mode = None
         self.scenario = scenario
         self.n_paths = scenario.n_paths
@@ -721,8 +815,9 @@ class PathSelectionEnv(gym.Env[np.ndarray, np.int64]):
         if self._k >= self.scenario.episode_steps:
             raise RuntimeError("The episode is over (truncated); call reset.")
         if not self.action_space.contains(action):
-            raise ValueError(f"action must be a path index in [0, {self.n_paths - 1}], "
-                             f"got {action!r}")
+            raise ValueError(
+                f"action must be a path index in [0, {self.n_paths - 1}], got {action!r}"
+            )
         a = int(action)
         row = self._k + 1
         ctx = TrafficContext(int(ep.contexts[row]))
@@ -774,9 +869,12 @@ class PathSelectionEnv(gym.Env[np.ndarray, np.int64]):
         """Copies of the episode's per-step, per-path ground truth (rows: step 0 = warm-up)."""
         ep = self._require()
         return {
-            "rtt_s": ep.rtt_s.copy(), "rtt_var_s": ep.rtt_var_s.copy(), "loss": ep.loss.copy(),
+            "rtt_s": ep.rtt_s.copy(),
+            "rtt_var_s": ep.rtt_var_s.copy(),
+            "loss": ep.loss.copy(),
             "throughput_bps": ep.throughput_bps.copy(),
-            "availability": ep.availability.copy(), "contexts": ep.contexts.copy(),
+            "availability": ep.availability.copy(),
+            "contexts": ep.contexts.copy(),
         }
 
     # -- internals ---------------------------------------------------------------
