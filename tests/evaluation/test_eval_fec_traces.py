@@ -134,3 +134,18 @@ def test_heldout_split_without_the_trace_folder(monkeypatch, tmp_path):
     assert set(r["per_rtt"]) == {"scenario"}
     assert any("OXIDIZE_TRACE_DIR" in n for n in r["notes"])
     assert set(r["summary"]["predictors"]) >= {"ewma", "lstm", "burst"}
+
+
+def test_report_section_adapter_renders_markdown_headline_and_figure(result, tmp_path):
+    from oxidize_ml.evaluation.fec_windows import FecWindowsResult, plot
+
+    section = FecWindowsResult(result)
+    md = section.markdown()
+    assert "PR-AUC" in md and "ratio" in md
+    (line,) = section.headline()
+    assert f"default: {result['summary']['default']}" in line
+    assert "burst" in line
+    assert section.to_dict() is result
+    pytest.importorskip("matplotlib")
+    files = plot(section, tmp_path)
+    assert files and all(f.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for f in files)

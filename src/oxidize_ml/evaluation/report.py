@@ -83,6 +83,16 @@ SECTIONS: tuple[Section, ...] = (
         "left unrecovered.",
     ),
     Section(
+        "fec-heldout",
+        "Loss prediction and FEC on the held-out split",
+        "oxidize_ml.evaluation.fec_windows",
+        "The default rule's evidence for the loss predictor: the EWMA, the LSTM and the "
+        "burst-aware predictor (with its own FEC policy, and through the binomial table) on "
+        "windows of the held-out traces at RTT 40 and 100 ms and on the held-out scenarios; "
+        "residual loss at the EWMA's overhead, curves against the hindsight bound, paired "
+        "bootstrap intervals.",
+    ),
+    Section(
         "paths",
         "Path selection",
         "oxidize_ml.evaluation.paths",
