@@ -271,3 +271,18 @@ def test_learned_compression_oracle_follows_the_measured_link_rate():
     fork = engine.fork()
     fork.observe(feats(1), now=2.0)
     assert oracle.link_rate_bps == 5e6  # each connection has its own rate
+
+
+def test_burst_loss_predictor_swaps_in_with_its_own_fec_policy():
+    engine = make_engine()
+    assert engine.policy("loss_predictor").name == "ewma"  # the default rule kept the EWMA
+    engine.replace_policy("loss_predictor", engine.burst_loss_predictor())
+    assert engine.policy("loss_predictor").name == "burst"
+    decisions = [engine.fec_decision(feats(i), now=10.0 + 0.01 * i) for i in range(300)]
+    assert all(0.0 <= d.redundancy_ratio <= 0.5 for d in decisions)
+    pred = engine.policy("loss_predictor")
+    # The decision comes from P(block loses) x the severity distribution, not the table.
+    expected = engine._shared.burst_fec.decide_block(
+        pred.block_loss_probability, pred.severity_scale
+    )
+    assert decisions[-1] == expected

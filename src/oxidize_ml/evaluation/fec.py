@@ -1768,11 +1768,15 @@ def markdown_traces(result: Mapping[str, Any]) -> str:
         if n in result.get("pooled", {})
     ]
     cfg = result.get("config", {})
+    what = (
+        f"{len(cfg.get('traces', []))} traces x {cfg.get('windows_per_trace')} windows x RTT "
+        f"{cfg.get('rtt_ms')} ms x {cfg.get('controllers')}"
+        if "traces" in cfg
+        else "held-out trace windows at RTT 40 and 100 ms and held-out scenarios"
+    )
     lines = [
         (
-            f"{len(result.get('runs', []))} runs ({len(cfg.get('traces', []))} traces x "
-            f"{cfg.get('windows_per_trace')} windows x RTT {cfg.get('rtt_ms')} ms x "
-            f"{cfg.get('controllers')}); default loss predictor: "
+            f"{len(result.get('runs', []))} runs ({what}); default loss predictor: "
             f"{result['summary']['default']}. Residual ratio = residual loss at the EWMA's "
             "overhead / the EWMA's residual (lower is better; burst = with BurstFecPolicy, "
             "burst_binomial = through FecPolicy)."
