@@ -282,6 +282,7 @@ def bench_learned_ratios(*, quick: bool = False) -> list[BenchRow]:
         )
         for c in TrafficContext:
             engine.update_path_reward(p, c, 0.5, now=step_time())
+    alternating = itertools.cycle((f, dataclasses.replace(f, loss_rate=0.02, rtt_us=55_000)))
     text = sample_packets()["text"]
     lz = median_call_us(
         lambda: lz4.block.compress(text, store_size=False), number=number, repeats=repeats
@@ -293,7 +294,13 @@ def bench_learned_ratios(*, quick: bool = False) -> list[BenchRow]:
         engine.congestion_action(now=t)
 
     cases: list[tuple[str, Callable[[], object], float]] = [
-        ("fec_decision", lambda: engine.fec_decision(f, now=now[0]), 5.0),
+        # New features each call (the spec's usage): one LSTM step from carried state,
+        # and the full observation the engine makes of them.
+        (
+            "fec_decision (new features)",
+            lambda: engine.fec_decision(next(alternating), now=step_time()),
+            5.0,
+        ),
         ("observe + congestion_action", interval, 5.0),
         ("compression_decision 1400 B text", lambda: engine.compression_decision(text), 0.5),
         ("select_path", lambda: engine.select_path(TrafficContext.Gaming, now=now[0]), 0.25),
