@@ -17,6 +17,7 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
@@ -118,17 +119,12 @@ def sample_packets(seed: int = 0, size: int = 1400) -> dict[str, bytes]:
     return {"text": text[:size], "random": rng.bytes(size), "json": js[:size]}
 
 
-def bench_engine(*, quick: bool = False) -> list[BenchRow]:
-    """Decision latencies through `MlEngine` (heuristic paths unless models are loaded)."""
-    import lz4.block
-
-    from oxidize_ml.engine import EngineConfig, MlEngine
+def _warm_up(engine: Any) -> tuple[Any, list[float], Callable[[], float]]:
+    """Feed ``engine`` 50 intervals and every path's metrics and rewards, so the timed
+    calls run in steady state; returns the features, the clock and its stepper."""
     from oxidize_ml.features import NetworkFeatures
     from oxidize_ml.types import PathId, PathMetrics, TrafficContext
 
-    number = 300 if quick else 2000
-    repeats = 5 if quick else 15
-    engine = MlEngine(EngineConfig(collect_training=False))
     f = NetworkFeatures(
         rtt_us=50_000,
         rtt_var_us=5_000,
@@ -154,9 +150,22 @@ def bench_engine(*, quick: bool = False) -> list[BenchRow]:
             PathMetrics(path_id=p, rtt_us=20_000 + 10_000 * int(p), bandwidth_bps=5e7),
             now=step_time(),
         )
-    for p in PathId:
         for c in TrafficContext:
             engine.update_path_reward(p, c, 0.5, now=step_time())
+    return f, now, step_time
+
+
+def bench_engine(*, quick: bool = False) -> list[BenchRow]:
+    """Decision latencies through `MlEngine` (heuristic paths unless models are loaded)."""
+    import lz4.block
+
+    from oxidize_ml.engine import EngineConfig, MlEngine
+    from oxidize_ml.types import TrafficContext
+
+    number = 300 if quick else 2000
+    repeats = 5 if quick else 15
+    engine = MlEngine(EngineConfig(collect_training=False))
+    f, now, step_time = _warm_up(engine)
 
     f2 = dataclasses.replace(f, loss_rate=0.02, rtt_us=55_000)
     alternating = itertools.cycle((f, f2))
@@ -243,9 +252,8 @@ def bench_learned_ratios(*, quick: bool = False) -> list[BenchRow]:
     import lz4.block
 
     from oxidize_ml.engine import EngineConfig, MlEngine
-    from oxidize_ml.features import NetworkFeatures
     from oxidize_ml.models import default_model_dir
-    from oxidize_ml.types import PathId, PathMetrics, TrafficContext
+    from oxidize_ml.types import TrafficContext
 
     directory = default_model_dir()
     if directory is None:
@@ -255,33 +263,7 @@ def bench_learned_ratios(*, quick: bool = False) -> list[BenchRow]:
     engine = MlEngine(EngineConfig(collect_training=False, load_default_models=False))
     status = engine.load_models(directory)
     loaded = ", ".join(sorted(k for k, v in status.items() if v == "loaded")) or "none"
-    f = NetworkFeatures(
-        rtt_us=50_000,
-        rtt_var_us=5_000,
-        bandwidth_bps=100_000_000,
-        loss_rate=0.01,
-        loss_trend=0.0,
-        inflight=100,
-        cwnd=65535,
-        time_since_loss_ms=1000,
-        buffer_occupancy=0.3,
-        recent_retx=0,
-    )
-    now = [1_700_000_000.0]
-
-    def step_time() -> float:
-        now[0] += 0.01
-        return now[0]
-
-    for _ in range(50):
-        engine.observe(f, throughput_bps=90e6, now=step_time())
-    for p in PathId:
-        engine.update_path_metrics(
-            PathMetrics(path_id=p, rtt_us=20_000 + 10_000 * int(p), bandwidth_bps=5e7),
-            now=step_time(),
-        )
-        for c in TrafficContext:
-            engine.update_path_reward(p, c, 0.5, now=step_time())
+    f, now, step_time = _warm_up(engine)
     alternating = itertools.cycle((f, dataclasses.replace(f, loss_rate=0.02, rtt_us=55_000)))
     text = sample_packets()["text"]
     lz = median_call_us(

@@ -7,48 +7,30 @@ is where a reader sees why a model is (or is not) the default.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
 from oxidize_ml.features import NetworkFeatures
-from oxidize_ml.interval_stats import estimate_buffer_occupancy
+from oxidize_ml.loss.sender_view import SenderView
 
 
-class SenderView:
+class SenderViewPredictor:
     """Wraps a loss predictor so it sees what a real sender sees.
 
     The simulator's features carry the true bottleneck queue fill in
     ``buffer_occupancy``; a deployed sender only has ``(srtt - min_rtt) / srtt``.
-    The LSTM was trained on that estimate, so it is evaluated on it too.
+    The LSTM was trained on that estimate (`oxidize_ml.loss.sender_view.SenderView`,
+    the one implementation training and evaluation share), so it is evaluated on it.
     """
 
     def __init__(self, inner: Any) -> None:
         self.inner = inner
         self.name = getattr(inner, "name", "learned")
         self.is_learned = getattr(inner, "is_learned", True)
-        self._min_rtt_s = math.inf
-
-    def _view(self, f: NetworkFeatures) -> NetworkFeatures:
-        rtt_s = f.rtt_us * 1e-6
-        if rtt_s > 0.0:
-            self._min_rtt_s = min(self._min_rtt_s, rtt_s)
-        occ = estimate_buffer_occupancy(rtt_s, self._min_rtt_s) if rtt_s > 0.0 else 0.0
-        return NetworkFeatures(
-            f.rtt_us,
-            f.rtt_var_us,
-            f.bandwidth_bps,
-            f.loss_rate,
-            f.loss_trend,
-            f.inflight,
-            f.cwnd,
-            f.time_since_loss_ms,
-            occ,
-            f.recent_retx,
-        )
+        self._view = SenderView()
 
     def learn_one(self, features: NetworkFeatures, feedback: float, *, now: float) -> None:
-        self.inner.learn_one(self._view(features), feedback, now=now)
+        self.inner.learn_one(self._view.view(features), feedback, now=now)
 
     def predict_one(self, features: NetworkFeatures, *, now: float) -> float:
         return float(self.inner.predict_one(features, now=now))
@@ -76,7 +58,7 @@ def shipped_model_options(model_dir: Path | None = None) -> tuple[dict[str, dict
     added = []
     if loaded.loss is not None:
         lstm = loaded.loss
-        options["fec"] = {"predictors": {"lstm": lambda: SenderView(lstm.fork())}}
+        options["fec"] = {"predictors": {"lstm": lambda: SenderViewPredictor(lstm.fork())}}
         added.append("LSTM loss predictor (fec)")
     if loaded.compression is not None:
         oracle = loaded.compression
