@@ -119,5 +119,12 @@ def test_bad_arguments(tmp_path: Path) -> None:
 
 def test_registry_lists_the_evaluations() -> None:
     keys = [s.key for s in report.SECTIONS]
-    assert keys == ["congestion", "fec", "fec-heldout", "paths", "compression"]
+    assert keys == [
+        "congestion",
+        "fec",
+        "fec-heldout",
+        "paths",
+        "compression",
+        "header-compression",
+    ]
     assert len(set(keys)) == len(keys)

@@ -1153,3 +1153,10 @@ def build_corpus(
             packets += _GENERATORS[cat](rng, n - len(packets))
         out.extend(packets[:n])
     return out
+
+
+def real_time_flows(seed: int, n: int) -> list[CorpusPacket]:
+    """``n`` packets of the corpus's interleaved real-time UDP flows (RTP audio and
+    video over IPv4/IPv6, game state, QUIC-like), in sending order, seeded."""
+    check_int("n", n, lo=1, hi=1_000_000)
+    return _gen_rtp(random.Random(seed), n)

@@ -106,6 +106,13 @@ SECTIONS: tuple[Section, ...] = (
         "Per-packet compress/skip decisions on a corpus of real payloads: bytes saved against "
         "CPU time spent.",
     ),
+    Section(
+        "header-compression",
+        "Header compression (RohcOnly)",
+        "oxidize_ml.evaluation.header_compression",
+        "What RohcOnly saves on real-time UDP flows (RTP audio and video, game state, "
+        "QUIC-like) and how its per-flow contexts survive loss and reordering.",
+    ),
 )
 """the report's sections, in order (others append learned-model comparisons here)"""
 
