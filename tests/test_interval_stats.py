@@ -60,11 +60,14 @@ def test_snapshot_totals_equals_per_event_calls() -> None:
     a.on_lost(1, 1500, now=0.004)
     a.on_rtt(0.01, 0.01, 0.001, 0.009)
     fa = a.snapshot_values(now=0.01, cwnd_bytes=1, inflight_packets=1)
-    fb = b.snapshot_totals(0.01, 1, 1, 0.0, 7500, 5, 1, 0.004, 4e6, 0.01, 0.01, 0.001, 0.009)
+    # the simulator's call (None: the sender-side estimate) equals the aioquic plug-in's
+    # per-event calls: the same features for the same events
+    fb = b.snapshot_totals(0.01, 1, 1, None, 7500, 5, 1, 0.004, 4e6, 0.01, 0.01, 0.001, 0.009)
     assert fa == fb
+    assert fa[8] == pytest.approx((0.01 - 0.009) / 0.01)  # buffer_occupancy, sender view
     # second interval: no RTT passed (0) keeps the previous estimate
     fa = a.snapshot_values(now=0.02, cwnd_bytes=1, inflight_packets=1)
-    fb = b.snapshot_totals(0.02, 1, 1, 0.0, 0, 0, 0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    fb = b.snapshot_totals(0.02, 1, 1, None, 0, 0, 0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
     assert fa == fb and fb[0] == pytest.approx(10_000.0)
 
 
@@ -88,3 +91,33 @@ def test_estimate_buffer_occupancy() -> None:
 def test_validates_constructor() -> None:
     with pytest.raises(ValueError, match="window_intervals"):
         IntervalStats(window_intervals=0)
+
+
+def test_simulator_features_carry_the_senders_estimate_not_the_true_queue() -> None:
+    """One observation: the simulator's features are what a real sender computes
+    ((srtt - min_rtt) / srtt from its RTT estimator); the true queue fill is only
+    in the run's queue series (evaluation)."""
+    from oxidize_ml.interval_stats import estimate_buffer_occupancy
+    from oxidize_ml.sim.runner import simulate
+    from oxidize_ml.sim.scenarios import get_scenario
+
+    seen: list[tuple[float, float]] = []
+
+    def hook(now, flow, features, thr, cwnd):
+        seen.append((features.rtt_us, features.buffer_occupancy))
+
+    res = simulate(get_scenario("wired-clean"), "cubic", seed=0, duration_s=5.0, on_interval=hook)
+    assert seen
+    series = res.flows[0].series
+    assert series is not None and max(series.queue_bytes) > 0  # a queue did build
+    min_srtt = min(r for r, _ in seen if r > 0)
+    for rtt_us, occ in seen:
+        assert 0.0 <= occ <= 1.0
+        if rtt_us <= 0:
+            assert occ == 0.0  # no RTT sample yet
+    # The estimate tracks srtt against the path minimum (the transport's min_rtt is at
+    # most the smallest smoothed RTT), so it grows with the standing queue.
+    late = [(r, o) for r, o in seen[len(seen) // 2 :] if r > 0]
+    assert any(o > 0.1 for _, o in late)
+    for r, o in late:
+        assert o >= estimate_buffer_occupancy(r * 1e-6, min_srtt * 1e-6) - 1e-9

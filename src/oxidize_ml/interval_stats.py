@@ -29,10 +29,14 @@ Feature definitions (spec field: what it holds here)
 - ``inflight``, ``cwnd``: as passed to ``snapshot`` (packets, bytes).
 - ``time_since_loss_ms``: since the last ``on_lost`` (since construction when
   nothing was lost yet).
-- ``buffer_occupancy``: as passed to ``snapshot``. The simulator passes the
-  true bottleneck queue fill (queue bytes / buffer bytes); a real transport
-  cannot see the queue and should pass `estimate_buffer_occupancy`
-  ``(srtt - min_rtt) / srtt``, the share of the RTT spent queueing.
+- ``buffer_occupancy``: the sender-side estimate `estimate_buffer_occupancy`
+  ``(srtt - min_rtt) / srtt`` (the share of the RTT spent queueing) from the
+  RTT state this object was given, unless the caller passes a value. A real
+  sender cannot see the bottleneck queue, so the simulator and the aioquic
+  plug-in both leave it to this one function: for the same packet events they
+  produce the same features (``tests/test_interval_stats.py``). The
+  simulator's true queue fill is reported separately, for evaluation only
+  (the run's ``queue_bytes`` series).
 - ``recent_retx``: packets declared lost in the interval (each is data a real
   transport retransmits).
 
@@ -179,7 +183,7 @@ class IntervalStats:
         now: float,
         cwnd_bytes: float,
         inflight_packets: float,
-        buffer_occupancy: float = 0.0,
+        buffer_occupancy: float | None = None,
     ) -> tuple[float, float, float, float, float, float, float, float, float, float, float]:
         """Like `snapshot` but returns plain floats and skips building `NetworkFeatures`.
 
@@ -207,7 +211,7 @@ class IntervalStats:
         now: float,
         cwnd_bytes: float,
         inflight_packets: float,
-        buffer_occupancy: float,
+        buffer_occupancy: float | None,
         acked_bytes: int,
         acked_packets: int,
         lost_packets: int,
@@ -252,7 +256,9 @@ class IntervalStats:
         self._prev_loss_rate = loss_rate
         since_loss_ms = (now - self._last_loss) * 1000.0
         since_loss_ms = max(since_loss_ms, 0.0)
-        if buffer_occupancy < 0.0:
+        if buffer_occupancy is None:  # the sender's view: one function for every caller
+            buffer_occupancy = estimate_buffer_occupancy(self._srtt, self._min_rtt)
+        elif buffer_occupancy < 0.0:
             buffer_occupancy = 0.0
         elif buffer_occupancy > 1.0:
             buffer_occupancy = 1.0
@@ -281,7 +287,7 @@ class IntervalStats:
         now: float,
         cwnd_bytes: float,
         inflight_packets: float,
-        buffer_occupancy: float = 0.0,
+        buffer_occupancy: float | None = None,
     ) -> tuple[NetworkFeatures, float]:
         """Close the interval ending at ``now``: its features and throughput (bits/s).
 
@@ -294,7 +300,8 @@ class IntervalStats:
         inflight_packets
             Packets currently in flight.
         buffer_occupancy
-            Bottleneck queue fill in [0, 1] (clipped); see the module docs.
+            None (default): the sender-side estimate from the RTT state; a value
+            in [0, 1] (clipped) overrides it. See the module docs.
         """
         v = self.snapshot_values(
             now=now,

@@ -97,7 +97,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 
 from oxidize_ml._validate import check_int, check_number
 from oxidize_ml.congestion.actions import CwndLimits
-from oxidize_ml.interval_stats import IntervalStats, estimate_buffer_occupancy
+from oxidize_ml.interval_stats import IntervalStats
 
 if TYPE_CHECKING:
     from aioquic.quic.packet_builder import QuicSentPacket
@@ -267,7 +267,7 @@ class OxidizeCongestionControl(QuicCongestionControl):
                 now=now,
                 cwnd_bytes=self.congestion_window,
                 inflight_packets=self.packets_in_flight,
-                buffer_occupancy=estimate_buffer_occupancy(self._srtt, self._min_rtt),
+                # buffer_occupancy: IntervalStats' sender-side estimate, as in the simulator
             )
             t = now + self.time_offset_s
             engine = self.engine

@@ -44,8 +44,10 @@ Model
   elapsed, ack elapsed) (samples shorter than min_rtt are discarded, as in
   Linux ``tcp_rate.c``).
 - Every ``interval_s`` (10 ms) each active flow's events are aggregated by
-  `IntervalStats` into `NetworkFeatures` (buffer_occupancy is the true queue
-  fill) and given to the controller's ``on_interval`` and to the caller's
+  `IntervalStats` into `NetworkFeatures` (buffer_occupancy is the sender-side
+  estimate a real transport has, computed by `IntervalStats` exactly as for the
+  aioquic plug-in; the true queue fill is in the run's ``queue_bytes`` series,
+  for evaluation only) and given to the controller's ``on_interval`` and to the caller's
   ``on_interval`` hook.
 
 Engine
@@ -1775,7 +1777,7 @@ class Simulation:
             now,
             ctrl.cwnd,
             pif,
-            qbytes / self.buffer_bytes,
+            None,  # the sender's estimate (IntervalStats), not the true queue fill
             i_acked_b,
             i_acked_p,
             fl.i_lost_p,
