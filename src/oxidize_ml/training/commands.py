@@ -137,7 +137,7 @@ def register(app: typer.Typer) -> None:
         ] = False,
         progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
     ) -> None:
-        """Train the loss predictor, the DQN and the compression oracle; write
+        """Train the loss predictor, the DQN, the compression oracle and the path selector; write
         OUT/<UTC time>-s<seed>/ with manifest.json; print figures against the heuristics."""
         from oxidize_ml.config import EnvSettings, ensure_private_dir
         from oxidize_ml.training import pipeline
