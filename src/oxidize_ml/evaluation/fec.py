@@ -106,6 +106,7 @@ from oxidize_ml.loss import (
     FecConfig,
     FecPolicy,
 )
+from oxidize_ml.loss.sender_view import SenderView
 
 HEURISTIC = "ewma"
 """name of the heuristic predictor (always evaluated; the reference at equal overhead)"""
@@ -442,7 +443,6 @@ def collect_runs(
     Arguments as `run`. Multi-flow scenarios are not in the plan; only flow 0
     would be recorded.
     """
-    from oxidize_ml.sim import simulate
 
     check_int("seed", seed)
     if isinstance(controllers, str) or not controllers:
@@ -461,30 +461,39 @@ def collect_runs(
     for sc, held, dur, seeds in plan:
         for ctrl in controllers:
             for s in seeds:
-                times: list[float] = []
-                feats: list[NetworkFeatures] = []
-
-                def hook(
-                    now: float,
-                    flow: int,
-                    f: NetworkFeatures,
-                    _thr: float,
-                    _cwnd: int,
-                    _t: list[float] = times,
-                    _f: list[NetworkFeatures] = feats,
-                ) -> None:
-                    if flow == 0:
-                        _t.append(now)
-                        _f.append(f)
-
-                simulate(sc, ctrl, seed=s, duration_s=dur, record_series=False, on_interval=hook)
-                t = np.asarray(times, dtype=np.float64)
-                lr = np.fromiter((f.loss_rate for f in feats), dtype=np.float64, count=len(feats))
-                out.append(LossRun(sc.name, ctrl, s, held, t, tuple(feats), horizon_labels(t, lr)))
+                out.append(_loss_run(sc, ctrl, s, dur, name=sc.name, heldout=held))
                 done += 1
                 if progress is not None:
                     progress(done, total, f"{sc.name} / {ctrl}")
     return out
+
+
+def _loss_run(
+    sc: Any,
+    ctrl: str,
+    seed: int,
+    duration_s: float | None,
+    *,
+    name: str,
+    heldout: bool,
+    view: SenderView | None = None,
+) -> LossRun:
+    """Simulate ``sc`` with ``ctrl`` and label flow 0's intervals (loss 50-100 ms ahead);
+    ``view``: pass every observation through that sender-side view."""
+    from oxidize_ml.sim import simulate
+
+    times: list[float] = []
+    feats: list[NetworkFeatures] = []
+
+    def hook(now: float, flow: int, f: NetworkFeatures, _thr: float, _cwnd: int) -> None:
+        if flow == 0:
+            times.append(now)
+            feats.append(f if view is None else view.view(f))
+
+    simulate(sc, ctrl, seed=seed, duration_s=duration_s, record_series=False, on_interval=hook)
+    t = np.asarray(times, dtype=np.float64)
+    lr = np.fromiter((f.loss_rate for f in feats), dtype=np.float64, count=len(feats))
+    return LossRun(name, ctrl, seed, heldout, t, tuple(feats), horizon_labels(t, lr))
 
 
 def predict_run(factory: PredictorFactory, run: LossRun, *, name: str = "predictor") -> np.ndarray:
@@ -1211,8 +1220,7 @@ def _trace_runs(
 ) -> list[LossRun]:
     """Simulate every (trace, window, RTT, controller); features as the sender sees them."""
     from oxidize_ml.evaluation.splits import EVAL_SEED_BASE
-    from oxidize_ml.loss.sender_view import SenderView
-    from oxidize_ml.sim import BufferSpec, scenario_from_trace, simulate
+    from oxidize_ml.sim import BufferSpec, scenario_from_trace
     from oxidize_ml.sim.links import TraceLink
 
     links = []
@@ -1242,40 +1250,14 @@ def _trace_runs(
                     duration_s=duration_s,
                 )
                 for ctrl in controllers:
-                    view = SenderView()
-                    times: list[float] = []
-                    feats: list[NetworkFeatures] = []
-
-                    def hook(
-                        now: float,
-                        flow: int,
-                        f: NetworkFeatures,
-                        _thr: float,
-                        _cwnd: int,
-                        _t: list[float] = times,
-                        _f: list[NetworkFeatures] = feats,
-                        _v: SenderView = view,
-                    ) -> None:
-                        if flow == 0:
-                            _t.append(now)
-                            _f.append(_v.view(f))
-
                     s = base + i
                     i += 1
-                    simulate(
-                        sc,
-                        ctrl,
-                        seed=s,
-                        duration_s=duration_s,
-                        record_series=False,
-                        on_interval=hook,
-                    )
-                    t = np.asarray(times, dtype=np.float64)
-                    lr = np.fromiter(
-                        (f.loss_rate for f in feats), dtype=np.float64, count=len(feats)
-                    )
                     name = f"{p.name}@{start_s:.0f}s/rtt{rtt * 1000:.0f}"
-                    out.append(LossRun(name, ctrl, s, True, t, tuple(feats), horizon_labels(t, lr)))
+                    out.append(
+                        _loss_run(
+                            sc, ctrl, s, duration_s, name=name, heldout=True, view=SenderView()
+                        )
+                    )
                     if progress is not None:
                         progress(i, total, f"{name} / {ctrl}")
     return out
@@ -1891,7 +1873,6 @@ def evaluate_fec_heldout(
     `score_runs` with ``per_family`` (trace file without direction, or scenario)
     and ``per_rtt`` (traces only; built-in runs are under ``"scenario"``)."""
     from oxidize_ml.evaluation.splits import HELDOUT_SCENARIOS, HELDOUT_TRACES, trace_paths
-    from oxidize_ml.loss.sender_view import SenderView
 
     check_int("seed", seed)
     check_int("n_seeds", n_seeds, lo=1, hi=100)
