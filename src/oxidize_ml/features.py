@@ -103,6 +103,21 @@ class NetworkFeatures:
         check_number("buffer_occupancy", self.buffer_occupancy, hi=1.0)
         check_number("recent_retx", self.recent_retx)
 
+    def with_buffer_occupancy(self, occupancy: float) -> NetworkFeatures:
+        """The same observation with ``buffer_occupancy`` replaced (a sender-side view)."""
+        return NetworkFeatures(
+            self.rtt_us,
+            self.rtt_var_us,
+            self.bandwidth_bps,
+            self.loss_rate,
+            self.loss_trend,
+            self.inflight,
+            self.cwnd,
+            self.time_since_loss_ms,
+            occupancy,
+            self.recent_retx,
+        )
+
     def to_vector(self, out: np.ndarray | None = None) -> np.ndarray:
         """The normalised, clipped model input: float32 ``[8]`` in `FEATURE_NAMES` order."""
         vals = self.to_list()

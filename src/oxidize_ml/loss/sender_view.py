@@ -60,20 +60,7 @@ class SenderView:
 
     def view(self, features: NetworkFeatures) -> NetworkFeatures:
         """``features`` with ``buffer_occupancy`` replaced by the sender's estimate."""
-        occ = self.occupancy(features)
-        f = features
-        return NetworkFeatures(
-            f.rtt_us,
-            f.rtt_var_us,
-            f.bandwidth_bps,
-            f.loss_rate,
-            f.loss_trend,
-            f.inflight,
-            f.cwnd,
-            f.time_since_loss_ms,
-            occ,
-            f.recent_retx,
-        )
+        return features.with_buffer_occupancy(self.occupancy(features))
 
 
 __all__ = ["SenderView"]

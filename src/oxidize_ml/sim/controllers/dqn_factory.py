@@ -62,19 +62,8 @@ def sender_view_features(features: NetworkFeatures, min_rtt_s: float) -> Network
     ``(srtt - min_rtt) / srtt`` from ``features.rtt_us`` (the smoothed RTT) and
     ``min_rtt_s``; 0 before the first RTT sample. Every other field is kept.
     """
-    occ = estimate_buffer_occupancy(features.rtt_us * 1e-6, min_rtt_s)
-    f = features
-    return NetworkFeatures(
-        f.rtt_us,
-        f.rtt_var_us,
-        f.bandwidth_bps,
-        f.loss_rate,
-        f.loss_trend,
-        f.inflight,
-        f.cwnd,
-        f.time_since_loss_ms,
-        occ,
-        f.recent_retx,
+    return features.with_buffer_occupancy(
+        estimate_buffer_occupancy(features.rtt_us * 1e-6, min_rtt_s)
     )
 
 
