@@ -242,12 +242,10 @@ class MlEngine:
         self._loaded: dict[str, str] = {}
         # -- connection state
         self._cwnd = config.limits.initial_cwnd
-        self._last_features: NetworkFeatures | None = None
         self._last_loss_features: NetworkFeatures | None = None
         self._last_obs: CongestionObservation | None = None
         self._last_state: Any = None
         self._last_action: DrlAction | None = None
-        self._last_reward = 0.0
         # Internal monotone clock = caller's clock + offset (see `_advance_clock`).
         self._clock = float("-inf")
         self._clock_offset = 0.0
@@ -356,10 +354,8 @@ class MlEngine:
                 tel.record_transition(
                     self._last_state, int(self._last_action), reward, state, now=t
                 )
-        self._last_features = features
         self._last_obs = obs
         self._last_state = state
-        self._last_reward = reward
 
     # ------------------------------------------------------------- decisions
     def fec_decision(
