@@ -66,7 +66,7 @@ from oxidize_ml.runtime.configs import (
     LossLstmConfig,
     PathMlpConfig,
 )
-from oxidize_ml.runtime.models import LstmLossModel, MlpModel
+from oxidize_ml.runtime.numpy_models import LstmLossModel, MlpModel
 from oxidize_ml.types import DrlAction, MlCompressionDecision, PathId, PathMetrics, TrafficContext
 
 INTERVAL_S = 0.01

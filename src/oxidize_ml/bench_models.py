@@ -33,7 +33,7 @@ from oxidize_ml.runtime.configs import (
     mlp_widths,
 )
 from oxidize_ml.runtime.kernels import F32
-from oxidize_ml.runtime.models import LstmLossModel, MlpModel
+from oxidize_ml.runtime.numpy_models import LstmLossModel, MlpModel
 
 # Scale of the random weights: about PyTorch's default init for these widths,
 # so activations are in their normal (unsaturated) range.
@@ -384,7 +384,7 @@ def _torch_fns(
     import importlib
 
     torch = importlib.import_module("torch")
-    tm = importlib.import_module("oxidize_ml.training.models")
+    tm = importlib.import_module("oxidize_ml.training.torch_models")
     model = tm.LossLstm.from_config(cfg).eval()
     model.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in tensors.items()})
     cell = torch.nn.LSTMCell(cfg.n_features, cfg.hidden)
@@ -416,7 +416,7 @@ def _torch_mlp_fn(
     import importlib
 
     torch = importlib.import_module("torch")
-    tm = importlib.import_module("oxidize_ml.training.models")
+    tm = importlib.import_module("oxidize_ml.training.torch_models")
     model = tm.build_model(cfg).eval()
     model.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in tensors.items()})
     xt = torch.from_numpy(x)[None]

@@ -37,7 +37,7 @@ from oxidize_ml.compression.learned import (
 )
 from oxidize_ml.policy import Policy
 from oxidize_ml.runtime.configs import CompressionMlpConfig, DqnMlpConfig, expected_tensors
-from oxidize_ml.runtime.models import MlpModel
+from oxidize_ml.runtime.numpy_models import MlpModel
 from oxidize_ml.types import MlCompressionDecision as D
 
 CFG = CompressionMlpConfig(n_inputs=N_INPUTS, n_outputs=N_OUTPUTS, hidden=16)

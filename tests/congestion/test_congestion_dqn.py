@@ -199,7 +199,7 @@ def test_numpy_and_onnxruntime_policies_agree(tmp_path, observations, monkeypatc
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")
     from oxidize_ml.training.export import export_onnx, export_safetensors
-    from oxidize_ml.training.models import DqnMlp
+    from oxidize_ml.training.torch_models import DqnMlp
 
     real_export = torch.onnx.export
 

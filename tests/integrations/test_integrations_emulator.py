@@ -19,7 +19,7 @@ from oxidize_ml.integrations.emulator import (
     parse_host_port,
 )
 from oxidize_ml.sim.links import ConstantLink, TraceLink
-from oxidize_ml.sim.loss import BernoulliLoss, GilbertElliottLoss
+from oxidize_ml.sim.random_loss import BernoulliLoss, GilbertElliottLoss
 from oxidize_ml.sim.traces import OpportunitySchedule
 
 TRACES = Path(__file__).resolve().parents[2] / ".." / "shared" / "traces" / "mahimahi"

@@ -20,7 +20,7 @@ from oxidize_ml.integrations.emulator_process import (
     schedule_of,
 )
 from oxidize_ml.sim.links import CellularLink, ConstantLink, StepLink, TraceLink
-from oxidize_ml.sim.loss import BernoulliLoss, GilbertElliottLoss
+from oxidize_ml.sim.random_loss import BernoulliLoss, GilbertElliottLoss
 
 CHILD = [sys.executable, "-m", "oxidize_ml.integrations.emulator_process"]
 

@@ -174,7 +174,7 @@ def onnx_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")
     from oxidize_ml.training.export import export_onnx
-    from oxidize_ml.training.models import LossLstm
+    from oxidize_ml.training.torch_models import LossLstm
 
     m = LossLstm()
     m.load_state_dict({k: torch.from_numpy(v) for k, v in _tensors(3).items()})

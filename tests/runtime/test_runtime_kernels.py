@@ -26,7 +26,7 @@ from oxidize_ml.runtime.kernels import (
     sigmoid,
     sigmoid_scalar,
 )
-from oxidize_ml.runtime.models import LstmLossModel, MlpModel
+from oxidize_ml.runtime.numpy_models import LstmLossModel, MlpModel
 
 TOL = 1e-5
 
@@ -168,7 +168,7 @@ def test_mlp_kernel_matches_reference() -> None:
 
 def test_kernels_match_torch(lstm_tensors) -> None:
     torch = pytest.importorskip("torch")
-    from oxidize_ml.training.models import DqnMlp, LossLstm
+    from oxidize_ml.training.torch_models import DqnMlp, LossLstm
 
     tm = LossLstm().eval()
     tm.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in lstm_tensors.items()})

@@ -10,7 +10,7 @@ import pytest
 pytest.importorskip("torch")
 
 from oxidize_ml.congestion.residual import N_INPUTS, ResidualDqnPolicy
-from oxidize_ml.runtime.models import MlpModel
+from oxidize_ml.runtime.numpy_models import MlpModel
 from oxidize_ml.training.dqn import weights_from_torch
 from oxidize_ml.training.residual_dqn import (
     ResidualTrainConfig,
@@ -75,7 +75,7 @@ def test_power_reward_is_bounded_and_prefers_full_link_and_empty_queue() -> None
 
 def test_load_refuses_a_plain_dqn_file(tmp_path: Path) -> None:
     from oxidize_ml.training.export import export_safetensors
-    from oxidize_ml.training.models import DqnMlp
+    from oxidize_ml.training.torch_models import DqnMlp
 
     path = export_safetensors(DqnMlp(n_inputs=24), tmp_path / "dqn.safetensors")
     with pytest.raises(ValueError, match="n_inputs"):

@@ -17,7 +17,7 @@ from oxidize_ml.engine import EngineConfig, MlEngine
 from oxidize_ml.evaluation.corpus import FILE_CATEGORIES
 from oxidize_ml.hub.manifest import verify_model_dir, write_manifest
 from oxidize_ml.models import load_policies
-from oxidize_ml.runtime.models import MlpModel
+from oxidize_ml.runtime.numpy_models import MlpModel
 from oxidize_ml.training.compression import (
     NAME,
     CompressionTrainConfig,

@@ -27,7 +27,7 @@ from oxidize_ml.training.dqn import (
     train,
     weights_from_torch,
 )
-from oxidize_ml.training.models import DqnMlp
+from oxidize_ml.training.torch_models import DqnMlp
 
 TINY = dataclasses.replace(
     DqnTrainConfig.quick(), demo_steps=200, total_steps=300, pretrain_updates=10, learning_starts=50

@@ -22,7 +22,7 @@ from oxidize_ml.training.export import (
     load_torch_model,
     verify_onnx,
 )
-from oxidize_ml.training.models import (
+from oxidize_ml.training.torch_models import (
     CompressionMlp,
     DqnMlp,
     LossLstm,

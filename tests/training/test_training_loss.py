@@ -38,7 +38,7 @@ from oxidize_ml.training.loss import (
     telemetry_sequences,
     train,
 )
-from oxidize_ml.training.models import LossLstm
+from oxidize_ml.training.torch_models import LossLstm
 
 
 # ------------------------------------------------------------------------------ labels

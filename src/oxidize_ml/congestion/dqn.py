@@ -67,7 +67,7 @@ from oxidize_ml.congestion.state import CongestionStateEncoder, StateConfig
 from oxidize_ml.types import DrlAction
 
 if TYPE_CHECKING:
-    from oxidize_ml.runtime.models import MlpModel, MlpWeights
+    from oxidize_ml.runtime.numpy_models import MlpModel, MlpWeights
     from oxidize_ml.runtime.onnx_backend import OrtMlpModel
 
 __all__ = [
@@ -365,7 +365,7 @@ class OnlineLearner:
 
     def publish(self, tensors: dict[str, np.ndarray]) -> None:
         """New weights for every decision from the next call on (one reference store)."""
-        from oxidize_ml.runtime.models import MlpWeights
+        from oxidize_ml.runtime.numpy_models import MlpWeights
 
         self.weights = MlpWeights.from_tensors(tensors, self.weights.config)
         self.publications += 1
@@ -496,7 +496,7 @@ class DqnCwndPolicy:
         self._weights: Any = getattr(model, "weights", None)
         self._learner: OnlineLearner | None = None
         if online is not None:
-            from oxidize_ml.runtime.models import MlpModel
+            from oxidize_ml.runtime.numpy_models import MlpModel
 
             if not isinstance(model, MlpModel):
                 raise TypeError(
@@ -594,7 +594,7 @@ class DqnCwndPolicy:
         if lr is not None:
             w = lr.weights
             if w is not self._weights:  # new weights were published: rebuild our buffers
-                from oxidize_ml.runtime.models import MlpModel
+                from oxidize_ml.runtime.numpy_models import MlpModel
 
                 self._model = MlpModel(w)
                 self._weights = w

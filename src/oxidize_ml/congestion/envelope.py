@@ -51,7 +51,7 @@ from typing import Any
 from oxidize_ml._validate import check_number
 from oxidize_ml.congestion.actions import CwndLimits
 from oxidize_ml.congestion.observation import CongestionObservation
-from oxidize_ml.congestion.state import _WindowedExtreme
+from oxidize_ml.congestion.state import WindowedExtreme
 
 __all__ = ["DeliveryEnvelope", "EnvelopeConfig"]
 
@@ -155,7 +155,7 @@ class DeliveryEnvelope:
 
     def reset(self) -> None:
         """Forget the path (a new connection): the cap returns to the initial window."""
-        self._bdp_max = _WindowedExtreme(self.config.window_s, self.config.bucket_s, is_max=True)
+        self._bdp_max = WindowedExtreme(self.config.window_s, self.config.bucket_s, is_max=True)
         self._span: deque[tuple[float, float]] = deque(maxlen=_SPAN_ENTRIES)  # (dt, bytes)
         self._span_s = 0.0
         self._span_bytes = 0.0

@@ -216,7 +216,7 @@ class ResidualDqnPolicy:
         """A greedy policy from a ``dqn`` safetensors file written by
         `oxidize_ml.training.residual_dqn.save` (numpy runtime; ``ValueError`` when the
         file's input size is not `N_INPUTS`, `ModelLoadError` for a bad file)."""
-        from oxidize_ml.runtime.models import MlpModel
+        from oxidize_ml.runtime.numpy_models import MlpModel
 
         model = MlpModel.load(fspath(path), kind="dqn")
         n = model.config.n_inputs

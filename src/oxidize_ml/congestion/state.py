@@ -56,7 +56,7 @@ class StateConfig:
         return N_FEATURES + N_DERIVED * self.history
 
 
-class _WindowedExtreme:
+class WindowedExtreme:
     """Max (or min) over a sliding time window, kept as per-bucket extremes."""
 
     __slots__ = ("_bucket_s", "_buckets", "_is_max", "_n")
@@ -102,8 +102,8 @@ class CongestionStateEncoder:
 
     def __init__(self, config: StateConfig = StateConfig()) -> None:
         self.config = config
-        self._max_thr = _WindowedExtreme(config.window_s, config.bucket_s, is_max=True)
-        self._min_rtt = _WindowedExtreme(config.window_s, config.bucket_s, is_max=False)
+        self._max_thr = WindowedExtreme(config.window_s, config.bucket_s, is_max=True)
+        self._min_rtt = WindowedExtreme(config.window_s, config.bucket_s, is_max=False)
         self._hist: deque[tuple[float, float, float, float]] = deque(maxlen=config.history)
         self.max_throughput_bps = 0.0
         self.min_rtt_us = 0.0

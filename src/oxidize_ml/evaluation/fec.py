@@ -91,7 +91,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from oxidize_ml._validate import check_int, check_number
-from oxidize_ml.evaluation.metrics import (
+from oxidize_ml.evaluation.scores import (
     brier,
     interpolate_at,
     pr_auc,

@@ -64,7 +64,7 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 
 from oxidize_ml._validate import check_int
-from oxidize_ml.evaluation.metrics import cumulative_regret, mean_curve
+from oxidize_ml.evaluation.scores import cumulative_regret, mean_curve
 from oxidize_ml.paths import (
     BasePathSelector,
     MlPathSelector,

@@ -199,7 +199,7 @@ def register(app: typer.Typer) -> None:
         from oxidize_ml.engine import EngineConfig, MlEngine
 
         try:
-            from oxidize_ml.metrics import start_metrics_server
+            from oxidize_ml.prometheus import start_metrics_server
         except ImportError as e:  # prometheus_client lives in the `metrics` extra
             typer.echo(
                 f"error: serve-metrics needs the metrics extra "
@@ -207,7 +207,7 @@ def register(app: typer.Typer) -> None:
                 err=True,
             )
             raise typer.Exit(2) from None
-        from oxidize_ml.metrics.demo import DemoConfig, DemoDriver
+        from oxidize_ml.prometheus.demo import DemoConfig, DemoDriver
 
         if duration is not None and duration <= 0:
             raise _fail(f"--duration must be > 0, got {duration}", 2)

@@ -264,7 +264,7 @@ def register(app: typer.Typer) -> None:
             LinkEmulator,
             parse_host_port,
         )
-        from oxidize_ml.sim.loss import BernoulliLoss
+        from oxidize_ml.sim.random_loss import BernoulliLoss
 
         down = _capacity(trace, rate_mbps, "")
         if down is None:

@@ -85,7 +85,7 @@ from oxidize_ml.integrations.aioquic import controller_of, register_oxidize
 from oxidize_ml.integrations.emulator import EmulatorConfig, LinkConfig
 from oxidize_ml.integrations.emulator_process import EmulatorProcess
 from oxidize_ml.sim.links import CellularLink, ConstantLink, TraceLink
-from oxidize_ml.sim.loss import BernoulliLoss
+from oxidize_ml.sim.random_loss import BernoulliLoss
 from oxidize_ml.sim.traces import MTU_BYTES, CellularConfig
 
 __all__ = [

@@ -23,7 +23,7 @@ Link model (per direction, the simulator's model: `oxidize_ml.sim.core`)
    (Mahimahi ``LinkQueue`` semantics). Time 0 of the schedule is `start`.
    Because the queue is FIFO and opportunities are exogenous, a packet's
    departure time is known the moment it arrives, so each packet costs O(1).
-4. **Random loss** (`oxidize_ml.sim.loss` Bernoulli or Gilbert-Elliott,
+4. **Random loss** (`oxidize_ml.sim.random_loss` Bernoulli or Gilbert-Elliott,
    seeded, one decision per packet) at the egress: the packet uses its
    opportunity, then vanishes, as in the simulator.
 5. The receiver sits right after the bottleneck: the packet is sent on at
@@ -73,7 +73,7 @@ import numpy as np
 
 from oxidize_ml._validate import check_int, check_number
 from oxidize_ml.sim.links import CellularLink, ConstantLink, StepLink, TraceLink
-from oxidize_ml.sim.loss import BernoulliLoss, GilbertElliottLoss, LossSampler
+from oxidize_ml.sim.random_loss import BernoulliLoss, GilbertElliottLoss, LossSampler
 from oxidize_ml.sim.traces import MTU_BYTES, OpportunitySchedule, first_index_at_or_after
 
 __all__ = [

@@ -41,7 +41,7 @@ from oxidize_ml.integrations.emulator import (
     direction_rng,
 )
 from oxidize_ml.sim.links import ConstantLink, StepLink, TraceLink
-from oxidize_ml.sim.loss import BernoulliLoss, GilbertElliottLoss
+from oxidize_ml.sim.random_loss import BernoulliLoss, GilbertElliottLoss
 from oxidize_ml.sim.traces import MTU_BYTES, OpportunitySchedule
 
 __all__ = [

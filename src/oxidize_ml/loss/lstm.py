@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 from oxidize_ml._validate import check_number
 from oxidize_ml.features import NetworkFeatures
 from oxidize_ml.loss.ewma import EwmaLossPredictor
-from oxidize_ml.runtime.models import LstmLossModel, NonFiniteOutputError
+from oxidize_ml.runtime.numpy_models import LstmLossModel, NonFiniteOutputError
 
 if TYPE_CHECKING:
     from oxidize_ml.runtime.onnx_backend import OrtLstmLossModel

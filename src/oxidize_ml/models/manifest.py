@@ -50,7 +50,7 @@ from oxidize_ml.runtime.configs import (
     ModelConfig,
     config_from_dict,
 )
-from oxidize_ml.runtime.models import LstmLossModel, MlpModel
+from oxidize_ml.runtime.numpy_models import LstmLossModel, MlpModel
 from oxidize_ml.runtime.safe_files import (
     FileTooLargeError,
     UnsafeFileError,

@@ -41,7 +41,7 @@ from typing import Any, Final
 import numpy as np
 
 from oxidize_ml.features import NetworkFeatures
-from oxidize_ml.runtime.models import NonFiniteOutputError
+from oxidize_ml.runtime.numpy_models import NonFiniteOutputError
 
 MAX_ABS_OUTPUT: Final = 1.0e6
 """largest output magnitude accepted from any model (raw outputs, before argmax/sigmoid)"""

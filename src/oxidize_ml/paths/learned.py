@@ -113,7 +113,7 @@ _ROW_TEMPLATE[:, _CTX_OFFSET : _CTX_OFFSET + N_CONTEXTS] = np.eye(N_CONTEXTS)
 
 
 class PriorModel(Protocol):
-    """What the prior needs of a model: `oxidize_ml.runtime.models.MlpModel`'s batch forward."""
+    """What the prior needs of a model: `oxidize_ml.runtime.numpy_models.MlpModel`'s batch forward."""
 
     def forward_batch(self, xs: np.ndarray) -> np.ndarray: ...
 
@@ -322,7 +322,7 @@ class LearnedPathSelector(BasePathSelector):
     ----------
     model
         The prior: anything with ``forward_batch(xs [n, N_INPUTS]) -> [n, 1]``
-        (an `oxidize_ml.runtime.models.MlpModel` of kind ``path_mlp``).
+        (an `oxidize_ml.runtime.numpy_models.MlpModel` of kind ``path_mlp``).
         Checked with `verify_prior`.
     config
         Online hyperparameters (`LearnedPathConfig`).
@@ -510,7 +510,7 @@ class LearnedPathSelector(BasePathSelector):
         ``ValueError`` when the model fails `verify_prior` or has other inputs.
         """
         from oxidize_ml.runtime.configs import KIND_PATH_MLP
-        from oxidize_ml.runtime.models import MlpModel
+        from oxidize_ml.runtime.numpy_models import MlpModel
         from oxidize_ml.runtime.weights import read_weight_file
 
         wf = read_weight_file(path, expected_kind=KIND_PATH_MLP)

@@ -18,7 +18,7 @@ from oxidize_ml.runtime.configs import (
     LossLstmConfig,
 )
 from oxidize_ml.runtime.load import load_lstm, load_mlp
-from oxidize_ml.runtime.models import (
+from oxidize_ml.runtime.numpy_models import (
     LstmLossModel,
     LstmWeights,
     MlpModel,

@@ -2,7 +2,7 @@
 
 These dataclasses live in `runtime/` (numpy only) rather than `training/` so
 the engine can validate a weight file without importing torch; the torch
-modules in `oxidize_ml.training.models` are built from the same configs.
+modules in `oxidize_ml.training.torch_models` are built from the same configs.
 
 A config is saved beside its weights (JSON in the safetensors metadata and in
 the ONNX ``metadata_props``), and `expected_tensors` derives from it the exact

@@ -18,7 +18,7 @@ from oxidize_ml.runtime.configs import (
     KIND_LSTM_LOSS,
     MODEL_FILE_STEMS,
 )
-from oxidize_ml.runtime.models import LstmLossModel, MlpModel
+from oxidize_ml.runtime.numpy_models import LstmLossModel, MlpModel
 
 if TYPE_CHECKING:
     from oxidize_ml.runtime.onnx_backend import OrtLstmLossModel, OrtMlpModel

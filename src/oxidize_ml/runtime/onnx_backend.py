@@ -32,7 +32,7 @@ from oxidize_ml.runtime.configs import (
     config_from_json,
 )
 from oxidize_ml.runtime.kernels import F32
-from oxidize_ml.runtime.models import NonFiniteOutputError
+from oxidize_ml.runtime.numpy_models import NonFiniteOutputError
 from oxidize_ml.runtime.weights import ModelLoadError, read_bounded, uses_network_features
 
 ONNX_FORMAT: Final = "oxidize-ml-onnx/1"

@@ -42,8 +42,8 @@ from oxidize_ml.sim.controllers import (
 )
 from oxidize_ml.sim.core import IntervalHook, IntervalSample, Simulation
 from oxidize_ml.sim.links import BufferSpec, CellularLink, ConstantLink, StepLink, TraceLink
-from oxidize_ml.sim.loss import BernoulliLoss, GilbertElliottLoss
-from oxidize_ml.sim.metrics import FlowResult, FlowSeries, RunResult, jain_index
+from oxidize_ml.sim.random_loss import BernoulliLoss, GilbertElliottLoss
+from oxidize_ml.sim.results import FlowResult, FlowSeries, RunResult, jain_index
 from oxidize_ml.sim.runner import simulate
 from oxidize_ml.sim.scenarios import (
     FlowSpec,

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from oxidize_ml.evaluation.congestion import CongestionEvalResult
     from oxidize_ml.evaluation.report import Report
     from oxidize_ml.features import NetworkFeatures
-    from oxidize_ml.sim.metrics import RunResult
+    from oxidize_ml.sim.results import RunResult
     from oxidize_ml.sim.scenarios import Scenario
     from oxidize_ml.telemetry import ExportManifest
 

@@ -13,7 +13,7 @@ from typing import Any
 from oxidize_ml.sim.controllers.base import CongestionController
 from oxidize_ml.sim.controllers.registry import ControllerFactory, ControllerRegistry
 from oxidize_ml.sim.core import IntervalHook, Simulation
-from oxidize_ml.sim.metrics import RunResult
+from oxidize_ml.sim.results import RunResult
 from oxidize_ml.sim.scenarios import Scenario, get_scenario
 
 

@@ -29,7 +29,7 @@ from oxidize_ml.sim.links import (
     StepLink,
     TraceLink,
 )
-from oxidize_ml.sim.loss import BernoulliLoss, GilbertElliottLoss, LossModel
+from oxidize_ml.sim.random_loss import BernoulliLoss, GilbertElliottLoss, LossModel
 from oxidize_ml.sim.traces import CellularConfig, OpportunitySchedule, trace_window_schedule
 
 DEFAULT_INTERVAL_S = 0.010

@@ -409,7 +409,7 @@ class BackgroundTrainer:
     def _fit_in_worker(
         self, train: list[RowSequence], val: list[RowSequence], seed: int
     ) -> tuple[Any, dict[str, Any]]:
-        from oxidize_ml.runtime.models import LstmLossModel
+        from oxidize_ml.runtime.numpy_models import LstmLossModel
         from oxidize_ml.runtime.weights import ModelLoadError
 
         with tempfile.TemporaryDirectory(prefix="oxidize-fit-") as tmp:

@@ -69,7 +69,7 @@ def heldout_predictions(
 
 def scores(p: np.ndarray, y: np.ndarray) -> dict[str, float]:
     """PR-AUC (label > 0) and Brier score (against the soft label)."""
-    from oxidize_ml.evaluation.metrics import brier, pr_auc
+    from oxidize_ml.evaluation.scores import brier, pr_auc
 
     if y.size == 0:
         return {"pr_auc": math.nan, "brier": math.nan, "rows": 0}
@@ -102,7 +102,7 @@ def bootstrap_gain_bound(
     evidence), the same blocks for both policies. NaN when too few blocks
     hold a loss.
     """
-    from oxidize_ml.evaluation.metrics import pr_auc
+    from oxidize_ml.evaluation.scores import pr_auc
 
     blocks = np.floor((t - t.min()) / block_s).astype(np.int64)
     ids, inv = np.unique(blocks, return_inverse=True)

@@ -54,7 +54,7 @@ def fit_in_process(
     seed: int,
 ) -> tuple[Any, dict[str, Any]]:
     """fit_lstm here; returns (numpy LstmLossModel, info)."""
-    from oxidize_ml.runtime.models import LstmLossModel
+    from oxidize_ml.runtime.numpy_models import LstmLossModel
 
     fit, info = _fit(train, val, config, seed)
     tensors = {k: v.detach().cpu().numpy() for k, v in fit.model.state_dict().items()}

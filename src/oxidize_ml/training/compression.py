@@ -4,7 +4,7 @@ Task
 ----
 "A small model that predicts, from cheap features, the gain of each codec, so
 the oracle picks the decision with the best utility under the cost model."
-The model (`oxidize_ml.training.models.CompressionMlp`, 9 inputs -> 32 ->
+The model (`oxidize_ml.training.torch_models.CompressionMlp`, 9 inputs -> 32 ->
 12 outputs) predicts per decision the saved fraction of the packet and the
 log encode/decode times; `oxidize_ml.compression.learned` turns that into a
 decision at any link rate and runs it per packet as a lookup table. The
@@ -545,7 +545,7 @@ def fit(config: CompressionTrainConfig, data: LabelledPackets, *, seed: int) -> 
     """Train a `CompressionMlp` on ``data`` (masked MSE); returns the torch module in eval mode."""
     import torch
 
-    from oxidize_ml.training.models import CompressionMlp
+    from oxidize_ml.training.torch_models import CompressionMlp
 
     if len(data) == 0:
         raise ValueError("no training data: the corpus and telemetry gave no packets")
@@ -844,7 +844,7 @@ def _progress(enabled: bool) -> contextlib.AbstractContextManager[Any]:
 
 def load_exported(path: str | Path) -> LearnedCompressionOracle:
     """The shipped artefact: the exported safetensors file, run as the engine runs it."""
-    from oxidize_ml.runtime.models import MlpModel
+    from oxidize_ml.runtime.numpy_models import MlpModel
 
     return LearnedCompressionOracle(
         MlpModel.load(path, kind=KIND_COMPRESSION_MLP), link_rate_bps=DEFAULT_LINK_RATE_BPS

@@ -94,9 +94,9 @@ from oxidize_ml.evaluation.splits import (
 )
 from oxidize_ml.features import FEATURE_NAMES
 from oxidize_ml.runtime.configs import DqnMlpConfig
-from oxidize_ml.runtime.models import MlpModel, MlpWeights
-from oxidize_ml.training.models import DqnMlp
+from oxidize_ml.runtime.numpy_models import MlpModel, MlpWeights
 from oxidize_ml.training.result import TrainResult
+from oxidize_ml.training.torch_models import DqnMlp
 
 if TYPE_CHECKING:
     from oxidize_ml.sim.gym.congestion_env import CongestionEnv, RandomLinkConfig

@@ -47,7 +47,7 @@ from oxidize_ml.runtime.configs import (
 )
 from oxidize_ml.runtime.onnx_backend import ONNX_FORMAT, VARIANT_STEP, VARIANTS
 from oxidize_ml.runtime.weights import ModelLoadError, encode_weights, read_weight_file
-from oxidize_ml.training.models import CompressionMlp, DqnMlp, LossLstm, PathMlp, build_model
+from oxidize_ml.training.torch_models import CompressionMlp, DqnMlp, LossLstm, PathMlp, build_model
 
 log = logging.getLogger(__name__)
 

@@ -54,7 +54,7 @@ queue fill differs from both by up to 0.3.
 
 Model and training (`fit_lstm`)
 -------------------------------
-`oxidize_ml.training.models.LossLstm` (8 features -> LSTM 64 -> linear ->
+`oxidize_ml.training.torch_models.LossLstm` (8 features -> LSTM 64 -> linear ->
 sigmoid, the spec's sizes), trained *statefully*: sequences are cut into
 segments of ``segment_steps`` observations, each segment is walked in TBPTT
 chunks of ``seq_len`` = 20 steps carrying (h, c) and cutting the gradient
@@ -92,7 +92,7 @@ safetensors file is loaded with the numpy runtime and run step by step from
 zero state over each sequence, as the engine would; the EWMA heuristic is
 run the engine's way (``learn_one`` then ``predict_one`` per observation).
 Figures, with the project evaluation's definitions
-(`oxidize_ml.evaluation.metrics`, `oxidize_ml.evaluation.fec`): PR-AUC
+(`oxidize_ml.evaluation.scores`, `oxidize_ml.evaluation.fec`): PR-AUC
 (average precision on label > 0), Brier score against the soft label, and
 FEC residual loss at equal overhead (`fec_sweep`): block code of
 `oxidize_ml.loss.FecPolicy` fed the scaled prediction ``min(1, s p)`` over a

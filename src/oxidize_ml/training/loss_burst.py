@@ -297,7 +297,7 @@ def calibrate_price(
 
 def fit(config: BurstFitConfig, *, progress: bool = False) -> dict[str, Any]:
     """Collect the training split and fit weights, severity and repair price."""
-    from oxidize_ml.evaluation.metrics import pr_auc
+    from oxidize_ml.evaluation.scores import pr_auc
     from oxidize_ml.loss.fec import FecConfig, FecPolicy
 
     t0 = time.perf_counter()

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from oxidize_ml.evaluation.fec import fec_point
-from oxidize_ml.evaluation.metrics import brier, interpolate_at, pr_auc
+from oxidize_ml.evaluation.scores import brier, interpolate_at, pr_auc
 from oxidize_ml.features import NetworkFeatures
 from oxidize_ml.loss import EwmaLossPredictor
 from oxidize_ml.loss.fec import FecConfig, FecPolicy

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from oxidize_ml.evaluation.metrics import brier, pr_auc
+from oxidize_ml.evaluation.scores import brier, pr_auc
 from oxidize_ml.features import N_FEATURES
 from oxidize_ml.training.loss_config import LossTrainConfig
 from oxidize_ml.training.loss_data import LossSequence
@@ -37,7 +37,7 @@ def _folded_model(core: Any, mu: np.ndarray, sd: np.ndarray, a: float, b: float)
     """
     import torch
 
-    from oxidize_ml.training.models import LossLstm
+    from oxidize_ml.training.torch_models import LossLstm
 
     cfg = core.config
     out = LossLstm.from_config(cfg)
@@ -222,7 +222,7 @@ def _fit(
     import torch
     import torch.nn.functional as nnf
 
-    from oxidize_ml.training.models import LossLstm, detach_state, iter_tbptt_chunks
+    from oxidize_ml.training.torch_models import LossLstm, detach_state, iter_tbptt_chunks
 
     if not train_seqs or not val_seqs:
         raise ValueError("fit_lstm needs at least one training and one validation sequence")

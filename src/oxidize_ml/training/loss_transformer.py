@@ -143,7 +143,7 @@ def run_probe(
     import torch
 
     from oxidize_ml.evaluation import fec
-    from oxidize_ml.evaluation.metrics import brier, interpolate_at, pr_auc
+    from oxidize_ml.evaluation.scores import brier, interpolate_at, pr_auc
     from oxidize_ml.loss import EwmaLossPredictor
     from oxidize_ml.training.loss_config import LossTrainConfig
     from oxidize_ml.training.loss_data import build_training_data, split_by_run

@@ -64,8 +64,8 @@ from oxidize_ml.paths.learned import (
 )
 from oxidize_ml.paths.reward import LOSS_REF, REWARD_WEIGHTS, RTT_REF_US, THROUGHPUT_REF_MBPS
 from oxidize_ml.runtime.configs import KIND_PATH_MLP, PathMlpConfig
-from oxidize_ml.training.models import PathMlp
 from oxidize_ml.training.result import TrainResult
+from oxidize_ml.training.torch_models import PathMlp
 from oxidize_ml.types import TrafficContext
 
 MODEL_VERSION: Final = "1"
@@ -378,7 +378,7 @@ class _NumpyPrior:
     """The numpy runtime's MLP rebuilt from the exported file (what the engine runs)."""
 
     def __init__(self, path: Path) -> None:
-        from oxidize_ml.runtime.models import MlpModel
+        from oxidize_ml.runtime.numpy_models import MlpModel
         from oxidize_ml.runtime.weights import read_weight_file
 
         wf = read_weight_file(path, expected_kind=KIND_PATH_MLP)

@@ -47,7 +47,7 @@ from oxidize_ml.congestion.dqn import ReplayBuffer
 from oxidize_ml.congestion.residual import N_INPUTS, ResidualDqnPolicy, residual_reward
 from oxidize_ml.evaluation.splits import TRAIN_SCENARIOS, TRAIN_SEED_BASE, TRAIN_TRACES, trace_paths
 from oxidize_ml.runtime.configs import DqnMlpConfig
-from oxidize_ml.runtime.models import MlpModel
+from oxidize_ml.runtime.numpy_models import MlpModel
 from oxidize_ml.sim.controllers.policy import PolicyController
 from oxidize_ml.sim.core import Simulation
 from oxidize_ml.sim.links import BufferSpec, TraceLink

@@ -43,7 +43,7 @@ from oxidize_ml.sim.controllers.policy import (
 
 if TYPE_CHECKING:
     from oxidize_ml.congestion.dqn import DqnCwndPolicy
-    from oxidize_ml.runtime.models import MlpModel
+    from oxidize_ml.runtime.numpy_models import MlpModel
     from oxidize_ml.runtime.onnx_backend import OrtMlpModel
     from oxidize_ml.sim.controllers.registry import ControllerFactory
 

@@ -116,7 +116,7 @@ from oxidize_ml.sim.controllers.dqn_factory import (
 from oxidize_ml.sim.controllers.policy import ExternalCwndController
 from oxidize_ml.sim.core import Simulation
 from oxidize_ml.sim.links import BufferSpec, CellularLink, ConstantLink, StepLink
-from oxidize_ml.sim.loss import BernoulliLoss
+from oxidize_ml.sim.random_loss import BernoulliLoss
 from oxidize_ml.sim.scenarios import FlowSpec, Scenario, get_scenario, scenario_from_trace
 from oxidize_ml.sim.traces import CellularConfig
 

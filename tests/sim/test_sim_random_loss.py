@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from oxidize_ml.sim.loss import BernoulliLoss, GilbertElliottLoss
+from oxidize_ml.sim.random_loss import BernoulliLoss, GilbertElliottLoss
 
 
 def draw(model, n: int, seed: int = 0) -> np.ndarray:  # type: ignore[no-untyped-def]

@@ -31,9 +31,9 @@ from prometheus_client import CollectorRegistry, generate_latest, make_wsgi_app
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, ThreadingWSGIServer
 
 from oxidize_ml._validate import check_int, check_number
-from oxidize_ml.metrics.collector import EngineCollector
+from oxidize_ml.prometheus.collector import EngineCollector
 
-log = logging.getLogger("oxidize_ml.metrics")
+log = logging.getLogger("oxidize_ml.prometheus")
 
 DEFAULT_HOST: Final = "127.0.0.1"
 DEFAULT_PORT: Final = 9464

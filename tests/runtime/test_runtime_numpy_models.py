@@ -241,7 +241,7 @@ def test_mlp_forward_is_a_reused_view_and_argmax_checks_nan(tmp_path: Path) -> N
 def test_runtime_never_imports_torch() -> None:
     code = (
         "import sys, numpy as np\n"
-        "import oxidize_ml.runtime, oxidize_ml.runtime.models, oxidize_ml.runtime.kernels\n"
+        "import oxidize_ml.runtime, oxidize_ml.runtime.numpy_models, oxidize_ml.runtime.kernels\n"
         "import oxidize_ml.runtime.onnx_backend, oxidize_ml.bench_models, oxidize_ml.hub.manifest\n"
         "import oxidize_ml.models, oxidize_ml.models.manifest\n"
         "from oxidize_ml.bench_models import random_tensors\n"

@@ -17,8 +17,8 @@ from prometheus_client.openmetrics.parser import (
 )
 
 from oxidize_ml.engine import EngineConfig, MlEngine
-from oxidize_ml.metrics import EngineCollector, make_registry
-from oxidize_ml.metrics.demo import DemoDriver
+from oxidize_ml.prometheus import EngineCollector, make_registry
+from oxidize_ml.prometheus.demo import DemoDriver
 
 _SAMPLE_RE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)$")
 _LABEL_RE = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"(,|$)')

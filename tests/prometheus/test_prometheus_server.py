@@ -18,8 +18,8 @@ parser = pytest.importorskip("prometheus_client.parser")
 
 from oxidize_ml.engine import EngineConfig, MlEngine
 from oxidize_ml.hub import SyncStats
-from oxidize_ml.metrics import CONTENT_TYPE, start_metrics_server
-from oxidize_ml.metrics.demo import DemoDriver
+from oxidize_ml.prometheus import CONTENT_TYPE, start_metrics_server
+from oxidize_ml.prometheus.demo import DemoDriver
 
 
 def scrape(url: str) -> tuple[str, str]:

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from oxidize_ml.evaluation.metrics import (
+from oxidize_ml.evaluation.scores import (
     brier,
     cumulative_regret,
     interpolate_at,

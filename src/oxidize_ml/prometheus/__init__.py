@@ -5,7 +5,7 @@
 'http://127.0.0.1:9464/metrics'
 >>> server.stop()                                     # doctest: +SKIP
 
-The metric names are listed in `oxidize_ml.metrics.collector`.
+The metric names are listed in `oxidize_ml.prometheus.collector`.
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ try:
     import prometheus_client  # noqa: F401
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError(
-        "oxidize_ml.metrics needs prometheus_client: install the 'metrics' extra "
+        "oxidize_ml.prometheus needs prometheus_client: install the 'metrics' extra "
         "(pip install 'oxidize-ml[metrics]')"
     ) from exc
 
-from oxidize_ml.metrics.collector import EngineCollector, engine_families, sync_families
-from oxidize_ml.metrics.server import (
+from oxidize_ml.prometheus.collector import EngineCollector, engine_families, sync_families
+from oxidize_ml.prometheus.server import (
     CONTENT_TYPE,
     DEFAULT_HOST,
     DEFAULT_PORT,
