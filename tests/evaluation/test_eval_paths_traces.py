@@ -252,3 +252,23 @@ def test_metrics_reward_heuristic_is_always_compared(result: dict) -> None:
     assert "metrics_reward" not in result["summary"]["selectors"]
     # it reads the metrics against the reward function: never worse than ignoring them
     assert det["regret_per_step"] < result["selectors"]["round_robin"]["regret_per_step"]
+
+
+def test_river_adapter_is_a_path_policy_the_engine_takes() -> None:
+    # One policy protocol: the comparison bandit swaps into the engine like any selector.
+    pytest.importorskip("river")
+    from oxidize_ml import EngineConfig, MlEngine
+    from oxidize_ml.policy import PathPolicy
+    from oxidize_ml.types import PathId, PathMetrics, TrafficContext
+
+    sel = paths.RiverLinUcbPathSelector(seed=0)
+    assert isinstance(sel, PathPolicy)
+    engine = MlEngine(EngineConfig(load_default_models=False))
+    engine.replace_policy("path_selector", sel)
+    engine.update_path_metrics(PathMetrics(path_id=PathId.Primary, rtt_us=20_000), now=1.0)
+    engine.update_path_metrics(PathMetrics(path_id=PathId.Secondary, rtt_us=80_000), now=1.0)
+    chosen = engine.select_path(TrafficContext.Gaming, now=1.0)
+    assert chosen in (PathId.Primary, PathId.Secondary)
+    engine.update_path_reward(chosen, TrafficContext.Gaming, 0.7, now=1.1)
+    st = engine.stats().path_selector
+    assert st.policy == paths.RIVER_NAME and st.model_loaded and st.decisions == 1

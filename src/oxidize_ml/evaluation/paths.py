@@ -59,7 +59,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -74,6 +74,7 @@ from oxidize_ml.paths import (
     calculate_path_reward,
 )
 from oxidize_ml.paths.selector import argmax_available
+from oxidize_ml.policy import PathPolicy
 from oxidize_ml.types import PathId, PathMetrics, TrafficContext
 
 SCENARIOS: tuple[str, ...] = ("stable", "primary-fails", "degrading", "cellular-traces-heldout")
@@ -95,19 +96,7 @@ ProgressFn = Callable[[int, int, str], None]
 """``progress(done, total, label)``, called after each episode (all selectors)"""
 
 
-class PathSelectorLike(Protocol):
-    """What a selector must provide (the `BasePathSelector` API)."""
-
-    def update_metrics(self, metrics: PathMetrics, *, now: float) -> None: ...
-
-    def select(self, context: TrafficContext, *, now: float) -> PathId: ...
-
-    def update_reward(
-        self, path: PathId, context: TrafficContext, reward: float, *, now: float
-    ) -> None: ...
-
-
-SelectorFactory = Callable[[int], PathSelectorLike]
+SelectorFactory = Callable[[int], PathPolicy]
 """``factory(seed)`` builds a fresh selector for one episode"""
 
 
@@ -180,29 +169,33 @@ class MetricsRewardPathSelector(BasePathSelector):
         return argmax_available(self._value[c], avail)
 
 
-class _HindsightSelector:
+class _HindsightSelector(BasePathSelector):
     """Chooses the path with the best reward of the coming step, read from the env's
-    ground truth (`PathSelectionEnv.episode_arrays`): the per-step oracle."""
+    ground truth (`PathSelectionEnv.episode_arrays`): the per-step oracle.
+
+    A `BasePathSelector` like every other selector (so `PathPolicy`), but it
+    ignores availability and rewards: the ground truth already includes them.
+    """
 
     name = ORACLE
 
     def __init__(self, env: Any) -> None:
+        super().__init__()
         arr = env.episode_arrays()
         self._rtt = arr["rtt_s"]
         self._loss = arr["loss"]
         self._thr = arr["throughput_bps"]
-        self._step_s = env.scenario.step_s
         self._k = 0
 
-    def update_metrics(self, metrics: PathMetrics, *, now: float) -> None:
-        return None
-
     def select(self, context: TrafficContext, *, now: float) -> PathId:
+        # Overridden: the oracle chooses among every path of the episode, even
+        # before metrics arrive; it steps through the episode once per call.
+        c = TrafficContext(context)
         row = self._k + 1
         self._k += 1
         rewards = [
             calculate_path_reward(
-                context,
+                c,
                 float(self._rtt[row, i]) * 1e6,
                 float(self._loss[row, i]),
                 float(self._thr[row, i]) / 1e6,
@@ -211,10 +204,9 @@ class _HindsightSelector:
         ]
         return PathId(int(np.argmax(rewards)))
 
-    def update_reward(
-        self, path: PathId, context: TrafficContext, reward: float, *, now: float
-    ) -> None:
-        return None
+    def _pull(self, c: int, avail: tuple[int, ...]) -> int:
+        # Only `predict_one` reaches this; the oracle is driven through `select`.
+        return int(self.select(TrafficContext(c), now=0.0))
 
 
 def builtin_factories() -> dict[str, SelectorFactory]:
@@ -250,7 +242,7 @@ class EpisodeRecord:
         return cumulative_regret(self.reward, self.oracle)
 
 
-def run_episode(env: Any, selector: PathSelectorLike) -> EpisodeRecord:
+def run_episode(env: Any, selector: PathPolicy) -> EpisodeRecord:
     """Drive ``env`` (already reset) to the end of its episode with ``selector``."""
     steps = env.scenario.episode_steps
     step_s = env.scenario.step_s
@@ -1035,15 +1027,17 @@ def river_available() -> str | None:
     return None
 
 
-class RiverLinUcbPathSelector:
+class RiverLinUcbPathSelector(BasePathSelector):
     """river's ``bandit.LinUCBDisjoint`` (one Bayesian linear regression per path) as a
     path selector, for comparison on the same episodes.
 
-    Context (one dict per decision, shared by every arm as disjoint LinUCB
-    expects): the traffic type one-hot and, per available path, the
-    saturating scores of its latest metrics (latency, jitter, loss,
-    throughput) and availability, the features the gym observation shows.
-    Unavailable paths are not offered; with no metrics it returns Primary.
+    A `BasePathSelector` (so a full `oxidize_ml.policy.PathPolicy`: the engine
+    takes it through ``replace_policy("path_selector", ...)``). Context (one
+    dict per decision, shared by every arm as disjoint LinUCB expects): the
+    traffic type one-hot and, per known path, the saturating scores of its
+    latest metrics (latency, jitter, loss, throughput) and availability, the
+    features the gym observation shows. Unavailable paths are not offered;
+    with no metrics it returns Primary.
 
     Parameters
     ----------
@@ -1055,22 +1049,24 @@ class RiverLinUcbPathSelector:
     """
 
     name = RIVER_NAME
+    is_learned = True
 
     def __init__(self, seed: int = 0, *, alpha: float = 1.0, beta: float = 1.0) -> None:
         from river import bandit
 
+        super().__init__(seed=seed)
         self._policy = bandit.LinUCBDisjoint(alpha=alpha, beta=beta, seed=seed)
-        self._metrics: dict[int, PathMetrics] = {}
-        self._context: dict[str, float] | None = None
+        # The context each arm was pulled with, per traffic type: the reward
+        # updates the regression at the point where the decision was made.
+        self._pulled_with: dict[int, dict[str, float]] = {}
 
-    def update_metrics(self, metrics: PathMetrics, *, now: float) -> None:
-        self._metrics[int(metrics.path_id)] = metrics
-
-    def _ctx(self, context: TrafficContext) -> dict[str, float]:
+    def _ctx(self, c: int) -> dict[str, float]:
         from oxidize_ml.paths.learned import metric_scores
 
-        x = {f"ctx_{c.name}": float(c == context) for c in TrafficContext}
-        for i, m in self._metrics.items():
+        x = {f"ctx_{t.name}": float(int(t) == c) for t in TrafficContext}
+        for i, m in enumerate(self._metrics):
+            if m is None:
+                continue
             lat, jit, loss_s, thr_s = metric_scores(m)
             x.update(
                 {
@@ -1083,17 +1079,10 @@ class RiverLinUcbPathSelector:
             )
         return x
 
-    def select(self, context: TrafficContext, *, now: float) -> PathId:
-        arms: list[int | str] = [
-            i for i, m in sorted(self._metrics.items()) if m.availability >= 0.1
-        ]
-        if not arms:
-            return PathId.Primary
-        self._context = self._ctx(context)
-        return PathId(int(self._policy.pull(arms, context=self._context)))
+    def _pull(self, c: int, avail: tuple[int, ...]) -> int:
+        x = self._pulled_with[c] = self._ctx(c)
+        return int(self._policy.pull(list(avail), context=x))
 
-    def update_reward(
-        self, path: PathId, context: TrafficContext, reward: float, *, now: float
-    ) -> None:
-        ctx = self._context if self._context is not None else self._ctx(context)
-        self._policy.update(int(path), ctx, float(reward))
+    def _on_reward(self, c: int, i: int, reward: float) -> None:
+        x = self._pulled_with.get(c)
+        self._policy.update(i, x if x is not None else self._ctx(c), reward)
