@@ -17,12 +17,8 @@ from oxidize_ml.congestion.state import CongestionStateEncoder, StateConfig
 from oxidize_ml.interval_stats import estimate_buffer_occupancy
 from oxidize_ml.sim import get_scenario, simulate
 from oxidize_ml.sim.controllers.dqn_factory import SenderViewPolicyController
-from oxidize_ml.sim.gym.congestion_env import (
-    CongestionEnv,
-    RandomLinkConfig,
-    observation_bounds,
-)
-from oxidize_ml.sim.links import CellularLink, ConstantLink, StepLink
+from oxidize_ml.sim.gym.congestion_env import CongestionEnv, observation_bounds
+from oxidize_ml.sim.random_links import RandomLinkConfig, random_link_scenario
 from oxidize_ml.types import DrlAction
 
 TRACES = Path(__file__).resolve().parents[2] / ".." / "shared" / "traces" / "mahimahi"
@@ -197,34 +193,24 @@ def test_trace_episodes_randomise_the_path_around_the_trace() -> None:
     assert lo <= 2 * a.flows[0].delay_s <= hi
 
 
-def test_random_links_stay_in_their_ranges() -> None:
-    cfg = RandomLinkConfig()
-    rng = np.random.default_rng(0)
-    kinds = set()
-    for _ in range(200):
-        sc = cfg.sample(rng, 10.0)
-        rtt = sc.flows[0].base_rtt_s
-        assert cfg.base_rtt_s[0] <= rtt <= cfg.base_rtt_s[1]
-        assert cfg.buffer_bdp[0] <= sc.buffer.bdp <= cfg.buffer_bdp[1]
-        if sc.loss is not None:
-            assert 0.0 < sc.loss.p <= cfg.loss[1]
-        link = sc.link
-        kinds.add(type(link))
-        if isinstance(link, ConstantLink):
-            assert cfg.capacity_bps[0] <= link.rate_bps <= cfg.capacity_bps[1]
-        elif isinstance(link, StepLink):
-            assert all(cfg.capacity_bps[0] <= r <= cfg.capacity_bps[1] for _, r in link.steps)
-            assert 2 <= len(link.steps) <= cfg.max_steps + 1
-    assert kinds == {ConstantLink, StepLink, CellularLink}
+def test_random_episodes_come_from_the_one_generator() -> None:
+    """A random episode is `random_link_scenario` on the env's generator and config."""
+    cfg = RandomLinkConfig(base_rtt_s=(0.02, 0.04))
+    env = CongestionEnv(random_link=cfg, episode_s=0.3)
+    for seed in range(5):
+        env.reset(seed=seed)
+        sc = env.scenario
+        rng = np.random.default_rng(seed)
+        ref = random_link_scenario(rng, name=sc.name, duration_s=0.3, config=cfg)
+        assert repr(sc) == repr(ref)
+        assert cfg.base_rtt_s[0] <= sc.flows[0].base_rtt_s <= cfg.base_rtt_s[1]
 
 
-def test_random_link_config_validates() -> None:
-    with pytest.raises(ValueError, match="base_rtt_s"):
-        RandomLinkConfig(base_rtt_s=(0.3, 0.1))
-    with pytest.raises(ValueError, match="step_probability"):
-        RandomLinkConfig(step_probability=0.8, cellular_probability=0.5)
+def test_env_arguments_validate() -> None:
     with pytest.raises(ValueError, match="scenario, a trace"):
         CongestionEnv(random_links=False)
+    with pytest.raises(TypeError, match="random_link"):
+        CongestionEnv(random_link={})  # type: ignore[arg-type]
 
 
 def _random_dqn(seed: int = 0):

@@ -99,7 +99,8 @@ from oxidize_ml.training.result import TrainResult
 from oxidize_ml.training.torch_models import DqnMlp
 
 if TYPE_CHECKING:
-    from oxidize_ml.sim.gym.congestion_env import CongestionEnv, RandomLinkConfig
+    from oxidize_ml.sim.gym.congestion_env import CongestionEnv
+    from oxidize_ml.sim.random_links import RandomLinkConfig
     from oxidize_ml.sim.scenarios import Scenario
 
 __all__ = [
@@ -189,7 +190,8 @@ class DqnTrainConfig:
     episode_s: float | None = None
     """training episode length, seconds (None: each scenario's own, 20 s for random links)"""
     random_link: RandomLinkConfig | None = None
-    """ranges of the random training links (None: `RandomLinkConfig()`)"""
+    """ranges of the random training links (None: `RandomLinkConfig()`, the ranges of
+    `oxidize_ml.sim.random_links`, shared with the loss predictor's data)"""
     use_traces: bool = True
     """train on `TRAIN_TRACES` when the trace folder exists"""
     eval_seeds: int = 3
@@ -420,7 +422,8 @@ class NStepAccumulator:
 
 def make_training_env(config: DqnTrainConfig) -> CongestionEnv:
     """The training mix: TRAIN_SCENARIOS, random links and TRAIN_TRACES (when present)."""
-    from oxidize_ml.sim.gym.congestion_env import CongestionEnv, RandomLinkConfig
+    from oxidize_ml.sim.gym.congestion_env import CongestionEnv
+    from oxidize_ml.sim.random_links import RandomLinkConfig
 
     traces = trace_paths(TRAIN_TRACES) if config.use_traces else []
     return CongestionEnv(

@@ -14,8 +14,10 @@ the same encoder the engine runs (`oxidize_ml.engine.MlEngine`), so a policy
 trained here runs unchanged there (`oxidize_ml.congestion.dqn.DqnCwndPolicy`).
 
 The link of an episode is a named scenario, a Mahimahi trace, or a random
-link (domain randomisation as in Aurora, REFERENCES section 2, adapted to
-cellular paths; `RandomLinkConfig`). With several sources configured, each
+link drawn by `oxidize_ml.sim.random_links.random_link_scenario` (domain
+randomisation as in Aurora, REFERENCES section 2, adapted to cellular paths;
+the same generator as the loss predictor's training data). A random link may
+carry 1-2 competing flows beside the agent's. With several sources configured, each
 `reset` picks a source kind (scenario / trace / random) uniformly among those
 present, then one item uniformly within it.
 
@@ -96,15 +98,14 @@ to override the source of one episode.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from os import PathLike, fspath
 from typing import Any
 
 import numpy as np
 
-from oxidize_ml._validate import check_int, check_number
+from oxidize_ml._validate import check_number
 from oxidize_ml.congestion.actions import N_ACTIONS, CwndLimits
 from oxidize_ml.congestion.observation import CongestionObservation
 from oxidize_ml.congestion.state import CongestionStateEncoder, StateConfig
@@ -115,10 +116,13 @@ from oxidize_ml.sim.controllers.dqn_factory import (
 )
 from oxidize_ml.sim.controllers.policy import ExternalCwndController
 from oxidize_ml.sim.core import Simulation
-from oxidize_ml.sim.links import BufferSpec, CellularLink, ConstantLink, StepLink
-from oxidize_ml.sim.random_loss import BernoulliLoss
-from oxidize_ml.sim.scenarios import FlowSpec, Scenario, get_scenario, scenario_from_trace
-from oxidize_ml.sim.traces import CellularConfig
+from oxidize_ml.sim.random_links import (
+    DEFAULT_RANDOM_LINKS,
+    RandomLinkConfig,
+    random_link_scenario,
+    random_trace_path,
+)
+from oxidize_ml.sim.scenarios import Scenario, get_scenario, scenario_from_trace
 
 try:
     import gymnasium as gym
@@ -130,13 +134,11 @@ except ModuleNotFoundError as exc:  # pragma: no cover - exercised without the e
         "CongestionEnv needs gymnasium; install the simulator extra: pip install 'oxidize-ml[sim]'"
     ) from exc
 
-__all__ = ["CongestionEnv", "RandomLinkConfig", "observation_bounds"]
+__all__ = ["CongestionEnv", "observation_bounds"]
 
 RANDOM_EPISODE_S = 20.0
 """length of a random-link episode when ``episode_s`` is not given, seconds"""
-_DEFAULT_CELLULAR = CellularConfig()
 _DEFAULT_STATE = StateConfig()
-_DEFAULT_CELLULAR_MEAN_BPS = float(np.mean(_DEFAULT_CELLULAR.state_rates_bps))
 
 
 def observation_bounds(config: StateConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -144,111 +146,6 @@ def observation_bounds(config: StateConfig) -> tuple[np.ndarray, np.ndarray]:
     lo = [row[3] for row in FEATURE_TABLE] + [0.0] * (config.size - N_FEATURES)
     hi = [row[4] for row in FEATURE_TABLE] + [1.0] * (config.size - N_FEATURES)
     return np.array(lo, dtype=np.float32), np.array(hi, dtype=np.float32)
-
-
-def _check_range(name: str, r: tuple[float, float], *, lo: float, hi: float | None = None) -> None:
-    if len(r) != 2:
-        raise ValueError(f"{name} must be a (low, high) pair, got {r!r}")
-    a = check_number(f"{name}[0]", r[0], lo=lo, hi=hi)
-    b = check_number(f"{name}[1]", r[1], lo=lo, hi=hi)
-    if a > b:
-        raise ValueError(f"{name} must have low <= high, got {r!r}")
-
-
-@dataclass(frozen=True, slots=True)
-class RandomLinkConfig:
-    """Ranges of the per-episode random links (Aurora-style, adapted to cellular paths).
-
-    Each episode draws a mean capacity (log-uniform), a base RTT (log-uniform),
-    a buffer in BDPs (uniform) and a random-loss rate, then a capacity shape:
-    constant, piecewise-constant with steps (capacity changes, the case learned
-    controllers handle worst, REFERENCES section 2), or the synthetic cellular
-    model (`CellularLink`) rescaled to the drawn mean.
-    """
-
-    capacity_bps: tuple[float, float] = (1e6, 50e6)
-    """mean capacity range, bits/s (log-uniform): cellular uplinks to good LTE/5G"""
-    base_rtt_s: tuple[float, float] = (0.010, 0.300)
-    """round-trip propagation delay range, seconds (log-uniform)"""
-    buffer_bdp: tuple[float, float] = (0.5, 4.0)
-    """drop-tail buffer range in BDPs (uniform); cellular buffers are deep"""
-    loss: tuple[float, float] = (0.0, 0.02)
-    """random (non-congestion) loss range when loss is drawn (uniform)"""
-    loss_probability: float = 0.5
-    """share of episodes with random loss (the others have none)"""
-    step_probability: float = 0.3
-    """share of episodes whose capacity changes in steps"""
-    cellular_probability: float = 0.3
-    """share of episodes on the synthetic cellular model (the rest: constant capacity)"""
-    max_steps: int = 3
-    """capacity changes per step episode: 1 to max_steps, at uniform times"""
-    step_factor: tuple[float, float] = (0.25, 4.0)
-    """each step multiplies the capacity by a log-uniform factor in this range (clipped to
-    ``capacity_bps``)"""
-
-    def __post_init__(self) -> None:
-        _check_range("capacity_bps", self.capacity_bps, lo=1e5)
-        _check_range("base_rtt_s", self.base_rtt_s, lo=1e-3)
-        _check_range("buffer_bdp", self.buffer_bdp, lo=0.01)
-        _check_range("loss", self.loss, lo=0.0, hi=0.5)
-        check_number("loss_probability", self.loss_probability, hi=1.0)
-        check_number("step_probability", self.step_probability, hi=1.0)
-        check_number("cellular_probability", self.cellular_probability, hi=1.0)
-        if self.step_probability + self.cellular_probability > 1.0:
-            raise ValueError("step_probability + cellular_probability must be <= 1")
-        check_int("max_steps", self.max_steps, lo=1, hi=100)
-        _check_range("step_factor", self.step_factor, lo=1e-3)
-
-    def sample(self, rng: np.random.Generator, duration_s: float) -> Scenario:
-        """One random single-flow scenario of ``duration_s`` seconds."""
-        cap = _log_uniform(rng, self.capacity_bps)
-        rtt = _log_uniform(rng, self.base_rtt_s)
-        bdp = float(rng.uniform(*self.buffer_bdp))
-        loss_p = float(rng.uniform(*self.loss)) if rng.random() < self.loss_probability else 0.0
-        u = float(rng.random())
-        if u < self.cellular_probability:
-            scale = cap / _DEFAULT_CELLULAR_MEAN_BPS
-            cfg = replace(
-                _DEFAULT_CELLULAR,
-                state_rates_bps=tuple(r * scale for r in _DEFAULT_CELLULAR.state_rates_bps),
-                max_rate_bps=max(_DEFAULT_CELLULAR.max_rate_bps, 5.0 * cap),
-            )
-            link: Any = CellularLink(cfg)
-            shape = "cellular"
-        elif u < self.cellular_probability + self.step_probability:
-            n = int(rng.integers(1, self.max_steps + 1))
-            times = np.sort(rng.uniform(0.1 * duration_s, 0.9 * duration_s, size=n))
-            lo, hi = self.capacity_bps
-            rates = [cap]
-            for _ in range(n):
-                rates.append(min(hi, max(lo, rates[-1] * _log_uniform(rng, self.step_factor))))
-            link = StepLink(
-                ((0.0, cap), *((float(t), r) for t, r in zip(times, rates[1:], strict=True)))
-            )
-            shape = "steps"
-        else:
-            link = ConstantLink(cap)
-            shape = "constant"
-        name = (
-            f"random-{shape}-{cap / 1e6:.1f}mbps-{rtt * 1e3:.0f}ms-{bdp:.1f}bdp-"
-            f"{loss_p * 100:.2f}loss"
-        )
-        return Scenario(
-            name=name,
-            link=link,
-            flows=(FlowSpec(delay_s=rtt / 2.0),),
-            buffer=BufferSpec(bdp=bdp),
-            loss=BernoulliLoss(loss_p) if loss_p > 0.0 else None,
-            duration_s=duration_s,
-            description="random link (CongestionEnv domain randomisation)",
-        )
-
-
-def _log_uniform(rng: np.random.Generator, r: tuple[float, float]) -> float:
-    lo, hi = r
-    if lo == hi:
-        return float(lo)
-    return float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
 
 
 class CongestionEnv(gym.Env[np.ndarray, np.int64]):
@@ -270,7 +167,8 @@ class CongestionEnv(gym.Env[np.ndarray, np.int64]):
         Also draw random links (`RandomLinkConfig`). Default: True when no
         scenario or trace is given.
     random_link
-        Ranges of the random links (and of the RTT / buffer of trace episodes).
+        Ranges of the random links (and of the RTT / buffer of trace episodes,
+        `oxidize_ml.sim.random_links.random_trace_path`).
     episode_s
         Episode length, simulated seconds. None: the scenario's own duration
         (traces: up to 30 s), `RANDOM_EPISODE_S` for random links.
@@ -298,7 +196,7 @@ class CongestionEnv(gym.Env[np.ndarray, np.int64]):
         scenarios: Sequence[str | Scenario] = (),
         traces: Sequence[str | PathLike[str]] = (),
         random_links: bool | None = None,
-        random_link: RandomLinkConfig = RandomLinkConfig(),
+        random_link: RandomLinkConfig = DEFAULT_RANDOM_LINKS,
         episode_s: float | None = None,
         state_config: StateConfig = _DEFAULT_STATE,
         limits: CwndLimits | None = None,
@@ -372,7 +270,7 @@ class CongestionEnv(gym.Env[np.ndarray, np.int64]):
             if "trace" in options:
                 return self._trace_episode(scenario_from_trace(fspath(options["trace"])), rng)
             if options.get("random"):
-                return self.random_link.sample(rng, self.episode_s or RANDOM_EPISODE_S)
+                return self._random_episode(rng)
             raise ValueError(
                 f"unknown reset options {sorted(options)}; use 'scenario', 'trace' or 'random'"
             )
@@ -382,20 +280,24 @@ class CongestionEnv(gym.Env[np.ndarray, np.int64]):
             return sc if self.episode_s is None else sc.with_duration(self.episode_s)
         if kind == "trace":
             return self._trace_episode(self._traces[int(rng.integers(len(self._traces)))], rng)
-        return self.random_link.sample(rng, self.episode_s or RANDOM_EPISODE_S)
+        return self._random_episode(rng)
+
+    def _random_episode(self, rng: np.random.Generator) -> Scenario:
+        sc = random_link_scenario(
+            rng,
+            name="random",
+            duration_s=self.episode_s or RANDOM_EPISODE_S,
+            config=self.random_link,
+        )
+        # A name that says what was drawn (and only depends on the seed), for logs.
+        return replace(
+            sc,
+            name=f"random-{type(sc.link).__name__}-{2e3 * sc.flows[0].delay_s:.0f}ms-"
+            f"{sc.buffer.packets}pkt-{type(sc.loss).__name__}-{len(sc.flows)}flows",
+        )
 
     def _trace_episode(self, base: Scenario, rng: np.random.Generator) -> Scenario:
-        cfg = self.random_link
-        rtt = _log_uniform(rng, cfg.base_rtt_s)
-        bdp = float(rng.uniform(*cfg.buffer_bdp))
-        dur = self.episode_s if self.episode_s is not None else base.duration_s
-        return replace(
-            base,
-            name=f"{base.name}-{rtt * 1e3:.0f}ms-{bdp:.1f}bdp",
-            flows=(FlowSpec(delay_s=rtt / 2.0),),
-            buffer=BufferSpec(bdp=bdp),
-            duration_s=dur,
-        )
+        return random_trace_path(base, rng, duration_s=self.episode_s, config=self.random_link)
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
