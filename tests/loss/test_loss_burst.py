@@ -107,15 +107,31 @@ def test_time_since_loss_and_phase_buckets():
     assert ft.phase_bucket == burst.PHASE_EDGES.index(0.5) + 1
 
 
-def test_buffer_occupancy_is_ignored():
-    # Train/serve identity: the simulator's true queue fill and a sender's estimate
-    # must give the same prediction.
+def test_queue_signals_come_from_the_observations_buffer_occupancy():
+    # One observation (issue 9): queue delay = buffer_occupancy x srtt and min RTT =
+    # srtt - queue delay, the transport's own (srtt - min_rtt) / srtt; no second
+    # estimate from a running minimum of srtt.
+    ft = BurstFeatures()
+    ft.update(feats(rtt_us=50_000.0, occ=0.2), 0.01)  # min RTT 40 ms, queue 10 ms
+    i = burst.DENSE_NAMES.index
+    assert ft.dense[i("queue_share")] == pytest.approx(0.2)
+    assert ft.dense[i("queue_vs_max")] == pytest.approx(1.0)
+    assert ft.long_rtt == 0.0
+    ft.update(feats(rtt_us=50_000.0, occ=0.0), 0.02)  # the same srtt, no queue
+    assert ft.dense[i("queue_share")] == 0.0 and ft.dense[i("queue_vs_max")] == 0.0
+    # min RTT 80 ms (> LONG_RTT_US) although srtt never went below 100 ms
+    ft.update(feats(rtt_us=100_000.0, occ=0.2), 0.03)
+    assert ft.long_rtt == 1.0
+    # the BDP ratio uses that min RTT: 1e7 bit/s x 80 ms = 66.7 packets of 1500 B
+    bdp = 1e7 * 0.080 / (8 * burst.MSS_BYTES)
+    assert ft.dense[i("log_bdp_ratio")] == pytest.approx(math.log(30.0 / bdp))
+    # a different occupancy for the same RTTs gives different features
     a, b = BurstLossPredictor(), BurstLossPredictor()
-    for i, f in enumerate(random_sequence(5)):
+    for k, f in enumerate(random_sequence(5)):
         g = dataclasses.replace(f, buffer_occupancy=0.9)
-        a.learn_one(f, f.loss_rate, now=0.01 * i)
-        b.learn_one(g, g.loss_rate, now=0.01 * i)
-        assert a.predict_one(f, now=0.01 * i) == b.predict_one(g, now=0.01 * i)
+        a.learn_one(f, f.loss_rate, now=0.01 * k)
+        b.learn_one(g, g.loss_rate, now=0.01 * k)
+    assert a.predict_one(f, now=0.04) != b.predict_one(g, now=0.04)
 
 
 def test_hazard_weights_drive_the_prediction():

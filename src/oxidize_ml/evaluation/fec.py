@@ -71,8 +71,8 @@ same way (scaling the ratio), for reference.
 Any user's traces
 -----------------
 `evaluate_fec_traces` runs the same comparison on any Mahimahi files, RTTs
-and durations (several windows per trace, sender-view features through
-`oxidize_ml.loss.sender_view.SenderView`, paired block-bootstrap CIs over
+and durations (several windows per trace, the simulator's observations as a
+sender sees them (`oxidize_ml.interval_stats`), paired block-bootstrap CIs over
 runs) and adds the burst-aware predictor with its own FEC policy
 (`oxidize_ml.loss.burst`, `oxidize_ml.loss.fec.BurstFecPolicy`);
 `score_runs` scores any labelled runs the same way. ``run`` keeps the
@@ -106,7 +106,6 @@ from oxidize_ml.loss import (
     FecConfig,
     FecPolicy,
 )
-from oxidize_ml.loss.sender_view import SenderView
 
 HEURISTIC = "ewma"
 """name of the heuristic predictor (always evaluated; the reference at equal overhead)"""
@@ -476,10 +475,13 @@ def _loss_run(
     *,
     name: str,
     heldout: bool,
-    view: SenderView | None = None,
 ) -> LossRun:
-    """Simulate ``sc`` with ``ctrl`` and label flow 0's intervals (loss 50-100 ms ahead);
-    ``view``: pass every observation through that sender-side view."""
+    """Simulate ``sc`` with ``ctrl`` and label flow 0's intervals (loss 50-100 ms ahead).
+
+    The observations are kept as the simulator reports them: their
+    ``buffer_occupancy`` is already the sender-side estimate
+    (`oxidize_ml.interval_stats.IntervalStats`), what the engine gets from the
+    aioquic plug-in."""
     from oxidize_ml.sim import simulate
 
     times: list[float] = []
@@ -488,7 +490,7 @@ def _loss_run(
     def hook(now: float, flow: int, f: NetworkFeatures, _thr: float, _cwnd: int) -> None:
         if flow == 0:
             times.append(now)
-            feats.append(f if view is None else view.view(f))
+            feats.append(f)
 
     simulate(sc, ctrl, seed=seed, duration_s=duration_s, record_series=False, on_interval=hook)
     t = np.asarray(times, dtype=np.float64)
@@ -1253,11 +1255,7 @@ def _trace_runs(
                     s = base + i
                     i += 1
                     name = f"{p.name}@{start_s:.0f}s/rtt{rtt * 1000:.0f}"
-                    out.append(
-                        _loss_run(
-                            sc, ctrl, s, duration_s, name=name, heldout=True, view=SenderView()
-                        )
-                    )
+                    out.append(_loss_run(sc, ctrl, s, duration_s, name=name, heldout=True))
                     if progress is not None:
                         progress(i, total, f"{name} / {ctrl}")
     return out
@@ -1312,8 +1310,8 @@ def evaluate_fec_traces(
 
     Every trace is run in `TRACE_WINDOWS` windows (starting at 0, 1/3 and 2/3
     of it) at every RTT in ``rtt_ms`` with CUBIC and BBR, 2-BDP drop-tail
-    buffer; every 10-ms observation is turned into the sender's view
-    (`oxidize_ml.loss.sender_view.SenderView`) and fed to each predictor the
+    buffer; every 10-ms observation, as the simulator reports it (its buffer
+    occupancy is the sender's estimate, `oxidize_ml.interval_stats`), is fed to each predictor the
     engine's way (``learn_one`` then ``predict_one``). Labels, PR-AUC, Brier
     and FEC residual/overhead follow the module docstring.
 
@@ -1456,7 +1454,7 @@ def score_runs(
     groups: Mapping[str, Sequence[str]] | None = None,
     progress: Any = None,
 ) -> dict[str, Any]:
-    """Predict on ``runs`` (sender-view features) and score every predictor.
+    """Predict on ``runs`` (the observations as recorded) and score every predictor.
 
     The scoring of `evaluate_fec_traces`, for any labelled runs (the held-out
     built-in scenarios too). ``groups`` maps a breakdown name (``"per_rtt"``)
@@ -1869,7 +1867,7 @@ def evaluate_fec_heldout(
     """The whole held-out split for the default-model rule: the held-out traces (when
     the folder exists) as in `evaluate_fec_traces` plus the held-out built-in
     scenarios (``n_seeds`` seeds each, their own RTTs; ``duration_s`` for every run:
-    30 s is the built-in scenarios' own), sender-view features, one
+    30 s is the built-in scenarios' own), the simulator's observations, one
     `score_runs` with ``per_family`` (trace file without direction, or scenario)
     and ``per_rtt`` (traces only; built-in runs are under ``"scenario"``)."""
     from oxidize_ml.evaluation.splits import HELDOUT_SCENARIOS, HELDOUT_TRACES, trace_paths
@@ -1900,18 +1898,7 @@ def evaluate_fec_heldout(
         n_seeds=n_seeds,
         duration_s=dur,
     ):
-        view = SenderView()
-        runs.append(
-            LossRun(
-                r.scenario,
-                r.controller,
-                r.seed,
-                True,
-                r.times,
-                tuple(view.view(f) for f in r.features),
-                r.labels,
-            )
-        )
+        runs.append(r)
         family.append(r.scenario)
         rtt.append("scenario")
     out = score_runs(runs, seed=seed, groups={"per_family": family, "per_rtt": rtt})

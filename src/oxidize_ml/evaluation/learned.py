@@ -10,31 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from oxidize_ml.features import NetworkFeatures
-from oxidize_ml.loss.sender_view import SenderView
-
-
-class SenderViewPredictor:
-    """Wraps a loss predictor so it sees what a real sender sees.
-
-    The simulator's features carry the true bottleneck queue fill in
-    ``buffer_occupancy``; a deployed sender only has ``(srtt - min_rtt) / srtt``.
-    The LSTM was trained on that estimate (`oxidize_ml.loss.sender_view.SenderView`,
-    the one implementation training and evaluation share), so it is evaluated on it.
-    """
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.name = getattr(inner, "name", "learned")
-        self.is_learned = getattr(inner, "is_learned", True)
-        self._view = SenderView()
-
-    def learn_one(self, features: NetworkFeatures, feedback: float, *, now: float) -> None:
-        self.inner.learn_one(self._view.view(features), feedback, now=now)
-
-    def predict_one(self, features: NetworkFeatures, *, now: float) -> float:
-        return float(self.inner.predict_one(features, now=now))
-
 
 def shipped_model_options(model_dir: Path | None = None) -> tuple[dict[str, dict[str, Any]], str]:
     """Report options that add the learned models of ``model_dir`` (default: the shipped ones).
@@ -58,7 +33,9 @@ def shipped_model_options(model_dir: Path | None = None) -> tuple[dict[str, dict
     added = []
     if loaded.loss is not None:
         lstm = loaded.loss
-        options["fec"] = {"predictors": {"lstm": lambda: SenderViewPredictor(lstm.fork())}}
+        # The simulator's observations carry the sender-side buffer estimate the LSTM
+        # is trained on and served with (`oxidize_ml.interval_stats`): no wrapper.
+        options["fec"] = {"predictors": {"lstm": lstm.fork}}
         added.append("LSTM loss predictor (fec)")
     if loaded.compression is not None:
         oracle = loaded.compression

@@ -12,9 +12,12 @@ passed to ``learn_one`` and the caller's ``now``, so training (which runs the
 same class over simulator observations) and serving compute them identically
 by construction, and the engine passes nothing new. The fields read are
 ``rtt_us`` (smoothed RTT), ``rtt_var_us``, ``bandwidth_bps``, ``loss_rate``,
-``inflight`` and ``cwnd``; ``buffer_occupancy`` is ignored (the simulator's is the true
-queue fill, a sender's an estimate: the queue signals below are rebuilt from
-the RTT, as `oxidize_ml.loss.sender_view.SenderView` does). One call per
+``inflight``, ``cwnd`` and ``buffer_occupancy``, the sender-side estimate
+``(srtt - min_rtt) / srtt`` that `oxidize_ml.interval_stats.IntervalStats`
+computes for the simulator and the aioquic plug-in alike: the queue delay
+below is ``buffer_occupancy x srtt`` (= srtt - min_rtt) and min RTT is
+``srtt - queue delay``, the transport's minimum RTT sample, so no second
+estimate of either is kept here (issue 9: one observation). One call per
 10-ms decision interval (the windows below are counted in calls).
 
 ============================  ==================================================
@@ -29,25 +32,25 @@ sqrt fast / slow loss         sqrt of EWMAs of loss_rate, weights 0.3 and 0.02
 episodes in 2 s               log1p(count of loss episodes that started in the
                               last `EPISODE_WINDOW_S`)
 burst severity                EWMA (0.3) of loss_rate over lossy intervals
-queue vs loss queue           (srtt - min srtt) / the same at recent losses
+queue vs loss queue           queue delay / the same at recent losses
                               (EWMA 0.3), capped at 3: how close the queue is
                               to where it overflowed
 no loss yet                   1 before the first loss
-RTT gradient                  (srtt - srtt 5 intervals ago) / min srtt, +-3
+RTT gradient                  (srtt - srtt 5 intervals ago) / min RTT, +-3
 delivery-rate trend           log(bandwidth / bandwidth 10 intervals ago)
 jitter ratio                  rtt_var / srtt, capped at 3
-queue share                   (srtt - min srtt) / srtt (the sender's estimate)
+queue share                   buffer_occupancy (the sender's estimate)
 queue vs max                  queue delay / its decaying maximum (x0.999/call)
 loss last / previous RTT      sqrt mean loss_rate over the last RTT's intervals
-                              and the RTT before (RTT = min srtt, 1-30 calls)
+                              and the RTT before (RTT = min RTT, 1-30 calls)
 inflight / cwnd vs loss       inflight (cwnd) over its EWMA (0.3) at lossy
                               intervals, capped at 3: how close the sender is to
                               the window that overflowed last time (CUBIC's W_max,
                               BBR's inflight_hi)
-BDP ratio                     log(inflight / (delivery rate x min srtt in
+BDP ratio                     log(inflight / (delivery rate x min RTT in
                               packets of `MSS_BYTES`)), +-3
 cwnd growth                   log(cwnd / cwnd 5 intervals ago), +-3
-long-RTT interactions         when min srtt > `LONG_RTT_US`: its own time-since-
+long-RTT interactions         when min RTT > `LONG_RTT_US`: its own time-since-
                               loss buckets, bias, and copies of the `LONG_DENSE`
                               features (feedback is one RTT late there; loss
                               dynamics differ)
@@ -92,8 +95,9 @@ from typing import Any
 from oxidize_ml._validate import check_number
 from oxidize_ml.features import NetworkFeatures
 
-FEATURE_VERSION = 2
-"""version of the `BurstFeatures` layout; weights of another version are refused"""
+FEATURE_VERSION = 3
+"""version of the `BurstFeatures` layout; weights of another version are refused (3: the
+queue signals and min RTT come from ``buffer_occupancy``, 2 kept a running min of srtt)"""
 
 TSL_EDGES_S: tuple[float, ...] = (0.005, 0.015, 0.035, 0.075, 0.15, 0.3, 0.6, 1.2, 2.5, 5.0)
 """time-since-loss bucket edges, seconds (log-spaced: the hazard changes fastest early)"""
@@ -127,7 +131,7 @@ SEVERITY_ALPHA = 0.1
 SEVERITY_PRIOR_WINDOWS = 10.0
 """lossy windows the fitted severity counts as before the connection has its own"""
 LONG_RTT_US = 70_000.0
-"""min srtt above which the long-RTT interaction features switch on, microseconds"""
+"""min RTT above which the long-RTT interaction features switch on, microseconds"""
 
 N_TSL = len(TSL_EDGES_S) + 1
 N_PHASE = len(PHASE_EDGES) + 2
@@ -188,7 +192,6 @@ class BurstFeatures:
         "_loss_inflight",
         "_loss_queue",
         "_loss_total",
-        "_min_rtt",
         "_n_hist",
         "_prev_lossy",
         "_queue_max",
@@ -209,7 +212,6 @@ class BurstFeatures:
 
     def reset(self) -> None:
         """Forget the connection."""
-        self._min_rtt = math.inf
         self._last_loss: float | None = None
         self._gap: float | None = None
         self._loss_queue: float | None = None
@@ -243,11 +245,11 @@ class BurstFeatures:
         srtt = f.rtt_us
         lr = f.loss_rate
         bw = f.bandwidth_bps
-        if 0.0 < srtt < self._min_rtt:
-            self._min_rtt = srtt
-        mn = self._min_rtt
-        has_rtt = mn < math.inf
-        qd = srtt - mn if has_rtt else 0.0
+        # The observation's own queue estimate (srtt - min_rtt) / srtt: queue delay and
+        # the transport's min RTT follow from it, the same numbers for every caller.
+        qd = f.buffer_occupancy * srtt if srtt > 0.0 else 0.0
+        mn = srtt - qd
+        has_rtt = mn > 0.0
         if lr > 0.0:
             if not self._prev_lossy:  # a new episode starts
                 last = self._last_loss
@@ -357,7 +359,7 @@ class BurstFeatures:
         d[7] = -5.0 if trend < -5.0 else (5.0 if trend > 5.0 else trend)
         jit = f.rtt_var_us / srtt if srtt > 0.0 else 0.0
         d[8] = jit if jit < 3.0 else 3.0
-        d[9] = qd / srtt if srtt > 0.0 else 0.0
+        d[9] = f.buffer_occupancy if srtt > 0.0 else 0.0
         d[10] = qd / qm if qm > 0.0 else 0.0
         d[11] = math.sqrt(last_rtt)
         d[12] = math.sqrt(prev_rtt)

@@ -38,19 +38,15 @@ never by row, so neighbouring, nearly identical rows cannot leak across it.
 
 Buffer occupancy: what a deployed transport can see
 ---------------------------------------------------
-The simulator fills ``buffer_occupancy`` with the true bottleneck queue fill
-(`oxidize_ml.interval_stats`, `oxidize_ml.sim.core`). A real sender cannot
-see the queue; it only has ``(srtt - min_rtt) / srtt``
-(`oxidize_ml.interval_stats.estimate_buffer_occupancy`). A model trained on
-the true fill would learn a signal it never gets in deployment, so the
-recorder *replaces* the simulator's value by the sender-side estimate of
-`oxidize_ml.loss.sender_view.SenderView` (the one function the evaluations
-use too): ``srtt`` is ``features.rtt_us`` and ``min_rtt`` is the running
-minimum of ``srtt`` over the flow (the hook does not expose the transport's
-``min_rtt``). Measured on six training scenarios
-x {cubic, bbr}, the running minimum of srtt gives an estimate within 0.015
-(mean absolute difference) of the one from the true ``min_rtt``; the true
-queue fill differs from both by up to 0.3.
+A real sender cannot see the bottleneck queue; it only has
+``(srtt - min_rtt) / srtt`` (`oxidize_ml.interval_stats.estimate_buffer_occupancy`,
+``min_rtt`` the transport's minimum RTT sample). `oxidize_ml.interval_stats.IntervalStats`
+fills ``buffer_occupancy`` with exactly that for the simulator and for the aioquic
+plug-in alike (``tests/test_interval_stats.py`` replays one packet-event stream
+through both and compares the feature vectors), so the recorder keeps the
+simulator's observations unchanged: the LSTM is trained on the number it is
+served with. The true queue fill stays in the simulator's ``queue_bytes``
+series, for evaluation only.
 
 Model and training (`fit_lstm`)
 -------------------------------
@@ -252,8 +248,8 @@ def train(
             "mean loss_rate of the observations in (t + 0.05 s, t + 0.10 s]; positive = label > 0"
         ),
         "buffer_occupancy": (
-            "sender-side estimate (srtt - min srtt) / srtt recomputed from "
-            "the simulator's hook, not the simulator's true queue fill"
+            "sender-side estimate (srtt - min_rtt) / srtt of IntervalStats, as the "
+            "simulator and the aioquic plug-in report it (not the true queue fill)"
         ),
         "data": {
             "train": summarize(train_seqs),

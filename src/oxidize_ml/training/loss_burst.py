@@ -5,10 +5,12 @@ Data: every training trace of `oxidize_ml.evaluation.splits.TRAIN_TRACES`
 RTT of `BurstFitConfig.rtts_s` with CUBIC and BBR, 2-BDP buffer (the setting
 of `oxidize_ml.evaluation.fec.evaluate_fec_traces`, on other traces), plus
 the built-in `TRAIN_SCENARIOS` with both controllers (so the fit also runs
-without the traces). Seeds ``TRAIN_SEED_BASE + i``. Each 10-ms observation
-goes through `oxidize_ml.loss.sender_view.SenderView` and then
-`oxidize_ml.loss.burst.BurstFeatures`, the very classes the predictor runs,
-so training and serving features are identical by construction. Labels:
+without the traces). Seeds ``TRAIN_SEED_BASE + i``. Each 10-ms observation,
+as the simulator reports it (its ``buffer_occupancy`` is the sender-side
+estimate of `oxidize_ml.interval_stats.IntervalStats`, the function the aioquic
+plug-in uses too), goes through `oxidize_ml.loss.burst.BurstFeatures`, the very
+class the predictor runs, so training and serving features are identical by
+construction. Labels:
 `oxidize_ml.evaluation.fec.horizon_labels`.
 
 Fit (numpy only, deterministic):
@@ -63,7 +65,7 @@ class BurstFitConfig:
     use_traces: bool = True
     """include the training traces when the folder exists"""
     random_links: int = 80
-    """domain-randomised links (`oxidize_ml.training.loss_data.random_link_scenario`: RTT
+    """domain-randomised links (`oxidize_ml.sim.random_links.random_link_scenario`: RTT
     10-800 ms, Bernoulli / Gilbert-Elliott loss, steps, synthetic cellular), 20 s each.
     Validated on the training split (fit on TMobile traces + scenarios, scored on the
     Verizon-EVDO traces and 40 other randomised links): 80 links moved the FEC residual
@@ -138,10 +140,8 @@ def run_rows(
     """(features, labels, EWMA predictions) of the labelled rows of one run (flow 0)."""
     from oxidize_ml.evaluation.fec import horizon_labels
     from oxidize_ml.loss import EwmaLossPredictor
-    from oxidize_ml.loss.sender_view import SenderView
     from oxidize_ml.sim import simulate
 
-    view = SenderView()
     feats = BurstFeatures()
     ewma = EwmaLossPredictor()
     t: list[float] = []
@@ -152,13 +152,12 @@ def run_rows(
     def hook(now: float, flow: int, f: NetworkFeatures, _thr: float, _cwnd: int) -> None:
         if flow != 0:
             return
-        g = view.view(f)
-        feats.update(g, now)
-        ewma.learn_one(g, g.loss_rate, now=now)
+        feats.update(f, now)
+        ewma.learn_one(f, f.loss_rate, now=now)
         t.append(now)
         xs.append(feats.vector())
-        lr.append(g.loss_rate)
-        pe.append(ewma.predict_one(g, now=now))
+        lr.append(f.loss_rate)
+        pe.append(ewma.predict_one(f, now=now))
 
     simulate(
         scenario,
@@ -180,7 +179,7 @@ def collect(config: BurstFitConfig, *, progress: bool = False) -> BurstData:
     from oxidize_ml.evaluation.fec import TRACE_BUFFER_BDP
     from oxidize_ml.sim import BufferSpec, get_scenario, scenario_from_trace
     from oxidize_ml.sim.links import TraceLink
-    from oxidize_ml.training.loss_data import random_link_scenario
+    from oxidize_ml.sim.random_links import random_link_scenario
 
     plan: list[tuple[Any, str]] = []
     if config.use_traces:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
@@ -26,10 +26,9 @@ from oxidize_ml.evaluation.splits import (
     trace_paths,
 )
 from oxidize_ml.features import FEATURE_NAMES, NetworkFeatures
-from oxidize_ml.loss.sender_view import SenderView
+from oxidize_ml.sim.random_links import random_link_scenario
 from oxidize_ml.training.loss_config import LossTrainConfig
 
-_BUFFER_INDEX: Final = FEATURE_NAMES.index("buffer_occupancy")
 _TELEMETRY_GAP_S: Final = 1.0
 """a gap longer than this between two telemetry rows of one source starts a new
 sequence (a new connection or a restart): state must not be carried across it"""
@@ -61,28 +60,23 @@ class LossSequence:
 
 
 class _Recorder:
-    """``on_interval`` hook: per-flow rows with the sender-side buffer estimate.
+    """``on_interval`` hook: per-flow rows of the observation as the simulator reports it.
 
-    The estimate is `oxidize_ml.loss.sender_view.SenderView`'s, the one the
-    evaluations and the burst predictor's trainer use (issue 9: one function
-    for the observation a predictor is trained on and served with).
+    ``buffer_occupancy`` there is already the sender-side estimate
+    (`oxidize_ml.interval_stats.IntervalStats`, the same function the aioquic
+    plug-in and so a deployed engine use), so the rows are recorded unchanged:
+    the predictor is trained on the features it is served with (issue 9).
     """
 
-    __slots__ = ("rows", "views")
+    __slots__ = ("rows",)
 
     def __init__(self) -> None:
         self.rows: dict[int, list[tuple[float, list[float], float]]] = {}
-        self.views: dict[int, SenderView] = {}
 
     def __call__(
         self, now: float, flow: int, features: NetworkFeatures, thr: float, cwnd: int
     ) -> None:
-        view = self.views.get(flow)
-        if view is None:
-            view = self.views[flow] = SenderView()
-        vec = features.to_list()
-        vec[_BUFFER_INDEX] = view.occupancy(features)
-        self.rows.setdefault(flow, []).append((now, vec, float(features.loss_rate)))
+        self.rows.setdefault(flow, []).append((now, features.to_list(), float(features.loss_rate)))
 
     def sequences(self, source: str, group: str) -> list[LossSequence]:
         out = []
@@ -129,78 +123,6 @@ def simulate_sequences(run: RunSpec) -> list[LossSequence]:
 
 def _log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
     return float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
-
-
-def random_link_scenario(rng: np.random.Generator, *, name: str, duration_s: float) -> Any:
-    """One domain-randomised scenario (link, buffer, random loss, flows).
-
-    Ranges (Aurora's randomised training links, REFERENCES section 2, widened
-    towards the cellular traces): capacity log-uniform 2-50 Mbit/s; base RTT
-    log-uniform 10-800 ms; drop-tail buffer log-uniform 0.1-4 BDP (at least 2
-    packets); capacity constant (40 %), 2-4 random steps (25 %) or the
-    synthetic cellular model scaled to the capacity (35 %); random loss none
-    (40 %), Bernoulli 0.05-3 % (25 %) or Gilbert-Elliott (35 %: entering a
-    burst with probability 0.05-1 % per packet, bursts of 2-20 packets, 10-80 %
-    of them lost); one flow (85 %) or 2-3 flows starting within 5 s.
-    """
-    from oxidize_ml.sim import (
-        BernoulliLoss,
-        BufferSpec,
-        CellularConfig,
-        CellularLink,
-        ConstantLink,
-        FlowSpec,
-        GilbertElliottLoss,
-        Scenario,
-        StepLink,
-    )
-
-    rate = _log_uniform(rng, 2e6, 50e6)
-    rtt = _log_uniform(rng, 0.010, 0.800)
-    kind = rng.choice(3, p=[0.40, 0.25, 0.35])
-    if kind == 0:
-        link: Any = ConstantLink(rate)
-    elif kind == 1:
-        n = int(rng.integers(2, 5))
-        times = np.sort(rng.uniform(0.5, duration_s, n - 1))
-        rates = [rate * _log_uniform(rng, 0.25, 4.0) ** (i > 0) for i in range(n)]
-        link = StepLink(
-            ((0.0, rates[0]), *((float(t), r) for t, r in zip(times, rates[1:], strict=True)))
-        )
-    else:
-        base = CellularConfig()
-        factor = rate / float(np.mean(base.state_rates_bps))
-        link = CellularLink(
-            replace(base, state_rates_bps=tuple(r * factor for r in base.state_rates_bps))
-        )
-    bdp_packets = rate * rtt / 8.0 / 1500.0
-    packets = max(2, round(_log_uniform(rng, 0.1, 4.0) * bdp_packets))
-    u = rng.uniform()
-    if u < 0.40:
-        loss: Any = None
-    elif u < 0.65:
-        loss = BernoulliLoss(_log_uniform(rng, 0.0005, 0.03))
-    else:
-        loss = GilbertElliottLoss(
-            p=_log_uniform(rng, 0.0005, 0.01),
-            r=1.0 / _log_uniform(rng, 2.0, 20.0),
-            k=1.0,
-            h=float(rng.uniform(0.2, 0.9)),
-        )
-    n_flows = 1 if rng.uniform() < 0.85 else int(rng.integers(2, 4))
-    flows = tuple(
-        FlowSpec(delay_s=rtt / 2.0, start_s=0.0 if i == 0 else float(rng.uniform(0.0, 5.0)))
-        for i in range(n_flows)
-    )
-    return Scenario(
-        name,
-        link,
-        flows,
-        BufferSpec(packets=packets),
-        loss=loss,
-        duration_s=duration_s,
-        description="domain-randomised training link",
-    )
 
 
 def _trace_scenario(path: Path, rng: np.random.Generator | None, *, duration_s: float) -> Any:
