@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from oxidize_ml.congestion.actions import CwndLimits
+from oxidize_ml.congestion.reno import RenoController
 from oxidize_ml.evaluation import congestion
 from oxidize_ml.evaluation.plots import matplotlib_available
 from oxidize_ml.evaluation.splits import HELDOUT_TRACES
-from oxidize_ml.sim.controllers import RenoController
 
 TRACES = Path(__file__).resolve().parents[2] / ".." / "shared" / "traces" / "mahimahi"
 

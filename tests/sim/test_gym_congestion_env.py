@@ -13,10 +13,12 @@ gym = pytest.importorskip("gymnasium")
 from gymnasium.utils.env_checker import check_env
 
 from oxidize_ml.congestion.bbr import BbrFallback
+from oxidize_ml.congestion.interval import ExternalCwndController, PolicyController
 from oxidize_ml.congestion.state import CongestionStateEncoder, StateConfig
+from oxidize_ml.features import NetworkFeatures
 from oxidize_ml.interval_stats import estimate_buffer_occupancy
 from oxidize_ml.sim import get_scenario, simulate
-from oxidize_ml.sim.controllers.dqn_factory import SenderViewPolicyController
+from oxidize_ml.sim.core import Simulation
 from oxidize_ml.sim.gym.congestion_env import CongestionEnv, observation_bounds
 from oxidize_ml.sim.random_links import RandomLinkConfig, random_link_scenario
 from oxidize_ml.types import DrlAction
@@ -117,24 +119,36 @@ def test_observation_and_reward_are_the_encoders() -> None:
         assert r == rr
 
 
-def test_the_agent_sees_the_senders_queue_estimate_with_or_without_the_wrapper() -> None:
-    # Deep buffer + a growing window builds a queue; compare what the agent sees.
-    # The simulator itself reports the sender-side estimate (one observation for the
-    # simulator and the aioquic plug-in), so the sender-view wrapper changes nothing.
-    kw = {"episode_s": 1.0}
-    raw_env = CongestionEnv("cellular-synthetic", sender_view=False, **kw)
-    view_env = CongestionEnv("cellular-synthetic", **kw)
-    for env in (raw_env, view_env):
-        env.reset(seed=1)
-        for _ in range(60):
-            env.step(DrlAction.Increase10)
-    f = view_env.last_observation.features
-    agent = view_env._agent
-    assert f.buffer_occupancy > 0.0
-    assert f.buffer_occupancy == pytest.approx(
-        estimate_buffer_occupancy(f.rtt_us * 1e-6, agent.min_rtt_s)
-    )
-    assert raw_env.last_observation.features.buffer_occupancy == pytest.approx(f.buffer_occupancy)
+class _MinRttProbe(ExternalCwndController):
+    """The env's agent, also recording the transport's min RTT and each interval's features."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.min_rtt_s = 0.0
+        self.seen: list[tuple[NetworkFeatures, float]] = []
+
+    def on_rtt_measurement(
+        self, *, now: float, latest_rtt: float, smoothed_rtt: float, min_rtt: float
+    ) -> None:
+        self.min_rtt_s = min_rtt
+
+    def on_interval(self, *, now: float, features: NetworkFeatures, throughput_bps: float) -> None:
+        self.seen.append((features, self.min_rtt_s))
+        super().on_interval(now=now, features=features, throughput_bps=throughput_bps)
+
+
+def test_the_agent_sees_the_senders_queue_estimate() -> None:
+    """Index 7 is (srtt - min_rtt) / srtt with the transport's min RTT, not the true queue
+    fill: the simulator's features need no sender-view wrapper."""
+    agent = _MinRttProbe()
+    sim = Simulation(get_scenario("cellular-synthetic"), [agent], seed=1, duration_s=3.0)
+    while not sim.done:
+        sim.run_interval()
+        agent.apply(DrlAction.Increase10)  # a growing window builds a queue
+    assert max(f.buffer_occupancy for f, _ in agent.seen) > 0.2
+    for f, min_rtt in agent.seen:
+        est = estimate_buffer_occupancy(f.rtt_us * 1e-6, min_rtt)
+        assert f.buffer_occupancy == pytest.approx(est, abs=1e-12)
 
 
 def test_bbr_in_the_env_matches_bbr_in_the_simulator() -> None:
@@ -151,8 +165,8 @@ def test_bbr_in_the_env_matches_bbr_in_the_simulator() -> None:
         _, _, _, trunc, _ = env.step(int(bbr.predict_one(o, now=env.now)))
     got = env.simulation.result()
 
-    def factory(*, flow_index: int, seed: int) -> SenderViewPolicyController:
-        return SenderViewPolicyController(BbrFallback())
+    def factory(*, flow_index: int, seed: int) -> PolicyController:
+        return PolicyController(BbrFallback())
 
     ref = simulate(sc, factory, seed=sim_seed, record_series=False)
     assert got.flows[0].bytes_acked == ref.flows[0].bytes_acked
@@ -240,8 +254,8 @@ def test_dqn_factory_runs_beside_the_baselines() -> None:
     )
     assert res.controllers == ("dqn", "dqn", "dqn")
     ctrl = make_dqn_controller(model)
-    assert isinstance(ctrl, SenderViewPolicyController) and ctrl.policy.name == "dqn"
-    # Same decisions as the same network acting through the env (greedy, sender view).
+    assert isinstance(ctrl, PolicyController) and ctrl.policy.name == "dqn"
+    # Same decisions as the same network acting through the env (greedy).
     env = CongestionEnv("wired-clean", episode_s=1.0)
     obs, _ = env.reset(seed=2)
     trunc = False

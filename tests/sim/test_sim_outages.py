@@ -14,9 +14,10 @@ import pytest
 
 from oxidize_ml.congestion import BbrFallback, CwndLimits
 from oxidize_ml.congestion.envelope import EnvelopeConfig
+from oxidize_ml.congestion.interval import PolicyController
 from oxidize_ml.engine import EngineConfig, MlEngine
 from oxidize_ml.sim import Simulation
-from oxidize_ml.sim.controllers.policy import EngineController, PolicyController
+from oxidize_ml.sim.controllers.engine import EngineController
 from oxidize_ml.sim.core import K_MAX_PTO_S
 from oxidize_ml.sim.links import BufferSpec, StepLink
 from oxidize_ml.sim.scenarios import FlowSpec, Scenario

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections import Counter
 
 from oxidize_ml.congestion import BbrFallback
+from oxidize_ml.congestion.interval import PolicyController
 from oxidize_ml.sim import Simulation
-from oxidize_ml.sim.controllers.policy import EngineController, PolicyController
+from oxidize_ml.sim.controllers.engine import EngineController
 from oxidize_ml.sim.links import BufferSpec, ConstantLink
 from oxidize_ml.sim.scenarios import FlowSpec, Scenario
 from oxidize_ml.types import DrlAction

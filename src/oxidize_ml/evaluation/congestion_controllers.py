@@ -8,7 +8,6 @@ lives apart from both so neither imports the other.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from oxidize_ml.sim.controllers.registry import (
     ControllerFactory,
@@ -20,41 +19,17 @@ BASELINES: tuple[str, ...] = ("reno", "cubic", "bbr")
 """the classic controllers every run includes, in this order"""
 
 
-def engine_controller_factory(
-    *, load_default_models: bool = True, sender_view: bool = True
-) -> ControllerFactory:
+def engine_controller_factory(*, load_default_models: bool = True) -> ControllerFactory:
     """Factory of `EngineController` s around a fresh `MlEngine` per flow.
 
     With ``load_default_models`` the engine uses the trained models shipped in
     the package (those whose evaluation beat the heuristic); without shipped
-    models it is the heuristic engine (BBR-style fallback). With
-    ``sender_view`` the engine sees what a real sender sees: the simulator's
-    true queue fill is replaced by the sender's estimate from RTTs
-    (`oxidize_ml.sim.controllers.dqn_factory.sender_view_features`, the
-    features the DQN is trained on).
+    models it is the heuristic engine (BBR-style fallback). The engine sees
+    what a real sender sees: the simulator's interval features carry the
+    sender-side buffer estimate, as the aioquic plug-in's do.
     """
     from oxidize_ml.engine import EngineConfig, MlEngine
-    from oxidize_ml.sim.controllers.dqn_factory import sender_view_features
-    from oxidize_ml.sim.controllers.policy import EngineController
-
-    class SenderViewEngineController(EngineController):
-        def __init__(self, engine: Any) -> None:
-            super().__init__(engine)
-            self.min_rtt_s = 0.0
-
-        def on_rtt_measurement(
-            self, *, now: float, latest_rtt: float, smoothed_rtt: float, min_rtt: float
-        ) -> None:
-            self.min_rtt_s = min_rtt
-
-        def on_interval(self, *, now: float, features: Any, throughput_bps: float) -> None:
-            super().on_interval(
-                now=now,
-                features=sender_view_features(features, self.min_rtt_s),
-                throughput_bps=throughput_bps,
-            )
-
-    cls = SenderViewEngineController if sender_view else EngineController
+    from oxidize_ml.sim.controllers.engine import EngineController
 
     def factory(*, flow_index: int, seed: int) -> EngineController:
         engine = MlEngine(
@@ -64,7 +39,7 @@ def engine_controller_factory(
                 load_default_models=load_default_models,
             )
         )
-        return cls(engine)
+        return EngineController(engine)
 
     return factory
 

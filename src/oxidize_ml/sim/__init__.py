@@ -30,16 +30,11 @@ Controllers: `oxidize_ml.sim.controllers` (interface modelled on aioquic's
 
 from __future__ import annotations
 
-from oxidize_ml.sim.controllers import (
-    CongestionController,
-    ControllerRegistry,
-    CubicController,
-    EngineController,
-    ExternalCwndController,
-    PolicyController,
-    RenoController,
-    default_registry,
-)
+from oxidize_ml.congestion.controller import CongestionController
+from oxidize_ml.congestion.cubic import CubicController
+from oxidize_ml.congestion.interval import ExternalCwndController, PolicyController
+from oxidize_ml.congestion.reno import RenoController
+from oxidize_ml.sim.controllers import ControllerRegistry, EngineController, default_registry
 from oxidize_ml.sim.core import IntervalHook, IntervalSample, Simulation
 from oxidize_ml.sim.links import BufferSpec, CellularLink, ConstantLink, StepLink, TraceLink
 from oxidize_ml.sim.random_loss import BernoulliLoss, GilbertElliottLoss

@@ -80,9 +80,9 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from oxidize_ml._validate import check_int, check_number
+from oxidize_ml.congestion.controller import CongestionController, overridden_events
 from oxidize_ml.features import NetworkFeatures
 from oxidize_ml.interval_stats import IntervalStats
-from oxidize_ml.sim.controllers.base import CongestionController, overridden_events
 from oxidize_ml.sim.results import RunResult, build_result
 from oxidize_ml.sim.scenarios import Scenario, base_rtt_s
 from oxidize_ml.sim.traces import MTU_BYTES, OpportunitySchedule, count_at_or_before

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from oxidize_ml.sim.controllers.base import CongestionController
+from oxidize_ml.congestion.controller import CongestionController
 from oxidize_ml.sim.controllers.registry import ControllerFactory, ControllerRegistry
 from oxidize_ml.sim.core import IntervalHook, Simulation
 from oxidize_ml.sim.results import RunResult

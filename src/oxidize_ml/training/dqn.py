@@ -942,7 +942,6 @@ def train(
         meta = {
             "congestion_state_version": str(CONGESTION_STATE_VERSION),
             "state_config": json.dumps(asdict(config.state)),
-            "sender_view": "true",
             "gamma": repr(config.gamma),
             "seed": str(seed),
         }

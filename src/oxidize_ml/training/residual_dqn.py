@@ -44,11 +44,11 @@ import torch
 from oxidize_ml._atomic import atomic_write_bytes
 from oxidize_ml._validate import check_int, check_number
 from oxidize_ml.congestion.dqn import ReplayBuffer
+from oxidize_ml.congestion.interval import PolicyController
 from oxidize_ml.congestion.residual import N_INPUTS, ResidualDqnPolicy, residual_reward
 from oxidize_ml.evaluation.splits import TRAIN_SCENARIOS, TRAIN_SEED_BASE, TRAIN_TRACES, trace_paths
 from oxidize_ml.runtime.configs import DqnMlpConfig
 from oxidize_ml.runtime.numpy_models import MlpModel
-from oxidize_ml.sim.controllers.policy import PolicyController
 from oxidize_ml.sim.core import Simulation
 from oxidize_ml.sim.links import BufferSpec, TraceLink
 from oxidize_ml.sim.scenarios import FlowSpec, Scenario, get_scenario, scenario_from_trace

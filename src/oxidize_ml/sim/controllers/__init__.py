@@ -1,15 +1,14 @@
-"""Congestion controllers for the simulator (see `base` for the interface)."""
+"""The simulator's controller glue: the name -> factory registry, the engine and DQN adapters.
+
+The controllers themselves live in `oxidize_ml.congestion` (the per-ack
+interface, Reno, CUBIC, and the one per-interval adapter); this package
+only builds them per flow (`registry`), drives an ``MlEngine`` (`engine`)
+and loads a DQN for a run (`dqn_factory`).
+"""
 
 from __future__ import annotations
 
-from oxidize_ml.sim.controllers.base import CongestionController, overridden_events
-from oxidize_ml.sim.controllers.cubic import CubicController
-from oxidize_ml.sim.controllers.policy import (
-    EngineController,
-    ExternalCwndController,
-    PolicyController,
-    WindowedExtremum,
-)
+from oxidize_ml.sim.controllers.engine import EngineController
 from oxidize_ml.sim.controllers.registry import (
     ControllerFactory,
     ControllerRegistry,
@@ -20,23 +19,15 @@ from oxidize_ml.sim.controllers.registry import (
     policy_factory,
     reno_factory,
 )
-from oxidize_ml.sim.controllers.reno import RenoController
 
 __all__ = [
-    "CongestionController",
     "ControllerFactory",
     "ControllerRegistry",
-    "CubicController",
     "EngineController",
-    "ExternalCwndController",
-    "PolicyController",
-    "RenoController",
-    "WindowedExtremum",
     "bbr_factory",
     "cubic_factory",
     "default_registry",
     "engine_factory",
-    "overridden_events",
     "policy_factory",
     "reno_factory",
 ]

@@ -16,10 +16,10 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Protocol
 
 from oxidize_ml.congestion.actions import CwndLimits
-from oxidize_ml.sim.controllers.base import CongestionController
-from oxidize_ml.sim.controllers.cubic import CubicController
-from oxidize_ml.sim.controllers.policy import PolicyController
-from oxidize_ml.sim.controllers.reno import RenoController
+from oxidize_ml.congestion.controller import CongestionController
+from oxidize_ml.congestion.cubic import CubicController
+from oxidize_ml.congestion.interval import PolicyController
+from oxidize_ml.congestion.reno import RenoController
 
 
 class ControllerFactory(Protocol):
@@ -62,7 +62,7 @@ def engine_factory(
 ) -> ControllerFactory:
     """A factory wrapping ``make_engine(flow_index, seed)`` (an ``MlEngine``) in an
     `EngineController`."""
-    from oxidize_ml.sim.controllers.policy import EngineController
+    from oxidize_ml.sim.controllers.engine import EngineController
 
     def factory(*, flow_index: int, seed: int) -> CongestionController:
         return EngineController(make_engine(flow_index, seed), limits=limits)

@@ -8,9 +8,10 @@ step is one decision interval (the scenario's ``interval_s``, 10 ms): the
 action changes the window with the shared action table
 (`oxidize_ml.congestion.actions.apply_action`), the simulator runs to the
 next decision tick (`oxidize_ml.sim.Simulation.run_interval` with an
-`ExternalCwndController`), and the interval's `NetworkFeatures` and
-throughput go through `oxidize_ml.congestion.state.CongestionStateEncoder`,
-the same encoder the engine runs (`oxidize_ml.engine.MlEngine`), so a policy
+`oxidize_ml.congestion.interval.ExternalCwndController`), whose encoder
+(`oxidize_ml.congestion.state.CongestionStateEncoder`, run once per
+interval) turns the interval's `NetworkFeatures` and throughput into the
+observation and the reward: the same encoder the engine runs (`oxidize_ml.engine.MlEngine`), so a policy
 trained here runs unchanged there (`oxidize_ml.congestion.dqn.DqnCwndPolicy`).
 
 The link of an episode is a named scenario, a Mahimahi trace, or a random
@@ -58,9 +59,10 @@ each of the last 4 intervals (newest first) 4 scale-free ratios:
 | 11 + 4k      | loss rate                                    | 0   | 1   |
 
 Sender view: the simulator knows the true queue fill; a real sender does
-not. By default (``sender_view=True``) index 7 is the sender's estimate
-``(srtt - min_rtt) / srtt``, what the aioquic integration feeds the engine
-(`oxidize_ml.sim.controllers.dqn_factory`).
+not. Index 7 is the sender's estimate ``(srtt - min_rtt) / srtt`` with the
+transport's min RTT, which the simulator's interval features carry
+(`oxidize_ml.interval_stats`, the same function the aioquic integration
+uses), so the agent observes what the engine is served in deployment.
 
 ## Rewards
 
@@ -107,14 +109,10 @@ import numpy as np
 
 from oxidize_ml._validate import check_number
 from oxidize_ml.congestion.actions import N_ACTIONS, CwndLimits
+from oxidize_ml.congestion.interval import ExternalCwndController
 from oxidize_ml.congestion.observation import CongestionObservation
-from oxidize_ml.congestion.state import CongestionStateEncoder, StateConfig
-from oxidize_ml.features import FEATURE_TABLE, N_FEATURES, NetworkFeatures
-from oxidize_ml.sim.controllers.dqn_factory import (
-    SenderViewExternalController,
-    sender_view_features,
-)
-from oxidize_ml.sim.controllers.policy import ExternalCwndController
+from oxidize_ml.congestion.state import StateConfig
+from oxidize_ml.features import FEATURE_TABLE, N_FEATURES
 from oxidize_ml.sim.core import Simulation
 from oxidize_ml.sim.random_links import (
     DEFAULT_RANDOM_LINKS,
@@ -176,9 +174,6 @@ class CongestionEnv(gym.Env[np.ndarray, np.int64]):
         The state encoder's config (history length, filter windows).
     limits
         Window bounds (MSS must be 1500, the simulator's packet size).
-    sender_view
-        Observe the sender's queue estimate instead of the simulator's true
-        queue fill (see module docs).
     competitors
         Controller names for the other flows of multi-flow scenarios; one is
         drawn per episode.
@@ -200,7 +195,6 @@ class CongestionEnv(gym.Env[np.ndarray, np.int64]):
         episode_s: float | None = None,
         state_config: StateConfig = _DEFAULT_STATE,
         limits: CwndLimits | None = None,
-        sender_view: bool = True,
         competitors: Sequence[str] = ("cubic", "reno", "bbr"),
         render_mode: str | None = None,
     ) -> None:
@@ -233,7 +227,6 @@ class CongestionEnv(gym.Env[np.ndarray, np.int64]):
         self.episode_s = episode_s
         self.state_config = state_config
         self.limits = limits if limits is not None else CwndLimits()
-        self.sender_view = bool(sender_view)
         self.competitors = competitors
         self.render_mode = render_mode
         lo, hi = observation_bounds(state_config)
@@ -248,7 +241,6 @@ class CongestionEnv(gym.Env[np.ndarray, np.int64]):
             )
             if on
         ]
-        self._encoder = CongestionStateEncoder(state_config)
         self._sim: Simulation | None = None
         self._agent: ExternalCwndController | None = None
         self._state: np.ndarray | None = None
@@ -305,11 +297,8 @@ class CongestionEnv(gym.Env[np.ndarray, np.int64]):
         super().reset(seed=seed)
         rng = self.np_random
         sc = self._pick(options)
-        agent: ExternalCwndController = (
-            SenderViewExternalController(limits=self.limits)
-            if self.sender_view
-            else ExternalCwndController(limits=self.limits)
-        )
+        # The agent's adapter encodes each interval (state and reward) once; the env reads it.
+        agent = ExternalCwndController(limits=self.limits, state_config=self.state_config)
         ctrls: list[Any] = [agent]
         if len(sc.flows) > 1:
             other = self.competitors[int(rng.integers(len(self.competitors)))]
@@ -318,7 +307,6 @@ class CongestionEnv(gym.Env[np.ndarray, np.int64]):
         self._sim = Simulation(sc, ctrls, seed=sim_seed, record_series=False)
         self._agent = agent
         self.scenario = sc
-        self._encoder.reset()
         obs, _ = self._advance()
         return obs, self._info()
 
@@ -336,13 +324,19 @@ class CongestionEnv(gym.Env[np.ndarray, np.int64]):
         return obs, reward, False, sim.done, self._info()
 
     def _advance(self) -> tuple[np.ndarray, float]:
-        """Run to the next tick at which the agent's flow reports; encode it."""
-        sim = self._sim
-        assert sim is not None and self._agent is not None
+        """Run to the next tick at which the agent's flow reports; return its state and reward."""
+        sim, agent = self._sim, self._agent
+        assert sim is not None and agent is not None
         while True:
             for s in sim.run_interval():
                 if s.flow_index == 0:
-                    return self._encode(s.now, s.features, s.throughput_bps)
+                    # The agent saw this tick in its on_interval (same features, same time).
+                    state = agent.last_state
+                    assert state is not None
+                    self.last_observation = agent.last_observation
+                    self._state = state
+                    self.now = s.now
+                    return state, agent.last_reward
             if sim.done:
                 # The agent's flow was silent to the end: repeat the last state, no reward.
                 state = self._state
@@ -351,22 +345,6 @@ class CongestionEnv(gym.Env[np.ndarray, np.int64]):
                     assert shape is not None  # a Box space always has a shape
                     state = np.zeros(shape, dtype=np.float32)
                 return state, 0.0
-
-    def _encode(
-        self, now: float, features: NetworkFeatures, thr: float
-    ) -> tuple[np.ndarray, float]:
-        agent = self._agent
-        if self.sender_view:
-            features = sender_view_features(features, agent.min_rtt_s)  # type: ignore[union-attr]
-        state, reward = self._encoder.update(features, thr, now=now)
-        self.last_observation = CongestionObservation(
-            features=features,
-            throughput_bps=thr,
-            cwnd_bytes=agent.cwnd,  # type: ignore[union-attr]
-        )
-        self._state = state
-        self.now = now
-        return state, reward
 
     def _info(self) -> dict[str, Any]:
         obs = self.last_observation

@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 
 from oxidize_ml.congestion.actions import CwndLimits
-from oxidize_ml.sim.controllers.base import CongestionController
+from oxidize_ml.congestion.controller import CongestionController
 
 K_CUBIC_C = 0.4
 """RFC 9438 C, segments / s^3"""

@@ -1,10 +1,14 @@
-"""The congestion-control interface every simulated controller implements.
+"""The transport-facing congestion-control interface (per-ack events, a ``cwnd``).
 
 Modelled on aioquic's ``QuicCongestionControl`` (REFERENCES section 6): a
-small set of events, time passed in as keyword-only ``now`` (seconds of
-simulated time), and a ``cwnd`` attribute in bytes that the sender reads
-before every send. A controller never reads a clock and never sees the
-simulator's internals, so the same class can later sit behind aioquic.
+small set of events, time passed in as keyword-only ``now`` (seconds of the
+transport's clock, simulated time in `oxidize_ml.sim`), and a ``cwnd``
+attribute in bytes that the sender reads before every send. A controller
+never reads a clock and never sees a transport's internals, so the same class
+runs in the simulator and could sit behind aioquic. Reno
+(`oxidize_ml.congestion.reno`) and CUBIC (`oxidize_ml.congestion.cubic`)
+react per ack; per-interval policies (the BBR-style fallback, the DQN) reach
+this interface through the one adapter, `oxidize_ml.congestion.interval`.
 
 Events (all no-ops here; override what you need):
 
@@ -24,9 +28,10 @@ Events (all no-ops here; override what you need):
   (10 ms by default, the same for every controller) with the interval's
   aggregated `NetworkFeatures` and throughput (see `oxidize_ml.interval_stats`).
 
-The simulator skips calling an event a subclass does not override (it checks
-once per flow), so a per-ack controller pays nothing for ``on_interval`` and
-an interval controller pays nothing per ack.
+A transport may skip calling an event a subclass does not override
+(`overridden_events`; the simulator checks once per flow), so a per-ack
+controller pays nothing for ``on_interval`` and an interval controller
+pays nothing per ack.
 """
 
 from __future__ import annotations

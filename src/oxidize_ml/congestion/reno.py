@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 
 from oxidize_ml.congestion.actions import CwndLimits
-from oxidize_ml.sim.controllers.base import CongestionController
+from oxidize_ml.congestion.controller import CongestionController
 
 K_LOSS_REDUCTION_FACTOR = 0.5
 """RFC 9002 kLossReductionFactor"""
