@@ -14,7 +14,7 @@ from oxidize_ml.compression.learned import DECISIONS, quantize
 from oxidize_ml.congestion.actions import CwndLimits
 from oxidize_ml.congestion.state import StateConfig
 from oxidize_ml.engine import EngineConfig, MlEngine
-from oxidize_ml.evaluation.corpus import FILE_CATEGORIES
+from oxidize_ml.evaluation.corpus import FILE_CATEGORIES, corpus_side, heldout_source
 from oxidize_ml.hub.manifest import verify_model_dir, write_manifest
 from oxidize_ml.models import load_policies
 from oxidize_ml.runtime.numpy_models import MlpModel
@@ -22,9 +22,7 @@ from oxidize_ml.training.compression import (
     NAME,
     CompressionTrainConfig,
     LabelledPackets,
-    corpus_side,
     evaluate_oracles,
-    heldout_source,
     judge,
     label_packets,
     share_of_optimum,

@@ -83,6 +83,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -189,6 +190,38 @@ _ENTROPY_LEVEL: Final = tuple(
 )
 """``_ENTROPY_LEVEL[k][d]``: entropy level of d distinct bytes in a k-byte sample"""
 
+_LEVEL_BY_ABSENT: Final = tuple(
+    bytes(row[256 - a] if 256 - a < len(row) else 0 for a in range(257)) for row in _ENTROPY_LEVEL
+)
+"""``_LEVEL_BY_ABSENT[k][a]``: entropy level of a k-byte sample in which ``a`` of the 256
+byte values are absent (``a = len(ALL_BYTES.translate(None, sample))``, one C call; saves
+the subtraction ``256 - a`` on the per-packet path)"""
+
+
+def _sample_len(n: int) -> int:
+    """Length of the entropy sample of an ``n``-byte packet (`sample_view`'s rule)."""
+    if n <= SAMPLE_BYTES:
+        return n
+    stride = (n // SAMPLE_BYTES) | 1
+    return len(range(0, min(n, stride * SAMPLE_BYTES), stride))
+
+
+def _reachable_levels() -> tuple[frozenset[int], ...]:
+    """Entropy levels a packet of each size bucket can have (a k-byte sample holds
+    1 to min(k, 256) distinct values). A slab whose decision is the same on all of
+    them is constant: `LearnedCompressionOracle.decide` answers it without sampling."""
+    ks: list[set[int]] = [set() for _ in range(N_SIZE_BUCKETS)]
+    for n in range(1, _SIZE_TABLE_BYTES):
+        ks[_size_bucket(n)].add(_sample_len(n))
+    # Packets of 64 KiB and more share the last bucket; their samples hold
+    # ceil(n / stride) <= 128 bytes, at least 65.
+    ks[-1].update(range(SAMPLE_BYTES // 2 + 1, SAMPLE_BYTES + 1))
+    return tuple(frozenset(_ENTROPY_LEVEL[k][d] for k in kk for d in range(1, k + 1)) for kk in ks)
+
+
+_REACHABLE_LEVELS: Final = _reachable_levels()
+"""``_REACHABLE_LEVELS[b]``: entropy levels reachable in size bucket ``b``"""
+
 
 def representative_size(bucket: int) -> float:
     """Bytes the table assumes for every packet of a size bucket (its log-centre)."""
@@ -207,9 +240,6 @@ def _first_byte_kinds() -> tuple[int, ...]:
 
 
 _FIRST_BYTE_KIND: Final = _first_byte_kinds()
-_IP_FIRST_BYTES: Final = frozenset((*range(0x45, 0x50), *range(0x60, 0x70)))
-"""first bytes an IPv4 (IHL >= 5) or IPv6 packet can start with (`header_kind` is
-NONE for every other packet, so `decide` skips the call)"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -344,6 +374,116 @@ def choose(utilities: np.ndarray, tie_tolerance_s: float) -> np.ndarray:  # [n, 
     return out
 
 
+_IP_VERSION_BY_FIRST_BYTE: Final = bytes(
+    4 if 0x45 <= b <= 0x4F else 6 if b >> 4 == 6 else 0 for b in range(256)
+)
+"""4 / 6 for a first byte an IPv4 (IHL >= 5) / IPv6 packet can start with, else 0
+(`header_kind` is NONE for every other packet, so `decide` skips the call)"""
+_SLAB_STRIDE: Final = N_HEADER * N_SIZE_BUCKETS
+"""slabs per magic kind: slab = (magic * N_HEADER + header) * N_SIZE_BUCKETS + size bucket"""
+
+
+Decider = Callable[[bytes | bytearray | memoryview], MlCompressionDecision]
+
+
+def _make_decider(
+    rows: tuple[MlCompressionDecision | tuple[MlCompressionDecision, ...], ...],
+    magic_const: tuple[MlCompressionDecision | None, ...],
+    first_const: tuple[MlCompressionDecision | None, ...],
+) -> Decider:
+    """The per-packet decision as a closure over the tables (see `LearnedCompressionOracle`).
+
+    ``rows[slab]`` is the slab's decision when it is the same at every reachable
+    entropy level, else a tuple of decisions indexed by entropy level;
+    ``first_const[b]`` / ``magic_const[m]`` is the decision of every slab a
+    packet with a magic prefix starting with byte ``b`` / with the offset magic
+    kind ``m`` can fall in, when they all agree (ciphertext: always Skip),
+    answered right after the magic test. Everything the function reads is a closure cell or a local, the
+    cheapest lookups Python has: this is what keeps a decision as cheap as the
+    heuristic's, which runs the same magic, header and sample code.
+    """
+    skip = _SKIP
+    prefixes_by_first = SKIP_PREFIXES_BY_FIRST_BYTE
+    # Slab offset of the magic kind of each first byte whose prefixes share one kind.
+    base_by_first = tuple(k * _SLAB_STRIDE if k > 0 else k for k in _FIRST_BYTE_KIND)
+    media = int(MagicKind.MEDIA)
+    encrypted = int(MagicKind.ENCRYPTED)
+    isobmff, quic, riff = ISOBMFF_BOXES, QUIC_VERSIONS, RIFF_MEDIA
+    ip_version = _IP_VERSION_BY_FIRST_BYTE
+    parse = header_kind
+    size_bucket = _SIZE_BUCKET_TABLE
+    level_by_absent = _LEVEL_BY_ABSENT
+    all_bytes = ALL_BYTES
+    head_bytes = HEAD_BYTES
+    header_max = HEADER_MAX_BYTES
+    size_table_bytes = _SIZE_TABLE_BYTES
+    last_bucket = N_SIZE_BUCKETS - 1
+    slab_stride = _SLAB_STRIDE
+    size_shift = _SIZE_SHIFT
+    sample_bytes = SAMPLE_BYTES
+    sample_shift = _SAMPLE_SHIFT
+    tuple_type = tuple
+
+    def decide(data: bytes | bytearray | memoryview) -> MlCompressionDecision:
+        if type(data) is bytes:
+            head = data
+        else:
+            data = as_bytes_like(data)
+            head = bytes(data[:head_bytes])
+        n = len(data)
+        if n == 0:
+            return skip
+        b0 = head[0]
+        base = 0
+        prefixes = prefixes_by_first[b0]
+        if prefixes and head.startswith(prefixes):
+            const = first_const[b0]
+            if const is not None:
+                return const
+            base = base_by_first[b0]
+            if base < 0:
+                base = int(magic_kind(head)[0]) * slab_stride
+        elif b0 == 0:
+            if head[4:8] in isobmff:
+                base = media * slab_stride
+                const = magic_const[media]
+                if const is not None:
+                    return const
+        elif b0 >= 0xC0:
+            if head[1:5] in quic:
+                const = magic_const[encrypted]
+                if const is not None:
+                    return const
+                base = encrypted * slab_stride
+        elif b0 == 0x52 and head.startswith(b"RIFF") and head[8:12] in riff:
+            base = media * slab_stride
+            const = magic_const[media]
+            if const is not None:
+                return const
+        if n <= header_max:
+            v = ip_version[b0]
+            # The length fields `header_kind` checks first, inlined: text or
+            # JSON that starts like an IP packet pays two compares, not a call.
+            if v and (
+                (n >= 20 and (head[2] << 8 | head[3]) == n)
+                if v == 4
+                else (n >= 40 and (head[4] << 8 | head[5]) == n - 40)
+            ):
+                base += parse(head, n) << size_shift
+            row = rows[base + size_bucket[n]]
+        else:
+            row = rows[base + (size_bucket[n] if n < size_table_bytes else last_bucket)]
+        if type(row) is not tuple_type:
+            return row  # type: ignore[return-value]
+        if n <= sample_bytes:
+            return row[level_by_absent[n][len(all_bytes.translate(None, data))]]  # type: ignore[index]
+        stride = (n >> sample_shift) | 1
+        sample = data[: stride << sample_shift : stride]
+        return row[level_by_absent[len(sample)][len(all_bytes.translate(None, sample))]]  # type: ignore[index]
+
+    return decide
+
+
 class LearnedCompressionOracle(DecidePolicy):
     """Per-packet decisions from a trained compression MLP (``Policy[bytes, MlCompressionDecision]``).
 
@@ -372,7 +512,14 @@ class LearnedCompressionOracle(DecidePolicy):
     name: str = "mlp"
     is_learned: bool = True
 
-    __slots__ = ("_const", "_model", "_table", "cost_model", "nonfinite_cells", "table_build_s")
+    __slots__ = (
+        "_model",
+        "_table",
+        "cost_model",
+        "decide",
+        "nonfinite_cells",
+        "table_build_s",
+    )
 
     def __init__(
         self,
@@ -397,7 +544,13 @@ class LearnedCompressionOracle(DecidePolicy):
         """table cells where the MLP's outputs were NaN/inf (decided Skip); the model
         loader refuses an oracle with any (`oxidize_ml.models.probe`)"""
         with np.errstate(all="ignore"):  # overflowing weights are counted, not warned
-            self._table, self._const = self._build_table()
+            self._table = self._build_table()
+        self.decide: Decider = _make_decider(*self._fast_tables())
+        """The model's decision for one packet (the per-packet fast path).
+
+        Equal to `decide_exact` (the MLP run on `quantize`'s inputs). Never
+        raises for bytes, bytearray or memoryview of any length; other types
+        raise ``TypeError``. An empty packet is Skip (nothing to compress)."""
         self.table_build_s = time.perf_counter() - t0
         """seconds spent building the decision table (measured at construction)"""
 
@@ -424,8 +577,8 @@ class LearnedCompressionOracle(DecidePolicy):
         )
 
     # ---------------------------------------------------------------- table
-    def _build_table(self) -> tuple[bytes, tuple[MlCompressionDecision | None, ...]]:
-        """Run the MLP over every reachable cell; return (table, per-slab constants).
+    def _build_table(self) -> bytes:
+        """Run the MLP over every reachable cell; return the table (one byte per cell).
 
         The first layer is separable: the (size, entropy) part is computed once
         for all cells, and each (magic, header) combination only adds its
@@ -466,59 +619,64 @@ class LearnedCompressionOracle(DecidePolicy):
                 self.nonfinite_cells += int(np.count_nonzero(~np.isfinite(a).all(axis=1)))
                 start = (magic * N_HEADER + header) * per_combo
                 table[start : start + n_cells] = choose(util, self.cost_model.tie_tolerance_s)
-        slabs = table.reshape(N_SLABS, N_ENTROPY_LEVELS)
-        const = tuple(DECISIONS[int(r[0])] if (r == r[0]).all() else None for r in slabs)
-        return table.tobytes(), const
+        return table.tobytes()
+
+    def _fast_tables(
+        self,
+    ) -> tuple[
+        tuple[MlCompressionDecision | tuple[MlCompressionDecision, ...], ...],
+        tuple[MlCompressionDecision | None, ...],
+        tuple[MlCompressionDecision | None, ...],
+    ]:
+        """(rows, magic_const, first_const) for `_make_decider`, from the byte table.
+
+        A slab is constant when its decision is the same at every entropy level
+        its size bucket can reach (`_REACHABLE_LEVELS`), so small packets whose
+        samples cannot reach the levels where the model changes its mind are
+        answered without sampling. Equal rows are shared (memory).
+        """
+        table = self._table
+        shared: dict[bytes, tuple[MlCompressionDecision, ...]] = {}
+        rows: list[MlCompressionDecision | tuple[MlCompressionDecision, ...]] = []
+        for slab in range(N_SLABS):
+            raw = table[slab * N_ENTROPY_LEVELS : (slab + 1) * N_ENTROPY_LEVELS]
+            reachable = _REACHABLE_LEVELS[slab % N_SIZE_BUCKETS]
+            if not reachable:  # no packet size falls in this bucket
+                rows.append(_SKIP)
+                continue
+            seen = {raw[level] for level in reachable}
+            if len(seen) == 1:
+                rows.append(DECISIONS[seen.pop()])
+            else:
+                row = shared.get(raw)
+                if row is None:
+                    row = shared[raw] = tuple(DECISIONS[b] for b in raw)
+                rows.append(row)
+
+        def agreed(magic: int, headers: tuple[int, ...]) -> MlCompressionDecision | None:
+            """The decision of every slab of ``magic`` with these headers, if they agree."""
+            kinds = {
+                rows[(magic * N_HEADER + h) * N_SIZE_BUCKETS + b]
+                for h in headers
+                for b in range(1, N_SIZE_BUCKETS)  # bucket 0 is the empty packet only
+                if _REACHABLE_LEVELS[b]
+            }
+            only = kinds.pop() if len(kinds) == 1 else None
+            return only if isinstance(only, MlCompressionDecision) else None
+
+        # A packet whose first byte cannot start an IP packet has header NONE, so
+        # only those slabs count for the magic numbers tested on non-IP first bytes.
+        magic_const = tuple(agreed(m, (int(HeaderKind.NONE),)) for m in range(N_MAGIC))
+        every_header = tuple(range(N_HEADER))
+        first_const = tuple(
+            None
+            if kind <= 0
+            else agreed(kind, every_header if _IP_VERSION_BY_FIRST_BYTE[b] else (0,))
+            for b, kind in enumerate(_FIRST_BYTE_KIND)
+        )
+        return tuple(rows), magic_const, first_const
 
     # ------------------------------------------------------------ decisions
-    def decide(self, data: bytes | bytearray | memoryview) -> MlCompressionDecision:
-        """The model's decision for one packet (the per-packet fast path).
-
-        Equal to `decide_exact` (the MLP run on `quantize`'s inputs). Never
-        raises for bytes, bytearray or memoryview of any length; other types
-        raise ``TypeError``. An empty packet is Skip (nothing to compress).
-        """
-        if type(data) is bytes:
-            head = data
-        else:
-            data = as_bytes_like(data)
-            head = bytes(data[:HEAD_BYTES])
-        n = len(data)
-        if n == 0:
-            return _SKIP
-        b0 = head[0]
-        magic = 0
-        prefixes = SKIP_PREFIXES_BY_FIRST_BYTE[b0]
-        if prefixes and head.startswith(prefixes):
-            magic = _FIRST_BYTE_KIND[b0]
-            if magic < 0:
-                magic = int(magic_kind(head)[0])
-        elif b0 == 0:
-            if head[4:8] in ISOBMFF_BOXES:
-                magic = 2  # MagicKind.MEDIA
-        elif b0 >= 0xC0:
-            if head[1:5] in QUIC_VERSIONS:
-                magic = 3  # MagicKind.ENCRYPTED
-        elif b0 == 0x52 and head.startswith(b"RIFF") and head[8:12] in RIFF_MEDIA:
-            magic = 2
-        if n <= HEADER_MAX_BYTES and b0 in _IP_FIRST_BYTES:  # else not an IP packet
-            combo = magic * N_HEADER + header_kind(head, n)
-            slab = (combo << _SIZE_SHIFT) + _SIZE_BUCKET_TABLE[n]
-        elif n < _SIZE_TABLE_BYTES:
-            slab = (magic * N_HEADER << _SIZE_SHIFT) + _SIZE_BUCKET_TABLE[n]
-        else:
-            slab = (magic * N_HEADER << _SIZE_SHIFT) + N_SIZE_BUCKETS - 1
-        const = self._const[slab]
-        if const is not None:
-            return const
-        if n <= SAMPLE_BYTES:
-            sample = data
-        else:
-            stride = (n >> _SAMPLE_SHIFT) | 1
-            sample = data[: stride << _SAMPLE_SHIFT : stride]
-        level = _ENTROPY_LEVEL[len(sample)][256 - len(ALL_BYTES.translate(None, sample))]
-        return DECISIONS[self._table[slab * N_ENTROPY_LEVELS + level]]
-
     def predicted_outputs(self, data: bytes | bytearray | memoryview) -> np.ndarray:
         """The MLP's raw outputs for one packet, float32[N_OUTPUTS] (runs the model; slow)."""
         out = self._model.forward_batch(input_vector(data)[None, :])

@@ -27,9 +27,12 @@ Scores per method and link rate:
 - **regret**: mean ``U_hindsight - U_method`` per packet, microseconds
   (always defined; 0 is perfect).
 - **net of decision time**: the same with the method's own per-packet
-  decision time (measured, median of `DECISION_TIMING_ROUNDS` passes over the
-  corpus) charged as sender CPU time. A learned oracle must win its gains
-  back after paying for its inference.
+  decision time charged as sender CPU time. A learned oracle must win its
+  gains back after paying for its inference. The time is measured in passes
+  over the packets interleaved with lz4 passes and put on the time scale of
+  the codec measurements (`time_decisions_vs_lz4`), so a load change on a
+  shared machine between measuring the codecs and timing the decisions does
+  not distort the comparison.
 - **agreement**: share of packets where the decision equals the hindsight one
   (``RohcOnly`` is header compression, measured on the flows in sending order
   by `oxidize_ml.compression.cost.measure_stream`).
@@ -39,7 +42,10 @@ Scores per method and link rate:
 Methods: ``never`` (always Skip), ``lz4`` (always Light), ``zstd`` (always
 Aggressive), ``heuristic`` (`HeuristicCompressionOracle`), ``hindsight``, and
 any oracle passed in (``oracles={"mlp": factory}``; the factory builds an
-object with ``decide(data)`` or ``predict_one(data, now=...)``).
+object with ``decide(data)`` or ``predict_one(data, now=...)``). An oracle
+that follows the link rate (``set_link_rate_bps`` and ``fork``, as the
+learned `oxidize_ml.compression.RateBucketOracle`) is told each link rate, as
+the engine tells it the measured bandwidth.
 
 Timings are wall-clock measurements on a shared machine: utilities are not
 bit-reproducible run to run, although their ranking is stable (the timing
@@ -221,6 +227,90 @@ def time_decisions(
             decide(d)
         per_pass.append((clock() - t0) / max(len(datas), 1))
     return statistics.median(per_pass) * 1e-9
+
+
+def time_decisions_vs_lz4(
+    decides: Mapping[str, Callable[[bytes], Any]],
+    datas: Sequence[bytes],
+    meas: Measurements,
+    *,
+    codec: PacketCodec | None = None,
+    rounds: int = DECISION_TIMING_ROUNDS + 2,
+) -> dict[str, dict[str, float]]:
+    """Each method's decision time per packet, on the time scale of the measurements.
+
+    Decision times and codec times are both wall-clock, but measured at
+    different moments, and on a shared machine the load can change between
+    them by a factor of several (a helper's run once timed the heuristic at
+    4.4 us per packet against 1.0 us on a quiet machine, while the labels had
+    been measured quietly). So every pass of a method over the packets is
+    interleaved with a pass of ``PacketCodec.encode(data, Light)`` (lz4, as
+    the labels time it); the ratio of the two (median over ``rounds``)
+    times the labels' mean lz4 encode time is the charge. Load then hits the
+    method and its yardstick alike.
+
+    Returns
+    -------
+    dict
+        name -> ``{"charged_s": seconds per packet on the labels' scale,
+        "raw_s": median pass time per packet, "over_lz4": the ratio}``.
+    """
+    codec = PacketCodec() if codec is None else codec
+    light = MlCompressionDecision.Light
+    encode = codec.encode
+
+    def lz4_pass(data: bytes) -> Any:
+        return encode(data, light)
+
+    lz4_label_s = float(meas.encode_s[:, _COL[light]].mean())
+    ratios: dict[str, list[float]] = {k: [] for k in decides}
+    raws: dict[str, list[float]] = {k: [] for k in decides}
+    for _ in range(rounds):
+        ref = time_decisions(lz4_pass, datas, rounds=1)
+        for name, decide in decides.items():
+            t = time_decisions(decide, datas, rounds=1)
+            raws[name].append(t)
+            ratios[name].append(t / ref)
+        ref2 = time_decisions(lz4_pass, datas, rounds=1)
+        # the yardstick is the mean of the passes either side of this round
+        for name in decides:
+            ratios[name][-1] *= ref / (0.5 * (ref + ref2))
+    out = {}
+    for name in decides:
+        r = statistics.median(ratios[name])
+        out[name] = {
+            "charged_s": r * lz4_label_s,
+            "raw_s": statistics.median(raws[name]),
+            "over_lz4": r,
+        }
+    return out
+
+
+def _per_rate_deciders(
+    oracle: Any, name: str, rates: Sequence[float]
+) -> list[Callable[[bytes], Any]]:
+    """One decide function per link rate: an oracle that follows the link rate
+    (``set_link_rate_bps``, e.g. `oxidize_ml.compression.RateBucketOracle`) is told
+    each rate, as the engine tells it the measured bandwidth; others decide alike at
+    every rate."""
+    follow = getattr(oracle, "set_link_rate_bps", None)
+    if follow is None:
+        d = _decider(oracle, name)
+        return [d for _ in rates]
+    out = []
+    for r in rates:
+        fork = getattr(oracle, "fork", None)
+        o = fork() if callable(fork) else oracle
+        o.set_link_rate_bps(r)
+        out.append(_decider(o, name))
+        if not callable(fork):
+            break
+    if len(out) < len(rates):
+        raise TypeError(
+            f"oracle {name!r} follows the link rate but has no fork(): cannot score it at "
+            "several rates at once"
+        )
+    return out
 
 
 # ---------------------------------------------------------------- result types
@@ -482,7 +572,7 @@ def score_method(
     )
 
 
-def _cost(name: str, cols: np.ndarray, meas: Measurements, decision_s: float) -> MethodCost:
+def _cost(name: str, cols: np.ndarray, decision_s: float, meas: Measurements) -> MethodCost:
     rows = np.arange(cols.size)
     saved = float((meas.sizes - meas.out_bytes[rows, cols]).sum() / meas.sizes.sum())
     cpu = float((meas.encode_s[rows, cols] + meas.decode_s[rows, cols]).mean()) * 1e6
@@ -552,33 +642,48 @@ def run(
     meas = measure_corpus(corpus, repeats=reps, progress=progress)
     measure_s = time.perf_counter() - t_meas
 
-    # Decisions of every method (column indices) and their per-packet decision time.
-    decisions: dict[str, tuple[np.ndarray, float]] = {
-        name: (np.full(len(corpus), _COL[d]), 0.0) for name, d in BASELINES.items()
+    # Decisions of every method per rate (column indices) and their per-packet
+    # decision time, charged on the measurements' time scale.
+    n_rates = len(rates)
+    decisions: dict[str, list[tuple[np.ndarray, float]]] = {
+        name: [(np.full(len(corpus), _COL[d]), 0.0)] * n_rates for name, d in BASELINES.items()
     }
-    deciders: dict[str, Callable[[bytes], MlCompressionDecision]] = {
-        HEURISTIC: HeuristicCompressionOracle().decide
+    deciders: dict[str, list[Callable[[bytes], Any]]] = {
+        HEURISTIC: [HeuristicCompressionOracle().decide] * n_rates
     }
     for name, f in extra.items():
-        deciders[name] = _decider(f(), name)
-    for name, decide in deciders.items():
-        chosen = []
-        for d in datas:
-            dec = decide(d)
-            if not isinstance(dec, MlCompressionDecision):
-                raise TypeError(f"oracle {name!r} returned {dec!r}, not an MlCompressionDecision")
-            chosen.append(_COL[dec])
-        decisions[name] = (np.array(chosen), time_decisions(decide, datas))
+        deciders[name] = _per_rate_deciders(f(), name, rates)
+    timed = {
+        f"{name}@{i}": decide
+        for name, per_rate in deciders.items()
+        for i, decide in enumerate(per_rate)
+        if i == 0 or decide is not per_rate[0]
+    }
+    times = time_decisions_vs_lz4(timed, datas, meas)
+    for name, per_rate in deciders.items():
+        decisions[name] = []
+        for i, decide in enumerate(per_rate):
+            chosen = []
+            for d in datas:
+                dec = decide(d)
+                if not isinstance(dec, MlCompressionDecision):
+                    raise TypeError(
+                        f"oracle {name!r} returned {dec!r}, not an MlCompressionDecision"
+                    )
+                chosen.append(_COL[dec])
+            key = f"{name}@{i}" if f"{name}@{i}" in times else f"{name}@0"
+            decisions[name].append((np.array(chosen), times[key]["charged_s"]))
 
     scores: list[MethodScore] = []
-    for r in rates:
+    for i, r in enumerate(rates):
         model = CompressionCostModel(
             link_rate_bps=r,
             encode_cpu_weight=base_model.encode_cpu_weight,
             decode_cpu_weight=base_model.decode_cpu_weight,
             tie_tolerance_s=base_model.tie_tolerance_s,
         )
-        for name, (cols, dsec) in decisions.items():
+        for name, per in decisions.items():
+            cols, dsec = per[i]
             scores.append(score_method(name, cols, meas, model, dsec))
         scores.append(score_method(HINDSIGHT, meas.hindsight(model), meas, model))
     mid = rates[len(rates) // 2]
@@ -588,8 +693,9 @@ def run(
         decode_cpu_weight=base_model.decode_cpu_weight,
         tie_tolerance_s=base_model.tie_tolerance_s,
     )
-    costs = [_cost(name, cols, meas, dsec) for name, (cols, dsec) in decisions.items()]
-    costs.append(_cost(HINDSIGHT, meas.hindsight(mid_model), meas, 0.0))
+    mid_i = len(rates) // 2
+    costs = [_cost(name, *per[mid_i], meas) for name, per in decisions.items()]
+    costs.append(_cost(HINDSIGHT, meas.hindsight(mid_model), 0.0, meas))
     return CompressionEvalResult(
         seed=seed,
         quick=quick,
@@ -815,6 +921,37 @@ def evaluate_pcaps(
     return res
 
 
+PER_CATEGORY_FLOOR = 0.9
+"""the default rule: a candidate's net share may be no lower than this times the
+heuristic's in any category (where both are defined)"""
+DECISION_TIME_LIMIT = 1.05
+"""the default rule: a candidate may take at most this many times the heuristic's
+decision time per packet (standard 1400-byte packets, as the trainer checks)"""
+
+
+def _units_index(units: Sequence[str] | None, n: int) -> np.ndarray:
+    """Integer unit id per packet (each packet its own unit when ``units`` is None)."""
+    if units is None:
+        return np.arange(n)
+    if len(units) != n:
+        raise ValueError(f"units must have one entry per packet ({n}), got {len(units)}")
+    ids: dict[str, int] = {}
+    return np.array([ids.setdefault(u, len(ids)) for u in units], dtype=np.int64)
+
+
+def _standard_decision_ratio(decide: Callable[[bytes], Any]) -> dict[str, float]:
+    """Median per-round ratio of ``decide`` to the heuristic's time on the standard
+    1400-byte text, random and JSON packets (`oxidize_ml.compression.bench`)."""
+    from oxidize_ml.compression.bench import interleaved_us, standard_packets
+
+    heuristic = HeuristicCompressionOracle().decide
+    out = {}
+    for kind, pkt in standard_packets(1400).items():
+        t = interleaved_us(pkt, {"h": heuristic, "c": decide}, rounds=15, number=2_000)
+        out[kind] = statistics.median(c / h for c, h in zip(t["c"], t["h"], strict=True))
+    return out
+
+
 def evaluate_packets(
     packets: Sequence[bytes],
     *,
@@ -822,15 +959,34 @@ def evaluate_packets(
     seed: int = 0,
     progress: bool = False,
     bootstrap_rounds: int = 1000,
+    categories: Sequence[str] | None = None,
+    units: Sequence[str] | None = None,
+    learned: Any = None,
+    default_enabled: bool | None = None,
+    check_decision_time: bool = False,
 ) -> dict[str, Any]:
     """The scoring of `evaluate_pcaps` on packets given in sending order (IP packets or payloads).
 
     Also gives, per oracle and rate, a 95 % percentile interval of the net
-    share from a bootstrap over packets (``bootstrap_rounds`` replicates,
-    indices drawn from ``seed``, the same for every oracle), paired intervals
-    of the differences learned - heuristic / always_lz4 / always_zstd and
-    heuristic - always_zstd (``<a>_minus_<b>_ci95``), and each oracle's
-    decision mix.
+    share from a paired bootstrap (``bootstrap_rounds`` replicates, indices
+    drawn from ``seed``, the same for every oracle) over *units*: packets, or
+    the groups named by ``units`` (e.g. the source file of each corpus packet,
+    so that packets cut from one file are resampled together); paired
+    intervals of the differences learned - heuristic / always_lz4 /
+    always_zstd and heuristic - always_zstd (``<a>_minus_<b>_ci95``); each
+    oracle's decision mix; and per category (``categories``, by default the
+    parsed header kind) each oracle's net share and net regret.
+
+    ``learned`` replaces the shipped model (an oracle with ``decide``; told
+    each rate through ``set_link_rate_bps`` when it has it) and
+    ``default_enabled`` says whether it is the engine's default (default: the
+    manifest's flag). ``default_rule`` in the result applies the project's
+    default rule to the learned oracle against the heuristic: the lower end
+    of the 95 % interval of learned - heuristic above 0 at every rate; in
+    every category with a defined net share, learned >= `PER_CATEGORY_FLOOR`
+    x heuristic (when the heuristic's is positive); and, with
+    ``check_decision_time``, its decision on the standard 1400-byte packets
+    at most `DECISION_TIME_LIMIT` x the heuristic's.
     """
     from oxidize_ml.compression.adaptive import RateBucketOracle
     from oxidize_ml.compression.features import header_kind
@@ -846,10 +1002,20 @@ def evaluate_packets(
     if not packets:
         raise ValueError("packets is empty")
     packets = list(packets)
-    boot = bootstrap_indices(len(packets), bootstrap_rounds, np.random.default_rng(seed))
+    n = len(packets)
+    unit_of = _units_index(units, n)
+    n_units = int(unit_of.max()) + 1
+    boot = bootstrap_indices(n_units, bootstrap_rounds, np.random.default_rng(seed))
     kinds = [header_kind(pkt[:64], len(pkt)).name for pkt in packets]
-    categories = [_HEADER_CATEGORY[k] for k in kinds]
+    if categories is None:
+        categories = [_HEADER_CATEGORY[k] for k in kinds]
+    elif len(categories) != n:
+        raise ValueError(f"categories must have one entry per packet ({n}), got {len(categories)}")
+    cats = np.array(list(categories), dtype=object)
     udp = np.array([k in ("RTP", "UDP") for k in kinds])
+
+    def per_unit(x: np.ndarray) -> np.ndarray:
+        return np.bincount(unit_of, weights=x, minlength=n_units)
 
     bar: Any = None
     if progress:
@@ -857,21 +1023,26 @@ def evaluate_packets(
 
         bar = Progress(transient=True)
         bar.start()
-        task = bar.add_task("measuring packets", total=len(packets))
+        task = bar.add_task("measuring packets", total=n)
 
         def report(done: int, total: int, label: str) -> None:
             bar.update(task, completed=done)
 
     try:
-        meas = measure_packets(packets, categories, progress=report if bar else None)
+        meas = measure_packets(packets, list(categories), progress=report if bar else None)
     finally:
         if bar is not None:
             bar.stop()
 
-    model, default_enabled, why = _shipped_learned()
-    learned: RateBucketOracle | None = None
-    if model is not None:
-        learned = RateBucketOracle(LearnedCompressionOracle(model, link_rate_bps=rates[0] * 1e6))
+    if learned is None:
+        model, shipped_enabled, why = _shipped_learned()
+        if model is not None:
+            learned = RateBucketOracle(
+                LearnedCompressionOracle(model, link_rate_bps=rates[0] * 1e6)
+            )
+    else:
+        shipped_enabled, why = False, "passed in"
+    enabled = shipped_enabled if default_enabled is None else bool(default_enabled)
     heuristic = HeuristicCompressionOracle()
     col = _COL
     per_rate: list[dict[str, Any]] = []
@@ -881,46 +1052,42 @@ def evaluate_packets(
     decision_us: dict[str, dict[str, float]] = {name: {} for name in PCAP_ORACLES}
     rohc_non_udp: dict[str, int] = {}
     h_cols = np.array([col[heuristic.decide(pkt)] for pkt in packets])
-    # Decision times of the heuristic and of the learned oracle at every rate,
-    # measured in interleaved passes so that a load change on a shared machine
-    # hits all of them alike (median pass of each).
-    per_learned: dict[str, RateBucketOracle] = {}
-    if learned is not None:
-        for rate in rates:
-            per_learned[f"{rate:g}"] = o = learned.fork()
-            o.set_link_rate_bps(rate * 1e6)
-    timed = {
-        "heuristic": heuristic.decide,
-        **{f"learned@{k}": o.decide for k, o in per_learned.items()},
-    }
-    passes: dict[str, list[float]] = {k: [] for k in timed}
-    for _ in range(DECISION_TIMING_ROUNDS + 2):
-        for k, decide in timed.items():
-            passes[k].append(time_decisions(decide, packets, rounds=1))
-    times = {k: statistics.median(v) for k, v in passes.items()}
-    h_time = times["heuristic"]
+    learned_deciders = (
+        _per_rate_deciders(learned, "learned", [r * 1e6 for r in rates])
+        if learned is not None
+        else []
+    )
+    timed: dict[str, Callable[[bytes], Any]] = {"heuristic": heuristic.decide}
+    for rate, decide in zip(rates, learned_deciders, strict=False):
+        timed[f"learned@{rate:g}"] = decide
+    times = time_decisions_vs_lz4(timed, packets, meas)
+    h_time = times["heuristic"]["charged_s"]
     rohc_col = col[MlCompressionDecision.RohcOnly]
     rohc_non_udp["heuristic"] = int(((h_cols == rohc_col) & ~udp).sum())
-    for rate in rates:
+    verdict_rates: dict[str, Any] = {}
+    verdict_cats: dict[str, Any] = {}
+    for i, rate in enumerate(rates):
         key = f"{rate:g}"
         model_cost = CompressionCostModel(link_rate_bps=rate * 1e6)
         chosen: dict[str, tuple[np.ndarray | None, float]] = {
             "heuristic": (h_cols, h_time),
-            **{name: (np.full(len(packets), col[d]), 0.0) for name, d in _FIXED.items()},
+            **{name: (np.full(n, col[d]), 0.0) for name, d in _FIXED.items()},
         }
-        if learned is not None:
-            learned.set_link_rate_bps(rate * 1e6)
-            l_cols = np.array([col[learned.decide(pkt)] for pkt in packets])
-            chosen["learned"] = (l_cols, times[f"learned@{key}"])
+        if learned_deciders:
+            decide = learned_deciders[i]
+            l_cols = np.array([col[decide(pkt)] for pkt in packets])
+            chosen["learned"] = (l_cols, times[f"learned@{key}"]["charged_s"])
             rohc_non_udp[f"learned@{key}"] = int(((l_cols == rohc_col) & ~udp).sum())
         else:
             chosen["learned"] = (None, 0.0)
-        chosen["default"] = chosen["learned"] if default_enabled else chosen["heuristic"]
+        chosen["default"] = chosen["learned"] if enabled else chosen["heuristic"]
         row: dict[str, Any] = {"rate_mbps": rate}
         util = meas.utilities(model_cost)
-        rows = np.arange(len(packets))
+        rows = np.arange(n)
         best_gain = util[rows, meas.hindsight(model_cost)] - util[:, _SKIP_COL]
+        best_units = per_unit(best_gain)
         net_gains: dict[str, np.ndarray] = {}
+        by_cat: dict[str, dict[str, Any]] = {}
         for name in PCAP_ORACLES:
             cols, dsec = chosen[name]
             if cols is None:
@@ -932,11 +1099,20 @@ def evaluate_packets(
             decision_us[name][key] = dsec * 1e6
             row[name] = score.to_dict()
             net_gain = util[rows, cols] - model_cost.encode_cpu_weight * dsec - util[:, _SKIP_COL]
-            lo, hi = paired_ratio_ci(net_gain, best_gain, boot)
+            lo, hi = paired_ratio_ci(per_unit(net_gain), best_units, boot)
             row[name]["net_share_ci95"] = [_num(lo), _num(hi)]
             row[name]["decision_mix"] = {d.name: float((cols == j).mean()) for d, j in col.items()}
             net_gains[name] = net_gain
-        # Paired differences of net share (same resampled packets on both sides).
+            for c in sorted(set(cats.tolist())):
+                m = cats == c
+                cell = by_cat.setdefault(c, {"packets": int(m.sum())})
+                share_c = _share(net_gain[m], best_gain[m])
+                cell[name] = {
+                    "net_share": _num(share_c),
+                    "net_regret_us": float((best_gain[m] - net_gain[m]).mean()) * 1e6,
+                }
+        row["per_category"] = by_cat
+        # Paired differences of net share (same resampled units on both sides).
         for a, b in (
             ("learned", "heuristic"),
             ("learned", "always_lz4"),
@@ -944,21 +1120,65 @@ def evaluate_packets(
             ("heuristic", "always_zstd"),
         ):
             if a in net_gains and b in net_gains:
-                lo, hi = paired_ratio_ci(net_gains[a] - net_gains[b], best_gain, boot)
+                lo, hi = paired_ratio_ci(per_unit(net_gains[a] - net_gains[b]), best_units, boot)
                 row[f"{a}_minus_{b}_ci95"] = [_num(lo), _num(hi)]
         row["hindsight_mix"] = {
             d.name: float((meas.hindsight(model_cost) == j).mean()) for d, j in col.items()
         }
         per_rate.append(row)
+        if "learned" in net_gains:
+            lo = row["learned_minus_heuristic_ci95"][0]
+            verdict_rates[key] = {
+                "learned_minus_heuristic_ci95": row["learned_minus_heuristic_ci95"],
+                "better_with_95pct_confidence": lo is not None and lo > 0.0,
+            }
+            for c, cell in by_cat.items():
+                ls, hs = cell["learned"]["net_share"], cell["heuristic"]["net_share"]
+                ratio = ls / hs if ls is not None and hs is not None and hs > 0 else None
+                verdict_cats.setdefault(c, {})[key] = {
+                    "learned_over_heuristic": ratio,
+                    "ok": ratio is None or ratio >= PER_CATEGORY_FLOOR,
+                }
     mid = CompressionCostModel(link_rate_bps=rates[len(rates) // 2] * 1e6)
     costs = {
-        "heuristic": _cost("heuristic", h_cols, meas, h_time).to_dict(),
-        "hindsight_at_middle_rate": _cost(HINDSIGHT, meas.hindsight(mid), meas, 0.0).to_dict(),
+        "heuristic": _cost("heuristic", h_cols, h_time, meas).to_dict(),
+        "hindsight_at_middle_rate": _cost(HINDSIGHT, meas.hindsight(mid), 0.0, meas).to_dict(),
     }
-    default_name = "learned" if default_enabled else "heuristic"
+    default_name = "learned" if enabled else "heuristic"
     rohc_total = rohc_non_udp["heuristic"] + sum(
         v for k, v in rohc_non_udp.items() if k.startswith("learned@")
-    ) * (2 if default_enabled else 1)
+    ) * (2 if enabled else 1)
+    default_rule: dict[str, Any] | None = None
+    if learned_deciders:
+        decision_check: dict[str, Any] = {
+            "corpus_learned_over_heuristic": {
+                k[len("learned@") :]: v["over_lz4"] / times["heuristic"]["over_lz4"]
+                for k, v in times.items()
+                if k.startswith("learned@")
+            }
+        }
+        time_ok: bool | None = None
+        if check_decision_time:
+            std = _standard_decision_ratio(learned_deciders[-1])
+            decision_check["standard_packets_learned_over_heuristic"] = std
+            time_ok = max(std.values()) <= DECISION_TIME_LIMIT
+        decision_check["ok"] = time_ok
+        default_rule = {
+            "per_rate": verdict_rates,
+            "per_category": verdict_cats,
+            "decision_time": decision_check,
+            "passes": (
+                all(v["better_with_95pct_confidence"] for v in verdict_rates.values())
+                and all(v["ok"] for per in verdict_cats.values() for v in per.values())
+                and time_ok is not False
+            ),
+            "rule": (
+                "learned - heuristic net share > 0 with 95 % confidence at every rate; "
+                f"learned >= {PER_CATEGORY_FLOOR:g} x heuristic net share in every category "
+                "where both are defined; decision time <= "
+                f"{DECISION_TIME_LIMIT:g} x the heuristic's on the standard packets"
+            ),
+        }
     return {
         "summary": {
             "oracles": {
@@ -969,20 +1189,74 @@ def evaluate_packets(
         "seed": seed,
         "rates_mbps": list(rates),
         "packets": {
-            "evaluated": len(packets),
-            "per_kind": {c: categories.count(c) for c in sorted(set(categories))},
+            "evaluated": n,
+            "per_kind": {c: list(categories).count(c) for c in sorted(set(categories))},
             "bytes": int(sum(len(p) for p in packets)),
+            "bootstrap_units": n_units,
         },
         "default_oracle": default_name,
         "learned_model": "loaded" if learned is not None else why,
         "rohc_only_non_udp_per_oracle": rohc_non_udp,
         "decision_us": decision_us,
+        "decision_time": {
+            k: {"charged_us": v["charged_s"] * 1e6, "raw_us": v["raw_s"] * 1e6, **v}
+            for k, v in times.items()
+        },
         "per_rate": per_rate,
         "costs": costs,
+        "default_rule": default_rule,
         "wall_s": time.perf_counter() - t0,
         "notes": (
             "net share = (U(oracle) - decision time - U(never)) / (U(hindsight) - U(never)), "
             "utilities from measured frame sizes and encode/decode times (RohcOnly measured "
-            "on the flows in capture order); timings vary run to run on a shared machine"
+            "on the flows in capture order); decision time charged on the codec measurements' "
+            "time scale (time_decisions_vs_lz4); timings vary run to run on a shared machine"
         ),
     }
+
+
+def evaluate_heldout(
+    *,
+    seed: int = 0,
+    n_packets: int = MAX_CORPUS_PACKETS,
+    rates_mbps: tuple[float, ...] = (5, 20, 100),
+    bootstrap_rounds: int = 1000,
+    learned: Any = None,
+    default_enabled: bool | None = None,
+    check_decision_time: bool = True,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """`evaluate_packets` on the held-out corpus, with the default rule's verdict.
+
+    The corpus is the held-out side of the compression split
+    (`oxidize_ml.evaluation.corpus.corpus_side`: seed ``EVAL_SEED_BASE + seed``,
+    real files whose path hash puts them on the held-out side, which no
+    training corpus uses). Categories are the corpus categories (the scenario
+    families of the default rule); bootstrap units are source files, each
+    generated packet its own unit.
+    """
+    from oxidize_ml.evaluation.corpus import HELDOUT_FILE_SHARE, corpus_side
+    from oxidize_ml.evaluation.splits import EVAL_SEED_BASE
+
+    check_int("seed", seed, lo=0)
+    check_int("n_packets", n_packets, lo=1, hi=MAX_CORPUS_PACKETS)
+    corpus, counts = corpus_side(
+        seed=EVAL_SEED_BASE + seed,
+        max_packets=n_packets,
+        heldout=True,
+        file_share=HELDOUT_FILE_SHARE,
+    )
+    res = evaluate_packets(
+        [p.data for p in corpus],
+        rates_mbps=rates_mbps,
+        seed=seed,
+        progress=progress,
+        bootstrap_rounds=bootstrap_rounds,
+        categories=[p.category for p in corpus],
+        units=[p.source if not p.generated else f"{p.source}#{i}" for i, p in enumerate(corpus)],
+        learned=learned,
+        default_enabled=default_enabled,
+        check_decision_time=check_decision_time,
+    )
+    res["corpus"] = {"seed": EVAL_SEED_BASE + seed, **counts}
+    return res

@@ -53,6 +53,7 @@ never raises: the category falls back to generated content (each packet's
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import math
 import os
@@ -64,6 +65,7 @@ import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import zstandard
 
@@ -1160,3 +1162,57 @@ def real_time_flows(seed: int, n: int) -> list[CorpusPacket]:
     video over IPv4/IPv6, game state, QUIC-like), in sending order, seeded."""
     check_int("n", n, lo=1, hi=1_000_000)
     return _gen_rtp(random.Random(seed), n)
+
+
+# ---------------------------------------------------------------- train / held-out split
+
+HELDOUT_FILE_SHARE = 0.25
+"""default share of real source files reserved for the held-out side"""
+
+
+def heldout_source(source: str, share: float) -> bool | None:
+    """Which side a packet's source file is on: True held out, False training, None generated.
+
+    A file is held out when the first byte of SHA-256 of its path is below
+    ``256 * share``: stable across runs and machines, independent of seeds.
+    """
+    if source.startswith("generated:"):
+        return None
+    return hashlib.sha256(source.encode("utf-8", "surrogateescape")).digest()[0] < 256 * share
+
+
+def corpus_side(
+    *, seed: int, max_packets: int, heldout: bool, file_share: float
+) -> tuple[list[CorpusPacket], dict[str, Any]]:
+    """A corpus restricted to one side of the file split: (`CorpusPacket` list, counts).
+
+    ``max_packets`` is split evenly over the corpus categories as in
+    `build_corpus`. A file-backed category is asked for enough extra packets
+    that, after dropping the other side's files, it still fills its quota
+    when the files allow (at most `MAX_CORPUS_PACKETS` per category), so the
+    file split does not starve the real-file categories.
+    """
+    keep_share = file_share if heldout else 1.0 - file_share
+    base, extra = divmod(max_packets, len(CATEGORIES))
+    packets: list[CorpusPacket] = []
+    counts: dict[str, Any] = {"kept": 0, "dropped_other_side_files": 0, "per_category": {}}
+    for i, cat in enumerate(CATEGORIES):
+        quota = base + (1 if i < extra else 0)
+        if quota == 0:
+            continue
+        ask = quota
+        if cat in FILE_CATEGORIES:
+            # 25 % headroom over the expected keep rate; files are uneven in packets.
+            ask = min(MAX_CORPUS_PACKETS, math.ceil(quota * 1.25 / max(keep_share, 0.05)))
+        kept = 0
+        for p in build_corpus(seed=seed, max_packets=ask, categories=[cat]):
+            side = heldout_source(p.source, file_share)
+            if side is not None and side != heldout:
+                counts["dropped_other_side_files"] += 1
+                continue
+            if kept < quota:
+                packets.append(p)
+                kept += 1
+        counts["per_category"][cat] = kept
+    counts["kept"] = len(packets)
+    return packets, counts

@@ -74,8 +74,6 @@ engine's default.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import math
 import statistics
 import time
 import timeit
@@ -113,6 +111,7 @@ from oxidize_ml.compression.learned import (
     input_vector,
     quantize,
 )
+from oxidize_ml.evaluation.corpus import HELDOUT_FILE_SHARE, corpus_side
 from oxidize_ml.evaluation.splits import EVAL_SEED_BASE, TRAIN_SEED_BASE
 from oxidize_ml.runtime.configs import KIND_COMPRESSION_MLP, MODEL_FILE_STEMS
 from oxidize_ml.training.result import TrainResult
@@ -143,7 +142,7 @@ class CompressionTrainConfig:
     use_corpus: bool = True
     """train on the labelled corpus; False (``oxidize-ml train --no-sim``): on telemetry
     rows only (the held-out corpus is still built, to evaluate)"""
-    heldout_file_share: float = 0.25
+    heldout_file_share: float = HELDOUT_FILE_SHARE
     """share of real source files reserved for the held-out side (by SHA-256 of the path)"""
     timing_repeats: int = 5
     """timed runs per encode/decode when labelling (median kept)"""
@@ -290,17 +289,6 @@ class LabelledPackets:
         )
 
 
-def heldout_source(source: str, share: float) -> bool | None:
-    """Which side a packet's source file is on: True held out, False training, None generated.
-
-    A file is held out when the first byte of SHA-256 of its path is below
-    ``256 * share``: stable across runs and machines, independent of seeds.
-    """
-    if source.startswith("generated:"):
-        return None
-    return hashlib.sha256(source.encode("utf-8", "surrogateescape")).digest()[0] < 256 * share
-
-
 def label_packets(
     packets: Sequence[bytes],
     categories: Sequence[str],
@@ -332,50 +320,6 @@ def label_packets(
         category=tuple(categories),
         packets=tuple(bytes(p) for p in packets),
     )
-
-
-def corpus_side(
-    *, seed: int, max_packets: int, heldout: bool, file_share: float
-) -> tuple[list[Any], dict[str, Any]]:
-    """A corpus restricted to one side of the file split: (`CorpusPacket` list, counts).
-
-    ``max_packets`` is split evenly over the corpus categories as in
-    `build_corpus`. A file-backed category is asked for enough extra packets
-    that, after dropping the other side's files, it still fills its quota
-    when the files allow (at most `MAX_CORPUS_PACKETS` per category), so the
-    file split does not starve the real-file categories.
-    """
-    from oxidize_ml.evaluation.corpus import (
-        CATEGORIES,
-        FILE_CATEGORIES,
-        MAX_CORPUS_PACKETS,
-        build_corpus,
-    )
-
-    keep_share = file_share if heldout else 1.0 - file_share
-    base, extra = divmod(max_packets, len(CATEGORIES))
-    packets: list[Any] = []
-    counts: dict[str, Any] = {"kept": 0, "dropped_other_side_files": 0, "per_category": {}}
-    for i, cat in enumerate(CATEGORIES):
-        quota = base + (1 if i < extra else 0)
-        if quota == 0:
-            continue
-        ask = quota
-        if cat in FILE_CATEGORIES:
-            # 25 % headroom over the expected keep rate; files are uneven in packets.
-            ask = min(MAX_CORPUS_PACKETS, math.ceil(quota * 1.25 / max(keep_share, 0.05)))
-        kept = 0
-        for p in build_corpus(seed=seed, max_packets=ask, categories=[cat]):
-            side = heldout_source(p.source, file_share)
-            if side is not None and side != heldout:
-                counts["dropped_other_side_files"] += 1
-                continue
-            if kept < quota:
-                packets.append(p)
-                kept += 1
-        counts["per_category"][cat] = kept
-    counts["kept"] = len(packets)
-    return packets, counts
 
 
 def telemetry_rows(root: str | Path) -> tuple[LabelledPackets, dict[str, int]]:
