@@ -4,7 +4,7 @@ An experiment, not a shipped model: it answers "would a Transformer beat the
 LSTM on the same data?" with the same labels and the same held-out scoring.
 
 Data: the LSTM trainer's (`oxidize_ml.training.loss_data.build_training_data`:
-training split only, sender-view buffer estimate, 8 schema features),
+training split only, the observations as IntervalStats reports them, 8 schema features),
 validation split by run. Model: the last `TransformerConfig.window` 10-ms
 observations, standardised, -> linear embedding + learned positions -> one
 causal Transformer encoder layer -> linear head on the last position ->
