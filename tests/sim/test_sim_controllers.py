@@ -90,3 +90,36 @@ def test_engine_controller_drives_the_real_engine() -> None:
     r = simulate("wired-clean", engine_factory(make), seed=0, duration_s=5.0)
     assert r.flows[0].controller == "engine"
     assert r.utilisation > 0.5
+
+
+# ---- DQN factory ----------------------------------------------------------------------------
+def test_dqn_factory_loads_a_model_directory_with_its_state_config() -> None:
+    """A path goes through `DqnCwndPolicy.load` (weights + the StateConfig in the metadata);
+    every flow gets its own fork of the loaded policy, and a wrong StateConfig is refused."""
+    from oxidize_ml.congestion.dqn import DqnCwndPolicy
+    from oxidize_ml.congestion.state import StateConfig
+    from oxidize_ml.models import default_model_dir
+    from oxidize_ml.sim import simulate
+    from oxidize_ml.sim.controllers.dqn_factory import dqn_factory, make_dqn_controller
+
+    model_dir = default_model_dir()
+    if model_dir is None or not (model_dir / "congestion_controller.safetensors").is_file():
+        pytest.skip("no shipped DQN")
+    ref = DqnCwndPolicy.load(model_dir)
+    ctrl = make_dqn_controller(model_dir, seed=3)
+    assert isinstance(ctrl, PolicyController) and isinstance(ctrl.policy, DqnCwndPolicy)
+    assert ctrl.policy.state_config == ref.state_config
+    assert ctrl.encoder.config == ref.state_config
+    factory = dqn_factory(model_dir)
+    a, b = factory(flow_index=0, seed=1), factory(flow_index=1, seed=2)
+    assert a.policy is not b.policy and a.policy.model is not b.policy.model
+    other = StateConfig(history=ref.state_config.history + 1)
+    with pytest.raises(ValueError, match="trained with"):
+        make_dqn_controller(model_dir, state_config=other)
+    # the registry entry runs, and greedy forks make the same run as a fresh load
+    reg = default_registry()
+    reg.register("dqn", factory)
+    r1 = simulate("step-change", "dqn", seed=0, duration_s=3.0, registry=reg, record_series=False)
+    reg.register("dqn", dqn_factory(model_dir), replace=True)
+    r2 = simulate("step-change", "dqn", seed=0, duration_s=3.0, registry=reg, record_series=False)
+    assert r1.flows[0].bytes_acked == r2.flows[0].bytes_acked > 0
