@@ -174,9 +174,13 @@ def test_increase10_until_a_bandwidth_sample_exists() -> None:
     ctrl.learn_one(obs, 0.0, now=0.0)
     assert ctrl.predict_one(obs, now=0.0) == DrlAction.Increase10
     ctrl.learn_one(obs, 0.0, now=0.03)  # less than one min_rtt: no round yet
-    assert ctrl.max_bw_bps == 0.0
+    assert ctrl.stats()["rounds"] == 0
+    # STARTUP samples the delivery rate every interval (BBR's per-ack samples),
+    # not only when the round ends, so its target follows the growing window.
+    assert ctrl.max_bw_bps == pytest.approx(3e6)
     assert ctrl.predict_one(obs, now=0.03) == DrlAction.Increase10
     ctrl.learn_one(obs, 0.0, now=0.04)  # the first round ends
+    assert ctrl.stats()["rounds"] == 1
     assert ctrl.max_bw_bps == pytest.approx(3e6)
     assert ctrl.target_cwnd_bytes == pytest.approx((2.0 + 0.05) * 3e6 / 8 * 0.04)
 
@@ -194,14 +198,18 @@ def test_no_rtt_sample_means_no_rounds() -> None:
 def _settle(
     ctrl: BbrFallback, cwnd: int, seconds: float, *, t0: float = 0.0, rtt_us: float = 40_000.0
 ) -> tuple[float, list[tuple[float, DrlAction]]]:
-    """Feed a path whose RTT never drops below ``rtt_us``; collect the actions."""
+    """Feed a path whose RTT, after a first sample of ``rtt_us``, stays 5 % above it
+    (a standing queue: never low enough to confirm the minimum) except in PROBE_RTT,
+    which drains the queue; collect the actions."""
     limits = ctrl.limits
     out = []
     t = t0
     for _ in range(round(seconds / 0.01)):
         t += 0.01
         tput = min(12e6, cwnd * 8 / (rtt_us * 1e-6))
-        obs = make_obs(cwnd_bytes=cwnd, throughput_bps=tput, rtt_us=rtt_us)
+        drained = ctrl.min_rtt_us == float("inf") or ctrl.state is BbrPhase.PROBE_RTT
+        sample = rtt_us if drained else rtt_us * 1.05
+        obs = make_obs(cwnd_bytes=cwnd, throughput_bps=tput, rtt_us=sample)
         ctrl.learn_one(obs, 0.0, now=t)
         a = ctrl.predict_one(obs, now=t)
         out.append((t, a))
@@ -219,6 +227,33 @@ def test_probe_rtt_entry_collapses_to_initial_window() -> None:
     assert ctrl.stats()["probe_rtt_count"] == 2
 
 
+def test_rtt_at_the_minimum_confirms_it_and_skips_probe_rtt() -> None:
+    # A queue-free path: every (smoothed) RTT sample is within the 2 % tolerance of
+    # the minimum, which is thereby confirmed; draining to re-measure it would only
+    # cost throughput (a 600-ms path lost ~0.8 s at half rate every 5 s).
+    ctrl = BbrFallback()
+    limits = ctrl.limits
+    cwnd = 15_000
+    for i in range(1200):
+        t = (i + 1) * 0.01
+        obs = make_obs(
+            cwnd_bytes=cwnd, throughput_bps=min(12e6, cwnd * 8 / 0.04), rtt_us=40_000 * 1.01
+        )
+        ctrl.learn_one(obs, 0.0, now=t)
+        cwnd = apply_action(ctrl.predict_one(obs, now=t), cwnd, limits)
+    assert ctrl.stats()["probe_rtt_count"] == 0
+    strict = BbrFallback(BbrConfig(min_rtt_tolerance=0.0))
+    cwnd = 15_000
+    for i in range(1200):
+        t = (i + 1) * 0.01
+        obs = make_obs(
+            cwnd_bytes=cwnd, throughput_bps=min(12e6, cwnd * 8 / 0.04), rtt_us=40_000 * 1.01
+        )
+        strict.learn_one(obs, 0.0, now=t)
+        cwnd = apply_action(strict.predict_one(obs, now=t), cwnd, limits)
+    assert strict.stats()["probe_rtt_count"] == 2
+
+
 def test_probe_rtt_does_not_raise_a_small_window() -> None:
     ctrl = BbrFallback()
     limits = ctrl.limits
@@ -228,7 +263,9 @@ def test_probe_rtt_does_not_raise_a_small_window() -> None:
     seen_probe_rtt = False
     for _ in range(700):
         t += 0.01
-        obs = make_obs(cwnd_bytes=cwnd, throughput_bps=min(4e6, cwnd * 8 / 0.04))
+        # a standing queue keeps the RTT 5 % above the first sample: PROBE_RTT comes
+        rtt = 40_000.0 if t < 0.015 else 42_000.0
+        obs = make_obs(cwnd_bytes=cwnd, throughput_bps=min(4e6, cwnd * 8 / 0.04), rtt_us=rtt)
         ctrl.learn_one(obs, 0.0, now=t)
         a = ctrl.predict_one(obs, now=t)
         if ctrl.state is BbrPhase.PROBE_RTT:

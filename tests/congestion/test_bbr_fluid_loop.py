@@ -246,7 +246,9 @@ def test_loss_above_threshold_reduces_the_window(steady: Trace) -> None:
     tr = run_fluid(ctrl, duration_s=12.0, random_loss=0.05)
     assert ctrl.stats()["lossy_rounds"] > 0
     assert ctrl.stats()["inflight_hi_bytes"] is not None
-    assert tr.mean_cwnd(4.0, 12.0) < 0.8 * steady.mean_cwnd(4.0, 12.0)
+    # 0.83x with the loss bounds alone (0.79x when PROBE_RTT also ran: a path whose
+    # RTT stays at its minimum now confirms it instead)
+    assert tr.mean_cwnd(4.0, 12.0) < 0.85 * steady.mean_cwnd(4.0, 12.0)
 
 
 def test_shallow_buffer_overflow_ends_startup_and_bounds_inflight() -> None:

@@ -18,9 +18,18 @@ Model (REFERENCES.md section 2, BBR v3 constants)
   or a persistent-congestion collapse only enter the filter when they raise
   the max (tcp_bbr.c keeps app-limited samples the same way, and v3 ignores
   low samples during PROBE_RTT); such rounds do not age the filter either.
+- STARTUP rate samples: in STARTUP the filter also takes, every interval, the
+  delivery rate over the last min-RTT (the round so far plus the tail of the
+  previous round), as BBR's per-ack samples do. The round's mean alone lags:
+  it is known when the round ends and measures data sent the round before, so
+  a target of 2x it grew the window only ~sqrt(2) per round (the held-out
+  600-ms satellite link took 11 s to fill; 5 s now).
 - ``min_rtt``: v3's two-level filter. ``probe_rtt_min`` is the min RTT over
-  ``probe_rtt_interval_s`` (5 s); when it expires without a lower-or-equal
-  sample the controller enters PROBE_RTT. ``min_rtt`` takes ``probe_rtt_min``
+  ``probe_rtt_interval_s`` (5 s); a sample below ``(1 + min_rtt_tolerance)``
+  x ``probe_rtt_min`` (2 %) confirms it (the RTT the controller sees is the
+  smoothed one, which a queue-free path approaches but never undercuts, so
+  a strict "lower or equal" sent such paths into PROBE_RTT every 5 s); when
+  it expires without such a sample the controller enters PROBE_RTT. ``min_rtt`` takes ``probe_rtt_min``
   when that is lower or when ``min_rtt`` is older than ``min_rtt_window_s``.
 - loss: a round is lossy when its mean loss ratio exceeds ``loss_threshold``
   (2 %) and the loss it implies (ratio x delivered bytes) is at least
@@ -75,6 +84,13 @@ CRUISE and PROBE_RTT, none in STARTUP/DRAIN. In PROBE_RTT the target is
 ``bbr_quantization_budget``: the six actions move the window in 5 % steps, so
 a window aimed exactly at the BDP settles up to 2.5 % below it, under-fills the
 pipe and would let the 10-round bandwidth filter decay between probes.
+
+STARTUP ends after ``full_bw_rounds`` (3) rounds without ``full_bw_growth``
+(25 %) growth of ``max_bw``, counting only rounds whose window reached the
+target: a window held below it (by the engine's delivery envelope, or by the
+10 %-per-decision action steps on a long path) did not probe the path, and its
+flat delivery rate says nothing about the bottleneck (without this rule the
+satellite link left STARTUP at 2.5 s at a tenth of its capacity).
 
 Actions
 -------
@@ -144,7 +160,7 @@ __all__ = ["STATE_VERSION", "BbrConfig", "BbrFallback", "BbrPhase"]
 
 _INF = float("inf")
 
-STATE_VERSION = 1
+STATE_VERSION = 2
 """version of the `BbrFallback.state_dict` layout"""
 
 # Bits per second x microseconds -> bytes: 1 / 8 / 1e6.
@@ -265,6 +281,10 @@ class BbrConfig:
     persistent_congestion_srtts: float = 3.0
     """persistent congestion after this many smoothed RTTs of such intervals
     (RFC 9002 uses three PTOs)"""
+    min_rtt_tolerance: float = 0.02
+    """an RTT sample within this share above the recent minimum confirms it (the
+    sample is the smoothed RTT, which a queue-free path approaches but never
+    undercuts), so a path without a standing queue is not sent into PROBE_RTT, in [0, 1)"""
 
     def __post_init__(self) -> None:
         _check_positive("startup_pacing_gain", self.startup_pacing_gain)
@@ -324,6 +344,8 @@ class BbrConfig:
         check_number("app_limited_fraction", self.app_limited_fraction, hi=1.0)
         _check_open_unit("persistent_loss_rate", self.persistent_loss_rate, closed_hi=True)
         _check_positive("persistent_congestion_srtts", self.persistent_congestion_srtts)
+        if not 0.0 <= check_number("min_rtt_tolerance", self.min_rtt_tolerance) < 1.0:
+            raise ValueError(f"min_rtt_tolerance must be in [0, 1), got {self.min_rtt_tolerance!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -370,6 +392,9 @@ _STATE_FIELDS: tuple[str, ...] = (
     "_round_start",
     "_rounds",
     "_rnd_bits",
+    "_rnd_rate_max",
+    "_prev_rnd_bits",
+    "_prev_rnd_dur",
     "_rnd_loss",
     "_rnd_inflight_max",
     "_rnd_app_limited",
@@ -476,6 +501,7 @@ class BbrFallback:
         "_xa_max_s",
         "_xa_win",
         "_ring_len",
+        "_rtt_tol",
     )
 
     def __init__(self, config: BbrConfig | None = None, limits: CwndLimits | None = None) -> None:
@@ -550,6 +576,7 @@ class BbrFallback:
         self._xa_max_s = c.extra_acked_max_s
         self._xa_win = c.extra_acked_window_rounds
         self._ring_len = c.bw_filter_rounds
+        self._rtt_tol = 1.0 + c.min_rtt_tolerance
         self.reset()
 
     # -- lifecycle -------------------------------------------------------------
@@ -569,6 +596,9 @@ class BbrFallback:
         self._round_start = 0.0
         self._rounds = 0
         self._rnd_bits = 0.0
+        self._rnd_rate_max = 0.0
+        self._prev_rnd_bits = 0.0
+        self._prev_rnd_dur = 0.0
         self._rnd_loss = 0.0
         self._rnd_inflight_max = 0.0
         self._rnd_app_limited = False
@@ -713,8 +743,11 @@ class BbrFallback:
             srtt = self._srtt_us
             self._srtt_us = rtt if srtt == 0.0 else srtt + 0.125 * (rtt - srtt)
             expired = now - self._probe_rtt_min_stamp > self._prt_interval
-            if rtt < self._probe_rtt_min_us or expired:
-                self._probe_rtt_min_us = rtt
+            if rtt < self._probe_rtt_min_us * self._rtt_tol or expired:
+                # Within the tolerance the minimum is confirmed (its stamp refreshed),
+                # not raised: it can only drift down between expiries.
+                if rtt < self._probe_rtt_min_us or expired:
+                    self._probe_rtt_min_us = rtt
                 self._probe_rtt_min_stamp = now
                 if rtt <= self._min_rtt_us:
                     self._min_rtt_us = rtt
@@ -758,7 +791,28 @@ class BbrFallback:
         # One microsecond of slack: callers step time in floats (k x 0.01 s)
         # and 0.07 - 0.03 < 0.04 must still close a 40 ms round.
         min_rtt_s = self._min_rtt_us * _US_TO_S - _TIME_SLACK_S
-        if now - self._round_start >= min_rtt_s:
+        elapsed = now - self._round_start
+        if phase == _STARTUP and elapsed > 0.0 and min_rtt_s < _INF:
+            # A delivery-rate sample over the last min-RTT (this round so far plus
+            # the tail of the previous one, taken as uniform), every interval: BBR's
+            # per-ack samples, which see the window grow within the round. With the
+            # round's mean alone the target lags a round behind the deliveries,
+            # which were sent the round before, and STARTUP grew ~sqrt(2) per round
+            # instead of doubling (600-ms satellite: 11 s to fill the pipe).
+            bits = self._rnd_bits
+            span = elapsed
+            short = min_rtt_s - elapsed
+            pd = self._prev_rnd_dur
+            if short > 0.0 and pd > 0.0:
+                w = short / pd if short < pd else 1.0
+                bits += w * self._prev_rnd_bits
+                span += w * pd
+            rate = bits / span
+            if rate > self._rnd_rate_max:
+                self._rnd_rate_max = rate
+                if rate > self._max_bw:  # noqa: PLR1730 (hot path: no call)
+                    self._max_bw = rate
+        if elapsed >= min_rtt_s:
             self._end_round(now, cwnd)
             phase = self._phase
         max_bw = self._max_bw
@@ -930,6 +984,11 @@ class BbrFallback:
         self._rounds += 1
         delivered = self._rnd_bits * 0.125
         sample = self._rnd_bits / dur if dur > 0.0 else 0.0
+        if self._rnd_rate_max > sample:  # noqa: PLR1730 (hot path: no call)
+            sample = self._rnd_rate_max
+        self._prev_rnd_bits = self._rnd_bits
+        self._prev_rnd_dur = dur
+        self._rnd_rate_max = 0.0
         loss = self._rnd_loss / dur if dur > 0.0 else 0.0
         peak = self._rnd_inflight_max
         app_limited = self._rnd_app_limited
@@ -993,7 +1052,16 @@ class BbrFallback:
                     self._up_rounds = min(self._up_rounds + 1, 30)
                 self._inflight_hi = hi
 
-        if phase == _STARTUP and not self._full_bw_reached and representative:
+        if (
+            phase == _STARTUP
+            and not self._full_bw_reached
+            and representative
+            and (self._target <= 0.0 or cwnd >= self._target * self._reach)
+        ):
+            # Only a round whose window reached its target can show the pipe is
+            # full: a window held below it (the envelope's ack clock, the 10 %
+            # action steps on a long path) did not probe, so its flat delivery
+            # rate says nothing about the bottleneck.
             if self._max_bw >= self._full_bw * self.config.full_bw_growth:
                 self._full_bw = self._max_bw
                 self._full_bw_cnt = 0
