@@ -281,3 +281,34 @@ def test_encrypted_records_are_never_compressed(seed: int) -> None:
         for pkt in (tls_application_data(300), tls_application_data(1395), quic_initial(1200)):
             assert oracle.decide(pkt) is D.Skip
             assert oracle.decide_exact(pkt) is D.Skip
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("rate", [1e6, 5e6, 100e6, 1e9])
+def test_fast_path_reads_the_byte_table(seed: int, rate: float) -> None:
+    """decide (closure over constant slabs, magic shortcuts, header parsing only where it
+    matters) gives exactly the decision the byte table holds for the packet's cell."""
+    from oxidize_ml.compression.learned import DECISIONS
+
+    oracle = LearnedCompressionOracle(random_model(seed, 0.7), link_rate_bps=rate)
+    rng = random.Random(seed)
+    assert oracle.decide(b"") is D.Skip  # by rule, whatever the table says
+    packets = [b"x", bytes(70_000), b"ab" * 40_000]
+    for n in (20, 60, 100, 129, 200, 256, 700, 1400, 1500, 1501, 3000):
+        packets += [
+            random_bytes(n, seed=rng.randrange(1000)),
+            english(n),
+            bytes(n),
+            udp_ipv4_rtp(random_bytes(max(n - 40, 0), seed=n)),
+            udp_ipv6(english(max(n - 48, 1))),
+            tls_application_data(n),
+            b"GIF89a" + english(n),
+            b"\x1f\x8b\x08" + bytes(n),
+            b"\x00\x00\x00\x18ftyp" + bytes(n),
+            b"RIFF\x00\x00\x00\x00WEBP" + english(n),
+            quic_initial(max(n, 64)),
+        ]
+    for p in packets:
+        expected = DECISIONS[oracle._table[quantize(p).cell]]
+        assert oracle.decide(p) is expected, (len(p), p[:8])
+        assert oracle.decide(memoryview(p)) is expected

@@ -123,3 +123,78 @@ def test_argument_checks():
         ce.run(seed=0, quick=True, n_packets=9, repeats=1, oracles={"wrong": Wrong})
     with pytest.raises(ValueError, match="link_rates_bps"):
         ce.run(seed=0, quick=True, n_packets=9, link_rates_bps=[])
+
+
+class _RateFollower:
+    """Light below 10 Mbit/s, Skip above: scores like lz4 / never at those rates."""
+
+    def __init__(self) -> None:
+        self.rate = 100e6
+
+    def set_link_rate_bps(self, rate: float) -> None:
+        self.rate = rate
+
+    def fork(self) -> _RateFollower:
+        return _RateFollower()
+
+    def decide(self, data):
+        return MlCompressionDecision.Light if self.rate < 10e6 else MlCompressionDecision.Skip
+
+
+def test_rate_following_oracle_is_told_each_rate(tmp_path):
+    res = ce.run(
+        seed=1,
+        n_packets=36,
+        repeats=1,
+        sources=CorpusSources.under(tmp_path),
+        oracles={"follower": _RateFollower},
+        link_rates_bps=(5e6, 100e6),
+    )
+    slow, fast = res.score("follower", 5e6), res.score("follower", 100e6)
+    assert slow.utility_share == res.score("lz4", 5e6).utility_share
+    assert fast.utility_share == res.score("never", 100e6).utility_share == 0.0
+
+
+def test_decision_time_is_charged_on_the_measurements_scale():
+    corpus = build_corpus(seed=2, max_packets=18)
+    datas = [p.data for p in corpus]
+    meas = ce.measure_corpus(corpus, repeats=1)
+
+    def slow(data):
+        return sum(range(300))
+
+    t = ce.time_decisions_vs_lz4({"fast": len, "slow": slow}, datas, meas, rounds=3)
+    assert 0.0 < t["fast"]["over_lz4"] < t["slow"]["over_lz4"]
+    lz4_label = float(
+        meas.encode_s[:, DECISION_PREFERENCE.index(MlCompressionDecision.Light)].mean()
+    )
+    assert t["slow"]["charged_s"] == pytest.approx(t["slow"]["over_lz4"] * lz4_label)
+
+
+class _NeverCompress:
+    def decide(self, data):
+        return MlCompressionDecision.Skip
+
+
+def test_evaluate_packets_default_rule_needs_a_significant_gain():
+    corpus = build_corpus(seed=3, max_packets=45)
+    res = ce.evaluate_packets(
+        [p.data for p in corpus],
+        rates_mbps=(5, 100),
+        bootstrap_rounds=50,
+        categories=[p.category for p in corpus],
+        units=[p.source for p in corpus],
+        learned=_NeverCompress(),  # a "learned" oracle that gains nothing
+        default_enabled=False,
+    )
+    assert res["default_oracle"] == "heuristic"
+    assert res["packets"]["bootstrap_units"] == len({p.source for p in corpus})
+    rule = res["default_rule"]
+    for key in ("5", "100"):
+        assert rule["per_rate"][key]["better_with_95pct_confidence"] is False
+    assert rule["passes"] is False
+    assert set(res["per_rate"][0]["per_category"]) == {p.category for p in corpus}
+    with pytest.raises(ValueError, match="categories"):
+        ce.evaluate_packets([b"x" * 100], categories=["a", "b"])
+    with pytest.raises(ValueError, match="units"):
+        ce.evaluate_packets([b"x" * 100], units=["a", "b"])

@@ -390,6 +390,7 @@ def _make_decider(
     rows: tuple[MlCompressionDecision | tuple[MlCompressionDecision, ...], ...],
     magic_const: tuple[MlCompressionDecision | None, ...],
     first_const: tuple[MlCompressionDecision | None, ...],
+    header_matters: bytes,
 ) -> Decider:
     """The per-packet decision as a closure over the tables (see `LearnedCompressionOracle`).
 
@@ -398,7 +399,9 @@ def _make_decider(
     ``first_const[b]`` / ``magic_const[m]`` is the decision of every slab a
     packet with a magic prefix starting with byte ``b`` / with the offset magic
     kind ``m`` can fall in, when they all agree (ciphertext: always Skip),
-    answered right after the magic test. Everything the function reads is a closure cell or a local, the
+    answered right after the magic test. ``header_matters[m * N_HEADER *
+    N_SIZE_BUCKETS + b]`` is 1 when some header kind's slab of magic kind ``m``
+    and size bucket ``b`` decides differently from the header-less slab. Everything the function reads is a closure cell or a local, the
     cheapest lookups Python has: this is what keeps a decision as cheap as the
     heuristic's, which runs the same magic, header and sample code.
     """
@@ -461,16 +464,23 @@ def _make_decider(
             if const is not None:
                 return const
         if n <= header_max:
+            bucket = size_bucket[n]
             v = ip_version[b0]
             # The length fields `header_kind` checks first, inlined: text or
-            # JSON that starts like an IP packet pays two compares, not a call.
-            if v and (
-                (n >= 20 and (head[2] << 8 | head[3]) == n)
-                if v == 4
-                else (n >= 40 and (head[4] << 8 | head[5]) == n - 40)
+            # JSON that starts like an IP packet pays two compares, not a call;
+            # and an IP packet is parsed only where the header kind changes the
+            # decision at this size and rate.
+            if (
+                v
+                and header_matters[base + bucket]
+                and (
+                    (n >= 20 and (head[2] << 8 | head[3]) == n)
+                    if v == 4
+                    else (n >= 40 and (head[4] << 8 | head[5]) == n - 40)
+                )
             ):
                 base += parse(head, n) << size_shift
-            row = rows[base + size_bucket[n]]
+            row = rows[base + bucket]
         else:
             row = rows[base + (size_bucket[n] if n < size_table_bytes else last_bucket)]
         if type(row) is not tuple_type:
@@ -627,8 +637,9 @@ class LearnedCompressionOracle(DecidePolicy):
         tuple[MlCompressionDecision | tuple[MlCompressionDecision, ...], ...],
         tuple[MlCompressionDecision | None, ...],
         tuple[MlCompressionDecision | None, ...],
+        bytes,
     ]:
-        """(rows, magic_const, first_const) for `_make_decider`, from the byte table.
+        """(rows, magic_const, first_const, header_matters) for `_make_decider`.
 
         A slab is constant when its decision is the same at every entropy level
         its size bucket can reach (`_REACHABLE_LEVELS`), so small packets whose
@@ -674,7 +685,27 @@ class LearnedCompressionOracle(DecidePolicy):
             else agreed(kind, every_header if _IP_VERSION_BY_FIRST_BYTE[b] else (0,))
             for b, kind in enumerate(_FIRST_BYTE_KIND)
         )
-        return tuple(rows), magic_const, first_const
+
+        def decides_alike(a: int, b: int) -> bool:
+            ra, rb = rows[a], rows[b]
+            if ra == rb:
+                return True
+            levels = _REACHABLE_LEVELS[a % N_SIZE_BUCKETS]
+            return all(
+                (ra if isinstance(ra, MlCompressionDecision) else ra[lv])
+                == (rb if isinstance(rb, MlCompressionDecision) else rb[lv])
+                for lv in levels
+            )
+
+        # Index magic * N_HEADER * N_SIZE_BUCKETS + bucket: the header-less slab's index.
+        header_matters = bytearray(N_SLABS)
+        for m in range(N_MAGIC):
+            for b in range(N_SIZE_BUCKETS):
+                plain = m * N_HEADER * N_SIZE_BUCKETS + b
+                header_matters[plain] = not all(
+                    decides_alike(plain, plain + h * N_SIZE_BUCKETS) for h in range(1, N_HEADER)
+                )
+        return tuple(rows), magic_const, first_const, bytes(header_matters)
 
     # ------------------------------------------------------------ decisions
     def predicted_outputs(self, data: bytes | bytearray | memoryview) -> np.ndarray:
