@@ -103,3 +103,24 @@ def test_model_validation(kwargs: dict[str, float], field: str) -> None:
 def test_repeats_validation() -> None:
     with pytest.raises(ValueError, match="repeats"):
         measure_outcomes(b"abc", CODEC, repeats=0)
+
+
+def test_measure_stream_replays_header_compression() -> None:
+    """RohcOnly is measured on the flow in order; every replay gives the same frames, and
+    the sizes are those of one sending codec (IR first, then compressed headers)."""
+    from oxidize_ml.compression.cost import measure_stream
+    from oxidize_ml.evaluation.corpus import real_time_flows
+
+    packets = [p.data for p in real_time_flows(seed=4, n=60)]
+    ticks: list[int] = []
+    res = measure_stream(packets, repeats=3, on_packet=lambda: ticks.append(1))
+    assert len(res) == len(packets) == len(ticks)
+    tx = PacketCodec()
+    for pkt, outcomes in zip(packets, res, strict=True):
+        assert outcomes[D.RohcOnly].out_bytes == len(tx.encode(pkt, D.RohcOnly))
+        assert outcomes[D.RohcOnly].encode_s > 0 and outcomes[D.RohcOnly].decode_s > 0
+        assert outcomes[D.Skip].out_bytes == len(pkt) + 1
+    # once a flow's context exists, its headers shrink
+    assert sum(o[D.RohcOnly].out_bytes for o in res[30:]) < sum(map(len, packets[30:]))
+    with pytest.raises(ValueError, match="repeats"):
+        measure_stream(packets, repeats=0)

@@ -235,7 +235,7 @@ def time_decisions_vs_lz4(
     meas: Measurements,
     *,
     codec: PacketCodec | None = None,
-    rounds: int = DECISION_TIMING_ROUNDS + 2,
+    rounds: int = 2 * DECISION_TIMING_ROUNDS + 1,
 ) -> dict[str, dict[str, float]]:
     """Each method's decision time per packet, on the time scale of the measurements.
 
@@ -265,23 +265,23 @@ def time_decisions_vs_lz4(
     lz4_label_s = float(meas.encode_s[:, _COL[light]].mean())
     ratios: dict[str, list[float]] = {k: [] for k in decides}
     raws: dict[str, list[float]] = {k: [] for k in decides}
-    for _ in range(rounds):
-        ref = time_decisions(lz4_pass, datas, rounds=1)
-        for name, decide in decides.items():
-            t = time_decisions(decide, datas, rounds=1)
-            raws[name].append(t)
-            ratios[name].append(t / ref)
-        ref2 = time_decisions(lz4_pass, datas, rounds=1)
-        # the yardstick is the mean of the passes either side of this round
+    names = list(decides)
+    for r in range(rounds):
+        before = time_decisions(lz4_pass, datas, rounds=1)
+        # Each round starts with another method, so none always runs first or last.
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            raws[name].append(time_decisions(decides[name], datas, rounds=1))
+        after = time_decisions(lz4_pass, datas, rounds=1)
+        ref = 0.5 * (before + after)  # the yardstick: lz4 passes either side of the round
         for name in decides:
-            ratios[name][-1] *= ref / (0.5 * (ref + ref2))
+            ratios[name].append(raws[name][-1] / ref)
     out = {}
     for name in decides:
-        r = statistics.median(ratios[name])
+        ratio = statistics.median(ratios[name])
         out[name] = {
-            "charged_s": r * lz4_label_s,
+            "charged_s": ratio * lz4_label_s,
             "raw_s": statistics.median(raws[name]),
-            "over_lz4": r,
+            "over_lz4": ratio,
         }
     return out
 
@@ -947,8 +947,12 @@ def _standard_decision_ratio(decide: Callable[[bytes], Any]) -> dict[str, float]
     heuristic = HeuristicCompressionOracle().decide
     out = {}
     for kind, pkt in standard_packets(1400).items():
-        t = interleaved_us(pkt, {"h": heuristic, "c": decide}, rounds=15, number=2_000)
-        out[kind] = statistics.median(c / h for c, h in zip(t["c"], t["h"], strict=True))
+        # Both orders, so that neither side is always timed first in a round.
+        ab = interleaved_us(pkt, {"h": heuristic, "c": decide}, rounds=11, number=2_000)
+        ba = interleaved_us(pkt, {"c": decide, "h": heuristic}, rounds=11, number=2_000)
+        out[kind] = statistics.median(
+            c / h for t in (ab, ba) for c, h in zip(t["c"], t["h"], strict=True)
+        )
     return out
 
 
