@@ -30,9 +30,9 @@ from oxidize_ml.config import EnvSettings
 from oxidize_ml.congestion.actions import CwndLimits, apply_action
 from oxidize_ml.congestion.bbr import BbrConfig, BbrFallback
 from oxidize_ml.congestion.envelope import DeliveryEnvelope
-from oxidize_ml.congestion.observation import CongestionObservation
+from oxidize_ml.congestion.observation import CongestionObservation, make_observation
 from oxidize_ml.congestion.state import CongestionStateEncoder, StateConfig
-from oxidize_ml.features import NetworkFeatures
+from oxidize_ml.features import N_FEATURES, NetworkFeatures
 from oxidize_ml.loss import EwmaLossPredictor, FecPolicy
 from oxidize_ml.loss.burst import BurstLossConfig, BurstLossPredictor
 from oxidize_ml.loss.burst_weights import REPAIR_PRICE
@@ -96,6 +96,14 @@ def _as_bytes_view(data: bytes | bytearray | memoryview) -> bytes | bytearray | 
 _SKIP = MlCompressionDecision.Skip
 _LIGHT = MlCompressionDecision.Light
 _AGGRESSIVE = MlCompressionDecision.Aggressive
+_MAINTAIN = DrlAction.Maintain
+_INF = math.inf
+
+# Per-thread compression counters: [latency tick, Skip, Light, Aggressive, RohcOnly
+# by a heuristic, the same four by a model]; a decision adds one at its slot's offset.
+_COMP_HEURISTIC = 1
+_COMP_MODEL = 5
+_COMP_SIZE = 9
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,15 +231,23 @@ class MlEngine:
         # The EWMA stays the default loss predictor: the burst-aware one beats it on the
         # held-out split as a whole but not on every family (satellite), which the
         # default rule requires (README "Evaluation"). `burst_loss_predictor()` builds it.
-        self._loss: LossPolicy = EwmaLossPredictor()
         self._fec = shared.fec
         self._cc_fallback = BbrFallback(shared.bbr, limits=config.limits)
-        self._cc: CongestionPolicy = self._cc_fallback
         # Ack clocking + delivery cap on whatever window the policy proposes (issue 10).
         self._envelope = DeliveryEnvelope(limits=config.limits)
+        # The one state encoder of the connection: it runs once per observation while
+        # something reads its output (a learned controller with the same StateConfig,
+        # or telemetry), and every consumer reads that one state (issue 9).
         self._state = CongestionStateEncoder(config.state)
-        self._compression: CompressionPolicy = shared.oracle
+        self._encode = False
+        self._telemetry: TelemetryCollector | None = None
         self._codec = shared.codec
+        # Each slot's policy plus what the hot paths read of it, set together by
+        # `_set_loss` / `_set_cc` / `_set_compression` (attribute lookups and
+        # getattr probes per call are a measurable share of a microsecond-scale call).
+        self._set_loss(EwmaLossPredictor())
+        self._set_cc(self._cc_fallback)
+        self._set_compression(shared.oracle)
         # Built on first use by `_path_factory`: most connection engines (the aioquic
         # plug-in's forks) never select a path, and a selector's tables are half a
         # fork's memory. Loading a learned selector replaces both.
@@ -252,6 +268,13 @@ class MlEngine:
         # -- statistics
         self._every = every = config.latency_sample_every
         self._lat = {k: LatencySampler(sample_every=every) for k in ("fec", "cc", "comp", "path")}
+        # The engine counts its own ticks (one integer per component) and calls a
+        # sampler only for the sampled call.
+        self._lat_fec = self._lat["fec"]
+        self._lat_cc = self._lat["cc"]
+        self._lat_comp = self._lat["comp"]
+        self._lat_path = self._lat["path"]
+        self._tick_fec = 0
         self._n_obs = 0
         self._n_fec = 0
         self._n_fec_model = 0
@@ -263,10 +286,14 @@ class MlEngine:
         self._cc_actions = [0] * len(DrlAction)
         self._tick_cc = 0
         # Per-thread compression counters: the per-packet path takes no lock
-        # (each thread writes only its own list; stats() sums them). Keyed by
-        # thread ident: an ident is reused only after its thread ended, so a
-        # thread-per-connection server does not grow this without bound.
+        # (each thread writes only its own list, found through a thread-local;
+        # stats() sums them). Registered by thread ident: an ident is reused only
+        # after its thread ended, and a new thread with a reused ident continues
+        # that list, so a thread-per-connection server does not grow this without
+        # bound. Layout: `_COMP_TICK`, then the four decision counts of heuristic
+        # decisions, then those of model decisions (`_COMP_MODEL`).
         self._comp_counters: dict[int, list[int]] = {}
+        self._comp_local = threading.local()
         self._bytes_in = 0
         self._bytes_out = 0
         self._n_path = 0
@@ -274,9 +301,9 @@ class MlEngine:
         collect = config.collect_training
         if collect is None:
             collect = self.settings.collect_training
-        self._telemetry: TelemetryCollector | None = None
         if collect:
             self._telemetry = TelemetryCollector(config.telemetry)
+            self._encode = True
         if config.load_default_models:
             self._load_defaults()
 
@@ -294,15 +321,26 @@ class MlEngine:
         (default ``features.bandwidth_bps``). The transport's current window
         ``features.cwnd`` becomes the engine's window when it is > 0.
         """
-        if not isinstance(features, NetworkFeatures):
+        if type(features) is not NetworkFeatures and not isinstance(features, NetworkFeatures):
             raise TypeError(f"features must be NetworkFeatures, got {type(features).__name__}")
         thr = features.bandwidth_bps if throughput_bps is None else throughput_bps
-        thr = check_number("throughput_bps", thr)
-        t = _wall() if now is None else check_now(now)
+        if type(thr) is not float or not 0.0 <= thr < _INF:  # fast path of check_number
+            thr = check_number("throughput_bps", thr)
+        if now is None:
+            t = _wall()
+        elif type(now) is float and 0.0 <= now <= MAX_NOW_S:  # fast path of check_now
+            t = now
+        else:
+            t = check_now(now)
         # acquire/release in try/finally: half the cost of `with` here
         self._lock.acquire()
         try:
-            self._observe_locked(features, thr, self._advance_clock(t))
+            internal = t + self._clock_offset  # `_advance_clock`'s common case, inline
+            if internal >= self._clock:
+                self._clock = t = internal
+            else:
+                t = self._advance_clock(t)
+            self._observe_locked(features, thr, t)
         finally:
             self._lock.release()
 
@@ -314,7 +352,8 @@ class MlEngine:
         decision raise. A step back of more than `CLOCK_STEP_S` is a clock
         reset (or the previous value was bogus): the offset is rebased so the
         clock neither freezes at the highest value ever seen nor goes back,
-        and later intervals keep their true spacing.
+        and later intervals keep their true spacing. (The hot paths inline the
+        common case, a clock that does not go back.)
         """
         clock = self._clock
         internal = t + self._clock_offset
@@ -326,30 +365,52 @@ class MlEngine:
         return internal
 
     def _observe_locked(self, features: NetworkFeatures, thr: float, t: float) -> None:
-        """One observation for every component and telemetry (call under the lock)."""
+        """One observation for every component and telemetry (call under the lock).
+
+        The congestion state is encoded once, here, when something reads it (a
+        learned controller with the engine's `StateConfig`, or telemetry); its
+        first `N_FEATURES` entries are ``features.to_vector()``, which the loss
+        predictor and telemetry read instead of normalising the features again.
+        """
         self._n_obs += 1
-        self._loss.learn_one(features, features.loss_rate, now=t)
-        self._last_loss_features = features
-        if features.cwnd > 0:
-            self._cwnd = int(features.cwnd)
-        tel = self._telemetry
-        # The encoded DQN state and its reward feed only the telemetry's transitions
-        # (learned controllers encode their own input; the fallback and the DQN
-        # ignore the reward passed to learn_one): a third of observe's cost, skipped
-        # while nothing collects. Collection started later warms the encoder up again.
+        loss_rate = features.loss_rate
         state: Any = None
+        x: Any = None
         reward = 0.0
-        if tel is not None:
+        if self._encode:
             state, reward = self._state.update(features, thr, now=t)
-        obs = CongestionObservation(features=features, throughput_bps=thr, cwnd_bytes=self._cwnd)
+            x = state[:N_FEATURES]
+            learn_x = self._loss_learn_x
+            if learn_x is not None:
+                learn_x(features, x, loss_rate, now=t)
+            else:
+                self._loss.learn_one(features, loss_rate, now=t)
+        else:
+            self._loss.learn_one(features, loss_rate, now=t)
+        self._last_loss_features = features
+        cwnd = features.cwnd
+        if cwnd > 0:
+            self._cwnd = int(cwnd)
+        obs = make_observation(features, thr, self._cwnd)
         self._envelope.update(obs, now=t)
-        self._follow_link_rate(features.bandwidth_bps)
-        self._cc.learn_one(obs, reward, now=t)
-        if self._cc is not self._cc_fallback:
+        follow = self._follow
+        if follow is not None:
+            bandwidth = features.bandwidth_bps
+            if bandwidth > 0:
+                follow(float(bandwidth))
+        cc = self._cc
+        learn_state = self._cc_learn_state
+        if learn_state is not None:
+            learn_state(state, reward, now=t)  # the learned controller reads the one state
+        else:
+            cc.learn_one(obs, reward, now=t)
+        fallback = self._cc_fallback
+        if cc is not fallback:
             # The fallback keeps its filters warm so a swap back is seamless.
-            self._cc_fallback.learn_one(obs, reward, now=t)
+            fallback.learn_one(obs, reward, now=t)
+        tel = self._telemetry
         if tel is not None:
-            tel.record_observation(features, now=t)
+            tel.record_observation(features, now=t, vector=x)
             if self._last_action is not None and self._last_state is not None:
                 tel.record_transition(
                     self._last_state, int(self._last_action), reward, state, now=t
@@ -367,15 +428,33 @@ class MlEngine:
         them as an observation for the loss predictor (the spec's usage);
         passing nothing uses the last observation.
         """
-        if features is not None and not isinstance(features, NetworkFeatures):
+        if (
+            features is not None
+            and type(features) is not NetworkFeatures
+            and not isinstance(features, NetworkFeatures)
+        ):
             raise TypeError(f"features must be NetworkFeatures, got {type(features).__name__}")
-        t = _wall() if now is None else check_now(now)
+        if now is None:
+            t = _wall()
+        elif type(now) is float and 0.0 <= now <= MAX_NOW_S:  # fast path of check_now
+            t = now
+        else:
+            t = check_now(now)
         # acquire/release in try/finally: half the cost of `with` here
         self._lock.acquire()
         try:
-            t = self._advance_clock(t)
-            lat = self._lat["fec"]
-            t0 = _perf_ns() if lat.should_sample() else 0
+            internal = t + self._clock_offset  # `_advance_clock`'s common case, inline
+            if internal >= self._clock:
+                self._clock = t = internal
+            else:
+                t = self._advance_clock(t)
+            tick = self._tick_fec + 1
+            if tick >= self._every:
+                self._tick_fec = 0
+                t0 = _perf_ns()
+            else:
+                self._tick_fec = tick
+                t0 = 0
             if features is None:
                 features = self._last_loss_features
             elif features is not self._last_loss_features:
@@ -384,23 +463,27 @@ class MlEngine:
                 # state, telemetry), with the measured bandwidth as throughput.
                 self._observe_locked(features, float(features.bandwidth_bps), t)
             loss = self._loss
-            p = 0.0 if features is None else loss.predict_one(features, now=t)
-            q = getattr(loss, "block_loss_probability", None)
-            if q is None or features is None:
+            if features is None:
+                p = 0.0
                 decision = self._fec.decide(p)
             else:
-                # A burst-aware predictor says P(the block loses) and how badly: the
-                # redundancy that pays against bursts, not a binomial spread of p.
-                decision = self._shared.burst_fec.decide_block(q, loss.severity_scale)  # type: ignore[attr-defined]
+                p = loss.predict_one(features, now=t)
+                q = loss.block_loss_probability if self._loss_block else None  # type: ignore[attr-defined]
+                if q is None:
+                    decision = self._fec.decide(p)
+                else:
+                    # A burst-aware predictor says P(the block loses) and how badly: the
+                    # redundancy that pays against bursts, not a binomial spread of p.
+                    decision = self._shared.burst_fec.decide_block(q, loss.severity_scale)  # type: ignore[attr-defined]
             self._n_fec += 1
-            if self._loss.is_learned:
+            if self._loss_learned:
                 self._n_fec_model += 1
             if decision.inject_fec:
                 self._n_fec_inject += 1
             self._last_p = p
             self._last_ratio = decision.redundancy_ratio
             if t0:
-                lat.add(_perf_ns() - t0)
+                self._lat_fec.add(_perf_ns() - t0)
             return decision
         finally:
             self._lock.release()
@@ -411,38 +494,44 @@ class MlEngine:
         Call once per decision interval after `observe`. The new window is
         also the engine's window until the next observation reports another.
         """
-        t = _wall() if now is None else check_now(now)
+        if now is None:
+            t = _wall()
+        elif type(now) is float and 0.0 <= now <= MAX_NOW_S:  # fast path of check_now
+            t = now
+        else:
+            t = check_now(now)
         # acquire/release in try/finally: half the cost of `with` here
         self._lock.acquire()
         try:
-            t = self._advance_clock(t)
-            self._tick_cc += 1
-            t0 = 0
-            if self._tick_cc >= self._every:
+            internal = t + self._clock_offset  # `_advance_clock`'s common case, inline
+            if internal >= self._clock:
+                self._clock = t = internal
+            else:
+                t = self._advance_clock(t)
+            tick = self._tick_cc + 1
+            if tick >= self._every:
                 self._tick_cc = 0
                 t0 = _perf_ns()
+            else:
+                self._tick_cc = tick
+                t0 = 0
             obs = self._last_obs
             cc = self._cc
+            cwnd = self._cwnd
             if obs is None:
-                action = DrlAction.Maintain
+                action = _MAINTAIN
             else:
-                if obs.cwnd_bytes != self._cwnd:
-                    obs = CongestionObservation(
-                        features=obs.features,
-                        throughput_bps=obs.throughput_bps,
-                        cwnd_bytes=self._cwnd,
-                    )
+                if obs.cwnd_bytes != cwnd:
+                    obs = make_observation(obs.features, obs.throughput_bps, cwnd)
                 action = cc.predict_one(obs, now=t)
-            self._cwnd = new = self._envelope.bound(
-                self._cwnd, apply_action(action, self._cwnd, self._limits)
-            )
+            self._cwnd = new = self._envelope.bound(cwnd, apply_action(action, cwnd, self._limits))
             self._last_action = action
             self._n_cc += 1
-            if cc.is_learned:
+            if self._cc_learned:
                 self._n_cc_model += 1
             self._cc_actions[action] += 1  # list indexed by the IntEnum
             if t0:
-                self._lat["cc"].add(_perf_ns() - t0)
+                self._lat_cc.add(_perf_ns() - t0)
             return action, new
         finally:
             self._lock.release()
@@ -454,48 +543,46 @@ class MlEngine:
         costs less than compressing the packet with lz4 (see `oxidize-ml bench`).
         """
         tp = type(data)
-        if (
-            tp is not bytes
-            and tp is not bytearray
-            and tp is not memoryview
-            and not isinstance(data, _BYTES_LIKE)
-        ):
-            raise TypeError(f"data must be bytes-like, got {tp.__name__}")
-        if tp is memoryview and (data.itemsize != 1 or data.ndim != 1):  # type: ignore[union-attr]
-            data = _as_bytes_view(data)
-        c = self._comp_counters.get(_get_ident())
-        if c is None:
+        if tp is not bytes:
+            if tp is not bytearray and tp is not memoryview and not isinstance(data, _BYTES_LIKE):
+                raise TypeError(f"data must be bytes-like, got {tp.__name__}")
+            if tp is memoryview and (data.itemsize != 1 or data.ndim != 1):  # type: ignore[union-attr]
+                data = _as_bytes_view(data)
+        try:
+            c = self._comp_local.counters
+        except AttributeError:  # this thread's first packet
             c = self._new_comp_counters()
-        # c = [decisions, from model, Skip, Light, Aggressive, RohcOnly, tick]
-        policy = self._compression
-        tick = c[6] + 1
+        # One read of the slot: a concurrent swap gives the old or the new policy
+        # with its own offset, never a mix.
+        policy, k = self._comp_slot
+        tick = c[0] + 1
         if tick >= self._every:
-            c[6] = 0
+            c[0] = 0
             t0 = _perf_ns()
             decision = policy.decide(data)
             elapsed = _perf_ns() - t0
             with self._lock:
-                self._lat["comp"].add(elapsed)
+                self._lat_comp.add(elapsed)
         else:
-            c[6] = tick
+            c[0] = tick
             decision = policy.decide(data)
-        c[0] += 1
-        if policy.is_learned:
-            c[1] += 1
         if decision is _SKIP:
-            c[2] += 1
+            c[k] += 1
         elif decision is _LIGHT:
-            c[3] += 1
+            c[k + 1] += 1
         elif decision is _AGGRESSIVE:
-            c[4] += 1
+            c[k + 2] += 1
         else:
-            c[5] += 1
+            c[k + 3] += 1
         return decision
 
     def _new_comp_counters(self) -> list[int]:
-        c = [0] * 7
+        ident = _get_ident()
         with self._lock:
-            self._comp_counters[_get_ident()] = c
+            c = self._comp_counters.get(ident)
+            if c is None:  # else a thread that ended had this ident: continue its counts
+                c = self._comp_counters[ident] = [0] * _COMP_SIZE
+        self._comp_local.counters = c
         return c
 
     def compress(self, data: bytes | bytearray | memoryview, *, now: float | None = None) -> bytes:
@@ -533,18 +620,24 @@ class MlEngine:
             raise TypeError(f"context must be a TrafficContext, got {type(context).__name__}")
         # The selector does not read `now` (UCB1 counts pulls, not time), so the
         # clock is neither read nor advanced here; a given value is still checked.
-        t = 0.0 if now is None else check_now(now)
+        if now is None:
+            t = 0.0
+        elif type(now) is float and 0.0 <= now <= MAX_NOW_S:  # fast path of check_now
+            t = now
+        else:
+            t = check_now(now)
         # acquire/release in try/finally: half the cost of `with` here
         self._lock.acquire()
         try:
+            paths = self._paths_obj or self._paths
             n = self._n_path + 1
             self._n_path = n
-            if n % self._every == 0:
-                t0 = _perf_ns()
-                path = (self._paths_obj or self._paths).select(context, now=t)
-                self._lat["path"].add(_perf_ns() - t0)
-                return path
-            return (self._paths_obj or self._paths).select(context, now=t)
+            if n % self._every:
+                return paths.select(context, now=t)
+            t0 = _perf_ns()
+            path = paths.select(context, now=t)
+            self._lat_path.add(_perf_ns() - t0)
+            return path
         finally:
             self._lock.release()
 
@@ -581,9 +674,51 @@ class MlEngine:
     def _follow_link_rate(self, bandwidth_bps: float) -> None:
         """A learned compression oracle decides for the link rate it serves (its cost
         model weighs time saved on the wire against time spent compressing)."""
-        follow = getattr(self._compression, "set_link_rate_bps", None)
+        follow = self._follow
         if follow is not None and bandwidth_bps > 0:
             follow(float(bandwidth_bps))
+
+    # ------------------------------------------------------------ slots
+    def _set_loss(self, policy: LossPolicy) -> None:
+        """Install the loss predictor (under the lock, or in ``__init__``) with what
+        `fec_decision` and `_observe_locked` read of it."""
+        self._loss = policy
+        self._loss_learned = bool(policy.is_learned)
+        # Optional: learn from the model vector the engine already computed.
+        self._loss_learn_x: Callable[..., None] | None = getattr(policy, "learn_encoded", None)
+        # A burst-aware predictor decides FEC per block (`BurstFecPolicy`).
+        self._loss_block = hasattr(policy, "block_loss_probability")
+
+    def _set_cc(self, policy: CongestionPolicy) -> None:
+        """Install the congestion controller (under the lock, or in ``__init__``).
+
+        A learned controller answers with this engine's BBR-style fallback when
+        its output is unusable (NaN/inf): the fallback is per connection and
+        already fed every observation by `observe`. A controller that takes an
+        encoded state (``learn_state``, the DQN) with the engine's `StateConfig`
+        reads the engine's one encoding per interval; with another layout it
+        encodes its own in ``learn_one``.
+        """
+        if policy is not self._cc_fallback and hasattr(policy, "fallback"):
+            policy.fallback = self._cc_fallback
+        self._cc = policy
+        self._cc_learned = bool(policy.is_learned)
+        learn_state: Callable[..., None] | None = getattr(policy, "learn_state", None)
+        if learn_state is not None and getattr(policy, "state_config", None) != self._state.config:
+            learn_state = None
+        if learn_state is not None and not self._encode:
+            # The encoder was idle, so its filters and history are stale: start afresh,
+            # as the policy's own encoder would have.
+            self._state = CongestionStateEncoder(self.config.state)
+            self._last_state = None
+        self._cc_learn_state = learn_state
+        self._encode = learn_state is not None or self._telemetry is not None
+
+    def _set_compression(self, policy: CompressionPolicy) -> None:
+        """Install the compression oracle (under the lock, or in ``__init__``)."""
+        self._compression = policy
+        self._comp_slot = (policy, _COMP_MODEL if policy.is_learned else _COMP_HEURISTIC)
+        self._follow: Callable[[float], None] | None = getattr(policy, "set_link_rate_bps", None)
 
     @property
     def _paths(self) -> PathPolicy:
@@ -652,13 +787,13 @@ class MlEngine:
             if selector is not None:
                 self._install_path_selector(selector, str(selector.version))
             if result.loss is not None:
-                self._loss = result.loss
+                self._set_loss(result.loss)
                 self._loaded["loss_predictor"] = result.versions["loss_predictor"]
             if result.congestion is not None:
-                self._cc = self._with_fallback(result.congestion)
+                self._set_cc(result.congestion)
                 self._loaded["congestion_controller"] = result.versions["congestion_controller"]
             if result.compression is not None:
-                self._compression = result.compression
+                self._set_compression(result.compression)
                 self._loaded["compression_oracle"] = result.versions["compression_oracle"]
         for name, why in status.items():
             quiet = only_default_enabled and (why == "not default" or why.startswith("missing"))
@@ -690,11 +825,11 @@ class MlEngine:
         with self._lock:
             # isinstance(policy, protocol) above checked the member set.
             if component == "loss_predictor":
-                self._loss = cast(LossPolicy, policy)
+                self._set_loss(cast(LossPolicy, policy))
             elif component == "congestion_controller":
-                self._cc = self._with_fallback(cast(CongestionPolicy, policy))
+                self._set_cc(cast(CongestionPolicy, policy))
             elif component == "compression_oracle":
-                self._compression = cast(CompressionPolicy, policy)
+                self._set_compression(cast(CompressionPolicy, policy))
             else:
                 self._install_path_selector(cast(PathPolicy, policy), version)
                 return
@@ -708,14 +843,6 @@ class MlEngine:
         ``engine.replace_policy("loss_predictor", engine.burst_loss_predictor())``
         switches FEC to it (and to its burst-aware FEC policy)."""
         return BurstLossPredictor(self._shared.burst)
-
-    def _with_fallback(self, policy: CongestionPolicy) -> CongestionPolicy:
-        """A learned controller answers with this engine's BBR-style fallback when its
-        output is unusable (NaN/inf): the fallback is per connection and already fed
-        every observation by `observe`."""
-        if policy is not self._cc_fallback and hasattr(policy, "fallback"):
-            policy.fallback = self._cc_fallback
-        return policy
 
     def policy(self, component: str) -> Any:
         """The policy currently deciding for ``component`` (read-only use)."""
@@ -763,9 +890,9 @@ class MlEngine:
     def unload_models(self) -> None:
         """Return every component to its heuristic."""
         with self._lock:
-            self._loss = EwmaLossPredictor()
-            self._cc = self._cc_fallback
-            self._compression = self._shared.oracle
+            self._set_loss(EwmaLossPredictor())
+            self._set_cc(self._cc_fallback)
+            self._set_compression(self._shared.oracle)
             self._paths_obj = None  # rebuilt on first use, without the learned prior
             self._path_factory = functools.partial(MlPathSelector, seed=self.config.seed)
             self._loaded.clear()
@@ -781,15 +908,18 @@ class MlEngine:
         with self._lock:
             if self._telemetry is None:
                 self._telemetry = TelemetryCollector(self.config.telemetry)
-                # The state encoder only runs while collecting: start it afresh so
-                # no transition links a state from before collection stopped.
-                self._state = CongestionStateEncoder(self.config.state)
+                if not self._encode:
+                    # The encoder was idle (nothing read it), so it is stale: start afresh.
+                    self._state = CongestionStateEncoder(self.config.state)
+                    self._encode = True
+                # No transition links a state from before collection started.
                 self._last_state = None
 
     def disable_training_collection(self) -> None:
         """Stop collecting (rows not yet exported are discarded)."""
         with self._lock:
             self._telemetry = None
+            self._encode = self._cc_learn_state is not None
 
     def export_training_data(self, directory: str | os.PathLike[str]) -> Any:
         """Write collected telemetry as Parquet + manifest into a new subdirectory.
@@ -824,11 +954,17 @@ class MlEngine:
             loss_nf = min(int(getattr(self._loss, "nonfinite_fallbacks", 0)), self._n_fec_model)
             cc_nf = min(int(getattr(cc, "nonfinite_fallbacks", 0)), self._n_cc_model)
             totals = [sum(col) for col in zip(*self._comp_counters.values(), strict=True)]
-            totals = totals or [0] * 7
-            n_comp, n_comp_model = totals[0], totals[1]
+            totals = totals or [0] * _COMP_SIZE
+            heuristic = totals[_COMP_HEURISTIC : _COMP_HEURISTIC + 4]
+            model = totals[_COMP_MODEL : _COMP_MODEL + 4]
             comp_counts = dict(
-                zip(("Skip", "Light", "Aggressive", "RohcOnly"), totals[2:6], strict=True)
+                zip(
+                    ("Skip", "Light", "Aggressive", "RohcOnly"),
+                    [h + m for h, m in zip(heuristic, model, strict=True)],
+                    strict=True,
+                )
             )
+            n_comp, n_comp_model = sum(comp_counts.values()), sum(model)
             skipped = comp_counts["Skip"]
             path_stats = self._paths.stats()
             return EngineStats(

@@ -565,6 +565,10 @@ class DqnCwndPolicy:
             if self._explore and self._schedule is not None
             else self._epsilon_const
         )
+        # Frozen weights and no exploration (the deployed case): `predict_one` is one
+        # forward pass and an argmax, with the method bound once per connection.
+        self._greedy = lr is None and self._epsilon_const == 0.0
+        self._forward = self._model.forward
 
     # ------------------------------------------------------------------ Policy
     def learn_one(self, obs: CongestionObservation, feedback: float, *, now: float) -> None:
@@ -573,8 +577,21 @@ class DqnCwndPolicy:
         ``feedback`` is accepted for the `Policy` protocol; the recorded reward
         is the encoder's own `congestion_reward` on its windowed filters (the
         value the model was trained on; the engine's encoder computes the same).
+        A caller that already runs a `CongestionStateEncoder` with this policy's
+        `state_config` hands its output to `learn_state` instead (the engine does:
+        one encoding per interval).
         """
         state, reward = self._encoder.update(obs.features, obs.throughput_bps, now=now)
+        self.learn_state(state, reward, now=now)
+
+    def learn_state(self, state: np.ndarray, reward: float, *, now: float) -> None:
+        """`learn_one` for a state already encoded by the caller.
+
+        ``state`` and ``reward`` are what `CongestionStateEncoder.update` with
+        `state_config` returned for this interval (``state`` is kept, not
+        copied: the encoder returns a new array each call). The policy's own
+        encoder is then not used: the caller's encoder carries the history.
+        """
         lr = self._learner
         if lr is not None and self._last_state is not None and self._last_action >= 0:
             lr.replay.add(self._last_state, self._last_action, reward, state)
@@ -590,6 +607,16 @@ class DqnCwndPolicy:
         state = self._state
         if state is None:
             return _MAINTAIN
+        if self._greedy:
+            try:
+                q = self._forward(state)
+                best = q.argmax()  # a numpy integer indexes the tuple directly
+                # argmax picks the first NaN if any, and +inf means overflowing weights.
+                if math.isfinite(q[best]):
+                    return _ACTIONS[best]
+            except (FloatingPointError, RuntimeWarning):  # np.seterr raise / -W error
+                pass
+            return self._nonfinite(obs, now)
         lr = self._learner
         if lr is not None:
             w = lr.weights
@@ -612,18 +639,21 @@ class DqnCwndPolicy:
             try:
                 q = self._model.forward(state)
                 k = int(q.argmax())
-                # argmax picks the first NaN if any, and +inf means overflowing weights.
                 finite = math.isfinite(q[k])
-            except (FloatingPointError, RuntimeWarning):  # np.seterr raise / -W error
+            except (FloatingPointError, RuntimeWarning):
                 finite = False
             if not finite:
-                self.nonfinite_fallbacks += 1
-                fb = self.fallback
-                return _MAINTAIN if fb is None else fb.predict_one(obs, now=now)
+                return self._nonfinite(obs, now)
         if lr is not None:
             self._last_state = state
             self._last_action = k
         return _ACTIONS[k]
+
+    def _nonfinite(self, obs: CongestionObservation, now: float) -> DrlAction:
+        """The answer when the Q-values are not finite: the fallback's, or Maintain."""
+        self.nonfinite_fallbacks += 1
+        fb = self.fallback
+        return _MAINTAIN if fb is None else fb.predict_one(obs, now=now)
 
     # ------------------------------------------------------------------ extras
     @property

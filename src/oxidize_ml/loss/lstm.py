@@ -39,6 +39,8 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from oxidize_ml._validate import check_number
 from oxidize_ml.features import NetworkFeatures
 from oxidize_ml.loss.ewma import EwmaLossPredictor
@@ -196,6 +198,20 @@ class LstmLossPredictor:
         """
         if not isinstance(features, NetworkFeatures):
             raise TypeError(f"features must be NetworkFeatures, got {type(features).__name__}")
+        self.learn_encoded(features, features.to_vector(), feedback, now=now)
+
+    def learn_encoded(
+        self, features: NetworkFeatures, x: np.ndarray, feedback: float, *, now: float
+    ) -> None:
+        """`learn_one` with the model input already computed by the caller.
+
+        ``x`` must be ``features.to_vector()`` (float32 ``[8]``; the engine slices
+        it from the congestion state, which starts with exactly that vector, so
+        the features are normalised once per observation). It is read, not kept.
+        Raises as `learn_one` does (and ``ValueError`` for a wrong shape of ``x``).
+        """
+        if type(features) is not NetworkFeatures and not isinstance(features, NetworkFeatures):
+            raise TypeError(f"features must be NetworkFeatures, got {type(features).__name__}")
         if not (type(feedback) is float and 0.0 <= feedback <= 1.0):
             check_number("feedback", feedback, hi=1.0)
         if type(now) is not float or not -_INF < now < _INF:
@@ -206,7 +222,7 @@ class LstmLossPredictor:
         fb = self._fallback
         fb.learn_one(features, feedback, now=now)
         try:
-            self._p = self._step(features.to_vector())
+            self._p = self._step(x)
         except (NonFiniteOutputError, FloatingPointError, RuntimeWarning):
             # NaN/inf out of the model (FloatingPointError under np.seterr(all="raise"),
             # RuntimeWarning under warnings-as-errors): reset the state, which may be

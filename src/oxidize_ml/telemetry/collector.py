@@ -177,7 +177,9 @@ class TelemetryCollector:
         self._exports = 0
 
     # ---- recording ------------------------------------------------------
-    def record_observation(self, features: NetworkFeatures, *, now: float) -> None:
+    def record_observation(
+        self, features: NetworkFeatures, *, now: float, vector: np.ndarray | None = None
+    ) -> None:
         """Record one network observation: a future ``loss`` row and a label source.
 
         The observation waits in a pending queue until its label window
@@ -188,11 +190,14 @@ class TelemetryCollector:
         as ``unlabeled_dropped``. If ``now`` goes backwards (a wall-clock
         step), pending samples cannot be labelled consistently: they are
         dropped (``unlabeled_dropped``) and ``clock_resets`` counts the event.
+        ``vector``, when given, is ``features.to_vector()`` already computed by
+        the caller (the engine slices it from the congestion state); it is kept,
+        so it must not be written to afterwards.
         """
         if not isinstance(features, NetworkFeatures):
             raise TypeError(f"features must be NetworkFeatures, got {type(features).__name__}")
         t = _now(now)
-        vec = features.to_vector()
+        vec = features.to_vector() if vector is None else vector
         loss_rate = float(features.loss_rate)
         with self._lock:
             if self._last_obs_t is not None and t < self._last_obs_t:
