@@ -241,8 +241,11 @@ def _replay_through_aioquic(log: list[tuple], flow_start: float) -> _RecordingEn
             outstanding.append(p)
             cc.on_packet_sent(packet=p)
         elif kind == "rtt":
-            # The simulator updates its RTT estimator before the ack's delivery-rate
-            # sample, so the sample's min-RTT test sees this RTT: same order here.
+            # The simulator takes an RTT sample per acked packet, before the ack's
+            # delivery-rate sample (whose min-RTT test then sees it): same order here.
+            # aioquic itself reports an ACK frame's acked packets first and one sample
+            # (the largest acked) after them: another event stream, not another
+            # computation of the features.
             cc.on_rtt_measurement(now=now, rtt=ev[2])
         elif kind == "acked":
             acked = next(p for p in outstanding if p.sent_time == ev[3])
