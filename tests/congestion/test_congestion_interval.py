@@ -136,3 +136,58 @@ def test_base_controller_events_are_noops() -> None:
     assert overridden_events(c) == frozenset()
     c.on_packets_acked(now=0.0, acked_bytes=MSS, sent_time=0.0)
     assert c.cwnd == 15_000
+
+
+class StatePolicy(RecordingPolicy):
+    """A policy reading the encoded state (as the DQN does)."""
+
+    def __init__(self, state_config: StateConfig) -> None:
+        super().__init__(DrlAction.Maintain)
+        self.state_config = state_config
+
+    def learn_state(self, state: np.ndarray, reward: float, *, now: float) -> None:
+        self.calls.append(("learn_state", state, reward))
+
+
+def test_a_policy_with_learn_state_gets_the_one_encoding() -> None:
+    cfg = StateConfig(history=3)
+    pol = StatePolicy(cfg)
+    pc = PolicyController(pol, state_config=cfg)
+    pc.on_interval(now=0.01, features=feats(), throughput_bps=6e6)
+    (kind, state, reward), (kind2, _, _) = pol.calls
+    assert (kind, kind2) == ("learn_state", "predict")
+    assert state is pc.last_state and reward == pc.last_reward
+    # another layout than the controller's: the policy encodes for itself (learn_one)
+    other = StatePolicy(StateConfig(history=2))
+    PolicyController(other, state_config=cfg).on_interval(
+        now=0.01, features=feats(), throughput_bps=6e6
+    )
+    assert other.calls[0][0] == "learn"
+
+
+def test_the_dqn_decides_the_same_with_the_adapters_encoding() -> None:
+    """learn_state (one encoding) and learn_one (the DQN's own encoder) give the same run."""
+    from oxidize_ml.congestion.dqn import DqnCwndPolicy
+    from oxidize_ml.runtime import DqnMlpConfig, MlpModel
+
+    rng = np.random.default_rng(1)
+    widths = [24, 128, 128, 6]  # DqnMlpConfig's default layout
+    tensors = {}
+    for k in range(3):
+        w = rng.standard_normal((widths[k + 1], widths[k])) / np.sqrt(widths[k])
+        tensors[f"layers.{k}.weight"] = w.astype(np.float32)
+        tensors[f"layers.{k}.bias"] = np.zeros(widths[k + 1], np.float32)
+    model = MlpModel.from_tensors(tensors, DqnMlpConfig(n_inputs=24))
+    one = PolicyController(DqnCwndPolicy(model.fork()))
+    own = PolicyController(DqnCwndPolicy(model.fork()))
+    own._learn_state = None  # force the DQN's own encoder
+    assert one._learn_state is not None
+    windows = []
+    for k in range(300):
+        f = feats(rtt_us=float(rng.uniform(30e3, 90e3)), cwnd=float(one.cwnd))
+        thr = float(rng.uniform(1e6, 12e6))
+        one.on_interval(now=0.01 * (k + 1), features=f, throughput_bps=thr)
+        own.on_interval(now=0.01 * (k + 1), features=f, throughput_bps=thr)
+        assert one.cwnd == own.cwnd and one.last_action == own.last_action
+        windows.append(one.cwnd)
+    assert len(set(windows)) > 1  # the network did act

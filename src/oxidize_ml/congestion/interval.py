@@ -136,7 +136,10 @@ class PolicyController(IntervalController):
     After the `IntervalController` bookkeeping: ``policy.learn_one(obs,
     reward, now=now)`` (the reward is the outcome of the previous action),
     ``action = policy.predict_one(obs, now=now)`` and `apply` (action table
-    plus envelope).
+    plus envelope). A policy that reads the encoded state (``learn_state``,
+    the DQN) with this controller's `StateConfig` gets
+    ``learn_state(state, reward, now=now)`` instead, so the interval is
+    encoded once, as in the engine.
 
     Parameters
     ----------
@@ -161,11 +164,19 @@ class PolicyController(IntervalController):
         self.policy = policy
         self.name = str(getattr(policy, "name", type(policy).__name__))
         self.last_action: DrlAction | None = None
+        learn_state = getattr(policy, "learn_state", None)
+        # Only a policy whose state has this encoder's layout may skip its own encoder.
+        if not callable(learn_state) or getattr(policy, "state_config", None) != state_config:
+            learn_state = None
+        self._learn_state = learn_state
 
     def on_interval(self, *, now: float, features: NetworkFeatures, throughput_bps: float) -> None:
         super().on_interval(now=now, features=features, throughput_bps=throughput_bps)
         obs = self.last_observation
-        self.policy.learn_one(obs, self.last_reward, now=now)
+        if self._learn_state is not None:
+            self._learn_state(self.last_state, self.last_reward, now=now)
+        else:
+            self.policy.learn_one(obs, self.last_reward, now=now)
         action = self.policy.predict_one(obs, now=now)
         self.last_action = action
         self.apply(action)
