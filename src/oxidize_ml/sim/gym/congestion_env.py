@@ -96,6 +96,11 @@ to override the source of one episode.
 ## Version History
 
 * v0: initial version (state version `CONGESTION_STATE_VERSION` 1, 10-ms steps).
+  Issue 9 changed the random episodes without a new id: they are drawn by
+  `oxidize_ml.sim.random_links` (RTT 10-800 ms, buffers 0.1-4 BDP, burst loss,
+  up to 3 flows) instead of the env's own generator (RTT 10-300 ms, single
+  flow, Bernoulli loss), and the ``sender_view`` flag is gone (the simulator's
+  features are the sender's view).
 """
 
 from __future__ import annotations
