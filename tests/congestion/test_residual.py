@@ -9,11 +9,12 @@ import pytest
 
 from oxidize_ml.congestion import BbrFallback, CongestionObservation, CwndLimits, apply_action
 from oxidize_ml.congestion.residual import (
+    INPUT_NAMES,
     N_INPUTS,
     ResidualDqnPolicy,
     residual_reward,
 )
-from oxidize_ml.features import NetworkFeatures
+from oxidize_ml.features import FEATURE_NAMES, N_FEATURES, NetworkFeatures
 from oxidize_ml.types import DrlAction
 
 MSS = 1500
@@ -103,8 +104,11 @@ def test_state_is_bounded_and_the_agent_decides_about_once_per_rtt() -> None:
     pol = ResidualDqnPolicy(q)
     drive(pol, walk(4, 1000))
     states = np.array(q.seen)
-    assert states.shape[1] == N_INPUTS
-    assert np.isfinite(states).all() and states.min() >= -1.0 and states.max() <= 2.0
+    assert states.shape[1] == N_INPUTS == len(INPUT_NAMES)
+    assert np.isfinite(states).all() and states.min() >= -1.0
+    # the schema features (clipped at 10) first, then the residual's own inputs (<= 2)
+    assert INPUT_NAMES[:N_FEATURES] == FEATURE_NAMES
+    assert states[:, :N_FEATURES].max() <= 10.0 and states[:, N_FEATURES:].max() <= 2.0
     # 10 s of 10-ms intervals, decisions held 20-200 ms: far fewer decisions than intervals
     assert 50 <= pol.decisions <= 500
 
@@ -122,4 +126,21 @@ def test_fork_shares_weights_not_state() -> None:
     drive(pol, walk(5, 300))
     twin = pol.fork()
     assert twin.q_model is pol.q_model and twin.state is None
-    assert twin.fallback is not pol.fallback
+    assert twin.base is not pol.base
+
+
+def test_base_is_its_own_and_not_the_engines_fallback_slot() -> None:
+    # The engine hands its shared fallback to a policy's ``fallback`` attribute; the
+    # residual's corrected controller must not be that one (it would learn twice).
+    pol = ResidualDqnPolicy(ConstQ(DrlAction.Maintain))
+    assert not hasattr(pol, "fallback") and isinstance(pol.base, BbrFallback)
+
+
+def test_states_along_probe_connections_are_finite_rows_of_the_input_size() -> None:
+    from oxidize_ml.congestion.residual import states_along
+    from oxidize_ml.models.probe import probe_connections
+
+    xs = states_along(probe_connections())
+    assert xs.ndim == 2 and xs.shape[1] == N_INPUTS and len(xs) >= 100
+    assert np.isfinite(xs).all()
+    assert np.ptp(xs, axis=0).max() > 0.0  # the probes move the state

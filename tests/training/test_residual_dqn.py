@@ -80,3 +80,34 @@ def test_load_refuses_a_plain_dqn_file(tmp_path: Path) -> None:
     path = export_safetensors(DqnMlp(n_inputs=24), tmp_path / "dqn.safetensors")
     with pytest.raises(ValueError, match="n_inputs"):
         ResidualDqnPolicy.load(path)
+
+
+def test_train_exports_both_files_and_judges_the_default_rule(tmp_path: Path) -> None:
+    from oxidize_ml.congestion.residual import INPUT_NAMES
+    from oxidize_ml.training.residual_dqn import train
+
+    res = train(ResidualTrainConfig.quick(), seed=1, out_dir=tmp_path, progress=False)
+    assert res.name == "residual_dqn" and res.kind == "dqn"
+    assert (tmp_path / res.files["safetensors"]).is_file()
+    assert (tmp_path / res.files["onnx"]).is_file()
+    assert res.inputs == list(INPUT_NAMES)
+    assert res.training["policy"] == "residual-dqn" and res.training["seed"] == 1
+    rule = res.metrics["default_rule"]
+    assert res.beats_heuristic is rule["passed"]
+    fams = res.metrics["heldout"]["families_power_vs_default"]
+    assert {"scenario:step-change", "scenario:satellite"} <= set(fams)
+    assert all(np.isfinite(v) and v > 0 for v in fams.values())
+    if rule["power_ratio_ci"] is None:  # no held-out traces here: no interval, no default
+        assert rule["passed"] is False and "no held-out traces" in rule["reason"]
+    else:
+        lo, hi = rule["power_ratio_ci"]
+        assert lo <= rule["power_ratio_vs_default"] <= hi
+
+
+def test_quick_config_and_eval_fields_are_checked() -> None:
+    q = ResidualTrainConfig.quick()
+    assert q.max_decisions < ResidualTrainConfig().max_decisions
+    with pytest.raises(ValueError, match="eval_rtts_ms"):
+        ResidualTrainConfig(eval_rtts_ms=())
+    with pytest.raises(ValueError, match="eval_windows"):
+        ResidualTrainConfig(eval_windows=0)

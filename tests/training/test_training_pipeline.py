@@ -386,3 +386,105 @@ def test_cli_prints_tables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     assert seen["quick"] is True and seen["components"] == ("compression_oracle",)
     assert "compression_oracle" in r.output and "a test target" in r.output
     assert "wrote" in r.output
+
+
+# -- the residual DQN: an optional component filling the congestion_controller slot --------
+
+
+def fake_residual_trainer(*, beats: bool = True) -> Any:
+    """A residual trainer with the real signature: a random-init residual DQN file."""
+    from oxidize_ml.congestion.residual import INPUT_NAMES as RES_INPUTS
+    from oxidize_ml.congestion.residual import N_INPUTS as RES_N
+
+    def train(
+        config: Any,
+        *,
+        seed: int,
+        out_dir: Path,
+        telemetry_root: Path | None = None,
+        progress: bool = True,
+    ) -> TrainResult:
+        cfg = DqnMlpConfig(n_inputs=RES_N)
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        rng = np.random.default_rng(seed)
+        tensors = {
+            k: rng.normal(0, 0.2, s).astype(np.float32) for k, s in expected_tensors(cfg).items()
+        }
+        (out_dir / "residual_dqn.safetensors").write_bytes(encode_weights(tensors, cfg))
+        return TrainResult(
+            name="residual_dqn",
+            kind="dqn",
+            files={"safetensors": "residual_dqn.safetensors"},
+            version="1",
+            inputs=list(RES_INPUTS),
+            training={"policy": "residual-dqn", "seed": seed},
+            metrics={"default_rule": {"passed": beats}},
+            beats_heuristic=beats,
+            target="issue 10 default rule",
+        )
+
+    return train
+
+
+def test_residual_dqn_is_optional_and_fills_the_congestion_slot(tmp_path: Path) -> None:
+    from oxidize_ml.congestion.residual import ResidualDqnPolicy
+
+    assert "residual_dqn" not in pipeline.COMPONENTS  # not trained unless named
+    assert pipeline.model_slot("residual_dqn") == "congestion_controller"
+    res = _run(
+        tmp_path,
+        components=("residual_dqn",),
+        trainers={"residual_dqn": fake_residual_trainer()},
+        configs={"residual_dqn": object()},
+    )
+    assert res.components["residual_dqn"].decision == "new"
+    d = res.directory
+    assert d is not None and verify_model_dir(d).ok
+    manifest = json.loads((d / "manifest.json").read_text())
+    assert set(manifest["models"]) == {"congestion_controller"}
+    assert manifest["models"]["congestion_controller"]["training"]["policy"] == "residual-dqn"
+    loaded = load_policies(d, backend="numpy", limits=CwndLimits(), state_config=STATE, seed=0)
+    assert loaded.status["congestion_controller"] == "loaded"
+    assert isinstance(loaded.congestion, ResidualDqnPolicy)
+
+
+def test_residual_dqn_and_the_dqn_cannot_share_the_slot(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="both train"):
+        _run(tmp_path, components=("congestion_controller", "residual_dqn"))
+    r = runner.invoke(
+        app,
+        [
+            "train",
+            "--components",
+            "congestion_controller",
+            "--components",
+            "residual_dqn",
+            "--out",
+            str(tmp_path),
+        ],
+    )
+    assert r.exit_code == 2 and "choose one" in r.output
+
+
+def test_residual_dqn_comparison_against_the_package_defaults_uses_its_own_rule() -> None:
+    res = TrainResult(
+        name="residual_dqn",
+        kind="dqn",
+        files={"safetensors": "residual_dqn.safetensors"},
+        version="1",
+        inputs=None,
+        training={},
+        metrics={
+            "default_rule": {
+                "passed": False,
+                "power_ratio_vs_default": 1.02,
+                "power_ratio_ci": [0.99, 1.05],
+                "worst_family": 0.95,
+            }
+        },
+        beats_heuristic=False,
+    )
+    out = pipeline.COMPARATORS["residual_dqn"](res, Path("."), None, object(), 0)
+    assert out["better"] is False and out["power_ratio_ci"] == [0.99, 1.05]
+    assert "package defaults" in out["current_is"]

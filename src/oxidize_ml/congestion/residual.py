@@ -23,8 +23,12 @@ learns corrections (Abbasloo et al., "Classic meets modern", SIGCOMM 2020).
 The fallback's own collapses (PROBE_RTT entry, persistent congestion) pass
 through unchanged.
 
-State (`N_INPUTS` floats, all bounded)
---------------------------------------
+State (`N_INPUTS` floats, all bounded; names in `INPUT_NAMES`)
+---------------------------------------------------------------
+- the 8 schema features (`oxidize_ml.features.NetworkFeatures.to_vector`,
+  normalised and clipped): the state starts with them, as the DQN's does, so
+  a model file carries the feature schema it was trained for and a model
+  directory's schema check covers this policy too
 - ``thr / max_bw`` (interval delivery rate over the fallback's windowed max), [0, 2]
 - ``thr_s / max_bw``: the same on a rate smoothed over about one smoothed RTT
 - ``1 - min_rtt / rtt``: the share of the RTT that is queueing, [0, 1)
@@ -54,15 +58,48 @@ import numpy as np
 from oxidize_ml.congestion.actions import N_ACTIONS, CwndLimits, apply_action, nearest_action
 from oxidize_ml.congestion.bbr import BbrFallback, BbrPhase
 from oxidize_ml.congestion.observation import CongestionObservation
+from oxidize_ml.features import FEATURE_NAMES, N_FEATURES
 from oxidize_ml.types import DrlAction
 
-__all__ = ["HISTORY", "N_INPUTS", "ResidualDqnPolicy", "ResidualFeatures", "residual_reward"]
+__all__ = [
+    "HISTORY",
+    "INPUT_NAMES",
+    "N_INPUTS",
+    "POLICY_NAME",
+    "ResidualDqnPolicy",
+    "ResidualFeatures",
+    "residual_reward",
+    "states_along",
+]
 
+POLICY_NAME = "residual-dqn"
+"""what a model directory's congestion entry records (``training.policy``) for this policy"""
 HISTORY = 3
 """previous intervals of (smoothed utilisation, queueing share, loss) in the state"""
 _N_PHASES = len(BbrPhase)
-N_INPUTS = 7 + N_ACTIONS + _N_PHASES + N_ACTIONS + 3 * HISTORY
+_F = N_FEATURES
+"""offset of the residual's own inputs, after the schema features"""
+N_INPUTS = _F + 7 + N_ACTIONS + _N_PHASES + N_ACTIONS + 3 * HISTORY
 """size of the agent's state vector"""
+INPUT_NAMES: tuple[str, ...] = (
+    *FEATURE_NAMES,
+    "utilisation",
+    "utilisation_smoothed",
+    "queue_share",
+    "queue_share_change",
+    "loss",
+    "cwnd_over_4bdp",
+    "cwnd_over_fallback_target",
+    *(f"fallback_action_{a.name}" for a in DrlAction),
+    *(f"fallback_phase_{p.value}" for p in BbrPhase),
+    *(f"previous_action_{a.name}" for a in DrlAction),
+    *(
+        f"history{k}_{what}"
+        for k in range(1, HISTORY + 1)
+        for what in ("utilisation", "queue_share", "loss")
+    ),
+)
+"""the state's inputs in order (a model directory's ``inputs`` for this policy)"""
 MIN_SCALE = 0.7
 """corrections never steer the window below this share of the fallback's target"""
 MAX_SCALE = 1.5
@@ -148,18 +185,20 @@ class ResidualFeatures:
         w = min(obs.cwnd_bytes / (4.0 * bdp), 1.0) if bdp > 0.0 else 0.0
         s = self.state
         s[:] = 0.0
-        s[0] = u
-        s[1] = us
-        s[2] = q
-        s[3] = max(-1.0, min(1.0, dq))
-        s[4] = loss
-        s[5] = w
+        f.to_vector(out=s[:_F])
+        s[_F] = u
+        s[_F + 1] = us
+        s[_F + 2] = q
+        s[_F + 3] = max(-1.0, min(1.0, dq))
+        s[_F + 4] = loss
+        s[_F + 5] = w
         tgt = fb.target_cwnd_bytes
-        s[6] = min(obs.cwnd_bytes / tgt, 2.0) if tgt > 0.0 else 1.0
-        s[7 + int(fb_action)] = 1.0
-        s[7 + N_ACTIONS + _PHASE_INDEX[fb.state]] = 1.0
-        s[7 + N_ACTIONS + _N_PHASES + last_action] = 1.0
-        pos = 7 + 2 * N_ACTIONS + _N_PHASES
+        s[_F + 6] = min(obs.cwnd_bytes / tgt, 2.0) if tgt > 0.0 else 1.0
+        o = _F + 7
+        s[o + int(fb_action)] = 1.0
+        s[o + N_ACTIONS + _PHASE_INDEX[fb.state]] = 1.0
+        s[o + N_ACTIONS + _N_PHASES + last_action] = 1.0
+        pos = o + 2 * N_ACTIONS + _N_PHASES
         for hu, hq, hl in self._hist:
             s[pos] = hu
             s[pos + 1] = hq
@@ -183,6 +222,11 @@ class ResidualDqnPolicy:
     actor
         Optional ``actor(state, q_values) -> int`` overriding the greedy choice (training
         exploration); None: greedy.
+    base
+        The fallback this policy corrects (default: a fresh `BbrFallback`). It is
+        this policy's own, fed by `learn_one`, and named ``base`` rather than
+        ``fallback``: the engine hands its shared fallback to a policy's
+        ``fallback`` attribute, which would then be fed twice per interval.
     """
 
     name = "residual-dqn"
@@ -194,10 +238,10 @@ class ResidualDqnPolicy:
         *,
         limits: CwndLimits | None = None,
         actor: Any = None,
-        fallback: BbrFallback | None = None,
+        base: BbrFallback | None = None,
     ) -> None:
         self.limits = limits if limits is not None else CwndLimits()
-        self.fallback = fallback if fallback is not None else BbrFallback(limits=self.limits)
+        self.base = base if base is not None else BbrFallback(limits=self.limits)
         self.q_model = q_model
         self.actor = actor
         self.features = ResidualFeatures()
@@ -205,6 +249,7 @@ class ResidualDqnPolicy:
         self._fb_action = DrlAction.Maintain
         self._state: np.ndarray | None = None
         self._next_decision = -math.inf
+        self._decided_at = -math.inf
         self.decisions = 0
         self.decided = False
         self.is_learned = q_model is not None
@@ -227,7 +272,7 @@ class ResidualDqnPolicy:
     def fork(self) -> ResidualDqnPolicy:
         """Same weights, fresh connection state."""
         model = self.q_model.fork() if hasattr(self.q_model, "fork") else self.q_model
-        return ResidualDqnPolicy(model, limits=self.limits, fallback=self.fallback.clone())
+        return ResidualDqnPolicy(model, limits=self.limits, base=self.base.clone())
 
     @property
     def state(self) -> np.ndarray | None:
@@ -235,7 +280,7 @@ class ResidualDqnPolicy:
         return self._state
 
     def learn_one(self, obs: CongestionObservation, feedback: float = 0.0, *, now: float) -> None:
-        fb = self.fallback
+        fb = self.base
         fb.learn_one(obs, feedback, now=now)
         self._fb_action = fb.predict_one(obs, now=now)
         self._state = self.features.update(obs, fb, self._fb_action, self.last_action, now=now)
@@ -244,11 +289,7 @@ class ResidualDqnPolicy:
         fb_action = self._fb_action
         cwnd = obs.cwnd_bytes
         s = self._state
-        if (
-            s is None
-            or fb_action is DrlAction.SlowStart
-            or self.fallback.state not in _AGENT_PHASES
-        ):
+        if s is None or fb_action is DrlAction.SlowStart or self.base.state not in _AGENT_PHASES:
             # No observation yet, the fallback collapses the window (PROBE_RTT,
             # persistent congestion), or it is discovering bandwidth (STARTUP, DRAIN,
             # REFILL, UP): not the agent's call. The fallback's model is fed by the
@@ -276,16 +317,19 @@ class ResidualDqnPolicy:
                 a = int(DrlAction.Maintain)
             self.last_action = a
             self.decided = True
+            self._decided_at = now
         else:
             a = self.last_action
             self.decided = False
-            if a == int(DrlAction.SlowStart):
-                a = int(DrlAction.Maintain)  # a reset is done once, not held
+            if a == int(DrlAction.SlowStart) and now > self._decided_at:
+                # a reset is done once, not held (a repeated call at the decision's own
+                # instant answers as the decision did: predict_one reads, it does not act)
+                a = int(DrlAction.Maintain)
         action = _ACTIONS[a]
         if action is DrlAction.Maintain:
             return fb_action
         base = apply_action(fb_action, cwnd, self.limits)
-        fb_target = self.fallback.target_cwnd_bytes
+        fb_target = self.base.target_cwnd_bytes
         if action is DrlAction.SlowStart:
             # the strongest correction: straight to the floor below the fallback's target
             if fb_target <= 0.0:
@@ -307,6 +351,27 @@ class ResidualDqnPolicy:
     def stats(self) -> dict[str, Any]:
         return {
             "name": self.name,
-            "fallback": self.fallback.stats(),
+            "fallback": self.base.stats(),
             "last_correction": _ACTIONS[self.last_action].name,
         }
+
+
+def states_along(connections: Any) -> np.ndarray:
+    """The states a model-less policy builds along ``connections`` (lists of
+    ``(NetworkFeatures, throughput_bps)`` per 10-ms interval, e.g.
+    `oxidize_ml.models.probe.probe_connections`), one row per interval: the inputs a
+    loaded model is probed on before it may decide. The window follows the
+    fallback's actions, as it would behind the engine."""
+    rows: list[np.ndarray] = []
+    for conn in connections:
+        pol = ResidualDqnPolicy(None)
+        cwnd = pol.limits.initial_cwnd
+        for i, (features, thr) in enumerate(conn):
+            now = 100.0 + 0.01 * i
+            obs = CongestionObservation(features=features, throughput_bps=thr, cwnd_bytes=cwnd)
+            pol.learn_one(obs, 0.0, now=now)
+            state = pol.state
+            if state is not None:
+                rows.append(state.copy())
+            cwnd = apply_action(pol.predict_one(obs, now=now), cwnd, pol.limits)
+    return np.stack(rows).astype(np.float32)

@@ -18,6 +18,10 @@ model                  kind           policy
 ``loss_predictor``     lstm_loss      `oxidize_ml.loss.lstm.LstmLossPredictor`
 ``congestion_controller`` dqn         `oxidize_ml.congestion.dqn.DqnCwndPolicy`
                                       (greedy, the engine's ``state_config``)
+``congestion_controller`` dqn,        `oxidize_ml.congestion.residual.ResidualDqnPolicy`
+                       ``training.policy`` (greedy corrections on its own BBR-style
+                       "residual-dqn" fallback, the engine's limits); its ``inputs``
+                                      must be `congestion.residual.INPUT_NAMES`
 ``compression_oracle`` compression_mlp `oxidize_ml.compression.learned.LearnedCompressionOracle`
                                       at the manifest's ``metrics.engine_link_rate_bps``
                                       (default 100 Mbit/s), always on the numpy
@@ -93,7 +97,32 @@ def _wrap_loss(model: Any, entry: dict[str, Any], ctx: dict[str, Any]) -> LossPo
     return LstmLossPredictor(model)
 
 
+def congestion_policy_kind(entry: dict[str, Any]) -> str:
+    """Which policy a ``congestion_controller`` entry holds: "dqn" (the spec's DQN on the
+    engine's state) or "residual-dqn" (`oxidize_ml.congestion.residual`), from the
+    entry's ``training.policy`` (absent: "dqn"); both are ``dqn`` weight files."""
+    training = entry.get("training")
+    policy = training.get("policy") if isinstance(training, dict) else None
+    return "dqn" if policy is None else str(policy)
+
+
 def _wrap_congestion(model: Any, entry: dict[str, Any], ctx: dict[str, Any]) -> CongestionPolicy:
+    kind = congestion_policy_kind(entry)
+    if kind == "residual-dqn":
+        from oxidize_ml.congestion.residual import INPUT_NAMES, N_INPUTS, ResidualDqnPolicy
+
+        # Its state is the residual's own (schema features first, then the fallback's
+        # view): the inputs must be exactly that layout, not merely the right count.
+        if entry.get("inputs") != list(INPUT_NAMES):
+            raise _SchemaMismatch(
+                f"inputs {entry.get('inputs')!r} are not the residual DQN's {list(INPUT_NAMES)}"
+            )
+        n = int(model.config.n_inputs)
+        if n != N_INPUTS:
+            raise _SchemaMismatch(f"the residual DQN takes {N_INPUTS} inputs, the model {n}")
+        return ResidualDqnPolicy(model, limits=ctx["limits"])
+    if kind != "dqn":
+        raise ValueError(f"unknown congestion policy {kind!r}; expected 'dqn' or 'residual-dqn'")
     from oxidize_ml.congestion.dqn import DqnCwndPolicy
 
     return DqnCwndPolicy(model, state_config=ctx["state_config"], seed=ctx["seed"])
@@ -260,9 +289,12 @@ def _probe(name: str, model: Any, policy: Any) -> str | None:
     from oxidize_ml.models.probe import STATUS_NON_FINITE, probe_model
 
     try:
-        result = probe_model(
-            EXPECTED_KIND[name], model, state_config=getattr(policy, "state_config", None)
-        )
+        if getattr(policy, "name", None) == "residual-dqn":
+            result = _probe_residual(model)
+        else:
+            result = probe_model(
+                EXPECTED_KIND[name], model, state_config=getattr(policy, "state_config", None)
+            )
     except Exception as exc:  # noqa: BLE001 - a model that cannot even run the probes
         return f"invalid: the model fails on the probe inputs: {exc!r}"
     if not result.ok:
@@ -273,3 +305,31 @@ def _probe(name: str, model: Any, policy: Any) -> str | None:
     if cells:
         return f"{STATUS_NON_FINITE}: NaN or infinite outputs on {cells} decision-table cells"
     return None
+
+
+def _probe_residual(model: Any) -> Any:
+    """`probe_model` for a residual DQN: the same probe connections, encoded by the
+    residual's own state (`oxidize_ml.congestion.residual.states_along`), plus the
+    all-zero and all-one states; judged like every model (`judge_outputs`)."""
+    import numpy as np
+
+    from oxidize_ml.congestion.residual import states_along
+    from oxidize_ml.models.probe import (
+        STATUS_NON_FINITE,
+        ProbeResult,
+        judge_outputs,
+        probe_connections,
+    )
+    from oxidize_ml.runtime.numpy_models import NonFiniteOutputError
+
+    xs = states_along(probe_connections())
+    xs = np.concatenate(
+        [xs, np.zeros((1, xs.shape[1]), np.float32), np.ones((1, xs.shape[1]), np.float32)]
+    )
+    m = model.fork() if hasattr(model, "fork") else model
+    try:
+        with np.errstate(all="ignore"):
+            y = np.stack([np.array(m.forward(x), dtype=np.float64, copy=True) for x in xs])
+    except NonFiniteOutputError as exc:
+        return ProbeResult(STATUS_NON_FINITE, f"probe failed: {exc}", 0)
+    return judge_outputs(y)

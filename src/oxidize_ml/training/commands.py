@@ -117,7 +117,9 @@ def register(app: typer.Typer) -> None:
             typer.Option(
                 "--components",
                 help="train only these (repeatable): loss_predictor, "
-                "congestion_controller, compression_oracle",
+                "congestion_controller, compression_oracle, path_selector; or "
+                "residual_dqn (the residual DQN, trained only when named; it fills the "
+                "congestion_controller slot, so not together with congestion_controller)",
             ),
         ] = None,
         current: Annotated[
@@ -148,10 +150,18 @@ def register(app: typer.Typer) -> None:
             )
             raise typer.Exit(2)
         names = tuple(components) if components else pipeline.COMPONENTS
-        bad = sorted(set(names) - set(pipeline.COMPONENTS))
+        bad = sorted(set(names) - set(pipeline.ALL_COMPONENTS))
         if bad:
             console.print(
-                f"[red]error:[/] unknown components {bad}; choose from {list(pipeline.COMPONENTS)}"
+                f"[red]error:[/] unknown components {bad}; choose from "
+                f"{list(pipeline.ALL_COMPONENTS)}"
+            )
+            raise typer.Exit(2)
+        slots = [pipeline.model_slot(n) for n in names]
+        if len(set(slots)) != len(slots):
+            console.print(
+                "[red]error:[/] congestion_controller and residual_dqn both train the "
+                "congestion_controller model; choose one"
             )
             raise typer.Exit(2)
         try:

@@ -79,18 +79,33 @@ COMPONENTS: Final = (
     "compression_oracle",
     "path_selector",
 )
+OPTIONAL_COMPONENTS: Final = ("residual_dqn",)
+"""trained only when named (``--components residual_dqn``): the residual (Orca-style)
+DQN, an alternative congestion controller (`oxidize_ml.training.residual_dqn`)"""
+ALL_COMPONENTS: Final = COMPONENTS + OPTIONAL_COMPONENTS
+MODEL_SLOTS: Final[dict[str, str]] = {"residual_dqn": "congestion_controller"}
+"""component -> the manifest model (engine slot) it fills, where the two differ"""
 TRAINER_MODULES: Final[dict[str, str]] = {
     "loss_predictor": "oxidize_ml.training.loss",
     "congestion_controller": "oxidize_ml.training.dqn",
     "compression_oracle": "oxidize_ml.training.compression",
     "path_selector": "oxidize_ml.training.paths",
+    "residual_dqn": "oxidize_ml.training.residual_dqn",
 }
 CONFIG_CLASSES: Final[dict[str, str]] = {
     "loss_predictor": "LossTrainConfig",
     "congestion_controller": "DqnTrainConfig",
     "compression_oracle": "CompressionTrainConfig",
     "path_selector": "PathTrainConfig",
+    "residual_dqn": "ResidualTrainConfig",
 }
+
+
+def model_slot(component: str) -> str:
+    """The manifest model name (engine slot) ``component``'s model fills."""
+    return MODEL_SLOTS.get(component, component)
+
+
 TRAIN_EXTRA_MODULES: Final = ("torch", "onnx", "onnxscript", "onnxruntime")
 """what ``pip install 'oxidize-ml[train]'`` provides and the trainers import"""
 REPORT_NAME: Final = "training_report.json"
@@ -115,6 +130,11 @@ COMPARISON_RULES: Final[dict[str, str]] = {
     "path_selector": (
         "lower regret than the current selector with 95 % confidence (paired bootstrap over "
         "episodes) and no traffic type or family above current / 0.9, on the held-out traces"
+    ),
+    "residual_dqn": (
+        "issue 10's default rule against the engine with the current models: power "
+        "(goodput / p95 delay) higher with 95 % confidence (paired bootstrap over the held-out "
+        "trace windows) and no held-out family below 0.9x its power"
     ),
 }
 
@@ -255,6 +275,18 @@ def headline(result: TrainResult) -> str:
                 f"share of optimum model/heuristic: {shares}; decide "
                 f"x{_f(m.get('worst_learned_over_lz4'), 2)} lz4"
             )
+        if result.name == "residual_dqn":
+            rule = m.get("default_rule", {})
+            ci = rule.get("power_ratio_ci") or [None, None]
+            agg = m.get("heldout", {}).get("windows", {}).get("aggregates", {})
+            r = agg.get("residual-dqn", {})
+            return (
+                f"goodput x{_f(r.get('goodput_ratio_vs_cubic'), 2)} CUBIC, p95 queue delay "
+                f"x{_f(r.get('queue_delay_ratio_vs_cubic'), 2)}, worst window "
+                f"x{_f(r.get('worst_goodput_ratio_vs_cubic'), 2)}; power "
+                f"x{_f(rule.get('power_ratio_vs_default'), 3)} default [{_f(ci[0], 3)}, "
+                f"{_f(ci[1], 3)}], worst family x{_f(rule.get('worst_family'), 3)}"
+            )
         if result.name == "path_selector":
             sets = m.get("heldout", {}).get("sets", {})
             return (
@@ -381,6 +413,53 @@ def _compare_compression(
     return out
 
 
+def _compare_residual(
+    result: TrainResult, staging: Path, current: Path | None, config: Any, seed: int
+) -> dict[str, Any]:
+    """The candidate's default rule against the engine running ``current``'s models
+    (the package defaults: the candidate's own evaluation already ran against them)."""
+    from oxidize_ml.models import default_model_dir
+    from oxidize_ml.training import residual_dqn as R
+
+    rule = result.metrics["default_rule"]
+    default_dir = default_model_dir()
+    if current is None or (
+        default_dir is not None and Path(current).resolve() == default_dir.resolve()
+    ):
+        cur_name = "MlEngine() (the package defaults)"
+    else:
+        policy = R.ResidualDqnPolicy.load(staging / result.files["safetensors"])
+        ev = R.evaluate_heldout(policy, config, seed=seed, default_factory=_engine_with(current))
+        rule = ev["default_rule"]
+        cur_name = f"MlEngine with the models in {current}"
+    return {
+        "candidate": {"power_ratio_vs_current": rule["power_ratio_vs_default"]},
+        "current_is": cur_name,
+        "power_ratio_ci": rule["power_ratio_ci"],
+        "worst_family": rule["worst_family"],
+        "better": bool(rule["passed"]),
+        "rule": COMPARISON_RULES["residual_dqn"],
+    }
+
+
+def _engine_with(directory: Path) -> Callable[..., Any]:
+    """A simulator controller factory: a fresh engine per flow with ``directory``'s
+    default-enabled models (what installing it would make `MlEngine()` run)."""
+    from oxidize_ml.engine import EngineConfig, MlEngine
+    from oxidize_ml.sim.controllers.engine import EngineController
+
+    def factory(*, flow_index: int, seed: int) -> Any:
+        engine = MlEngine(
+            EngineConfig(
+                seed=int(seed) & 0x7FFFFFFF, collect_training=False, load_default_models=False
+            )
+        )
+        engine.load_models(directory, only_default_enabled=True)
+        return EngineController(engine)
+
+    return factory
+
+
 def _compare_paths(
     result: TrainResult, staging: Path, current: Path | None, config: Any, seed: int
 ) -> dict[str, Any]:
@@ -394,6 +473,7 @@ COMPARATORS: Final[dict[str, Comparator]] = {
     "congestion_controller": _compare_congestion,
     "compression_oracle": _compare_compression,
     "path_selector": _compare_paths,
+    "residual_dqn": _compare_residual,
 }
 
 
@@ -477,9 +557,16 @@ def train_all(
     from oxidize_ml.models import default_model_dir
 
     t0 = time.perf_counter()
-    unknown = sorted(set(components) - set(COMPONENTS))
+    unknown = sorted(set(components) - set(ALL_COMPONENTS))
     if unknown or not components:
-        raise ValueError(f"unknown components {unknown}; choose from {list(COMPONENTS)}")
+        raise ValueError(f"unknown components {unknown}; choose from {list(ALL_COMPONENTS)}")
+    slots: dict[str, str] = {}
+    for c in components:
+        other = slots.setdefault(model_slot(c), c)
+        if other != c:
+            raise ValueError(
+                f"components {other!r} and {c!r} both train the {model_slot(c)!r} model; choose one"
+            )
     trainers = dict(trainers or {})
     configs = dict(configs or {})
     comparators = {**COMPARATORS, **dict(comparators or {})}
@@ -554,16 +641,16 @@ def _train_components(
 ) -> dict[str, dict[str, Any]]:
     """Run each trainer and comparison; return the manifest entries to write."""
     entries: dict[str, dict[str, Any]] = {}
-    todo = [n for n in COMPONENTS if n in components]
+    todo = [n for n in ALL_COMPONENTS if n in components]
     for k, name in enumerate(todo, 1):
         on_event(f"[{k}/{len(todo)}] {name}")
         outcome = ComponentOutcome(name=name, status="skipped")
         result.components[name] = outcome
-        if name in ("congestion_controller", "path_selector") and not include_sim:
+        if name in ("congestion_controller", "path_selector", "residual_dqn") and not include_sim:
             outcome.message = (
-                "the DQN learns by acting in the simulator; --no-sim skips it"
-                if name == "congestion_controller"
-                else "the path selector learns from the path environment; --no-sim skips it"
+                "the path selector learns from the path environment; --no-sim skips it"
+                if name == "path_selector"
+                else "the DQN learns by acting in the simulator; --no-sim skips it"
             )
             _carry_current(outcome, entries, staging, current, result.compared)
             continue
@@ -614,7 +701,7 @@ def _train_components(
         entry["version"] = result.version
         entry["training"] = _jsonable(entry["training"])
         entry["metrics"] = _jsonable(entry["metrics"])
-        entries[name] = entry
+        entries[model_slot(name)] = entry
         outcome.decision = "new"
     return entries
 
@@ -651,7 +738,8 @@ def _carry_current(
     """Keep the current model of this component in the new directory (retraining loop)."""
     if not compared:
         return
-    entry, why = _current_entry(current, outcome.name)
+    slot = model_slot(outcome.name)
+    entry, why = _current_entry(current, slot)
     if entry is None or current is None:
         outcome.decision = "kept heuristic"
         note = f"no current model ({why})"
@@ -659,7 +747,7 @@ def _carry_current(
         return
     for fname in entry["files"].values():
         shutil.copyfile(current / fname, staging / fname)
-    entries[outcome.name] = {
+    entries[slot] = {
         k: entry[k]
         for k in entry
         if k in ("version", "kind", "files", "config", "inputs", "training", "metrics")

@@ -34,7 +34,7 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,13 @@ from oxidize_ml._atomic import atomic_write_bytes
 from oxidize_ml._validate import check_int, check_number
 from oxidize_ml.congestion.dqn import ReplayBuffer
 from oxidize_ml.congestion.interval import PolicyController
-from oxidize_ml.congestion.residual import N_INPUTS, ResidualDqnPolicy, residual_reward
+from oxidize_ml.congestion.residual import (
+    INPUT_NAMES,
+    N_INPUTS,
+    POLICY_NAME,
+    ResidualDqnPolicy,
+    residual_reward,
+)
 from oxidize_ml.evaluation.splits import TRAIN_SCENARIOS, TRAIN_SEED_BASE, TRAIN_TRACES, trace_paths
 from oxidize_ml.runtime.configs import DqnMlpConfig
 from oxidize_ml.runtime.numpy_models import MlpModel
@@ -53,8 +59,22 @@ from oxidize_ml.sim.core import Simulation
 from oxidize_ml.sim.links import BufferSpec, TraceLink
 from oxidize_ml.sim.scenarios import FlowSpec, Scenario, get_scenario, scenario_from_trace
 from oxidize_ml.training.dqn import DuelingDqn, NStepAccumulator, dqn_update, weights_from_torch
+from oxidize_ml.training.result import TrainResult
 
 N_ACTIONS = 6
+STEM = "residual_dqn"
+"""file stem of the model (``residual_dqn.safetensors`` / ``.onnx``)"""
+COMPONENT = "residual_dqn"
+"""the `oxidize-ml train --components` name (the model fills the engine's
+``congestion_controller`` slot, `oxidize_ml.training.pipeline.MODEL_SLOTS`)"""
+MODEL_VERSION = "1"
+DEFAULT_RULE_FAMILY_FLOOR = 0.9
+"""issue 10's default rule: no scenario family below this share of the default's power"""
+TARGET = (
+    "issue 10 default rule: power (goodput / p95 delay) above the current default's with "
+    "95 % confidence on the held-out windows, and no held-out family below "
+    f"{DEFAULT_RULE_FAMILY_FLOOR:g}x the default's power"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +116,34 @@ class ResidualTrainConfig:
     reward: str = "power"
     """"power": `power_reward` (log utilisation - log(rtt / min_rtt), the evaluation's
     goodput / delay in log form); "linear": `residual_reward`"""
+    eval_window_s: float = 30.0
+    """length of each held-out trace window in the evaluation, simulated seconds"""
+    eval_windows: int = 3
+    """evenly spaced held-out windows per trace (plus its silent-start window)"""
+    eval_rtts_ms: tuple[float, ...] = (40.0, 100.0)
+    """base RTTs of the held-out windows, ms"""
+    eval_scenario_s: float = 30.0
+    """length of the built-in held-out scenario runs, simulated seconds"""
+    eval_bootstrap: int = 2000
+    """paired bootstrap replicates of the power ratio's interval"""
+
+    @classmethod
+    def quick(cls) -> ResidualTrainConfig:
+        """Seconds, not minutes: for tests and smoke runs (not a useful model)."""
+        return cls(
+            budget_s=120.0,
+            max_decisions=400,
+            learn_start=50,
+            batch=16,
+            episode_s=2.0,
+            hidden=16,
+            updates_per_decision=0.5,
+            eval_window_s=3.0,
+            eval_windows=1,
+            eval_rtts_ms=(40.0,),
+            eval_scenario_s=3.0,
+            eval_bootstrap=200,
+        )
 
     def __post_init__(self) -> None:
         check_int("seed", self.seed)
@@ -117,6 +165,14 @@ class ResidualTrainConfig:
         check_number("trace_share", self.trace_share, hi=1.0)
         if self.reward not in ("power", "linear"):
             raise ValueError(f"reward must be 'power' or 'linear', got {self.reward!r}")
+        check_number("eval_window_s", self.eval_window_s, lo=0.5, hi=600.0)
+        check_int("eval_windows", self.eval_windows, lo=1, hi=20)
+        if not self.eval_rtts_ms:
+            raise ValueError("eval_rtts_ms needs at least one RTT")
+        for i, r in enumerate(self.eval_rtts_ms):
+            check_number(f"eval_rtts_ms[{i}]", r, lo=1.0, hi=2000.0)
+        check_number("eval_scenario_s", self.eval_scenario_s, lo=0.5, hi=600.0)
+        check_int("eval_bootstrap", self.eval_bootstrap, lo=100, hi=100_000)
 
 
 def sample_episode(rng: np.random.Generator, episode_s: float, trace_share: float) -> Scenario:
@@ -309,19 +365,220 @@ def fit(
     return online, log
 
 
-def save(net: DuelingDqn, log: dict[str, Any], out_dir: str | Path) -> Path:
-    """Write ``residual_dqn.safetensors`` (+ its training log) atomically into ``out_dir``."""
+def save(net: DuelingDqn, log: dict[str, Any], out_dir: str | Path, *, onnx: bool = False) -> Path:
+    """Write ``residual_dqn.safetensors`` (+ its training log, and ``residual_dqn.onnx``
+    when ``onnx``) atomically into ``out_dir``; returns the safetensors path."""
     from oxidize_ml.training.export import export_safetensors
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    mlp = net.to_dqn_mlp()
     path = export_safetensors(
-        net.to_dqn_mlp(),
-        out / "residual_dqn.safetensors",
-        extra_metadata={"policy": "residual-dqn"},
+        mlp, out / f"{STEM}.safetensors", extra_metadata={"policy": POLICY_NAME}
     )
-    atomic_write_bytes(out / "residual_dqn_train_log.json", json.dumps(log, default=str).encode())
+    if onnx:
+        from oxidize_ml.training.dqn import export_dqn_onnx
+
+        export_dqn_onnx(mlp.eval(), out / f"{STEM}.onnx", seed=int(log.get("seed", 0)))
+    atomic_write_bytes(out / f"{STEM}_train_log.json", json.dumps(log, default=str).encode())
     return path
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+def residual_factory(policy: ResidualDqnPolicy) -> Callable[..., Any]:
+    """A simulator controller factory: one fork of ``policy`` per flow, behind the
+    delivery envelope (`PolicyController`), as the engine serves it."""
+
+    def factory(*, flow_index: int, seed: int) -> Any:
+        return PolicyController(policy.fork())
+
+    return factory
+
+
+def _scenario_power(result: Any) -> float:
+    delay = float(result.delay_p95_s)
+    thr = float(result.throughput_bps) / 1e6
+    return thr / delay if delay > 0.0 and math.isfinite(delay) else math.nan
+
+
+def evaluate_heldout(
+    policy: ResidualDqnPolicy,
+    config: ResidualTrainConfig,
+    *,
+    seed: int = 0,
+    default_factory: Callable[..., Any] | None = None,
+) -> dict[str, Any]:
+    """The residual DQN against the engine's default (`MlEngine()`), CUBIC and the
+    fallback on the HELD-OUT split, with issue 10's default rule.
+
+    - Held-out trace windows (`oxidize_ml.evaluation.congestion_windows.run_windows`
+      on ``HELDOUT_TRACES``, when the trace folder exists): ratios to CUBIC, power
+      (goodput / p95 delay) over the default's with a paired 95 % bootstrap interval.
+    - Built-in held-out scenarios (``HELDOUT_SCENARIOS``), one run each at
+      ``EVAL_SEED_BASE``.
+    - Families: each held-out trace and each built-in scenario; a family's figure is
+      the ratio of mean powers, candidate over default.
+
+    ``default_factory`` builds the default's controllers (a simulator controller
+    factory); None: `MlEngine()` with the package's shipped models.
+
+    ``default_rule.passed``: the power interval lies above 1 and no family is below
+    0.9 (`DEFAULT_RULE_FAMILY_FLOOR`); False, with a reason, when the traces are absent
+    (no interval can be computed).
+    """
+    from oxidize_ml.evaluation.congestion_controllers import engine_controller_factory
+    from oxidize_ml.evaluation.congestion_windows import WindowConfig, run_windows
+    from oxidize_ml.evaluation.splits import EVAL_SEED_BASE, HELDOUT_SCENARIOS, HELDOUT_TRACES
+    from oxidize_ml.sim.runner import simulate
+
+    name = POLICY_NAME
+    default = default_factory if default_factory is not None else engine_controller_factory()
+    out: dict[str, Any] = {"candidate": name, "default": "engine"}
+    families: dict[str, float] = {}
+    traces = trace_paths(HELDOUT_TRACES)
+    agg: dict[str, Any] | None = None
+    if traces:
+        wcfg = WindowConfig(
+            rtts_ms=tuple(config.eval_rtts_ms),
+            duration_s=config.eval_window_s,
+            n_windows=config.eval_windows,
+            bootstrap_rounds=config.eval_bootstrap,
+        )
+        res = run_windows(
+            traces,
+            seed=seed,
+            config=wcfg,
+            controllers=["cubic", "bbr", ("engine", default), (name, residual_factory(policy))],
+        )
+        a = res.aggregate(name)
+        agg = a.to_dict()
+        out["windows"] = {
+            "n_units": len(res.units),
+            "summary": res.summary(),
+            "aggregates": {c: res.aggregate(c).to_dict() for c in res.controllers},
+        }
+        for tr in sorted({w.trace for w in res.windows}):
+            units = [u for u, unit in enumerate(res.units) if res.windows[unit.window].trace == tr]
+            cand = [res.run_of(u, name).power for u in units]
+            dflt = [res.run_of(u, "engine").power for u in units]
+            families[tr] = float(np.nanmean(cand) / np.nanmean(dflt))
+    scen: dict[str, Any] = {}
+    for k, sname in enumerate(HELDOUT_SCENARIOS):
+        sd = EVAL_SEED_BASE + k
+        sc = get_scenario(sname).with_duration(config.eval_scenario_s)
+        rc = simulate(sc, residual_factory(policy), seed=sd, record_series=False)
+        rd = simulate(sc, default, seed=sd, record_series=False)
+        pc, pd = _scenario_power(rc), _scenario_power(rd)
+        scen[sname] = {
+            "candidate_goodput_mbps": rc.throughput_bps / 1e6,
+            "default_goodput_mbps": rd.throughput_bps / 1e6,
+            "candidate_power": pc,
+            "default_power": pd,
+        }
+        families[f"scenario:{sname}"] = pc / pd if pd > 0.0 else math.nan
+    out["scenarios"] = scen
+    out["families_power_vs_default"] = families
+    worst = min(families.values()) if families else math.nan
+    if agg is None:
+        passed, why = False, "no held-out traces: the power interval cannot be computed"
+    else:
+        lo, hi = agg["power_ratio_vs_default_ci"]
+        ci_ok = lo is not None and lo > 1.0
+        fam_ok = bool(families) and worst >= DEFAULT_RULE_FAMILY_FLOOR
+        passed = bool(ci_ok and fam_ok)
+        why = (
+            f"power {agg['power_ratio_vs_default']:.3f}x the default [{lo:.3f}, {hi:.3f}], "
+            f"worst family {worst:.3f}x"
+        )
+    out["default_rule"] = {
+        "passed": passed,
+        "reason": why,
+        "power_ratio_vs_default": None if agg is None else agg["power_ratio_vs_default"],
+        "power_ratio_ci": None if agg is None else agg["power_ratio_vs_default_ci"],
+        "worst_family": worst,
+        "family_floor": DEFAULT_RULE_FAMILY_FLOOR,
+    }
+    return out
+
+
+def train(
+    config: ResidualTrainConfig,
+    *,
+    seed: int,
+    out_dir: str | Path,
+    telemetry_root: str | Path | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Train (`fit`), export and evaluate the residual DQN: `oxidize-ml train
+    --components residual_dqn` (`oxidize_ml.training.pipeline`).
+
+    Writes ``residual_dqn.safetensors`` and ``.onnx`` into ``out_dir``. ``seed``
+    overrides ``config.seed``. ``telemetry_root`` is not used: the agent learns by
+    acting in the simulator (its corrections need the fallback's state, which
+    telemetry does not record). ``beats_heuristic`` (the manifest's
+    ``default_enabled``) is issue 10's default rule against the engine's current
+    default (`evaluate_heldout`).
+    """
+    if not isinstance(config, ResidualTrainConfig):
+        raise TypeError(f"config must be a ResidualTrainConfig, got {type(config).__name__}")
+    check_int("seed", seed, lo=0)
+    cfg = replace(config, seed=seed)
+    t0 = time.perf_counter()
+    say: Callable[[str], None] | None = print if progress else None
+    net, log = fit(cfg, progress=say)
+    log["seed"] = seed
+    train_s = time.perf_counter() - t0
+    st_path = save(net, log, out_dir, onnx=True)
+    policy = ResidualDqnPolicy.load(st_path)
+    t1 = time.perf_counter()
+    heldout = evaluate_heldout(policy, cfg, seed=seed)
+    eval_s = time.perf_counter() - t1
+    from oxidize_ml.evaluation.splits import EVAL_SEED_BASE, HELDOUT_SCENARIOS, HELDOUT_TRACES
+
+    training = {
+        "policy": POLICY_NAME,
+        "algorithm": (
+            "residual (Orca-style) Double DQN, n-step returns, linear epsilon decay; the agent "
+            "rescales the BBR-style fallback's window once per smoothed RTT while it cruises"
+        ),
+        "data": {
+            "train_scenarios": list(TRAIN_SCENARIOS),
+            "train_traces": [p.name for p in trace_paths(TRAIN_TRACES)],
+            "random_links": True,
+            "seed_base": TRAIN_SEED_BASE,
+        },
+        "heldout": {
+            "scenarios": list(HELDOUT_SCENARIOS),
+            "traces": [p.name for p in trace_paths(HELDOUT_TRACES)],
+            "seed_base": EVAL_SEED_BASE,
+        },
+        "seed": seed,
+        "hyperparameters": {
+            k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()
+        },
+        "episodes": log["episodes"],
+        "decisions": log["decisions"],
+        "updates": log["updates"],
+        "wall_time_s": {
+            "training": round(train_s, 1),
+            "evaluation": round(eval_s, 1),
+            "total": round(time.perf_counter() - t0, 1),
+        },
+    }
+    rule = heldout["default_rule"]
+    return TrainResult(
+        name=COMPONENT,
+        kind="dqn",
+        files={"safetensors": st_path.name, "onnx": f"{STEM}.onnx"},
+        version=MODEL_VERSION,
+        inputs=list(INPUT_NAMES),
+        training=training,
+        metrics={"heldout": heldout, "default_rule": rule},
+        beats_heuristic=bool(rule["passed"]),
+        target=TARGET,
+    )
 
 
 def load(path: str | Path) -> ResidualDqnPolicy:
