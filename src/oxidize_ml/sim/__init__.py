@@ -24,8 +24,13 @@ Step-wise, an agent acting from outside the loop (the Gymnasium environment)::
         agent.apply(action)                   # DrlAction; applies at once
     sim.result()
 
-Controllers: `oxidize_ml.sim.controllers` (interface modelled on aioquic's
-``QuicCongestionControl``; registry via `default_registry()`).
+Controllers live in `oxidize_ml.congestion` (the per-ack interface
+`oxidize_ml.congestion.controller`, modelled on aioquic's
+``QuicCongestionControl``; Reno, CUBIC, and the one per-interval adapter
+`oxidize_ml.congestion.interval` for BBR, the DQN and any policy);
+`oxidize_ml.sim.controllers` keeps the simulator's registry
+(`default_registry()`), the engine adapter and the DQN factory. They are
+re-exported here as the simulator's public facade.
 """
 
 from __future__ import annotations
