@@ -12,8 +12,10 @@ load time, into one matrix ``w [F + H, 4H]`` multiplied by the concatenation
 ``[x, h]`` (one matmul per step instead of two plus an add) and one bias
 ``b [4H]``, with two changes that make the step cheaper and are exact:
 
-* gate columns reordered to (i, f, o, g) so the three sigmoid gates are one
-  contiguous slice;
+* gate columns reordered to (o, i, f, g): the three sigmoid gates are one
+  contiguous slice, and with the cell state stored right after ``g`` the
+  products ``i * g`` and ``f * c`` are one multiply of ``[i, f]`` by
+  ``[g, c]`` (`LstmScratch`);
 * the sigmoid gates' weights and bias scaled by 0.5, because
   ``sigmoid(z) = 0.5 + 0.5 tanh(z / 2)``: a single ``tanh`` over all 4H gates
   then serves both activations. Scaling by a power of two is exact in binary
@@ -71,8 +73,8 @@ def fuse_lstm_weights(
     """Torch LSTM weights (gates i, f, g, o) -> the fused layout described above."""
     four_h = weight_ih.shape[0]
     h = four_h // 4
-    # torch rows are (i, f, g, o); we want (i, f, o, g).
-    order = np.concatenate([np.arange(0, 2 * h), np.arange(3 * h, 4 * h), np.arange(2 * h, 3 * h)])
+    # torch rows are (i, f, g, o); we want (o, i, f, g).
+    order = np.concatenate([np.arange(3 * h, 4 * h), np.arange(0, 2 * h), np.arange(2 * h, 3 * h)])
     scale = np.ones(four_h, dtype=np.float64)
     scale[: 3 * h] = 0.5
     w = np.concatenate([weight_ih, weight_hh], axis=1).astype(np.float64)[order]  # [4H, F+H]
@@ -90,42 +92,51 @@ def fuse_lstm_weights(
 class LstmScratch:
     """Preallocated buffers and fixed views for `lstm_step` (one per model instance).
 
-    ``xh`` holds the concatenated input ``[x, h]``; ``gates`` the 4H
-    pre-activations. The views are made once because slicing costs about as
-    much as a small ufunc call.
+    One buffer holds ``[x, h, o, i, f, g, c]``: ``xh`` is the concatenated
+    input ``[x, h]``, ``gates`` the 4H pre-activations, ``c_part`` the cell
+    state. Because ``c`` follows ``g``, ``[i, f] * [g, c]`` gives both
+    products of the cell update in one ufunc call (into ``prod``). The views
+    are made once because slicing costs about as much as a small ufunc call.
     """
 
     xh: np.ndarray  # [F + H]
     x_part: np.ndarray  # view xh[:F]
     h_part: np.ndarray  # view xh[F:]
-    gates: np.ndarray  # [4H], order (i, f, o, g)
-    sig: np.ndarray  # view gates[:3H]
-    i: np.ndarray  # view gates[:H]
-    f: np.ndarray  # view gates[H:2H]
-    o: np.ndarray  # view gates[2H:3H]
-    g: np.ndarray  # view gates[3H:]
+    gates: np.ndarray  # [4H], order (o, i, f, g)
+    sig: np.ndarray  # view gates[:3H]: o, i, f
+    o: np.ndarray  # view gates[:H]
+    i_f: np.ndarray  # view gates[H:3H]: i, f
+    g_c: np.ndarray  # [2H] view of g and the cell state that follows it
+    c_part: np.ndarray  # [H] the cell state (view g_c[H:])
+    prod: np.ndarray  # [2H]: i * g, f * c
+    prod_ig: np.ndarray  # view prod[:H]
+    prod_fc: np.ndarray  # view prod[H:]
     half: np.ndarray  # [3H] read-only 0.5: an array operand is cheaper than a scalar
 
     @classmethod
     def allocate(cls, n_features: int, hidden: int) -> LstmScratch:
         # One allocation for everything written (a fork per connection pays only
         # this); the read-only 0.5 operand is shared by all instances.
-        buf = np.zeros(n_features + 5 * hidden, dtype=F32)
-        xh = buf[: n_features + hidden]
-        gates = buf[n_features + hidden :]
-        half = shared_constant(3 * hidden, 0.5)
-        h = hidden
+        f, h = n_features, hidden
+        buf = np.zeros(f + 8 * h, dtype=F32)
+        xh = buf[: f + h]
+        gates = buf[f + h : f + 5 * h]
+        g_c = buf[f + 4 * h : f + 6 * h]
+        prod = buf[f + 6 * h :]
         return cls(
             xh=xh,
-            x_part=xh[:n_features],
-            h_part=xh[n_features:],
+            x_part=xh[:f],
+            h_part=xh[f:],
             gates=gates,
             sig=gates[: 3 * h],
-            i=gates[:h],
-            f=gates[h : 2 * h],
-            o=gates[2 * h : 3 * h],
-            g=gates[3 * h :],
-            half=half,
+            o=gates[:h],
+            i_f=gates[h : 3 * h],
+            g_c=g_c,
+            c_part=g_c[h:],
+            prod=prod,
+            prod_ig=prod[:h],
+            prod_fc=prod[h:],
+            half=shared_constant(3 * h, 0.5),
         )
 
 
@@ -141,22 +152,26 @@ def lstm_step(
 ) -> None:
     """One LSTM step: ``(x, h, c) -> (out_h, out_c)``, allocation-free.
 
-    ``h`` is copied into ``scratch.h_part`` unless it *is* that view (the
-    model classes keep their state there, saving a copy per step).
+    ``h`` and ``c`` are copied into ``scratch.h_part`` / ``scratch.c_part``
+    unless they *are* those views (the model classes keep their state there,
+    saving two copies per step); likewise ``out_c``.
     """
     s = scratch
     s.x_part[...] = x
     if h is not s.h_part:
         s.h_part[...] = h
+    if c is not s.c_part:
+        s.c_part[...] = c
     np.dot(s.xh, w, out=s.gates)  # [F+H] @ [F+H, 4H] -> [4H]
     np.add(s.gates, b, out=s.gates)
-    np.tanh(s.gates, out=s.gates)  # tanh(z/2) for i, f, o (pre-scaled); tanh(z) for g
+    np.tanh(s.gates, out=s.gates)  # tanh(z/2) for o, i, f (pre-scaled); tanh(z) for g
     np.multiply(s.sig, s.half, out=s.sig)
     np.add(s.sig, s.half, out=s.sig)  # sigmoid(z) = 0.5 + 0.5 tanh(z/2)
-    np.multiply(s.f, c, out=out_c)  # c' = f * c + i * g
-    np.multiply(s.i, s.g, out=s.i)
-    np.add(out_c, s.i, out=out_c)
-    np.tanh(out_c, out=out_h)  # h' = o * tanh(c')
+    np.multiply(s.i_f, s.g_c, out=s.prod)  # [i * g, f * c]
+    np.add(s.prod_fc, s.prod_ig, out=s.c_part)  # c' = f * c + i * g
+    if out_c is not s.c_part:
+        out_c[...] = s.c_part
+    np.tanh(s.c_part, out=out_h)  # h' = o * tanh(c')
     np.multiply(out_h, s.o, out=out_h)
 
 
@@ -184,7 +199,7 @@ def lstm_window(
     xproj += b
     gates = np.empty(4 * hidden, dtype=F32)
     half = np.full(3 * hidden, 0.5, dtype=F32)  # array operand: cheaper than a scalar
-    sig, i, f, o, g = (
+    sig, o, i, f, g = (
         gates[: 3 * hidden],
         gates[:hidden],
         gates[hidden : 2 * hidden],

@@ -69,7 +69,7 @@ class LstmWeights:
     """Read-only LSTM weights in the fused kernel layout (see `runtime.kernels`)."""
 
     config: LossLstmConfig
-    w: np.ndarray  # [F + H, 4H] fused, gate order (i, f, o, g), sigmoid gates pre-scaled 0.5
+    w: np.ndarray  # [F + H, 4H] fused, gate order (o, i, f, g), sigmoid gates pre-scaled 0.5
     b: np.ndarray  # [4H] fused
     head_w: np.ndarray  # [H]
     head_b: float
@@ -115,7 +115,9 @@ class LstmLossModel:
         cfg = weights.config
         self._weights = weights
         self._s = LstmScratch.allocate(cfg.n_features, cfg.hidden)
-        self._c = np.zeros(cfg.hidden, dtype=F32)  # cell state; h lives in self._s.h_part
+        # The carried state lives in the scratch buffer (h in h_part, c in c_part), where
+        # the step reads and writes it without copies.
+        self._c = self._s.c_part
         self._x_shape = (cfg.n_features,)
 
     @classmethod
