@@ -629,7 +629,9 @@ class MlEngine:
         # acquire/release in try/finally: half the cost of `with` here
         self._lock.acquire()
         try:
-            paths = self._paths_obj or self._paths
+            paths = self._paths_obj
+            if paths is None:
+                paths = self._paths
             n = self._n_path + 1
             self._n_path = n
             if n % self._every:
