@@ -38,13 +38,14 @@ from oxidize_ml.compression.features import (
     feature_vector,
     header_kind,
     magic_kind,
+    sample_stride,
     sample_view,
 )
 from oxidize_ml.compression.packet import parse_ip
 
 
 def test_schema_is_versioned_and_vector_matches_names() -> None:
-    assert COMPRESSION_FEATURE_VERSION == 2
+    assert COMPRESSION_FEATURE_VERSION == 3
     assert len(COMPRESSION_FEATURE_NAMES) == len(set(COMPRESSION_FEATURE_NAMES)) == 13
     v = extract_features(english()).to_vector()
     assert v.dtype == np.float32 and v.shape == (len(COMPRESSION_FEATURE_NAMES),)
@@ -85,14 +86,15 @@ def test_distinct_count_matches_python_set() -> None:
 
 def test_sample_is_bounded_strided_and_odd() -> None:
     assert sample_view(b"x" * 100) == b"x" * 100
-    for n in (129, 256, 257, 400, 1400, 4096, 70_000):
+    for n in (129, 254, 255, 256, 257, 383, 384, 400, 1280, 1400, 1500, 4096, 70_000):
         data = random_bytes(n, seed=n)
         s = sample_view(data)
-        stride = (n // SAMPLE_BYTES) | 1
+        stride = sample_stride(n)
         assert stride % 2 == 1
-        assert len(s) <= SAMPLE_BYTES
+        assert len(s) == SAMPLE_BYTES
         assert s == data[::stride][:SAMPLE_BYTES]
-        assert len(s) >= SAMPLE_BYTES * 2 // 3
+        # the largest such stride: the sample spans all but the last two strides
+        assert (stride + 2) * (SAMPLE_BYTES - 1) >= n - 1
 
 
 def test_entropy_table_is_monotone_and_bounded() -> None:

@@ -82,7 +82,9 @@ import numpy as np
 from oxidize_ml._validate import check_int, check_number
 from oxidize_ml.compression.packet import RTP_PAYLOAD_TYPES
 
-COMPRESSION_FEATURE_VERSION = 2
+COMPRESSION_FEATURE_VERSION = 3
+"""3: the entropy sample of a packet over 128 bytes is exactly 128 bytes (`sample_stride`);
+2: up to 128 bytes at stride ``(n // 128) | 1``"""
 
 SAMPLE_BYTES = 128
 """bytes in the entropy sample (fixed by the feature version)"""
@@ -293,15 +295,27 @@ def header_kind(head: bytes | bytearray, size: int) -> HeaderKind:
     return _UDP
 
 
-def sample_view(data: bytes | bytearray) -> bytes | bytearray:
-    """The entropy sample: at most `SAMPLE_BYTES` bytes at an odd stride.
+def sample_stride(n: int) -> int:
+    """Stride of the entropy sample of an ``n``-byte packet, n > `SAMPLE_BYTES`.
 
-    Packets of at most `SAMPLE_BYTES` bytes are returned whole.
+    The largest odd stride s with ``127 s < n``, so ``data[: 128 s : s]`` is
+    always exactly `SAMPLE_BYTES` bytes spread over the whole packet (odd, so
+    that it does not alias with 2-, 4- or 8-byte fields; all but the last
+    two strides of the packet are covered). A fixed length lets the oracles
+    index their thresholds and tables by the count of absent byte values
+    without looking the sample length up. Inlined on the per-packet paths as
+    ``((n - 1) // 127 - 1) | 1``.
     """
+    return ((n - 1) // (SAMPLE_BYTES - 1) - 1) | 1
+
+
+def sample_view(data: bytes | bytearray) -> bytes | bytearray:
+    """The entropy sample: the whole packet up to `SAMPLE_BYTES` bytes, else exactly
+    `SAMPLE_BYTES` bytes at the odd stride `sample_stride`."""
     n = len(data)
     if n <= SAMPLE_BYTES:
         return data
-    stride = (n // SAMPLE_BYTES) | 1
+    stride = sample_stride(n)
     return data[: stride * SAMPLE_BYTES : stride]
 
 

@@ -37,7 +37,8 @@ on the held-out corpus, models with them kept no more of the hindsight
 utility than models without (differences within seed-to-seed noise of
 about 0.5 point at 5, 20 and 100 Mbit/s and 1 Gbit/s), so they are left
 out. What remains comes out of the same C-level ``bytes`` calls on the
-same 128-byte odd-stride sample and 16-byte head as the heuristic:
+same head and 128-byte odd-stride sample as the heuristic
+(`oxidize_ml.compression.features.sample_view`):
 
 ==  ==================  ===============================================================
  #  name                value
@@ -108,14 +109,18 @@ from oxidize_ml.compression.features import (
     as_bytes_like,
     header_kind,
     magic_kind,
+    sample_stride,
 )
 from oxidize_ml.runtime.configs import KIND_COMPRESSION_MLP
 from oxidize_ml.types import MlCompressionDecision
 
-LEARNED_FEATURE_VERSION: Final = 2
-"""version of `INPUT_NAMES`, their quantisation and `OUTPUT_NAMES` (2: the header
-flags are parsed from the IP packet, see `oxidize_ml.compression.features.header_kind`;
-1 matched headers at offset 0 of a payload)"""
+LEARNED_FEATURE_VERSION: Final = 3
+"""version of `INPUT_NAMES`, their quantisation and `OUTPUT_NAMES` (3: the entropy
+sample of a packet over 128 bytes is always exactly 128 bytes,
+`oxidize_ml.compression.features.sample_stride`;
+2: the header flags are parsed from the IP packet, see
+`oxidize_ml.compression.features.header_kind`; 1 matched headers at offset 0 of a
+payload)"""
 
 INPUT_NAMES: Final[tuple[str, ...]] = ("size_bucket", "entropy_level", *KIND_FLAG_NAMES)
 N_INPUTS: Final = len(INPUT_NAMES)
@@ -198,12 +203,17 @@ byte values are absent (``a = len(ALL_BYTES.translate(None, sample))``, one C ca
 the subtraction ``256 - a`` on the per-packet path)"""
 
 
+_SAMPLE_SLICES: Final = tuple(
+    slice(0, sample_stride(n) * SAMPLE_BYTES, sample_stride(n)) if n > SAMPLE_BYTES else None
+    for n in range(HEADER_MAX_BYTES + 1)
+)
+"""``data[_SAMPLE_SLICES[n]]``: the sample of an ``n``-byte packet, 128 < n <= `HEADER_MAX_BYTES` (a
+prebuilt slice saves its arithmetic on the per-packet path)"""
+
+
 def _sample_len(n: int) -> int:
-    """Length of the entropy sample of an ``n``-byte packet (`sample_view`'s rule)."""
-    if n <= SAMPLE_BYTES:
-        return n
-    stride = (n // SAMPLE_BYTES) | 1
-    return len(range(0, min(n, stride * SAMPLE_BYTES), stride))
+    """Length of the learned oracle's entropy sample of an ``n``-byte packet."""
+    return min(n, SAMPLE_BYTES)
 
 
 def _reachable_levels() -> tuple[frozenset[int], ...]:
@@ -213,9 +223,7 @@ def _reachable_levels() -> tuple[frozenset[int], ...]:
     ks: list[set[int]] = [set() for _ in range(N_SIZE_BUCKETS)]
     for n in range(1, _SIZE_TABLE_BYTES):
         ks[_size_bucket(n)].add(_sample_len(n))
-    # Packets of 64 KiB and more share the last bucket; their samples hold
-    # ceil(n / stride) <= 128 bytes, at least 65.
-    ks[-1].update(range(SAMPLE_BYTES // 2 + 1, SAMPLE_BYTES + 1))
+    ks[-1].add(SAMPLE_BYTES)  # packets of 64 KiB and more share the last bucket
     return tuple(frozenset(_ENTROPY_LEVEL[k][d] for k in kk for d in range(1, k + 1)) for kk in ks)
 
 
@@ -290,7 +298,7 @@ def quantize(data: bytes | bytearray | memoryview) -> QuantizedFeatures:
     if n <= SAMPLE_BYTES:
         sample = bytes(buf)
     else:
-        stride = (n // SAMPLE_BYTES) | 1
+        stride = sample_stride(n)
         sample = bytes(buf[: stride * SAMPLE_BYTES : stride])
     distinct = 256 - len(ALL_BYTES.translate(None, sample))
     header = header_kind(head, n) if n <= HEADER_MAX_BYTES else HeaderKind.NONE
@@ -388,6 +396,7 @@ Decider = Callable[[bytes | bytearray | memoryview], MlCompressionDecision]
 
 def _make_decider(
     rows: tuple[MlCompressionDecision | tuple[MlCompressionDecision, ...], ...],
+    rows_big: tuple[MlCompressionDecision | tuple[MlCompressionDecision, ...], ...],
     magic_const: tuple[MlCompressionDecision | None, ...],
     first_const: tuple[MlCompressionDecision | None, ...],
     header_matters: bytes,
@@ -395,7 +404,10 @@ def _make_decider(
     """The per-packet decision as a closure over the tables (see `LearnedCompressionOracle`).
 
     ``rows[slab]`` is the slab's decision when it is the same at every reachable
-    entropy level, else a tuple of decisions indexed by entropy level;
+    entropy level, else a tuple of decisions indexed by entropy level (packets of
+    at most 128 bytes, sampled whole); ``rows_big[slab]`` the same for larger
+    packets, whose 128-byte sample makes the tuple indexable by the count of
+    absent byte values (257 entries) without the level lookup;
     ``first_const[b]`` / ``magic_const[m]`` is the decision of every slab a
     packet with a magic prefix starting with byte ``b`` / with the offset magic
     kind ``m`` can fall in, when they all agree (ciphertext: always Skip),
@@ -425,6 +437,8 @@ def _make_decider(
     size_shift = _SIZE_SHIFT
     sample_bytes = SAMPLE_BYTES
     sample_shift = _SAMPLE_SHIFT
+    sample_last = SAMPLE_BYTES - 1
+    sample_slice = _SAMPLE_SLICES
     tuple_type = tuple
 
     def decide(data: bytes | bytearray | memoryview) -> MlCompressionDecision:
@@ -464,32 +478,35 @@ def _make_decider(
             if const is not None:
                 return const
         if n <= header_max:
-            bucket = size_bucket[n]
             v = ip_version[b0]
             # The length fields `header_kind` checks first, inlined: text or
             # JSON that starts like an IP packet pays two compares, not a call;
             # and an IP packet is parsed only where the header kind changes the
             # decision at this size and rate.
-            if (
-                v
-                and header_matters[base + bucket]
-                and (
-                    (n >= 20 and (head[2] << 8 | head[3]) == n)
-                    if v == 4
-                    else (n >= 40 and (head[4] << 8 | head[5]) == n - 40)
-                )
+            if v and (
+                (n >= 20 and (head[2] << 8 | head[3]) == n)
+                if v == 4
+                else (n >= 40 and (head[4] << 8 | head[5]) == n - 40)
             ):
-                base += parse(head, n) << size_shift
-            row = rows[base + bucket]
-        else:
-            row = rows[base + (size_bucket[n] if n < size_table_bytes else last_bucket)]
+                bucket = size_bucket[n]
+                if header_matters[base + bucket]:
+                    base += parse(head, n) << size_shift
+            if n > sample_bytes:
+                # A 128-byte sample (its slice is precomputed per size); the row
+                # is indexed by the count of absent byte values.
+                row = rows_big[base + size_bucket[n]]
+                if type(row) is not tuple_type:
+                    return row  # type: ignore[return-value]
+                return row[len(all_bytes.translate(None, data[sample_slice[n]]))]  # type: ignore[index]
+            row = rows[base + size_bucket[n]]
+            if type(row) is not tuple_type:
+                return row  # type: ignore[return-value]
+            return row[level_by_absent[n][len(all_bytes.translate(None, data))]]  # type: ignore[index]
+        row = rows_big[base + (size_bucket[n] if n < size_table_bytes else last_bucket)]
         if type(row) is not tuple_type:
             return row  # type: ignore[return-value]
-        if n <= sample_bytes:
-            return row[level_by_absent[n][len(all_bytes.translate(None, data))]]  # type: ignore[index]
-        stride = (n >> sample_shift) | 1
-        sample = data[: stride << sample_shift : stride]
-        return row[level_by_absent[len(sample)][len(all_bytes.translate(None, sample))]]  # type: ignore[index]
+        stride = ((n - 1) // sample_last - 1) | 1  # `sample_stride`
+        return row[len(all_bytes.translate(None, data[: stride << sample_shift : stride]))]  # type: ignore[index]
 
     return decide
 
@@ -635,11 +652,12 @@ class LearnedCompressionOracle(DecidePolicy):
         self,
     ) -> tuple[
         tuple[MlCompressionDecision | tuple[MlCompressionDecision, ...], ...],
+        tuple[MlCompressionDecision | tuple[MlCompressionDecision, ...], ...],
         tuple[MlCompressionDecision | None, ...],
         tuple[MlCompressionDecision | None, ...],
         bytes,
     ]:
-        """(rows, magic_const, first_const, header_matters) for `_make_decider`.
+        """(rows, rows_big, magic_const, first_const, header_matters) for `_make_decider`.
 
         A slab is constant when its decision is the same at every entropy level
         its size bucket can reach (`_REACHABLE_LEVELS`), so small packets whose
@@ -705,7 +723,15 @@ class LearnedCompressionOracle(DecidePolicy):
                 header_matters[plain] = not all(
                     decides_alike(plain, plain + h * N_SIZE_BUCKETS) for h in range(1, N_HEADER)
                 )
-        return tuple(rows), magic_const, first_const, bytes(header_matters)
+        full = _LEVEL_BY_ABSENT[SAMPLE_BYTES]
+        big_rows: dict[int, tuple[MlCompressionDecision, ...]] = {}
+        rows_big = tuple(
+            r
+            if isinstance(r, MlCompressionDecision)
+            else big_rows.setdefault(id(r), tuple(r[full[a]] for a in range(257)))
+            for r in rows
+        )
+        return tuple(rows), rows_big, magic_const, first_const, bytes(header_matters)
 
     # ------------------------------------------------------------ decisions
     def predicted_outputs(self, data: bytes | bytearray | memoryview) -> np.ndarray:

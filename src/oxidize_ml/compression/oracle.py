@@ -67,6 +67,7 @@ _ROHC_KINDS = frozenset((HeaderKind.RTP, HeaderKind.UDP))
 
 _SAMPLE_SHIFT = SAMPLE_BYTES.bit_length() - 1  # n >> 7 == n // 128
 assert 1 << _SAMPLE_SHIFT == SAMPLE_BYTES
+_SAMPLE_LAST = SAMPLE_BYTES - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,7 +203,7 @@ class HeuristicCompressionOracle(DecidePolicy):
         if n <= SAMPLE_BYTES:
             sample = data
         else:
-            stride = (n >> _SAMPLE_SHIFT) | 1
+            stride = ((n - 1) // _SAMPLE_LAST - 1) | 1  # features.sample_stride
             sample = data[: stride << _SAMPLE_SHIFT : stride]
         k = len(sample)
         distinct = 256 - len(ALL_BYTES.translate(None, sample))

@@ -939,20 +939,28 @@ def _units_index(units: Sequence[str] | None, n: int) -> np.ndarray:
     return np.array([ids.setdefault(u, len(ids)) for u in units], dtype=np.int64)
 
 
-def _standard_decision_ratio(decide: Callable[[bytes], Any]) -> dict[str, float]:
-    """Median per-round ratio of ``decide`` to the heuristic's time on the standard
-    1400-byte text, random and JSON packets (`oxidize_ml.compression.bench`)."""
+def _standard_decision_ratio(decide: Callable[[bytes], Any]) -> dict[str, dict[str, float]]:
+    """``decide``'s time over the heuristic's on the standard 1400-byte text, random and
+    JSON packets (`oxidize_ml.compression.bench`), timed interleaved in both orders.
+
+    ``min_ratio`` (the check) is the ratio of the fastest rounds: timeit's advice,
+    since slower rounds measure other processes, and on this shared machine the
+    median of per-round ratios moved between 0.99 and 1.10 for the same code as
+    the load changed; ``median_ratio`` is reported beside it.
+    """
     from oxidize_ml.compression.bench import interleaved_us, standard_packets
 
     heuristic = HeuristicCompressionOracle().decide
     out = {}
     for kind, pkt in standard_packets(1400).items():
-        # Both orders, so that neither side is always timed first in a round.
         ab = interleaved_us(pkt, {"h": heuristic, "c": decide}, rounds=11, number=2_000)
         ba = interleaved_us(pkt, {"c": decide, "h": heuristic}, rounds=11, number=2_000)
-        out[kind] = statistics.median(
-            c / h for t in (ab, ba) for c, h in zip(t["c"], t["h"], strict=True)
-        )
+        out[kind] = {
+            "min_ratio": min(ab["c"] + ba["c"]) / min(ab["h"] + ba["h"]),
+            "median_ratio": statistics.median(
+                c / h for t in (ab, ba) for c, h in zip(t["c"], t["h"], strict=True)
+            ),
+        }
     return out
 
 
@@ -990,7 +998,8 @@ def evaluate_packets(
     every category with a defined net share, learned >= `PER_CATEGORY_FLOOR`
     x heuristic (when the heuristic's is positive); and, with
     ``check_decision_time``, its decision on the standard 1400-byte packets
-    at most `DECISION_TIME_LIMIT` x the heuristic's.
+    at most `DECISION_TIME_LIMIT` x the heuristic's at every rate (ratio of the
+    fastest interleaved rounds, `_standard_decision_ratio`).
     """
     from oxidize_ml.compression.adaptive import RateBucketOracle
     from oxidize_ml.compression.features import header_kind
@@ -1163,9 +1172,14 @@ def evaluate_packets(
         }
         time_ok: bool | None = None
         if check_decision_time:
-            std = _standard_decision_ratio(learned_deciders[-1])
+            std = {
+                f"{rate:g}": _standard_decision_ratio(decide)
+                for rate, decide in zip(rates, learned_deciders, strict=False)
+            }
             decision_check["standard_packets_learned_over_heuristic"] = std
-            time_ok = max(std.values()) <= DECISION_TIME_LIMIT
+            worst = max(v["min_ratio"] for per in std.values() for v in per.values())
+            decision_check["worst_min_ratio"] = worst
+            time_ok = worst <= DECISION_TIME_LIMIT
         decision_check["ok"] = time_ok
         default_rule = {
             "per_rate": verdict_rates,
@@ -1180,7 +1194,7 @@ def evaluate_packets(
                 "learned - heuristic net share > 0 with 95 % confidence at every rate; "
                 f"learned >= {PER_CATEGORY_FLOOR:g} x heuristic net share in every category "
                 "where both are defined; decision time <= "
-                f"{DECISION_TIME_LIMIT:g} x the heuristic's on the standard packets"
+                f"{DECISION_TIME_LIMIT:g} x the heuristic's on the standard packets at every rate"
             ),
         }
     return {
