@@ -9,7 +9,10 @@ swap one for the other. Per decision interval the caller calls
    into the 24-float state and the reward (the exact encoder the Gymnasium
    environment trained on, so a model trained there runs unchanged here);
    with online learning on, the transition (previous state, previous action,
-   reward, state) goes into a bounded replay buffer;
+   reward, state) goes into a bounded replay buffer. A caller that runs the
+   encoder itself (the engine: one encoding per interval, shared with the
+   loss predictor and telemetry) calls ``learn_state(state, reward, now=t)``
+   instead, which does the rest of ``learn_one``;
 2. ``predict_one(obs, now=t)``: ``argmax Q(state)`` with the numpy runtime
    (`oxidize_ml.runtime.MlpModel`) or onnxruntime (`OrtMlpModel`).
 
