@@ -121,3 +121,21 @@ def test_the_residual_is_probed_on_its_own_states(
     res = _load(residual_dir(tmp_path / "m", transform=transform))
     assert res.congestion is None  # type: ignore[attr-defined]
     assert res.status["congestion_controller"].startswith(f"{status}: ")  # type: ignore[attr-defined]
+
+
+def test_the_candidate_directory_loads_but_is_not_default_enabled() -> None:
+    d = Path(__file__).resolve().parents[2] / "src/oxidize_ml/models/candidates/residual_dqn"
+    if not (d / "manifest.json").is_file():
+        pytest.skip("no residual candidate in this checkout")
+    res = _load(d)
+    assert res.status["congestion_controller"] == "loaded"  # type: ignore[attr-defined]
+    assert isinstance(res.congestion, ResidualDqnPolicy)  # type: ignore[attr-defined]
+    only = load_policies(
+        d,
+        backend="numpy",
+        limits=CwndLimits(),
+        state_config=StateConfig(),
+        seed=0,
+        only_default_enabled=True,
+    )
+    assert only.status["congestion_controller"] == "not default"
