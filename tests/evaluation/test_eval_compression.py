@@ -198,3 +198,21 @@ def test_evaluate_packets_default_rule_needs_a_significant_gain():
         ce.evaluate_packets([b"x" * 100], categories=["a", "b"])
     with pytest.raises(ValueError, match="units"):
         ce.evaluate_packets([b"x" * 100], units=["a", "b"])
+
+
+def test_evaluate_heldout_uses_the_heldout_side_and_its_categories():
+    from oxidize_ml.evaluation.corpus import HELDOUT_FILE_SHARE, heldout_source
+
+    res = ce.evaluate_heldout(
+        n_packets=45,
+        rates_mbps=(20,),
+        bootstrap_rounds=20,
+        learned=_NeverCompress(),
+        default_enabled=False,
+        check_decision_time=False,
+    )
+    assert 0 < res["corpus"]["kept"] == res["packets"]["evaluated"] <= 45
+    assert set(res["packets"]["per_kind"]) <= set(ce.CATEGORIES)
+    assert res["default_rule"]["passes"] is False  # never compressing gains nothing
+    assert res["default_rule"]["decision_time"]["ok"] is None  # not checked
+    assert heldout_source("generated:json", HELDOUT_FILE_SHARE) is None
