@@ -831,8 +831,13 @@ class MlEngine:
                 f"policy for {component} must satisfy oxidize_ml.policy.{protocol.__name__}; "
                 f"it lacks {missing}"
             )
+        self._install(component, policy, version)
+
+    def _install(self, component: str, policy: Any, version: str) -> None:
+        """`replace_policy` without the protocol check: for policies already checked
+        (a fork's copies of its parent's policies; the runtime protocol check is most
+        of a fork's cost on Python 3.11)."""
         with self._lock:
-            # isinstance(policy, protocol) above checked the member set.
             if component == "loss_predictor":
                 self._set_loss(cast(LossPolicy, policy))
             elif component == "congestion_controller":
@@ -891,7 +896,7 @@ class MlEngine:
         for component, version in loaded.items():
             policy = policies[component]
             fork = getattr(policy, "fork", None)
-            new.replace_policy(component, fork() if fork is not None else policy, version=version)
+            new._install(component, fork() if fork is not None else policy, version)
         if collecting:
             new.enable_training_collection()
         return new
