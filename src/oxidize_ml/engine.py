@@ -565,8 +565,11 @@ class MlEngine:
             t0 = _perf_ns()
             decision = policy.decide(data)
             elapsed = _perf_ns() - t0
-            with self._lock:
+            self._lock.acquire()  # not `with`: half the cost
+            try:
                 self._lat_comp.add(elapsed)
+            finally:
+                self._lock.release()
         else:
             c[0] = tick
             decision = policy.decide(data)

@@ -72,9 +72,12 @@ class LatencySampler:
         self._count += 1
         self._sum_ns += ns
         buckets[bisect_left(BUCKET_BOUNDS_NS, ns)] += 1
-        ring[self._pos] = ns
-        self._pos = (self._pos + 1) % self._size
-        if self._filled < self._size:
+        pos = self._pos
+        ring[pos] = ns
+        pos += 1
+        size = self._size
+        self._pos = 0 if pos == size else pos
+        if self._filled < size:
             self._filled += 1
 
     def summary(self) -> LatencySummary:
