@@ -34,6 +34,9 @@ from oxidize_ml.features import N_FEATURES, NetworkFeatures
 CONGESTION_STATE_VERSION = 1
 N_DERIVED = 4
 
+_fromiter = np.fromiter
+_F32 = np.float32
+
 
 @dataclass(frozen=True, slots=True)
 class StateConfig:
@@ -168,6 +171,6 @@ class CongestionStateEncoder:
         values = features.to_list()
         values += derived
         # fromiter: the same float64 -> float32 rounding as np.array, with less overhead
-        state = np.fromiter(values, np.float32, len(values))
+        state = _fromiter(values, _F32, len(values))
         reward = reward_of(throughput_bps, max_thr, rtt, min_rtt, loss_rate)
         return state, reward
