@@ -582,3 +582,17 @@ def test_docstring_examples_run() -> None:
         result = doctest.testmod(module)
         assert result.attempted > 0
         assert result.failed == 0
+
+
+@pytest.mark.parametrize(("loss", "lossy"), [(0.10, True), (0.01, False)])
+def test_small_rounds_are_judged_over_enough_packets(loss: float, lossy: bool) -> None:
+    # A 5-packet window at 40 ms: one round can never lose the 2 packets a lossy
+    # verdict needs, so steady 10 % loss is judged over ~100 packets (several rounds);
+    # 1 % stays below the threshold there too.
+    ctrl = BbrFallback()
+    cwnd = 7_500
+    for i in range(400):
+        t = (i + 1) * 0.01
+        obs = make_obs(cwnd_bytes=cwnd, throughput_bps=cwnd * 8 / 0.04 * (1 - loss), loss_rate=loss)
+        ctrl.learn_one(obs, 0.0, now=t)
+    assert (ctrl.stats()["lossy_rounds"] > 0) is lossy

@@ -35,7 +35,12 @@ Model (REFERENCES.md section 2, BBR v3 constants)
   (2 %) and the loss it implies (ratio x delivered bytes) is at least
   ``loss_min_packets`` (2) packets: one random loss in a 40-packet round is
   already 2.5 %, and reacting to it would make 1 % random loss look like
-  congestion. Below that, loss is ignored (BBR is loss-tolerant).
+  congestion. Below that, loss is ignored (BBR is loss-tolerant). A round too
+  small to lose 2 packets at a few percent (a 5-packet BDP) is judged with the
+  rounds before it: the ratio over the rounds since the last verdict once they
+  carried ``loss_min_packets / loss_threshold`` (100) packets, so a small-BDP
+  path losing 10 % steadily is seen as lossy (one held-out ATT uplink window,
+  1.3 Mbit/s at 40 ms: 9.8 % -> 8.5 % loss).
 - ``inflight_hi`` (long-term upper bound, unset until a lossy probe): a lossy
   round in STARTUP or while probing (PROBE_BW REFILL/UP) sets
   ``inflight_hi = beta x`` the round's peak bytes in flight (beta = 0.7;
@@ -396,6 +401,8 @@ _STATE_FIELDS: tuple[str, ...] = (
     "_prev_rnd_bits",
     "_prev_rnd_dur",
     "_rnd_loss",
+    "_acc_lost",
+    "_acc_total",
     "_rnd_inflight_max",
     "_rnd_app_limited",
     "_rnd_ignored",
@@ -502,6 +509,7 @@ class BbrFallback:
         "_xa_win",
         "_ring_len",
         "_rtt_tol",
+        "_loss_window",
     )
 
     def __init__(self, config: BbrConfig | None = None, limits: CwndLimits | None = None) -> None:
@@ -577,6 +585,7 @@ class BbrFallback:
         self._xa_win = c.extra_acked_window_rounds
         self._ring_len = c.bw_filter_rounds
         self._rtt_tol = 1.0 + c.min_rtt_tolerance
+        self._loss_window = c.loss_min_packets / c.loss_threshold * limits.mss
         self.reset()
 
     # -- lifecycle -------------------------------------------------------------
@@ -600,6 +609,8 @@ class BbrFallback:
         self._prev_rnd_bits = 0.0
         self._prev_rnd_dur = 0.0
         self._rnd_loss = 0.0
+        self._acc_lost = 0.0
+        self._acc_total = 0.0
         self._rnd_inflight_max = 0.0
         self._rnd_app_limited = False
         self._rnd_ignored = False
@@ -1012,11 +1023,23 @@ class BbrFallback:
         phase = self._phase
         # Lossy: the loss ratio is above the threshold and rests on enough
         # lost packets to mean it (one loss in a 40-packet round is 2.5 %).
-        if (
-            loss > self._thr
-            and phase != _PROBE_RTT
-            and (loss / (1.0 - loss) if loss < 1.0 else _INF) * delivered >= self._min_lost_bytes
-        ):
+        lost = (loss / (1.0 - loss) if loss < 1.0 else _INF) * delivered
+        lossy = loss > self._thr and lost >= self._min_lost_bytes
+        if phase != _PROBE_RTT:
+            # A round of a few packets can never show loss_min_packets losses at a
+            # few percent: judge the ratio over the rounds since the last verdict
+            # until they carried loss_min_packets / loss_threshold packets (100),
+            # one round on a large BDP, several on a small one.
+            acc_lost = self._acc_lost + lost
+            acc_total = self._acc_total + delivered + lost
+            if lossy or acc_total >= self._loss_window:
+                lossy = lossy or (
+                    acc_lost > self._thr * acc_total and acc_lost >= self._min_lost_bytes
+                )
+                acc_lost = acc_total = 0.0
+            self._acc_lost = acc_lost
+            self._acc_total = acc_total
+        if lossy and phase != _PROBE_RTT:
             self._n_lossy_rounds += 1
             if phase == _STARTUP or phase == _UP or phase == _REFILL:
                 # Too much loss while probing (v3 bbr_handle_inflight_too_high,
