@@ -163,3 +163,30 @@ def test_a_reset_window_may_return_to_the_validated_bdp_for_one_round_trip() -> 
     env2.bound(60_000, init)
     env2.update(obs(cwnd=init, tput_bps=0.0, inflight=2), now=2.5)  # 0.5 s > 2 x 40 ms + 0.2
     assert env2.bound(init, 66_000) == init
+
+
+def test_a_burst_of_acks_is_spread_over_the_span_then_growth_stops() -> None:
+    # A 600-ms path whose acks arrive as one burst per round trip (a flight acked
+    # in one 10-ms interval): the intervals after the burst may still grow the
+    # window by their share of what the last min-RTT delivered; once a min-RTT
+    # passes without a delivery (an outage), nothing may grow.
+    env = DeliveryEnvelope()
+    t = 0.0
+    for _ in range(60):  # 600 ms of a 10-packet window delivered in bursts
+        t += 0.01
+        env.update(obs(cwnd=15_000, tput_bps=0.0, rtt_us=600_000.0), now=t)
+    t += 0.01
+    env.update(obs(cwnd=15_000, tput_bps=12e6, rtt_us=600_000.0), now=t)  # 15 kB at once
+    assert env.growth_budget_bytes == pytest.approx(15_000.0)
+    grown = []
+    for _ in range(59):  # the rest of the round trip: no acks
+        t += 0.01
+        env.update(obs(cwnd=15_000, tput_bps=0.0, rtt_us=600_000.0), now=t)
+        grown.append(env.growth_budget_bytes)
+    assert min(grown) > 0.0
+    assert sum(grown) <= 15_000.0 + 1e-6  # at most what the span delivered
+    for _ in range(10):  # a min-RTT and more since the burst: an outage
+        t += 0.01
+        env.update(obs(cwnd=15_000, tput_bps=0.0, rtt_us=600_000.0), now=t)
+    assert env.growth_budget_bytes == 0.0
+    assert env.bound(15_000, 16_500) == 15_000
