@@ -265,7 +265,7 @@ class DeliveryEnvelope:
         # by this interval's deliveries or its share of the last span's (module docs).
         if inflight >= self._vf * cwnd and self._span_bytes > 0.0:
             spread = self._span_bytes * dt / covered if covered > 0.0 else 0.0
-            self._budget = delivered if delivered > spread else spread
+            self._budget = delivered if delivered > spread else spread  # noqa: FURB136 (hot path)
         else:
             self._budget = 0.0
 
