@@ -23,7 +23,8 @@ Model (REFERENCES.md section 2, BBR v3 constants)
   previous round), as BBR's per-ack samples do. The round's mean alone lags:
   it is known when the round ends and measures data sent the round before, so
   a target of 2x it grew the window only ~sqrt(2) per round (the held-out
-  600-ms satellite link took 11 s to fill; 5 s now).
+  600-ms satellite link took 11 s to fill; 8 s with these samples, 6 s with
+  the delivery envelope spreading ack bursts as well).
 - ``min_rtt``: v3's two-level filter. ``probe_rtt_min`` is the min RTT over
   ``probe_rtt_interval_s`` (5 s); a sample below ``(1 + min_rtt_tolerance)``
   x ``probe_rtt_min`` (2 %) confirms it (the RTT the controller sees is the
