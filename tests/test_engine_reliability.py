@@ -262,11 +262,16 @@ def test_learned_compression_oracle_follows_the_measured_link_rate():
     assert engine.load_models(directory)["compression_oracle"] == "loaded"
     oracle = engine.policy("compression_oracle")
     assert oracle.link_rate_bps == 1e8  # the rate the shipped model was evaluated at
+    # A new bucket's table is built off the packet path: the engine switches on
+    # the first observation after the build finished.
     engine.observe(feats(0), now=1.0)  # 12 Mbit/s: decided with the 10 Mbit/s bucket's table
+    oracle.wait_for_tables(30.0)
+    engine.observe(feats(0), now=1.01)
     assert oracle.link_rate_bps == 1e7
-    engine.update_path_metrics(
-        PathMetrics(path_id=PathId.Primary, rtt_us=20_000, bandwidth_bps=5e6), now=1.1
-    )
+    metrics = PathMetrics(path_id=PathId.Primary, rtt_us=20_000, bandwidth_bps=5e6)
+    engine.update_path_metrics(metrics, now=1.1)
+    oracle.wait_for_tables(30.0)
+    engine.update_path_metrics(metrics, now=1.11)
     assert oracle.link_rate_bps == 5e6
     fork = engine.fork()
     fork.observe(feats(1), now=2.0)

@@ -730,7 +730,11 @@ class MlEngine:
         """Install the compression oracle (under the lock, or in ``__init__``)."""
         self._compression = policy
         self._comp_slot = (policy, _COMP_MODEL if policy.is_learned else _COMP_HEURISTIC)
-        self._follow: Callable[[float], None] | None = getattr(policy, "set_link_rate_bps", None)
+        # The non-blocking form when the oracle has one: a new rate bucket's
+        # table is built off the packet path (`RateBucketOracle.follow_link_rate_bps`).
+        self._follow: Callable[[float], None] | None = getattr(
+            policy, "follow_link_rate_bps", getattr(policy, "set_link_rate_bps", None)
+        )
 
     @property
     def _paths(self) -> PathPolicy:

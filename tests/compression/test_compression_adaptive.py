@@ -110,3 +110,30 @@ def test_concurrent_rate_changes_and_decisions() -> None:
     for t in threads:
         t.join()
     assert not bad
+
+
+def test_follow_never_builds_on_the_caller_and_switches_once_built() -> None:
+    # The packet path's form: a bucket without a table keeps the current one
+    # while a background thread builds it; the next call switches.
+    oracle = _oracle()
+    before = oracle.active
+    target = RATE_BUCKETS_BPS[rate_bucket(3e6)]
+    oracle.follow_link_rate_bps(3e6)
+    if oracle.link_rate_bps != target:  # not built yet by another test in this process
+        assert oracle.active is before
+        oracle.wait_for_tables(30.0)
+        oracle.follow_link_rate_bps(3e6)
+    assert oracle.link_rate_bps == target
+    assert oracle.decide(english(1400)) is oracle.with_link_rate(target).decide(english(1400))
+    with pytest.raises(ValueError, match="link_rate_bps"):
+        oracle.follow_link_rate_bps(float("nan"))
+
+
+def test_tables_are_shared_across_oracles_of_the_same_weights() -> None:
+    # A second engine loading the same model file must not tabulate it again.
+    model = hand_model(SAVED, LOG_US)
+    a = LearnedCompressionOracle(model, link_rate_bps=7e6)
+    b = LearnedCompressionOracle(hand_model(SAVED, LOG_US), link_rate_bps=7e6)
+    assert b.decide is a.decide
+    c = LearnedCompressionOracle(model, link_rate_bps=8e6)
+    assert c.decide is not a.decide  # another rate is another table

@@ -14,7 +14,8 @@ a factor 1.6 away). Tables are built on first use of a bucket (milliseconds,
 `LearnedCompressionOracle.table_build_s`) and shared, read-only, by every
 `fork` of the oracle, so an engine per connection costs no table memory.
 
-Wiring (engine): call `set_link_rate_bps` with the connection's measured
+Wiring (engine): call `follow_link_rate_bps` (the packet path's
+non-blocking form of `set_link_rate_bps`) with the connection's measured
 bottleneck rate (``NetworkFeatures.bandwidth_bps`` in ``observe``, or the
 path's measured bandwidth); until then the oracle decides for the rate it
 was built with (the manifest's ``engine_link_rate_bps``, 100 Mbit/s by
@@ -50,12 +51,13 @@ def rate_bucket(link_rate_bps: float) -> int:
 class _TableCache:
     """Oracles per bucket, built once and shared by every fork (thread-safe)."""
 
-    __slots__ = ("base", "lock", "oracles")
+    __slots__ = ("base", "lock", "oracles", "pending")
 
     def __init__(self, base: LearnedCompressionOracle) -> None:
         self.base = base
         self.lock = threading.Lock()
         self.oracles: dict[int, LearnedCompressionOracle] = {}
+        self.pending: dict[int, threading.Thread] = {}
 
     def get(self, bucket: int) -> LearnedCompressionOracle:
         oracle = self.oracles.get(bucket)
@@ -66,6 +68,30 @@ class _TableCache:
                     oracle = self.base.with_link_rate(RATE_BUCKETS_BPS[bucket])
                     self.oracles[bucket] = oracle
         return oracle
+
+    def get_or_build_later(self, bucket: int) -> LearnedCompressionOracle | None:
+        """The bucket's oracle if built; otherwise start building it on a
+        background thread (once) and return None."""
+        oracle = self.oracles.get(bucket)
+        if oracle is not None:
+            return oracle
+        with self.lock:
+            if bucket in self.oracles:
+                return self.oracles[bucket]
+            if bucket not in self.pending:
+                worker = threading.Thread(
+                    target=self.get, args=(bucket,), name="oxidize-compression-table", daemon=True
+                )
+                self.pending[bucket] = worker
+                worker.start()
+        return None
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Wait for the background builds started so far."""
+        with self.lock:
+            workers = list(self.pending.values())
+        for worker in workers:
+            worker.join(timeout)
 
 
 class RateBucketOracle(DecidePolicy):
@@ -155,6 +181,35 @@ class RateBucketOracle(DecidePolicy):
         self._active = active
         self.decide = active.decide
         self._bucket = bucket
+
+    def follow_link_rate_bps(self, link_rate_bps: float) -> None:
+        """`set_link_rate_bps` for the packet path: never waits for a table.
+
+        If the bucket's table is built (in this process, by any engine), switch
+        at once; otherwise start building it on a background thread and keep
+        deciding with the current table until a later call finds it ready (the
+        engine calls this on every observation, so within one interval of the
+        build finishing). The engine uses this so a connection never stalls
+        10-150 ms on its first packets at a new rate; `set_link_rate_bps`
+        (synchronous) stays for callers that need the switch to be immediate,
+        such as evaluations and tests. Invalid rates raise ``ValueError``.
+        """
+        rate = check_number("link_rate_bps", link_rate_bps)
+        if rate <= 0:
+            raise ValueError(f"link_rate_bps must be > 0, got {link_rate_bps!r}")
+        bucket = bisect.bisect_left(_EDGES, rate)
+        if bucket == self._bucket:
+            return
+        active = self._cache.get_or_build_later(bucket)
+        if active is None:
+            return
+        self._active = active
+        self.decide = active.decide
+        self._bucket = bucket
+
+    def wait_for_tables(self, timeout: float | None = None) -> None:
+        """Wait for the tables `follow_link_rate_bps` started building."""
+        self._cache.wait(timeout)
 
     def with_link_rate(self, link_rate_bps: float) -> LearnedCompressionOracle:
         """A plain oracle for exactly ``link_rate_bps`` (evaluation at a fixed rate)."""

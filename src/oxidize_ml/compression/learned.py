@@ -82,8 +82,11 @@ any number of threads.
 
 from __future__ import annotations
 
+import hashlib
 import math
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
@@ -511,6 +514,74 @@ def _make_decider(
     return decide
 
 
+_MATMUL_ROWS: Final = 256
+
+
+def _matmul_rows(a: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``a @ w`` in blocks of `_MATMUL_ROWS` rows.
+
+    Small products stay on one BLAS thread: a 4,160-row product is big enough
+    for OpenBLAS to wake its thread pool, and on a busy 2-core machine the
+    pool's hand-offs made a table cost ~150 ms instead of ~15. Each output row
+    is the same dot products either way (the tables were checked identical).
+    """
+    out = np.empty((a.shape[0], w.shape[1]), dtype=np.result_type(a, w))
+    for i in range(0, a.shape[0], _MATMUL_ROWS):
+        np.matmul(a[i : i + _MATMUL_ROWS], w, out=out[i : i + _MATMUL_ROWS])
+    return out
+
+
+def _table_key(model: Any, cost: CompressionCostModel) -> tuple[bytes, float, float, float, float]:
+    """What a decision table depends on: the weights (digest) and the cost model."""
+    h = hashlib.blake2b(digest_size=16)
+    for w in model.weights.layers:
+        h.update(np.ascontiguousarray(w).tobytes())
+    return (
+        h.digest(),
+        cost.link_rate_bps,
+        cost.encode_cpu_weight,
+        cost.decode_cpu_weight,
+        cost.tie_tolerance_s,
+    )
+
+
+class _BuiltTables:
+    """Process-wide LRU of built tables: (table, decider, nonfinite cells) per key.
+
+    Building a table costs 10-150 ms (the MLP over 83,200 cells, slower when
+    BLAS threads contend on a busy machine); an engine per connection, or a
+    rate-following oracle meeting a new rate bucket, would otherwise pay it
+    on the connection's first packets. Bounded (`MAX_TABLES`) and thread-safe.
+    """
+
+    MAX_TABLES: Final = 64
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._items: OrderedDict[tuple[bytes, float, float, float, float], Any] = OrderedDict()
+
+    def get(self, key: tuple[bytes, float, float, float, float]) -> Any:
+        with self._lock:
+            item = self._items.get(key)
+            if item is not None:
+                self._items.move_to_end(key)
+            return item
+
+    def put(self, key: tuple[bytes, float, float, float, float], item: Any) -> None:
+        with self._lock:
+            self._items[key] = item
+            self._items.move_to_end(key)
+            while len(self._items) > self.MAX_TABLES:
+                self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+_BUILT: Final = _BuiltTables()
+
+
 class LearnedCompressionOracle(DecidePolicy):
     """Per-packet decisions from a trained compression MLP (``Policy[bytes, MlCompressionDecision]``).
 
@@ -570,9 +641,18 @@ class LearnedCompressionOracle(DecidePolicy):
         self.nonfinite_cells = 0
         """table cells where the MLP's outputs were NaN/inf (decided Skip); the model
         loader refuses an oracle with any (`oxidize_ml.models.probe`)"""
-        with np.errstate(all="ignore"):  # overflowing weights are counted, not warned
-            self._table = self._build_table()
-        self.decide: Decider = _make_decider(*self._fast_tables())
+        key = _table_key(model, self.cost_model)
+        built = _BUILT.get(key)
+        if built is None:
+            with np.errstate(all="ignore"):  # overflowing weights are counted, not warned
+                self._table = self._build_table()
+            self.decide: Decider = _make_decider(*self._fast_tables())
+            _BUILT.put(key, (self._table, self.decide, self.nonfinite_cells))
+        else:
+            # The same weights and cost model were tabulated before in this
+            # process (another engine loaded the same file): the table and its
+            # decider are immutable, so they are shared, not rebuilt.
+            self._table, self.decide, self.nonfinite_cells = built
         """The model's decision for one packet (the per-packet fast path).
 
         Equal to `decide_exact` (the MLP run on `quantize`'s inputs). Never
@@ -617,7 +697,7 @@ class LearnedCompressionOracle(DecidePolicy):
         grid = np.stack(
             ((s.ravel() + 0.5) / N_SIZE_BUCKETS, e.ravel() / (N_ENTROPY_LEVELS - 1)), axis=1
         ).astype(np.float32)  # [buckets * levels, 2], table order
-        base = grid @ w0[:2] + w0[-1]  # [cells per combo, H]
+        base = _matmul_rows(grid, w0[:2]) + w0[-1]  # [cells per combo, H]
         sizes = np.repeat([representative_size(b) for b in range(N_SIZE_BUCKETS)], N_ENTROPY_LEVELS)
         per_combo = N_SIZE_BUCKETS * N_ENTROPY_LEVELS
         small = (HEADER_MAX_BUCKET + 1) * N_ENTROPY_LEVELS
@@ -632,7 +712,7 @@ class LearnedCompressionOracle(DecidePolicy):
                     a += w0[_HEADER_COL + header]
                 for w in layers[1:]:
                     np.maximum(a, 0.0, out=a)
-                    a = a @ w[:-1] + w[-1]
+                    a = _matmul_rows(a, w[:-1]) + w[-1]
                 util = outputs_to_utilities(a, sizes[:n_cells], self.cost_model)
                 if header not in _ROHC_HEADERS:
                     # Header compression only exists for IP/UDP packets: never
