@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 
+from oxidize_ml.features import NetworkFeatures
+
 pytest.importorskip("aioquic")
 
 from aioquic.quic.configuration import QuicConfiguration
@@ -116,6 +118,37 @@ def test_default_factory_uses_the_datagram_size_as_mss() -> None:
     assert isinstance(cc, OxidizeCongestionControl)
     assert cc.limits.mss == 1350
     assert cc.congestion_window == 10 * 1350
+
+
+def test_default_factory_forks_one_engine_per_connection() -> None:
+    # Models are loaded once per process; each connection has its own state.
+    register_oxidize(name="oxidize-test-forks")
+    a = create_congestion_control("oxidize-test-forks", max_datagram_size=1200)
+    b = create_congestion_control("oxidize-test-forks", max_datagram_size=1200)
+    assert isinstance(a, OxidizeCongestionControl) and isinstance(b, OxidizeCongestionControl)
+    assert a.engine is not b.engine
+    assert (
+        a.engine.stats().compression_oracle.model_loaded
+        == b.engine.stats().compression_oracle.model_loaded
+    )
+    a.engine.observe(
+        NetworkFeatures(
+            rtt_us=40_000,
+            rtt_var_us=1_000,
+            bandwidth_bps=2e6,
+            loss_rate=0.0,
+            loss_trend=0.0,
+            inflight=10,
+            cwnd=12_000,
+            buffer_occupancy=0.0,
+        ),
+        throughput_bps=2e6,
+        now=1.0,
+    )
+    a.engine.congestion_action(now=1.0)
+    assert a.engine.stats().congestion_controller.decisions == 1
+    assert b.engine.stats().congestion_controller.decisions == 0
+    assert b.engine.cwnd == 10 * 1200  # the other connection is untouched
 
 
 @pytest.mark.parametrize(
