@@ -278,10 +278,14 @@ def test_learned_compression_oracle_follows_the_measured_link_rate():
     assert oracle.link_rate_bps == 5e6  # each connection has its own rate
 
 
-def test_burst_loss_predictor_swaps_in_with_its_own_fec_policy():
+def test_burst_loss_predictor_is_the_default_with_its_own_fec_policy():
+    from oxidize_ml.loss import EwmaLossPredictor
+
     engine = make_engine()
-    assert engine.policy("loss_predictor").name == "ewma"  # the default rule kept the EWMA
-    engine.replace_policy("loss_predictor", engine.burst_loss_predictor())
+    assert engine.policy("loss_predictor").name == "burst"  # chosen by the default rule
+    engine.replace_policy("loss_predictor", EwmaLossPredictor())
+    assert engine.policy("loss_predictor").name == "ewma"  # still swappable
+    engine.unload_models()
     assert engine.policy("loss_predictor").name == "burst"
     decisions = [engine.fec_decision(feats(i), now=10.0 + 0.01 * i) for i in range(300)]
     assert all(0.0 <= d.redundancy_ratio <= 0.5 for d in decisions)

@@ -109,7 +109,7 @@ def test_candidate_swapped_in_when_better() -> None:
     engine = _engine()
     feed(engine, 5_000, seed=3)
     trainer = BackgroundTrainer(engine, CFG)
-    assert engine.policy("loss_predictor").name == "ewma"
+    assert engine.policy("loss_predictor").name == "burst"  # the default
     report = trainer.run_once()
     assert report is not None and report.reason.startswith("candidate"), report
     assert report.heldout_positives >= CFG.min_heldout_positives
