@@ -48,6 +48,14 @@ def rate_bucket(link_rate_bps: float) -> int:
     return bisect.bisect_left(_EDGES, link_rate_bps)
 
 
+def _checked_bucket(link_rate_bps: float) -> int:
+    """`rate_bucket` of a validated rate (ValueError/TypeError naming the field)."""
+    rate = check_number("link_rate_bps", link_rate_bps)
+    if rate <= 0:
+        raise ValueError(f"link_rate_bps must be > 0, got {link_rate_bps!r}")
+    return bisect.bisect_left(_EDGES, rate)
+
+
 class _TableCache:
     """Oracles per bucket, built once and shared by every fork (thread-safe)."""
 
@@ -171,10 +179,7 @@ class RateBucketOracle(DecidePolicy):
         bucket builds its table (milliseconds, once per process).
         Non-positive or non-finite rates raise ``ValueError`` naming the field.
         """
-        rate = check_number("link_rate_bps", link_rate_bps)
-        if rate <= 0:
-            raise ValueError(f"link_rate_bps must be > 0, got {link_rate_bps!r}")
-        bucket = bisect.bisect_left(_EDGES, rate)
+        bucket = _checked_bucket(link_rate_bps)
         if bucket == self._bucket:
             return
         active = self._cache.get(bucket)
@@ -194,10 +199,7 @@ class RateBucketOracle(DecidePolicy):
         (synchronous) stays for callers that need the switch to be immediate,
         such as evaluations and tests. Invalid rates raise ``ValueError``.
         """
-        rate = check_number("link_rate_bps", link_rate_bps)
-        if rate <= 0:
-            raise ValueError(f"link_rate_bps must be > 0, got {link_rate_bps!r}")
-        bucket = bisect.bisect_left(_EDGES, rate)
+        bucket = _checked_bucket(link_rate_bps)
         if bucket == self._bucket:
             return
         active = self._cache.get_or_build_later(bucket)
