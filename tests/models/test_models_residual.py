@@ -123,13 +123,23 @@ def test_the_residual_is_probed_on_its_own_states(
     assert res.status["congestion_controller"].startswith(f"{status}: ")  # type: ignore[attr-defined]
 
 
-def test_the_candidate_directory_loads_but_is_not_default_enabled() -> None:
-    d = Path(__file__).resolve().parents[2] / "src/oxidize_ml/models/candidates/residual_dqn"
+@pytest.mark.parametrize("name", ["residual_dqn", "residual_dqn_s1"])
+def test_the_candidate_directories_load_and_are_default_enabled_only_by_the_rule(
+    name: str,
+) -> None:
+    import json
+
+    d = Path(__file__).resolve().parents[2] / "src/oxidize_ml/models/candidates" / name
     if not (d / "manifest.json").is_file():
         pytest.skip("no residual candidate in this checkout")
     res = _load(d)
     assert res.status["congestion_controller"] == "loaded"  # type: ignore[attr-defined]
     assert isinstance(res.congestion, ResidualDqnPolicy)  # type: ignore[attr-defined]
+    metrics = json.loads((d / "manifest.json").read_text())["models"]["congestion_controller"][
+        "metrics"
+    ]
+    # default_enabled is issue 10's default rule, as judged at training time
+    assert metrics["default_enabled"] is metrics["default_rule"]["passed"]
     only = load_policies(
         d,
         backend="numpy",
@@ -138,4 +148,5 @@ def test_the_candidate_directory_loads_but_is_not_default_enabled() -> None:
         seed=0,
         only_default_enabled=True,
     )
-    assert only.status["congestion_controller"] == "not default"
+    expected = "loaded" if metrics["default_enabled"] else "not default"
+    assert only.status["congestion_controller"] == expected
