@@ -488,3 +488,18 @@ def test_residual_dqn_comparison_against_the_package_defaults_uses_its_own_rule(
     out = pipeline.COMPARATORS["residual_dqn"](res, Path("."), None, object(), 0)
     assert out["better"] is False and out["power_ratio_ci"] == [0.99, 1.05]
     assert "package defaults" in out["current_is"]
+
+
+def test_install_defaults_refuses_to_drop_shipped_models(tmp_path: Path) -> None:
+    full = _run(tmp_path / "models").directory
+    target = tmp_path / "pkg" / "default"
+    pipeline.install_defaults(full, target)
+    part = _run(
+        tmp_path / "part",
+        components=("residual_dqn",),
+        trainers={"residual_dqn": fake_residual_trainer()},
+        configs={"residual_dqn": object()},
+    ).directory
+    with pytest.raises(ValueError, match="lacks"):
+        pipeline.install_defaults(part, target)
+    assert set(verify_model_dir(target).models) == set(pipeline.COMPONENTS)

@@ -769,6 +769,16 @@ def install_defaults(model_dir: Path, default_dir: Path | None = None) -> Path:
     report = verify_model_dir(src)
     if not report.ok:
         raise ValueError(f"refusing to install {src}: {report.summary()}")
+    if (target / "manifest.json").is_file():
+        # A run of some components (e.g. --components residual_dqn) writes only those:
+        # installing it would silently drop every other shipped model.
+        current = verify_model_dir(target)
+        missing = sorted(set(current.models) - set(report.models))
+        if missing:
+            raise ValueError(
+                f"refusing to install {src}: it lacks {missing}, which the current defaults "
+                f"in {target} have (train them too, or compare with --current to carry them)"
+            )
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / f".tmp-default-{secrets.token_hex(4)}"
     shutil.copytree(src, tmp)
