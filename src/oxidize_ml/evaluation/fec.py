@@ -86,7 +86,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
@@ -106,6 +106,7 @@ from oxidize_ml.loss import (
     FecConfig,
     FecPolicy,
 )
+from oxidize_ml.policy import LossPolicy
 
 HEURISTIC = "ewma"
 """name of the heuristic predictor (always evaluated; the reference at equal overhead)"""
@@ -143,15 +144,7 @@ ProgressFn = Callable[[int, int, str], None]
 """``progress(done, total, label)``, called after each simulator run"""
 
 
-class LossPredictor(Protocol):
-    """What a predictor must provide (`oxidize_ml.policy.Policy` of features -> p)."""
-
-    def learn_one(self, obs: NetworkFeatures, feedback: float, *, now: float) -> None: ...
-
-    def predict_one(self, obs: NetworkFeatures, *, now: float) -> float: ...
-
-
-PredictorFactory = Callable[[], LossPredictor]
+PredictorFactory = Callable[[], LossPolicy]
 """builds a fresh predictor (no state) for one run"""
 
 
