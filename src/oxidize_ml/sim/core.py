@@ -83,7 +83,14 @@ from oxidize_ml._validate import check_int, check_number
 from oxidize_ml.congestion.controller import CongestionController, overridden_events
 from oxidize_ml.features import NetworkFeatures
 from oxidize_ml.interval_stats import IntervalStats
-from oxidize_ml.sim.results import RunResult, build_result
+from oxidize_ml.sim.results import (
+    SERIES_COLUMNS,
+    FlowResult,
+    FlowSeries,
+    RunResult,
+    jain_index,
+    percentile,
+)
 from oxidize_ml.sim.scenarios import Scenario, base_rtt_s
 from oxidize_ml.sim.traces import MTU_BYTES, OpportunitySchedule, count_at_or_before
 
@@ -1827,3 +1834,98 @@ class Simulation:
         return count_at_or_before(self._times, self._period, t1) - count_at_or_before(
             self._times, self._period, t0
         )
+
+
+def build_result(sim: Simulation) -> RunResult:
+    """Collect a `RunResult` from a `Simulation` at its current time.
+
+    Here, beside the simulator whose internals it reads, so `oxidize_ml.sim.results`
+    holds only the result types and imports nothing of the simulator.
+    """
+    end = sim.now
+    flow_results: list[FlowResult] = []
+    all_delays: list[np.ndarray] = []
+    total_delivered = 0
+    total_acked_b = 0
+    total_acked_p = 0
+    total_lost_p = 0
+    total_stranded = 0
+    for fl in sim._flows:
+        started = fl.started
+        f_end = fl.completion_time if fl.finished else end
+        f_start = fl.start
+        active = max(0.0, f_end - f_start) if started else 0.0
+        acked = fl.acked_bytes if fl.size is None else min(fl.acked_bytes, fl.size)
+        thr = acked * 8.0 / active if active > 0.0 else 0.0
+        delivered = sim.delivered_to_receiver_bytes(fl.index) if started else 0
+        if fl.size is not None:
+            delivered = min(delivered, fl.size)
+        opps = sim.opportunities_between(f_start, f_end) if started else 0
+        util = delivered / (opps * MTU_BYTES) if opps > 0 else 0.0
+        delays = np.frombuffer(fl.delays, dtype=np.float64).copy()
+        # Drops the sender never learnt of (no later ack came back) are losses too.
+        undetected = 0 if fl.finished else len(fl.lostq) + len(fl.suspects)
+        stranded = 0 if fl.finished or not started else fl.pif
+        lost = fl.lost_packets + undetected
+        denom = fl.acked_packets + lost
+        series = None
+        if sim.record_series:
+            rows = np.frombuffer(fl.series, dtype=np.float64).reshape(-1, len(SERIES_COLUMNS))
+            series = FlowSeries(**{c: rows[:, k].copy() for k, c in enumerate(SERIES_COLUMNS)})
+        flow_results.append(
+            FlowResult(
+                index=fl.index,
+                controller=str(getattr(fl.ctrl, "name", type(fl.ctrl).__name__)),
+                start_s=f_start,
+                end_s=f_end if started else f_start,
+                completion_time_s=fl.completion_time if fl.finished else None,
+                packets_sent=fl.sent_packets,
+                bytes_sent=fl.sent_bytes,
+                packets_acked=fl.acked_packets,
+                bytes_acked=fl.acked_bytes,
+                packets_lost=fl.lost_packets,
+                packets_lost_undetected=undetected,
+                packets_stranded=stranded,
+                dropped_queue=fl.dropped_queue,
+                dropped_random=fl.dropped_random,
+                throughput_bps=thr,
+                utilisation=util,
+                delay_p50_s=percentile(delays, 50.0),
+                delay_p95_s=percentile(delays, 95.0),
+                delay_max_s=float(delays.max()) if delays.size else math.nan,
+                loss_rate=lost / denom if denom else 0.0,
+                delays_s=delays,
+                series=series,
+            )
+        )
+        all_delays.append(delays)
+        total_delivered += delivered
+        total_acked_b += acked
+        total_acked_p += fl.acked_packets
+        total_lost_p += lost
+        total_stranded += stranded
+    first_start = min((f.start for f in sim._flows), default=0.0)
+    opps = sim.opportunities_between(first_start, end)
+    joined = np.concatenate(all_delays) if all_delays else np.empty(0)
+    denom = total_acked_p + total_lost_p
+    running = [f for f in flow_results if f.active_s > 0.0]
+    return RunResult(
+        scenario=sim.scenario.name,
+        controllers=tuple(f.controller for f in flow_results),
+        seed=sim.seed,
+        duration_s=end,
+        interval_s=sim.interval_s,
+        buffer_bytes=sim.buffer_bytes,
+        link_mean_rate_bps=sim.schedule.mean_rate_bps,
+        link_opportunities=opps,
+        delivered_bytes=total_delivered,
+        utilisation=total_delivered / (opps * MTU_BYTES) if opps > 0 else 0.0,
+        throughput_bps=total_acked_b * 8.0 / (end - first_start) if end > first_start else 0.0,
+        jain_index=jain_index([f.throughput_bps for f in running]) if running else 1.0,
+        delay_p50_s=percentile(joined, 50.0),
+        delay_p95_s=percentile(joined, 95.0),
+        loss_rate=total_lost_p / denom if denom else 0.0,
+        packets_sent=sim.packets_sent,
+        packets_stranded=total_stranded,
+        flows=tuple(flow_results),
+    )

@@ -37,14 +37,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
-
-from oxidize_ml.sim.traces import MTU_BYTES
-
-if TYPE_CHECKING:  # the simulator imports this module: types only here, no cycle
-    from oxidize_ml.sim.core import Simulation
 
 SERIES_COLUMNS = (
     "time_s",
@@ -98,7 +93,8 @@ class FlowSeries:
         return {f.name: getattr(self, f.name).tolist() for f in fields(self)}
 
 
-def _pct(x: np.ndarray, q: float) -> float:
+def percentile(x: np.ndarray, q: float) -> float:
+    """The q-th percentile of ``x`` (nan when empty)."""
     return float(np.percentile(x, q)) if x.size else math.nan
 
 
@@ -244,94 +240,3 @@ class RunResult:
         return self.to_dict() == other.to_dict() and all(
             a == b for a, b in zip(self.flows, other.flows, strict=True)
         )
-
-
-def build_result(sim: Simulation) -> RunResult:
-    """Collect a `RunResult` from a `Simulation` at its current time."""
-    end = sim.now
-    flow_results: list[FlowResult] = []
-    all_delays: list[np.ndarray] = []
-    total_delivered = 0
-    total_acked_b = 0
-    total_acked_p = 0
-    total_lost_p = 0
-    total_stranded = 0
-    for fl in sim._flows:
-        started = fl.started
-        f_end = fl.completion_time if fl.finished else end
-        f_start = fl.start
-        active = max(0.0, f_end - f_start) if started else 0.0
-        acked = fl.acked_bytes if fl.size is None else min(fl.acked_bytes, fl.size)
-        thr = acked * 8.0 / active if active > 0.0 else 0.0
-        delivered = sim.delivered_to_receiver_bytes(fl.index) if started else 0
-        if fl.size is not None:
-            delivered = min(delivered, fl.size)
-        opps = sim.opportunities_between(f_start, f_end) if started else 0
-        util = delivered / (opps * MTU_BYTES) if opps > 0 else 0.0
-        delays = np.frombuffer(fl.delays, dtype=np.float64).copy()
-        # Drops the sender never learnt of (no later ack came back) are losses too.
-        undetected = 0 if fl.finished else len(fl.lostq) + len(fl.suspects)
-        stranded = 0 if fl.finished or not started else fl.pif
-        lost = fl.lost_packets + undetected
-        denom = fl.acked_packets + lost
-        series = None
-        if sim.record_series:
-            rows = np.frombuffer(fl.series, dtype=np.float64).reshape(-1, len(SERIES_COLUMNS))
-            series = FlowSeries(**{c: rows[:, k].copy() for k, c in enumerate(SERIES_COLUMNS)})
-        flow_results.append(
-            FlowResult(
-                index=fl.index,
-                controller=str(getattr(fl.ctrl, "name", type(fl.ctrl).__name__)),
-                start_s=f_start,
-                end_s=f_end if started else f_start,
-                completion_time_s=fl.completion_time if fl.finished else None,
-                packets_sent=fl.sent_packets,
-                bytes_sent=fl.sent_bytes,
-                packets_acked=fl.acked_packets,
-                bytes_acked=fl.acked_bytes,
-                packets_lost=fl.lost_packets,
-                packets_lost_undetected=undetected,
-                packets_stranded=stranded,
-                dropped_queue=fl.dropped_queue,
-                dropped_random=fl.dropped_random,
-                throughput_bps=thr,
-                utilisation=util,
-                delay_p50_s=_pct(delays, 50.0),
-                delay_p95_s=_pct(delays, 95.0),
-                delay_max_s=float(delays.max()) if delays.size else math.nan,
-                loss_rate=lost / denom if denom else 0.0,
-                delays_s=delays,
-                series=series,
-            )
-        )
-        all_delays.append(delays)
-        total_delivered += delivered
-        total_acked_b += acked
-        total_acked_p += fl.acked_packets
-        total_lost_p += lost
-        total_stranded += stranded
-    first_start = min((f.start for f in sim._flows), default=0.0)
-    opps = sim.opportunities_between(first_start, end)
-    joined = np.concatenate(all_delays) if all_delays else np.empty(0)
-    denom = total_acked_p + total_lost_p
-    running = [f for f in flow_results if f.active_s > 0.0]
-    return RunResult(
-        scenario=sim.scenario.name,
-        controllers=tuple(f.controller for f in flow_results),
-        seed=sim.seed,
-        duration_s=end,
-        interval_s=sim.interval_s,
-        buffer_bytes=sim.buffer_bytes,
-        link_mean_rate_bps=sim.schedule.mean_rate_bps,
-        link_opportunities=opps,
-        delivered_bytes=total_delivered,
-        utilisation=total_delivered / (opps * MTU_BYTES) if opps > 0 else 0.0,
-        throughput_bps=total_acked_b * 8.0 / (end - first_start) if end > first_start else 0.0,
-        jain_index=jain_index([f.throughput_bps for f in running]) if running else 1.0,
-        delay_p50_s=_pct(joined, 50.0),
-        delay_p95_s=_pct(joined, 95.0),
-        loss_rate=total_lost_p / denom if denom else 0.0,
-        packets_sent=sim.packets_sent,
-        packets_stranded=total_stranded,
-        flows=tuple(flow_results),
-    )
