@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 TRAIN_SCENARIOS: tuple[str, ...] = (
     "wired-clean",
@@ -74,3 +75,13 @@ def trace_paths(names: tuple[str, ...]) -> list[Path]:
     if d is None:
         return []
     return [d / n for n in names if (d / n).is_file()]
+
+
+def heldout_provenance() -> dict[str, Any]:
+    """The held-out split as a model manifest records it (scenarios, the trace files
+    present on this machine, the seed base)."""
+    return {
+        "scenarios": list(HELDOUT_SCENARIOS),
+        "traces": [p.name for p in trace_paths(HELDOUT_TRACES)],
+        "seed_base": EVAL_SEED_BASE,
+    }

@@ -90,6 +90,7 @@ from oxidize_ml.evaluation.splits import (
     TRAIN_SCENARIOS,
     TRAIN_SEED_BASE,
     TRAIN_TRACES,
+    heldout_provenance,
     trace_paths,
 )
 from oxidize_ml.features import FEATURE_NAMES
@@ -981,11 +982,7 @@ def train(
             "random_links": True,
             "seed_base": TRAIN_SEED_BASE,
         },
-        "heldout": {
-            "scenarios": list(HELDOUT_SCENARIOS),
-            "traces": [p.name for p in trace_paths(HELDOUT_TRACES)],
-            "seed_base": EVAL_SEED_BASE,
-        },
+        "heldout": heldout_provenance(),
         "seed": seed,
         "hyperparameters": config.to_dict(),
         "phases": summary,

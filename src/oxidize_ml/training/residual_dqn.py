@@ -52,7 +52,13 @@ from oxidize_ml.congestion.residual import (
     ResidualDqnPolicy,
     residual_reward,
 )
-from oxidize_ml.evaluation.splits import TRAIN_SCENARIOS, TRAIN_SEED_BASE, TRAIN_TRACES, trace_paths
+from oxidize_ml.evaluation.splits import (
+    TRAIN_SCENARIOS,
+    TRAIN_SEED_BASE,
+    TRAIN_TRACES,
+    heldout_provenance,
+    trace_paths,
+)
 from oxidize_ml.runtime.configs import DqnMlpConfig
 from oxidize_ml.runtime.numpy_models import MlpModel
 from oxidize_ml.sim.core import Simulation
@@ -535,7 +541,6 @@ def train(
     t1 = time.perf_counter()
     heldout = evaluate_heldout(policy, cfg, seed=seed)
     eval_s = time.perf_counter() - t1
-    from oxidize_ml.evaluation.splits import EVAL_SEED_BASE, HELDOUT_SCENARIOS, HELDOUT_TRACES
 
     training = {
         "policy": POLICY_NAME,
@@ -549,11 +554,7 @@ def train(
             "random_links": True,
             "seed_base": TRAIN_SEED_BASE,
         },
-        "heldout": {
-            "scenarios": list(HELDOUT_SCENARIOS),
-            "traces": [p.name for p in trace_paths(HELDOUT_TRACES)],
-            "seed_base": EVAL_SEED_BASE,
-        },
+        "heldout": heldout_provenance(),
         "seed": seed,
         "hyperparameters": {
             k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()
