@@ -11,6 +11,8 @@ encoder, own ``to_vector``) must decide the same, bit for bit.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -19,7 +21,7 @@ from oxidize_ml.congestion.observation import CongestionObservation
 from oxidize_ml.congestion.state import CongestionStateEncoder
 from oxidize_ml.engine import EngineConfig, MlEngine
 from oxidize_ml.features import NetworkFeatures
-from oxidize_ml.models import default_model_dir
+from oxidize_ml.models import PLAIN_DQN, candidate_dir, default_model_dir
 
 T0 = 1_700_000_000.0
 
@@ -33,9 +35,19 @@ def _engine(*, collect: bool = False, models: bool = True) -> MlEngine:
         directory = default_model_dir()
         assert directory is not None, "the package ships its default models"
         status = engine.load_models(directory)
-        assert status["congestion_controller"] == "loaded"
         assert status["loss_predictor"] == "loaded"
+        # The default congestion controller is the residual DQN, which encodes its own
+        # state; the spec's DQN (the engine's encoder's reader) ships as a candidate.
+        status = engine.load_models(_plain_dqn_dir())
+        assert status["congestion_controller"] == "loaded"
+        assert engine.policy("congestion_controller").name == "dqn"
     return engine
+
+
+def _plain_dqn_dir() -> Path:
+    directory = candidate_dir(PLAIN_DQN)
+    assert directory is not None, "the package ships the spec's DQN as a candidate"
+    return directory
 
 
 def _stream(seed: int, n: int) -> list[tuple[float, NetworkFeatures, float]]:
@@ -173,10 +185,9 @@ def test_a_dqn_installed_on_an_idle_encoder_starts_from_a_fresh_one() -> None:
     for t, f, thr in stream[100:200]:  # BBR only, no telemetry: nothing encodes
         engine.observe(f, throughput_bps=thr, now=t)
         engine.congestion_action(now=t)
-    directory = default_model_dir()
-    assert directory is not None
-    engine.load_models(directory)
+    engine.load_models(_plain_dqn_dir())
     dqn = engine.policy("congestion_controller")
+    assert dqn.name == "dqn"
     ref = dqn.fork()
     for k, (t, f, thr) in enumerate(stream[200:]):
         engine.observe(f, throughput_bps=thr, now=t)

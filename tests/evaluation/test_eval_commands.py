@@ -93,6 +93,21 @@ def test_congestion_end_to_end_with_report(traces: dict[str, Path], tmp_path: Pa
         assert "![congestion-windows](figures/congestion-windows.png)" in md
 
 
+def test_congestion_dqn_defaults_to_the_specs_dqn_shipped_as_a_candidate(
+    traces: dict[str, Path], tmp_path: Path
+) -> None:
+    """``dqn`` without --dqn-model runs models/candidates/dqn (the defaults hold the
+    residual DQN, which the engine runs)."""
+    out = tmp_path / "dqn.json"
+    args = congestion_args(traces, out)
+    args[args.index("cubic,bbr,engine")] = "cubic,dqn"
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    data = json.loads(out.read_text())
+    assert set(data["summary"]["controllers"]) == {"cubic", "dqn"}
+    assert len(data["runs"]) == len(data["units"]) * 2
+
+
 def test_congestion_same_seed_same_json(traces: dict[str, Path], tmp_path: Path) -> None:
     a, b, c = tmp_path / "a.json", tmp_path / "b.json", tmp_path / "c.json"
     assert runner.invoke(app, congestion_args(traces, a, "--seed", "3")).exit_code == 0

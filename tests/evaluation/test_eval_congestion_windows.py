@@ -95,9 +95,33 @@ def test_every_ratio_is_to_cubic_on_the_same_runs(small: cw.WindowEvalResult) ->
     assert reno.power_ratio_vs_default == pytest.approx(pr.sum() / pe.sum())
     assert reno.power_ratio_vs_default_ci[0] <= reno.power_ratio_vs_default
     assert reno.power_ratio_vs_default <= reno.power_ratio_vs_default_ci[1]
-    # the engine runs the BBR-style fallback by default: identical runs
-    assert small.engine_policy == "bbr"
-    assert small.aggregate("engine").summary() == small.aggregate("bbr").summary()
+    # MlEngine() runs the shipped residual DQN (on the BBR-style fallback) by default
+    assert small.engine_policy == "residual-dqn"
+
+
+def test_the_engine_without_models_runs_the_bbr_fallback(traces: dict[str, Path]) -> None:
+    """The engine's fallback is the registry's bbr: identical runs on the same windows."""
+    from oxidize_ml.evaluation.congestion_controllers import engine_controller_factory
+
+    res = cw.run_windows(
+        [traces["steady"], traces["silent"], traces["outage"]],
+        seed=0,
+        config=cw.WindowConfig(duration_s=1.5, n_windows=2, bootstrap_rounds=100),
+        controllers=[
+            "cubic",
+            "bbr",
+            ("fallback", engine_controller_factory(load_default_models=False)),
+        ],
+    )
+    n = len(res.units)
+    for u in range(n):
+        a, b = res.run_of(u, "fallback"), res.run_of(u, "bbr")
+        assert (a.goodput_mbps, a.queue_delay_p95_ms, a.loss) == (
+            b.goodput_mbps,
+            b.queue_delay_p95_ms,
+            b.loss,
+        ), u
+    assert res.aggregate("fallback").summary() == res.aggregate("bbr").summary()
 
 
 def test_per_window_metrics_catch_a_silent_start(small: cw.WindowEvalResult) -> None:

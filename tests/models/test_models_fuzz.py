@@ -30,7 +30,13 @@ from oxidize_ml.congestion.actions import CwndLimits
 from oxidize_ml.congestion.observation import CongestionObservation
 from oxidize_ml.congestion.state import StateConfig
 from oxidize_ml.features import NetworkFeatures
-from oxidize_ml.models import MODEL_NAMES, default_model_dir, load_policies
+from oxidize_ml.models import (
+    MODEL_NAMES,
+    PLAIN_DQN,
+    candidate_dir,
+    default_model_dir,
+    load_policies,
+)
 from oxidize_ml.types import DrlAction, MlCompressionDecision
 
 STATE = StateConfig()
@@ -50,14 +56,15 @@ _BASES: list[Path] = []
 
 def bases() -> list[Path]:
     """The directories examples mutate copies of (built once per session): the shipped
-    defaults (real weights, ONNX files) when present, and random-weight models of the
-    current layouts (so a shipped model stale for other reasons still gets fuzzed)."""
+    defaults (real weights, ONNX files) and the spec's DQN shipped as a candidate, when
+    present, and random-weight models of the current layouts (so a shipped model stale
+    for other reasons still gets fuzzed)."""
     if not _BASES:
         from test_models_probe import model_dir
 
-        shipped = default_model_dir()
-        if shipped is not None:
-            _BASES.append(shipped)
+        for shipped in (default_model_dir(), candidate_dir(PLAIN_DQN)):
+            if shipped is not None:
+                _BASES.append(shipped)
         _BASES.append(model_dir(Path(tempfile.mkdtemp(prefix="oxidize-fuzz-base-")) / "m"))
     return _BASES
 
@@ -67,8 +74,11 @@ def model_files(base: Path) -> list[str]:
     return sorted({f for e in man["models"].values() for f in e["files"].values()})
 
 
-def owner(name: str) -> str:
-    return name.rsplit(".", 1)[0]
+def owners(base: Path) -> dict[str, str]:
+    """File name -> the model that reads it (the residual DQN's files are not named
+    after their model)."""
+    man = json.loads((base / "manifest.json").read_text())
+    return {f: name for name, e in man["models"].items() for f in e["files"].values()}
 
 
 # ----------------------------------------------------------------------------- mutations
@@ -145,6 +155,8 @@ def apply(d: Path, base: Path, mutation: tuple[Any, ...]) -> str | None:
     if kind == "manifest":
         _, name, key, value = mutation
         man = json.loads((d / "manifest.json").read_text())
+        names = sorted(man["models"])  # a candidate directory holds one model
+        name = name if name in names else names[MODEL_NAMES.index(name) % len(names)]
         man["models"][name][key] = value
         (d / "manifest.json").write_text(json.dumps(man))
         return None
@@ -219,13 +231,15 @@ def exercise(res: Any) -> None:
             assert isinstance(res.compression.decide(pkt), MlCompressionDecision)
 
 
-def check(d: Path, bad_file: str | None, resigned: bool, changed: set[str]) -> None:
+def check(
+    d: Path, bad_file: str | None, resigned: bool, changed: set[str], owner: dict[str, str]
+) -> None:
     for backend in ("numpy", "onnxruntime"):
         res = load_policies(d, backend=backend, limits=CwndLimits(), state_config=STATE, seed=0)
         # Every backend validates the safetensors file; the ONNX file is parsed only by
         # onnxruntime (the numpy runtime never reads it, so it cannot make it misbehave),
         # and the compression oracle always tabulates on numpy.
-        bad_model = None if bad_file is None else owner(bad_file)
+        bad_model = None if bad_file is None else owner[bad_file]
         if (
             bad_file is not None
             and bad_file.endswith(".onnx")
@@ -256,18 +270,19 @@ def _run(mutation: tuple[Any, ...], pick: int, do_resign: bool) -> None:
         if do_resign:
             resign(d)
         after = {p.name: p.read_bytes() for p in d.iterdir()}
-        changed = {owner(n) for n in before if before[n] != after.get(n)} - {"manifest"}
-        check(d, bad, do_resign, changed)
+        owner = owners(base)
+        changed = {owner[n] for n in before if n in owner and before[n] != after.get(n)}
+        check(d, bad, do_resign, changed, owner)
 
 
 @FUZZ
-@given(mutation=mutations, pick=st.integers(0, 1))
+@given(mutation=mutations, pick=st.integers(0, 5))
 def test_mutated_directory_unsigned(mutation: tuple[Any, ...], pick: int) -> None:
     _run(mutation, pick, do_resign=False)
 
 
 @FUZZ
-@given(mutation=mutations, pick=st.integers(0, 1))
+@given(mutation=mutations, pick=st.integers(0, 5))
 def test_mutated_directory_resigned(mutation: tuple[Any, ...], pick: int) -> None:
     pytest.importorskip("onnxruntime")
     _run(mutation, pick, do_resign=True)

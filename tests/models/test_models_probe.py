@@ -14,7 +14,7 @@ from oxidize_ml.congestion.state import StateConfig
 from oxidize_ml.engine import EngineConfig, MlEngine
 from oxidize_ml.features import FEATURE_NAMES, NetworkFeatures
 from oxidize_ml.hub.manifest import write_manifest
-from oxidize_ml.models import MODEL_NAMES, default_model_dir, load_policies
+from oxidize_ml.models import MODEL_NAMES, candidate_dir, default_model_dir, load_policies
 from oxidize_ml.models.probe import (
     MAX_ABS_OUTPUT,
     STATUS_DEGENERATE,
@@ -142,11 +142,13 @@ def test_healthy_random_models_pass_the_probe(tmp_path: Path) -> None:
     assert _load(model_dir(tmp_path / "m")).status == dict.fromkeys(MODEL_NAMES, "loaded")  # type: ignore[attr-defined]
 
 
+@pytest.mark.parametrize("shipped", ["default", "dqn", "residual_dqn", "residual_dqn_s1"])
 @pytest.mark.parametrize("backend", ["numpy", "onnxruntime"])
-def test_shipped_default_models_pass_the_probe(backend: str) -> None:
-    d = default_model_dir()
+def test_shipped_default_models_pass_the_probe(backend: str, shipped: str) -> None:
+    """The defaults and the candidates shipped beside them (`candidate_dir`)."""
+    d = default_model_dir() if shipped == "default" else candidate_dir(shipped)
     if d is None:
-        pytest.skip("no models shipped in this build")
+        pytest.skip(f"no {shipped} models shipped in this build")
     if backend == "onnxruntime":
         pytest.importorskip("onnxruntime")
     res = load_policies(d, backend=backend, limits=CwndLimits(), state_config=STATE, seed=0)

@@ -15,7 +15,7 @@ from oxidize_ml.congestion.state import StateConfig
 from oxidize_ml.engine import EngineConfig, MlEngine
 from oxidize_ml.features import NetworkFeatures
 from oxidize_ml.hub.manifest import write_manifest
-from oxidize_ml.models import congestion_policy_kind, load_policies
+from oxidize_ml.models import candidate_dir, congestion_policy_kind, load_policies
 from oxidize_ml.runtime.configs import DqnMlpConfig, expected_tensors
 from oxidize_ml.runtime.weights import encode_weights
 
@@ -129,8 +129,8 @@ def test_the_candidate_directories_load_and_are_default_enabled_only_by_the_rule
 ) -> None:
     import json
 
-    d = Path(__file__).resolve().parents[2] / "src/oxidize_ml/models/candidates" / name
-    if not (d / "manifest.json").is_file():
+    d = candidate_dir(name)
+    if d is None:
         pytest.skip("no residual candidate in this checkout")
     res = _load(d)
     assert res.status["congestion_controller"] == "loaded"  # type: ignore[attr-defined]

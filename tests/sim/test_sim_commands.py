@@ -237,3 +237,12 @@ def test_demo_quick_writes_the_report(tmp_path: Path) -> None:
     ]
     res = runner.invoke(app, ["demo", "--out", str(out), "--only", "nope", "--no-progress"])
     assert res.exit_code == 2
+
+
+def test_simulate_dqn_without_a_model_runs_the_specs_dqn_shipped_as_a_candidate() -> None:
+    res = runner.invoke(
+        app,
+        ["simulate", "--scenario", "wired-clean", "--controller", "dqn", "--duration", "1"],
+    )
+    assert res.exit_code == 0, res.output
+    assert "dqn" in res.output

@@ -315,6 +315,50 @@ def test_builtin_comparison_rules_against_heuristics() -> None:
     assert not pipeline._compare_congestion(cc((101.0, 50.0)), Path("."), None, None, 0)["better"]
 
 
+def test_a_dqn_candidate_is_judged_against_the_engine_when_the_current_is_a_residual_dqn(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The shipped congestion controller is the residual DQN, whose weights are not run on
+    the spec's state: a plain DQN candidate is compared with MlEngine() on those models."""
+    from oxidize_ml.models import candidate_dir
+    from oxidize_ml.sim.scenarios import get_scenario
+    from oxidize_ml.training import dqn as Q
+
+    current = candidate_dir("residual_dqn")
+    assert current is not None
+    monkeypatch.setattr(Q, "heldout_suite", lambda: [get_scenario("wired-clean")])
+    config = Q.DqnTrainConfig(eval_seeds=1, eval_duration_s=1.0)
+    summary = {
+        "dqn": {"throughput_mbps_sum": 1.0, "delay_p95_ms_mean": 1e6},
+        "bbr": {"throughput_mbps_sum": 100.0, "delay_p95_ms_mean": 50.0},
+    }
+    result = TrainResult(
+        name="congestion_controller",
+        kind="dqn",
+        files={},
+        version="1",
+        inputs=None,
+        training={},
+        beats_heuristic=False,
+        metrics={"heldout": {"summary": summary}},
+    )
+    out = pipeline._compare_congestion(result, Path("."), current, config, 0)
+    assert out["current_is"] == f"MlEngine with the models in {current}"
+    assert out["current"]["throughput_mbps_sum"] > 1.0 and out["better"] is False
+    # the engine's figures are those of an engine running the current models
+    direct = Q.evaluate_congestion(
+        None,
+        [get_scenario("wired-clean")],
+        state_config=config.state,
+        seeds=1,
+        duration_s=1.0,
+        factory=pipeline._engine_with(current),
+    )
+    assert out["current"]["throughput_mbps_sum"] == direct["summary"]["dqn"]["throughput_mbps_sum"]
+    with pytest.raises(ValueError, match="model_path"):
+        Q.evaluate_congestion(None, [], state_config=config.state, seeds=1)
+
+
 def test_install_defaults(tmp_path: Path) -> None:
     d = _run(tmp_path / "models").directory
     target = tmp_path / "pkg" / "default"

@@ -255,19 +255,20 @@ def _meta(command: str) -> dict[str, Any]:
 
 
 def _dqn_factory(model: Path | None, *, required: bool) -> Any:
-    """The DQN controller factory of ``model`` (default: the shipped one); None when not
-    ``required`` and the package ships none."""
+    """The DQN controller factory of ``model`` (default: the spec's DQN shipped as the
+    candidate ``models/candidates/dqn``); None when not ``required`` and the package ships
+    none."""
     from oxidize_ml.sim.controllers.dqn_factory import dqn_factory
 
     if model is None:
-        from oxidize_ml.models import default_model_dir
+        from oxidize_ml.models import PLAIN_DQN, candidate_dir
 
-        model = default_model_dir()
+        model = candidate_dir(PLAIN_DQN)
         if model is None:
             if required:
                 raise _fail(
-                    "this package ships no trained DQN; pass --dqn-model DIR or drop "
-                    "dqn from --controllers"
+                    f"this package ships no trained DQN (models/candidates/{PLAIN_DQN}); pass "
+                    "--dqn-model DIR or drop dqn from --controllers"
                 )
             return None
     try:

@@ -1,5 +1,12 @@
 """Model directories: the defaults shipped in the package, and loading learned policies.
 
+Two kinds of directory ship inside the package: ``models/default`` (`default_model_dir`,
+what `MlEngine()` loads; its ``congestion_controller`` is the residual DQN of
+`oxidize_ml.congestion.residual`) and ``models/candidates/<name>`` (`candidate_dir`): models
+kept loadable and evaluable without being the default, e.g. ``candidates/dqn``
+(`PLAIN_DQN`), the spec's DQN on the engine's state, which the simulator and the
+evaluations run as the controller named ``dqn``.
+
 `load_policies` verifies a model directory (manifest, SHA-256 sums, feature
 schema) with `oxidize_ml.models.manifest` and builds one learned policy per model
 that verifies; every other model keeps its heuristic, with the reason.
@@ -43,6 +50,9 @@ if TYPE_CHECKING:
     from oxidize_ml.policy import CompressionPolicy, CongestionPolicy, LossPolicy
 
 DEFAULT_DIR = Path(__file__).resolve().parent / "default"
+CANDIDATES_DIR = Path(__file__).resolve().parent / "candidates"
+PLAIN_DQN: Final = "dqn"
+"""the candidate directory holding the spec's DQN (the controller named ``dqn``)"""
 MODEL_NAMES = ("loss_predictor", "congestion_controller", "compression_oracle")
 
 STATUS_LOADED: Final = "loaded"
@@ -61,6 +71,23 @@ EXPECTED_KIND: Final[dict[str, str]] = {
 def default_model_dir() -> Path | None:
     """The trained defaults inside the package, or None when none are shipped."""
     return DEFAULT_DIR if (DEFAULT_DIR / "manifest.json").is_file() else None
+
+
+def candidate_dir(name: str) -> Path | None:
+    """The candidate model directory ``models/candidates/<name>`` shipped in the package,
+    or None when it has no manifest (a build without it).
+
+    Raises ``ValueError`` when ``name`` is not a bare directory name (it must not reach
+    outside ``models/candidates``).
+    """
+    from oxidize_ml.models.manifest import plain_filename
+
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a str, got {type(name).__name__}")
+    if plain_filename(name) is None:
+        raise ValueError(f"name must be a bare directory name, got {name!r}")
+    d = CANDIDATES_DIR / name
+    return d if (d / "manifest.json").is_file() else None
 
 
 @dataclass

@@ -188,17 +188,18 @@ def _controller(name: str, model: Path | None = None) -> Any:
 
 
 def _dqn(model: Path | None) -> Any:
-    """The DQN factory for ``model`` (a model directory or weight file) or the shipped model."""
+    """The DQN factory for ``model`` (a model directory or weight file) or the spec's DQN
+    shipped as the candidate ``models/candidates/dqn``."""
     from oxidize_ml.sim.controllers.dqn_factory import dqn_factory
 
     if model is None:
-        from oxidize_ml.models import default_model_dir
+        from oxidize_ml.models import PLAIN_DQN, candidate_dir
 
-        model = default_model_dir()
+        model = candidate_dir(PLAIN_DQN)
         if model is None:
             raise typer.BadParameter(
-                "this package ships no trained DQN; pass --model DIR "
-                "(a model directory from training)",
+                f"this package ships no trained DQN (models/candidates/{PLAIN_DQN}); pass "
+                "--model DIR (a model directory from training)",
                 param_hint="--model",
             )
     try:
@@ -473,7 +474,7 @@ def register(app: typer.Typer) -> None:
             typer.Option(
                 "--model",
                 help="with --controller dqn: a trained model directory or weight file "
-                "(default: the model shipped in the package)",
+                "(default: the spec's DQN shipped in models/candidates/dqn)",
             ),
         ] = None,
         seed: Annotated[int, typer.Option(min=0, help="seed of every random stream")] = 0,

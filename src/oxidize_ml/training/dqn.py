@@ -100,6 +100,7 @@ from oxidize_ml.training.result import TrainResult
 from oxidize_ml.training.torch_models import DqnMlp
 
 if TYPE_CHECKING:
+    from oxidize_ml.sim.controllers.registry import ControllerFactory
     from oxidize_ml.sim.gym.congestion_env import CongestionEnv
     from oxidize_ml.sim.random_links import RandomLinkConfig
     from oxidize_ml.sim.scenarios import Scenario
@@ -553,7 +554,7 @@ def _queue_delay_p95_s(result: Any, scenario: Scenario) -> float:
 
 
 def evaluate_congestion(
-    model_path: str | Path,
+    model_path: str | Path | None,
     scenarios: Sequence[Scenario],
     *,
     state_config: StateConfig,
@@ -561,19 +562,26 @@ def evaluate_congestion(
     duration_s: float | None = None,
     progress: Any = None,
     label: str = "held-out evaluation",
+    factory: ControllerFactory | None = None,
 ) -> dict[str, Any]:
     """Run the DQN (from its weight file) and `BASELINES` on ``scenarios``; figures and verdict.
 
     Returns ``{"scenarios": {name: {controller: figures}}, "summary": {controller:
     suite figures}, "beats_heuristic": bool, "checks": {...}}``. Per scenario,
     figures are means over ``EVAL_SEED_BASE + i`` for ``i < seeds`` (one run when
-    the scenario is deterministic).
+    the scenario is deterministic). ``factory``, when given, is run in the DQN's place
+    (under its name "dqn", ``model_path`` unused): e.g. an engine running a congestion
+    controller that is not the spec's DQN, to compare a candidate with it.
     """
     from oxidize_ml.sim import default_registry, simulate
     from oxidize_ml.sim.controllers.dqn_factory import dqn_factory
 
     registry = default_registry()
-    registry.register("dqn", dqn_factory(model_path, state_config=state_config))
+    if factory is None:
+        if model_path is None:
+            raise ValueError("model_path is required when no factory is given")
+        factory = dqn_factory(model_path, state_config=state_config)
+    registry.register("dqn", factory)
     controllers = ("dqn", *BASELINES)
     task = (
         progress.add_task(label, total=len(scenarios) * len(controllers), info="")

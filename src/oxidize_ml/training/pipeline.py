@@ -365,6 +365,7 @@ def _power(summary: Mapping[str, Any]) -> tuple[float, float]:
 def _compare_congestion(
     result: TrainResult, staging: Path, current: Path | None, config: Any, seed: int
 ) -> dict[str, Any]:
+    from oxidize_ml.models import congestion_policy_kind
     from oxidize_ml.training import dqn as Q
 
     held = result.metrics["heldout"]
@@ -374,15 +375,20 @@ def _compare_congestion(
         cur_thr, cur_pow = _power(held["summary"]["bbr"])
         cur_name = "heuristic (BBR fallback)"
     else:
+        # The current controller may be another policy on the same kind of weights (the
+        # residual DQN, which is not run on the spec's state): judge the candidate against
+        # what installing nothing would keep, MlEngine() with the current models.
+        plain = congestion_policy_kind(entry) == "dqn"
         ev = Q.evaluate_congestion(
-            current / entry["files"]["safetensors"],
+            current / entry["files"]["safetensors"] if plain else None,
             Q.heldout_suite(),
             state_config=config.state,
             seeds=config.eval_seeds,
             duration_s=config.eval_duration_s,
+            factory=None if plain else _engine_with(current),
         )
         cur_thr, cur_pow = _power(ev["summary"]["dqn"])
-        cur_name = f"model in {current}"
+        cur_name = f"model in {current}" if plain else f"MlEngine with the models in {current}"
     better = cand_pow >= CC_MIN_POWER_RATIO * cur_pow and cand_thr >= (
         CC_MIN_THROUGHPUT_RATIO * cur_thr
     )
