@@ -261,3 +261,47 @@ def test_engine_keeps_heuristic_for_bad_model(tmp_path: Path) -> None:
     assert not s.compression_oracle.model_loaded
     assert s.compression_oracle.model_decisions == 0
     assert s.loss_predictor.model_loaded
+
+
+def test_dqn_runs_with_the_state_config_its_file_records(tmp_path: Path) -> None:
+    # One rule for a DQN's state layout: the one its (verified) weight file
+    # records, as `DqnCwndPolicy.load` reads it; not whatever the caller uses.
+    import dataclasses
+
+    from oxidize_ml.congestion.dqn import STATE_CONFIG_KEY
+
+    d = make_model_dir(tmp_path / "m")
+    other = StateConfig(history=2)
+    cfg = DqnMlpConfig(n_inputs=other.size)
+    meta = {STATE_CONFIG_KEY: json.dumps(dataclasses.asdict(other))}
+    (d / "congestion_controller.safetensors").write_bytes(
+        encode_weights(_tensors(cfg, 7), cfg, extra_metadata=meta)
+    )
+    manifest = json.loads((d / "manifest.json").read_text())
+    entries = manifest["models"]
+    entries["congestion_controller"].pop("config", None)  # rewritten from the new file
+    entries["congestion_controller"]["inputs"] = list(FEATURE_NAMES) + [
+        f"derived_{i}" for i in range(other.size - len(FEATURE_NAMES))
+    ]
+    write_manifest(d, entries, package_version="test")
+    res = _load(d)  # the caller's state config is the default one
+    assert res.status["congestion_controller"] == "loaded"
+    assert res.congestion.state_config == other
+    # The same file through the other loader gives the same layout.
+    assert DqnCwndPolicy.load(d).state_config == other
+    engine = MlEngine(EngineConfig(load_default_models=False))
+    assert engine.load_models(d)["congestion_controller"] == "loaded"
+    f = NetworkFeatures(
+        rtt_us=40_000,
+        rtt_var_us=1_000,
+        bandwidth_bps=1e7,
+        loss_rate=0.0,
+        loss_trend=0.0,
+        inflight=10,
+        cwnd=15_000,
+        buffer_occupancy=0.1,
+    )
+    for k in range(5):  # the policy encodes its own 16-float states
+        engine.observe(f, throughput_bps=1e7, now=1.0 + 0.01 * k)
+        engine.congestion_action(now=1.0 + 0.01 * k)
+    assert engine.stats().congestion_controller.model_decisions == 5

@@ -150,9 +150,23 @@ def _wrap_congestion(model: Any, entry: dict[str, Any], ctx: dict[str, Any]) -> 
         return ResidualDqnPolicy(model, limits=ctx["limits"])
     if kind != "dqn":
         raise ValueError(f"unknown congestion policy {kind!r}; expected 'dqn' or 'residual-dqn'")
-    from oxidize_ml.congestion.dqn import DqnCwndPolicy
+    from oxidize_ml.congestion.dqn import (
+        STATE_CONFIG_KEY,
+        DqnCwndPolicy,
+        state_config_from_metadata,
+    )
 
-    return DqnCwndPolicy(model, state_config=ctx["state_config"], seed=ctx["seed"])
+    # The state layout the network was trained on, as its verified weight file
+    # records it (the one rule `DqnCwndPolicy.load` follows too); a file without
+    # one gets the caller's. A layout other than the engine's is encoded by the
+    # policy itself (`MlEngine._set_cc`).
+    metadata = ctx.get("metadata") or {}
+    state_config = (
+        state_config_from_metadata(metadata)
+        if STATE_CONFIG_KEY in metadata
+        else ctx["state_config"]
+    )
+    return DqnCwndPolicy(model, state_config=state_config, seed=ctx["seed"])
 
 
 class _SchemaMismatch(ValueError):
@@ -234,7 +248,11 @@ def load_policies(
         ignores its input, on the probe inputs of `oxidize_ml.models.probe`);
         or the reason a wrapper is unavailable.
     """
-    from oxidize_ml.models.manifest import load_verified, manifest_models, verify_model_dir
+    from oxidize_ml.models.manifest import (
+        load_verified_with_metadata,
+        manifest_models,
+        verify_model_dir,
+    )
 
     out = LoadedPolicies()
     d = Path(directory)
@@ -273,7 +291,7 @@ def load_policies(
         ):
             out.status[name] = STATUS_NOT_DEFAULT
             continue
-        out.status[name] = _load_one(out, d, name, entry, backend, ctx, load_verified)
+        out.status[name] = _load_one(out, d, name, entry, backend, ctx, load_verified_with_metadata)
     return out
 
 
@@ -284,19 +302,19 @@ def _load_one(
     entry: dict[str, Any],
     backend: str,
     ctx: dict[str, Any],
-    load_verified: Callable[..., tuple[Any | None, str]],
+    load_verified: Callable[..., tuple[Any | None, str, dict[str, str]]],
 ) -> str:
     """Load, wrap and store one model; return its status."""
     field_name, wrap = _WRAPPERS[name]
     model_backend = "numpy" if name == "compression_oracle" else backend
     try:
-        model, reason = load_verified(d, name, model_backend)
+        model, reason, metadata = load_verified(d, name, model_backend)
     except Exception as exc:  # noqa: BLE001 - load_verified reports; this is belt and braces
         return f"invalid: {exc!r}"
     if model is None:
         return reason
     try:
-        policy = wrap(model, entry, ctx)
+        policy = wrap(model, entry, {**ctx, "metadata": metadata})
     except ImportError as exc:
         return f"unavailable: the wrapper for {name!r} cannot be imported ({exc})"
     except _SchemaMismatch as exc:

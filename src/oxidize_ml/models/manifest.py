@@ -325,6 +325,17 @@ def load_verified(
 ) -> tuple[Any | None, str]:
     """Verify one model and load it, or say why not; never raises for bad content.
 
+    `load_verified_with_metadata` without the metadata; see there.
+    """
+    model, reason, _ = load_verified_with_metadata(directory, name, backend)
+    return model, reason
+
+
+def load_verified_with_metadata(
+    directory: str | Path, name: str, backend: str = "numpy"
+) -> tuple[Any | None, str, dict[str, str]]:
+    """Verify one model and load it, or say why not; never raises for bad content.
+
     Parameters
     ----------
     directory
@@ -337,31 +348,32 @@ def load_verified(
 
     Returns
     -------
-    (model, reason)
-        ``(LstmLossModel | MlpModel | OrtLstmLossModel | OrtMlpModel, "ok")``
-        or ``(None, reason)``. The model is built from the very bytes that
-        were checksummed.
+    (model, reason, metadata)
+        ``(LstmLossModel | MlpModel | OrtLstmLossModel | OrtMlpModel, "ok",
+        metadata)`` or ``(None, reason, {})``. The model is built from the very
+        bytes that were checksummed; ``metadata`` is the verified safetensors
+        file's ``__metadata__`` (e.g. the `StateConfig` a DQN was trained with).
     """
     if backend not in BACKEND_ROLE:
-        return None, f"unknown backend {backend!r}; choose from {list(BACKEND_ROLE)}"
+        return None, f"unknown backend {backend!r}; choose from {list(BACKEND_ROLE)}", {}
     d = Path(directory)
     man = _read_manifest(d)
     if isinstance(man, str):
-        return None, man
+        return None, man, {}
     if name not in man.models:
-        return None, f"no model {name!r} in {d / MANIFEST_NAME}; it has {sorted(man.models)}"
+        return None, f"no model {name!r} in {d / MANIFEST_NAME}; it has {sorted(man.models)}", {}
     try:
         checked = _check_model(d, name, man.models[name], man)
         if not checked.status.ok:
-            return None, f"{checked.status.status}: {checked.status.reason}"
+            return None, f"{checked.status.status}: {checked.status.reason}", {}
         wf = checked.weights
         assert wf is not None
         if backend == "numpy":
             if isinstance(wf.config, LossLstmConfig):
-                return LstmLossModel.from_tensors(wf.tensors, wf.config), "ok"
-            return MlpModel.from_tensors(wf.tensors, wf.config), "ok"
+                return LstmLossModel.from_tensors(wf.tensors, wf.config), "ok", dict(wf.metadata)
+            return MlpModel.from_tensors(wf.tensors, wf.config), "ok", dict(wf.metadata)
         if "onnx" not in checked.data:
-            return None, f"model {name!r} has no onnx file for the onnxruntime backend"
+            return None, f"model {name!r} has no onnx file for the onnxruntime backend", {}
         from oxidize_ml.runtime.onnx_backend import OrtLstmLossModel, OrtMlpModel
 
         source = str(d / man.models[name]["files"]["onnx"])
@@ -370,9 +382,9 @@ def load_verified(
         else:
             ort_model = OrtMlpModel.from_bytes(checked.data["onnx"], source=source, kind=wf.kind)
         if ort_model.config != wf.config:
-            return None, f"{source}: ONNX config {ort_model.config} differs from {wf.config}"
-        return ort_model, "ok"
+            return None, f"{source}: ONNX config {ort_model.config} differs from {wf.config}", {}
+        return ort_model, "ok", dict(wf.metadata)
     except ImportError as exc:
-        return None, str(exc)
+        return None, str(exc), {}
     except Exception as exc:  # noqa: BLE001 - the contract is to report, never raise
-        return None, f"invalid: {exc}"
+        return None, f"invalid: {exc}", {}
