@@ -193,3 +193,32 @@ def test_a_dqn_installed_on_an_idle_encoder_starts_from_a_fresh_one() -> None:
         engine.observe(f, throughput_bps=thr, now=t)
         ref.learn_one(CongestionObservation(f, thr, int(f.cwnd)), 0.0, now=t)
         assert dqn.last_state.tobytes() == ref.last_state.tobytes(), k
+
+
+def test_residual_dqn_corrects_the_engines_own_fallback_with_the_same_decisions() -> None:
+    # The default residual DQN takes over the engine's per-connection fallback as
+    # the base it corrects (one BBR update per interval instead of two); its
+    # decisions must equal those of a residual DQN with its own base while the
+    # engine feeds a separate fallback, as before.
+    import dataclasses
+
+    from oxidize_ml.congestion.bbr import BbrFallback
+
+    shared = MlEngine(EngineConfig(collect_training=False), settings=EnvSettings.from_env({}))
+    own = MlEngine(EngineConfig(collect_training=False), settings=EnvSettings.from_env({}))
+    a = shared.policy("congestion_controller")
+    b = own.policy("congestion_controller")
+    assert a.name == b.name == "residual-dqn"
+    assert a.base is shared._cc_fallback and shared._cc_feeds_fallback
+    b.base = BbrFallback(limits=b.limits)  # the previous layout: an own, fresh base
+    own._cc_feeds_fallback = False
+    assert b.base is not own._cc_fallback
+    agent_decisions = 0
+    for t, f, thr in _stream(11, 3_000):
+        shared.observe(f, throughput_bps=thr, now=t)
+        own.observe(f, throughput_bps=thr, now=t)
+        assert shared.congestion_action(now=t) == own.congestion_action(now=t)
+        agent_decisions += int(a.decided)
+    assert agent_decisions > 100  # the agent, not only the fallback, was deciding
+    sa, sb = shared.stats().congestion_controller, own.stats().congestion_controller
+    assert dataclasses.replace(sa, latency=sb.latency) == sb  # all but the timings

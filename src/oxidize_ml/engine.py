@@ -409,7 +409,7 @@ class MlEngine:
         else:
             cc.learn_one(obs, reward, now=t)
         fallback = self._cc_fallback
-        if cc is not fallback:
+        if cc is not fallback and not self._cc_feeds_fallback:
             # The fallback keeps its filters warm so a swap back is seamless.
             fallback.learn_one(obs, reward, now=t)
         tel = self._telemetry
@@ -713,6 +713,12 @@ class MlEngine:
         """
         if policy is not self._cc_fallback and hasattr(policy, "fallback"):
             policy.fallback = self._cc_fallback
+        # A policy that corrects a BBR-style base (the residual DQN) may take over
+        # this engine's fallback as that base and feed it itself (`adopt_base`).
+        adopt = getattr(policy, "adopt_base", None)
+        self._cc_feeds_fallback = (
+            policy is not self._cc_fallback and adopt is not None and bool(adopt(self._cc_fallback))
+        )
         self._cc = policy
         self._cc_learned = bool(policy.is_learned)
         learn_state: Callable[..., None] | None = getattr(policy, "learn_state", None)

@@ -269,6 +269,24 @@ class ResidualDqnPolicy:
             raise ValueError(f"n_inputs must be {N_INPUTS} for a residual DQN, got {n}")
         return cls(model, limits=limits)
 
+    def adopt_base(self, base: BbrFallback) -> bool:
+        """Correct ``base`` (the engine's per-connection fallback) instead of an own copy.
+
+        The engine keeps a BBR-style fallback per connection, fed every
+        interval, for the intervals a learned output is unusable. When it has
+        the same constants and window bounds as this policy's base, the two
+        would hold the same state (same observations, same order), so the
+        policy takes it over: `learn_one` feeds it and the engine stops feeding
+        it (one BBR update per interval, not two). Returns False, keeping the
+        own base, when the constants or bounds differ.
+        """
+        if base is self.base:
+            return True
+        if base.config != self.base.config or base.limits != self.limits:
+            return False
+        self.base = base
+        return True
+
     def fork(self) -> ResidualDqnPolicy:
         """Same weights, fresh connection state."""
         model = self.q_model.fork() if hasattr(self.q_model, "fork") else self.q_model
