@@ -102,3 +102,33 @@ def test_prune_grace_is_validated(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="prune_grace_s"):
         hub_for(tmp_path, prune_grace_s=-1.0)
     assert "prune_grace_s=300.0" in repr(hub_for(tmp_path).config)
+
+
+def test_a_pointer_swapped_during_a_read_is_read_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # CURRENT is replaced by an atomic rename; a safe read racing it refuses the
+    # file as "changed while being opened". Readers must read again, not report
+    # that there is no active version (seen once in CI with three readers).
+    import oxidize_ml.hub.store as store_mod
+    from oxidize_ml.runtime.safe_files import UnsafeFileError
+
+    (tmp_path / "src").mkdir()
+    d = make_model_dir(tmp_path / "src", day=1, seed=0, default_enabled=True)
+    hub = hub_for(tmp_path)
+    hub.upload_models(d)
+    dest = tmp_path / "dest"
+    hub.download_models(dest)
+    expected = hub.active_dir(dest)
+    assert expected is not None
+    real = store_mod.read_path
+    raced = [0]
+
+    def racing_read(path: Path, limit: int) -> bytes:
+        if Path(path).name == "CURRENT" and raced[0] == 0:
+            raced[0] += 1
+            raise UnsafeFileError(f"{path} changed while being opened; refusing it")
+        return real(path, limit)
+
+    monkeypatch.setattr(store_mod, "read_path", racing_read)
+    assert hub.active_dir(dest) == expected and raced[0] == 1

@@ -75,6 +75,8 @@ from oxidize_ml.runtime.safe_files import UnsafeFileError, check_dir, check_subd
 from oxidize_ml.runtime.weights import MAX_WEIGHT_FILE_BYTES
 
 POINTER_NAME: Final = "CURRENT"
+_POINTER_READ_ATTEMPTS: Final = 3
+"""reads of CURRENT before a reader reports it unreadable (a swap can race one read)"""
 VERSIONS_DIR: Final = "versions"
 LOCK_NAME: Final = ".lock"
 PROVENANCE_NAME: Final = ".oxidize-source.json"
@@ -255,12 +257,18 @@ class Store:
 
     def read_pointer(self) -> tuple[str | None, str | None]:
         """``(version, None)``, ``(None, None)`` when there is no pointer, or ``(None, why)``."""
-        try:
-            raw = _read_bounded(self.pointer, 256)
-        except FileNotFoundError:
-            return None, None
-        except (OSError, HubError) as exc:
-            return None, f"cannot read {self.pointer}: {exc}"
+        for attempt in range(_POINTER_READ_ATTEMPTS):
+            try:
+                raw = _read_bounded(self.pointer, 256)
+                break
+            except FileNotFoundError:
+                return None, None
+            except (OSError, HubError) as exc:
+                # A writer swapping CURRENT (atomic rename) between the safe read's
+                # lstat and open makes it refuse the file as "changed while being
+                # opened"; the next read sees the new pointer whole.
+                if attempt == _POINTER_READ_ATTEMPTS - 1:
+                    return None, f"cannot read {self.pointer}: {exc}"
         name = raw.decode("utf-8", "replace").strip()
         if not _VERSION_RE.match(name):
             return None, f"{self.pointer} holds {name[:40]!r}, not a version name"
