@@ -81,11 +81,14 @@ def test_passed_in_oracle_is_scored_like_the_equivalent_baseline(mixed):
 
 
 def test_heuristic_beats_always_zstd_on_random_heavy_data():
+    # repeats=3: a median per packet. With one timed run, a single preemption
+    # (hundreds of microseconds on a busy CI machine) on one passthrough timing
+    # made "nothing to gain on random bytes" look like a gain (seen once in CI).
     res = ce.run(
         seed=2,
         quick=True,
         n_packets=120,
-        repeats=1,
+        repeats=3,
         categories=["random", "tls", "compressed", "text"],
     )
     fast = max(res.link_rates_bps)
