@@ -305,3 +305,21 @@ def test_dqn_runs_with_the_state_config_its_file_records(tmp_path: Path) -> None
         engine.observe(f, throughput_bps=1e7, now=1.0 + 0.01 * k)
         engine.congestion_action(now=1.0 + 0.01 * k)
     assert engine.stats().congestion_controller.model_decisions == 5
+
+
+@pytest.mark.parametrize("raw", ["{not json", '{"history": -3}', '{"no_such_field": 1}', "[]"])
+def test_a_dqn_file_with_a_bad_recorded_state_config_is_refused(tmp_path: Path, raw: str) -> None:
+    # Hostile metadata: the verified file names a state layout that cannot be
+    # built; that model falls back to the heuristic with a reason, others load.
+    from oxidize_ml.congestion.dqn import STATE_CONFIG_KEY
+
+    d = make_model_dir(tmp_path / "m")
+    cfg = DqnMlpConfig(n_inputs=STATE.size)
+    (d / "congestion_controller.safetensors").write_bytes(
+        encode_weights(_tensors(cfg, 3), cfg, extra_metadata={STATE_CONFIG_KEY: raw})
+    )
+    entries = json.loads((d / "manifest.json").read_text())["models"]
+    write_manifest(d, entries, package_version="test")
+    res = _load(d)
+    assert res.status["congestion_controller"].startswith("invalid"), res.status
+    assert res.congestion is None and res.status["loss_predictor"] == "loaded"
