@@ -144,3 +144,82 @@ def test_states_along_probe_connections_are_finite_rows_of_the_input_size() -> N
     assert xs.ndim == 2 and xs.shape[1] == N_INPUTS and len(xs) >= 100
     assert np.isfinite(xs).all()
     assert np.ptp(xs, axis=0).max() > 0.0  # the probes move the state
+
+
+def _eager_state(
+    obs: CongestionObservation,
+    fb: BbrFallback,
+    fb_action: DrlAction,
+    last_action: int,
+    thr_s: float,
+    prev_q: float,
+    hist: list[tuple[float, float, float]],
+) -> np.ndarray:
+    """The state as the policy built it eagerly every interval before it became lazy."""
+    from oxidize_ml.congestion.bbr import BbrPhase
+
+    f = obs.features
+    max_bw, min_rtt, rtt = fb.max_bw_bps, fb.min_rtt_us, f.rtt_us
+    u = min(obs.throughput_bps / max_bw, 2.0) if max_bw > 0.0 else 0.0
+    us = min(thr_s / max_bw, 2.0) if max_bw > 0.0 else 0.0
+    q = 1.0 - min_rtt / rtt if rtt > 0.0 and np.isfinite(min_rtt) and min_rtt < rtt else 0.0
+    bdp = max_bw * min_rtt * 1.25e-7 if max_bw > 0.0 and np.isfinite(min_rtt) else 0.0
+    tgt = fb.target_cwnd_bytes
+    s = np.zeros(N_INPUTS, dtype=np.float32)
+    s[:N_FEATURES] = f.to_vector()
+    s[N_FEATURES : N_FEATURES + 7] = (
+        u,
+        us,
+        q,
+        max(-1.0, min(1.0, q - prev_q)),
+        f.loss_rate,
+        min(obs.cwnd_bytes / (4.0 * bdp), 1.0) if bdp > 0.0 else 0.0,
+        min(obs.cwnd_bytes / tgt, 2.0) if tgt > 0.0 else 1.0,
+    )
+    o = N_FEATURES + 7
+    s[o + int(fb_action)] = 1.0
+    s[o + 6 + list(BbrPhase).index(fb.state)] = 1.0
+    s[o + 6 + len(BbrPhase) + last_action] = 1.0
+    pos = o + 12 + len(BbrPhase)
+    for k, row in enumerate(hist):
+        s[pos + 3 * k : pos + 3 * k + 3] = row
+    return s
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_state_built_when_read_is_the_intervals_state(seed: int) -> None:
+    # The vector is written only when read (once per decision on the engine's path);
+    # whenever it is read it must be exactly what that interval's observation gives.
+    q = ConstQ(DrlAction.Decrease5)
+    pol = ResidualDqnPolicy(q)
+    limits = CwndLimits()
+    cwnd = limits.initial_cwnd
+    hist: list[tuple[float, float, float]] = []
+    prev_q = 0.0
+    for k, (now, rtt, thr, loss) in enumerate(walk(seed, 600)):
+        f = NetworkFeatures(
+            rtt_us=rtt,
+            rtt_var_us=0.0,
+            bandwidth_bps=thr,
+            loss_rate=loss,
+            loss_trend=0.0,
+            inflight=cwnd / MSS,
+            cwnd=float(cwnd),
+        )
+        obs = CongestionObservation(features=f, throughput_bps=thr, cwnd_bytes=cwnd)
+        last = pol.last_action
+        pol.learn_one(obs, 0.0, now=now)
+        thr_s = pol.features.smoothed_throughput_bps
+        n_seen = len(q.seen)
+        a = pol.predict_one(obs, now=now)
+        if k % 7 == 0 or len(q.seen) > n_seen:
+            want = _eager_state(obs, pol.base, pol._fb_action, last, thr_s, prev_q, hist)
+            got = q.seen[-1] if len(q.seen) > n_seen else pol.state
+            np.testing.assert_array_equal(got, want)
+        state_q = pol.features.queue_share
+        mx = pol.base.max_bw_bps
+        us = min(thr_s / mx, 2.0) if mx > 0.0 else 0.0
+        hist = [(min(us, 1.0), state_q, loss), *hist][:3]
+        prev_q = state_q
+        cwnd = apply_action(a, cwnd, limits)
+    assert len(q.seen) > 20

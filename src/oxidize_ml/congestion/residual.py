@@ -46,10 +46,13 @@ utilisation on the smoothed rate (not one noisy 10-ms sample), the queueing
 share, and loss.
 """
 
+# Clamps in `ResidualFeatures.update` are conditional expressions, not min()/max():
+# builtin calls are a measurable share of a per-interval update (issue 9).
+# ruff: noqa: PLR1730, FURB136
+
 from __future__ import annotations
 
 import math
-from collections import deque
 from os import PathLike, fspath
 from typing import Any
 
@@ -126,9 +129,25 @@ def residual_reward(util_smoothed: float, queue_share: float, loss: float) -> fl
 
 
 class ResidualFeatures:
-    """Builds the agent's state from the observation and the fallback (one call per interval)."""
+    """Builds the agent's state from the observation and the fallback (one call per interval).
 
-    __slots__ = ("_hist", "_last_t", "_prev_q", "_tau", "_thr_s", "last_reward", "state")
+    `update` runs every interval but only computes the scalars (and keeps the
+    history and the reward); the float32 vector is written when `state` is
+    read. The agent reads it once per decision (about once per smoothed RTT),
+    so most intervals skip the ~40 array writes: the vector read is exactly the
+    one the interval's `update` described.
+    """
+
+    __slots__ = (
+        "_hist",
+        "_last_t",
+        "_pending",
+        "_prev_q",
+        "_state",
+        "_tau",
+        "_thr_s",
+        "last_reward",
+    )
 
     @property
     def smoothed_throughput_bps(self) -> float:
@@ -146,13 +165,41 @@ class ResidualFeatures:
         return self._prev_q
 
     def __init__(self) -> None:
-        self._hist: deque[tuple[float, float, float]] = deque(maxlen=HISTORY)
+        # previous intervals' (smoothed utilisation, queueing share, loss), newest first,
+        # flat as the state lays them out; replaced (never mutated) each update, so a
+        # pending state keeps the history it was built from
+        self._hist: tuple[float, ...] = ()
         self._thr_s = 0.0
         self._tau = 0.1
         self._last_t: float | None = None
         self._prev_q = 0.0
-        self.state = np.zeros(N_INPUTS, dtype=np.float32)
+        self._state: np.ndarray | None = None  # allocated on first read
+        self._pending: tuple[Any, ...] | None = None
         self.last_reward = 0.0
+
+    @property
+    def state(self) -> np.ndarray:
+        """The agent's state [`N_INPUTS`] float32 at the last `update` (zeros before).
+
+        One buffer, overwritten in place: copy it to keep it."""
+        s = self._state
+        if s is None:
+            s = self._state = np.zeros(N_INPUTS, dtype=np.float32)
+        p = self._pending
+        if p is not None:
+            self._pending = None
+            f, scalars, i_action, i_phase, i_last, hist = p
+            s[:] = 0.0
+            f.to_vector(out=s[:_F])
+            s[_F : _F + 7] = scalars
+            o = _F + 7
+            s[o + i_action] = 1.0
+            s[o + N_ACTIONS + i_phase] = 1.0
+            s[o + N_ACTIONS + _N_PHASES + i_last] = 1.0
+            if hist:
+                pos = o + 2 * N_ACTIONS + _N_PHASES
+                s[pos : pos + len(hist)] = hist
+        return s
 
     def update(
         self,
@@ -162,51 +209,62 @@ class ResidualFeatures:
         last_action: int,
         *,
         now: float,
-    ) -> np.ndarray:
+    ) -> None:
         f = obs.features
         thr = obs.throughput_bps
         max_bw = fb.max_bw_bps
         rtt = f.rtt_us
         min_rtt = fb.min_rtt_us
-        dt = 0.01 if self._last_t is None else max(0.0, now - self._last_t)
+        last_t = self._last_t
+        dt = 0.01 if last_t is None else (now - last_t if now > last_t else 0.0)
         self._last_t = now
         # EWMA with a time constant of about one smoothed RTT (at least 20 ms)
-        tau = max(rtt * 1e-6, 0.02) if rtt > 0.0 else 0.1
+        tau = (rtt * 1e-6 if rtt > 2e4 else 0.02) if rtt > 0.0 else 0.1
         self._tau = tau
         alpha = 1.0 - math.exp(-dt / tau) if dt > 0.0 else 0.0
-        self._thr_s += alpha * (thr - self._thr_s)
-        u = min(thr / max_bw, 2.0) if max_bw > 0.0 else 0.0
-        us = min(self._thr_s / max_bw, 2.0) if max_bw > 0.0 else 0.0
+        thr_s = self._thr_s = self._thr_s + alpha * (thr - self._thr_s)
+        # clamps as conditional expressions: min()/max() calls are a measurable share here
+        if max_bw > 0.0:
+            u = thr / max_bw
+            if u > 2.0:
+                u = 2.0
+            us = thr_s / max_bw
+            if us > 2.0:
+                us = 2.0
+        else:
+            u = us = 0.0
         q = 1.0 - min_rtt / rtt if rtt > 0.0 and math.isfinite(min_rtt) and min_rtt < rtt else 0.0
         dq = q - self._prev_q
+        dq = -1.0 if dq < -1.0 else (1.0 if dq > 1.0 else dq)
         self._prev_q = q
         loss = f.loss_rate
         bdp = max_bw * min_rtt * 1.25e-7 if max_bw > 0.0 and math.isfinite(min_rtt) else 0.0
-        w = min(obs.cwnd_bytes / (4.0 * bdp), 1.0) if bdp > 0.0 else 0.0
-        s = self.state
-        s[:] = 0.0
-        f.to_vector(out=s[:_F])
-        s[_F] = u
-        s[_F + 1] = us
-        s[_F + 2] = q
-        s[_F + 3] = max(-1.0, min(1.0, dq))
-        s[_F + 4] = loss
-        s[_F + 5] = w
+        cwnd = obs.cwnd_bytes
+        if bdp > 0.0:
+            w = cwnd / (4.0 * bdp)
+            if w > 1.0:
+                w = 1.0
+        else:
+            w = 0.0
         tgt = fb.target_cwnd_bytes
-        s[_F + 6] = min(obs.cwnd_bytes / tgt, 2.0) if tgt > 0.0 else 1.0
-        o = _F + 7
-        s[o + int(fb_action)] = 1.0
-        s[o + N_ACTIONS + _PHASE_INDEX[fb.state]] = 1.0
-        s[o + N_ACTIONS + _N_PHASES + last_action] = 1.0
-        pos = o + 2 * N_ACTIONS + _N_PHASES
-        for hu, hq, hl in self._hist:
-            s[pos] = hu
-            s[pos + 1] = hq
-            s[pos + 2] = hl
-            pos += 3
-        self._hist.appendleft((min(us, 1.0), q, loss))
-        self.last_reward = residual_reward(us, q, loss)
-        return s
+        if tgt > 0.0:
+            cw = cwnd / tgt
+            if cw > 2.0:
+                cw = 2.0
+        else:
+            cw = 1.0
+        hist = self._hist
+        self._pending = (
+            f,
+            (u, us, q, dq, loss, w, cw),
+            int(fb_action),
+            _PHASE_INDEX[fb.state],
+            last_action,
+            hist,
+        )
+        self._hist = ((us if us < 1.0 else 1.0), q, loss, *hist[: 3 * (HISTORY - 1)])
+        r = (us if us < 1.0 else 1.0) - DELAY_WEIGHT * q - LOSS_WEIGHT * loss
+        self.last_reward = -1.0 if r < -1.0 else (1.0 if r > 1.0 else r)
 
 
 class ResidualDqnPolicy:
@@ -247,7 +305,7 @@ class ResidualDqnPolicy:
         self.features = ResidualFeatures()
         self.last_action = int(DrlAction.Maintain)
         self._fb_action = DrlAction.Maintain
-        self._state: np.ndarray | None = None
+        self._learned = False  # a first observation was seen (the state exists)
         self._next_decision = -math.inf
         self._decided_at = -math.inf
         self.decisions = 0
@@ -294,20 +352,25 @@ class ResidualDqnPolicy:
 
     @property
     def state(self) -> np.ndarray | None:
-        """the agent's state at the last `learn_one` (None before)"""
-        return self._state
+        """the agent's state at the last `learn_one` (None before; one buffer overwritten
+        in place, built when read: copy it to keep it)"""
+        return self.features.state if self._learned else None
 
     def learn_one(self, obs: CongestionObservation, feedback: float = 0.0, *, now: float) -> None:
         fb = self.base
         fb.learn_one(obs, feedback, now=now)
         self._fb_action = fb.predict_one(obs, now=now)
-        self._state = self.features.update(obs, fb, self._fb_action, self.last_action, now=now)
+        self.features.update(obs, fb, self._fb_action, self.last_action, now=now)
+        self._learned = True
 
     def predict_one(self, obs: CongestionObservation, *, now: float) -> DrlAction:
         fb_action = self._fb_action
         cwnd = obs.cwnd_bytes
-        s = self._state
-        if s is None or fb_action is DrlAction.SlowStart or self.base.state not in _AGENT_PHASES:
+        if (
+            not self._learned
+            or fb_action is DrlAction.SlowStart
+            or self.base.state not in _AGENT_PHASES
+        ):
             # No observation yet, the fallback collapses the window (PROBE_RTT,
             # persistent congestion), or it is discovering bandwidth (STARTUP, DRAIN,
             # REFILL, UP): not the agent's call. The fallback's model is fed by the
@@ -324,10 +387,11 @@ class ResidualDqnPolicy:
             self._next_decision = now + min(max(rtt_s, HOLD_MIN_S), HOLD_MAX_S) - 1e-6
             self.decisions += 1
             if self.actor is not None:
+                s = self.features.state
                 q = self.q_model.forward(s) if self.q_model is not None else None
                 a = int(self.actor(s, q))
             elif self.q_model is not None:
-                q = self.q_model.forward(s)
+                q = self.q_model.forward(self.features.state)
                 a = int(np.argmax(q))
                 if not math.isfinite(float(q[a])):
                     a = int(DrlAction.Maintain)

@@ -259,8 +259,9 @@ class _Recorder(ResidualDqnPolicy):
 
     def predict_one(self, obs: Any, *, now: float) -> Any:
         out = super().predict_one(obs, now=now)
-        if self.decided and self._state is not None:
-            s = self._state.copy()
+        state = self.state
+        if self.decided and state is not None:
+            s = state.copy()
             if self._prev is not None and self._r_n:
                 ps, pa = self._prev
                 self._sink.push(ps, pa, self._r_sum / self._r_n, s, False)
@@ -271,9 +272,10 @@ class _Recorder(ResidualDqnPolicy):
         return out
 
     def close_episode(self) -> None:
-        if self._prev is not None and self._r_n and self._state is not None:
+        state = self.state
+        if self._prev is not None and self._r_n and state is not None:
             ps, pa = self._prev
-            self._sink.push(ps, pa, self._r_sum / self._r_n, self._state.copy(), True)
+            self._sink.push(ps, pa, self._r_sum / self._r_n, state.copy(), True)
         self._sink.reset()
 
 
