@@ -240,7 +240,9 @@ class MlEngine:
         # The one state encoder of the connection: it runs once per observation while
         # something reads its output (a learned controller with the same StateConfig,
         # or telemetry), and every consumer reads that one state (issue 9).
-        self._state = CongestionStateEncoder(config.state)
+        # Built on first use: most engines (a heuristic or residual controller, no
+        # telemetry) never encode, and it is a tenth of a fork's cost.
+        self._state: CongestionStateEncoder | None = None
         self._encode = False
         self._telemetry: TelemetryCollector | None = None
         self._codec = shared.codec
@@ -258,6 +260,7 @@ class MlEngine:
             MlPathSelector, seed=config.seed
         )
         self._loaded: dict[str, str] = {}
+        self._fork_config: tuple[EngineConfig, EngineConfig] | None = None  # (own, forks')
         # -- connection state
         self._cwnd = config.limits.initial_cwnd
         self._last_loss_features: NetworkFeatures | None = None
@@ -382,7 +385,10 @@ class MlEngine:
         x: Any = None
         reward = 0.0
         if self._encode:
-            state, reward = self._state.update(features, thr, now=t)
+            encoder = self._state
+            if encoder is None:
+                encoder = self._state = CongestionStateEncoder(self.config.state)
+            state, reward = encoder.update(features, thr, now=t)
             x = state[:N_FEATURES]
             learn_x = self._loss_learn_x
             if learn_x is not None:
@@ -722,7 +728,7 @@ class MlEngine:
         self._cc = policy
         self._cc_learned = bool(policy.is_learned)
         learn_state: Callable[..., None] | None = getattr(policy, "learn_state", None)
-        if learn_state is not None and getattr(policy, "state_config", None) != self._state.config:
+        if learn_state is not None and getattr(policy, "state_config", None) != self.config.state:
             learn_state = None
         if learn_state is not None and not self._encode:
             # The encoder was idle, so its filters and history are stale: start afresh,
@@ -891,7 +897,14 @@ class MlEngine:
         """
         config = self.config
         if config.load_default_models:  # a fork takes its models from this engine
-            config = self._shared.fork_config(config)
+            # by identity first: hashing the nested frozen config costs about 1 us
+            cached = self._fork_config
+            if cached is not None and cached[0] is config:
+                config = cached[1]
+            else:
+                forked = self._shared.fork_config(config)
+                self._fork_config = (config, forked)
+                config = forked
         new = MlEngine(config, settings=self.settings, _shared=self._shared)
         with self._lock:
             loaded = dict(self._loaded)
@@ -909,7 +922,13 @@ class MlEngine:
         for component, version in loaded.items():
             policy = policies[component]
             fork = getattr(policy, "fork", None)
-            new._install(component, fork() if fork is not None else policy, version)
+            if fork is None:
+                new._install(component, policy, version)
+            elif component == "congestion_controller" and hasattr(policy, "adopt_base"):
+                # it corrects the new engine's own fallback (`_set_cc` adopts it)
+                new._install(component, fork(base=new._cc_fallback), version)
+            else:
+                new._install(component, fork(), version)
         if collecting:
             new.enable_training_collection()
         return new

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from oxidize_ml.bench_models import random_tensors
@@ -9,7 +11,7 @@ from oxidize_ml.congestion.dqn import DqnCwndPolicy
 from oxidize_ml.congestion.state import StateConfig
 from oxidize_ml.loss.lstm import LstmLossPredictor
 from oxidize_ml.runtime import DqnMlpConfig, LossLstmConfig, LstmLossModel, MlpModel
-from oxidize_ml.runtime.kernels import shared_constant
+from oxidize_ml.runtime.kernels import MlpScratch, shared_constant
 
 STATE = StateConfig()
 
@@ -27,16 +29,62 @@ def test_model_forks_share_weights_and_constants_not_buffers() -> None:
     m = MlpModel.from_tensors(random_tensors(dcfg), dcfg)
     n = m.fork()
     assert n.weights is m.weights and all(not w.flags.writeable for w in m.weights.layers)
-    assert all(x is y for x, y in zip(m._s.zeros, n._s.zeros, strict=True))
-    assert not np.shares_memory(m._s.x_aug, n._s.x_aug)
     x = np.linspace(-1, 1, STATE.size, dtype=np.float32)
     assert np.array_equal(np.array(m.forward(x)), np.array(n.forward(x)))
+
+
+def _scratch(m: MlpModel) -> MlpScratch:
+    m.forward(np.zeros(m.config.n_inputs, dtype=np.float32))
+    return m._scratch.s  # type: ignore[no-any-return]
+
+
+def test_mlp_forks_share_buffers_per_thread_not_across_threads() -> None:
+    # A forward pass runs in one thread start to finish, so a model and its forks
+    # (one per connection) share one set of buffers per thread: a fork allocates none.
+    dcfg = DqnMlpConfig(n_inputs=STATE.size)
+    m = MlpModel.from_tensors(random_tensors(dcfg), dcfg)
+    n = m.fork()
+    assert _scratch(n) is _scratch(m)
+    other: list[MlpScratch] = []
+    t = threading.Thread(target=lambda: other.append(_scratch(n)))
+    t.start()
+    t.join()
+    assert other[0] is not _scratch(m)
+    assert not np.shares_memory(other[0].x_aug, _scratch(m).x_aug)
+    unrelated = MlpModel.from_tensors(random_tensors(dcfg), dcfg)  # other weights
+    assert _scratch(unrelated) is not _scratch(m)
+
+
+def test_mlp_forks_in_many_threads_give_the_batch_results() -> None:
+    dcfg = DqnMlpConfig(n_inputs=STATE.size)
+    m = MlpModel.from_tensors(random_tensors(dcfg, seed=3), dcfg)
+    rng = np.random.default_rng(0)
+    xs = rng.normal(size=(64, STATE.size)).astype(np.float32)
+    want = m.forward_batch(xs)
+    errors: list[str] = []
+    barrier = threading.Barrier(8)
+
+    def work(k: int) -> None:
+        forks = [m.fork() for _ in range(4)]
+        barrier.wait()
+        for rep in range(300):
+            i = (k * 7 + rep) % len(xs)
+            got = np.array(forks[rep % 4].forward(xs[i]))
+            if not np.allclose(got, want[i], rtol=1e-5, atol=1e-6):
+                errors.append(f"thread {k} row {i}")
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[:5]
 
 
 def test_scratch_segments_are_separate_and_biased_by_one() -> None:
     dcfg = DqnMlpConfig(n_inputs=STATE.size)
     m = MlpModel.from_tensors(random_tensors(dcfg), dcfg)
-    s = m._s
+    s = _scratch(m)
     assert s.x_aug[-1] == 1.0 and all(h[-1] == 1.0 for h in s.hidden_aug)
     segs = [s.x_aug, *s.hidden_aug, s.out]
     for i, p in enumerate(segs):

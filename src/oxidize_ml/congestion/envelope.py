@@ -103,6 +103,9 @@ class EnvelopeConfig:
             raise ValueError(f"max_interval_s must be > 0, got {self.max_interval_s!r}")
 
 
+_DEFAULT_CONFIG = EnvelopeConfig()
+
+
 class DeliveryEnvelope:
     """Ack-clocked growth and a delivery-based cap on a congestion window (module docs).
 
@@ -145,7 +148,7 @@ class DeliveryEnvelope:
         self, config: EnvelopeConfig | None = None, limits: CwndLimits | None = None
     ) -> None:
         if config is None:
-            config = EnvelopeConfig()
+            config = _DEFAULT_CONFIG  # frozen: one validated instance for every connection
         if limits is None:
             limits = CwndLimits()
         if not isinstance(config, EnvelopeConfig):

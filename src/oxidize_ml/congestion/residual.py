@@ -345,10 +345,18 @@ class ResidualDqnPolicy:
         self.base = base
         return True
 
-    def fork(self) -> ResidualDqnPolicy:
-        """Same weights, fresh connection state."""
+    def fork(self, *, base: BbrFallback | None = None) -> ResidualDqnPolicy:
+        """Same weights, fresh connection state.
+
+        ``base`` is the fresh fallback the fork corrects when the caller has one
+        (a forked engine passes its own, which the fork would adopt anyway:
+        building a clone only to replace it was a tenth of a fork's cost); by
+        default, or when its constants or bounds differ, a clone of this base.
+        """
         model = self.q_model.fork() if hasattr(self.q_model, "fork") else self.q_model
-        return ResidualDqnPolicy(model, limits=self.limits, base=self.base.clone())
+        if base is None or base.config != self.base.config or base.limits != self.limits:
+            base = self.base.clone()
+        return ResidualDqnPolicy(model, limits=self.limits, base=base)
 
     @property
     def state(self) -> np.ndarray | None:

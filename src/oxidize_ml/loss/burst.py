@@ -502,8 +502,12 @@ class BurstLossPredictor:
             zip(cfg.weights[OFF_LONG + 1 : OFF_LONG + 1 + len(LONG_DENSE)], LONG_DENSE, strict=True)
         )
         self._mean_sev = cfg.mean_severity
-        self._feat = BurstFeatures()
-        self.reset()
+        self._feat = BurstFeatures()  # fresh: `reset` without resetting it twice
+        self._q = 0.0
+        self._p = 0.0
+        self._scale = 1.0
+        self._last_now: float | None = None
+        self._n_updates = 0
 
     def reset(self) -> None:
         """Forget the connection."""
@@ -511,7 +515,7 @@ class BurstLossPredictor:
         self._q = 0.0
         self._p = 0.0
         self._scale = 1.0
-        self._last_now: float | None = None
+        self._last_now = None
         self._n_updates = 0
 
     def clone(self) -> BurstLossPredictor:

@@ -12,6 +12,7 @@ with its own buffers and fresh state: one per connection.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -269,11 +270,14 @@ class MlpModel:
     `MlCompressionDecision` order).
     """
 
-    __slots__ = ("_s", "_weights", "_x_shape")
+    __slots__ = ("_scratch", "_weights", "_x_shape")
 
-    def __init__(self, weights: MlpWeights) -> None:
+    def __init__(self, weights: MlpWeights, *, _scratch: threading.local | None = None) -> None:
         self._weights = weights
-        self._s = MlpScratch.allocate(mlp_widths(weights.config))
+        # Scratch buffers per thread, shared by this model and its forks: a forward
+        # pass runs start to finish in one thread, so forks (one per connection)
+        # need no buffers of their own; they cost a fork time and memory.
+        self._scratch = threading.local() if _scratch is None else _scratch
         self._x_shape = (weights.config.n_inputs,)
 
     @classmethod
@@ -306,19 +310,24 @@ class MlpModel:
         return self._weights
 
     def fork(self) -> MlpModel:
-        """A new instance sharing the read-only weights, with its own buffers."""
-        return MlpModel(self._weights)
+        """A new instance sharing the read-only weights and the per-thread buffers."""
+        return MlpModel(self._weights, _scratch=self._scratch)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """Outputs ``[n_outputs]`` for one input ``x [n_inputs]``.
 
-        Returns a read-write *view of an internal buffer* that the next call on
-        this instance overwrites: copy it to keep it. Non-finite inputs give
-        non-finite outputs (use `argmax`, which checks).
+        Returns a read-write *view of a per-thread buffer* that the next call in
+        this thread, on this instance or one of its forks, overwrites: copy it to
+        keep it. Non-finite inputs give non-finite outputs (use `argmax`, which
+        checks).
         """
         if type(x) is not np.ndarray or x.shape != self._x_shape:
             x = _coerce_vector(x, self._x_shape[0], "x")
-        return mlp_forward(x, self._weights.layers, self._s)
+        try:
+            s = self._scratch.s
+        except AttributeError:  # this thread's first forward of these weights
+            s = self._scratch.s = MlpScratch.allocate(mlp_widths(self._weights.config))
+        return mlp_forward(x, self._weights.layers, s)
 
     def argmax(self, x: np.ndarray) -> int:
         """Index of the largest output (the greedy action / best decision).
