@@ -642,14 +642,15 @@ class MlEngine:
             t = now
         else:
             t = check_now(now)
-        # acquire/release in try/finally: half the cost of `with` here
-        self._lock.acquire()
+        # acquire/release in try/finally: half the cost of `with` here; the lock in a
+        # local: one attribute load less on a ~0.4 us call
+        lock = self._lock
+        lock.acquire()
         try:
             paths = self._paths_obj
             if paths is None:
                 paths = self._paths
-            n = self._n_path + 1
-            self._n_path = n
+            n = self._n_path = self._n_path + 1
             if n % self._every:
                 return paths.select(context, now=t)
             t0 = _perf_ns()
@@ -657,7 +658,7 @@ class MlEngine:
             self._lat_path.add(_perf_ns() - t0)
             return path
         finally:
-            self._lock.release()
+            lock.release()
 
     def update_path_metrics(self, metrics: PathMetrics, *, now: float | None = None) -> None:
         """Report the latest measurements of one path."""
