@@ -137,3 +137,25 @@ def test_tables_are_shared_across_oracles_of_the_same_weights() -> None:
     assert b.decide is a.decide
     c = LearnedCompressionOracle(model, link_rate_bps=8e6)
     assert c.decide is not a.decide  # another rate is another table
+
+
+def test_follow_fast_path_agrees_with_the_bucket_edges() -> None:
+    # `follow_link_rate_bps` answers rates inside the current bucket with two compares;
+    # on and around every edge it must pick the bucket `rate_bucket` picks.
+    from oxidize_ml.compression.adaptive import _EDGES
+
+    oracle = _oracle()
+    for edge in _EDGES:
+        for rate in (math.nextafter(edge, 0.0), edge, math.nextafter(edge, math.inf)):
+            oracle.set_link_rate_bps(rate)
+            assert oracle._bucket == rate_bucket(rate)
+            for probe in (rate * 0.999, rate, rate * 1.001):
+                oracle.follow_link_rate_bps(probe)
+                oracle.wait_for_tables()
+                oracle.follow_link_rate_bps(probe)
+                assert oracle._bucket == rate_bucket(probe), (edge, probe)
+    for bad in (math.nan, math.inf, -1.0, 0.0):
+        with pytest.raises(ValueError, match="link_rate_bps"):
+            oracle.follow_link_rate_bps(bad)
+    with pytest.raises(TypeError, match="link_rate_bps"):
+        oracle.follow_link_rate_bps("5e6")  # type: ignore[arg-type]

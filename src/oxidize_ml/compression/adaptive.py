@@ -29,6 +29,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import math
+import sys
 import threading
 from typing import Any, Final
 
@@ -46,6 +47,14 @@ _EDGES: Final = tuple(math.sqrt(a * b) for a, b in itertools.pairwise(RATE_BUCKE
 def rate_bucket(link_rate_bps: float) -> int:
     """Index in `RATE_BUCKETS_BPS` of the bucket nearest to ``link_rate_bps`` (log scale)."""
     return bisect.bisect_left(_EDGES, link_rate_bps)
+
+
+def _bucket_range(bucket: int) -> tuple[float, float]:
+    """``(lo, hi)``: the rates ``r`` with ``lo < r <= hi`` fall in ``bucket`` (finite
+    bounds, so an infinite rate is never in range and reaches the validation)."""
+    lo = _EDGES[bucket - 1] if bucket > 0 else 0.0
+    hi = _EDGES[bucket] if bucket < len(_EDGES) else sys.float_info.max
+    return lo, hi
 
 
 def _checked_bucket(link_rate_bps: float) -> int:
@@ -128,7 +137,7 @@ class RateBucketOracle(DecidePolicy):
     name: str = "mlp"
     is_learned: bool = True
 
-    __slots__ = ("_active", "_bucket", "_cache", "decide")
+    __slots__ = ("_active", "_bucket", "_cache", "_hi", "_lo", "decide")
 
     def __init__(
         self,
@@ -141,6 +150,9 @@ class RateBucketOracle(DecidePolicy):
             raise TypeError(f"base must be a LearnedCompressionOracle, got {type(base).__name__}")
         self._cache = _TableCache(base) if _cache is None else _cache
         self._bucket = -1
+        # rates in (lo, hi] are the current bucket's: the engine calls
+        # `follow_link_rate_bps` every interval, and two compares answer most calls
+        self._lo = self._hi = math.nan
         active = base
         if link_rate_bps is not None and link_rate_bps != base.link_rate_bps:
             check_number("link_rate_bps", link_rate_bps)
@@ -186,6 +198,7 @@ class RateBucketOracle(DecidePolicy):
         self._active = active
         self.decide = active.decide
         self._bucket = bucket
+        self._lo, self._hi = _bucket_range(bucket)
 
     def follow_link_rate_bps(self, link_rate_bps: float) -> None:
         """`set_link_rate_bps` for the packet path: never waits for a table.
@@ -199,6 +212,8 @@ class RateBucketOracle(DecidePolicy):
         (synchronous) stays for callers that need the switch to be immediate,
         such as evaluations and tests. Invalid rates raise ``ValueError``.
         """
+        if type(link_rate_bps) is float and self._lo < link_rate_bps <= self._hi:
+            return  # the current bucket (NaN, infinities and other types fall through)
         bucket = _checked_bucket(link_rate_bps)
         if bucket == self._bucket:
             return
@@ -208,6 +223,7 @@ class RateBucketOracle(DecidePolicy):
         self._active = active
         self.decide = active.decide
         self._bucket = bucket
+        self._lo, self._hi = _bucket_range(bucket)
 
     def wait_for_tables(self, timeout: float | None = None) -> None:
         """Wait for the tables `follow_link_rate_bps` started building."""
@@ -223,4 +239,5 @@ class RateBucketOracle(DecidePolicy):
         new._active = self._active
         new.decide = self._active.decide
         new._bucket = self._bucket
+        new._lo, new._hi = self._lo, self._hi
         return new
