@@ -131,11 +131,12 @@ def residual_reward(util_smoothed: float, queue_share: float, loss: float) -> fl
 class ResidualFeatures:
     """Builds the agent's state from the observation and the fallback (one call per interval).
 
-    `update` runs every interval but only computes the scalars (and keeps the
-    history and the reward); the float32 vector is written when `state` is
-    read. The agent reads it once per decision (about once per smoothed RTT),
-    so most intervals skip the ~40 array writes: the vector read is exactly the
-    one the interval's `update` described.
+    `update` runs every interval but does only what the next interval needs
+    (the smoothed rate, the queueing share, the history) and keeps references
+    to the rest; the float32 vector is written when `state` is read, and the
+    reward when `last_reward` is. The agent reads the state once per decision
+    (about once per smoothed RTT), right after the interval's `update`, so the
+    vector read is exactly the one that interval describes.
     """
 
     __slots__ = (
@@ -143,10 +144,10 @@ class ResidualFeatures:
         "_last_t",
         "_pending",
         "_prev_q",
+        "_reward_in",
         "_state",
         "_tau",
         "_thr_s",
-        "last_reward",
     )
 
     @property
@@ -164,6 +165,12 @@ class ResidualFeatures:
         """1 - min_rtt / rtt at the last update"""
         return self._prev_q
 
+    @property
+    def last_reward(self) -> float:
+        """`residual_reward` of the last update (0.0 before the first)"""
+        us, q, loss = self._reward_in
+        return residual_reward(us, q, loss)
+
     def __init__(self) -> None:
         # previous intervals' (smoothed utilisation, queueing share, loss), newest first,
         # flat as the state lays them out; replaced (never mutated) each update, so a
@@ -173,25 +180,34 @@ class ResidualFeatures:
         self._tau = 0.1
         self._last_t: float | None = None
         self._prev_q = 0.0
+        self._reward_in = (0.0, 0.0, 0.0)  # (utilisation <= 1, queueing share, loss)
         self._state: np.ndarray | None = None  # allocated on first read
         self._pending: tuple[Any, ...] | None = None
-        self.last_reward = 0.0
 
     @property
     def state(self) -> np.ndarray:
         """The agent's state [`N_INPUTS`] float32 at the last `update` (zeros before).
 
-        One buffer, overwritten in place: copy it to keep it."""
+        One buffer, overwritten in place: copy it to keep it. Read it before
+        the fallback learns the next interval (its estimates are read here).
+        """
         s = self._state
         if s is None:
             s = self._state = np.zeros(N_INPUTS, dtype=np.float32)
         p = self._pending
         if p is not None:
             self._pending = None
-            f, scalars, i_action, i_phase, i_last, hist = p
+            obs, fb, u, us, q, dq, i_action, i_phase, i_last, hist = p
+            max_bw = fb.max_bw_bps
+            min_rtt = fb.min_rtt_us
+            cwnd = obs.cwnd_bytes
+            bdp = max_bw * min_rtt * 1.25e-7 if max_bw > 0.0 and math.isfinite(min_rtt) else 0.0
+            w = min(cwnd / (4.0 * bdp), 1.0) if bdp > 0.0 else 0.0
+            tgt = fb.target_cwnd_bytes
+            cw = min(cwnd / tgt, 2.0) if tgt > 0.0 else 1.0
             s[:] = 0.0
-            f.to_vector(out=s[:_F])
-            s[_F : _F + 7] = scalars
+            obs.features.to_vector(out=s[:_F])
+            s[_F : _F + 7] = (u, us, q, dq, obs.features.loss_rate, w, cw)
             o = _F + 7
             s[o + i_action] = 1.0
             s[o + N_ACTIONS + i_phase] = 1.0
@@ -237,34 +253,24 @@ class ResidualFeatures:
         dq = q - self._prev_q
         dq = -1.0 if dq < -1.0 else (1.0 if dq > 1.0 else dq)
         self._prev_q = q
-        loss = f.loss_rate
-        bdp = max_bw * min_rtt * 1.25e-7 if max_bw > 0.0 and math.isfinite(min_rtt) else 0.0
-        cwnd = obs.cwnd_bytes
-        if bdp > 0.0:
-            w = cwnd / (4.0 * bdp)
-            if w > 1.0:
-                w = 1.0
-        else:
-            w = 0.0
-        tgt = fb.target_cwnd_bytes
-        if tgt > 0.0:
-            cw = cwnd / tgt
-            if cw > 2.0:
-                cw = 2.0
-        else:
-            cw = 1.0
         hist = self._hist
+        # the fallback's phase is read now: `state` may be read after it moved on
         self._pending = (
-            f,
-            (u, us, q, dq, loss, w, cw),
+            obs,
+            fb,
+            u,
+            us,
+            q,
+            dq,
             int(fb_action),
             _PHASE_INDEX[fb.state],
             last_action,
             hist,
         )
-        self._hist = ((us if us < 1.0 else 1.0), q, loss, *hist[: 3 * (HISTORY - 1)])
-        r = (us if us < 1.0 else 1.0) - DELAY_WEIGHT * q - LOSS_WEIGHT * loss
-        self.last_reward = -1.0 if r < -1.0 else (1.0 if r > 1.0 else r)
+        u1 = us if us < 1.0 else 1.0
+        loss = f.loss_rate
+        self._reward_in = (u1, q, loss)
+        self._hist = (u1, q, loss, *hist[: 3 * (HISTORY - 1)])
 
 
 class ResidualDqnPolicy:

@@ -578,8 +578,14 @@ class BurstLossPredictor:
         # Overflow-safe logistic.
         q = 1.0 / (1.0 + math.exp(-z)) if z >= 0.0 else math.exp(z) / (1.0 + math.exp(z))
         self._q = q
-        self._scale = ft.severity(self._mean_sev) / self._mean_sev
-        self._p = min(1.0, q * self._mean_sev * self._scale)
+        mean = self._mean_sev
+        if ft.window_severity is None:  # `ft.severity(mean)` is the prior: no call
+            self._scale = 1.0
+            p = q * mean
+        else:
+            scale = self._scale = ft.severity(mean) / mean
+            p = q * mean * scale
+        self._p = p if p < 1.0 else 1.0
         self._last_now = now
         self._n_updates += 1
 
