@@ -50,21 +50,26 @@ def walk(seed: int, steps: int) -> list[tuple[float, float, float, float]]:
     return out
 
 
+def observation(rtt: float, thr: float, loss: float, cwnd: int) -> CongestionObservation:
+    """One interval's observation of a flow with window ``cwnd`` (bytes), all of it in flight."""
+    f = NetworkFeatures(
+        rtt_us=rtt,
+        rtt_var_us=0.0,
+        bandwidth_bps=thr,
+        loss_rate=loss,
+        loss_trend=0.0,
+        inflight=cwnd / MSS,
+        cwnd=float(cwnd),
+    )
+    return CongestionObservation(features=f, throughput_bps=thr, cwnd_bytes=cwnd)
+
+
 def drive(policy: object, steps: list[tuple[float, float, float, float]]) -> list[DrlAction]:
     limits = CwndLimits()
     cwnd = limits.initial_cwnd
     out = []
     for now, rtt, thr, loss in steps:
-        f = NetworkFeatures(
-            rtt_us=rtt,
-            rtt_var_us=0.0,
-            bandwidth_bps=thr,
-            loss_rate=loss,
-            loss_trend=0.0,
-            inflight=cwnd / MSS,
-            cwnd=float(cwnd),
-        )
-        obs = CongestionObservation(features=f, throughput_bps=thr, cwnd_bytes=cwnd)
+        obs = observation(rtt, thr, loss, cwnd)
         policy.learn_one(obs, 0.0, now=now)  # type: ignore[attr-defined]
         a = policy.predict_one(obs, now=now)  # type: ignore[attr-defined]
         out.append(a)
@@ -197,16 +202,7 @@ def test_state_built_when_read_is_the_intervals_state(seed: int) -> None:
     hist: list[tuple[float, float, float]] = []
     prev_q = 0.0
     for k, (now, rtt, thr, loss) in enumerate(walk(seed, 600)):
-        f = NetworkFeatures(
-            rtt_us=rtt,
-            rtt_var_us=0.0,
-            bandwidth_bps=thr,
-            loss_rate=loss,
-            loss_trend=0.0,
-            inflight=cwnd / MSS,
-            cwnd=float(cwnd),
-        )
-        obs = CongestionObservation(features=f, throughput_bps=thr, cwnd_bytes=cwnd)
+        obs = observation(rtt, thr, loss, cwnd)
         last = pol.last_action
         pol.learn_one(obs, 0.0, now=now)
         thr_s = pol.features.smoothed_throughput_bps
