@@ -137,13 +137,13 @@ class NetworkFeatures:
         infl = self.inflight / 10_000.0
         cwnd = self.cwnd / 1_000_000.0
         return [
-            min(10.0, rtt),
-            min(10.0, var),
-            min(10.0, bw),
+            rtt if rtt < 10.0 else 10.0,  # noqa: FURB136
+            var if var < 10.0 else 10.0,  # noqa: FURB136
+            bw if bw < 10.0 else 10.0,  # noqa: FURB136
             float(self.loss_rate),
             trend if -1.0 <= trend <= 1.0 else (1.0 if trend > 0 else -1.0),
-            min(10.0, infl),
-            min(10.0, cwnd),
+            infl if infl < 10.0 else 10.0,  # noqa: FURB136
+            cwnd if cwnd < 10.0 else 10.0,  # noqa: FURB136
             float(self.buffer_occupancy),
         ]
 
