@@ -944,17 +944,3 @@ def run_fairness(
         wall_s=time.perf_counter() - t_start,
         notes=tuple(notes),
     )
-
-
-def evaluate_fairness(
-    traces: Sequence[str | PathLike[str]] = (),
-    *,
-    seed: int = 0,
-    config: FairnessConfig | None = None,
-    controllers: Sequence[str | tuple[str, ControllerFactory]] | None = None,
-    progress: ProgressFn | None = None,
-) -> dict[str, Any]:
-    """`run_fairness` as the JSON-able dict (with its ``"summary"``) of ``evaluate``."""
-    return run_fairness(
-        traces, seed=seed, config=config, controllers=controllers, progress=progress
-    ).to_dict()
