@@ -3,13 +3,15 @@
 One typer sub-app, registered by `oxidize_ml.cli` through `register`::
 
     oxidize-ml evaluate congestion --trace FILE [--trace FILE ...] --json OUT [--report DIR]
+    oxidize-ml evaluate fairness [--heldout | --trace FILE ...] --json OUT [--report DIR]
     oxidize-ml evaluate fec --trace FILE [...] --json OUT
     oxidize-ml evaluate compression --pcap FILE [...] --json OUT
     oxidize-ml evaluate paths --trace FILE [...] --json OUT
 
 Every command writes one JSON file (atomically) whose ``"summary"`` object has
 the keys of issue 11, and prints a short table. ``congestion`` runs
-`oxidize_ml.evaluation.congestion_windows`; the other three call the
+`oxidize_ml.evaluation.congestion_windows`, ``fairness``
+`oxidize_ml.evaluation.fairness`; the other three call the
 evaluation module of their area (``evaluate_fec_traces``, ``evaluate_pcaps``,
 ``evaluate_path_traces``), imported when the command runs: a build without
 one says so ("not available in this version", exit code 2).
@@ -36,6 +38,7 @@ from rich.table import Table
 
 if TYPE_CHECKING:
     from oxidize_ml.evaluation.congestion_windows import WindowEvalResult
+    from oxidize_ml.evaluation.fairness import FairnessResult
 
 console = Console(width=None if Console().is_terminal else 160)
 err_console = Console(stderr=True)
@@ -504,6 +507,166 @@ def congestion_cmd(
     if report is not None:
         written = write_congestion_report(result, report, files)
         console.print(f"report: {written[-1]}")
+
+
+# ---------------------------------------------------------------- fairness
+
+_FAIRNESS_OPTION_OF_FIELD = {
+    "rates_mbps": "--rates-mbps",
+    "rtts_ms": "--rtt-ms",
+    "duration_s": "--duration",
+    "stagger_s": "--stagger",
+    "n_windows": "--windows",
+    "buffer_bdp": "--buffer-bdp",
+    "bootstrap_rounds": "--bootstrap",
+}
+
+
+def _print_fairness(result: FairnessResult) -> None:
+    c = result.config
+    t = Table(
+        title=f"Fairness: two flows of each controller, and one against CUBIC "
+        f"({len(result.cases)} cases; means over scenarios, 95 % bootstrap intervals)"
+    )
+    for col in (
+        "controller",
+        "Jain, 2 flows",
+        "95 % CI",
+        f">= {c.jain_threshold:g}",
+        "share vs CUBIC",
+        "95 % CI",
+        "Jain vs CUBIC",
+    ):
+        t.add_column(col, justify="left" if col == "controller" else "right")
+
+    def ci(v: tuple[float, float]) -> str:
+        lo, hi = v
+        return "-" if not (math.isfinite(lo) and math.isfinite(hi)) else f"{lo:.3f}-{hi:.3f}"
+
+    for a in result.aggregates:
+        if a.links != "all":
+            continue
+        t.add_row(
+            a.controller,
+            _cell(a.intra_jain.mean),
+            ci(a.intra_jain.ci),
+            f"{a.intra_fair * 100:.0f} %" if math.isfinite(a.intra_fair) else "-",
+            _cell(a.inter_share.mean),
+            ci(a.inter_share.ci),
+            _cell(a.inter_jain.mean),
+        )
+    console.print(t)
+    for note in result.notes:
+        console.print(f"[dim]note: {note}[/]")
+
+
+@evaluate_app.command("fairness")
+def fairness_cmd(
+    json_out: Annotated[Path, typer.Option("--json", help="write the results here (JSON)")],
+    trace: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--trace", help="a Mahimahi trace file (repeatable) besides the constant links"
+        ),
+    ] = None,
+    heldout: Annotated[
+        bool,
+        typer.Option(
+            "--heldout", help="add the project's held-out traces (oxidize_ml.evaluation.splits)"
+        ),
+    ] = False,
+    rates_mbps: Annotated[
+        str, typer.Option("--rates-mbps", help="constant-rate links, Mbit/s, comma-separated")
+    ] = "12,48",
+    rtt_ms: Annotated[
+        str, typer.Option("--rtt-ms", help="base round-trip times, ms, comma-separated")
+    ] = "40,100",
+    duration: Annotated[float, typer.Option("--duration", help="simulated seconds per run")] = 30.0,
+    stagger: Annotated[
+        float,
+        typer.Option("--stagger", help="start of the later flow in staggered runs, s (0: none)"),
+    ] = 5.0,
+    windows: Annotated[
+        int, typer.Option("--windows", help="windows per trace (from 0, 1/N, ... of it)")
+    ] = 2,
+    buffer_bdp: Annotated[
+        float, typer.Option("--buffer-bdp", help="bottleneck buffer in BDPs of mean rate x RTT")
+    ] = 2.0,
+    controllers: Annotated[
+        str,
+        typer.Option(
+            "--controllers",
+            help="comma-separated: reno, cubic, bbr, engine (MlEngine() as shipped), dqn",
+        ),
+    ] = "reno,cubic,bbr,engine",
+    dqn_model: Annotated[
+        Path | None, typer.Option("--dqn-model", help="model directory of the dqn controller")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="seed of the runs and the bootstrap")] = 0,
+    bootstrap: Annotated[
+        int, typer.Option("--bootstrap", help="bootstrap replicates of the confidence intervals")
+    ] = 2000,
+    report: Annotated[
+        Path | None, typer.Option("--report", help="also write report.md into this directory")
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+) -> None:
+    """Two flows of each controller (Jain's index) and each against one CUBIC flow (its
+    share) on constant links and, with --heldout / --trace, windows of traces."""
+    from oxidize_ml.evaluation.fairness import FairnessConfig, plan_fairness, run_fairness
+
+    if heldout and trace:
+        raise _fail("give --trace FILE (repeatable) or --heldout, not both")
+    files: list[Path] = []
+    if heldout:
+        from oxidize_ml.evaluation.splits import ENV_TRACE_DIR, HELDOUT_TRACES, trace_paths
+
+        files = trace_paths(HELDOUT_TRACES)
+        if not files:
+            raise _fail(
+                f"the held-out traces were not found (set {ENV_TRACE_DIR} to the folder "
+                f"holding {', '.join(HELDOUT_TRACES)})"
+            )
+    elif trace:
+        files = _check_files(trace, "--trace")
+    rates = parse_floats(rates_mbps, option="--rates-mbps", hi=100_000.0)
+    rtts = parse_floats(rtt_ms, option="--rtt-ms", hi=10_000.0)
+    if seed < 0:
+        raise typer.BadParameter(f"must be >= 0, got {seed}", param_hint="--seed")
+    try:
+        cfg = FairnessConfig(
+            rates_mbps=rates,
+            rtts_ms=rtts,
+            duration_s=duration,
+            stagger_s=stagger,
+            n_windows=windows,
+            buffer_bdp=buffer_bdp,
+            bootstrap_rounds=bootstrap,
+        )
+    except (ValueError, TypeError) as exc:
+        msg = str(exc)
+        for name, option in _FAIRNESS_OPTION_OF_FIELD.items():
+            msg = msg.replace(name, option)
+        raise _fail(msg) from None
+    ctrls = _controllers(controllers, dqn_model, explicit=True)
+    try:
+        plan = plan_fairness(files, seed=seed, config=cfg, controllers=ctrls)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    with _progress_bar(progress, "fairness") as tick:
+        result = run_fairness(plan, progress=tick)
+    data = {**result.to_dict(), **_meta("fairness"), "traces": [str(p) for p in files]}
+    write_json(json_out, data)
+    _print_fairness(result)
+    console.print(f"json: {json_out}")
+    if report is not None:
+        from oxidize_ml._atomic import atomic_write_text
+        from oxidize_ml.evaluation.plots import REPORT_FILE_MODE
+
+        report.mkdir(parents=True, exist_ok=True)
+        md = "# oxidize-ml evaluate fairness\n\n" + result.markdown().rstrip() + "\n"
+        written = atomic_write_text(report / "report.md", md, mode=REPORT_FILE_MODE)
+        console.print(f"report: {written}")
 
 
 # ---------------------------------------------------------------- fec, compression, paths
