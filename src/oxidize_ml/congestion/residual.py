@@ -23,6 +23,19 @@ learns corrections (Abbasloo et al., "Classic meets modern", SIGCOMM 2020).
 The fallback's own collapses (PROBE_RTT entry, persistent congestion) pass
 through unchanged.
 
+Loss gate: a correction that would take the window above the fallback's own
+proposal does not apply while the share of packets lost over about the last
+smoothed RTT exceeds the fallback's loss tolerance
+(``BbrConfig.loss_threshold``, BBR v3's 2 %: above it BBR itself reads the
+data in flight as too high); the fallback's action applies instead, and the
+held correction resumes when the loss falls back. Decreases always pass, and
+while loss stays under the tolerance decisions are unchanged. Without it, on
+shallow-buffered, bursty links (a 12-packet queue at 40 ms on the held-out
+ATT uplink) a held Increase10 went on growing the window, 10 % per interval,
+into a queue that had just overflowed, before the fallback's once-a-round
+loss response could act: more drops than the fallback alone, and tail drops
+just before an outage that left the flow waiting for a probe timeout.
+
 State (`N_INPUTS` floats, all bounded; names in `INPUT_NAMES`)
 ---------------------------------------------------------------
 - the 8 schema features (`oxidize_ml.features.NetworkFeatures.to_vector`,
@@ -115,6 +128,8 @@ DELAY_WEIGHT = 0.5
 """reward: weight of the queueing share 1 - min_rtt / rtt"""
 LOSS_WEIGHT = 5.0
 """reward: weight of the loss ratio (as `oxidize_ml.congestion.reward`)"""
+LOSS_TAU_MIN_S = HOLD_MIN_S
+"""the loss gate smooths over the smoothed RTT, at least this long, seconds"""
 _ACTIONS = tuple(DrlAction)
 _AGENT_PHASES = frozenset({BbrPhase.PROBE_BW_DOWN, BbrPhase.PROBE_BW_CRUISE})
 """fallback phases in which the agent's correction applies (the cruise window)"""
@@ -317,6 +332,11 @@ class ResidualDqnPolicy:
         self.decisions = 0
         self.decided = False
         self.is_learned = q_model is not None
+        # loss gate (module docs): bytes lost and delivered per interval, smoothed over
+        # about one smoothed RTT, and the time of the last observation
+        self._lost_s = 0.0
+        self._delivered_s = 0.0
+        self._loss_at: float | None = None
 
     @classmethod
     def load(
@@ -376,6 +396,27 @@ class ResidualDqnPolicy:
         self._fb_action = fb.predict_one(obs, now=now)
         self.features.update(obs, fb, self._fb_action, self.last_action, now=now)
         self._learned = True
+        self._smooth_loss(obs, now)
+
+    def _smooth_loss(self, obs: CongestionObservation, now: float) -> None:
+        """Bytes lost and delivered, EWMA over about one smoothed RTT (the loss gate's
+        ratio: a round's loss, as the fallback judges it, not one 10-ms interval's)."""
+        last = self._loss_at
+        self._loss_at = now
+        if last is None or now <= last:
+            return
+        f = obs.features
+        dt = now - last
+        rtt_s = f.rtt_us * 1e-6
+        tau = rtt_s if rtt_s > LOSS_TAU_MIN_S else LOSS_TAU_MIN_S
+        alpha = 1.0 - math.exp(-dt / tau)
+        delivered = obs.throughput_bps * dt * 0.125
+        loss = f.loss_rate
+        # loss_rate is lost / (acked + lost) packets: lost bytes in proportion to the
+        # delivered ones; an interval that only lost counts at least one packet
+        lost = loss / (1.0 - loss) * delivered if loss < 1.0 else float(self.limits.mss)
+        self._lost_s += alpha * (lost - self._lost_s)
+        self._delivered_s += alpha * (delivered - self._delivered_s)
 
     def predict_one(self, obs: CongestionObservation, *, now: float) -> DrlAction:
         fb_action = self._fb_action
@@ -442,6 +483,12 @@ class ResidualDqnPolicy:
                 target = min(lo, float(cwnd))
             elif target > hi and target > cwnd:
                 target = max(hi, float(cwnd))
+        if target > base:
+            lost = self._lost_s
+            if lost > self.base.config.loss_threshold * (lost + self._delivered_s):
+                # Loss gate (module docs): no growth beyond the fallback's own proposal
+                # while the path loses more than the fallback tolerates.
+                return fb_action
         return nearest_action(cwnd, target, self.limits)
 
     def stats(self) -> dict[str, Any]:
