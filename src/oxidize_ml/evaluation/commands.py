@@ -22,6 +22,7 @@ Exit codes: 0 done; 2 bad option, unreadable / empty / malformed input file
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 import json
@@ -30,7 +31,7 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, cast
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar, cast
 
 import typer
 from rich.console import Console
@@ -62,6 +63,31 @@ _OPTION_OF_FIELD = {
     "buffer_bdp": "--buffer-bdp",
     "bootstrap_rounds": "--bootstrap",
 }
+
+
+_C = TypeVar("_C")
+
+
+def _ci_cell(v: tuple[float, float], *, digits: int) -> str:
+    """A confidence interval as ``lo-hi`` (``-`` when either end is not finite)."""
+    lo, hi = v
+    return (
+        "-" if not (math.isfinite(lo) and math.isfinite(hi)) else f"{lo:.{digits}f}-{hi:.{digits}f}"
+    )
+
+
+def _config(factory: Callable[..., _C], options: dict[str, str], **fields: Any) -> _C:
+    """``factory(**fields)``; a ``ValueError``/``TypeError`` becomes a usage error (exit 2)
+    whose message names the command-line option instead of the config field."""
+    try:
+        return factory(**fields)
+    except (ValueError, TypeError) as exc:
+        msg = str(exc)
+        for field, option in options.items():
+            msg = msg.replace(field, option)
+        raise _fail(msg) from None
+
+
 """`WindowConfig` field -> the option that sets it (errors name what the user typed)"""
 
 
@@ -332,9 +358,7 @@ def _print_congestion(result: WindowEvalResult) -> None:
     ):
         t.add_column(col, justify="left" if col == "controller" else "right")
 
-    def ci(v: tuple[float, float]) -> str:
-        lo, hi = v
-        return "-" if not (math.isfinite(lo) and math.isfinite(hi)) else f"{lo:.2f}-{hi:.2f}"
+    ci = functools.partial(_ci_cell, digits=2)
 
     for a in result.aggregates:
         name = f"{a.controller} (default)" if a.controller == result.default else a.controller
@@ -477,20 +501,16 @@ def congestion_cmd(
     rtts = parse_floats(rtt_ms, option="--rtt-ms", hi=10_000.0)
     if seed < 0:
         raise typer.BadParameter(f"must be >= 0, got {seed}", param_hint="--seed")
-    try:
-        cfg = WindowConfig(
-            rtts_ms=rtts,
-            duration_s=duration,
-            n_windows=windows,
-            buffer_bdp=buffer_bdp,
-            silent_start_windows=silent_starts,
-            bootstrap_rounds=bootstrap,
-        )
-    except (ValueError, TypeError) as exc:
-        msg = str(exc)
-        for field, option in _OPTION_OF_FIELD.items():
-            msg = msg.replace(field, option)
-        raise _fail(msg) from None
+    cfg = _config(
+        WindowConfig,
+        _OPTION_OF_FIELD,
+        rtts_ms=rtts,
+        duration_s=duration,
+        n_windows=windows,
+        buffer_bdp=buffer_bdp,
+        silent_start_windows=silent_starts,
+        bootstrap_rounds=bootstrap,
+    )
     ctrls = _controllers(
         controllers or DEFAULT_CONTROLLERS, dqn_model, explicit=controllers is not None
     )
@@ -539,9 +559,7 @@ def _print_fairness(result: FairnessResult) -> None:
     ):
         t.add_column(col, justify="left" if col == "controller" else "right")
 
-    def ci(v: tuple[float, float]) -> str:
-        lo, hi = v
-        return "-" if not (math.isfinite(lo) and math.isfinite(hi)) else f"{lo:.3f}-{hi:.3f}"
+    ci = functools.partial(_ci_cell, digits=3)
 
     for a in result.aggregates:
         if a.links != "all":
@@ -633,21 +651,17 @@ def fairness_cmd(
     rtts = parse_floats(rtt_ms, option="--rtt-ms", hi=10_000.0)
     if seed < 0:
         raise typer.BadParameter(f"must be >= 0, got {seed}", param_hint="--seed")
-    try:
-        cfg = FairnessConfig(
-            rates_mbps=rates,
-            rtts_ms=rtts,
-            duration_s=duration,
-            stagger_s=stagger,
-            n_windows=windows,
-            buffer_bdp=buffer_bdp,
-            bootstrap_rounds=bootstrap,
-        )
-    except (ValueError, TypeError) as exc:
-        msg = str(exc)
-        for name, option in _FAIRNESS_OPTION_OF_FIELD.items():
-            msg = msg.replace(name, option)
-        raise _fail(msg) from None
+    cfg = _config(
+        FairnessConfig,
+        _FAIRNESS_OPTION_OF_FIELD,
+        rates_mbps=rates,
+        rtts_ms=rtts,
+        duration_s=duration,
+        stagger_s=stagger,
+        n_windows=windows,
+        buffer_bdp=buffer_bdp,
+        bootstrap_rounds=bootstrap,
+    )
     ctrls = _controllers(controllers, dqn_model, explicit=True)
     try:
         plan = plan_fairness(files, seed=seed, config=cfg, controllers=ctrls)

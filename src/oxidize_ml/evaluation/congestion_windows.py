@@ -704,6 +704,21 @@ class WindowPlan:
         return len(self.units) * len(self.controllers)
 
 
+def load_trace_links(
+    traces: Sequence[str | PathLike[str]],
+) -> tuple[list[Path], list[Any]]:
+    """The paths of ``traces`` and a `TraceLink` each (at most `MAX_TRACES`; ``TypeError``
+    for a single path, ``ValueError`` naming a bad file)."""
+    from oxidize_ml.sim.links import TraceLink
+
+    if isinstance(traces, str | PathLike):
+        raise TypeError("traces must be a sequence of paths, not one path")
+    paths = [Path(fspath(p)) for p in traces]
+    if len(paths) > MAX_TRACES:
+        raise ValueError(f"at most {MAX_TRACES} traces per run, got {len(paths)}")
+    return paths, [TraceLink(str(p)) for p in paths]
+
+
 def plan_run(
     traces: Sequence[str | PathLike[str]],
     *,
@@ -714,20 +729,14 @@ def plan_run(
 ) -> WindowPlan:
     """Validate the arguments of `run_windows`, read the traces, choose the windows."""
     from oxidize_ml.evaluation.splits import EVAL_SEED_BASE
-    from oxidize_ml.sim.links import TraceLink
 
     check_int("seed", seed)
     cfg = config if config is not None else WindowConfig()
     if not isinstance(cfg, WindowConfig):
         raise TypeError(f"config must be a WindowConfig, got {type(cfg).__name__}")
-    if isinstance(traces, str | PathLike):
-        raise TypeError("traces must be a sequence of paths, not one path")
-    paths = [Path(fspath(p)) for p in traces]
+    paths, links = load_trace_links(traces)
     if not paths:
         raise ValueError("traces needs at least one Mahimahi trace file")
-    if len(paths) > MAX_TRACES:
-        raise ValueError(f"at most {MAX_TRACES} traces per run, got {len(paths)}")
-    links = [TraceLink(str(p)) for p in paths]  # ValueError names the bad file
     names: list[str | tuple[str, ControllerFactory]] = (
         ["reno", REFERENCE, FALLBACK, "engine"] if controllers is None else list(controllers)
     )

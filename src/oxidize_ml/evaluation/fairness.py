@@ -80,8 +80,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from os import PathLike, fspath
-from pathlib import Path
+from os import PathLike
 from typing import Any
 
 import numpy as np
@@ -609,23 +608,21 @@ def plan_fairness(
     registry: ControllerRegistry | None = None,
 ) -> FairnessPlan:
     """Validate the arguments of `run_fairness`, read the traces, choose the cases."""
-    from oxidize_ml.evaluation.congestion_windows import WindowConfig, plan_windows
+    from oxidize_ml.evaluation.congestion_windows import (
+        WindowConfig,
+        load_trace_links,
+        plan_windows,
+    )
     from oxidize_ml.evaluation.splits import EVAL_SEED_BASE
     from oxidize_ml.sim.controllers.registry import default_registry
-    from oxidize_ml.sim.links import TraceLink
 
     check_int("seed", seed)
     cfg = config if config is not None else FairnessConfig()
     if not isinstance(cfg, FairnessConfig):
         raise TypeError(f"config must be a FairnessConfig, got {type(cfg).__name__}")
-    if isinstance(traces, str | PathLike):
-        raise TypeError("traces must be a sequence of paths, not one path")
-    paths = [Path(fspath(p)) for p in traces]
-    if len(paths) > MAX_TRACES:
-        raise ValueError(f"at most {MAX_TRACES} traces per run, got {len(paths)}")
+    paths, loaded = load_trace_links(traces)
     if not paths and not cfg.rates_mbps:
         raise ValueError("nothing to run: rates_mbps is empty and no trace was given")
-    loaded = [TraceLink(str(p)) for p in paths]  # ValueError names the bad file
     names: list[str | tuple[str, ControllerFactory]] = (
         ["reno", REFERENCE, "bbr", "engine"] if controllers is None else list(controllers)
     )
