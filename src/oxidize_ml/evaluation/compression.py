@@ -80,6 +80,7 @@ from oxidize_ml.evaluation.corpus import (
     build_corpus,
     summarize,
 )
+from oxidize_ml.evaluation.formatting import json_number as _num
 from oxidize_ml.types import MlCompressionDecision
 
 LINK_RATES_BPS: tuple[float, ...] = (5e6, 20e6, 100e6)
@@ -511,12 +512,6 @@ class CompressionEvalResult:
                 )
             lines.append(f"| {c} | " + " | ".join(cells) + " |")
         return "\n".join(lines) + "\n"
-
-
-def _num(x: Any) -> Any:
-    if isinstance(x, float | np.floating):
-        return float(x) if math.isfinite(x) else None
-    return x
 
 
 def _pct(x: float) -> str:

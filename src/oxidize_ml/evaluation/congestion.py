@@ -74,6 +74,8 @@ from oxidize_ml.evaluation.congestion_windows import (
     plot_windows,
     run_windows,
 )
+from oxidize_ml.evaluation.formatting import fixed as _fmt
+from oxidize_ml.evaluation.formatting import json_number as _json_num
 from oxidize_ml.sim.controllers.registry import (
     ControllerFactory,
     ControllerRegistry,
@@ -401,16 +403,6 @@ class CongestionEvalResult:
                 self.heldout.markdown(),
             ]
         return "\n".join(lines)
-
-
-def _fmt(x: float, digits: int) -> str:
-    return "-" if not math.isfinite(x) else f"{x:.{digits}f}"
-
-
-def _json_num(x: Any) -> Any:
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
 
 
 def _nan_big(x: float) -> float:

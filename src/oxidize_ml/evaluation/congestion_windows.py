@@ -73,6 +73,7 @@ the same result, byte for byte in `to_dict`.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -91,8 +92,14 @@ from oxidize_ml.evaluation.bootstrap import (
     ratio_of_means,
 )
 from oxidize_ml.evaluation.congestion_controllers import resolve_controllers
+from oxidize_ml.evaluation.formatting import fixed as _fmt
+from oxidize_ml.evaluation.formatting import interval as _ci
+from oxidize_ml.evaluation.formatting import json_number as _num
+from oxidize_ml.evaluation.formatting import percent
 from oxidize_ml.sim.controllers.registry import ControllerFactory, ControllerRegistry
 from oxidize_ml.sim.traces import BITS_PER_OPPORTUNITY, trace_window_schedule
+
+_pct = functools.partial(percent, digits=1)  # the tables' format
 
 REFERENCE = "cubic"
 """every ratio is to this controller, run on the same windows"""
@@ -553,27 +560,6 @@ class WindowEvalResult:
         for note in self.notes:
             lines += ["", f"- {note}"]
         return "\n".join(lines)
-
-
-def _num(x: Any) -> Any:
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
-
-
-def _fmt(x: float | None, digits: int) -> str:
-    return "-" if x is None or not math.isfinite(x) else f"{x:.{digits}f}"
-
-
-def _pct(x: float) -> str:
-    return "-" if not math.isfinite(x) else f"{x * 100:.1f} %"
-
-
-def _ci(ci: tuple[float, float]) -> str:
-    lo, hi = ci
-    if not (math.isfinite(lo) and math.isfinite(hi)):
-        return "[-]"
-    return f"[{lo:.2f}, {hi:.2f}]"
 
 
 def _safe_ratio(a: float, b: float) -> float:

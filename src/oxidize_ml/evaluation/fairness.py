@@ -76,6 +76,7 @@ result, byte for byte in `FairnessResult.to_dict`.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -88,8 +89,14 @@ import numpy as np
 from oxidize_ml._validate import check_int, check_number
 from oxidize_ml.evaluation.bootstrap import DEFAULT_ROUNDS, bootstrap_indices
 from oxidize_ml.evaluation.congestion_controllers import resolve_controllers
+from oxidize_ml.evaluation.formatting import fixed as _fmt
+from oxidize_ml.evaluation.formatting import interval as _ci
+from oxidize_ml.evaluation.formatting import json_number as _num
+from oxidize_ml.evaluation.formatting import percent
 from oxidize_ml.sim.controllers.registry import ControllerFactory, ControllerRegistry
 from oxidize_ml.sim.traces import BITS_PER_OPPORTUNITY, MTU_BYTES
+
+_pct = functools.partial(percent, digits=0)  # the tables' format
 
 REFERENCE = "cubic"
 """the controller every inter-protocol pair shares the link with"""
@@ -486,27 +493,6 @@ class FairnessResult:
         for note in self.notes:
             lines += ["", f"- {note}"]
         return "\n".join(lines)
-
-
-def _num(x: Any) -> Any:
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
-
-
-def _fmt(x: float | None, digits: int) -> str:
-    return "-" if x is None or not math.isfinite(x) else f"{x:.{digits}f}"
-
-
-def _pct(x: float) -> str:
-    return "-" if not math.isfinite(x) else f"{x * 100:.0f} %"
-
-
-def _ci(ci: tuple[float, float], digits: int = 2) -> str:
-    lo, hi = ci
-    if not (math.isfinite(lo) and math.isfinite(hi)):
-        return "[-]"
-    return f"[{lo:.{digits}f}, {hi:.{digits}f}]"
 
 
 # ---------------------------------------------------------------- statistics

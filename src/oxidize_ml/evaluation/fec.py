@@ -81,6 +81,7 @@ built-in plan (`TRACE_RTT_S` is only its default).
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -91,6 +92,8 @@ from typing import Any
 import numpy as np
 
 from oxidize_ml._validate import check_int, check_number
+from oxidize_ml.evaluation.formatting import fixed
+from oxidize_ml.evaluation.formatting import json_number as _num
 from oxidize_ml.evaluation.scores import (
     brier,
     interpolate_at,
@@ -107,6 +110,8 @@ from oxidize_ml.loss import (
     FecPolicy,
 )
 from oxidize_ml.policy import LossPolicy
+
+_fmt = functools.partial(fixed, missing="n/a")  # the tables' format
 
 HEURISTIC = "ewma"
 """name of the heuristic predictor (always evaluated; the reference at equal overhead)"""
@@ -833,17 +838,6 @@ class FecEvalResult:
         for note in self.notes:
             lines += ["", f"Note: {note}"]
         return "\n".join(lines) + "\n"
-
-
-def _num(x: Any) -> Any:
-    """A float for JSON: NaN and infinities become None."""
-    if isinstance(x, float | np.floating):
-        return float(x) if math.isfinite(x) else None
-    return x
-
-
-def _fmt(x: float, digits: int) -> str:
-    return "n/a" if not math.isfinite(x) else f"{x:.{digits}f}"
 
 
 # ---------------------------------------------------------------- the evaluation
