@@ -155,8 +155,10 @@ class _SharedParts:
     codec: PacketCodec
     bbr: BbrConfig
 
-    fork_configs: dict[EngineConfig, EngineConfig] = field(default_factory=dict)
-    """``config`` -> the same with ``load_default_models=False`` (built once)"""
+    fork_configs: dict[int, tuple[EngineConfig, EngineConfig]] = field(default_factory=dict)
+    """``id(config)`` -> ``(config, the same with load_default_models=False)``, built once;
+    keyed by identity because hashing the nested frozen config costs about 1 us a fork
+    (the entry keeps ``config`` alive, so its id is not reused while it is here)"""
 
     @classmethod
     def build(cls, config: EngineConfig) -> _SharedParts:
@@ -179,10 +181,12 @@ class _SharedParts:
         )
 
     def fork_config(self, config: EngineConfig) -> EngineConfig:
-        forked = self.fork_configs.get(config)
-        if forked is None:
-            # A benign race: two threads may both build it; either result is equal.
-            forked = self.fork_configs[config] = replace(config, load_default_models=False)
+        entry = self.fork_configs.get(id(config))
+        if entry is not None and entry[0] is config:
+            return entry[1]
+        # A benign race: two threads may both build it; either result is equal.
+        forked = replace(config, load_default_models=False)
+        self.fork_configs[id(config)] = (config, forked)
         return forked
 
 
@@ -260,7 +264,6 @@ class MlEngine:
             MlPathSelector, seed=config.seed
         )
         self._loaded: dict[str, str] = {}
-        self._fork_config: tuple[EngineConfig, EngineConfig] | None = None  # (own, forks')
         # -- connection state
         self._cwnd = config.limits.initial_cwnd
         self._last_loss_features: NetworkFeatures | None = None
@@ -898,14 +901,7 @@ class MlEngine:
         """
         config = self.config
         if config.load_default_models:  # a fork takes its models from this engine
-            # by identity first: hashing the nested frozen config costs about 1 us
-            cached = self._fork_config
-            if cached is not None and cached[0] is config:
-                config = cached[1]
-            else:
-                forked = self._shared.fork_config(config)
-                self._fork_config = (config, forked)
-                config = forked
+            config = self._shared.fork_config(config)
         new = MlEngine(config, settings=self.settings, _shared=self._shared)
         with self._lock:
             loaded = dict(self._loaded)

@@ -195,6 +195,10 @@ class RateBucketOracle(DecidePolicy):
         if bucket == self._bucket:
             return
         active = self._cache.get(bucket)
+        self._switch(bucket, active)
+
+    def _switch(self, bucket: int, active: LearnedCompressionOracle) -> None:
+        """Decide with ``active``, the table of ``bucket``, from now on."""
         self._active = active
         self.decide = active.decide
         self._bucket = bucket
@@ -220,10 +224,7 @@ class RateBucketOracle(DecidePolicy):
         active = self._cache.get_or_build_later(bucket)
         if active is None:
             return
-        self._active = active
-        self.decide = active.decide
-        self._bucket = bucket
-        self._lo, self._hi = _bucket_range(bucket)
+        self._switch(bucket, active)
 
     def wait_for_tables(self, timeout: float | None = None) -> None:
         """Wait for the tables `follow_link_rate_bps` started building."""

@@ -128,8 +128,9 @@ DELAY_WEIGHT = 0.5
 """reward: weight of the queueing share 1 - min_rtt / rtt"""
 LOSS_WEIGHT = 5.0
 """reward: weight of the loss ratio (as `oxidize_ml.congestion.reward`)"""
-LOSS_TAU_MIN_S = HOLD_MIN_S
-"""the loss gate smooths over the smoothed RTT, at least this long, seconds"""
+SMOOTH_TAU_MIN_S = 0.02
+"""the smoothed delivery rate and the loss gate average over one smoothed RTT, at least
+this long, seconds"""
 _ACTIONS = tuple(DrlAction)
 _AGENT_PHASES = frozenset({BbrPhase.PROBE_BW_DOWN, BbrPhase.PROBE_BW_CRUISE})
 """fallback phases in which the agent's correction applies (the cruise window)"""
@@ -155,6 +156,7 @@ class ResidualFeatures:
     """
 
     __slots__ = (
+        "_alpha",
         "_hist",
         "_last_t",
         "_pending",
@@ -176,6 +178,11 @@ class ResidualFeatures:
         return self._tau
 
     @property
+    def smoothing_alpha(self) -> float:
+        """weight of the last interval in the smoothing step of the last update"""
+        return self._alpha
+
+    @property
     def queue_share(self) -> float:
         """1 - min_rtt / rtt at the last update"""
         return self._prev_q
@@ -193,6 +200,7 @@ class ResidualFeatures:
         self._hist: tuple[float, ...] = ()
         self._thr_s = 0.0
         self._tau = 0.1
+        self._alpha = 0.0
         self._last_t: float | None = None
         self._prev_q = 0.0
         self._reward_in = (0.0, 0.0, 0.0)  # (utilisation <= 1, queueing share, loss)
@@ -250,9 +258,10 @@ class ResidualFeatures:
         dt = 0.01 if last_t is None else (now - last_t if now > last_t else 0.0)
         self._last_t = now
         # EWMA with a time constant of about one smoothed RTT (at least 20 ms)
-        tau = (rtt * 1e-6 if rtt > 2e4 else 0.02) if rtt > 0.0 else 0.1
+        rtt_s = rtt * 1e-6
+        tau = (rtt_s if rtt_s > SMOOTH_TAU_MIN_S else SMOOTH_TAU_MIN_S) if rtt > 0.0 else 0.1
         self._tau = tau
-        alpha = 1.0 - math.exp(-dt / tau) if dt > 0.0 else 0.0
+        alpha = self._alpha = 1.0 - math.exp(-dt / tau) if dt > 0.0 else 0.0
         thr_s = self._thr_s = self._thr_s + alpha * (thr - self._thr_s)
         # clamps as conditional expressions: min()/max() calls are a measurable share here
         if max_bw > 0.0:
@@ -366,10 +375,14 @@ class ResidualDqnPolicy:
         """
         if base is self.base:
             return True
-        if base.config != self.base.config or base.limits != self.limits:
+        if not self._can_correct(base):
             return False
         self.base = base
         return True
+
+    def _can_correct(self, base: BbrFallback) -> bool:
+        """``base`` has this policy's fallback constants and window bounds."""
+        return base.config == self.base.config and base.limits == self.limits
 
     def fork(self, *, base: BbrFallback | None = None) -> ResidualDqnPolicy:
         """Same weights, fresh connection state.
@@ -380,7 +393,7 @@ class ResidualDqnPolicy:
         default, or when its constants or bounds differ, a clone of this base.
         """
         model = self.q_model.fork() if hasattr(self.q_model, "fork") else self.q_model
-        if base is None or base.config != self.base.config or base.limits != self.limits:
+        if base is None or not self._can_correct(base):
             base = self.base.clone()
         return ResidualDqnPolicy(model, limits=self.limits, base=base)
 
@@ -407,9 +420,12 @@ class ResidualDqnPolicy:
             return
         f = obs.features
         dt = now - last
-        rtt_s = f.rtt_us * 1e-6
-        tau = rtt_s if rtt_s > LOSS_TAU_MIN_S else LOSS_TAU_MIN_S
-        alpha = 1.0 - math.exp(-dt / tau)
+        if f.rtt_us > 0.0:
+            # the features' step: same interval, same time constant (one smoothed RTT,
+            # at least SMOOTH_TAU_MIN_S), computed once
+            alpha = self.features.smoothing_alpha
+        else:
+            alpha = 1.0 - math.exp(-dt / SMOOTH_TAU_MIN_S)
         delivered = obs.throughput_bps * dt * 0.125
         loss = f.loss_rate
         # loss_rate is lost / (acked + lost) packets: lost bytes in proportion to the

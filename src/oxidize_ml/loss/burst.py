@@ -502,20 +502,20 @@ class BurstLossPredictor:
             zip(cfg.weights[OFF_LONG + 1 : OFF_LONG + 1 + len(LONG_DENSE)], LONG_DENSE, strict=True)
         )
         self._mean_sev = cfg.mean_severity
-        self._feat = BurstFeatures()  # fresh: `reset` without resetting it twice
-        self._q = 0.0
-        self._p = 0.0
-        self._scale = 1.0
-        self._last_now: float | None = None
-        self._n_updates = 0
+        self._feat = BurstFeatures()  # fresh: no `reset` of it
+        self._clear()
 
     def reset(self) -> None:
         """Forget the connection."""
         self._feat.reset()
+        self._clear()
+
+    def _clear(self) -> None:
+        """The prediction and the counters of a connection that saw nothing yet."""
         self._q = 0.0
         self._p = 0.0
         self._scale = 1.0
-        self._last_now = None
+        self._last_now: float | None = None
         self._n_updates = 0
 
     def clone(self) -> BurstLossPredictor:
