@@ -274,10 +274,24 @@ def _cell(v: Any) -> str:
     return str(v)
 
 
-def _meta(command: str) -> dict[str, Any]:
+def _write_results(
+    json_out: Path, command: str, data: dict[str, Any], inputs: str, files: list[Path]
+) -> None:
+    """Write ``data`` as the command's JSON, with the command line, the package version
+    and the input files (under ``inputs``)."""
     from oxidize_ml import __version__
 
-    return {"command": f"oxidize-ml evaluate {command}", "version": __version__}
+    meta = {"command": f"oxidize-ml evaluate {command}", "version": __version__}
+    write_json(json_out, {**data, **meta, inputs: [str(p) for p in files]})
+
+
+def _planned(plan_fn: Callable[..., _C], *args: Any, **kwargs: Any) -> _C:
+    """``plan_fn(*args, **kwargs)``; a ``ValueError`` (a bad trace, an option the
+    config refused) becomes a usage error (exit 2)."""
+    try:
+        return plan_fn(*args, **kwargs)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
 
 
 # ---------------------------------------------------------------- congestion
@@ -514,14 +528,10 @@ def congestion_cmd(
     ctrls = _controllers(
         controllers or DEFAULT_CONTROLLERS, dqn_model, explicit=controllers is not None
     )
-    try:
-        plan = plan_run(files, seed=seed, config=cfg, controllers=ctrls)
-    except ValueError as exc:
-        raise _fail(str(exc)) from None
+    plan = _planned(plan_run, files, seed=seed, config=cfg, controllers=ctrls)
     with _progress_bar(progress, "congestion") as tick:
         result = run_windows(plan, progress=tick)
-    data = {**result.to_dict(), **_meta("congestion"), "traces": [str(p) for p in files]}
-    write_json(json_out, data)
+    _write_results(json_out, "congestion", result.to_dict(), "traces", files)
     _print_congestion(result)
     console.print(f"json: {json_out}")
     if report is not None:
@@ -663,14 +673,10 @@ def fairness_cmd(
         bootstrap_rounds=bootstrap,
     )
     ctrls = _controllers(controllers, dqn_model, explicit=True)
-    try:
-        plan = plan_fairness(files, seed=seed, config=cfg, controllers=ctrls)
-    except ValueError as exc:
-        raise _fail(str(exc)) from None
+    plan = _planned(plan_fairness, files, seed=seed, config=cfg, controllers=ctrls)
     with _progress_bar(progress, "fairness") as tick:
         result = run_fairness(plan, progress=tick)
-    data = {**result.to_dict(), **_meta("fairness"), "traces": [str(p) for p in files]}
-    write_json(json_out, data)
+    _write_results(json_out, "fairness", result.to_dict(), "traces", files)
     _print_fairness(result)
     console.print(f"json: {json_out}")
     if report is not None:
@@ -721,7 +727,7 @@ def fec_cmd(
             "--progress": (("progress",), progress, False),
         },
     )
-    write_json(json_out, {**result, **_meta("fec"), "traces": [str(p) for p in files]})
+    _write_results(json_out, "fec", result, "traces", files)
     preds = result["summary"].get("predictors")
     if isinstance(preds, dict):
         console.print(
@@ -760,7 +766,7 @@ def compression_cmd(
             "--progress": (("progress",), progress, False),
         },
     )
-    write_json(json_out, {**result, **_meta("compression"), "pcaps": [str(p) for p in files]})
+    _write_results(json_out, "compression", result, "pcaps", files)
     oracles = result["summary"].get("oracles")
     if isinstance(oracles, dict):
         rows = {
@@ -813,7 +819,7 @@ def paths_cmd(
             "--progress": (("progress",), progress, False),
         },
     )
-    write_json(json_out, {**result, **_meta("paths"), "traces": [str(p) for p in files]})
+    _write_results(json_out, "paths", result, "traces", files)
     sels = result["summary"].get("selectors")
     if isinstance(sels, dict):
         console.print(_summary_table("Path selectors", sels))
