@@ -356,6 +356,8 @@ def _controllers(text: str, dqn_model: Path | None, *, explicit: bool) -> list[A
 
 
 def _print_congestion(result: WindowEvalResult) -> None:
+    from oxidize_ml.evaluation.formatting import percent
+
     t = Table(
         title=f"Held-out windows vs CUBIC ({len(result.units)} window x RTT runs; "
         "95 % paired bootstrap intervals)"
@@ -383,7 +385,7 @@ def _print_congestion(result: WindowEvalResult) -> None:
             _cell(a.queue_delay_ratio_vs_cubic),
             ci(a.queue_delay_ratio_ci),
             _cell(a.worst_goodput_ratio_vs_cubic),
-            f"{a.max_loss * 100:.1f} %" if math.isfinite(a.max_loss) else "-",
+            percent(a.max_loss, 1),
             str(a.loss_violations),
         )
     console.print(t)
@@ -553,6 +555,8 @@ _FAIRNESS_OPTION_OF_FIELD = {
 
 
 def _print_fairness(result: FairnessResult) -> None:
+    from oxidize_ml.evaluation.formatting import percent
+
     c = result.config
     t = Table(
         title=f"Fairness: two flows of each controller, and one against CUBIC "
@@ -578,7 +582,7 @@ def _print_fairness(result: FairnessResult) -> None:
             a.controller,
             _cell(a.intra_jain.mean),
             ci(a.intra_jain.ci),
-            f"{a.intra_fair * 100:.0f} %" if math.isfinite(a.intra_fair) else "-",
+            percent(a.intra_fair, 0),
             _cell(a.inter_share.mean),
             ci(a.inter_share.ci),
             _cell(a.inter_jain.mean),
