@@ -11,6 +11,7 @@ import pytest
 
 from oxidize_ml.features import NetworkFeatures
 from oxidize_ml.loss import burst
+from oxidize_ml.loss import configs as burst_configs
 from oxidize_ml.loss.burst import (
     N_WEIGHTS,
     BurstFeatures,
@@ -95,16 +96,16 @@ def test_fast_path_equals_dense_dot_product():
 def test_time_since_loss_and_phase_buckets():
     ft = BurstFeatures()
     ft.update(feats(), 0.01)
-    assert ft.tsl_bucket == burst.N_TSL - 1  # never lost: the last bucket
-    assert ft.phase_bucket == burst.N_PHASE - 1  # no gap yet
+    assert ft.tsl_bucket == burst_configs.N_TSL - 1  # never lost: the last bucket
+    assert ft.phase_bucket == burst_configs.N_PHASE - 1  # no gap yet
     assert ft.dense[5] == 1.0  # no loss yet
     ft.update(feats(loss=0.2), 0.02)
     assert ft.tsl_bucket == 0 and ft.dense[5] == 0.0
     ft.update(feats(), 0.10)  # 80 ms later: bucket [0.075, 0.15)
-    assert ft.tsl_bucket == burst.TSL_EDGES_S.index(0.075) + 1
+    assert ft.tsl_bucket == burst_configs.TSL_EDGES_S.index(0.075) + 1
     ft.update(feats(loss=0.1), 0.52)  # second episode, gap 0.5 s
     ft.update(feats(), 0.77)  # half a gap later: phase bucket [0.5, 0.75)
-    assert ft.phase_bucket == burst.PHASE_EDGES.index(0.5) + 1
+    assert ft.phase_bucket == burst_configs.PHASE_EDGES.index(0.5) + 1
 
 
 def test_queue_signals_come_from_the_observations_buffer_occupancy():
@@ -113,7 +114,7 @@ def test_queue_signals_come_from_the_observations_buffer_occupancy():
     # estimate from a running minimum of srtt.
     ft = BurstFeatures()
     ft.update(feats(rtt_us=50_000.0, occ=0.2), 0.01)  # min RTT 40 ms, queue 10 ms
-    i = burst.DENSE_NAMES.index
+    i = burst_configs.DENSE_NAMES.index
     assert ft.dense[i("queue_share")] == pytest.approx(0.2)
     assert ft.dense[i("queue_vs_max")] == pytest.approx(1.0)
     assert ft.long_rtt == 0.0
@@ -139,7 +140,7 @@ def test_hazard_weights_drive_the_prediction():
     # after a loss and low later.
     w = [0.0] * N_WEIGHTS
     w[0] = -4.0
-    w[burst.OFF_TSL] = 6.0
+    w[burst_configs.OFF_TSL] = 6.0
     pred = BurstLossPredictor(BurstLossConfig(tuple(w), (0.1, 0.2)))
     pred.learn_one(feats(loss=0.2), 0.2, now=0.01)
     high = pred.block_loss_probability
@@ -224,7 +225,9 @@ def test_config_validation():
     with pytest.raises(ValueError, match="severity"):
         BurstLossConfig(good.weights, ())
     with pytest.raises(ValueError, match="feature_version"):
-        BurstLossConfig(good.weights, good.severity, feature_version=burst.FEATURE_VERSION + 1)
+        BurstLossConfig(
+            good.weights, good.severity, feature_version=burst_configs.FEATURE_VERSION + 1
+        )
     with pytest.raises(TypeError, match="config"):
         BurstLossPredictor(config={"weights": []})  # type: ignore[arg-type]
 

@@ -153,12 +153,13 @@ Mbit/s path: RTT stays ~3x base).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import fields
 from enum import StrEnum
 from typing import Any
 
 from oxidize_ml._validate import check_int, check_number
 from oxidize_ml.congestion.actions import ACTION_FACTORS, CwndLimits, nearest_action
+from oxidize_ml.congestion.configs import BbrConfig
 from oxidize_ml.congestion.observation import CongestionObservation
 from oxidize_ml.types import DrlAction
 
@@ -206,176 +207,6 @@ _STARTUP, _DRAIN, _DOWN, _CRUISE, _REFILL, _UP, _PROBE_RTT = range(7)
 # Which bound on in-flight data applies per phase (v3
 # bbr_bound_cwnd_for_inflight_model): 0 none, 1 inflight_hi, 2 with headroom.
 _CAP_MODE = (0, 0, 1, 2, 1, 1, 2)
-
-
-@dataclass(frozen=True, slots=True)
-class BbrConfig:
-    """Hyperparameters of `BbrFallback`; defaults are BBR v3's (REFERENCES.md section 2).
-
-    Gains are unitless multipliers of the estimated BDP / bandwidth.
-    """
-
-    startup_pacing_gain: float = 2.77
-    """STARTUP pacing gain, 4 ln 2: doubles the delivery rate per round (v3)"""
-    startup_cwnd_gain: float = 2.0
-    """STARTUP (and DRAIN) cwnd gain (v3: 2); caps the STARTUP window at 2 BDP"""
-    drain_pacing_gain: float = 0.35
-    """DRAIN gain, about 1 / 2.885: empties the STARTUP queue in about a round
-    (draft-ietf-ccwg-bbr BBRDrainPacingGain; tcp_bbr.c v1 1000/2885)"""
-    cwnd_gain: float = 2.0
-    """PROBE_BW cwnd gain (v3: 2); caps every PROBE_BW phase gain"""
-    probe_up_gain: float = 1.25
-    """PROBE_BW UP gain: push 25 % above the BDP to look for more bandwidth"""
-    probe_down_gain: float = 0.90
-    """PROBE_BW DOWN gain: drain the queue the UP phase built"""
-    probe_cruise_gain: float = 1.0
-    """PROBE_BW CRUISE gain: use the pipe, keep the queue empty"""
-    probe_refill_gain: float = 1.0
-    """PROBE_BW REFILL gain: refill the pipe for one round before probing"""
-    full_bw_growth: float = 1.25
-    """max_bw must grow by this factor within ``full_bw_rounds`` rounds, or the
-    pipe is considered full and STARTUP ends"""
-    full_bw_rounds: int = 3
-    """rounds without ``full_bw_growth`` growth that end STARTUP"""
-    loss_threshold: float = 0.02
-    """a round whose mean loss ratio exceeds this is lossy (v3: 2 %)"""
-    loss_min_packets: float = 2.0
-    """a round is lossy only if it also lost about this many packets (estimated
-    from its loss ratio and delivered bytes), so a single random loss in a
-    small round is not read as > 2 % (v3 similarly waits for 6 loss events
-    before leaving STARTUP on loss), >= 0"""
-    beta: float = 0.7
-    """on a lossy round ``inflight_hi`` becomes beta x the round's peak in
-    flight (v3: cut by 0.3)"""
-    headroom: float = 0.15
-    """share of ``inflight_hi`` left free in CRUISE and PROBE_RTT so other
-    flows can enter (v3: 15 %)"""
-    bw_filter_rounds: int = 10
-    """length of the max-bandwidth filter, in (non-ignored) rounds"""
-    min_rtt_window_s: float = 10.0
-    """min_rtt is replaced by a newer, higher sample after this many seconds"""
-    probe_rtt_interval_s: float = 5.0
-    """enter PROBE_RTT when no RTT sample matched or beat the recent minimum
-    for this long, seconds (v3 probe_rtt_win: 5 s)"""
-    probe_rtt_duration_s: float = 0.2
-    """time spent at the PROBE_RTT window, seconds (and at least one round)"""
-    probe_rtt_cwnd_gain: float = 0.5
-    """PROBE_RTT window as a fraction of the BDP (v3: half the BDP)"""
-    min_inflight_packets: int = 4
-    """smallest window target, packets (tcp_bbr.c bbr_cwnd_min_target: 4)"""
-    probe_wait_min_s: float = 2.0
-    """shortest wait between bandwidth probes, seconds (v3: 2 s)"""
-    probe_wait_max_s: float = 3.0
-    """longest wait between bandwidth probes, seconds (v3: 2 s + up to 1 s)"""
-    probe_max_rounds: int = 63
-    """also probe after min(BDP in packets, this) rounds, for Reno/CUBIC
-    coexistence (v3 bbr_bw_probe_max_rounds)"""
-    extra_acked_window_rounds: int = 5
-    """rounds per slot of the two-slot ack-aggregation max filter (tcp_bbr.c: 5)"""
-    extra_acked_max_s: float = 0.1
-    """ack-aggregation allowance is capped at this much time at max_bw, seconds
-    (tcp_bbr.c bbr_extra_acked_max_us: 100 ms)"""
-    quantization_margin: float = 0.05
-    """added to every gain (x BDP) so the 5 %-step window settles at or above
-    its goal (the analogue of tcp_bbr.c's quantization budget), >= 0"""
-    app_limited_fraction: float = 0.5
-    """an interval is app-limited when in-flight bytes are below this share of
-    cwnd; its round then only enters the bandwidth filter if it raises it"""
-    persistent_loss_rate: float = 0.5
-    """loss ratio at or above which an interval counts toward persistent
-    congestion"""
-    persistent_congestion_srtts: float = 3.0
-    """persistent congestion after this many smoothed RTTs of such intervals
-    (RFC 9002 uses three PTOs)"""
-    min_rtt_tolerance: float = 0.02
-    """an RTT sample within this share above the recent minimum confirms it (the
-    sample is the smoothed RTT, which a queue-free path approaches but never
-    undercuts), so a path without a standing queue is not sent into PROBE_RTT, in [0, 1)"""
-
-    def __post_init__(self) -> None:
-        _check_positive("startup_pacing_gain", self.startup_pacing_gain)
-        _check_positive("startup_cwnd_gain", self.startup_cwnd_gain)
-        if min(self.startup_pacing_gain, self.startup_cwnd_gain) <= 1.0:
-            raise ValueError(
-                "startup_pacing_gain and startup_cwnd_gain must be > 1 for STARTUP to grow, "
-                f"got {self.startup_pacing_gain!r} and {self.startup_cwnd_gain!r}"
-            )
-        _check_open_unit("drain_pacing_gain", self.drain_pacing_gain, closed_hi=False)
-        _check_positive("cwnd_gain", self.cwnd_gain)
-        up = check_number("probe_up_gain", self.probe_up_gain)
-        if up <= 1.0:
-            raise ValueError(f"probe_up_gain must be > 1, got {self.probe_up_gain!r}")
-        _check_open_unit("probe_down_gain", self.probe_down_gain, closed_hi=False)
-        _check_positive("probe_cruise_gain", self.probe_cruise_gain)
-        _check_positive("probe_refill_gain", self.probe_refill_gain)
-        for name in ("probe_up_gain", "probe_cruise_gain", "probe_refill_gain"):
-            if getattr(self, name) > self.cwnd_gain:
-                raise ValueError(
-                    f"{name} must be <= cwnd_gain ({self.cwnd_gain!r}), got {getattr(self, name)!r}"
-                )
-        if check_number("full_bw_growth", self.full_bw_growth) <= 1.0:
-            raise ValueError(f"full_bw_growth must be > 1, got {self.full_bw_growth!r}")
-        check_int("full_bw_rounds", self.full_bw_rounds, lo=1)
-        _check_open_unit("loss_threshold", self.loss_threshold, closed_hi=False)
-        check_number("loss_min_packets", self.loss_min_packets)
-        _check_open_unit("beta", self.beta, closed_hi=False)
-        if not 0.0 <= check_number("headroom", self.headroom) < 1.0:
-            raise ValueError(f"headroom must be in [0, 1), got {self.headroom!r}")
-        check_int("bw_filter_rounds", self.bw_filter_rounds, lo=1, hi=1000)
-        _check_positive("min_rtt_window_s", self.min_rtt_window_s)
-        _check_positive("probe_rtt_interval_s", self.probe_rtt_interval_s)
-        if self.probe_rtt_interval_s > self.min_rtt_window_s:
-            raise ValueError(
-                f"probe_rtt_interval_s ({self.probe_rtt_interval_s!r}) must be <= "
-                f"min_rtt_window_s ({self.min_rtt_window_s!r})"
-            )
-        _check_positive("probe_rtt_duration_s", self.probe_rtt_duration_s)
-        if self.probe_rtt_duration_s >= self.probe_rtt_interval_s:
-            raise ValueError(
-                f"probe_rtt_duration_s ({self.probe_rtt_duration_s!r}) must be < "
-                f"probe_rtt_interval_s ({self.probe_rtt_interval_s!r})"
-            )
-        _check_open_unit("probe_rtt_cwnd_gain", self.probe_rtt_cwnd_gain, closed_hi=True)
-        check_int("min_inflight_packets", self.min_inflight_packets, lo=1)
-        _check_positive("probe_wait_min_s", self.probe_wait_min_s)
-        if check_number("probe_wait_max_s", self.probe_wait_max_s) < self.probe_wait_min_s:
-            raise ValueError(
-                f"probe_wait_max_s ({self.probe_wait_max_s!r}) must be >= "
-                f"probe_wait_min_s ({self.probe_wait_min_s!r})"
-            )
-        check_int("probe_max_rounds", self.probe_max_rounds, lo=1)
-        check_int("extra_acked_window_rounds", self.extra_acked_window_rounds, lo=1)
-        check_number("extra_acked_max_s", self.extra_acked_max_s)
-        check_number("quantization_margin", self.quantization_margin, hi=1.0)
-        check_number("app_limited_fraction", self.app_limited_fraction, hi=1.0)
-        _check_open_unit("persistent_loss_rate", self.persistent_loss_rate, closed_hi=True)
-        _check_positive("persistent_congestion_srtts", self.persistent_congestion_srtts)
-        if not 0.0 <= check_number("min_rtt_tolerance", self.min_rtt_tolerance) < 1.0:
-            raise ValueError(f"min_rtt_tolerance must be in [0, 1), got {self.min_rtt_tolerance!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> BbrConfig:
-        """Rebuild from `to_dict` output; unknown keys raise ``ValueError``."""
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"unknown BbrConfig fields {unknown}; allowed: {sorted(names)}")
-        return cls(**d)
-
-
-def _check_positive(name: str, value: object) -> None:
-    if check_number(name, value) <= 0.0:
-        raise ValueError(f"{name} must be > 0, got {value!r}")
-
-
-def _check_open_unit(name: str, value: object, *, closed_hi: bool) -> None:
-    v = check_number(name, value, hi=1.0)
-    if v <= 0.0 or (not closed_hi and v >= 1.0):
-        allowed = "(0, 1]" if closed_hi else "(0, 1)"
-        raise ValueError(f"{name} must be in {allowed}, got {value!r}")
 
 
 def _limits_to_dict(limits: CwndLimits) -> dict[str, int]:
@@ -702,7 +533,7 @@ class BbrFallback:
 
     # -- Policy ----------------------------------------------------------------
 
-    def learn_one(self, obs: CongestionObservation, feedback: float = 0.0, *, now: float) -> None:
+    def learn_one(self, obs: CongestionObservation, feedback: float, *, now: float) -> None:
         """Feed one decision interval's observation.
 
         Parameters

@@ -51,11 +51,10 @@ the interval's budget, so several decisions per observation cannot add up.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
 from typing import Any
 
-from oxidize_ml._validate import check_number
 from oxidize_ml.congestion.actions import CwndLimits
+from oxidize_ml.congestion.configs import EnvelopeConfig
 from oxidize_ml.congestion.observation import CongestionObservation
 from oxidize_ml.congestion.state import WindowedExtreme
 
@@ -64,43 +63,6 @@ __all__ = ["DeliveryEnvelope", "EnvelopeConfig"]
 _INF = float("inf")
 _SPAN_ENTRIES = 4096
 """intervals kept for the min-RTT span sum (10 ms intervals: 41 s, far above any span)"""
-
-
-@dataclass(frozen=True, slots=True)
-class EnvelopeConfig:
-    """Hyperparameters of `DeliveryEnvelope`."""
-
-    gain: float = 2.5
-    """the window may reach ``gain`` x the BDP estimate (BBR cwnd_gain 2 + slack), > 1"""
-    validated_fraction: float = 0.5
-    """the flow is window-limited when bytes in flight >= this share of cwnd (RFC 7661
-    pipeACK >= cwnd / 2); only then may the window grow, in (0, 1]"""
-    window_s: float = 10.0
-    """how long a BDP sample stays valid, seconds (BBR's 10 s bandwidth window)"""
-    bucket_s: float = 1.0
-    """granularity of the windowed BDP max filter, seconds"""
-    default_interval_s: float = 0.010
-    """interval length assumed for the first observation (no previous time), seconds"""
-    max_interval_s: float = 1.0
-    """longest interval credited with delivered bytes: a caller's stale clock or a long
-    pause cannot turn one rate sample into a large growth budget, seconds"""
-
-    def __post_init__(self) -> None:
-        if check_number("gain", self.gain) <= 1.0:
-            raise ValueError(f"gain must be > 1, got {self.gain!r}")
-        v = check_number("validated_fraction", self.validated_fraction, hi=1.0)
-        if v <= 0.0:
-            raise ValueError(
-                f"validated_fraction must be in (0, 1], got {self.validated_fraction!r}"
-            )
-        if check_number("window_s", self.window_s) <= 0.0:
-            raise ValueError(f"window_s must be > 0, got {self.window_s!r}")
-        if not 0.0 < check_number("bucket_s", self.bucket_s) <= self.window_s:
-            raise ValueError(f"bucket_s must be in (0, window_s], got {self.bucket_s!r}")
-        if check_number("default_interval_s", self.default_interval_s) <= 0.0:
-            raise ValueError(f"default_interval_s must be > 0, got {self.default_interval_s!r}")
-        if check_number("max_interval_s", self.max_interval_s) <= 0.0:
-            raise ValueError(f"max_interval_s must be > 0, got {self.max_interval_s!r}")
 
 
 _DEFAULT_CONFIG = EnvelopeConfig()

@@ -71,6 +71,7 @@ from typing import Any
 
 import numpy as np
 
+from oxidize_ml._mypyc import mypyc_attr
 from oxidize_ml.congestion.actions import N_ACTIONS, CwndLimits, apply_action, nearest_action
 from oxidize_ml.congestion.bbr import BbrFallback, BbrPhase
 from oxidize_ml.congestion.observation import CongestionObservation
@@ -297,6 +298,8 @@ class ResidualFeatures:
         self._hist = (u1, q, loss, *hist[: 3 * (HISTORY - 1)])
 
 
+# The trainer's recorder subclasses it, also when this module is compiled.
+@mypyc_attr(allow_interpreted_subclasses=True)
 class ResidualDqnPolicy:
     """Fallback + learned correction: a `Policy[CongestionObservation, DrlAction]`.
 
@@ -403,7 +406,7 @@ class ResidualDqnPolicy:
         in place, built when read: copy it to keep it)"""
         return self.features.state if self._learned else None
 
-    def learn_one(self, obs: CongestionObservation, feedback: float = 0.0, *, now: float) -> None:
+    def learn_one(self, obs: CongestionObservation, feedback: float, *, now: float) -> None:
         fb = self.base
         fb.learn_one(obs, feedback, now=now)
         self._fb_action = fb.predict_one(obs, now=now)

@@ -23,40 +23,18 @@ live decisions agree (version `CONGESTION_STATE_VERSION`).
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
 
 import numpy as np
 
-from oxidize_ml._validate import check_int, check_number
+from oxidize_ml.congestion.configs import N_DERIVED, StateConfig
 from oxidize_ml.congestion.reward import reward_of
-from oxidize_ml.features import N_FEATURES, NetworkFeatures
+from oxidize_ml.features import NetworkFeatures
 
 CONGESTION_STATE_VERSION = 1
-N_DERIVED = 4
 
+_DEFAULT_STATE_CONFIG = StateConfig()
 _fromiter = np.fromiter
 _F32 = np.float32
-
-
-@dataclass(frozen=True, slots=True)
-class StateConfig:
-    history: int = 4
-    """intervals of derived features kept (newest first)"""
-    window_s: float = 10.0
-    """window of the max-throughput and min-RTT filters, seconds"""
-    bucket_s: float = 1.0
-    """granularity of the windowed filters, seconds"""
-
-    def __post_init__(self) -> None:
-        check_int("history", self.history, lo=1, hi=64)
-        check_number("window_s", self.window_s, lo=0.01)
-        check_number("bucket_s", self.bucket_s, lo=0.001)
-        if self.bucket_s > self.window_s:
-            raise ValueError("bucket_s must be <= window_s")
-
-    @property
-    def size(self) -> int:
-        return N_FEATURES + N_DERIVED * self.history
 
 
 class WindowedExtreme:
@@ -125,7 +103,7 @@ class CongestionStateEncoder:
 
     __slots__ = ("_derived", "_max_thr", "_min_rtt", "config", "max_throughput_bps", "min_rtt_us")
 
-    def __init__(self, config: StateConfig = StateConfig()) -> None:
+    def __init__(self, config: StateConfig = _DEFAULT_STATE_CONFIG) -> None:
         self.config = config
         self._max_thr = WindowedExtreme(config.window_s, config.bucket_s, is_max=True)
         self._min_rtt = WindowedExtreme(config.window_s, config.bucket_s, is_max=False)

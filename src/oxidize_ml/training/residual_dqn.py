@@ -234,7 +234,7 @@ class _Recorder(ResidualDqnPolicy):
         self._cap_t: float | None = None
         self._cap_s = 0.0
 
-    def learn_one(self, obs: Any, feedback: float = 0.0, *, now: float) -> None:
+    def learn_one(self, obs: Any, feedback: float, *, now: float) -> None:
         super().learn_one(obs, feedback, now=now)
         feats = self.features
         if self.capacity_bps is not None:
