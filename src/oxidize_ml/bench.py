@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib.machinery
 import itertools
 import json
 import os
@@ -17,6 +18,7 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -418,11 +420,31 @@ def run_all(*, quick: bool = False) -> list[BenchRow]:
     return rows
 
 
+def compiled_modules(package_dir: Path | None = None) -> list[str]:
+    """Extension modules in the installed package (relative paths, sorted).
+
+    Found by file suffix, not from a list: only a mypyc build (``OXIDIZE_ML_COMPILE=1
+    pip install .``) puts extension modules in the package, one per compiled module.
+    """
+    if package_dir is None:
+        import oxidize_ml
+
+        package_dir = Path(oxidize_ml.__file__).parent
+    suffixes = tuple(importlib.machinery.EXTENSION_SUFFIXES)
+    return sorted(
+        p.relative_to(package_dir).as_posix()
+        for p in package_dir.rglob("*")
+        if p.name.endswith(suffixes) and p.is_file()
+    )
+
+
 def environment() -> dict[str, str]:
     import platform
 
+    compiled = compiled_modules()
     return {
         "python": platform.python_version(),
         "machine": platform.machine(),
         "cpus": str(os.cpu_count()),
+        "compiled": f"mypyc, {len(compiled)} modules" if compiled else "no (pure Python)",
     }
