@@ -177,7 +177,10 @@ def apply(d: Path, base: Path, mutation: tuple[Any, ...]) -> str | None:
     elif kind == "header":
         if not fname.endswith(".safetensors"):
             return None
-        p.write_bytes(mutate_header(data, mutation[2], mutation[3], mutation[4]))
+        mutated = mutate_header(data, mutation[2], mutation[3], mutation[4])
+        p.write_bytes(mutated)
+        if mutation[2] != "header_len" and _header(mutated)[0] == _header(data)[0]:
+            return None  # a key set to the value it had (e.g. kind "dqn"): still a valid file
         return fname
     return fname if kind in ("truncate", "garbage", "delete") else None
 
