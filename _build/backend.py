@@ -14,12 +14,14 @@ compile (a compiled module next to its ``.py`` would shadow edits to the source)
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from mypyc_config import VARIABLE, build_requirements, compile_requested
 from setuptools import build_meta as _orig
@@ -51,14 +53,6 @@ def get_requires_for_build_wheel(config_settings: _ConfigSettings = None) -> lis
     return [*requires, *build_requirements()] if compiling else requires
 
 
-def prepare_metadata_for_build_wheel(
-    metadata_directory: str, config_settings: _ConfigSettings = None
-) -> str:
-    compile_requested()  # fail early on a bad value
-    with _pure():
-        return _orig.prepare_metadata_for_build_wheel(metadata_directory, config_settings)
-
-
 def build_wheel(
     wheel_directory: str,
     config_settings: _ConfigSettings = None,
@@ -73,30 +67,23 @@ def build_wheel(
     return _orig.build_wheel(wheel_directory, config_settings, metadata_directory)
 
 
-def get_requires_for_build_sdist(config_settings: _ConfigSettings = None) -> list[str]:
-    compile_requested()
-    with _pure():
-        return _orig.get_requires_for_build_sdist(config_settings)
+def _pure_hook(hook: Callable[..., Any]) -> Callable[..., Any]:
+    """``hook`` run with compiling off, after a bad variable value fails it early."""
+
+    @functools.wraps(hook)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        compile_requested()
+        with _pure():
+            return hook(*args, **kwargs)
+
+    return run
 
 
-def build_sdist(sdist_directory: str, config_settings: _ConfigSettings = None) -> str:
-    compile_requested()
-    with _pure():
-        return _orig.build_sdist(sdist_directory, config_settings)
-
-
-def get_requires_for_build_editable(config_settings: _ConfigSettings = None) -> list[str]:
-    compile_requested()
-    with _pure():
-        return _orig.get_requires_for_build_editable(config_settings)
-
-
-def prepare_metadata_for_build_editable(
-    metadata_directory: str, config_settings: _ConfigSettings = None
-) -> str:
-    compile_requested()
-    with _pure():
-        return _orig.prepare_metadata_for_build_editable(metadata_directory, config_settings)
+prepare_metadata_for_build_wheel = _pure_hook(_orig.prepare_metadata_for_build_wheel)
+get_requires_for_build_sdist = _pure_hook(_orig.get_requires_for_build_sdist)
+build_sdist = _pure_hook(_orig.build_sdist)
+get_requires_for_build_editable = _pure_hook(_orig.get_requires_for_build_editable)
+prepare_metadata_for_build_editable = _pure_hook(_orig.prepare_metadata_for_build_editable)
 
 
 def build_editable(
