@@ -21,7 +21,7 @@ def test_model_forks_share_weights_and_constants_not_buffers() -> None:
     a = LstmLossModel.from_tensors(random_tensors(cfg), cfg)
     b = a.fork()
     assert b.weights is a.weights
-    for arr in (a.weights.w, a.weights.b, a.weights.head_w):
+    for arr in (a.weights.w, a.weights.head_w):
         assert not arr.flags.writeable
     assert b._s.half is a._s.half and not a._s.half.flags.writeable  # shared constant
     assert not np.shares_memory(a._s.xh, b._s.xh) and not np.shares_memory(a._c, b._c)

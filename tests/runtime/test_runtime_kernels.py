@@ -83,13 +83,13 @@ def test_sigmoid_is_stable_and_accurate() -> None:
 
 def test_lstm_step_kernel_matches_reference(lstm_tensors) -> None:
     cfg = LossLstmConfig()
-    w, b = fuse_lstm_weights(
+    w = fuse_lstm_weights(
         lstm_tensors["lstm.weight_ih_l0"],
         lstm_tensors["lstm.weight_hh_l0"],
         lstm_tensors["lstm.bias_ih_l0"],
         lstm_tensors["lstm.bias_hh_l0"],
     )
-    assert w.shape == (cfg.n_features + cfg.hidden, 4 * cfg.hidden) and w.dtype == np.float32
+    assert w.shape == (cfg.n_features + 1 + cfg.hidden, 4 * cfg.hidden) and w.dtype == np.float32
     rng = np.random.default_rng(0)
     s = LstmScratch.allocate(cfg.n_features, cfg.hidden)
     for _ in range(20):
@@ -97,7 +97,7 @@ def test_lstm_step_kernel_matches_reference(lstm_tensors) -> None:
         h = rng.uniform(-1, 1, cfg.hidden).astype(np.float32)
         c = rng.standard_normal(cfg.hidden).astype(np.float32)
         oh, oc = np.empty_like(h), np.empty_like(c)
-        lstm_step(x, h, c, w, b, oh, oc, s)
+        lstm_step(x, h, c, w, oh, oc, s)
         _, rh, rc = _ref_lstm(lstm_tensors, x[None], h, c)
         np.testing.assert_allclose(oh, rh, atol=TOL)
         np.testing.assert_allclose(oc, rc, atol=TOL)
@@ -105,7 +105,7 @@ def test_lstm_step_kernel_matches_reference(lstm_tensors) -> None:
 
 def test_lstm_window_equals_repeated_steps(lstm_tensors) -> None:
     cfg = LossLstmConfig()
-    w, b = fuse_lstm_weights(
+    w = fuse_lstm_weights(
         *(
             lstm_tensors[k]
             for k in (
@@ -120,17 +120,17 @@ def test_lstm_window_equals_repeated_steps(lstm_tensors) -> None:
     hs = np.empty((20, cfg.hidden), dtype=np.float32)
     c_out = np.empty(cfg.hidden, dtype=np.float32)
     z = np.zeros(cfg.hidden, dtype=np.float32)
-    lstm_window(xs, w, b, z, z, hs, c_out)
+    lstm_window(xs, w, z, z, hs, c_out)
     s = LstmScratch.allocate(cfg.n_features, cfg.hidden)
     h, c = z.copy(), z.copy()
     for t in range(20):
-        lstm_step(xs[t], h, c, w, b, h, c, s)
+        lstm_step(xs[t], h, c, w, h, c, s)
         np.testing.assert_allclose(hs[t], h, atol=1e-6)
     np.testing.assert_allclose(c_out, c, atol=1e-6)
     _, rh, _rc = _ref_lstm(lstm_tensors, xs)
     np.testing.assert_allclose(hs[-1], rh, atol=TOL)
     with pytest.raises(ValueError, match="at least one step"):
-        lstm_window(xs[:0], w, b, z, z, hs[:0], c_out)
+        lstm_window(xs[:0], w, z, z, hs[:0], c_out)
 
 
 def test_lstm_model_stateful_steps_match_reference(lstm_tensors) -> None:

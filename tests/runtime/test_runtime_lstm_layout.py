@@ -1,11 +1,15 @@
-"""The LSTM step's fused layout (gates o, i, f, g; the cell state after g) against the
-previous layout (gates i, f, o, g; separate products), bit for bit.
+"""The LSTM step's fused layout (gates o, i, f, g; the cell state after g; the bias as
+a weight row) against the previous layout (gates i, f, o, g; separate products;
+a separate bias add).
 
-The reordering saves one ufunc call per step (issue 9's hot path). Reordering
-gate columns and pairing two products in one multiply do not change any
-floating-point operation, so every probability, hidden state and cell state
-must be identical to the previous kernel's, on the shipped model and on random
-weights, including after resets and with inputs over the clipping range.
+Each change saves a ufunc call per step (issue 9's hot path). Reordering gate
+columns and pairing two products in one multiply change no floating-point
+operation; the bias row moves the bias add into the matmul's accumulation,
+which rounds differently by about one float32 ulp. So every probability,
+hidden state and cell state must agree with the previous kernel's to float32
+rounding, on the shipped model and on random weights, over thousands of
+carried steps (errors must not grow through the recurrence), including after
+resets and with inputs over the clipping range.
 """
 
 from __future__ import annotations
@@ -85,7 +89,7 @@ def _shipped() -> dict[str, np.ndarray]:
 
 
 @pytest.mark.parametrize("weights", ["shipped", "random-h64", "random-h24"])
-def test_step_is_bit_identical_to_the_previous_layout(weights: str) -> None:
+def test_step_agrees_with_the_previous_layout_to_rounding(weights: str) -> None:
     if weights == "shipped":
         tensors = _shipped()
         config = load_lstm(default_model_dir()).config  # type: ignore[arg-type]
@@ -101,9 +105,10 @@ def test_step_is_bit_identical_to_the_previous_layout(weights: str) -> None:
             ref.reset()
         scale = rng.choice([0.01, 1.0, 10.0], size=config.n_features)
         x = (rng.random(config.n_features) * scale).astype(F32)
-        assert ours.step(x) == ref.step(x), k
+        assert ours.step(x) == pytest.approx(ref.step(x), rel=1e-5, abs=1e-6), k
         h, c = ours.clone_state()
-        assert h.tobytes() == ref.h.tobytes() and c.tobytes() == ref.c.tobytes(), k
+        np.testing.assert_allclose(h, ref.h, rtol=1e-5, atol=1e-6, err_msg=str(k))
+        np.testing.assert_allclose(c, ref.c, rtol=1e-5, atol=1e-5, err_msg=str(k))
 
 
 def test_window_and_sequence_agree_with_steps_after_the_reorder() -> None:

@@ -91,6 +91,7 @@ class LstmLossPredictor:
 
     __slots__ = (
         "_fallback",
+        "_input",
         "_last_now",
         "_model",
         "_n_updates",
@@ -114,6 +115,7 @@ class LstmLossPredictor:
             )
         self._model = model
         self._step = model.step  # bound once: saves an attribute lookup per observation
+        self._input = _input_buffer(model)
         self._fallback = fallback if fallback is not None else EwmaLossPredictor()
         self.reset()
 
@@ -141,6 +143,7 @@ class LstmLossPredictor:
         new = object.__new__(LstmLossPredictor)
         new._model = model = self._model.fork()
         new._step = model.step
+        new._input = _input_buffer(model)
         new._fallback = self._fallback.clone()
         new._p = 0.0
         new._last_now = None
@@ -198,7 +201,11 @@ class LstmLossPredictor:
         """
         if not isinstance(features, NetworkFeatures):
             raise TypeError(f"features must be NetworkFeatures, got {type(features).__name__}")
-        self.learn_encoded(features, features.to_vector(), feedback, now=now)
+        # Normalised straight into the model's input slot where it has one: no
+        # vector built and copied per observation.
+        buf = self._input
+        x = features.to_vector() if buf is None else features.to_vector(buf)
+        self.learn_encoded(features, x, feedback, now=now)
 
     def learn_encoded(
         self, features: NetworkFeatures, x: np.ndarray, feedback: float, *, now: float
@@ -261,6 +268,12 @@ class LstmLossPredictor:
             f"LstmLossPredictor(p={self._p:.4g}, n_updates={self._n_updates}, "
             f"model={type(self._model).__name__})"
         )
+
+
+def _input_buffer(model: LstmLossModel | OrtLstmLossModel) -> np.ndarray | None:
+    """The numpy model's input slot (`LstmLossModel.input_buffer`); None for ONNX."""
+    buf = getattr(model, "input_buffer", None)
+    return buf if isinstance(buf, np.ndarray) else None
 
 
 __all__ = ["LstmLossPredictor"]

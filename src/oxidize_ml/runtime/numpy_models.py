@@ -70,8 +70,8 @@ class LstmWeights:
     """Read-only LSTM weights in the fused kernel layout (see `runtime.kernels`)."""
 
     config: LossLstmConfig
-    w: np.ndarray  # [F + H, 4H] fused, gate order (o, i, f, g), sigmoid gates pre-scaled 0.5
-    b: np.ndarray  # [4H] fused
+    w: np.ndarray  # [F + 1 + H, 4H] fused: input rows, the bias row, hidden rows; gate
+    # order (o, i, f, g), sigmoid gates pre-scaled 0.5
     head_w: np.ndarray  # [H]
     head_b: float
 
@@ -79,7 +79,7 @@ class LstmWeights:
     def from_tensors(cls, tensors: Mapping[str, np.ndarray], config: LossLstmConfig) -> LstmWeights:
         """Build from torch-layout tensors (validated against `expected_tensors`)."""
         check_tensors(tensors, config, source="tensors")
-        w, b = fuse_lstm_weights(
+        w = fuse_lstm_weights(
             tensors["lstm.weight_ih_l0"],
             tensors["lstm.weight_hh_l0"],
             tensors["lstm.bias_ih_l0"],
@@ -89,7 +89,6 @@ class LstmWeights:
         return cls(
             config=config,
             w=_readonly(w),
-            b=_readonly(b),
             head_w=_readonly(head_w),
             head_b=float(tensors["head.bias"][0]),
         )
@@ -146,6 +145,15 @@ class LstmLossModel:
         """A new instance sharing the read-only weights, with its own buffers and zero state."""
         return LstmLossModel(self._weights)
 
+    @property
+    def input_buffer(self) -> np.ndarray:
+        """The step's input slot, float32 ``[n_features]`` (writable, owned by this model).
+
+        A caller that writes the features here (``features.to_vector(out=...)``)
+        and passes this array to `step` saves building and copying a vector.
+        """
+        return self._s.x_part
+
     def reset_state(self) -> None:
         """Zero (h, c), as at the start of a connection."""
         self._s.h_part.fill(0.0)
@@ -184,7 +192,7 @@ class LstmLossModel:
         if type(x) is not np.ndarray or x.shape != self._x_shape:
             x = _coerce_vector(x, self._x_shape[0], "x")
         wt, s = self._weights, self._s
-        lstm_step(x, s.h_part, self._c, wt.w, wt.b, s.h_part, self._c, s)
+        lstm_step(x, s.h_part, self._c, wt.w, s.h_part, self._c, s)
         z = float(s.h_part.dot(wt.head_w)) + wt.head_b  # method form: ~0.3 us cheaper
         if not math.isfinite(z):
             self.reset_state()
@@ -204,7 +212,7 @@ class LstmLossModel:
         cfg, wt = self.config, self._weights
         hs = np.empty((xs.shape[0], cfg.hidden), dtype=F32)
         c_out = np.empty(cfg.hidden, dtype=F32)
-        lstm_window(xs, wt.w, wt.b, self._s.h_part.copy(), self._c, hs, c_out)
+        lstm_window(xs, wt.w, self._s.h_part.copy(), self._c, hs, c_out)
         if not np.isfinite(hs[-1]).all():
             self.reset_state()
             raise NonFiniteOutputError(
@@ -227,7 +235,7 @@ class LstmLossModel:
         hs = np.empty((xs.shape[0], cfg.hidden), dtype=F32)
         c_out = np.empty(cfg.hidden, dtype=F32)
         zeros = np.zeros(cfg.hidden, dtype=F32)
-        lstm_window(xs, wt.w, wt.b, zeros, zeros, hs, c_out)
+        lstm_window(xs, wt.w, zeros, zeros, hs, c_out)
         z = float(np.dot(hs[-1], wt.head_w)) + wt.head_b
         if not math.isfinite(z):
             raise NonFiniteOutputError(
