@@ -14,7 +14,7 @@ import math
 import random
 import textwrap
 import types
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 
@@ -579,28 +579,11 @@ def test_stats_are_json_and_complete() -> None:
     assert "PROBE_BW" in repr(ctrl) or "PROBE_RTT" in repr(ctrl)
 
 
-def _doctest_results(module: types.ModuleType) -> doctest.TestResults:
-    """doctest's results for ``module``. In the compiled build (``OXIDIZE_ML_COMPILE``)
-    doctest finds no compiled class's or function's docstring, so the examples are read
-    from the module's source installed beside it and run against the compiled module."""
-    path = Path(module.__file__ or "")
-    if path.suffix == ".py":
-        return doctest.testmod(module)
-    source = path.with_name(module.__name__.rpartition(".")[2] + ".py").read_text()
-    runner = doctest.DocTestRunner()
-    parser = doctest.DocTestParser()
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef):
-            doc = ast.get_docstring(node, clean=False)
-            if doc:
-                name = getattr(node, "name", module.__name__)
-                runner.run(parser.get_doctest(doc, dict(vars(module)), name, str(path), 0))
-    return runner.summarize(verbose=False)
-
-
-def test_docstring_examples_run() -> None:
+def test_docstring_examples_run(
+    run_doctests: Callable[[types.ModuleType], doctest.TestResults],
+) -> None:
     for module in (bbr_module, observation_module):
-        result = _doctest_results(module)
+        result = run_doctests(module)
         assert result.attempted > 0
         assert result.failed == 0
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import doctest
 import math
 
 import numpy as np
@@ -241,5 +240,5 @@ def test_histories_are_bounded():
     assert len(ft._loss_cum) == burst.LOSS_HISTORY + 1
 
 
-def test_doctests():
-    assert doctest.testmod(burst).failed == 0
+def test_doctests(run_doctests):
+    assert run_doctests(burst).failed == 0

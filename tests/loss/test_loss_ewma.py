@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import doctest
 import json
 
 import numpy as np
@@ -269,7 +268,7 @@ def test_config_is_frozen_and_typed():
         EwmaLossPredictor({"alpha": 0.3})  # type: ignore[arg-type]
 
 
-def test_docstring_examples():
-    result = doctest.testmod(ewma_module)
+def test_docstring_examples(run_doctests):
+    result = run_doctests(ewma_module)
     assert result.attempted > 0
     assert result.failed == 0

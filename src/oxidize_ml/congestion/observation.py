@@ -14,8 +14,10 @@ comparison each; `oxidize_ml.congestion.bbr.BbrFallback` raises a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from oxidize_ml._frozen import three_field_maker
 from oxidize_ml.features import NetworkFeatures
 
 
@@ -46,23 +48,9 @@ class CongestionObservation:
     the next action is applied to with `oxidize_ml.congestion.apply_action`)"""
 
 
-_new = object.__new__
-# The slots' descriptors store a field without going through the frozen class's
-# __setattr__ (which `CongestionObservation(...)` calls once per field).
-_slots = vars(CongestionObservation)
-_set_features = _slots["features"].__set__
-_set_throughput = _slots["throughput_bps"].__set__
-_set_cwnd = _slots["cwnd_bytes"].__set__
-
-
-def make_observation(
-    features: NetworkFeatures, throughput_bps: float, cwnd_bytes: int
-) -> CongestionObservation:
-    """``CongestionObservation(features, throughput_bps, cwnd_bytes)`` at about half the
-    cost: the engine builds one per interval on its hot path. Equal to the constructor's
-    result in every respect (same class, fields, equality and hash)."""
-    obs = _new(CongestionObservation)
-    _set_features(obs, features)
-    _set_throughput(obs, throughput_bps)
-    _set_cwnd(obs, cwnd_bytes)
-    return obs
+make_observation: Callable[[NetworkFeatures, float, int], CongestionObservation] = (
+    three_field_maker(CongestionObservation)
+)
+"""``CongestionObservation(features, throughput_bps, cwnd_bytes)`` at about half the
+cost: the engine builds one per interval on its hot path. Equal to the constructor's
+result in every respect (same class, fields, equality and hash)."""

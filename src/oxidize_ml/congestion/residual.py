@@ -229,8 +229,8 @@ class ResidualFeatures:
             w = min(cwnd / (4.0 * bdp), 1.0) if bdp > 0.0 else 0.0
             tgt = fb.target_cwnd_bytes
             cw = min(cwnd / tgt, 2.0) if tgt > 0.0 else 1.0
-            s[:] = 0.0
-            obs.features.to_vector(out=s[:_F])
+            s.fill(0.0)
+            obs.features.write_vector(s)  # the first _F entries
             s[_F : _F + 7] = (u, us, q, dq, obs.features.loss_rate, w, cw)
             o = _F + 7
             s[o + i_action] = 1.0

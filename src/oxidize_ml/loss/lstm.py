@@ -138,18 +138,7 @@ class LstmLossPredictor:
         (`LstmLossModel.fork`: two [H] vectors and the step buffers, a few
         hundred bytes), a fresh fallback EWMA and the counters.
         """
-        # Built field by field: a fork per connection skips the constructor's
-        # checks and the reset of state that is already fresh.
-        new = object.__new__(LstmLossPredictor)
-        new._model = model = self._model.fork()
-        new._step = model.step
-        new._input = _input_buffer(model)
-        new._fallback = self._fallback.clone()
-        new._p = 0.0
-        new._last_now = None
-        new._n_updates = 0
-        new.nonfinite_fallbacks = 0
-        return new
+        return LstmLossPredictor(self._model.fork(), fallback=self._fallback.clone())
 
     @property
     def fallback(self) -> EwmaLossPredictor:
@@ -204,7 +193,11 @@ class LstmLossPredictor:
         # Normalised straight into the model's input slot where it has one: no
         # vector built and copied per observation.
         buf = self._input
-        x = features.to_vector() if buf is None else features.to_vector(buf)
+        if buf is None:
+            x = features.to_vector()
+        else:
+            features.write_vector(buf)
+            x = buf
         self.learn_encoded(features, x, feedback, now=now)
 
     def learn_encoded(
