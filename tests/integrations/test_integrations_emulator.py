@@ -231,10 +231,13 @@ def test_throwaway_source_ports_never_lock_out_a_new_client() -> None:
         link = LinkConfig(ConstantLink(50e6), queue_bytes=200 * 1500)
         emu = LinkEmulator(_cfg(sink.port, link, max_clients=64))
         await emu.start()
+        # Every throwaway socket stays open until the end: a closed one's port may be
+        # handed to the next socket, which the emulator then rightly sees as the same
+        # client (70 draws from ~28,000 ephemeral ports collide about 8 % of the time).
+        throwaway = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(70)]
         try:
-            for i in range(70):
-                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-                    s.sendto(b"throwaway %d" % i, emu.listen_address)
+            for i, s in enumerate(throwaway):
+                s.sendto(b"throwaway %d" % i, emu.listen_address)
                 await asyncio.sleep(0.001)
             await _until(lambda: len(sink.got) >= 70)
             late = Sink(loop)
@@ -246,6 +249,8 @@ def test_throwaway_source_ports_never_lock_out_a_new_client() -> None:
         finally:
             await emu.stop()
             sink.close()
+            for s in throwaway:
+                s.close()
         return emu, sink, answers
 
     emu, sink, answers = asyncio.run(run())
