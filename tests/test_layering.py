@@ -12,6 +12,8 @@ import pytest
 PKG = Path(__file__).resolve().parents[1] / "src" / "oxidize_ml"
 RUNTIME = (
     "engine",
+    "engine_config",
+    "engine_core",
     "loss",
     "congestion",
     "compression",
@@ -27,6 +29,8 @@ RUNTIME = (
     "interval_stats",
     "_validate",
     "_atomic",
+    "_frozen",
+    "_mypyc",
 )
 FORBIDDEN_FOR_RUNTIME = (
     "oxidize_ml.training",

@@ -101,7 +101,15 @@ class CongestionStateEncoder:
     instead of normalising the features again.
     """
 
-    __slots__ = ("_derived", "_max_thr", "_min_rtt", "config", "max_throughput_bps", "min_rtt_us")
+    __slots__ = (
+        "_derived",
+        "_max_thr",
+        "_min_rtt",
+        "config",
+        "max_throughput_bps",
+        "min_rtt_us",
+        "n_updates",
+    )
 
     def __init__(self, config: StateConfig = _DEFAULT_STATE_CONFIG) -> None:
         self.config = config
@@ -112,6 +120,8 @@ class CongestionStateEncoder:
         self._derived: list[float] = [0.0] * (N_DERIVED * config.history)
         self.max_throughput_bps = 0.0
         self.min_rtt_us = 0.0
+        self.n_updates = 0
+        """`update` calls since construction (how often the state was encoded)"""
 
     @property
     def size(self) -> int:
@@ -127,6 +137,7 @@ class CongestionStateEncoder:
     def update(
         self, features: NetworkFeatures, throughput_bps: float, *, now: float
     ) -> tuple[np.ndarray, float]:
+        self.n_updates += 1
         max_thr = self._max_thr.update(throughput_bps, now)
         rtt = features.rtt_us
         min_rtt = self._min_rtt.update(rtt, now) if rtt > 0.0 else self.min_rtt_us

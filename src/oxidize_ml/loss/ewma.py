@@ -115,7 +115,10 @@ class EwmaLossPredictor:
         """number of `learn_one` calls since construction or `reset`"""
         return self._n_updates
 
-    def learn_one(self, features: NetworkFeatures, feedback: float, *, now: float) -> None:
+    # ``feedback`` and ``now`` are typed ``object`` because the body checks them: in
+    # the compiled build a ``float`` annotation would be checked first, by mypyc,
+    # with an error that does not name the argument.
+    def learn_one(self, features: NetworkFeatures, feedback: object, *, now: object) -> None:
         """Update the state with the loss rate observed over the last interval.
 
         Parameters
@@ -134,19 +137,21 @@ class EwmaLossPredictor:
             x = feedback
         else:
             x = check_number("feedback", feedback, hi=1.0)
-        if type(now) is not float or not -_INF < now < _INF:
-            now = check_number("now", now, lo=None)
+        if type(now) is float and -_INF < now < _INF:
+            t = now
+        else:
+            t = check_number("now", now, lo=None)
         last = self._last_now
         if last is None:
             # First sample: start the level there, not at 0, so a connection
             # that starts lossy is not under-predicted for several intervals.
             self._level = x
-            self._last_now = now
+            self._last_now = t
             self._n_updates = 1
             return
-        if now < last:
+        if t < last:
             raise ValueError(f"now must not go backwards: got {now!r} after {last!r}")
-        dt = now - last
+        dt = t - last
         dt = max(dt, self._min_dt)
         a = self._alpha
         old = self._level
@@ -157,7 +162,7 @@ class EwmaLossPredictor:
         # Mean update interval, for the lag compensation; same smoothing as
         # the trend (intervals change slowly).
         self._mean_dt = dt if self._n_updates == 1 else ta * dt + (1.0 - ta) * self._mean_dt
-        self._last_now = now
+        self._last_now = t
         self._n_updates += 1
 
     def predict_one(self, features: NetworkFeatures, *, now: float) -> float:

@@ -165,7 +165,10 @@ class LstmLossPredictor:
         return self._p
 
     # -- policy -----------------------------------------------------------------------------
-    def learn_one(self, features: NetworkFeatures, feedback: float, *, now: float) -> None:
+    # ``feedback`` and ``now`` are typed ``object`` because the body checks them: in
+    # the compiled build a ``float`` annotation would be checked first, by mypyc,
+    # with an error that does not name the argument.
+    def learn_one(self, features: NetworkFeatures, feedback: object, *, now: object) -> None:
         """Advance the LSTM by one observation and store its prediction.
 
         Parameters
@@ -201,7 +204,7 @@ class LstmLossPredictor:
         self.learn_encoded(features, x, feedback, now=now)
 
     def learn_encoded(
-        self, features: NetworkFeatures, x: np.ndarray, feedback: float, *, now: float
+        self, features: NetworkFeatures, x: np.ndarray, feedback: object, *, now: object
     ) -> None:
         """`learn_one` with the model input already computed by the caller.
 
@@ -212,15 +215,19 @@ class LstmLossPredictor:
         """
         if type(features) is not NetworkFeatures and not isinstance(features, NetworkFeatures):
             raise TypeError(f"features must be NetworkFeatures, got {type(features).__name__}")
-        if not (type(feedback) is float and 0.0 <= feedback <= 1.0):
-            check_number("feedback", feedback, hi=1.0)
-        if type(now) is not float or not -_INF < now < _INF:
-            now = check_number("now", now, lo=None)
+        if type(feedback) is float and 0.0 <= feedback <= 1.0:
+            loss = feedback
+        else:
+            loss = check_number("feedback", feedback, hi=1.0)
+        if type(now) is float and -_INF < now < _INF:
+            t = now
+        else:
+            t = check_number("now", now, lo=None)
         last = self._last_now
-        if last is not None and now < last:
+        if last is not None and t < last:
             raise ValueError(f"now must not go backwards: got {now!r} after {last!r}")
         fb = self._fallback
-        fb.learn_one(features, feedback, now=now)
+        fb.learn_one(features, loss, now=t)
         try:
             self._p = self._step(x)
         except (NonFiniteOutputError, FloatingPointError, RuntimeWarning):
@@ -228,9 +235,9 @@ class LstmLossPredictor:
             # RuntimeWarning under warnings-as-errors): reset the state, which may be
             # half-updated, and answer this observation with the heuristic.
             self._model.reset_state()
-            self._p = fb.predict_one(features, now=now)
+            self._p = fb.predict_one(features, now=t)
             self.nonfinite_fallbacks += 1
-        self._last_now = now
+        self._last_now = t
         self._n_updates += 1
 
     def predict_one(self, features: NetworkFeatures, *, now: float) -> float:
