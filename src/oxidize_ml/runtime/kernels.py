@@ -306,7 +306,7 @@ def mlp_forward(
     # about 50 ns less argument parsing per call (as in `lstm_step`).
     for k, (out, aug, zeros) in enumerate(s.hidden):
         a.dot(layers[k], out)  # [in + 1] @ [in + 1, out] -> [out]
-        _maximum(aug, zeros, aug)
+        _maximum(aug, zeros, out=aug)  # positional out is deprecated for maximum
         a = aug
     a.dot(layers[-1], s.out)
     return s.out
