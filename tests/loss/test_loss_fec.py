@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import doctest
 import itertools
 import math
 
 import numpy as np
 import pytest
 
+import oxidize_ml.loss.block_code as block_code_module
 import oxidize_ml.loss.fec as fec_module
 from oxidize_ml.loss import (
     MAX_BLOCK_PACKETS,
@@ -207,7 +207,8 @@ def test_config_types_checked():
         FecPolicy(None)  # type: ignore[arg-type]
 
 
-def test_docstring_examples():
-    result = doctest.testmod(fec_module)
-    assert result.attempted > 0
-    assert result.failed == 0
+def test_docstring_examples(run_doctests):
+    for module in (fec_module, block_code_module):
+        result = run_doctests(module)
+        assert result.attempted > 0, module.__name__
+        assert result.failed == 0, module.__name__

@@ -17,10 +17,11 @@ The result is clamped to [min_cwnd_packets x mss, max_cwnd_bytes].
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from oxidize_ml._validate import check_int, check_number
+from oxidize_ml._validate import check_number
+from oxidize_ml.congestion.configs import CwndLimits
 from oxidize_ml.types import DrlAction
+
+__all__ = ["ACTION_FACTORS", "N_ACTIONS", "CwndLimits", "apply_action", "nearest_action"]
 
 # Multiplicative factor per action; None means "reset to initial window".
 ACTION_FACTORS: dict[DrlAction, float | None] = {
@@ -35,38 +36,6 @@ N_ACTIONS = len(DrlAction)
 # The same table indexed by action value: a tuple index costs less than
 # hashing an Enum (Enum.__hash__ is Python code).
 _FACTORS_BY_INDEX: tuple[float | None, ...] = tuple(ACTION_FACTORS[a] for a in DrlAction)
-
-
-@dataclass(frozen=True, slots=True)
-class CwndLimits:
-    """Window bounds shared by every controller."""
-
-    mss: int = 1500
-    """maximum segment size, bytes (Mahimahi traces deliver 1500-byte packets)"""
-    initial_cwnd_packets: int = 10
-    """initial window, packets (RFC 9002 / NewReno: 10)"""
-    min_cwnd_packets: int = 2
-    """minimum window, packets (RFC 9002: 2)"""
-    max_cwnd_bytes: int = 64 * 1024 * 1024
-    """upper bound, bytes"""
-
-    def __post_init__(self) -> None:
-        check_int("mss", self.mss, lo=1)
-        check_int("initial_cwnd_packets", self.initial_cwnd_packets, lo=1)
-        check_int("min_cwnd_packets", self.min_cwnd_packets, lo=1)
-        check_int("max_cwnd_bytes", self.max_cwnd_bytes, lo=1)
-        if self.min_cwnd_packets > self.initial_cwnd_packets:
-            raise ValueError("min_cwnd_packets must be <= initial_cwnd_packets")
-        if self.max_cwnd_bytes < self.initial_cwnd_packets * self.mss:
-            raise ValueError("max_cwnd_bytes must be >= initial_cwnd_packets * mss")
-
-    @property
-    def initial_cwnd(self) -> int:
-        return self.initial_cwnd_packets * self.mss
-
-    @property
-    def min_cwnd(self) -> int:
-        return self.min_cwnd_packets * self.mss
 
 
 def apply_action(action: DrlAction, cwnd: float, limits: CwndLimits) -> int:

@@ -1,7 +1,7 @@
 """Hyperparameters of the congestion controllers that the optional compiled build compiles.
 
-`BbrConfig`, `EnvelopeConfig` and `StateConfig` are read by `bbr`, `envelope`
-and `state`, which ``OXIDIZE_ML_COMPILE=1`` compiles with mypyc (see
+`CwndLimits`, `BbrConfig`, `EnvelopeConfig` and `StateConfig` are read by
+`actions`, `bbr`, `envelope` and `state`, which ``OXIDIZE_ML_COMPILE=1`` compiles with mypyc (see
 ``docs/decisions.md``, "Compiled build"). The configs stay plain Python here:
 inside a compiled module a dataclass's constructor checks field types itself,
 with a message that does not name the field, and its ``==`` falls back to
@@ -17,10 +17,42 @@ from typing import Any
 from oxidize_ml._validate import check_int, check_number
 from oxidize_ml.features import N_FEATURES
 
-__all__ = ["N_DERIVED", "BbrConfig", "EnvelopeConfig", "StateConfig"]
+__all__ = ["N_DERIVED", "BbrConfig", "CwndLimits", "EnvelopeConfig", "StateConfig"]
 
 N_DERIVED = 4
 """derived features per history interval in the congestion state (see `state`)"""
+
+
+@dataclass(frozen=True, slots=True)
+class CwndLimits:
+    """Window bounds shared by every controller."""
+
+    mss: int = 1500
+    """maximum segment size, bytes (Mahimahi traces deliver 1500-byte packets)"""
+    initial_cwnd_packets: int = 10
+    """initial window, packets (RFC 9002 / NewReno: 10)"""
+    min_cwnd_packets: int = 2
+    """minimum window, packets (RFC 9002: 2)"""
+    max_cwnd_bytes: int = 64 * 1024 * 1024
+    """upper bound, bytes"""
+
+    def __post_init__(self) -> None:
+        check_int("mss", self.mss, lo=1)
+        check_int("initial_cwnd_packets", self.initial_cwnd_packets, lo=1)
+        check_int("min_cwnd_packets", self.min_cwnd_packets, lo=1)
+        check_int("max_cwnd_bytes", self.max_cwnd_bytes, lo=1)
+        if self.min_cwnd_packets > self.initial_cwnd_packets:
+            raise ValueError("min_cwnd_packets must be <= initial_cwnd_packets")
+        if self.max_cwnd_bytes < self.initial_cwnd_packets * self.mss:
+            raise ValueError("max_cwnd_bytes must be >= initial_cwnd_packets * mss")
+
+    @property
+    def initial_cwnd(self) -> int:
+        return self.initial_cwnd_packets * self.mss
+
+    @property
+    def min_cwnd(self) -> int:
+        return self.min_cwnd_packets * self.mss
 
 
 @dataclass(frozen=True, slots=True)

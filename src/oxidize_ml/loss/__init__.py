@@ -29,15 +29,10 @@ Contents
 
 from __future__ import annotations
 
+from oxidize_ml.loss.block_code import block_failure_probability, residual_loss
+from oxidize_ml.loss.configs import MAX_BLOCK_PACKETS, FecConfig
 from oxidize_ml.loss.ewma import EwmaLossConfig, EwmaLossPredictor
-from oxidize_ml.loss.fec import (
-    MAX_BLOCK_PACKETS,
-    FecConfig,
-    FecPolicy,
-    FecTableRow,
-    block_failure_probability,
-    residual_loss,
-)
+from oxidize_ml.loss.fec import FecPolicy, FecTableRow
 from oxidize_ml.loss.lstm import LstmLossPredictor
 
 HORIZON_START_S = 0.050

@@ -1,10 +1,11 @@
 """Hyperparameters of the loss predictors that the optional compiled build compiles.
 
-`EwmaLossConfig`, `BurstLossConfig` and the feature layout the burst weights
-are checked against are read by `ewma` and `burst`, which ``OXIDIZE_ML_COMPILE=1``
-compiles with mypyc (see ``docs/decisions.md``, "Compiled build"). They stay
-plain Python here, as `oxidize_ml.congestion.configs` explains; every name is
-still importable from `oxidize_ml.loss.ewma` / `oxidize_ml.loss.burst`.
+`EwmaLossConfig`, `BurstLossConfig` (with the feature layout the burst weights
+are checked against), `FecConfig` and `BurstFecConfig` are read by `ewma`,
+`burst` and `fec`, which ``OXIDIZE_ML_COMPILE=1`` compiles with mypyc (see
+``docs/decisions.md``, "Compiled build"). They stay plain Python here, as
+`oxidize_ml.congestion.configs` explains; every name is still importable from
+the module that reads it.
 """
 
 from __future__ import annotations
@@ -14,14 +15,18 @@ import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from oxidize_ml._validate import check_number
+from oxidize_ml._validate import check_int, check_number
 
 __all__ = [
     "FEATURE_VERSION",
+    "MAX_BLOCK_PACKETS",
     "N_WEIGHTS",
+    "BurstFecConfig",
     "BurstLossConfig",
     "EwmaLossConfig",
+    "FecConfig",
     "feature_names",
+    "max_repair_packets",
 ]
 
 FEATURE_VERSION = 3
@@ -195,3 +200,99 @@ def _check_open_unit(name: str, value: object) -> None:
 def _check_positive(name: str, value: object) -> None:
     if check_number(name, value) <= 0.0:
         raise ValueError(f"{name} must be > 0, got {value!r}")
+
+
+MAX_BLOCK_PACKETS = 1000
+"""largest k + r accepted (Reed-Solomon over GF(2^8) allows 255; the bound
+also keeps the binomial coefficients finite in float64)"""
+
+
+@dataclass(frozen=True, slots=True)
+class FecConfig:
+    """Hyperparameters of `FecPolicy`."""
+
+    k_data_packets: int = 10
+    """data packets per FEC block, >= 1; 10 keeps the added delay of waiting
+    for a block short (10 packets) while making r = 1 already worth 9 %"""
+    target_residual: float = 1e-3
+    """largest acceptable block failure probability F, in (0, 1); it also
+    bounds the residual data loss (R <= F)"""
+    max_redundancy_ratio: float = 0.5
+    """cap on r / (k + r), in (0, 1): beyond half the packets being repair,
+    the bandwidth lost to FEC costs more than the loss it repairs"""
+    min_loss_to_protect: float = 0.005
+    """below this predicted loss no FEC is sent, in [0, 1): retransmission
+    handles 0.5 % loss at a smaller cost than a repair packet per block"""
+
+    def __post_init__(self) -> None:
+        k = check_int("k_data_packets", self.k_data_packets, lo=1)
+        if k >= MAX_BLOCK_PACKETS:
+            raise ValueError(f"k_data_packets must be < {MAX_BLOCK_PACKETS}, got {k}")
+        t = check_number("target_residual", self.target_residual, hi=1.0)
+        if not 0.0 < t < 1.0:
+            raise ValueError(f"target_residual must be in (0, 1), got {self.target_residual!r}")
+        m = check_number("max_redundancy_ratio", self.max_redundancy_ratio, hi=1.0)
+        if not 0.0 < m < 1.0:
+            raise ValueError(
+                f"max_redundancy_ratio must be in (0, 1), got {self.max_redundancy_ratio!r}"
+            )
+        if max_repair_packets(k, m) < 1:
+            raise ValueError(
+                f"max_redundancy_ratio={m!r} allows no repair packet for "
+                f"k_data_packets={k}; it must be >= 1 / (k + 1) = {1.0 / (k + 1):.4g}"
+            )
+        lo = check_number("min_loss_to_protect", self.min_loss_to_protect, hi=1.0)
+        if lo >= 1.0:
+            raise ValueError(f"min_loss_to_protect must be < 1, got {self.min_loss_to_protect!r}")
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def max_repair_packets(k: int, max_ratio: float) -> int:
+    """Largest r with r / (k + r) <= max_ratio, within the block size bound."""
+    r = math.floor(max_ratio * k / (1.0 - max_ratio) + 1e-9)
+    while r > 0 and r / (k + r) > max_ratio + 1e-12:
+        r -= 1
+    return min(r, MAX_BLOCK_PACKETS - k)
+
+
+@dataclass(frozen=True, slots=True)
+class BurstFecConfig:
+    """Hyperparameters of `BurstFecPolicy`."""
+
+    severity: tuple[float, ...]
+    """per-packet loss rates of a lossy window (quantiles, ascending, in (0, 1]):
+    `oxidize_ml.loss.burst.BurstLossConfig.severity`"""
+    repair_price: float
+    """residual loss one repair packet per block must save, in expectation, to be
+    sent, > 0: the knob that sets the overhead (fitted so the default spends what
+    the EWMA with `FecPolicy` spends on the training split)"""
+    k_data_packets: int = 10
+    """data packets per block, >= 1 (as `FecConfig`)"""
+    max_redundancy_ratio: float = 0.5
+    """cap on r / (k + r), in (0, 1) (as `FecConfig`)"""
+
+    def __post_init__(self) -> None:
+        s = tuple(self.severity)
+        if not 1 <= len(s) <= 256:
+            raise ValueError(f"severity must have 1-256 quantiles, got {len(s)}")
+        for i, x in enumerate(s):
+            if check_number(f"severity[{i}]", x, hi=1.0) <= 0.0:
+                raise ValueError(f"severity[{i}] must be in (0, 1], got {x!r}")
+        object.__setattr__(self, "severity", tuple(float(x) for x in s))
+        if check_number("repair_price", self.repair_price) <= 0.0:
+            raise ValueError(f"repair_price must be > 0, got {self.repair_price!r}")
+        k = check_int("k_data_packets", self.k_data_packets, lo=1)
+        if k >= MAX_BLOCK_PACKETS:
+            raise ValueError(f"k_data_packets must be < {MAX_BLOCK_PACKETS}, got {k}")
+        m = check_number("max_redundancy_ratio", self.max_redundancy_ratio, hi=1.0)
+        if not 0.0 < m < 1.0 or max_repair_packets(k, m) < 1:
+            raise ValueError(
+                f"max_redundancy_ratio must be in (0, 1) and allow one repair "
+                f"packet for k_data_packets={k}, got {self.max_redundancy_ratio!r}"
+            )
+
+    @property
+    def mean_severity(self) -> float:
+        return math.fsum(self.severity) / len(self.severity)

@@ -32,119 +32,37 @@ from __future__ import annotations
 import itertools
 import math
 from bisect import bisect_left
-from dataclasses import asdict, dataclass
 from typing import NamedTuple
 
-from oxidize_ml._validate import check_int, check_number
+from oxidize_ml.loss.block_code import (
+    block_failure_probability,
+    failure_probability,
+    residual_loss,
+)
+from oxidize_ml.loss.configs import (
+    BurstFecConfig,
+    FecConfig,
+    max_repair_packets,
+)
 from oxidize_ml.types import FecDecision, make_fec_decision
 
-MAX_BLOCK_PACKETS = 1000
-"""largest k + r accepted (Reed-Solomon over GF(2^8) allows 255; the bound
-also keeps the binomial coefficients finite in float64)"""
+__all__ = [
+    "SEVERITY_SCALE_GRID",
+    "BurstFecConfig",
+    "BurstFecPolicy",
+    "FecConfig",
+    "FecPolicy",
+    "FecTableRow",
+    "block_failure_probability",
+    "residual_loss",
+]
+"""the policies, with the configs and block-code functions they are built from
+(importable from here as before the configs and the arithmetic moved out)"""
+
+_DEFAULT_FEC_CONFIG = FecConfig()
 
 _BISECT_STEPS = 60
 """halvings of [0, 1]: 2^-60 is below float64 resolution near the thresholds"""
-
-
-def _pmf(n: int, p: float) -> list[float]:
-    """P(Binomial(n, p) = L) for L = 0..n."""
-    q = 1.0 - p
-    return [math.comb(n, i) * p**i * q ** (n - i) for i in range(n + 1)]
-
-
-def _check_block(p: object, r: object, k: object) -> tuple[float, int, int]:
-    pv = check_number("p", p, hi=1.0)
-    rv = check_int("r", r, lo=0)
-    kv = check_int("k", k, lo=1)
-    if kv + rv > MAX_BLOCK_PACKETS:
-        raise ValueError(f"k + r must be <= {MAX_BLOCK_PACKETS}, got {kv + rv}")
-    return pv, rv, kv
-
-
-def block_failure_probability(p: float, r: int, k: int) -> float:
-    """P(Binomial(k + r, p) > r): the chance an MDS block is not recoverable.
-
-    Summed over the tail directly (not ``1 - head``) so tiny probabilities keep
-    their precision.
-    """
-    pv, rv, kv = _check_block(p, r, k)
-    return _failure(pv, rv, kv)
-
-
-def _failure(p: float, r: int, k: int) -> float:
-    n = k + r
-    return math.fsum(_pmf(n, p)[r + 1 :])
-
-
-def residual_loss(p_true_per_packet_loss: float, r: int, k: int) -> float:
-    """Expected share of data packets not recovered by a (k + r, k) MDS block code.
-
-    Exact under independent per-packet loss ``p_true_per_packet_loss``: when
-    more than ``r`` of the ``k + r`` packets are lost, nothing can be repaired
-    and on average ``L k / (k + r)`` of the ``L`` lost packets are data.
-    With ``r = 0`` this is ``p`` itself.
-
-    Examples
-    --------
-    >>> round(residual_loss(0.05, 0, 10), 12)
-    0.05
-    >>> residual_loss(0.05, 3, 10) < 0.001
-    True
-    """
-    p, r, k = _check_block(p_true_per_packet_loss, r, k)
-    n = k + r
-    pmf = _pmf(n, p)
-    return math.fsum(pmf[i] * i for i in range(r + 1, n + 1)) / n
-
-
-@dataclass(frozen=True, slots=True)
-class FecConfig:
-    """Hyperparameters of `FecPolicy`."""
-
-    k_data_packets: int = 10
-    """data packets per FEC block, >= 1; 10 keeps the added delay of waiting
-    for a block short (10 packets) while making r = 1 already worth 9 %"""
-    target_residual: float = 1e-3
-    """largest acceptable block failure probability F, in (0, 1); it also
-    bounds the residual data loss (R <= F)"""
-    max_redundancy_ratio: float = 0.5
-    """cap on r / (k + r), in (0, 1): beyond half the packets being repair,
-    the bandwidth lost to FEC costs more than the loss it repairs"""
-    min_loss_to_protect: float = 0.005
-    """below this predicted loss no FEC is sent, in [0, 1): retransmission
-    handles 0.5 % loss at a smaller cost than a repair packet per block"""
-
-    def __post_init__(self) -> None:
-        k = check_int("k_data_packets", self.k_data_packets, lo=1)
-        if k >= MAX_BLOCK_PACKETS:
-            raise ValueError(f"k_data_packets must be < {MAX_BLOCK_PACKETS}, got {k}")
-        t = check_number("target_residual", self.target_residual, hi=1.0)
-        if not 0.0 < t < 1.0:
-            raise ValueError(f"target_residual must be in (0, 1), got {self.target_residual!r}")
-        m = check_number("max_redundancy_ratio", self.max_redundancy_ratio, hi=1.0)
-        if not 0.0 < m < 1.0:
-            raise ValueError(
-                f"max_redundancy_ratio must be in (0, 1), got {self.max_redundancy_ratio!r}"
-            )
-        if _max_repair(k, m) < 1:
-            raise ValueError(
-                f"max_redundancy_ratio={m!r} allows no repair packet for "
-                f"k_data_packets={k}; it must be >= 1 / (k + 1) = {1.0 / (k + 1):.4g}"
-            )
-        lo = check_number("min_loss_to_protect", self.min_loss_to_protect, hi=1.0)
-        if lo >= 1.0:
-            raise ValueError(f"min_loss_to_protect must be < 1, got {self.min_loss_to_protect!r}")
-
-    def to_dict(self) -> dict[str, float]:
-        return asdict(self)
-
-
-def _max_repair(k: int, max_ratio: float) -> int:
-    """Largest r with r / (k + r) <= max_ratio, within the block size bound."""
-    r = math.floor(max_ratio * k / (1.0 - max_ratio) + 1e-9)
-    while r > 0 and r / (k + r) > max_ratio + 1e-12:
-        r -= 1
-    return min(r, MAX_BLOCK_PACKETS - k)
 
 
 class FecTableRow(NamedTuple):
@@ -187,13 +105,13 @@ class FecPolicy:
         "config",
     )
 
-    def __init__(self, config: FecConfig = FecConfig()) -> None:
+    def __init__(self, config: FecConfig = _DEFAULT_FEC_CONFIG) -> None:
         if not isinstance(config, FecConfig):
             raise TypeError(f"config must be a FecConfig, got {type(config).__name__}")
         self.config = config
         k = config.k_data_packets
         self._k = k
-        self._r_max = _max_repair(k, config.max_redundancy_ratio)
+        self._r_max = max_repair_packets(k, config.max_redundancy_ratio)
         self._min_p = config.min_loss_to_protect
         target = config.target_residual
         # t_r = sup{p : F(p; k, r) <= target}; F(0) = 0 <= target < 1 = F(1).
@@ -202,7 +120,7 @@ class FecPolicy:
             lo, hi = 0.0, 1.0
             for _ in range(_BISECT_STEPS):
                 mid = 0.5 * (lo + hi)
-                if _failure(mid, r, k) <= target:
+                if failure_probability(mid, r, k) <= target:
                     lo = mid
                 else:
                     hi = mid
@@ -304,47 +222,6 @@ class FecPolicy:
 # ---------------------------------------------------------------- burst-aware policy
 
 
-@dataclass(frozen=True, slots=True)
-class BurstFecConfig:
-    """Hyperparameters of `BurstFecPolicy`."""
-
-    severity: tuple[float, ...]
-    """per-packet loss rates of a lossy window (quantiles, ascending, in (0, 1]):
-    `oxidize_ml.loss.burst.BurstLossConfig.severity`"""
-    repair_price: float
-    """residual loss one repair packet per block must save, in expectation, to be
-    sent, > 0: the knob that sets the overhead (fitted so the default spends what
-    the EWMA with `FecPolicy` spends on the training split)"""
-    k_data_packets: int = 10
-    """data packets per block, >= 1 (as `FecConfig`)"""
-    max_redundancy_ratio: float = 0.5
-    """cap on r / (k + r), in (0, 1) (as `FecConfig`)"""
-
-    def __post_init__(self) -> None:
-        s = tuple(self.severity)
-        if not 1 <= len(s) <= 256:
-            raise ValueError(f"severity must have 1-256 quantiles, got {len(s)}")
-        for i, x in enumerate(s):
-            if check_number(f"severity[{i}]", x, hi=1.0) <= 0.0:
-                raise ValueError(f"severity[{i}] must be in (0, 1], got {x!r}")
-        object.__setattr__(self, "severity", tuple(float(x) for x in s))
-        if check_number("repair_price", self.repair_price) <= 0.0:
-            raise ValueError(f"repair_price must be > 0, got {self.repair_price!r}")
-        k = check_int("k_data_packets", self.k_data_packets, lo=1)
-        if k >= MAX_BLOCK_PACKETS:
-            raise ValueError(f"k_data_packets must be < {MAX_BLOCK_PACKETS}, got {k}")
-        m = check_number("max_redundancy_ratio", self.max_redundancy_ratio, hi=1.0)
-        if not 0.0 < m < 1.0 or _max_repair(k, m) < 1:
-            raise ValueError(
-                f"max_redundancy_ratio must be in (0, 1) and allow one repair "
-                f"packet for k_data_packets={k}, got {self.max_redundancy_ratio!r}"
-            )
-
-    @property
-    def mean_severity(self) -> float:
-        return math.fsum(self.severity) / len(self.severity)
-
-
 SEVERITY_SCALE_GRID: tuple[float, ...] = tuple(2.0 ** (e / 4.0) for e in range(-12, 13))
 """severity scales `BurstFecPolicy` keeps a table for: 1/8 to 8 in quarter-octave steps"""
 _LOG2_STEP = 0.25
@@ -425,7 +302,7 @@ class BurstFecPolicy:
         self.config = config
         k = config.k_data_packets
         self._k = k
-        self._r_max = _max_repair(k, config.max_redundancy_ratio)
+        self._r_max = max_repair_packets(k, config.max_redundancy_ratio)
         sev = config.severity
         base = [residual_loss(s, 0, k) for s in sev]
         gains = []
