@@ -269,3 +269,32 @@ def test_fork_gives_fresh_state_and_keeps_configuration():
     assert child.stats().training_collection is True
     assert child.fec_decision(now=T0 + 1).loss_probability == 0.0
     assert e.fec_decision(now=T0 + 1).loss_probability > 0.01  # the parent learned the loss
+
+
+def test_latency_is_sampled_one_call_in_the_configured_period_per_thread():
+    e = MlEngine(
+        EngineConfig(
+            load_default_models=False, latency_sample_every=4, packet_latency_sample_every=16
+        ),
+        settings=EnvSettings.from_env({}),
+    )
+    packet = b"the network packet loss window path model " * 30
+    for i in range(64):
+        e.compression_decision(packet)
+        e.observe(feats(), now=T0 + i * 0.01)
+        e.congestion_action(now=T0 + i * 0.01)
+
+    def other_thread() -> None:
+        for _ in range(32):
+            e.compression_decision(packet)
+
+    th = threading.Thread(target=other_thread)
+    th.start()
+    th.join()
+    s = e.stats()
+    assert s.congestion_controller.latency.count == 64 // 4
+    assert s.compression_oracle.decisions == 96
+    # each thread counts down on its own: 64 / 16 + 32 / 16 sampled packets
+    assert s.compression_oracle.latency.count == 4 + 2
+    with pytest.raises(ValueError, match="packet_latency_sample_every"):
+        EngineConfig(packet_latency_sample_every=0)

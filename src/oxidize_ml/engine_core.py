@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Self, TypeVar, cast
+from typing import Any, Final, Self, cast
 
 from oxidize_ml._mypyc import mypyc_attr
 from oxidize_ml._validate import check_number
@@ -71,11 +71,12 @@ def _as_bytes_view(data: bytes | bytearray | memoryview) -> bytes | bytearray | 
     return data
 
 
-_SKIP = MlCompressionDecision.Skip
-_LIGHT = MlCompressionDecision.Light
-_AGGRESSIVE = MlCompressionDecision.Aggressive
-_MAINTAIN = DrlAction.Maintain
-_INF = math.inf
+# Final: the compiled build reads them as constants, not module-dict lookups.
+_SKIP: Final = MlCompressionDecision.Skip
+_LIGHT: Final = MlCompressionDecision.Light
+_AGGRESSIVE: Final = MlCompressionDecision.Aggressive
+_MAINTAIN: Final = DrlAction.Maintain
+_INF: Final = math.inf
 
 # Per-thread compression counters: [latency tick, Skip, Light, Aggressive, RohcOnly
 # by a heuristic, the same four by a model]; a decision adds one at its slot's offset.
@@ -98,9 +99,6 @@ _PROTOCOLS: dict[str, type] = {
 def _members(protocol: type) -> list[str]:
     """The members a runtime-checkable protocol requires (for error messages)."""
     return sorted(getattr(protocol, "__protocol_attrs__", ()))
-
-
-E = TypeVar("E", bound="EngineCore")
 
 
 @mypyc_attr(allow_interpreted_subclasses=True)
@@ -163,7 +161,9 @@ class EngineCore:
         self._clock_offset = 0.0
         # -- statistics
         self._every = every = config.latency_sample_every
-        self._lat = {k: LatencySampler(sample_every=every) for k in ("fec", "cc", "comp", "path")}
+        self._every_packet = config.packet_latency_sample_every
+        self._lat = {k: LatencySampler(sample_every=every) for k in ("fec", "cc", "path")}
+        self._lat["comp"] = LatencySampler(sample_every=self._every_packet)
         # The engine counts its own ticks (one integer per component) and calls a
         # sampler only for the sampled call.
         self._lat_fec = self._lat["fec"]
@@ -186,7 +186,7 @@ class EngineCore:
         # stats() sums them). Registered by thread ident: an ident is reused only
         # after its thread ended, and a new thread with a reused ident continues
         # that list, so a thread-per-connection server does not grow this without
-        # bound. Layout: `_COMP_TICK`, then the four decision counts of heuristic
+        # bound. Layout: the countdown to the next timed call, then the four decision counts of heuristic
         # decisions, then those of model decisions (`_COMP_MODEL`).
         self._comp_counters: dict[int, list[int]] = {}
         # Made with the first thread's counters: a threading.local costs about half a
@@ -449,6 +449,7 @@ class EngineCore:
                 raise TypeError(f"data must be bytes-like, got {tp.__name__}")
             if tp is memoryview and (data.itemsize != 1 or data.ndim != 1):  # type: ignore[union-attr]
                 data = _as_bytes_view(data)
+        c: list[int]
         try:
             c = self._comp_local.counters
         except AttributeError:  # this thread's first packet
@@ -456,20 +457,14 @@ class EngineCore:
         # One read of the slot: a concurrent swap gives the old or the new policy
         # with its own offset, never a mix.
         policy, k = self._comp_slot
-        tick = c[0] + 1
-        if tick >= self._every:
-            c[0] = 0
-            t0 = _perf_ns()
+        # c[0] counts down to the sampled call: no read of the period per packet.
+        tick = c[0]
+        if tick:
+            c[0] = tick - 1
             decision = policy.decide(data)
-            elapsed = _perf_ns() - t0
-            self._lock.acquire()  # not `with`: half the cost
-            try:
-                self._lat_comp.add(elapsed)
-            finally:
-                self._lock.release()
         else:
-            c[0] = tick
-            decision = policy.decide(data)
+            c[0] = self._every_packet - 1  # one packet in `packet_latency_sample_every`
+            decision = self._timed_decide(policy, data)
         if decision is _SKIP:
             c[k] += 1
         elif decision is _LIGHT:
@@ -478,6 +473,18 @@ class EngineCore:
             c[k + 2] += 1
         else:
             c[k + 3] += 1
+        return decision
+
+    def _timed_decide(
+        self, policy: CompressionPolicy, data: bytes | bytearray | memoryview
+    ) -> MlCompressionDecision:
+        """``policy.decide(data)`` with its latency recorded: `compression_decision`'s
+        sampled call."""
+        t0 = _perf_ns()
+        decision = policy.decide(data)
+        elapsed = _perf_ns() - t0
+        with self._lock:
+            self._lat_comp.add(elapsed)
         return decision
 
     def _new_comp_counters(self) -> list[int]:
@@ -489,6 +496,7 @@ class EngineCore:
             c = self._comp_counters.get(ident)
             if c is None:  # else a thread that ended had this ident: continue its counts
                 c = self._comp_counters[ident] = [0] * _COMP_SIZE
+                c[0] = self._every_packet - 1  # the countdown to the first sampled call
         local.counters = c
         return c
 
