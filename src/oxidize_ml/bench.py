@@ -171,16 +171,20 @@ _NEXT_INTERVAL = "clock[0] += 0.01; "
 """the statement prefix that moves `_namespace`'s clock to the next 10-ms interval"""
 
 
-def _namespace(engine: Any) -> dict[str, Any]:
-    """Names for the timed statements: the engine's bound decisions, lz4, the warmed-up
-    features ``f`` (and ``alternating`` between two observations), the time ``t``
-    and the mutable ``clock`` that `_NEXT_INTERVAL` advances."""
+def _timer(engine: Any, *, quick: bool) -> tuple[dict[str, Any], Callable[[str], float]]:
+    """The names the timed statements use, and the timer of a statement (microseconds).
+
+    Names: the engine's bound decisions, lz4, the warmed-up features ``f`` (and
+    ``alternating`` between two observations), the time ``t``, the mutable ``clock``
+    that `_NEXT_INTERVAL` advances and ``pkt``, the 1400-byte text packet (a caller
+    may rebind it).
+    """
     import lz4.block
 
     from oxidize_ml.types import TrafficContext
 
     f, clock, _ = _warm_up(engine)
-    return {
+    ns: dict[str, Any] = {
         "fec": engine.fec_decision,
         "cc": engine.congestion_action,
         "observe": engine.observe,
@@ -192,7 +196,12 @@ def _namespace(engine: Any) -> dict[str, Any]:
         "alternating": itertools.cycle((f, dataclasses.replace(f, loss_rate=0.02, rtt_us=55_000))),
         "t": clock[0],
         "clock": clock,
+        "pkt": sample_packets()["text"],
     }
+    time_us = functools.partial(
+        median_stmt_us, namespace=ns, number=300 if quick else 2000, repeats=5 if quick else 15
+    )
+    return ns, time_us
 
 
 def bench_engine(*, quick: bool = False) -> list[BenchRow]:
@@ -200,11 +209,7 @@ def bench_engine(*, quick: bool = False) -> list[BenchRow]:
     from oxidize_ml.engine import EngineConfig, MlEngine
 
     engine = MlEngine(EngineConfig(collect_training=False))
-    ns = _namespace(engine)
-    time_us = functools.partial(
-        median_stmt_us, namespace=ns, number=300 if quick else 2000, repeats=5 if quick else 15
-    )
-    ns["pkt"] = sample_packets()["text"]
+    ns, time_us = _timer(engine, quick=quick)
     lz_text = time_us("lz4(pkt, store_size=False)")
     rows = [
         BenchRow("fec_decision", time_us("fec(f, now=clock[0])"), spec_us=50.0, target_us=10.0),
@@ -254,11 +259,7 @@ def bench_learned_ratios(*, quick: bool = False) -> list[BenchRow]:
     engine = MlEngine(EngineConfig(collect_training=False, load_default_models=False))
     status = engine.load_models(directory)
     loaded = ", ".join(sorted(k for k, v in status.items() if v == "loaded")) or "none"
-    ns = _namespace(engine)
-    time_us = functools.partial(
-        median_stmt_us, namespace=ns, number=300 if quick else 2000, repeats=5 if quick else 15
-    )
-    ns["pkt"] = sample_packets()["text"]
+    _, time_us = _timer(engine, quick=quick)
     lz = time_us("lz4(pkt, store_size=False)")
     cases = [
         # New features each call (the spec's usage): one LSTM step from carried state,

@@ -83,6 +83,17 @@ def feature_names() -> tuple[str, ...]:
     return ("bias", *tsl, *ph, *DENSE_NAMES, *(f"long_rtt_x_{n}" for n in tsl), *LONG_NAMES)
 
 
+def _checked_severity(values: Any) -> tuple[float, ...]:
+    """A lossy window's per-packet loss quantiles: 1-256 numbers in (0, 1], as floats."""
+    s = tuple(values)
+    if not 1 <= len(s) <= 256:
+        raise ValueError(f"severity must have 1-256 quantiles, got {len(s)}")
+    for i, x in enumerate(s):
+        if check_number(f"severity[{i}]", x, hi=1.0) <= 0.0:
+            raise ValueError(f"severity[{i}] must be in (0, 1], got {x!r}")
+    return tuple(float(x) for x in s)
+
+
 @dataclass(frozen=True, slots=True)
 class BurstLossConfig:
     """Fitted parameters of `BurstLossPredictor` (see `oxidize_ml.training.loss_burst`)."""
@@ -106,16 +117,11 @@ class BurstLossConfig:
             raise ValueError(f"weights must have {N_WEIGHTS} entries, got {len(w)}")
         for i, x in enumerate(w):
             check_number(f"weights[{i}]", x, lo=None)
-        s = tuple(self.severity)
-        if not 1 <= len(s) <= 256:
-            raise ValueError(f"severity must have 1-256 quantiles, got {len(s)}")
-        for i, x in enumerate(s):
-            if check_number(f"severity[{i}]", x, hi=1.0) <= 0.0:
-                raise ValueError(f"severity[{i}] must be in (0, 1], got {x!r}")
+        s = _checked_severity(self.severity)
         if any(b < a for a, b in itertools.pairwise(s)):
             raise ValueError("severity quantiles must be ascending")
         object.__setattr__(self, "weights", tuple(float(x) for x in w))
-        object.__setattr__(self, "severity", tuple(float(x) for x in s))
+        object.__setattr__(self, "severity", s)
 
     @property
     def mean_severity(self) -> float:
@@ -274,13 +280,7 @@ class BurstFecConfig:
     """cap on r / (k + r), in (0, 1) (as `FecConfig`)"""
 
     def __post_init__(self) -> None:
-        s = tuple(self.severity)
-        if not 1 <= len(s) <= 256:
-            raise ValueError(f"severity must have 1-256 quantiles, got {len(s)}")
-        for i, x in enumerate(s):
-            if check_number(f"severity[{i}]", x, hi=1.0) <= 0.0:
-                raise ValueError(f"severity[{i}] must be in (0, 1], got {x!r}")
-        object.__setattr__(self, "severity", tuple(float(x) for x in s))
+        object.__setattr__(self, "severity", _checked_severity(self.severity))
         if check_number("repair_price", self.repair_price) <= 0.0:
             raise ValueError(f"repair_price must be > 0, got {self.repair_price!r}")
         k = check_int("k_data_packets", self.k_data_packets, lo=1)
