@@ -281,6 +281,7 @@ def test_latency_is_sampled_one_call_in_the_configured_period_per_thread():
     packet = b"the network packet loss window path model " * 30
     for i in range(64):
         e.compression_decision(packet)
+        e.select_path(TrafficContext.Gaming)
         e.observe(feats(), now=T0 + i * 0.01)
         e.congestion_action(now=T0 + i * 0.01)
 
@@ -293,6 +294,7 @@ def test_latency_is_sampled_one_call_in_the_configured_period_per_thread():
     th.join()
     s = e.stats()
     assert s.congestion_controller.latency.count == 64 // 4
+    assert s.path_selector.latency.count == 64 // 16
     assert s.compression_oracle.decisions == 96
     # each thread counts down on its own: 64 / 16 + 32 / 16 sampled packets
     assert s.compression_oracle.latency.count == 4 + 2

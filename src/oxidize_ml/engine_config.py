@@ -59,12 +59,13 @@ class EngineConfig:
     """inference backend for learned models: "numpy" or "onnxruntime\""""
     latency_sample_every: int = 8
     """measure the latency of one call in this many (keeps the hot path cheap): the
-    per-interval and per-flow decisions (FEC, congestion, paths)"""
+    per-interval decisions (FEC, congestion)"""
     packet_latency_sample_every: int = 64
-    """the same for the per-packet `compression_decision`: a timed call costs about
-    0.8 us (two clock reads and the lock), which one packet in 8 would spread as
-    0.1 us over every packet, a tenth of the decision; one in 64 still gives
-    thousands of samples a second at packet rates"""
+    """the same for the decisions a caller may make per packet, `compression_decision`
+    and `select_path`: a timed call costs 0.4-0.8 us (two clock reads, the sampler and,
+    for compression, the lock), which one call in 8 would spread as 0.05-0.1 us over
+    every call, a tenth of the decision; one in 64 still gives thousands of samples a
+    second at packet rates"""
     seed: int = 0
     """seed for every random choice the engine makes (exploration)"""
 

@@ -162,8 +162,9 @@ class EngineCore:
         # -- statistics
         self._every = every = config.latency_sample_every
         self._every_packet = config.packet_latency_sample_every
-        self._lat = {k: LatencySampler(sample_every=every) for k in ("fec", "cc", "path")}
-        self._lat["comp"] = LatencySampler(sample_every=self._every_packet)
+        self._lat = {k: LatencySampler(sample_every=every) for k in ("fec", "cc")}
+        for k in ("comp", "path"):  # the per-packet-rate decisions
+            self._lat[k] = LatencySampler(sample_every=self._every_packet)
         # The engine counts its own ticks (one integer per component) and calls a
         # sampler only for the sampled call.
         self._lat_fec = self._lat["fec"]
@@ -550,7 +551,7 @@ class EngineCore:
             if paths is None:
                 paths = self._paths
             n = self._n_path = self._n_path + 1
-            if n % self._every:
+            if n % self._every_packet:
                 return paths.select(context, now=t)
             t0 = _perf_ns()
             path = paths.select(context, now=t)
