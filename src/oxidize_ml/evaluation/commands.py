@@ -68,6 +68,19 @@ _OPTION_OF_FIELD = {
 _C = TypeVar("_C")
 
 
+# Options several commands share, declared once.
+_JsonOut = Annotated[Path, typer.Option("--json", help="write the results here (JSON)")]
+_RttMs = Annotated[str, typer.Option("--rtt-ms", help="base round-trip times, ms, comma-separated")]
+_DqnModel = Annotated[
+    Path | None, typer.Option("--dqn-model", help="model directory of the dqn controller")
+]
+_RunSeed = Annotated[int, typer.Option(help="seed of the runs and the bootstrap")]
+_Bootstrap = Annotated[
+    int, typer.Option("--bootstrap", help="bootstrap replicates of the confidence intervals")
+]
+_Progress = Annotated[bool, typer.Option(help="show a progress bar")]
+
+
 def _ci_cell(v: tuple[float, float], *, digits: int) -> str:
     """A confidence interval as ``lo-hi`` (``-`` when either end is not finite)."""
     lo, hi = v
@@ -136,6 +149,25 @@ def parse_floats(
             raise typer.BadParameter(f"{p} is listed twice", param_hint=option)
         out.append(v)
     return tuple(out)
+
+
+def _heldout_traces() -> list[Path]:
+    """The project's held-out traces (`oxidize_ml.evaluation.splits`), or a usage error
+    saying where they are looked for."""
+    from oxidize_ml.evaluation.splits import ENV_TRACE_DIR, HELDOUT_TRACES, trace_paths
+
+    files = trace_paths(HELDOUT_TRACES)
+    if not files:
+        raise _fail(
+            f"the held-out traces were not found (set {ENV_TRACE_DIR} to the folder "
+            f"holding {', '.join(HELDOUT_TRACES)})"
+        )
+    return files
+
+
+def _check_seed(seed: int) -> None:
+    if seed < 0:
+        raise typer.BadParameter(f"must be >= 0, got {seed}", param_hint="--seed")
 
 
 def _check_files(paths: list[Path] | None, option: str) -> list[Path]:
@@ -436,7 +468,7 @@ def write_congestion_report(
 
 @evaluate_app.command("congestion")
 def congestion_cmd(
-    json_out: Annotated[Path, typer.Option("--json", help="write the results here (JSON)")],
+    json_out: _JsonOut,
     trace: Annotated[
         list[Path] | None,
         typer.Option(
@@ -451,9 +483,7 @@ def congestion_cmd(
             "instead of --trace",
         ),
     ] = False,
-    rtt_ms: Annotated[
-        str, typer.Option("--rtt-ms", help="base round-trip times, ms, comma-separated")
-    ] = "40,100",
+    rtt_ms: _RttMs = "40,100",
     duration: Annotated[
         float, typer.Option("--duration", help="seconds per window (simulated)")
     ] = 30.0,
@@ -485,18 +515,14 @@ def congestion_cmd(
             "only when a model is shipped)",
         ),
     ] = None,
-    dqn_model: Annotated[
-        Path | None, typer.Option("--dqn-model", help="model directory of the dqn controller")
-    ] = None,
-    seed: Annotated[int, typer.Option(help="seed of the runs and the bootstrap")] = 0,
-    bootstrap: Annotated[
-        int, typer.Option("--bootstrap", help="bootstrap replicates of the confidence intervals")
-    ] = 2000,
+    dqn_model: _DqnModel = None,
+    seed: _RunSeed = 0,
+    bootstrap: _Bootstrap = 2000,
     report: Annotated[
         Path | None,
         typer.Option("--report", help="also write report.md and figures into this directory"),
     ] = None,
-    progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+    progress: _Progress = True,
 ) -> None:
     """Every controller on windows of your traces, as ratios to CUBIC on the same windows."""
     from oxidize_ml.evaluation.congestion_windows import WindowConfig, plan_run, run_windows
@@ -504,19 +530,11 @@ def congestion_cmd(
     if heldout == bool(trace):
         raise _fail("give --trace FILE (repeatable) or --heldout, not both and not neither")
     if heldout:
-        from oxidize_ml.evaluation.splits import ENV_TRACE_DIR, HELDOUT_TRACES, trace_paths
-
-        files = trace_paths(HELDOUT_TRACES)
-        if not files:
-            raise _fail(
-                f"the held-out traces were not found (set {ENV_TRACE_DIR} to the folder "
-                f"holding {', '.join(HELDOUT_TRACES)})"
-            )
+        files = _heldout_traces()
     else:
         files = _check_files(trace, "--trace")
     rtts = parse_floats(rtt_ms, option="--rtt-ms", hi=10_000.0)
-    if seed < 0:
-        raise typer.BadParameter(f"must be >= 0, got {seed}", param_hint="--seed")
+    _check_seed(seed)
     cfg = _config(
         WindowConfig,
         _OPTION_OF_FIELD,
@@ -594,7 +612,7 @@ def _print_fairness(result: FairnessResult) -> None:
 
 @evaluate_app.command("fairness")
 def fairness_cmd(
-    json_out: Annotated[Path, typer.Option("--json", help="write the results here (JSON)")],
+    json_out: _JsonOut,
     trace: Annotated[
         list[Path] | None,
         typer.Option(
@@ -610,9 +628,7 @@ def fairness_cmd(
     rates_mbps: Annotated[
         str, typer.Option("--rates-mbps", help="constant-rate links, Mbit/s, comma-separated")
     ] = "12,48",
-    rtt_ms: Annotated[
-        str, typer.Option("--rtt-ms", help="base round-trip times, ms, comma-separated")
-    ] = "40,100",
+    rtt_ms: _RttMs = "40,100",
     duration: Annotated[float, typer.Option("--duration", help="simulated seconds per run")] = 30.0,
     stagger: Annotated[
         float,
@@ -631,17 +647,13 @@ def fairness_cmd(
             help="comma-separated: reno, cubic, bbr, engine (MlEngine() as shipped), dqn",
         ),
     ] = "reno,cubic,bbr,engine",
-    dqn_model: Annotated[
-        Path | None, typer.Option("--dqn-model", help="model directory of the dqn controller")
-    ] = None,
-    seed: Annotated[int, typer.Option(help="seed of the runs and the bootstrap")] = 0,
-    bootstrap: Annotated[
-        int, typer.Option("--bootstrap", help="bootstrap replicates of the confidence intervals")
-    ] = 2000,
+    dqn_model: _DqnModel = None,
+    seed: _RunSeed = 0,
+    bootstrap: _Bootstrap = 2000,
     report: Annotated[
         Path | None, typer.Option("--report", help="also write report.md into this directory")
     ] = None,
-    progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+    progress: _Progress = True,
 ) -> None:
     """Two flows of each controller (Jain's index) and each against one CUBIC flow (its
     share) on constant links and, with --heldout / --trace, windows of traces."""
@@ -651,20 +663,12 @@ def fairness_cmd(
         raise _fail("give --trace FILE (repeatable) or --heldout, not both")
     files: list[Path] = []
     if heldout:
-        from oxidize_ml.evaluation.splits import ENV_TRACE_DIR, HELDOUT_TRACES, trace_paths
-
-        files = trace_paths(HELDOUT_TRACES)
-        if not files:
-            raise _fail(
-                f"the held-out traces were not found (set {ENV_TRACE_DIR} to the folder "
-                f"holding {', '.join(HELDOUT_TRACES)})"
-            )
+        files = _heldout_traces()
     elif trace:
         files = _check_files(trace, "--trace")
     rates = parse_floats(rates_mbps, option="--rates-mbps", hi=100_000.0)
     rtts = parse_floats(rtt_ms, option="--rtt-ms", hi=10_000.0)
-    if seed < 0:
-        raise typer.BadParameter(f"must be >= 0, got {seed}", param_hint="--seed")
+    _check_seed(seed)
     cfg = _config(
         FairnessConfig,
         _FAIRNESS_OPTION_OF_FIELD,
@@ -698,7 +702,7 @@ def fairness_cmd(
 
 @evaluate_app.command("fec")
 def fec_cmd(
-    json_out: Annotated[Path, typer.Option("--json", help="write the results here (JSON)")],
+    json_out: _JsonOut,
     trace: Annotated[
         list[Path] | None, typer.Option("--trace", help="a Mahimahi trace file (repeatable)")
     ] = None,
@@ -742,7 +746,7 @@ def fec_cmd(
 
 @evaluate_app.command("compression")
 def compression_cmd(
-    json_out: Annotated[Path, typer.Option("--json", help="write the results here (JSON)")],
+    json_out: _JsonOut,
     pcap: Annotated[
         list[Path] | None,
         typer.Option("--pcap", help="a packet capture, pcap or pcapng (repeatable)"),
@@ -784,7 +788,7 @@ def compression_cmd(
 
 @evaluate_app.command("paths")
 def paths_cmd(
-    json_out: Annotated[Path, typer.Option("--json", help="write the results here (JSON)")],
+    json_out: _JsonOut,
     trace: Annotated[
         list[Path] | None,
         typer.Option("--trace", help="a Mahimahi trace file, one per path (repeatable)"),
