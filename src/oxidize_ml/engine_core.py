@@ -225,23 +225,29 @@ class EngineCore:
         thr = features.bandwidth_bps if throughput_bps is None else throughput_bps
         if type(thr) is not float or not 0.0 <= thr < _INF:  # fast path of check_number
             thr = check_number("throughput_bps", thr)
+        # acquire/release in try/finally: half the cost of `with` here
+        self._lock.acquire()
+        try:
+            t = self._clock_now(now)
+            self._observe_locked(features, thr, t)
+        finally:
+            self._lock.release()
+
+    def _clock_now(self, now: float | None) -> float:
+        """The components' clock for a caller's ``now`` (None: the wall clock), checked
+        (call under the lock): `check_now` and `_advance_clock`, their common cases
+        inline, for the per-interval calls."""
         if now is None:
             t = _wall()
         elif type(now) is float and 0.0 <= now <= MAX_NOW_S:  # fast path of check_now
             t = now
         else:
             t = check_now(now)
-        # acquire/release in try/finally: half the cost of `with` here
-        self._lock.acquire()
-        try:
-            internal = t + self._clock_offset  # `_advance_clock`'s common case, inline
-            if internal >= self._clock:
-                self._clock = t = internal
-            else:
-                t = self._advance_clock(t)
-            self._observe_locked(features, thr, t)
-        finally:
-            self._lock.release()
+        internal = t + self._clock_offset
+        if internal >= self._clock:
+            self._clock = internal
+            return internal
+        return self._advance_clock(t)
 
     def _advance_clock(self, t: float) -> float:
         """The components' clock for a caller's time ``t`` (call under the lock).
@@ -336,20 +342,10 @@ class EngineCore:
             and not isinstance(features, NetworkFeatures)
         ):
             raise TypeError(f"features must be NetworkFeatures, got {type(features).__name__}")
-        if now is None:
-            t = _wall()
-        elif type(now) is float and 0.0 <= now <= MAX_NOW_S:  # fast path of check_now
-            t = now
-        else:
-            t = check_now(now)
         # acquire/release in try/finally: half the cost of `with` here
         self._lock.acquire()
         try:
-            internal = t + self._clock_offset  # `_advance_clock`'s common case, inline
-            if internal >= self._clock:
-                self._clock = t = internal
-            else:
-                t = self._advance_clock(t)
+            t = self._clock_now(now)
             tick = self._tick_fec + 1
             if tick >= self._every:
                 self._tick_fec = 0
@@ -396,20 +392,10 @@ class EngineCore:
         Call once per decision interval after `observe`. The new window is
         also the engine's window until the next observation reports another.
         """
-        if now is None:
-            t = _wall()
-        elif type(now) is float and 0.0 <= now <= MAX_NOW_S:  # fast path of check_now
-            t = now
-        else:
-            t = check_now(now)
         # acquire/release in try/finally: half the cost of `with` here
         self._lock.acquire()
         try:
-            internal = t + self._clock_offset  # `_advance_clock`'s common case, inline
-            if internal >= self._clock:
-                self._clock = t = internal
-            else:
-                t = self._advance_clock(t)
+            t = self._clock_now(now)
             tick = self._tick_cc + 1
             if tick >= self._every:
                 self._tick_cc = 0
